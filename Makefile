@@ -1,0 +1,156 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# HELL: the Hurd on Linux.  GNU make build.
+#
+#   make              build libmach.so, the demo, tests and benchmarks
+#   make check        run the test suite (also built with ASan+UBSan)
+#   make bench        run the benchmarks
+#   make demo         run the MIG demo
+#   make install      install into $(DESTDIR)$(PREFIX)
+#
+# Everything generated (MIG stubs, objects) lives in $(BUILD).
+
+BUILD     ?= build
+PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib
+INCDIR    ?= $(PREFIX)/include
+CC        ?= gcc
+SAN       ?=
+VERSION   := 0.1.0
+
+DEPS      := $(BUILD)/deps/root
+MACH_INC  := $(DEPS)/usr/include/x86_64-linux-gnu
+MIG       := $(DEPS)/usr/bin/x86_64-gnu-mig
+GEN       := $(BUILD)/gen
+OBJ       := $(BUILD)/obj
+
+WARN      := -Wall -Wextra -Werror -Wno-unused-parameter
+CSTD      := -std=gnu17
+OPT       ?= -O2 -g
+ifeq ($(SAN),1)
+SANFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+CPPFLAGS  := -Iinclude -I$(GEN)/include -I$(MACH_INC) -D_GNU_SOURCE
+CFLAGS    := $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -fPIC -pthread
+LIBCFLAGS := $(CFLAGS) -fvisibility=hidden -Ilibmach -I$(GEN)
+# MIG output is not ours: keep -Werror for our code, relax what MIG emits.
+MIGCFLAGS := $(LIBCFLAGS) -I$(GEN)/include/mach -Wno-error -Wno-unused-variable -Wno-unused-function \
+             -DMIG_EOPNOTSUPP=MIG_BAD_ID
+LDFLAGS   := $(SANFLAGS) -pthread
+
+LIB       := $(BUILD)/lib/libmach.so
+
+# Interfaces whose user stubs libmach exports, and whose servers it runs as
+# the "kernel" behind task ports.
+MIG_USER_DEFS   := mach_port mach
+MIG_SERVER_DEFS := mach_port mach
+mach_port_DEFS  := $(MACH_INC)/mach/mach_port.defs
+mach_DEFS       := $(MACH_INC)/mach/mach.defs
+mach_port_HDR   := mach_port.h
+mach_HDR        := mach_interface.h
+
+LIB_SRCS  := $(wildcard libmach/*.c)
+LIB_OBJS  := $(LIB_SRCS:libmach/%.c=$(OBJ)/libmach/%.o) \
+             $(MIG_USER_DEFS:%=$(OBJ)/gen/%.user.o) \
+             $(MIG_SERVER_DEFS:%=$(OBJ)/gen/%.server.o)
+GEN_HDRS  := $(foreach d,$(MIG_USER_DEFS),$(GEN)/include/mach/$($(d)_HDR)) \
+             $(MIG_SERVER_DEFS:%=$(GEN)/%.server.h)
+
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TEST_DEFS := tests/hell_test.defs
+BENCHES   := $(BUILD)/bench/bench_rpc
+DEMOS     := $(BUILD)/demo/hell-demo
+
+.PHONY: all deps check bench demo install clean
+all: $(LIB) $(TESTS) $(BENCHES) $(DEMOS)
+
+deps: $(DEPS)/.ok
+$(DEPS)/.ok:
+	scripts/bootstrap $(BUILD)
+	@touch $@
+
+# ---- MIG ----
+$(GEN)/include/mach/%.h $(GEN)/%.user.c: | $(DEPS)/.ok
+	@mkdir -p $(GEN)/include/mach
+$(GEN)/mach_port.user.c: $(DEPS)/.ok
+	@mkdir -p $(GEN)/include/mach
+	$(MIG) -I$(MACH_INC) -user $@ -header $(GEN)/include/mach/mach_port.h \
+	    -server /dev/null -sheader /dev/null $(mach_port_DEFS)
+$(GEN)/include/mach/mach_port.h: $(GEN)/mach_port.user.c
+$(GEN)/mach.user.c: $(DEPS)/.ok
+	@mkdir -p $(GEN)/include/mach
+	$(MIG) -I$(MACH_INC) -user $@ -header $(GEN)/include/mach/mach_interface.h \
+	    -server /dev/null -sheader /dev/null $(mach_DEFS)
+$(GEN)/include/mach/mach_interface.h: $(GEN)/mach.user.c
+$(GEN)/%.server.c: $(DEPS)/.ok
+	@mkdir -p $(GEN)
+	$(MIG) -I$(MACH_INC) -DSERVERPREFIX=kern_ -user /dev/null -header /dev/null \
+	    -server $@ -sheader $(GEN)/$*.server.h $($*_DEFS)
+$(GEN)/%.server.h: $(GEN)/%.server.c ;
+
+# Test and demo interfaces: user and server stubs, compiled into the programs.
+$(GEN)/tests/%.user.c $(GEN)/tests/%.server.c: tests/%.defs $(DEPS)/.ok
+	@mkdir -p $(GEN)/tests
+	$(MIG) -I$(MACH_INC) -user $(GEN)/tests/$*.user.c -header $(GEN)/tests/$*.h \
+	    -server $(GEN)/tests/$*.server.c -sheader $(GEN)/tests/$*.server.h $<
+$(GEN)/demo/%.user.c $(GEN)/demo/%.server.c: demo/%.defs $(DEPS)/.ok
+	@mkdir -p $(GEN)/demo
+	$(MIG) -I$(MACH_INC) -user $(GEN)/demo/$*.user.c -header $(GEN)/demo/$*.h \
+	    -server $(GEN)/demo/$*.server.c -sheader $(GEN)/demo/$*.server.h $<
+
+# ---- the library ----
+$(OBJ)/libmach/%.o: libmach/%.c $(GEN_HDRS) $(wildcard libmach/*.h include/*.h include/mach/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(LIBCFLAGS) -c -o $@ $<
+# User stubs are the exported Mach ABI; server stubs stay hidden.
+$(OBJ)/gen/%.user.o: $(GEN)/%.user.c $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(MIGCFLAGS) -fvisibility=default -c -o $@ $<
+$(OBJ)/gen/%.server.o: $(GEN)/%.server.c $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(MIGCFLAGS) -c -o $@ $<
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libmach.so.0 -Wl,--no-undefined $(LDFLAGS) -o $@ $^
+	@ln -sf libmach.so $(BUILD)/lib/libmach.so.0
+
+# ---- programs linked against libmach ----
+PROG_CFLAGS  := $(CFLAGS) -I$(GEN)/tests -I$(GEN)/demo -Itests
+PROG_LDFLAGS := $(LDFLAGS) -L$(BUILD)/lib -Wl,-rpath,'$$ORIGIN/../lib' -lmach
+TEST_GEN_OBJS := $(GEN)/tests/hell_test.user.c $(GEN)/tests/hell_test.server.c
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(TEST_GEN_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -Wno-error=unused-variable -o $@ $< \
+	    $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
+$(BUILD)/bench/%: bench/%.c $(TEST_GEN_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -o $@ $< $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
+$(BUILD)/demo/hell-demo: demo/hell-demo.c $(GEN)/demo/calc.user.c $(GEN)/demo/calc.server.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -o $@ $< $(GEN)/demo/calc.user.c \
+	    $(GEN)/demo/calc.server.c $(PROG_LDFLAGS)
+
+check: all
+	tests/run $(BUILD)
+
+bench: all
+	bench/run $(BUILD)
+
+demo: all
+	$(BUILD)/demo/hell-demo
+
+install: $(LIB)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/mach
+	install -m 755 $(LIB) $(DESTDIR)$(LIBDIR)/libmach.so.$(VERSION)
+	ln -sf libmach.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libmach.so.0
+	ln -sf libmach.so.0 $(DESTDIR)$(LIBDIR)/libmach.so
+	cp -R $(MACH_INC)/mach $(MACH_INC)/device $(MACH_INC)/mach_debug $(DESTDIR)$(INCDIR)/
+	install -m 644 include/*.h $(DESTDIR)$(INCDIR)/
+	install -m 644 include/mach/*.h $(GEN)/include/mach/*.h $(DESTDIR)$(INCDIR)/mach/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
+	    libmach.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libmach.pc
+
+clean:
+	rm -rf $(BUILD)/obj $(BUILD)/gen $(BUILD)/lib $(BUILD)/tests $(BUILD)/bench $(BUILD)/demo

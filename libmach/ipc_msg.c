@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "ipc_msg.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ipc_kmsg.h"
+#include "ipc_port.h"
+#include "ipc_space.h"
+#include "ipc_wire.h"
+#include "kern.h"
+
+int ipc_wake_signal(void)
+{
+    return SIGRTMAX - 1;
+}
+
+/* Takes the dequeue lock of every receive right KMSG moves, interrupting
+ * a local thread blocked on one, so that nobody here dequeues from a port
+ * that now belongs to another task.  Expects [G]; returns with [G]. */
+static void ipc_msg_lock_moving(struct kmsg *kmsg, struct ipc_port_rcv **rcvs,
+                                unsigned *n)
+{
+    *n = 0;
+    for (unsigned i = 0; i < kmsg->nrights; i++) {
+        struct kright *right = &kmsg->rights[i];
+        if (right->kind == KRIGHT_RECEIVE && right->port->rcv != NULL) {
+            rcvs[(*n)++] = ipc_port_rcv_enter(right->port);
+        }
+    }
+    if (*n == 0) {
+        return;
+    }
+    ipc_unlock();
+    for (unsigned i = 0; i < *n; i++) {
+        while (pthread_mutex_trylock(&rcvs[i]->rlock) != 0) {
+            pid_t waiter = atomic_load(&rcvs[i]->waiter);
+            if (waiter != 0) {
+                syscall(SYS_tgkill, getpid(), waiter, ipc_wake_signal());
+            }
+            usleep(200);
+        }
+    }
+    ipc_lock();
+}
+
+static void ipc_msg_unlock_moving(struct ipc_port_rcv **rcvs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        pthread_mutex_unlock(&rcvs[i]->rlock);
+        ipc_port_rcv_leave(rcvs[i]);
+    }
+}
+
+/* A message left queued by MACH_RCV_LARGE goes back into the port's queue
+ * before its receive right leaves (at the tail: the only reordering HELL
+ * makes).  Expects [G]. */
+static void ipc_msg_requeue_pending(struct kmsg *kmsg)
+{
+    for (unsigned i = 0; i < kmsg->nrights; i++) {
+        struct kright *right = &kmsg->rights[i];
+        struct ipc_port_rcv *rcv = right->kind == KRIGHT_RECEIVE ? right->port->rcv : NULL;
+        if (rcv == NULL || rcv->pending == NULL) {
+            continue;
+        }
+        struct kmsg *pending = rcv->pending;
+        rcv->pending = NULL;
+        pending->dest = (struct kright){.kind = KRIGHT_SEND, .port = right->port};
+        if (ipc_port_srights_add(right->port) == KERN_SUCCESS) {
+            ipc_port_ref(right->port);
+            (void)wire_send(pending, MACH_SEND_TIMEOUT, 0);
+        } else {
+            pending->dest = (struct kright){.kind = KRIGHT_NONE};
+        }
+        ipc_kmsg_destroy(pending); /* what could not be sent is destroyed */
+        free(pending);
+    }
+}
+
+static mach_msg_return_t ipc_msg_send(int space_id, mach_msg_header_t *msg,
+                                      mach_msg_option_t option,
+                                      mach_msg_size_t send_size,
+                                      mach_msg_timeout_t timeout)
+{
+    if (send_size < sizeof(mach_msg_header_t) || send_size % 8 != 0) {
+        return MACH_SEND_MSG_TOO_SMALL;
+    }
+    struct ipc_space *space = &ipc_spaces[space_id];
+    mach_port_name_t dest_name = (mach_port_name_t)msg->msgh_remote_port;
+    mach_port_name_t reply_name = (mach_port_name_t)msg->msgh_local_port;
+    struct kmsg kmsg = {0};
+
+    ipc_lock();
+    mach_msg_return_t mr = ipc_kmsg_copyin_header(space, msg, &kmsg);
+    if (mr != MACH_MSG_SUCCESS) {
+        ipc_unlock();
+        return mr;
+    }
+    kmsg.hdr.msgh_size = send_size;
+    kmsg.body = (const char *)(msg + 1);
+    kmsg.body_size = send_size - sizeof(mach_msg_header_t);
+    mr = ipc_kmsg_copyin_body(space, &kmsg);
+    if (mr != MACH_MSG_SUCCESS) {
+        ipc_unlock();
+        return mr;
+    }
+
+    struct ipc_port *dest = kmsg.dest.port;
+    if (dest->rcv != NULL && dest->rcv->space == SPACE_KERNEL &&
+        dest->rcv->kobject_type != IKOT_NONE) {
+        /* A kernel object of this task: served synchronously, as GNU Mach
+         * serves its kernel ports in the sender's context. */
+        return kern_deliver(&kmsg); /* unlocks */
+    }
+
+    struct ipc_port_rcv *moving[64];
+    unsigned nmoving = 0;
+    if (kmsg.nrights > 0) {
+        unsigned nreceive = 0;
+        for (unsigned i = 0; i < kmsg.nrights; i++) {
+            nreceive += kmsg.rights[i].kind == KRIGHT_RECEIVE;
+        }
+        if (nreceive > 64) {
+            ipc_kmsg_undo_copyin(space, &kmsg, dest_name, reply_name);
+            ipc_kmsg_destroy(&kmsg);
+            ipc_unlock();
+            return MACH_SEND_NO_BUFFER;
+        }
+        ipc_msg_lock_moving(&kmsg, moving, &nmoving);
+        ipc_msg_requeue_pending(&kmsg);
+    }
+    mr = wire_send(&kmsg, option, timeout);
+    if (mr != MACH_MSG_SUCCESS) {
+        ipc_kmsg_undo_copyin(space, &kmsg, dest_name, reply_name);
+        if (mr == MACH_SEND_INVALID_DEST) {
+            struct ipc_entry *entry = ipc_entry_lookup(space, dest_name);
+            if (entry != NULL) {
+                ipc_right_check(space, entry);
+            }
+        }
+    }
+    ipc_kmsg_destroy(&kmsg);
+    ipc_msg_unlock_moving(moving, nmoving);
+    ipc_unlock();
+    return mr;
+}
+
+/* Writes the header GNU Mach returns for a message too large to receive
+ * (the message itself is gone). */
+static void ipc_msg_too_large_header(struct kmsg *kmsg, mach_port_name_t local,
+                                     mach_msg_header_t *msg)
+{
+    mach_msg_bits_t bits = kmsg->hdr.msgh_bits;
+    msg->msgh_bits = MACH_MSGH_BITS(ipc_received_type(MACH_MSGH_BITS_LOCAL(bits)),
+                                    ipc_received_type(MACH_MSGH_BITS_REMOTE(bits)));
+    msg->msgh_size = kmsg->hdr.msgh_size;
+    msg->msgh_remote_port_do_not_use =
+        kmsg->reply.kind == KRIGHT_DEAD ? MACH_PORT_DEAD : MACH_PORT_NULL;
+    msg->msgh_protected_payload = local;
+    msg->msgh_seqno = kmsg->hdr.msgh_seqno;
+    msg->msgh_id = kmsg->hdr.msgh_id;
+}
+
+/* Keeps KMSG (whose body is in a per-thread buffer) as the port's next
+ * message.  Expects [G] and the port's rlock. */
+static void ipc_msg_keep_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
+{
+    struct kmsg *copy = malloc(sizeof *copy);
+    char *body = malloc(kmsg->body_size + 1);
+    if (copy == NULL || body == NULL) {
+        free(copy);
+        free(body);
+        ipc_kmsg_destroy(kmsg);
+        return;
+    }
+    memcpy(body, kmsg->body, kmsg->body_size);
+    *copy = *kmsg;
+    copy->body = body;
+    copy->body_owned = body;
+    rcv->pending = copy;
+}
+
+static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
+                                         mach_msg_option_t option,
+                                         mach_msg_size_t rcv_size,
+                                         mach_port_name_t rcv_name,
+                                         mach_msg_timeout_t timeout)
+{
+    struct ipc_space *space = &ipc_spaces[space_id];
+    ipc_lock();
+    struct ipc_entry *entry = ipc_entry_lookup(space, rcv_name);
+    if (entry == NULL || !(entry->type & MACH_PORT_TYPE_RECEIVE)) {
+        ipc_unlock();
+        return MACH_RCV_INVALID_NAME;
+    }
+    struct ipc_port *port = entry->port;
+    ipc_port_ref(port);
+    struct ipc_port_rcv *rcv = ipc_port_rcv_enter(port);
+    ipc_unlock();
+
+    int timeout_ms = (option & MACH_RCV_TIMEOUT) ? (int)timeout : -1;
+    bool interruptible = (option & MACH_RCV_INTERRUPT) != 0;
+    pthread_mutex_lock(&rcv->rlock);
+    struct kmsg kmsg;
+    mach_msg_return_t mr;
+    for (;;) {
+        ipc_lock();
+        if (rcv->orphan || rcv->leaving) {
+            mr = MACH_RCV_PORT_DIED;
+        } else if (rcv->pending != NULL) {
+            kmsg = *rcv->pending;
+            free(rcv->pending);
+            rcv->pending = NULL;
+            mr = MACH_MSG_SUCCESS;
+        } else {
+            mr = MACH_RCV_IN_PROGRESS;
+        }
+        ipc_unlock();
+        if (mr != MACH_RCV_IN_PROGRESS) {
+            break;
+        }
+        atomic_store(&rcv->waiter, (pid_t)syscall(SYS_gettid));
+        mr = wire_recv(port, timeout_ms, true, &kmsg);
+        atomic_store(&rcv->waiter, 0);
+        if (mr != MACH_RCV_INTERRUPTED || interruptible) {
+            break;
+        }
+    }
+
+    ipc_lock();
+    if (mr == MACH_MSG_SUCCESS && rcv->orphan) {
+        ipc_kmsg_destroy(&kmsg);
+        mr = MACH_RCV_PORT_DIED;
+    }
+    if (mr == MACH_MSG_SUCCESS) {
+        mach_port_name_t local = port->name[space_id];
+        if (kmsg.hdr.msgh_size > rcv_size) {
+            if (option & MACH_RCV_LARGE) {
+                msg->msgh_size = kmsg.hdr.msgh_size;
+                ipc_msg_keep_pending(rcv, &kmsg);
+            } else {
+                ipc_msg_too_large_header(&kmsg, local, msg);
+                ipc_kmsg_destroy(&kmsg);
+            }
+            mr = MACH_RCV_TOO_LARGE;
+        } else {
+            mr = ipc_kmsg_copyout(space, &kmsg, local, msg);
+            ipc_kmsg_destroy(&kmsg);
+        }
+    }
+    pthread_mutex_unlock(&rcv->rlock);
+    ipc_port_rcv_leave(rcv);
+    ipc_port_unref(port);
+    ipc_unlock();
+    return mr;
+}
+
+mach_msg_return_t ipc_mach_msg(int space_id, mach_msg_header_t *msg,
+                               mach_msg_option_t option,
+                               mach_msg_size_t send_size,
+                               mach_msg_size_t rcv_size,
+                               mach_port_name_t rcv_name,
+                               mach_msg_timeout_t timeout)
+{
+    if (option & MACH_SEND_MSG) {
+        mach_msg_return_t mr = ipc_msg_send(space_id, msg, option, send_size, timeout);
+        if (mr != MACH_MSG_SUCCESS) {
+            return mr;
+        }
+    }
+    if (option & MACH_RCV_MSG) {
+        return ipc_msg_receive(space_id, msg, option, rcv_size, rcv_name, timeout);
+    }
+    return MACH_MSG_SUCCESS;
+}
+
+__attribute__((visibility("default"))) mach_msg_return_t
+mach_msg(mach_msg_header_t *msg, mach_msg_option_t option,
+         mach_msg_size_t send_size, mach_msg_size_t rcv_size,
+         mach_port_name_t rcv_name, mach_msg_timeout_t timeout,
+         mach_port_name_t notify)
+{
+    (void)notify;
+    return ipc_mach_msg(SPACE_USER, msg, option, send_size, rcv_size, rcv_name,
+                        timeout);
+}
+
+__attribute__((visibility("default"))) mach_msg_return_t
+mach_msg_trap(mach_msg_user_header_t *msg, mach_msg_option_t option,
+              mach_msg_size_t send_size, mach_msg_size_t rcv_size,
+              mach_port_name_t rcv_name, mach_msg_timeout_t timeout,
+              mach_port_name_t notify)
+{
+    return mach_msg(msg, option, send_size, rcv_size, rcv_name, timeout, notify);
+}
+
+__attribute__((visibility("default"), alias("mach_msg"))) __typeof(mach_msg) __mach_msg;
+__attribute__((visibility("default"), alias("mach_msg_trap"))) __typeof(mach_msg_trap) __mach_msg_trap;

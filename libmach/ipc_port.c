@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "ipc_port.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ipc_kmsg.h"
+#include "ipc_space.h"
+#include "linux.h"
+
+/* Senders write up to this much; the receive end buffers as much. */
+#define IPC_PORT_SOCKBUF (1024 * 1024)
+
+static struct u64map ipc_port_table; /* [G] ino -> struct ipc_port * */
+
+struct ipc_port *ipc_port_lookup(uint64_t ino)
+{
+    return u64map_lookup(&ipc_port_table, ino);
+}
+
+static struct ipc_port *ipc_port_alloc(int send_fd, uint64_t ino)
+{
+    struct ipc_port *port = calloc(1, sizeof *port);
+    if (port == NULL) {
+        return NULL;
+    }
+    port->refs = 1;
+    port->ino = ino;
+    port->send_fd = send_fd;
+    port->count_wfd = -1;
+    if (!u64map_insert(&ipc_port_table, ino, port)) {
+        free(port);
+        return NULL;
+    }
+    return port;
+}
+
+kern_return_t ipc_port_create(int space, struct ipc_port **out)
+{
+    int sv[2], cp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        return linux_errno_to_kern(errno);
+    }
+    if (pipe2(cp, O_CLOEXEC | O_NONBLOCK) != 0) {
+        kern_return_t kr = linux_errno_to_kern(errno);
+        linux_close(sv[0]);
+        linux_close(sv[1]);
+        return kr;
+    }
+    int size = IPC_PORT_SOCKBUF;
+    (void)setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    (void)setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+
+    uint64_t ino;
+    struct ipc_port_rcv *rcv = calloc(1, sizeof *rcv);
+    struct ipc_port *port = NULL;
+    if (rcv == NULL || !linux_socket_ino(sv[1], &ino) ||
+        (port = ipc_port_alloc(sv[1], ino)) == NULL) {
+        free(rcv);
+        linux_close(sv[0]);
+        linux_close(sv[1]);
+        linux_close(cp[0]);
+        linux_close(cp[1]);
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    /* No send right exists yet: the write end is reopened on MAKE_SEND. */
+    linux_close(cp[1]);
+    pthread_mutex_init(&rcv->rlock, NULL);
+    rcv->recv_fd = sv[0];
+    rcv->count_rfd = cp[0];
+    rcv->secret = linux_random_u64();
+    rcv->qlimit = MACH_PORT_QLIMIT_DEFAULT;
+    rcv->space = space;
+    port->rcv = rcv;
+    port->secret = rcv->secret;
+    port->has_secret = true;
+    *out = port;
+    return KERN_SUCCESS;
+}
+
+struct ipc_port *ipc_port_adopt(int send_fd, uint64_t ino)
+{
+    struct ipc_port *port = ipc_port_lookup(ino);
+    if (port != NULL) {
+        linux_close(send_fd);
+        ipc_port_ref(port);
+        return port;
+    }
+    port = ipc_port_alloc(send_fd, ino);
+    if (port == NULL) {
+        linux_close(send_fd);
+    }
+    return port;
+}
+
+void ipc_port_ref(struct ipc_port *port)
+{
+    assert(port->refs > 0);
+    port->refs++;
+}
+
+static void ipc_port_free_rcv(struct ipc_port_rcv *rcv)
+{
+    rcv->orphan = true;
+    if (rcv->users > 0) {
+        return; /* the last user frees it */
+    }
+    uint64_t key;
+    void *value;
+    for (size_t i = 0; u64map_next(&rcv->transports, &i, &key, &value);) {
+        ipc_port_unref(value);
+    }
+    u64map_destroy(&rcv->transports);
+    u64map_destroy(&rcv->nonces);
+    if (rcv->pending != NULL) {
+        ipc_kmsg_destroy(rcv->pending);
+        free(rcv->pending);
+    }
+    linux_close(rcv->recv_fd);
+    linux_close(rcv->count_rfd);
+    pthread_mutex_destroy(&rcv->rlock);
+    free(rcv);
+}
+
+void ipc_port_unref(struct ipc_port *port)
+{
+    assert(port->refs > 0);
+    if (--port->refs > 0) {
+        return;
+    }
+    assert(port->rcv == NULL && port->srights == 0);
+    u64map_remove(&ipc_port_table, port->ino);
+    u64map_destroy(&port->peer_has);
+    linux_close(port->send_fd);
+    linux_close(port->count_wfd);
+    free(port);
+}
+
+kern_return_t ipc_port_srights_add(struct ipc_port *port)
+{
+    if (port->count_wfd < 0) {
+        /* Only the receiver can mint a counting descriptor: it reopens the
+         * write end of its pipe through /proc. */
+        if (port->rcv == NULL) {
+            return KERN_INVALID_RIGHT;
+        }
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", port->rcv->count_rfd);
+        int fd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) {
+            return linux_errno_to_kern(errno);
+        }
+        port->count_wfd = fd;
+    }
+    port->srights++;
+    return KERN_SUCCESS;
+}
+
+void ipc_port_srights_adopt(struct ipc_port *port, int count_fd)
+{
+    if (port->count_wfd < 0) {
+        port->count_wfd = count_fd;
+    } else {
+        linux_close(count_fd);
+    }
+    port->srights++;
+}
+
+void ipc_port_srights_drop(struct ipc_port *port)
+{
+    assert(port->srights > 0);
+    if (--port->srights == 0) {
+        linux_close(port->count_wfd);
+        port->count_wfd = -1;
+    }
+}
+
+uint64_t ipc_port_make_send_once(struct ipc_port *port)
+{
+    assert(port->rcv != NULL);
+    uint64_t nonce;
+    do {
+        nonce = linux_random_u64();
+    } while (u64map_lookup(&port->rcv->nonces, nonce) != NULL);
+    if (!u64map_insert(&port->rcv->nonces, nonce, port)) {
+        abort(); /* out of memory for a few bytes: nothing sane remains */
+    }
+    port->rcv->sorights++;
+    return nonce;
+}
+
+bool ipc_port_consume_nonce(struct ipc_port *port, uint64_t nonce)
+{
+    assert(port->rcv != NULL);
+    if (nonce == 0 || u64map_remove(&port->rcv->nonces, nonce) == NULL) {
+        return false;
+    }
+    port->rcv->sorights--;
+    return true;
+}
+
+bool ipc_port_is_dead(struct ipc_port *port)
+{
+    if (port->rcv != NULL) {
+        return false;
+    }
+    if (!port->dead) {
+        struct pollfd pfd = {.fd = port->send_fd, .events = 0};
+        if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR))) {
+            port->dead = true;
+        }
+    }
+    return port->dead;
+}
+
+void ipc_port_destroy_receive(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    assert(rcv != NULL);
+    port->rcv = NULL;
+    port->dead = true;
+    /* Wakes a thread of ours blocked on the receive end and turns every
+     * send end into a dead port at once. */
+    shutdown(rcv->recv_fd, SHUT_RDWR);
+    ipc_port_free_rcv(rcv);
+}
+
+void ipc_port_release_receive(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    assert(rcv != NULL);
+    port->rcv = NULL;
+    ipc_port_free_rcv(rcv);
+}
+
+struct ipc_port_rcv *ipc_port_rcv_enter(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    if (rcv != NULL) {
+        rcv->users++;
+    }
+    return rcv;
+}
+
+void ipc_port_rcv_leave(struct ipc_port_rcv *rcv)
+{
+    assert(rcv->users > 0);
+    if (--rcv->users == 0 && rcv->orphan) {
+        ipc_port_free_rcv(rcv);
+    }
+}
+
+void ipc_port_forget_all(void)
+{
+    uint64_t key;
+    void *value;
+    for (size_t i = 0; u64map_next(&ipc_port_table, &i, &key, &value);) {
+        struct ipc_port *port = value;
+        if (port->rcv != NULL) {
+            linux_close(port->rcv->recv_fd);
+            linux_close(port->rcv->count_rfd);
+        }
+        linux_close(port->send_fd);
+        linux_close(port->count_wfd);
+        /* The memory is left alone: other threads of the parent were
+         * copied mid-flight, their structures cannot be trusted. */
+    }
+    ipc_port_table = (struct u64map){0};
+}

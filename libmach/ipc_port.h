@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Ports known to this process: creation, the table by identity,
+ * references, send-right accounting and send-once nonces.
+ *
+ * Every function here expects ipc_lock held ([G]) unless it says otherwise.
+ */
+#ifndef HELL_IPC_PORT_H
+#define HELL_IPC_PORT_H
+
+#include "ipc_types.h"
+
+/* Creates a port whose receive right this process holds, in SPACE.
+ * Returns KERN_SUCCESS with *PORT holding one reference, or
+ * KERN_RESOURCE_SHORTAGE when out of descriptors or memory. */
+kern_return_t ipc_port_create(int space, struct ipc_port **port);
+
+/* Returns the port with identity INO (no new reference), or NULL. */
+struct ipc_port *ipc_port_lookup(uint64_t ino);
+
+/* Adopts SEND_FD, a send end whose identity INO was verified by the
+ * caller: returns the known port with a new reference (closing SEND_FD),
+ * or a new port that owns SEND_FD.  Returns NULL when out of memory
+ * (SEND_FD is closed). */
+struct ipc_port *ipc_port_adopt(int send_fd, uint64_t ino);
+
+void ipc_port_ref(struct ipc_port *port);
+
+/* Drops a reference; the last one closes the port's descriptors. */
+void ipc_port_unref(struct ipc_port *port);
+
+/* Accounts for one more send right held by this process.  Returns
+ * KERN_RESOURCE_SHORTAGE when a counting descriptor cannot be opened. */
+kern_return_t ipc_port_srights_add(struct ipc_port *port);
+
+/* Adopts COUNT_FD, the counting descriptor that came with a received
+ * send right, and accounts for that right. */
+void ipc_port_srights_adopt(struct ipc_port *port, int count_fd);
+
+/* Accounts for one send right fewer; the last one closes the counting
+ * descriptor so that the receiver can see no-senders. */
+void ipc_port_srights_drop(struct ipc_port *port);
+
+/* Makes a send-once right from the receive right held here: returns its
+ * nonce (never 0). */
+uint64_t ipc_port_make_send_once(struct ipc_port *port);
+
+/* Consumes the live send-once right NONCE of PORT (receive right held
+ * here).  Returns false when NONCE is not live: a forged or replayed
+ * message. */
+bool ipc_port_consume_nonce(struct ipc_port *port, uint64_t nonce);
+
+/* Returns true when the receive right of PORT is known to be destroyed
+ * (checks the send end for a hang-up, without blocking). */
+bool ipc_port_is_dead(struct ipc_port *port);
+
+/* Destroys the receive right held here: closes the receive end (senders
+ * then see a dead port) and releases the receive state. */
+void ipc_port_destroy_receive(struct ipc_port *port);
+
+/* Releases the receive state after the right was moved to another task
+ * (the descriptors now travel in a message). */
+void ipc_port_release_receive(struct ipc_port *port);
+
+/* Pins PORT's receive state for a thread that will dequeue or move it
+ * without [G]; returns NULL when the receive right is not held here. */
+struct ipc_port_rcv *ipc_port_rcv_enter(struct ipc_port *port);
+
+/* Unpins receive state; frees it when it was detached meanwhile. */
+void ipc_port_rcv_leave(struct ipc_port_rcv *rcv);
+
+/* Closes every descriptor and forgets every port: the child side of
+ * fork(), which starts with a fresh name space. */
+void ipc_port_forget_all(void);
+
+#endif

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The core IPC objects of a task (a Linux process).
+ *
+ * A port is a connected AF_UNIX SOCK_SEQPACKET pair: the receiver reads the
+ * receive end, senders write the send end, so the queue lives in the
+ * kernel and travels with the receive right.  Every process keeps one
+ * struct ipc_port per port it knows, found by the inode of the send end
+ * (its identity, which no task can forge).  See docs/ARCHITECTURE.md.
+ *
+ * Locking keys:
+ *   [G]  ipc_lock, the process-wide IPC lock (ipc_space.h)
+ *   [R]  port->rcv->rlock, held by the thread dequeuing from the port
+ *   [C]  constant after creation
+ * Lock order: [R] before [G].  Nothing blocks while holding [G].
+ */
+#ifndef HELL_IPC_TYPES_H
+#define HELL_IPC_TYPES_H
+
+#include <mach/mach_types.h>
+#include <mach/message.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "u64map.h"
+
+struct kmsg;
+
+/* Receive-side state, present while this process holds the receive right. */
+struct ipc_port_rcv {
+    pthread_mutex_t rlock;        /* serialises dequeuing */
+    int recv_fd;                  /* [C] receive end of the socket pair */
+    int count_rfd;                /* [C] read end of the sender-counting pipe */
+    uint64_t secret;              /* [G] authenticates send-right messages */
+    mach_port_seqno_t seqno;      /* [R] next sequence number */
+    mach_port_mscount_t mscount;  /* [G] make-send count */
+    mach_port_msgcount_t qlimit;  /* [G] */
+    unsigned sorights;            /* [G] send-once rights outstanding */
+    struct u64map nonces;         /* [G] nonce -> port: live send-once rights */
+    struct u64map transports;     /* [R] ino -> struct ipc_port *: send ends
+                                     senders passed to this port once */
+    struct kmsg *pending;         /* [R] message left queued by MACH_RCV_LARGE */
+    int space;                    /* [G] SPACE_USER or SPACE_KERNEL */
+    _Atomic pid_t waiter;         /* thread blocked dequeuing, or 0 */
+    bool leaving;                 /* [G] right being moved or destroyed */
+    bool orphan;                  /* [G] detached from its port */
+    unsigned users;               /* [G] threads using this state */
+    int kobject_type;             /* [C] IKOT_* for kernel-served ports */
+};
+
+/* A port known to this process. */
+struct ipc_port {
+    unsigned refs;                /* [G] */
+    uint64_t ino;                 /* [C] identity: inode of the send end */
+    int send_fd;                  /* [C] send end (the transport) */
+    int count_wfd;                /* [G] write end of the counting pipe while
+                                     this process holds send rights, else -1 */
+    unsigned srights;             /* [G] send rights held here (entries with
+                                     SEND, send rights in kernel messages) */
+    uint64_t secret;              /* [G] valid when has_secret */
+    bool has_secret;              /* [G] */
+    bool dead;                    /* [G] receive right known destroyed */
+    struct u64map peer_has;       /* [G] ino -> (void *)1: send ends already
+                                     passed to this port's receiver */
+    struct ipc_port_rcv *rcv;     /* [G] receive state, or NULL */
+    mach_port_name_t name[2];     /* [G] send/receive entry per space, or 0 */
+};
+
+/* Rights in a message or in a kernel call, between two name spaces. */
+enum kright_kind {
+    KRIGHT_NONE = 0,   /* MACH_PORT_NULL */
+    KRIGHT_DEAD,       /* MACH_PORT_DEAD */
+    KRIGHT_SEND,
+    KRIGHT_SEND_ONCE,
+    KRIGHT_RECEIVE,
+};
+
+struct kright {
+    enum kright_kind kind;
+    struct ipc_port *port;  /* a reference, for SEND, SEND_ONCE, RECEIVE */
+    uint64_t nonce;         /* SEND_ONCE: proves the right to the receiver */
+};
+
+/* An entry of a name space. */
+struct ipc_entry {
+    mach_port_name_t name;
+    mach_port_type_t type;    /* MACH_PORT_TYPE_* bits */
+    mach_port_urefs_t urefs;  /* send or dead-name user references */
+    struct ipc_port *port;    /* a reference, or NULL (dead name, set) */
+    uint64_t nonce;           /* send-once */
+};
+
+enum { SPACE_USER = 0, SPACE_KERNEL = 1 };
+
+/* A name space.  The user space is what mach_port_* calls see; the
+ * kernel space holds the rights of the kernel service of this task
+ * (its task port, rights carried by kernel calls). */
+struct ipc_space {
+    int id;
+    struct u64map names;          /* [G] name -> struct ipc_entry * */
+    mach_port_name_t *free_names; /* [G] released names, for generation reuse */
+    size_t nfree, free_cap;       /* [G] */
+    uint32_t next_index;          /* [G] */
+};
+
+/* Kernel object types served by the task's kernel service. */
+enum { IKOT_NONE = 0, IKOT_TASK = 1 };
+
+#endif

@@ -1,0 +1,1144 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "ipc_wire.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ipc_port.h"
+#include "ipc_space.h"
+#include "kern.h"
+#include "linux.h"
+
+#define WIRE_MAGIC 0x4c4c4548u /* "HELL" */
+#define WIRE_MAX_FDS 253       /* SCM_MAX_FD */
+#define WIRE_DESC_MAX (64u * 1024u)
+#define WIRE_BUF_SIZE (sizeof(struct wire_hdr) + WIRE_DESC_MAX + WIRE_BODY_MAX)
+
+enum wire_auth {
+    WIRE_AUTH_SEND = 1,      /* auth is the port's send secret */
+    WIRE_AUTH_SEND_ONCE = 2, /* auth is the nonce of a send-once right */
+    WIRE_AUTH_BOOTSTRAP = 3, /* a private socket, no port */
+};
+
+enum {
+    WR_SEND_FD = 1,  /* the port's send end is attached */
+    WR_COUNT_FD = 2, /* a counting descriptor is attached (send rights) */
+    WR_RECEIVE = 4,  /* a receive block follows, with its descriptors */
+};
+
+enum { WO_FD = 1, WO_PORTS = 2 };
+
+struct wire_hdr {
+    uint32_t magic;
+    uint32_t auth_kind;
+    uint64_t auth;
+    uint32_t bits; /* the sender's dispositions */
+    uint32_t size; /* msgh_size */
+    int32_t id;
+    uint32_t nrights; /* the reply right, then the body rights */
+    uint32_t nool;
+    uint32_t nfds;
+    uint32_t desc_size;
+    uint32_t reserved;
+};
+
+struct wire_right {
+    uint32_t kind;
+    uint32_t flags;
+    uint64_t ino;
+    uint64_t auth; /* send secret or send-once nonce */
+};
+
+struct wire_rcv {
+    uint64_t secret;
+    uint32_t mscount, qlimit, ntransports, nnonces;
+    /* then nnonces u64 nonces, ntransports u64 inos; descriptors:
+     * receive end, counting read end, one send end per transport */
+};
+
+struct wire_ool {
+    uint64_t size;
+    uint32_t flags;
+    uint32_t reserved;
+};
+
+static atomic_ulong wire_dropped;
+
+unsigned long wire_dropped_count(void)
+{
+    return atomic_load(&wire_dropped);
+}
+
+static void wire_drop_log(const char *why, ...)
+{
+    unsigned long n = atomic_fetch_add(&wire_dropped, 1) + 1;
+    if (n <= 10 || n % 1000 == 0) {
+        va_list ap;
+        va_start(ap, why);
+        fprintf(stderr, "hell[%d]: dropped a malformed message (#%lu): ", getpid(), n);
+        vfprintf(stderr, why, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+    }
+}
+
+/* ---- buffers ---- */
+
+struct wire_out {
+    char *desc;
+    size_t len, cap;
+    int fds[WIRE_MAX_FDS];
+    unsigned nfds;
+    bool overflow;
+};
+
+static void *wire_out_put(struct wire_out *out, const void *data, size_t len)
+{
+    if (out->len + len > out->cap) {
+        size_t cap = out->cap ? out->cap * 2 : 1024;
+        while (cap < out->len + len) {
+            cap *= 2;
+        }
+        char *p = realloc(out->desc, cap);
+        if (p == NULL) {
+            out->overflow = true;
+            return NULL;
+        }
+        out->desc = p;
+        out->cap = cap;
+    }
+    void *dst = out->desc + out->len;
+    memcpy(dst, data, len);
+    out->len += len;
+    return dst;
+}
+
+static void wire_out_fd(struct wire_out *out, int fd)
+{
+    if (out->nfds == WIRE_MAX_FDS) {
+        out->overflow = true;
+        return;
+    }
+    out->fds[out->nfds++] = fd;
+}
+
+static char *wire_thread_buf(void)
+{
+    static __thread char *buf;
+    if (buf == NULL) {
+        void *p = mmap(NULL, WIRE_BUF_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        buf = p == MAP_FAILED ? NULL : p;
+    }
+    return buf;
+}
+
+/* ---- serialisation (sender) ---- */
+
+static bool wire_put_right(struct wire_out *out, struct kright *right,
+                           struct ipc_port *dest, uint64_t *peer_new)
+{
+    struct wire_right wr = {.kind = right->kind};
+    struct ipc_port *port = right->port;
+    switch (right->kind) {
+    case KRIGHT_SEND:
+        if (port->rcv != NULL && port->rcv->kobject_type != IKOT_NONE) {
+            kern_service_start(); /* another task will call our kernel */
+        }
+        wr.ino = port->ino;
+        wr.auth = port->secret;
+        wr.flags = WR_SEND_FD | WR_COUNT_FD;
+        wire_put_right_fds:
+        wire_out_put(out, &wr, sizeof wr);
+        wire_out_fd(out, port->send_fd);
+        if (wr.flags & WR_COUNT_FD) {
+            wire_out_fd(out, port->count_wfd);
+        }
+        return true;
+    case KRIGHT_SEND_ONCE:
+        wr.ino = port->ino;
+        wr.auth = right->nonce;
+        if (dest != NULL && u64map_lookup(&dest->peer_has, port->ino) != NULL) {
+            wire_out_put(out, &wr, sizeof wr);
+            return true;
+        }
+        *peer_new = port->ino;
+        wr.flags = WR_SEND_FD;
+        goto wire_put_right_fds;
+    case KRIGHT_RECEIVE: {
+        struct ipc_port_rcv *rcv = port->rcv;
+        wr.ino = port->ino;
+        wr.flags = WR_SEND_FD | WR_RECEIVE;
+        wire_out_put(out, &wr, sizeof wr);
+        wire_out_fd(out, port->send_fd);
+        struct wire_rcv wrcv = {.secret = rcv->secret,
+                                .mscount = rcv->mscount,
+                                .qlimit = rcv->qlimit,
+                                .ntransports = (uint32_t)rcv->transports.count,
+                                .nnonces = (uint32_t)rcv->nonces.count};
+        wire_out_put(out, &wrcv, sizeof wrcv);
+        wire_out_fd(out, rcv->recv_fd);
+        wire_out_fd(out, rcv->count_rfd);
+        uint64_t key;
+        void *value;
+        for (size_t i = 0; u64map_next(&rcv->nonces, &i, &key, &value);) {
+            wire_out_put(out, &key, sizeof key);
+        }
+        for (size_t i = 0; u64map_next(&rcv->transports, &i, &key, &value);) {
+            wire_out_put(out, &key, sizeof key);
+            wire_out_fd(out, ((struct ipc_port *)value)->send_fd);
+        }
+        return true;
+    }
+    default:
+        wire_out_put(out, &wr, sizeof wr);
+        return true;
+    }
+}
+
+/* Makes a sealed memfd holding a copy of the region: the receiver maps
+ * it privately and no one can change it after the send. */
+static mach_msg_return_t wire_ool_seal(struct kool *ool)
+{
+    int fd = memfd_create("hell-ool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        return MACH_SEND_NO_BUFFER;
+    }
+    size_t done = 0;
+    while (done < ool->size) {
+        ssize_t n = write(fd, (char *)ool->addr + done, ool->size - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            int err = errno;
+            linux_close(fd);
+            return err == EFAULT ? MACH_SEND_INVALID_MEMORY : MACH_SEND_NO_BUFFER;
+        }
+        done += (size_t)n;
+    }
+    if (fcntl(fd, F_ADD_SEALS,
+              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+        linux_close(fd);
+        return MACH_SEND_NO_BUFFER;
+    }
+    ool->memfd = fd;
+    return MACH_MSG_SUCCESS;
+}
+
+/* Lets go of what a sent message carried. */
+static void wire_release_sent(struct kmsg *kmsg)
+{
+    struct kright *all[2] = {&kmsg->dest, &kmsg->reply};
+    for (unsigned i = 0; i < 2 + kmsg->nrights; i++) {
+        struct kright *right = i < 2 ? all[i] : &kmsg->rights[i - 2];
+        struct ipc_port *port = right->port;
+        switch (right->kind) {
+        case KRIGHT_SEND:
+            ipc_port_srights_drop(port);
+            break;
+        case KRIGHT_RECEIVE:
+            ipc_port_release_receive(port);
+            break;
+        default:
+            break;
+        }
+        if (port != NULL) {
+            ipc_port_unref(port);
+        }
+        *right = (struct kright){.kind = KRIGHT_NONE};
+    }
+    kmsg->nrights = 0;
+    for (unsigned i = 0; i < kmsg->nool; i++) {
+        struct kool *ool = &kmsg->ool[i];
+        linux_close(ool->memfd);
+        ool->memfd = -1;
+        if (ool->dealloc && ool->addr != NULL && ool->size > 0) {
+            uintptr_t start = (uintptr_t)ool->addr & ~(uintptr_t)4095;
+            uintptr_t end = ((uintptr_t)ool->addr + ool->size + 4095) & ~(uintptr_t)4095;
+            munmap((void *)start, end - start);
+        }
+    }
+    kmsg->nool = 0;
+}
+
+static int wire_sendmsg(int fd, struct iovec *iov, int iovcnt, const int *fds,
+                        unsigned nfds, int flags)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
+        struct cmsghdr align;
+    } control;
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+    if (nfds > 0) {
+        mh.msg_control = control.buf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+    }
+    return (int)sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
+}
+
+/* Waits until FD is writable or DEADLINE (ms, 0 = none) passes. */
+static int wire_wait_fd(int fd, short events, uint64_t deadline)
+{
+    int timeout = -1;
+    if (deadline != 0) {
+        uint64_t now = linux_now_ms();
+        timeout = now >= deadline ? 0 : (int)(deadline - now);
+    }
+    struct pollfd pfd = {.fd = fd, .events = events};
+    int n = poll(&pfd, 1, timeout);
+    if (n < 0) {
+        return -errno;
+    }
+    return n == 0 ? -ETIMEDOUT : pfd.revents;
+}
+
+static mach_msg_return_t wire_build(struct kmsg *kmsg, struct wire_out *out,
+                                    struct wire_hdr *hdr, uint64_t *peer_new,
+                                    unsigned *npeer_new)
+{
+    struct ipc_port *dest = kmsg->dest.port;
+    *hdr = (struct wire_hdr){
+        .magic = WIRE_MAGIC,
+        .bits = kmsg->hdr.msgh_bits,
+        .size = kmsg->hdr.msgh_size,
+        .id = kmsg->hdr.msgh_id,
+        .nrights = kmsg->nrights + 1,
+        .nool = kmsg->nool,
+    };
+    if (kmsg->dest.kind == KRIGHT_SEND_ONCE) {
+        hdr->auth_kind = WIRE_AUTH_SEND_ONCE;
+        hdr->auth = kmsg->dest.nonce;
+    } else {
+        hdr->auth_kind = WIRE_AUTH_SEND;
+        hdr->auth = dest->secret;
+    }
+    *npeer_new = 0;
+    uint64_t ino = 0;
+    wire_put_right(out, &kmsg->reply, dest, &ino);
+    if (ino != 0) {
+        peer_new[(*npeer_new)++] = ino;
+    }
+    for (unsigned i = 0; i < kmsg->nrights; i++) {
+        ino = 0;
+        wire_put_right(out, &kmsg->rights[i], dest, &ino);
+        if (ino != 0 && *npeer_new < WIRE_MAX_FDS) {
+            peer_new[(*npeer_new)++] = ino;
+        }
+    }
+    for (unsigned i = 0; i < kmsg->nool; i++) {
+        struct kool *ool = &kmsg->ool[i];
+        struct wire_ool wo = {.size = ool->size};
+        /* A port array travels as rights; only its length is sent. */
+        if (ool->ports) {
+            wo.flags = WO_PORTS;
+        } else if (ool->size > 0) {
+            mach_msg_return_t mr = wire_ool_seal(ool);
+            if (mr != MACH_MSG_SUCCESS) {
+                return mr;
+            }
+            wo.flags = WO_FD;
+            wire_out_fd(out, ool->memfd);
+        }
+        wire_out_put(out, &wo, sizeof wo);
+    }
+    if (out->overflow || out->len > WIRE_DESC_MAX) {
+        return MACH_SEND_NO_BUFFER;
+    }
+    hdr->nfds = out->nfds;
+    hdr->desc_size = (uint32_t)out->len;
+    return MACH_MSG_SUCCESS;
+}
+
+mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
+                            mach_msg_timeout_t timeout)
+{
+    struct ipc_port *dest = kmsg->dest.port;
+    if (kmsg->body_size > WIRE_BODY_MAX) {
+        return MACH_SEND_NO_BUFFER;
+    }
+    struct wire_out out = {0};
+    struct wire_hdr hdr;
+    uint64_t peer_new[WIRE_MAX_FDS];
+    unsigned npeer_new;
+    mach_msg_return_t mr = wire_build(kmsg, &out, &hdr, peer_new, &npeer_new);
+    if (mr != MACH_MSG_SUCCESS) {
+        for (unsigned i = 0; i < kmsg->nool; i++) {
+            if (kmsg->ool[i].memfd >= 0) {
+                linux_close(kmsg->ool[i].memfd);
+                kmsg->ool[i].memfd = -1;
+            }
+        }
+        free(out.desc);
+        return mr;
+    }
+    struct iovec iov[3] = {
+        {.iov_base = &hdr, .iov_len = sizeof hdr},
+        {.iov_base = out.desc, .iov_len = out.len},
+        {.iov_base = (void *)kmsg->body, .iov_len = kmsg->body_size},
+    };
+    int send_fd = dest->send_fd;
+    uint64_t deadline = 0;
+    if (option & MACH_SEND_TIMEOUT) {
+        deadline = linux_now_ms() + timeout;
+    }
+
+    /* Send-once messages never wait for room, as in Mach; others block. */
+    int flags = MSG_DONTWAIT;
+    ipc_unlock();
+    int err = 0;
+    for (;;) {
+        if (wire_sendmsg(send_fd, iov, 3, out.fds, out.nfds, flags) >= 0) {
+            err = 0;
+            break;
+        }
+        err = errno;
+        if (err == EINTR) {
+            if (option & MACH_SEND_INTERRUPT) {
+                break;
+            }
+            continue;
+        }
+        if (err != EAGAIN) {
+            break;
+        }
+        if ((option & MACH_SEND_TIMEOUT) && timeout == 0) {
+            err = ETIMEDOUT;
+            break;
+        }
+        int w = wire_wait_fd(send_fd, POLLOUT, deadline);
+        if (w == -ETIMEDOUT) {
+            err = ETIMEDOUT;
+            break;
+        }
+        if (w == -EINTR && (option & MACH_SEND_INTERRUPT)) {
+            err = EINTR;
+            break;
+        }
+    }
+    ipc_lock();
+    free(out.desc);
+    switch (err) {
+    case 0:
+        for (unsigned i = 0; i < npeer_new; i++) {
+            (void)u64map_insert(&dest->peer_has, peer_new[i], (void *)1);
+        }
+        wire_release_sent(kmsg);
+        return MACH_MSG_SUCCESS;
+    case EPIPE:
+    case ECONNRESET:
+    case ENOTCONN:
+        dest->dead = true;
+        mr = MACH_SEND_INVALID_DEST;
+        break;
+    case ETIMEDOUT:
+        mr = MACH_SEND_TIMED_OUT;
+        break;
+    case EINTR:
+        mr = MACH_SEND_INTERRUPTED;
+        break;
+    default:
+        mr = MACH_SEND_NO_BUFFER;
+        break;
+    }
+    for (unsigned i = 0; i < kmsg->nool; i++) {
+        linux_close(kmsg->ool[i].memfd);
+        kmsg->ool[i].memfd = -1;
+    }
+    return mr;
+}
+
+/* ---- parsing (receiver) ---- */
+
+struct wire_in {
+    const char *p, *end;
+    int *fds;
+    unsigned nfds, next_fd;
+};
+
+static const void *wire_in_take(struct wire_in *in, size_t len)
+{
+    if ((size_t)(in->end - in->p) < len) {
+        return NULL;
+    }
+    const void *p = in->p;
+    in->p += len;
+    return p;
+}
+
+static int wire_in_fd(struct wire_in *in)
+{
+    if (in->next_fd >= in->nfds) {
+        return -1;
+    }
+    int fd = in->fds[in->next_fd];
+    in->fds[in->next_fd++] = -1; /* ownership moves to the caller */
+    return fd;
+}
+
+/* Closes a descriptor a peer sent.  A socket, pipe or memfd closes at
+ * once; anything else (a file on a hung network or FUSE mount could make
+ * close() wait) is closed by a detached thread. */
+static void *wire_reap(void *arg)
+{
+    close((int)(intptr_t)arg);
+    return NULL;
+}
+
+static void wire_close_untrusted(int fd)
+{
+    if (fd < 0) {
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && !S_ISSOCK(st.st_mode) && !S_ISFIFO(st.st_mode) &&
+        fcntl(fd, F_GET_SEALS) < 0) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&t, &attr, wire_reap, (void *)(intptr_t)fd);
+        pthread_attr_destroy(&attr);
+        if (rc == 0) {
+            return;
+        }
+    }
+    linux_close(fd);
+}
+
+/* Receives one datagram with its descriptors. */
+static ssize_t wire_recvmsg(int fd, char *buf, size_t size, int *fds,
+                            unsigned *nfds, bool *truncated, int flags)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {.iov_base = buf, .iov_len = size};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = control.buf,
+                        .msg_controllen = sizeof control.buf};
+    ssize_t n = recvmsg(fd, &mh, flags | MSG_CMSG_CLOEXEC);
+    *nfds = 0;
+    if (n < 0) {
+        return n;
+    }
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+            unsigned k = (unsigned)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            for (unsigned i = 0; i < k && *nfds < WIRE_MAX_FDS; i++) {
+                memcpy(&fds[(*nfds)++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            }
+        }
+    }
+    *truncated = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+    return n;
+}
+
+struct wire_parsed_right {
+    struct wire_right wr;
+    int send_fd, count_fd;
+    const struct wire_rcv *rcv;
+    const uint64_t *nonces, *transport_inos;
+    int recv_fd, count_rfd;
+    int *transport_fds;
+};
+
+struct wire_parsed {
+    const struct wire_hdr *hdr;
+    struct wire_parsed_right *rights;
+    const struct wire_ool *ool;
+    int *ool_fds;
+    const char *body;
+    size_t body_size;
+};
+
+static bool wire_check_fd_ino(int fd, uint64_t ino)
+{
+    uint64_t got;
+    return fd >= 0 && linux_socket_ino(fd, &got) && got == ino;
+}
+
+/* Parses and checks a received message without touching any IPC state.
+ * Returns NULL (with the reason) when it must be dropped. */
+static const char *wire_parse(const char *buf, size_t len, int *fds,
+                              unsigned nfds, struct wire_parsed *out)
+{
+    struct wire_in in = {.p = buf, .end = buf + len, .fds = fds, .nfds = nfds};
+    const struct wire_hdr *hdr = wire_in_take(&in, sizeof *hdr);
+    if (hdr == NULL || hdr->magic != WIRE_MAGIC) {
+        return "bad header";
+    }
+    if (hdr->nfds != nfds || hdr->size < sizeof(mach_msg_header_t) ||
+        hdr->size - sizeof(mach_msg_header_t) > WIRE_BODY_MAX ||
+        hdr->nrights == 0 || hdr->desc_size > WIRE_DESC_MAX ||
+        (size_t)(in.end - in.p) !=
+            hdr->desc_size + (hdr->size - sizeof(mach_msg_header_t)) ||
+        hdr->nrights > hdr->desc_size / sizeof(struct wire_right) ||
+        hdr->nool > hdr->desc_size / sizeof(struct wire_ool)) {
+        return "inconsistent sizes";
+    }
+    out->hdr = hdr;
+    out->body_size = hdr->size - sizeof(mach_msg_header_t);
+    in.end = in.p + hdr->desc_size;
+    out->body = in.end;
+    out->rights = calloc(hdr->nrights, sizeof *out->rights);
+    out->ool_fds = calloc(hdr->nool + 1, sizeof(int));
+    if (out->rights == NULL || out->ool_fds == NULL) {
+        return "out of memory";
+    }
+    for (uint32_t i = 0; i <= hdr->nool; i++) {
+        out->ool_fds[i] = -1;
+    }
+    for (uint32_t i = 0; i < hdr->nrights; i++) {
+        out->rights[i].send_fd = out->rights[i].count_fd = -1;
+        out->rights[i].recv_fd = out->rights[i].count_rfd = -1;
+    }
+    for (uint32_t i = 0; i < hdr->nrights; i++) {
+        struct wire_parsed_right *r = &out->rights[i];
+        const struct wire_right *wr = wire_in_take(&in, sizeof *wr);
+        if (wr == NULL || wr->kind > KRIGHT_RECEIVE ||
+            (wr->flags & ~(uint32_t)(WR_SEND_FD | WR_COUNT_FD | WR_RECEIVE))) {
+            return "bad right descriptor";
+        }
+        r->wr = *wr;
+        bool want_send = wr->kind == KRIGHT_SEND || wr->kind == KRIGHT_RECEIVE;
+        if ((want_send && !(wr->flags & WR_SEND_FD)) ||
+            ((wr->kind == KRIGHT_SEND) != ((wr->flags & WR_COUNT_FD) != 0)) ||
+            ((wr->kind == KRIGHT_RECEIVE) != ((wr->flags & WR_RECEIVE) != 0)) ||
+            ((wr->kind == KRIGHT_NONE || wr->kind == KRIGHT_DEAD) && wr->flags)) {
+            return "right without its descriptors";
+        }
+        if (wr->flags & WR_SEND_FD) {
+            r->send_fd = wire_in_fd(&in);
+            if (!wire_check_fd_ino(r->send_fd, wr->ino)) {
+                return "send descriptor does not match its port";
+            }
+        }
+        if (wr->flags & WR_COUNT_FD) {
+            r->count_fd = wire_in_fd(&in);
+            if (r->count_fd < 0 || !linux_is_pipe(r->count_fd)) {
+                return "bad counting descriptor";
+            }
+        }
+        if (wr->flags & WR_RECEIVE) {
+            r->rcv = wire_in_take(&in, sizeof *r->rcv);
+            if (r->rcv == NULL) {
+                return "truncated receive block";
+            }
+            uint64_t dummy;
+            r->recv_fd = wire_in_fd(&in);
+            r->count_rfd = wire_in_fd(&in);
+            if (r->recv_fd < 0 || !linux_socket_ino(r->recv_fd, &dummy) ||
+                r->count_rfd < 0 || !linux_is_pipe(r->count_rfd)) {
+                return "bad receive descriptors";
+            }
+            r->nonces = wire_in_take(&in, (size_t)r->rcv->nnonces * 8);
+            r->transport_inos = wire_in_take(&in, (size_t)r->rcv->ntransports * 8);
+            if (r->nonces == NULL || r->transport_inos == NULL ||
+                r->rcv->ntransports > WIRE_MAX_FDS) {
+                return "truncated receive block";
+            }
+            r->transport_fds = calloc(r->rcv->ntransports + 1, sizeof(int));
+            if (r->transport_fds == NULL) {
+                return "out of memory";
+            }
+            for (uint32_t t = 0; t <= r->rcv->ntransports; t++) {
+                r->transport_fds[t] = -1;
+            }
+            for (uint32_t t = 0; t < r->rcv->ntransports; t++) {
+                r->transport_fds[t] = wire_in_fd(&in);
+                if (!wire_check_fd_ino(r->transport_fds[t], r->transport_inos[t])) {
+                    return "bad transport descriptor";
+                }
+            }
+        }
+    }
+    out->ool = wire_in_take(&in, (size_t)hdr->nool * sizeof(struct wire_ool));
+    if (out->ool == NULL) {
+        return "truncated region table";
+    }
+    for (uint32_t i = 0; i < hdr->nool; i++) {
+        out->ool_fds[i] = -1;
+        const struct wire_ool *wo = &out->ool[i];
+        if (wo->flags & ~(uint32_t)(WO_FD | WO_PORTS) ||
+            (wo->flags == WO_FD) != (wo->size > 0 && !(wo->flags & WO_PORTS))) {
+            return "bad region descriptor";
+        }
+        if (wo->flags & WO_FD) {
+            int fd = out->ool_fds[i] = wire_in_fd(&in);
+            struct stat st;
+            int seals = fd < 0 ? -1 : fcntl(fd, F_GET_SEALS);
+            int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+            if (seals < 0 || (seals & need) != need || fstat(fd, &st) != 0 ||
+                (uint64_t)st.st_size < wo->size) {
+                return "region not sealed";
+            }
+        }
+    }
+    if (in.p != in.end || in.next_fd != nfds) {
+        return "trailing data or descriptors";
+    }
+    return NULL;
+}
+
+/* Checks that the typed body agrees with the rights and regions. */
+struct wire_body_check {
+    const struct wire_parsed *parsed;
+    uint32_t next_right, next_ool;
+    const char *error;
+};
+
+static mach_msg_return_t wire_body_visit(void *ctx, mach_msg_type_t *type,
+                                         char *data, size_t length)
+{
+    struct wire_body_check *c = ctx;
+    const struct wire_hdr *hdr = c->parsed->hdr;
+    (void)data;
+    if (!type->msgt_inline) {
+        if (c->next_ool >= hdr->nool) {
+            c->error = "more regions than announced";
+            return MACH_SEND_INVALID_DATA;
+        }
+        const struct wire_ool *wo = &c->parsed->ool[c->next_ool++];
+        bool ports = MACH_MSG_TYPE_PORT_ANY(type->msgt_name);
+        if (ports != ((wo->flags & WO_PORTS) != 0) ||
+            (!ports && wo->size != length)) {
+            c->error = "region does not match its descriptor";
+            return MACH_SEND_INVALID_DATA;
+        }
+    }
+    if (!MACH_MSG_TYPE_PORT_ANY(type->msgt_name)) {
+        return MACH_MSG_SUCCESS;
+    }
+    enum kright_kind want;
+    switch (ipc_received_type(type->msgt_name)) {
+    case MACH_MSG_TYPE_PORT_RECEIVE:
+        want = KRIGHT_RECEIVE;
+        break;
+    case MACH_MSG_TYPE_PORT_SEND:
+        want = KRIGHT_SEND;
+        break;
+    default:
+        want = KRIGHT_SEND_ONCE;
+        break;
+    }
+    for (uint32_t i = 0; i < type->msgt_number; i++) {
+        if (c->next_right >= hdr->nrights) {
+            c->error = "more port slots than rights";
+            return MACH_SEND_INVALID_DATA;
+        }
+        uint32_t kind = c->parsed->rights[c->next_right++].wr.kind;
+        if (kind != want && kind != KRIGHT_NONE && kind != KRIGHT_DEAD) {
+            c->error = "right does not match its descriptor";
+            return MACH_SEND_INVALID_DATA;
+        }
+    }
+    return MACH_MSG_SUCCESS;
+}
+
+static const char *wire_check_body(const struct wire_parsed *parsed)
+{
+    const struct wire_hdr *hdr = parsed->hdr;
+    mach_msg_type_name_t dest_type = MACH_MSGH_BITS_REMOTE(hdr->bits);
+    mach_msg_type_name_t reply_type = MACH_MSGH_BITS_LOCAL(hdr->bits);
+    uint32_t reply_kind = parsed->rights[0].wr.kind;
+    if (!MACH_MSG_TYPE_PORT_ANY_SEND(dest_type) ||
+        (reply_type != 0 && !MACH_MSG_TYPE_PORT_ANY_SEND(reply_type)) ||
+        (reply_type == 0 && reply_kind != KRIGHT_NONE) ||
+        (reply_kind == KRIGHT_RECEIVE) ||
+        (reply_type != 0 && reply_kind != KRIGHT_NONE && reply_kind != KRIGHT_DEAD &&
+         (ipc_received_type(reply_type) == MACH_MSG_TYPE_PORT_SEND) !=
+             (reply_kind == KRIGHT_SEND))) {
+        return "bad header rights";
+    }
+    if (!(hdr->bits & MACH_MSGH_BITS_COMPLEX)) {
+        return hdr->nrights == 1 && hdr->nool == 0 ? NULL : "rights in a simple message";
+    }
+    struct wire_body_check c = {.parsed = parsed, .next_right = 1};
+    /* The walk only reads; it needs a writable pointer for its callers. */
+    mach_msg_return_t mr =
+        ipc_body_walk((char *)parsed->body, parsed->body_size, wire_body_visit, &c);
+    if (mr != MACH_MSG_SUCCESS) {
+        return c.error ? c.error : "malformed body";
+    }
+    if (c.next_right != hdr->nrights || c.next_ool != hdr->nool) {
+        return "fewer port slots or regions than announced";
+    }
+    return NULL;
+}
+
+static void wire_parsed_free(struct wire_parsed *parsed)
+{
+    if (parsed->rights != NULL) {
+        for (uint32_t i = 0; i < parsed->hdr->nrights; i++) {
+            free(parsed->rights[i].transport_fds);
+        }
+    }
+    free(parsed->rights);
+    free(parsed->ool_fds);
+    parsed->rights = NULL;
+    parsed->ool_fds = NULL;
+}
+
+/* Turns a parsed receive block into receive state held here. */
+static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
+{
+    struct ipc_port *port = ipc_port_adopt(r->send_fd, r->wr.ino);
+    r->send_fd = -1;
+    struct ipc_port_rcv *rcv = calloc(1, sizeof *rcv);
+    if (port == NULL || rcv == NULL || port->rcv != NULL) {
+        free(rcv);
+        if (port != NULL) {
+            ipc_port_unref(port);
+        }
+        return NULL;
+    }
+    pthread_mutex_init(&rcv->rlock, NULL);
+    rcv->recv_fd = r->recv_fd;
+    rcv->count_rfd = r->count_rfd;
+    r->recv_fd = r->count_rfd = -1;
+    rcv->secret = r->rcv->secret;
+    rcv->mscount = r->rcv->mscount;
+    rcv->qlimit = r->rcv->qlimit;
+    rcv->leaving = true; /* in a message until copied out */
+    for (uint32_t i = 0; i < r->rcv->nnonces; i++) {
+        if (r->nonces[i] != 0 && u64map_insert(&rcv->nonces, r->nonces[i], port)) {
+            rcv->sorights++;
+        }
+    }
+    for (uint32_t i = 0; i < r->rcv->ntransports; i++) {
+        struct ipc_port *t = ipc_port_adopt(r->transport_fds[i], r->transport_inos[i]);
+        r->transport_fds[i] = -1;
+        if (t != NULL && !u64map_insert(&rcv->transports, t->ino, t)) {
+            ipc_port_unref(t);
+        }
+    }
+    port->rcv = rcv;
+    port->secret = rcv->secret;
+    port->has_secret = true;
+    port->dead = false;
+    return port;
+}
+
+/* Turns the parsed rights into krights.  TABLE is the receiving port's
+ * transport table (NULL for bootstrap messages).  Expects [G]. */
+static const char *wire_adopt_right(struct wire_parsed_right *r, struct u64map *table,
+                                    struct kright *out)
+{
+    const struct wire_right *wr = &r->wr;
+    *out = (struct kright){.kind = wr->kind};
+    struct ipc_port *port = NULL;
+    switch (wr->kind) {
+    case KRIGHT_SEND:
+        port = ipc_port_adopt(r->send_fd, wr->ino);
+        r->send_fd = -1;
+        if (port == NULL) {
+            return "out of memory";
+        }
+        if (port->rcv == NULL && (port->srights == 0 || !port->has_secret)) {
+            port->secret = wr->auth;
+            port->has_secret = true;
+        }
+        ipc_port_srights_adopt(port, r->count_fd);
+        r->count_fd = -1;
+        break;
+    case KRIGHT_SEND_ONCE:
+        if (r->send_fd >= 0) {
+            port = ipc_port_adopt(r->send_fd, wr->ino);
+            r->send_fd = -1;
+            if (port == NULL) {
+                return "out of memory";
+            }
+            if (table != NULL && u64map_lookup(table, wr->ino) == NULL) {
+                ipc_port_ref(port);
+                if (!u64map_insert(table, wr->ino, port)) {
+                    ipc_port_unref(port);
+                }
+            }
+        } else {
+            port = table != NULL ? u64map_lookup(table, wr->ino) : NULL;
+            if (port == NULL) {
+                return "send-once right names an unknown port";
+            }
+            ipc_port_ref(port);
+        }
+        out->nonce = wr->auth;
+        break;
+    case KRIGHT_RECEIVE:
+        port = wire_adopt_receive(r);
+        if (port == NULL) {
+            return "receive right for a port already here";
+        }
+        break;
+    default:
+        break;
+    }
+    out->port = port;
+    return NULL;
+}
+
+static void wire_close_parsed_fds(struct wire_parsed *parsed, int *fds, unsigned nfds)
+{
+    if (parsed->rights != NULL) {
+        for (uint32_t i = 0; i < parsed->hdr->nrights; i++) {
+            struct wire_parsed_right *r = &parsed->rights[i];
+            wire_close_untrusted(r->send_fd);
+            wire_close_untrusted(r->count_fd);
+            wire_close_untrusted(r->recv_fd);
+            wire_close_untrusted(r->count_rfd);
+            if (r->transport_fds != NULL) {
+                for (uint32_t t = 0; t < r->rcv->ntransports; t++) {
+                    wire_close_untrusted(r->transport_fds[t]);
+                }
+            }
+        }
+        for (uint32_t i = 0; parsed->ool_fds != NULL && i < parsed->hdr->nool; i++) {
+            wire_close_untrusted(parsed->ool_fds[i]);
+        }
+    }
+    for (unsigned i = 0; i < nfds; i++) {
+        wire_close_untrusted(fds[i]);
+    }
+}
+
+/* Builds the kmsg of a parsed message.  Expects [G]. */
+static const char *wire_adopt(struct wire_parsed *parsed, struct u64map *table,
+                              struct kmsg *kmsg)
+{
+    const struct wire_hdr *hdr = parsed->hdr;
+    *kmsg = (struct kmsg){0};
+    kmsg->hdr.msgh_bits = hdr->bits;
+    kmsg->hdr.msgh_size = hdr->size;
+    kmsg->hdr.msgh_id = hdr->id;
+    kmsg->body = parsed->body;
+    kmsg->body_size = parsed->body_size;
+    kmsg->rights = calloc(hdr->nrights, sizeof *kmsg->rights);
+    kmsg->ool = calloc(hdr->nool + 1, sizeof *kmsg->ool);
+    if (kmsg->rights == NULL || kmsg->ool == NULL) {
+        return "out of memory";
+    }
+    const char *why = wire_adopt_right(&parsed->rights[0], table, &kmsg->reply);
+    for (uint32_t i = 1; why == NULL && i < hdr->nrights; i++) {
+        why = wire_adopt_right(&parsed->rights[i], table, &kmsg->rights[i - 1]);
+        kmsg->nrights = i;
+    }
+    for (uint32_t i = 0; why == NULL && i < hdr->nool; i++) {
+        const struct wire_ool *wo = &parsed->ool[i];
+        struct kool *ool = &kmsg->ool[kmsg->nool++];
+        *ool = (struct kool){.size = (size_t)wo->size, .memfd = -1, .dealloc = true};
+        if (wo->flags & WO_FD) {
+            void *p = mmap(NULL, ool->size, PROT_READ | PROT_WRITE, MAP_PRIVATE,
+                           parsed->ool_fds[i], 0);
+            if (p == MAP_FAILED) {
+                why = "cannot map a region";
+                break;
+            }
+            ool->addr = p;
+        }
+    }
+    return why;
+}
+
+static mach_msg_return_t wire_recv_one(int fd, int flags, char *buf, int *fds,
+                                       unsigned *nfds, ssize_t *len)
+{
+    bool truncated = false;
+    *len = wire_recvmsg(fd, buf, WIRE_BUF_SIZE, fds, nfds, &truncated, flags);
+    if (*len < 0) {
+        return errno == EAGAIN ? MACH_RCV_TIMED_OUT
+               : errno == EINTR ? MACH_RCV_INTERRUPTED
+                                : MACH_RCV_PORT_DIED;
+    }
+    if (*len == 0 && *nfds == 0) {
+        return MACH_RCV_PORT_DIED; /* shut down: the right was destroyed */
+    }
+    if (truncated) {
+        *len = -1; /* parsed as malformed */
+    }
+    return MACH_MSG_SUCCESS;
+}
+
+mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
+                            bool interruptible, struct kmsg *kmsg)
+{
+    char *buf = wire_thread_buf();
+    if (buf == NULL) {
+        return MACH_RCV_TIMED_OUT;
+    }
+    int fd = port->rcv->recv_fd;
+    uint64_t deadline = timeout_ms > 0 ? linux_now_ms() + (uint64_t)timeout_ms : 0;
+    for (;;) {
+        int fds[WIRE_MAX_FDS];
+        unsigned nfds = 0;
+        ssize_t len;
+        int flags = timeout_ms >= 0 ? MSG_DONTWAIT : 0;
+        mach_msg_return_t mr = wire_recv_one(fd, flags, buf, fds, &nfds, &len);
+        if (mr == MACH_RCV_TIMED_OUT) {
+            if (timeout_ms == 0) {
+                return mr;
+            }
+            int w = wire_wait_fd(fd, POLLIN, deadline);
+            if (w == -ETIMEDOUT) {
+                return MACH_RCV_TIMED_OUT;
+            }
+            if (w == -EINTR && interruptible) {
+                return MACH_RCV_INTERRUPTED;
+            }
+            continue;
+        }
+        if (mr == MACH_RCV_INTERRUPTED) {
+            if (interruptible) {
+                return mr;
+            }
+            continue;
+        }
+        if (mr != MACH_MSG_SUCCESS) {
+            return mr;
+        }
+
+        struct wire_parsed parsed = {0};
+        const char *why = len < 0 ? "message or descriptors truncated"
+                                  : wire_parse(buf, (size_t)len, fds, nfds, &parsed);
+        if (why == NULL) {
+            why = wire_check_body(&parsed);
+        }
+        if (why == NULL) {
+            ipc_lock();
+            const struct wire_hdr *hdr = parsed.hdr;
+            bool ok = hdr->auth_kind == WIRE_AUTH_SEND
+                          ? hdr->auth == port->rcv->secret
+                          : hdr->auth_kind == WIRE_AUTH_SEND_ONCE &&
+                                ipc_port_consume_nonce(port, hdr->auth);
+            if (!ok) {
+                why = "wrong authenticator (forged or revoked right)";
+            } else {
+                why = wire_adopt(&parsed, &port->rcv->transports, kmsg);
+                if (why != NULL) {
+                    ipc_kmsg_destroy(kmsg);
+                }
+            }
+            ipc_unlock();
+        }
+        if (why == NULL) {
+            wire_close_parsed_fds(&parsed, NULL, 0);
+            wire_parsed_free(&parsed);
+            kmsg->hdr.msgh_seqno = port->rcv->seqno++;
+            return MACH_MSG_SUCCESS;
+        }
+        wire_drop_log("%s", why);
+        wire_close_parsed_fds(&parsed, fds, nfds);
+        wire_parsed_free(&parsed);
+    }
+}
+
+mach_msg_return_t wire_send_bootstrap(int fd, struct kright *rights, unsigned n)
+{
+    struct wire_out out = {0};
+    struct wire_hdr hdr = {.magic = WIRE_MAGIC,
+                           .auth_kind = WIRE_AUTH_BOOTSTRAP,
+                           .bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
+                           .size = sizeof(mach_msg_header_t),
+                           .nrights = n + 1};
+    uint64_t ino;
+    struct kright none = {.kind = KRIGHT_NONE};
+    wire_put_right(&out, &none, NULL, &ino);
+    for (unsigned i = 0; i < n; i++) {
+        wire_put_right(&out, &rights[i], NULL, &ino);
+    }
+    if (out.overflow) {
+        free(out.desc);
+        return MACH_SEND_NO_BUFFER;
+    }
+    hdr.nfds = out.nfds;
+    hdr.desc_size = (uint32_t)out.len;
+    struct iovec iov[2] = {{.iov_base = &hdr, .iov_len = sizeof hdr},
+                           {.iov_base = out.desc, .iov_len = out.len}};
+    int rc = wire_sendmsg(fd, iov, 2, out.fds, out.nfds, 0);
+    free(out.desc);
+    if (rc < 0) {
+        return MACH_SEND_INVALID_DEST;
+    }
+    struct kmsg k = {.rights = rights, .nrights = n};
+    wire_release_sent(&k);
+    return MACH_MSG_SUCCESS;
+}
+
+int wire_recv_bootstrap(int fd, struct kright *rights, unsigned max)
+{
+    char *buf = wire_thread_buf();
+    int fds[WIRE_MAX_FDS];
+    unsigned nfds = 0;
+    ssize_t len;
+    if (buf == NULL) {
+        return -1;
+    }
+    mach_msg_return_t mr;
+    do {
+        mr = wire_recv_one(fd, 0, buf, fds, &nfds, &len);
+    } while (mr == MACH_RCV_INTERRUPTED);
+    if (mr != MACH_MSG_SUCCESS) {
+        return -1;
+    }
+    struct wire_parsed parsed = {0};
+    const char *why = len < 0 ? "truncated" : wire_parse(buf, (size_t)len, fds, nfds, &parsed);
+    if (why == NULL && (parsed.hdr->auth_kind != WIRE_AUTH_BOOTSTRAP ||
+                        parsed.hdr->nrights - 1 > max || parsed.hdr->nool != 0)) {
+        why = "not a bootstrap message";
+    }
+    int n = -1;
+    if (why == NULL) {
+        ipc_lock();
+        n = (int)parsed.hdr->nrights - 1;
+        for (int i = 0; i < n && why == NULL; i++) {
+            why = wire_adopt_right(&parsed.rights[i + 1], NULL, &rights[i]);
+        }
+        ipc_unlock();
+    }
+    if (why != NULL) {
+        wire_drop_log("bootstrap: %s", why);
+        n = -1;
+    }
+    wire_close_parsed_fds(&parsed, why ? fds : NULL, why ? nfds : 0);
+    wire_parsed_free(&parsed);
+    return n;
+}
+
+mach_msg_return_t wire_send_notify_locked(struct ipc_port *port, uint64_t nonce,
+                                          mach_msg_id_t id)
+{
+    struct wire_hdr hdr = {
+        .magic = WIRE_MAGIC,
+        .auth_kind = WIRE_AUTH_SEND_ONCE,
+        .auth = nonce,
+        .bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+        .size = sizeof(mach_msg_header_t),
+        .id = id,
+        .nrights = 1,
+        .desc_size = sizeof(struct wire_right),
+    };
+    struct wire_right none = {.kind = KRIGHT_NONE};
+    struct iovec iov[2] = {{.iov_base = &hdr, .iov_len = sizeof hdr},
+                           {.iov_base = &none, .iov_len = sizeof none}};
+    if (wire_sendmsg(port->send_fd, iov, 2, NULL, 0, MSG_DONTWAIT) < 0) {
+        return errno == EAGAIN ? MACH_SEND_TIMED_OUT : MACH_SEND_INVALID_DEST;
+    }
+    return MACH_MSG_SUCCESS;
+}

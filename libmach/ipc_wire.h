@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Messages on the wire: how a kmsg crosses from one process to another
+ * through a port's socket, and how a receiver turns untrusted bytes and
+ * descriptors back into a kmsg.
+ *
+ * A message is [wire_hdr][wire_right x nrights][receive blocks][wire_ool x
+ * nool][Mach body], with descriptors attached by SCM_RIGHTS in the order
+ * the rights and regions name them.  The receiver checks everything: a
+ * message that does not parse, whose descriptors do not match their
+ * claimed identity, or whose authenticator is wrong is dropped, its
+ * descriptors closed, and a line goes to stderr.
+ */
+#ifndef HELL_IPC_WIRE_H
+#define HELL_IPC_WIRE_H
+
+#include "ipc_kmsg.h"
+
+/* The largest message body carried inline. */
+#define WIRE_BODY_MAX (512u * 1024u)
+
+/* Sends KMSG to its destination.  Expects [G]; releases it around the
+ * blocking sendmsg and takes it again.  On success the rights and regions
+ * of KMSG are gone (in flight).  On failure KMSG is intact and the caller
+ * undoes or destroys it.  Returns MACH_SEND_INVALID_DEST (the port died),
+ * MACH_SEND_TIMED_OUT, MACH_SEND_INTERRUPTED, MACH_SEND_INVALID_MEMORY or
+ * MACH_SEND_NO_BUFFER. */
+mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
+                            mach_msg_timeout_t timeout);
+
+/* Dequeues the next valid message of PORT (receive right held here) into
+ * *KMSG, whose body points into a per-thread buffer valid until this
+ * thread's next wire_recv.  TIMEOUT_MS < 0 waits forever.  Expects the
+ * port's rlock held and [G] not held.  Returns MACH_MSG_SUCCESS,
+ * MACH_RCV_TIMED_OUT, MACH_RCV_INTERRUPTED (only when INTERRUPTIBLE) or
+ * MACH_RCV_PORT_DIED. */
+mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
+                            bool interruptible, struct kmsg *kmsg);
+
+/* Sends the rights RIGHTS[0..N) (consumed on success) over the plain
+ * socket FD, authenticated as a bootstrap message: how a parent hands a
+ * child its first rights.  Expects [G]. */
+mach_msg_return_t wire_send_bootstrap(int fd, struct kright *rights, unsigned n);
+
+/* Receives up to MAX rights sent by wire_send_bootstrap on FD into RIGHTS
+ * and returns how many, or -1 on a malformed or missing message.  Expects
+ * [G] not held. */
+int wire_recv_bootstrap(int fd, struct kright *rights, unsigned max);
+
+/* Sends a header-only message of id ID through the send-once right NONCE
+ * to PORT, without blocking and without releasing [G] (notifications
+ * generated while a space is being changed). */
+mach_msg_return_t wire_send_notify_locked(struct ipc_port *port, uint64_t nonce,
+                                          mach_msg_id_t id);
+
+/* Messages dropped as malformed or forged since the process started. */
+unsigned long wire_dropped_count(void);
+
+#endif

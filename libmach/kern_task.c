@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The task: its kernel objects (task port, special ports), the traps that
+ * name them, the kernel service that answers kernel RPCs, and the reset
+ * after fork().
+ */
+#include "kern.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <mach/mig_errors.h>
+#include <mach/task_special_ports.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ipc_msg.h"
+#include "ipc_port.h"
+#include "ipc_space.h"
+#include "ipc_wire.h"
+#include "linux.h"
+#include "msg_destroy.h"
+#include "mach.server.h"
+#include "mach_port.server.h"
+
+#define KERN_REPLY_MAX 8192
+
+/* The MIG demultiplexers of the kernel servers (generated). */
+boolean_t mach_port_server(mach_msg_header_t *in, mach_msg_header_t *out);
+boolean_t mach_server(mach_msg_header_t *in, mach_msg_header_t *out);
+#define KERN_REQUEST_MAX (64 * 1024)
+
+/* [G] The task port, as named in the kernel space (receive and send). */
+static struct ipc_port *kern_task;
+static mach_port_name_t kern_task_kname;
+/* [G] Special ports, as send rights in the kernel space (or NULL). */
+static mach_port_name_t kern_bootstrap_kname;
+static mach_port_name_t kern_exception_kname;
+/* [G] This task's user name for its task port, 0 until first asked. */
+static mach_port_name_t kern_task_self_name;
+static bool kern_service_running; /* [G] */
+/* Bumped by fork() in the child: per-thread caches compare it. */
+atomic_uint kern_fork_generation;
+
+struct ipc_port *kern_task_port(void)
+{
+    return kern_task;
+}
+
+/* Makes a kernel port for a kernel object of type KOTYPE, named in the
+ * kernel space with both receive and send rights.  Expects [G]. */
+static kern_return_t kern_port_create(int kotype, struct ipc_port **port,
+                                      mach_port_name_t *kname)
+{
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
+    struct ipc_entry *entry;
+    kern_return_t kr = ipc_entry_alloc(kspace, &entry);
+    if (kr != KERN_SUCCESS) {
+        return kr;
+    }
+    kr = ipc_right_alloc_receive(kspace, entry);
+    if (kr != KERN_SUCCESS) {
+        ipc_entry_free(kspace, entry);
+        return kr;
+    }
+    entry->port->rcv->kobject_type = kotype;
+    struct kright send;
+    kr = ipc_right_copyin(kspace, entry->name, MACH_MSG_TYPE_MAKE_SEND, false, &send);
+    if (kr == KERN_SUCCESS) {
+        mach_port_name_t same;
+        kr = ipc_right_copyout(kspace, &send, &same);
+    }
+    *port = entry->port;
+    *kname = entry->name;
+    return kr;
+}
+
+/* Copies a send right named KNAME in the kernel space into the user space.
+ * Returns the user name (MACH_PORT_NULL if KNAME is null).  Expects [G]. */
+static mach_port_name_t kern_give_send(mach_port_name_t kname)
+{
+    if (!MACH_PORT_VALID(kname)) {
+        return kname;
+    }
+    struct kright right;
+    if (ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], kname, MACH_MSG_TYPE_COPY_SEND,
+                         true, &right) != KERN_SUCCESS) {
+        return MACH_PORT_NULL;
+    }
+    mach_port_name_t name;
+    (void)ipc_right_copyout(&ipc_spaces[SPACE_USER], &right, &name);
+    return name;
+}
+
+__attribute__((visibility("default"))) mach_port_t mach_task_self(void)
+{
+    ipc_lock();
+    if (kern_task_self_name == MACH_PORT_NULL) {
+        kern_task_self_name = kern_give_send(kern_task_kname);
+    }
+    mach_port_name_t name = kern_task_self_name;
+    ipc_unlock();
+    return name;
+}
+
+__attribute__((visibility("default"))) mach_port_t mach_reply_port(void)
+{
+    struct ipc_space *space = &ipc_spaces[SPACE_USER];
+    struct ipc_entry *entry;
+    mach_port_name_t name = MACH_PORT_NULL;
+    ipc_lock();
+    if (ipc_entry_alloc(space, &entry) == KERN_SUCCESS) {
+        if (ipc_right_alloc_receive(space, entry) == KERN_SUCCESS) {
+            name = entry->name;
+        } else {
+            ipc_entry_free(space, entry);
+        }
+    }
+    ipc_unlock();
+    return name;
+}
+
+/* ---- the kernel service ---- */
+
+/* Requests from other tasks: one hidden thread receives on the task
+ * port in the kernel space. */
+static void *kern_service_main(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    sigdelset(&all, ipc_wake_signal());
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    size_t size = KERN_REQUEST_MAX;
+    mach_msg_header_t *buf = malloc(size);
+    for (;;) {
+        ipc_lock();
+        mach_port_name_t kname = kern_task_kname;
+        ipc_unlock();
+        mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, buf,
+                                            MACH_RCV_MSG | MACH_RCV_LARGE, 0,
+                                            (mach_msg_size_t)size, kname, 0);
+        if (mr == MACH_RCV_TOO_LARGE) {
+            size = buf->msgh_size;
+            void *p = realloc(buf, size);
+            if (p == NULL) {
+                /* Take it anyway, too large: destroyed with a header. */
+                ipc_mach_msg(SPACE_KERNEL, buf, MACH_RCV_MSG, 0,
+                             sizeof(mach_msg_header_t), kname, 0);
+                size = KERN_REQUEST_MAX;
+                continue;
+            }
+            buf = p;
+            continue;
+        }
+        if (mr == MACH_MSG_SUCCESS) {
+            kern_serve(buf);
+        } else if (mr == MACH_RCV_PORT_DIED || mr == MACH_RCV_INVALID_NAME) {
+            break;
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+void kern_service_start(void)
+{
+    if (kern_service_running) {
+        return;
+    }
+    pthread_t thread;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&thread, &attr, kern_service_main, NULL) == 0) {
+        kern_service_running = true;
+    }
+    pthread_attr_destroy(&attr);
+}
+
+mach_msg_return_t kern_deliver(struct kmsg *kmsg)
+{
+    struct ipc_port *dest = kmsg->dest.port;
+    mach_msg_header_t *request = malloc(kmsg->hdr.msgh_size);
+    /* Regions the sender keeps are copied: the kernel owns what it gets. */
+    for (unsigned i = 0; i < kmsg->nool; i++) {
+        struct kool *ool = &kmsg->ool[i];
+        if (!ool->dealloc && !ool->ports && ool->size > 0) {
+            void *p = mmap(NULL, ool->size, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p != MAP_FAILED) {
+                memcpy(p, ool->addr, ool->size);
+                ool->addr = p;
+                ool->dealloc = true;
+            }
+        }
+    }
+    if (request == NULL) {
+        ipc_kmsg_destroy(kmsg);
+        ipc_unlock();
+        return MACH_SEND_NO_BUFFER;
+    }
+    kmsg->hdr.msgh_seqno = dest->rcv->seqno++;
+    mach_port_name_t local = dest->name[SPACE_KERNEL];
+    (void)ipc_kmsg_copyout(&ipc_spaces[SPACE_KERNEL], kmsg, local, request);
+    ipc_kmsg_destroy(kmsg);
+    ipc_unlock();
+    kern_serve(request);
+    free(request);
+    return MACH_MSG_SUCCESS;
+}
+
+void kern_serve(mach_msg_header_t *request)
+{
+    union {
+        mig_reply_header_t header;
+        char buf[KERN_REPLY_MAX];
+    } reply;
+    if (!mach_port_server(request, &reply.header.Head)) {
+        (void)mach_server(request, &reply.header.Head);
+    }
+    kern_return_t rc = reply.header.RetCode;
+    if (rc == MIG_NO_REPLY) {
+        return;
+    }
+    if (rc != KERN_SUCCESS) {
+        /* As ipc_kobject_server: a failed call destroys what the request
+         * carried, except the reply port. */
+        msg_destroy_in(SPACE_KERNEL, request, false);
+    }
+    if (!MACH_PORT_VALID((mach_port_name_t)reply.header.Head.msgh_remote_port)) {
+        msg_destroy_in(SPACE_KERNEL, &reply.header.Head, false);
+        return;
+    }
+    mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, &reply.header.Head,
+                                        MACH_SEND_MSG | MACH_SEND_TIMEOUT,
+                                        reply.header.Head.msgh_size, 0,
+                                        MACH_PORT_NULL, 0);
+    if (mr != MACH_MSG_SUCCESS) {
+        /* The client's reply port died: what the reply moved is lost. */
+        msg_destroy_in(SPACE_KERNEL, &reply.header.Head, true);
+    }
+}
+
+/* ---- special ports (mach.defs) ---- */
+
+/* Returns true when TASK (a kernel-space name) is this task's port. */
+bool kern_is_task(mach_port_t task)
+{
+    struct ipc_entry *entry = ipc_entry_lookup(&ipc_spaces[SPACE_KERNEL], task);
+    return entry != NULL && entry->port == kern_task;
+}
+
+static mach_port_name_t *kern_special_slot(int which)
+{
+    switch (which) {
+    case TASK_BOOTSTRAP_PORT:
+        return &kern_bootstrap_kname;
+    case TASK_EXCEPTION_PORT:
+        return &kern_exception_kname;
+    case TASK_KERNEL_PORT:
+        return &kern_task_kname;
+    default:
+        return NULL;
+    }
+}
+
+kern_return_t kern_task_get_special_port(mach_port_t task, int which,
+                                         mach_port_t *port)
+{
+    ipc_lock();
+    mach_port_name_t *slot = kern_special_slot(which);
+    if (!kern_is_task(task) || slot == NULL) {
+        ipc_unlock();
+        return KERN_INVALID_ARGUMENT;
+    }
+    *port = *slot;
+    ipc_unlock();
+    return KERN_SUCCESS;
+}
+
+kern_return_t kern_task_set_special_port(mach_port_t task, int which,
+                                         mach_port_t port)
+{
+    ipc_lock();
+    mach_port_name_t *slot = kern_special_slot(which);
+    if (!kern_is_task(task) || slot == NULL || which == TASK_KERNEL_PORT) {
+        ipc_unlock();
+        return KERN_INVALID_ARGUMENT;
+    }
+    mach_port_name_t old = *slot;
+    *slot = port;
+    if (MACH_PORT_VALID(old)) {
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], old);
+    }
+    ipc_unlock();
+    return KERN_SUCCESS;
+}
+
+/* ---- set-up, bootstrap, fork ---- */
+
+static void kern_wake_handler(int sig)
+{
+    (void)sig; /* only interrupts a blocking system call */
+}
+
+/* The child's half of the bootstrap handshake on FD: receive the
+ * bootstrap port, send back the task port.  Expects no lock. */
+int kern_bootstrap_child(int fd)
+{
+    struct kright rights[1];
+    int n = wire_recv_bootstrap(fd, rights, 1);
+    if (n < 0) {
+        return -1;
+    }
+    ipc_lock();
+    if (n == 1) {
+        mach_port_name_t kname = MACH_PORT_NULL;
+        (void)ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &rights[0], &kname);
+        kern_bootstrap_kname = kname;
+    }
+    struct kright task;
+    int rc = -1;
+    if (ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], kern_task_kname,
+                         MACH_MSG_TYPE_COPY_SEND, false, &task) == KERN_SUCCESS) {
+        kern_service_start();
+        if (wire_send_bootstrap(fd, &task, 1) == MACH_MSG_SUCCESS) {
+            rc = 0;
+        } else {
+            kright_destroy(&task);
+        }
+    }
+    ipc_unlock();
+    return rc;
+}
+
+static void kern_task_create_objects(void)
+{
+    ipc_lock();
+    if (kern_port_create(IKOT_TASK, &kern_task, &kern_task_kname) != KERN_SUCCESS) {
+        fprintf(stderr, "hell: cannot create the task port: out of descriptors\n");
+        abort();
+    }
+    ipc_unlock();
+}
+
+void kern_task_fork_child(void)
+{
+    /* Only the forking thread survives; locks may be held by threads that
+     * no longer exist.  Start over with a fresh name space. */
+    pthread_mutex_init(&ipc_lock_mutex, NULL);
+    ipc_port_forget_all();
+    for (int i = 0; i < 2; i++) {
+        ipc_spaces[i].names = (struct u64map){0};
+        ipc_spaces[i].free_names = NULL;
+        ipc_spaces[i].nfree = ipc_spaces[i].free_cap = 0;
+        ipc_spaces[i].next_index = 1;
+    }
+    kern_task = NULL;
+    kern_task_kname = kern_bootstrap_kname = kern_exception_kname = 0;
+    kern_task_self_name = 0;
+    kern_service_running = false;
+    atomic_fetch_add(&kern_fork_generation, 1);
+    kern_task_create_objects();
+}
+
+void kern_task_init(void)
+{
+    linux_raise_nofile();
+    struct sigaction sa = {.sa_handler = kern_wake_handler};
+    sigemptyset(&sa.sa_mask);
+    sigaction(ipc_wake_signal(), &sa, NULL);
+    pthread_atfork(NULL, NULL, kern_task_fork_child);
+    kern_task_create_objects();
+
+    const char *env = getenv("HELL_BOOTSTRAP_FD");
+    if (env != NULL) {
+        int fd = atoi(env);
+        unsetenv("HELL_BOOTSTRAP_FD");
+        if (kern_bootstrap_child(fd) != 0) {
+            fprintf(stderr, "hell: bootstrap handshake with the parent failed\n");
+        }
+        linux_close(fd);
+    }
+}
+
+__attribute__((constructor)) static void kern_constructor(void)
+{
+    kern_task_init();
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The Linux side of libmach: descriptors, randomness and the one place
+ * where errno values become Mach return codes.
+ */
+#ifndef HELL_LINUX_H
+#define HELL_LINUX_H
+
+#include <mach/kern_return.h>
+#include <mach/message.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Closes FD (ignored when negative), preserving errno. */
+void linux_close(int fd);
+
+/* Stores in *INO the inode of FD if it is a socket and returns true;
+ * returns false for anything else (not open, not a socket). */
+bool linux_socket_ino(int fd, uint64_t *ino);
+
+/* Returns true if FD is a pipe (FIFO). */
+bool linux_is_pipe(int fd);
+
+/* Returns 64 unpredictable bits (never 0), from the kernel's CSPRNG
+ * through a per-thread buffer. */
+uint64_t linux_random_u64(void);
+
+/* Converts an errno from a failed allocation of descriptors or memory to
+ * GNU Mach's resource code. */
+kern_return_t linux_errno_to_kern(int err);
+
+/* Raises RLIMIT_NOFILE to its hard limit (once per process). */
+void linux_raise_nofile(void);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+uint64_t linux_now_ms(void);
+
+#endif

@@ -63,7 +63,7 @@ BENCHES   := $(BUILD)/bench/bench_rpc
 DEMOS     := $(BUILD)/demo/hell-demo
 
 .PHONY: all deps check bench demo install clean
-all: $(LIB) $(TESTS) $(BENCHES) $(DEMOS)
+all: deps $(LIB) $(TESTS) $(BENCHES) $(DEMOS)
 
 deps: $(DEPS)/.ok
 $(DEPS)/.ok:
@@ -116,24 +116,27 @@ $(LIB): $(LIB_OBJS)
 	@ln -sf libmach.so $(BUILD)/lib/libmach.so.0
 
 # ---- programs linked against libmach ----
-PROG_CFLAGS  := $(CFLAGS) -I$(GEN)/tests -I$(GEN)/demo -Itests
+PROG_CFLAGS  := $(CFLAGS) -I$(GEN)/tests -I$(GEN)/demo -Itests -DMIG_EOPNOTSUPP=MIG_BAD_ID
 PROG_LDFLAGS := $(LDFLAGS) -L$(BUILD)/lib -Wl,-rpath,'$$ORIGIN/../lib' -lmach
 TEST_GEN_OBJS := $(GEN)/tests/hell_test.user.c $(GEN)/tests/hell_test.server.c
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(TEST_GEN_OBJS) $(LIB)
+$(BUILD)/tests/%: tests/%.c tests/test.h tests/test_types.h $(TEST_GEN_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -Wno-error=unused-variable -o $@ $< \
 	    $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
 $(BUILD)/bench/%: bench/%.c $(TEST_GEN_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -o $@ $< $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
-$(BUILD)/demo/hell-demo: demo/hell-demo.c $(GEN)/demo/calc.user.c $(GEN)/demo/calc.server.c $(LIB)
+$(BUILD)/demo/hell-demo: demo/hell-demo.c $(TEST_GEN_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -o $@ $< $(GEN)/demo/calc.user.c \
-	    $(GEN)/demo/calc.server.c $(PROG_LDFLAGS)
+	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -o $@ $< $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
 
 check: all
 	tests/run $(BUILD)
+ifneq ($(SAN),1)
+	$(MAKE) BUILD=$(BUILD)-san SAN=1 OPT='-O1 -g' all
+	ASAN_OPTIONS=detect_leaks=0 tests/run $(BUILD)-san
+endif
 
 bench: all
 	bench/run $(BUILD)

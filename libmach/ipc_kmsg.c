@@ -210,16 +210,24 @@ static mach_msg_return_t ipc_copyin_port(struct copyin_ctx *c,
                                          mach_port_name_t name)
 {
     struct kmsg *k = c->kmsg;
-    unsigned cap = c->rights_cap;
-    if (!kmsg_grow((void **)&k->rights, &cap, k->nrights + 1, sizeof *k->rights) ||
-        !kmsg_grow((void **)&k->rights_disp, &c->rights_cap, k->nrights + 1,
-                   sizeof *k->rights_disp)) {
-        return MACH_SEND_NO_BUFFER;
-    }
-    c->rights_cap = cap;
-    if (!kmsg_grow((void **)&k->rights_name, &cap, k->nrights + 1,
-                   sizeof *k->rights_name)) {
-        return MACH_SEND_NO_BUFFER;
+    if (k->nrights == c->rights_cap) {
+        unsigned cap = c->rights_cap ? c->rights_cap * 2 : 8;
+        struct kright *rights = realloc(k->rights, cap * sizeof *rights);
+        if (rights != NULL) {
+            k->rights = rights;
+        }
+        mach_msg_type_name_t *disp = realloc(k->rights_disp, cap * sizeof *disp);
+        if (disp != NULL) {
+            k->rights_disp = disp;
+        }
+        mach_port_name_t *names = realloc(k->rights_name, cap * sizeof *names);
+        if (names != NULL) {
+            k->rights_name = names;
+        }
+        if (rights == NULL || disp == NULL || names == NULL) {
+            return MACH_SEND_NO_BUFFER;
+        }
+        c->rights_cap = cap;
     }
     struct kright *right = &k->rights[k->nrights];
     if (!MACH_PORT_VALID(name)) {

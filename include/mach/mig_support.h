@@ -46,7 +46,11 @@ void mig_reply_setup(const mach_msg_header_t *request,
  * number of non-NUL bytes copied. */
 static inline vm_size_t mig_strncpy(char *dst, const char *src, vm_size_t len)
 {
+    /* Truncation is the contract here, not a mistake. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-truncation"
     return len == 0 ? 0 : (vm_size_t)(stpncpy(dst, src, len) - dst);
+#pragma GCC diagnostic pop
 }
 
 /* The memcpy MIG uses for inline arrays. */

@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Null RPC through a MIG stub between two tasks, against a raw
+ * SOCK_SEQPACKET ping-pong between two processes measured in the same
+ * run, with both processes on one CPU and on two CPUs.  Also RPC
+ * throughput with several client threads against the raw baseline.
+ */
+#include <hell.h>
+#include <mach.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hell_test.h"
+
+boolean_t hell_test_server(mach_msg_header_t *in, mach_msg_header_t *out);
+
+kern_return_t S_test_null(mach_port_t server)
+{
+    return KERN_SUCCESS;
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static void pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+/* Best of three runs of N round trips, in microseconds per round trip. */
+static double raw_pingpong(int server_cpu, int n)
+{
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv);
+    pid_t pid = fork();
+    char buf[64] = {0};
+    if (pid == 0) {
+        close(sv[1]);
+        pin(server_cpu);
+        while (recv(sv[0], buf, sizeof buf, 0) > 0) {
+            send(sv[0], buf, 32, 0);
+        }
+        _exit(0);
+    }
+    close(sv[0]);
+    pin(0);
+    double best = 1e9;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_us();
+        for (int i = 0; i < n; i++) {
+            send(sv[1], buf, 32, 0);
+            recv(sv[1], buf, sizeof buf, 0);
+        }
+        double t = (now_us() - t0) / n;
+        best = t < best ? t : best;
+    }
+    close(sv[1]);
+    waitpid(pid, NULL, 0);
+    return best;
+}
+
+static pid_t start_server(int server_cpu, mach_port_t *server)
+{
+    mach_port_t port;
+    mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &port);
+    mach_port_insert_right(mach_task_self(), port, port, MACH_MSG_TYPE_MAKE_SEND);
+    mach_port_t child_task;
+    /* The server is the child: it receives the receive right through its
+     * bootstrap port... simpler: the parent serves, so the child gets a
+     * send right.  Here the child serves on a port it makes and sends us. */
+    pid_t pid = hell_fork(port, &child_task);
+    if (pid == 0) {
+        pin(server_cpu);
+        mach_port_t boot, svc;
+        task_get_bootstrap_port(mach_task_self(), &boot);
+        mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &svc);
+        struct {
+            mach_msg_header_t h;
+            mach_msg_type_t t;
+            mach_port_name_inlined_t p;
+        } m = {0};
+        m.h.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0) | MACH_MSGH_BITS_COMPLEX;
+        m.h.msgh_remote_port = boot;
+        m.t = (mach_msg_type_t){.msgt_name = MACH_MSG_TYPE_MAKE_SEND, .msgt_size = 64,
+                                .msgt_number = 1, .msgt_inline = TRUE};
+        m.p.name = svc;
+        mach_msg(&m.h, MACH_SEND_MSG, sizeof m, 0, 0, 0, 0);
+        mach_msg_server(hell_test_server, 4096, svc);
+        _exit(0);
+    }
+    struct {
+        mach_msg_header_t h;
+        mach_msg_type_t t;
+        mach_port_name_inlined_t p;
+        char pad[64];
+    } r;
+    mach_msg(&r.h, MACH_RCV_MSG, 0, sizeof r, port, 0, 0);
+    *server = r.p.name;
+    mach_port_destroy(mach_task_self(), port);
+    mach_port_deallocate(mach_task_self(), child_task);
+    return pid;
+}
+
+static double mig_null(mach_port_t server, int n)
+{
+    double best = 1e9;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_us();
+        for (int i = 0; i < n; i++) {
+            if (test_null(server) != KERN_SUCCESS) {
+                fprintf(stderr, "bench: test_null failed\n");
+                exit(1);
+            }
+        }
+        double t = (now_us() - t0) / n;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+struct worker {
+    mach_port_t server;
+    int n;
+    int raw_fd;
+};
+
+static void *rpc_worker(void *arg)
+{
+    struct worker *w = arg;
+    for (int i = 0; i < w->n; i++) {
+        test_null(w->server);
+    }
+    return NULL;
+}
+
+static void *raw_worker(void *arg)
+{
+    struct worker *w = arg;
+    char buf[64] = {0};
+    for (int i = 0; i < w->n; i++) {
+        send(w->raw_fd, buf, 32, 0);
+        recv(w->raw_fd, buf, sizeof buf, 0);
+    }
+    return NULL;
+}
+
+/* Calls per second with THREADS client threads, each with its own raw
+ * socket pair (baseline) or sharing one server port (MIG). */
+static void throughput(mach_port_t server, int threads, int n)
+{
+    pthread_t t[16];
+    struct worker w[16];
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    CPU_SET(0, &all);
+    CPU_SET(1, &all);
+    sched_setaffinity(0, sizeof all, &all);
+
+    int fds[16];
+    pid_t raw_pid = -1;
+    int pairs[16][2];
+    for (int i = 0; i < threads; i++) {
+        socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pairs[i]);
+    }
+    raw_pid = fork();
+    if (raw_pid == 0) {
+        /* One echo thread per client thread, as one server per client. */
+        for (int i = 0; i < threads; i++) {
+            close(pairs[i][1]);
+            if (fork() == 0) {
+                char buf[64];
+                while (recv(pairs[i][0], buf, sizeof buf, 0) > 0) {
+                    send(pairs[i][0], buf, 32, 0);
+                }
+                _exit(0);
+            }
+        }
+        while (wait(NULL) > 0) {
+        }
+        _exit(0);
+    }
+    for (int i = 0; i < threads; i++) {
+        close(pairs[i][0]);
+        fds[i] = pairs[i][1];
+    }
+    double t0 = now_us();
+    for (int i = 0; i < threads; i++) {
+        w[i] = (struct worker){.n = n, .raw_fd = fds[i]};
+        pthread_create(&t[i], NULL, raw_worker, &w[i]);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+    }
+    double raw = threads * n / ((now_us() - t0) / 1e6);
+    for (int i = 0; i < threads; i++) {
+        close(fds[i]);
+    }
+    waitpid(raw_pid, NULL, 0);
+
+    t0 = now_us();
+    for (int i = 0; i < threads; i++) {
+        w[i] = (struct worker){.server = server, .n = n};
+        pthread_create(&t[i], NULL, rpc_worker, &w[i]);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+    }
+    double rpc = threads * n / ((now_us() - t0) / 1e6);
+    printf("bench: mig_null_rpc_throughput_%dthreads: %.0f calls/s; baseline "
+           "raw_seqpacket_throughput_%dthreads: %.0f calls/s; ratio %.2f\n",
+           threads, rpc, threads, raw, raw / rpc);
+}
+
+int main(int argc, char **argv)
+{
+    int n = argc > 1 ? atoi(argv[1]) : 20000;
+    for (int cross = 0; cross < 2; cross++) {
+        int server_cpu = cross ? 1 : 0;
+        const char *where = cross ? "cross_cpu" : "same_cpu";
+        double raw = raw_pingpong(server_cpu, n);
+        mach_port_t server;
+        pid_t pid = start_server(server_cpu, &server);
+        pin(0);
+        double mig = mig_null(server, n);
+        printf("bench: mig_null_rpc_%s: %.2f us; baseline raw_seqpacket_pingpong_%s: "
+               "%.2f us; ratio %.2f\n",
+               where, mig, where, raw, mig / raw);
+        if (cross) {
+            throughput(server, 4, n / 4);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        mach_port_deallocate(mach_task_self(), server);
+    }
+    return 0;
+}

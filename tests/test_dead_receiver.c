@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A receiver killed with SIGKILL: its senders get MACH_SEND_INVALID_DEST
+ * and the send right becomes a dead name with the same user references.
+ */
+#include <hell.h>
+#include <signal.h>
+
+#include "test.h"
+
+int main(void)
+{
+    int fds_before = test_count_fds();
+    mach_port_t reply;
+    CHECK_KR(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &reply),
+             KERN_SUCCESS);
+    CHECK_KR(mach_port_insert_right(mach_task_self(), reply, reply, MACH_MSG_TYPE_MAKE_SEND),
+             KERN_SUCCESS);
+
+    mach_port_t child_task;
+    pid_t pid = hell_fork(reply, &child_task);
+    if (pid == 0) {
+        /* The child makes a port and sends us a send right, then waits. */
+        mach_port_t boot, port;
+        CHECK_KR(task_get_bootstrap_port(mach_task_self(), &boot), KERN_SUCCESS);
+        CHECK_KR(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &port),
+                 KERN_SUCCESS);
+        struct {
+            mach_msg_header_t h;
+            mach_msg_type_t t;
+            mach_port_name_inlined_t p;
+        } m = {0};
+        m.h.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0) | MACH_MSGH_BITS_COMPLEX;
+        m.h.msgh_remote_port = boot;
+        m.h.msgh_id = 1;
+        m.t = (mach_msg_type_t){.msgt_name = MACH_MSG_TYPE_MAKE_SEND, .msgt_size = 64,
+                                .msgt_number = 1, .msgt_inline = TRUE};
+        m.p.name = port;
+        CHECK_KR(mach_msg(&m.h, MACH_SEND_MSG, sizeof m, 0, 0, 0, 0), MACH_MSG_SUCCESS);
+        pause();
+        _exit(1);
+    }
+    struct {
+        mach_msg_header_t h;
+        mach_msg_type_t t;
+        mach_port_name_inlined_t p;
+        char pad[64];
+    } r;
+    CHECK_KR(mach_msg(&r.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r, reply, 10000, 0),
+             MACH_MSG_SUCCESS);
+    CHECK(r.t.msgt_name == MACH_MSG_TYPE_PORT_SEND);
+    mach_port_t peer = r.p.name;
+    CHECK_KR(mach_port_mod_refs(mach_task_self(), peer, MACH_PORT_RIGHT_SEND, 2), KERN_SUCCESS);
+
+    /* Alive: a message goes through. */
+    mach_msg_header_t m = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
+                           .msgh_remote_port = peer, .msgh_id = 2};
+    CHECK_KR(mach_msg(&m, MACH_SEND_MSG, sizeof m, 0, 0, 0, 0), MACH_MSG_SUCCESS);
+
+    kill(pid, SIGKILL);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
+
+    m.msgh_remote_port = peer;
+    m.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0);
+    CHECK_KR(mach_msg(&m, MACH_SEND_MSG, sizeof m, 0, 0, 0, 0), MACH_SEND_INVALID_DEST);
+    mach_port_type_t type = 0;
+    CHECK_KR(mach_port_type(mach_task_self(), peer, &type), KERN_SUCCESS);
+    CHECK(type == MACH_PORT_TYPE_DEAD_NAME);
+    mach_port_urefs_t refs = 0;
+    CHECK_KR(mach_port_get_refs(mach_task_self(), peer, MACH_PORT_RIGHT_DEAD_NAME, &refs),
+             KERN_SUCCESS);
+    CHECK(refs == 3);
+    CHECK_KR(mach_port_get_refs(mach_task_self(), peer, MACH_PORT_RIGHT_SEND, &refs),
+             KERN_SUCCESS);
+    CHECK(refs == 0);
+    CHECK_KR(mach_port_mod_refs(mach_task_self(), peer, MACH_PORT_RIGHT_DEAD_NAME, -3),
+             KERN_SUCCESS);
+    CHECK_KR(mach_port_type(mach_task_self(), peer, &type), KERN_INVALID_NAME);
+
+    CHECK_KR(mach_port_deallocate(mach_task_self(), child_task), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(mach_task_self(), reply), KERN_SUCCESS);
+    CHECK(test_count_fds() <= fds_before + 6); /* task port and its service */
+    return test_done("dead_receiver");
+}

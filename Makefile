@@ -63,6 +63,8 @@ BENCHES   := $(BUILD)/bench/bench_rpc
 DEMOS     := $(BUILD)/demo/hell-demo
 
 .PHONY: all deps check bench demo install clean
+# Keep generated MIG sources (make would delete them as intermediates).
+.SECONDARY:
 all: deps $(LIB) $(TESTS) $(BENCHES) $(DEMOS)
 
 deps: $(DEPS)/.ok

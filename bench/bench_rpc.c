@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "hell_test.h"
+#include "test.h"
 
 boolean_t hell_test_server(mach_msg_header_t *in, mach_msg_header_t *out);
 
@@ -79,37 +80,23 @@ static pid_t start_server(int server_cpu, mach_port_t *server)
     mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &port);
     mach_port_insert_right(mach_task_self(), port, port, MACH_MSG_TYPE_MAKE_SEND);
     mach_port_t child_task;
-    /* The server is the child: it receives the receive right through its
-     * bootstrap port... simpler: the parent serves, so the child gets a
-     * send right.  Here the child serves on a port it makes and sends us. */
+    /* The child is the server: it makes a port, sends us a send right to it
+     * through its bootstrap port, and serves it. */
     pid_t pid = hell_fork(port, &child_task);
     if (pid == 0) {
         pin(server_cpu);
         mach_port_t boot, svc;
         task_get_bootstrap_port(mach_task_self(), &boot);
         mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &svc);
-        struct {
-            mach_msg_header_t h;
-            mach_msg_type_t t;
-            mach_port_name_inlined_t p;
-        } m = {0};
-        m.h.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0) | MACH_MSGH_BITS_COMPLEX;
-        m.h.msgh_remote_port = boot;
-        m.t = (mach_msg_type_t){.msgt_name = MACH_MSG_TYPE_MAKE_SEND, .msgt_size = 64,
-                                .msgt_number = 1, .msgt_inline = TRUE};
-        m.p.name = svc;
-        mach_msg(&m.h, MACH_SEND_MSG, sizeof m, 0, 0, 0, 0);
+        test_send_port(boot, svc, MACH_MSG_TYPE_MAKE_SEND, 1);
         mach_msg_server(hell_test_server, 4096, svc);
         _exit(0);
     }
-    struct {
-        mach_msg_header_t h;
-        mach_msg_type_t t;
-        mach_port_name_inlined_t p;
-        char pad[64];
-    } r;
-    mach_msg(&r.h, MACH_RCV_MSG, 0, sizeof r, port, 0, 0);
-    *server = r.p.name;
+    mach_msg_type_name_t type;
+    if (test_receive_port(port, 10000, server, &type) != MACH_MSG_SUCCESS) {
+        fprintf(stderr, "bench: the server did not start\n");
+        exit(1);
+    }
     mach_port_destroy(mach_task_self(), port);
     mach_port_deallocate(mach_task_self(), child_task);
     return pid;

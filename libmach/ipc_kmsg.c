@@ -32,6 +32,9 @@ static bool ipc_disposition_is_send(mach_msg_type_name_t type)
     return MACH_MSG_TYPE_PORT_ANY_SEND(type);
 }
 
+static void ipc_undo_right(struct ipc_space *space, struct kright *right,
+                           mach_msg_type_name_t disp, mach_port_name_t name);
+
 /* ---- header ---- */
 
 static mach_msg_return_t ipc_copyin_dest(struct ipc_space *space,
@@ -79,7 +82,7 @@ mach_msg_return_t ipc_kmsg_copyin_header(struct ipc_space *space,
         }
         if (dest_type == MACH_MSG_TYPE_MOVE_SEND &&
             reply_type == MACH_MSG_TYPE_MOVE_SEND) {
-            ipc_right_check(space, entry);
+            ipc_right_check(space, entry, false);
             if (!(entry->type & MACH_PORT_TYPE_SEND) || entry->urefs < 2) {
                 return MACH_SEND_INVALID_DEST;
             }
@@ -97,16 +100,13 @@ mach_msg_return_t ipc_kmsg_copyin_header(struct ipc_space *space,
         mr = ipc_copyin_dest(space, dest_name, dest_type, &kmsg->dest);
         if (mr != MACH_MSG_SUCCESS) {
             if (reply_first) {
-                ipc_kmsg_undo_copyin(space, &(struct kmsg){.reply = kmsg->reply,
-                                                           .hdr = kmsg->hdr},
-                                     MACH_PORT_NULL, reply_name);
+                ipc_undo_right(space, &kmsg->reply, reply_type, reply_name);
             }
             return mr;
         }
         if (!reply_first && ipc_right_copyin(space, reply_name, reply_type,
                                              true, &kmsg->reply) != KERN_SUCCESS) {
-            kmsg->reply = (struct kright){.kind = KRIGHT_NONE};
-            ipc_kmsg_undo_copyin(space, kmsg, dest_name, MACH_PORT_NULL);
+            ipc_undo_right(space, &kmsg->dest, dest_type, dest_name);
             return MACH_SEND_INVALID_DEST;
         }
         return MACH_MSG_SUCCESS;
@@ -132,7 +132,7 @@ mach_msg_return_t ipc_kmsg_copyin_header(struct ipc_space *space,
                                         &kmsg->reply);
     if (kr != KERN_SUCCESS) {
         /* Only a resource shortage gets here (the check passed). */
-        ipc_kmsg_undo_copyin(space, kmsg, dest_name, MACH_PORT_NULL);
+        ipc_undo_right(space, &kmsg->dest, dest_type, dest_name);
         return MACH_SEND_NO_BUFFER;
     }
     return MACH_MSG_SUCCESS;
@@ -210,24 +210,9 @@ static mach_msg_return_t ipc_copyin_port(struct copyin_ctx *c,
                                          mach_port_name_t name)
 {
     struct kmsg *k = c->kmsg;
-    if (k->nrights == c->rights_cap) {
-        unsigned cap = c->rights_cap ? c->rights_cap * 2 : 8;
-        struct kright *rights = realloc(k->rights, cap * sizeof *rights);
-        if (rights != NULL) {
-            k->rights = rights;
-        }
-        mach_msg_type_name_t *disp = realloc(k->rights_disp, cap * sizeof *disp);
-        if (disp != NULL) {
-            k->rights_disp = disp;
-        }
-        mach_port_name_t *names = realloc(k->rights_name, cap * sizeof *names);
-        if (names != NULL) {
-            k->rights_name = names;
-        }
-        if (rights == NULL || disp == NULL || names == NULL) {
-            return MACH_SEND_NO_BUFFER;
-        }
-        c->rights_cap = cap;
+    if (!kmsg_grow((void **)&k->rights, &c->rights_cap, k->nrights + 1,
+                   sizeof *k->rights)) {
+        return MACH_SEND_NO_BUFFER;
     }
     struct kright *right = &k->rights[k->nrights];
     if (!MACH_PORT_VALID(name)) {
@@ -236,8 +221,8 @@ static mach_msg_return_t ipc_copyin_port(struct copyin_ctx *c,
     } else if (ipc_right_copyin(c->space, name, disp, true, right) != KERN_SUCCESS) {
         return MACH_SEND_INVALID_RIGHT;
     }
-    k->rights_disp[k->nrights] = disp;
-    k->rights_name[k->nrights] = name;
+    right->from_disposition = disp;
+    right->from_name = name;
     k->nrights++;
     return MACH_MSG_SUCCESS;
 }
@@ -409,13 +394,9 @@ void ipc_kmsg_destroy(struct kmsg *kmsg)
         }
     }
     free(kmsg->rights);
-    free(kmsg->rights_disp);
-    free(kmsg->rights_name);
     free(kmsg->ool);
     free(kmsg->body_owned);
     kmsg->rights = NULL;
-    kmsg->rights_disp = NULL;
-    kmsg->rights_name = NULL;
     kmsg->ool = NULL;
     kmsg->body_owned = NULL;
     kmsg->nrights = 0;
@@ -482,8 +463,8 @@ void ipc_kmsg_undo_copyin(struct ipc_space *space, struct kmsg *kmsg,
 {
     mach_msg_bits_t bits = kmsg->hdr.msgh_bits;
     for (unsigned i = kmsg->nrights; i-- > 0;) {
-        ipc_undo_right(space, &kmsg->rights[i], kmsg->rights_disp[i],
-                       kmsg->rights_name[i]);
+        ipc_undo_right(space, &kmsg->rights[i], kmsg->rights[i].from_disposition,
+                       kmsg->rights[i].from_name);
     }
     kmsg->nrights = 0;
     ipc_undo_right(space, &kmsg->reply, MACH_MSGH_BITS_LOCAL(bits), reply_name);

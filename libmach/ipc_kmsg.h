@@ -27,8 +27,6 @@ struct kmsg {
     char *body_owned;           /* when body is a private copy */
     unsigned nrights;
     struct kright *rights;      /* body rights, in order */
-    mach_msg_type_name_t *rights_disp; /* their dispositions (for undo) */
-    mach_port_name_t *rights_name;     /* their names in the sender */
     unsigned nool;
     struct kool *ool;
 };

@@ -14,9 +14,25 @@
 #include "ipc_wire.h"
 #include "kern.h"
 
+extern atomic_uint kern_fork_generation;
+
 int ipc_wake_signal(void)
 {
     return SIGRTMAX - 1;
+}
+
+/* The calling thread's id, without a system call per receive.  The cache
+ * is dropped by fork() (the child's thread has a new id). */
+static pid_t ipc_self_tid(void)
+{
+    static __thread pid_t tid;
+    static __thread unsigned generation;
+    unsigned now = atomic_load(&kern_fork_generation);
+    if (tid == 0 || generation != now) {
+        tid = (pid_t)syscall(SYS_gettid);
+        generation = now;
+    }
+    return tid;
 }
 
 /* Takes the dequeue lock of every receive right KMSG moves, interrupting
@@ -139,7 +155,7 @@ static mach_msg_return_t ipc_msg_send(int space_id, mach_msg_header_t *msg,
         if (mr == MACH_SEND_INVALID_DEST) {
             struct ipc_entry *entry = ipc_entry_lookup(space, dest_name);
             if (entry != NULL) {
-                ipc_right_check(space, entry);
+                ipc_right_check(space, entry, false);
             }
         }
     }
@@ -223,7 +239,7 @@ static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
         if (mr != MACH_RCV_IN_PROGRESS) {
             break;
         }
-        atomic_store(&rcv->waiter, (pid_t)syscall(SYS_gettid));
+        atomic_store(&rcv->waiter, ipc_self_tid());
         mr = wire_recv(port, timeout_ms, true, &kmsg);
         atomic_store(&rcv->waiter, 0);
         if (mr != MACH_RCV_INTERRUPTED || interruptible) {

@@ -205,12 +205,12 @@ bool ipc_port_consume_nonce(struct ipc_port *port, uint64_t nonce)
     return true;
 }
 
-bool ipc_port_is_dead(struct ipc_port *port)
+bool ipc_port_is_dead(struct ipc_port *port, bool probe)
 {
     if (port->rcv != NULL) {
         return false;
     }
-    if (!port->dead) {
+    if (probe && !port->dead) {
         struct pollfd pfd = {.fd = port->send_fd, .events = 0};
         if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR))) {
             port->dead = true;

@@ -50,9 +50,12 @@ uint64_t ipc_port_make_send_once(struct ipc_port *port);
  * message. */
 bool ipc_port_consume_nonce(struct ipc_port *port, uint64_t nonce);
 
-/* Returns true when the receive right of PORT is known to be destroyed
- * (checks the send end for a hang-up, without blocking). */
-bool ipc_port_is_dead(struct ipc_port *port);
+/* Returns true when the receive right of PORT is known to be destroyed.
+ * With PROBE, asks the kernel first (one poll of the send end, never
+ * blocking); without, answers from what sends have already seen, which
+ * is what the message path uses: a send to a dead port fails with EPIPE
+ * and is undone, so it needs no system call to find out beforehand. */
+bool ipc_port_is_dead(struct ipc_port *port, bool probe);
 
 /* Destroys the receive right held here: closes the receive end (senders
  * then see a dead port) and releases the receive state. */

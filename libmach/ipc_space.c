@@ -112,11 +112,11 @@ static void ipc_entry_release(struct ipc_space *space, struct ipc_entry *entry)
     ipc_entry_free(space, entry);
 }
 
-bool ipc_right_check(struct ipc_space *space, struct ipc_entry *entry)
+bool ipc_right_check(struct ipc_space *space, struct ipc_entry *entry, bool probe)
 {
     if (!(entry->type & MACH_PORT_TYPE_SEND_RIGHTS) ||
         (entry->type & MACH_PORT_TYPE_RECEIVE) ||
-        !ipc_port_is_dead(entry->port)) {
+        !ipc_port_is_dead(entry->port, probe)) {
         return false;
     }
     if (entry->type & MACH_PORT_TYPE_SEND) {
@@ -227,7 +227,7 @@ kern_return_t ipc_right_copyin(struct ipc_space *space, mach_port_name_t name,
 
     case MACH_MSG_TYPE_COPY_SEND:
     case MACH_MSG_TYPE_MOVE_SEND:
-        ipc_right_check(space, entry);
+        ipc_right_check(space, entry, false);
         if (entry->type & MACH_PORT_TYPE_DEAD_NAME) {
             if (!deadok) {
                 return KERN_INVALID_RIGHT;
@@ -252,7 +252,7 @@ kern_return_t ipc_right_copyin(struct ipc_space *space, mach_port_name_t name,
         return KERN_SUCCESS;
 
     case MACH_MSG_TYPE_MOVE_SEND_ONCE:
-        ipc_right_check(space, entry);
+        ipc_right_check(space, entry, false);
         if (entry->type & MACH_PORT_TYPE_DEAD_NAME) {
             if (!deadok) {
                 return KERN_INVALID_RIGHT;
@@ -372,7 +372,7 @@ kern_return_t ipc_right_copyout(struct ipc_space *space, struct kright *right,
         return KERN_SUCCESS;
     case KRIGHT_SEND:
     case KRIGHT_SEND_ONCE:
-        if (ipc_port_is_dead(right->port)) {
+        if (ipc_port_is_dead(right->port, false)) {
             kright_destroy(right);
             *name = MACH_PORT_DEAD;
             return KERN_SUCCESS;
@@ -421,7 +421,7 @@ kern_return_t ipc_right_copyout_name(struct ipc_space *space,
         kright_destroy(right);
         return KERN_NAME_EXISTS;
     }
-    if (right->kind != KRIGHT_RECEIVE && ipc_port_is_dead(port)) {
+    if (right->kind != KRIGHT_RECEIVE && ipc_port_is_dead(port, true)) {
         kright_destroy(right);
         return KERN_INVALID_CAPABILITY;
     }
@@ -469,7 +469,7 @@ kern_return_t ipc_right_dealloc(struct ipc_space *space, mach_port_name_t name)
     if (entry == NULL) {
         return KERN_INVALID_NAME;
     }
-    ipc_right_check(space, entry);
+    ipc_right_check(space, entry, true);
     if (entry->type & MACH_PORT_TYPE_SEND_ONCE) {
         ipc_right_send_once_destroy(space, entry);
     } else if (entry->type & MACH_PORT_TYPE_DEAD_NAME) {
@@ -490,7 +490,7 @@ kern_return_t ipc_right_destroy(struct ipc_space *space, mach_port_name_t name)
     if (entry == NULL) {
         return KERN_INVALID_NAME;
     }
-    ipc_right_check(space, entry);
+    ipc_right_check(space, entry, true);
     if (entry->type & MACH_PORT_TYPE_SEND_ONCE) {
         ipc_right_send_once_destroy(space, entry);
         return KERN_SUCCESS;
@@ -545,7 +545,7 @@ kern_return_t ipc_right_delta(struct ipc_space *space, mach_port_name_t name,
         if (delta != 0 && delta != -1) {
             return KERN_INVALID_VALUE;
         }
-        if (ipc_right_check(space, entry)) {
+        if (ipc_right_check(space, entry, true)) {
             return KERN_INVALID_RIGHT;
         }
         if (delta == -1) {
@@ -564,7 +564,7 @@ kern_return_t ipc_right_delta(struct ipc_space *space, mach_port_name_t name,
         if (urefs > IPC_UREFS_SEND_MAX) {
             return KERN_UREFS_OVERFLOW;
         }
-        if (ipc_right_check(space, entry)) {
+        if (ipc_right_check(space, entry, true)) {
             return KERN_INVALID_RIGHT;
         }
         entry->urefs = (mach_port_urefs_t)urefs;
@@ -575,7 +575,7 @@ kern_return_t ipc_right_delta(struct ipc_space *space, mach_port_name_t name,
     }
 
     case MACH_PORT_RIGHT_DEAD_NAME: {
-        ipc_right_check(space, entry);
+        ipc_right_check(space, entry, true);
         if (!(entry->type & MACH_PORT_TYPE_DEAD_NAME)) {
             return KERN_INVALID_RIGHT;
         }
@@ -607,7 +607,7 @@ kern_return_t ipc_right_refs(struct ipc_space *space, mach_port_name_t name,
     if (entry == NULL) {
         return KERN_INVALID_NAME;
     }
-    ipc_right_check(space, entry);
+    ipc_right_check(space, entry, true);
     mach_port_type_t bit = MACH_PORT_TYPE(right);
     if (!(entry->type & bit)) {
         *refs = 0;
@@ -627,7 +627,7 @@ kern_return_t ipc_right_type(struct ipc_space *space, mach_port_name_t name,
     if (entry == NULL) {
         return KERN_INVALID_NAME;
     }
-    ipc_right_check(space, entry);
+    ipc_right_check(space, entry, true);
     *type = entry->type;
     return KERN_SUCCESS;
 }

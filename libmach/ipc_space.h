@@ -45,8 +45,9 @@ kern_return_t ipc_entry_alloc_name(struct ipc_space *space,
 void ipc_entry_free(struct ipc_space *space, struct ipc_entry *entry);
 
 /* Turns a send or send-once entry whose port died into a dead name, as
- * GNU Mach does lazily.  Returns true when it did. */
-bool ipc_right_check(struct ipc_space *space, struct ipc_entry *entry);
+ * GNU Mach does lazily.  PROBE as for ipc_port_is_dead.  Returns true
+ * when it did. */
+bool ipc_right_check(struct ipc_space *space, struct ipc_entry *entry, bool probe);
 
 /* Takes a right out of SPACE for a message or a kernel call, according to
  * DISPOSITION (a MACH_MSG_TYPE_MOVE_* / COPY_SEND / MAKE_* value).  A dead

@@ -80,6 +80,10 @@ struct kright {
     enum kright_kind kind;
     struct ipc_port *port;  /* a reference, for SEND, SEND_ONCE, RECEIVE */
     uint64_t nonce;         /* SEND_ONCE: proves the right to the receiver */
+    /* Sender side only: how the right left its space, to put it back if
+     * the send fails after copyin. */
+    mach_msg_type_name_t from_disposition;
+    mach_port_name_t from_name;
 };
 
 /* An entry of a name space. */

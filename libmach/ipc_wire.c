@@ -95,25 +95,47 @@ static void wire_drop_log(const char *why, ...)
 
 /* ---- buffers ---- */
 
+/* A message being serialised.  Small descriptor areas (every RPC) stay in
+ * the inline buffer; only large ones go to the heap. */
 struct wire_out {
     char *desc;
     size_t len, cap;
     int fds[WIRE_MAX_FDS];
     unsigned nfds;
     bool overflow;
+    char inline_desc[512];
 };
+
+static void wire_out_init(struct wire_out *out)
+{
+    out->desc = out->inline_desc;
+    out->len = 0;
+    out->cap = sizeof out->inline_desc;
+    out->nfds = 0;
+    out->overflow = false;
+}
+
+static void wire_out_fini(struct wire_out *out)
+{
+    if (out->desc != out->inline_desc) {
+        free(out->desc);
+    }
+}
 
 static void *wire_out_put(struct wire_out *out, const void *data, size_t len)
 {
     if (out->len + len > out->cap) {
-        size_t cap = out->cap ? out->cap * 2 : 1024;
+        size_t cap = out->cap * 2;
         while (cap < out->len + len) {
             cap *= 2;
         }
-        char *p = realloc(out->desc, cap);
+        char *p = out->desc == out->inline_desc ? malloc(cap) : realloc(out->desc, cap);
         if (p == NULL) {
             out->overflow = true;
             return NULL;
+        }
+        if (out->desc == out->inline_desc) {
+            memcpy(p, out->inline_desc, out->len);
         }
         out->desc = p;
         out->cap = cap;
@@ -146,7 +168,34 @@ static char *wire_thread_buf(void)
 
 /* ---- serialisation (sender) ---- */
 
-static bool wire_put_right(struct wire_out *out, struct kright *right,
+/* Serialises the receive state of PORT after its right descriptor. */
+static void wire_put_receive(struct wire_out *out, struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    struct wire_rcv wrcv = {.secret = rcv->secret,
+                            .mscount = rcv->mscount,
+                            .qlimit = rcv->qlimit,
+                            .ntransports = (uint32_t)rcv->transports.count,
+                            .nnonces = (uint32_t)rcv->nonces.count};
+    wire_out_put(out, &wrcv, sizeof wrcv);
+    wire_out_fd(out, rcv->recv_fd);
+    wire_out_fd(out, rcv->count_rfd);
+    uint64_t key;
+    void *value;
+    for (size_t i = 0; u64map_next(&rcv->nonces, &i, &key, &value);) {
+        wire_out_put(out, &key, sizeof key);
+    }
+    for (size_t i = 0; u64map_next(&rcv->transports, &i, &key, &value);) {
+        wire_out_put(out, &key, sizeof key);
+        wire_out_fd(out, ((struct ipc_port *)value)->send_fd);
+    }
+}
+
+/* Serialises RIGHT for a message to DEST (NULL for bootstrap messages).
+ * A send-once right omits the send end when DEST's receiver already has
+ * it; otherwise its identity is stored in *PEER_NEW, to be remembered once
+ * the message is sent. */
+static void wire_put_right(struct wire_out *out, struct kright *right,
                            struct ipc_port *dest, uint64_t *peer_new)
 {
     struct wire_right wr = {.kind = right->kind};
@@ -156,54 +205,34 @@ static bool wire_put_right(struct wire_out *out, struct kright *right,
         if (port->rcv != NULL && port->rcv->kobject_type != IKOT_NONE) {
             kern_service_start(); /* another task will call our kernel */
         }
-        wr.ino = port->ino;
         wr.auth = port->secret;
         wr.flags = WR_SEND_FD | WR_COUNT_FD;
-        wire_put_right_fds:
-        wire_out_put(out, &wr, sizeof wr);
-        wire_out_fd(out, port->send_fd);
-        if (wr.flags & WR_COUNT_FD) {
-            wire_out_fd(out, port->count_wfd);
-        }
-        return true;
+        break;
     case KRIGHT_SEND_ONCE:
-        wr.ino = port->ino;
         wr.auth = right->nonce;
-        if (dest != NULL && u64map_lookup(&dest->peer_has, port->ino) != NULL) {
-            wire_out_put(out, &wr, sizeof wr);
-            return true;
+        if (dest == NULL || u64map_lookup(&dest->peer_has, port->ino) == NULL) {
+            wr.flags = WR_SEND_FD;
+            *peer_new = port->ino;
         }
-        *peer_new = port->ino;
-        wr.flags = WR_SEND_FD;
-        goto wire_put_right_fds;
-    case KRIGHT_RECEIVE: {
-        struct ipc_port_rcv *rcv = port->rcv;
-        wr.ino = port->ino;
+        break;
+    case KRIGHT_RECEIVE:
         wr.flags = WR_SEND_FD | WR_RECEIVE;
-        wire_out_put(out, &wr, sizeof wr);
-        wire_out_fd(out, port->send_fd);
-        struct wire_rcv wrcv = {.secret = rcv->secret,
-                                .mscount = rcv->mscount,
-                                .qlimit = rcv->qlimit,
-                                .ntransports = (uint32_t)rcv->transports.count,
-                                .nnonces = (uint32_t)rcv->nonces.count};
-        wire_out_put(out, &wrcv, sizeof wrcv);
-        wire_out_fd(out, rcv->recv_fd);
-        wire_out_fd(out, rcv->count_rfd);
-        uint64_t key;
-        void *value;
-        for (size_t i = 0; u64map_next(&rcv->nonces, &i, &key, &value);) {
-            wire_out_put(out, &key, sizeof key);
-        }
-        for (size_t i = 0; u64map_next(&rcv->transports, &i, &key, &value);) {
-            wire_out_put(out, &key, sizeof key);
-            wire_out_fd(out, ((struct ipc_port *)value)->send_fd);
-        }
-        return true;
-    }
+        break;
     default:
-        wire_out_put(out, &wr, sizeof wr);
-        return true;
+        break;
+    }
+    if (port != NULL) {
+        wr.ino = port->ino;
+    }
+    wire_out_put(out, &wr, sizeof wr);
+    if (wr.flags & WR_SEND_FD) {
+        wire_out_fd(out, port->send_fd);
+    }
+    if (wr.flags & WR_COUNT_FD) {
+        wire_out_fd(out, port->count_wfd);
+    }
+    if (wr.flags & WR_RECEIVE) {
+        wire_put_receive(out, port);
     }
 }
 
@@ -373,19 +402,18 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
     if (kmsg->body_size > WIRE_BODY_MAX) {
         return MACH_SEND_NO_BUFFER;
     }
-    struct wire_out out = {0};
+    struct wire_out out;
+    wire_out_init(&out);
     struct wire_hdr hdr;
     uint64_t peer_new[WIRE_MAX_FDS];
     unsigned npeer_new;
     mach_msg_return_t mr = wire_build(kmsg, &out, &hdr, peer_new, &npeer_new);
     if (mr != MACH_MSG_SUCCESS) {
         for (unsigned i = 0; i < kmsg->nool; i++) {
-            if (kmsg->ool[i].memfd >= 0) {
-                linux_close(kmsg->ool[i].memfd);
-                kmsg->ool[i].memfd = -1;
-            }
+            linux_close(kmsg->ool[i].memfd);
+            kmsg->ool[i].memfd = -1;
         }
-        free(out.desc);
+        wire_out_fini(&out);
         return mr;
     }
     struct iovec iov[3] = {
@@ -433,7 +461,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
         }
     }
     ipc_lock();
-    free(out.desc);
+    wire_out_fini(&out);
     switch (err) {
     case 0:
         for (unsigned i = 0; i < npeer_new; i++) {
@@ -443,6 +471,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
         return MACH_MSG_SUCCESS;
     case EPIPE:
     case ECONNRESET:
+    case ECONNREFUSED:
     case ENOTCONN:
         dest->dead = true;
         mr = MACH_SEND_INVALID_DEST;
@@ -561,6 +590,9 @@ struct wire_parsed_right {
     int *transport_fds;
 };
 
+/* A parsed message.  The common shapes (a reply right and a few body
+ * rights or regions) fit the inline arrays; larger ones use the heap. */
+#define WIRE_PARSED_INLINE 4
 struct wire_parsed {
     const struct wire_hdr *hdr;
     struct wire_parsed_right *rights;
@@ -568,6 +600,8 @@ struct wire_parsed {
     int *ool_fds;
     const char *body;
     size_t body_size;
+    struct wire_parsed_right inline_rights[WIRE_PARSED_INLINE];
+    int inline_ool_fds[WIRE_PARSED_INLINE];
 };
 
 static bool wire_check_fd_ino(int fd, uint64_t ino)
@@ -599,12 +633,17 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
     out->body_size = hdr->size - sizeof(mach_msg_header_t);
     in.end = in.p + hdr->desc_size;
     out->body = in.end;
-    out->rights = calloc(hdr->nrights, sizeof *out->rights);
-    out->ool_fds = calloc(hdr->nool + 1, sizeof(int));
+    out->rights = hdr->nrights <= WIRE_PARSED_INLINE
+                      ? out->inline_rights
+                      : malloc(hdr->nrights * sizeof *out->rights);
+    out->ool_fds = hdr->nool <= WIRE_PARSED_INLINE
+                       ? out->inline_ool_fds
+                       : malloc(hdr->nool * sizeof *out->ool_fds);
     if (out->rights == NULL || out->ool_fds == NULL) {
         return "out of memory";
     }
-    for (uint32_t i = 0; i <= hdr->nool; i++) {
+    memset(out->rights, 0, hdr->nrights * sizeof *out->rights);
+    for (uint32_t i = 0; i < hdr->nool; i++) {
         out->ool_fds[i] = -1;
     }
     for (uint32_t i = 0; i < hdr->nrights; i++) {
@@ -792,8 +831,12 @@ static void wire_parsed_free(struct wire_parsed *parsed)
             free(parsed->rights[i].transport_fds);
         }
     }
-    free(parsed->rights);
-    free(parsed->ool_fds);
+    if (parsed->rights != parsed->inline_rights) {
+        free(parsed->rights);
+    }
+    if (parsed->ool_fds != parsed->inline_ool_fds) {
+        free(parsed->ool_fds);
+    }
     parsed->rights = NULL;
     parsed->ool_fds = NULL;
 }
@@ -930,9 +973,9 @@ static const char *wire_adopt(struct wire_parsed *parsed, struct u64map *table,
     kmsg->hdr.msgh_id = hdr->id;
     kmsg->body = parsed->body;
     kmsg->body_size = parsed->body_size;
-    kmsg->rights = calloc(hdr->nrights, sizeof *kmsg->rights);
-    kmsg->ool = calloc(hdr->nool + 1, sizeof *kmsg->ool);
-    if (kmsg->rights == NULL || kmsg->ool == NULL) {
+    if ((hdr->nrights > 1 &&
+         (kmsg->rights = calloc(hdr->nrights - 1, sizeof *kmsg->rights)) == NULL) ||
+        (hdr->nool > 0 && (kmsg->ool = calloc(hdr->nool, sizeof *kmsg->ool)) == NULL)) {
         return "out of memory";
     }
     const char *why = wire_adopt_right(&parsed->rights[0], table, &kmsg->reply);
@@ -1051,7 +1094,8 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
 
 mach_msg_return_t wire_send_bootstrap(int fd, struct kright *rights, unsigned n)
 {
-    struct wire_out out = {0};
+    struct wire_out out;
+    wire_out_init(&out);
     struct wire_hdr hdr = {.magic = WIRE_MAGIC,
                            .auth_kind = WIRE_AUTH_BOOTSTRAP,
                            .bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
@@ -1064,7 +1108,7 @@ mach_msg_return_t wire_send_bootstrap(int fd, struct kright *rights, unsigned n)
         wire_put_right(&out, &rights[i], NULL, &ino);
     }
     if (out.overflow) {
-        free(out.desc);
+        wire_out_fini(&out);
         return MACH_SEND_NO_BUFFER;
     }
     hdr.nfds = out.nfds;
@@ -1072,7 +1116,7 @@ mach_msg_return_t wire_send_bootstrap(int fd, struct kright *rights, unsigned n)
     struct iovec iov[2] = {{.iov_base = &hdr, .iov_len = sizeof hdr},
                            {.iov_base = out.desc, .iov_len = out.len}};
     int rc = wire_sendmsg(fd, iov, 2, out.fds, out.nfds, 0);
-    free(out.desc);
+    wire_out_fini(&out);
     if (rc < 0) {
         return MACH_SEND_INVALID_DEST;
     }

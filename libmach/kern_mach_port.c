@@ -77,7 +77,7 @@ kern_return_t kern_mach_port_names(mach_port_t task, mach_port_name_array_t *nam
     size_t i = 0;
     for (size_t cursor = 0; u64map_next(&space->names, &cursor, &key, &value);) {
         struct ipc_entry *entry = value;
-        ipc_right_check(space, entry);
+        ipc_right_check(space, entry, true);
         ((mach_port_name_t *)pn)[i] = entry->name;
         ((mach_port_type_t *)pt)[i] = entry->type;
         i++;

@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int test_failures;
+static int test_failures __attribute__((unused));
 
 #define CHECK(cond)                                                            \
     do {                                                                       \
@@ -71,6 +71,52 @@ static inline void test_wait_ok(pid_t pid)
     int status = -1;
     CHECK(waitpid(pid, &status, 0) == pid);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* A message carrying one inline port right. */
+struct test_port_msg {
+    mach_msg_header_t h;
+    mach_msg_type_t t;
+    mach_port_name_inlined_t p;
+};
+
+/* Sends PORT, with DISPOSITION, in a message of id ID to DEST (a send
+ * right the caller keeps). */
+static inline mach_msg_return_t test_send_port(mach_port_t dest, mach_port_t port,
+                                               mach_msg_type_name_t disposition,
+                                               mach_msg_id_t id)
+{
+    struct test_port_msg m = {
+        .h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0) |
+                           MACH_MSGH_BITS_COMPLEX,
+              .msgh_remote_port = dest,
+              .msgh_id = id},
+        .t = {.msgt_name = (unsigned char)disposition, .msgt_size = 64,
+              .msgt_number = 1, .msgt_inline = TRUE},
+        .p = {.name = port},
+    };
+    return mach_msg(&m.h, MACH_SEND_MSG, sizeof m, 0, MACH_PORT_NULL,
+                    MACH_MSG_TIMEOUT_NONE, MACH_PORT_NULL);
+}
+
+/* Receives on RCV (waiting at most TIMEOUT ms) a message sent by
+ * test_send_port; stores the right's name and received type. */
+static inline mach_msg_return_t test_receive_port(mach_port_t rcv,
+                                                  mach_msg_timeout_t timeout,
+                                                  mach_port_t *port,
+                                                  mach_msg_type_name_t *type)
+{
+    union {
+        struct test_port_msg m;
+        char buf[256];
+    } r;
+    mach_msg_return_t mr = mach_msg(&r.m.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0,
+                                    sizeof r, rcv, timeout, MACH_PORT_NULL);
+    if (mr == MACH_MSG_SUCCESS) {
+        *port = r.m.p.name;
+        *type = r.m.t.msgt_name;
+    }
+    return mr;
 }
 
 static inline int test_done(const char *name)

@@ -25,31 +25,14 @@ int main(void)
         CHECK_KR(task_get_bootstrap_port(mach_task_self(), &boot), KERN_SUCCESS);
         CHECK_KR(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &port),
                  KERN_SUCCESS);
-        struct {
-            mach_msg_header_t h;
-            mach_msg_type_t t;
-            mach_port_name_inlined_t p;
-        } m = {0};
-        m.h.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0) | MACH_MSGH_BITS_COMPLEX;
-        m.h.msgh_remote_port = boot;
-        m.h.msgh_id = 1;
-        m.t = (mach_msg_type_t){.msgt_name = MACH_MSG_TYPE_MAKE_SEND, .msgt_size = 64,
-                                .msgt_number = 1, .msgt_inline = TRUE};
-        m.p.name = port;
-        CHECK_KR(mach_msg(&m.h, MACH_SEND_MSG, sizeof m, 0, 0, 0, 0), MACH_MSG_SUCCESS);
+        CHECK_KR(test_send_port(boot, port, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
         pause();
         _exit(1);
     }
-    struct {
-        mach_msg_header_t h;
-        mach_msg_type_t t;
-        mach_port_name_inlined_t p;
-        char pad[64];
-    } r;
-    CHECK_KR(mach_msg(&r.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r, reply, 10000, 0),
-             MACH_MSG_SUCCESS);
-    CHECK(r.t.msgt_name == MACH_MSG_TYPE_PORT_SEND);
-    mach_port_t peer = r.p.name;
+    mach_port_t peer = MACH_PORT_NULL;
+    mach_msg_type_name_t type_name = 0;
+    CHECK_KR(test_receive_port(reply, 10000, &peer, &type_name), MACH_MSG_SUCCESS);
+    CHECK(type_name == MACH_MSG_TYPE_PORT_SEND);
     CHECK_KR(mach_port_mod_refs(mach_task_self(), peer, MACH_PORT_RIGHT_SEND, 2), KERN_SUCCESS);
 
     /* Alive: a message goes through. */

@@ -185,6 +185,7 @@ struct copyin_ctx {
     struct ipc_space *space;
     struct kmsg *kmsg;
     unsigned rights_cap, ool_cap;
+    bool complex; /* a right or a region was found */
 };
 
 static bool kmsg_grow(void **array, unsigned *cap, unsigned need, size_t elem)
@@ -233,6 +234,7 @@ static mach_msg_return_t ipc_copyin_visit(void *ctx, mach_msg_type_t *type,
     struct copyin_ctx *c = ctx;
     struct kmsg *k = c->kmsg;
     mach_msg_type_name_t name = type->msgt_name;
+    c->complex |= !type->msgt_inline || MACH_MSG_TYPE_PORT_ANY(name);
     if (!type->msgt_inline) {
         if (!kmsg_grow((void **)&k->ool, &c->ool_cap, k->nool + 1, sizeof *k->ool)) {
             return MACH_SEND_NO_BUFFER;
@@ -273,6 +275,9 @@ mach_msg_return_t ipc_kmsg_copyin_body(struct ipc_space *space,
     struct copyin_ctx c = {.space = space, .kmsg = kmsg};
     mach_msg_return_t mr =
         ipc_body_walk((char *)kmsg->body, kmsg->body_size, ipc_copyin_visit, &c);
+    if (mr == MACH_MSG_SUCCESS && !c.complex) {
+        kmsg->hdr.msgh_bits &= ~MACH_MSGH_BITS_COMPLEX; /* as GNU Mach does */
+    }
     if (mr != MACH_MSG_SUCCESS) {
         /* GNU Mach destroys what it copied in, header rights included;
          * the sender keeps its out-of-line memory. */

@@ -171,7 +171,8 @@ static void ipc_msg_too_large_header(struct kmsg *kmsg, mach_port_name_t local,
                                      mach_msg_header_t *msg)
 {
     mach_msg_bits_t bits = kmsg->hdr.msgh_bits;
-    msg->msgh_bits = MACH_MSGH_BITS(ipc_received_type(MACH_MSGH_BITS_LOCAL(bits)),
+    msg->msgh_bits = MACH_MSGH_BITS_OTHER(bits) |
+                     MACH_MSGH_BITS(ipc_received_type(MACH_MSGH_BITS_LOCAL(bits)),
                                     ipc_received_type(MACH_MSGH_BITS_REMOTE(bits)));
     msg->msgh_size = kmsg->hdr.msgh_size;
     msg->msgh_remote_port_do_not_use =

@@ -18,6 +18,7 @@
 #define IPC_PORT_SOCKBUF (1024 * 1024)
 
 static struct u64map ipc_port_table; /* [G] ino -> struct ipc_port * */
+static uint64_t ipc_port_next_serial = 1; /* [G] */
 
 struct ipc_port *ipc_port_lookup(uint64_t ino)
 {
@@ -32,6 +33,7 @@ static struct ipc_port *ipc_port_alloc(int send_fd, uint64_t ino)
     }
     port->refs = 1;
     port->ino = ino;
+    port->serial = ipc_port_next_serial++;
     port->send_fd = send_fd;
     port->count_wfd = -1;
     if (!u64map_insert(&ipc_port_table, ino, port)) {
@@ -205,6 +207,69 @@ bool ipc_port_consume_nonce(struct ipc_port *port, uint64_t nonce)
     return true;
 }
 
+#define IPC_PORT_SWEEP_MIN 64
+
+/* Removes from RCV's transport table the ports whose receive right died. */
+static void ipc_port_transports_sweep(struct ipc_port_rcv *rcv)
+{
+    size_t n = rcv->transports.count;
+    struct pollfd *pfds = calloc(n, sizeof *pfds);
+    struct ipc_port **ports = calloc(n, sizeof *ports);
+    if (pfds != NULL && ports != NULL) {
+        uint64_t key;
+        void *value;
+        size_t i = 0;
+        for (size_t c = 0; u64map_next(&rcv->transports, &c, &key, &value); i++) {
+            ports[i] = value;
+            pfds[i] = (struct pollfd){.fd = ports[i]->send_fd};
+        }
+        (void)poll(pfds, n, 0);
+        for (i = 0; i < n; i++) {
+            if (ports[i]->dead || (ports[i]->rcv == NULL &&
+                                   (pfds[i].revents & (POLLHUP | POLLERR)))) {
+                ports[i]->dead = ports[i]->rcv == NULL;
+                u64map_remove(&rcv->transports, ports[i]->ino);
+                ipc_port_unref(ports[i]);
+            }
+        }
+    }
+    free(pfds);
+    free(ports);
+    rcv->transports_sweep_at = rcv->transports.count * 2;
+    if (rcv->transports_sweep_at < IPC_PORT_SWEEP_MIN) {
+        rcv->transports_sweep_at = IPC_PORT_SWEEP_MIN;
+    }
+}
+
+void ipc_port_transport_add(struct ipc_port_rcv *rcv, struct ipc_port *port)
+{
+    if (u64map_lookup(&rcv->transports, port->ino) != NULL) {
+        return;
+    }
+    if (rcv->transports.count >= rcv->transports_sweep_at) {
+        ipc_port_transports_sweep(rcv);
+    }
+    ipc_port_ref(port);
+    if (!u64map_insert(&rcv->transports, port->ino, port)) {
+        ipc_port_unref(port); /* senders will see the port as dead */
+    }
+}
+
+/* Forgets PORT, whose receive right was just destroyed here, in the
+ * transport table of every port received here. */
+static void ipc_port_transports_forget(struct ipc_port *port)
+{
+    uint64_t key;
+    void *value;
+    for (size_t i = 0; u64map_next(&ipc_port_table, &i, &key, &value);) {
+        struct ipc_port *holder = value;
+        if (holder->rcv != NULL &&
+            u64map_remove(&holder->rcv->transports, port->ino) != NULL) {
+            ipc_port_unref(port);
+        }
+    }
+}
+
 bool ipc_port_is_dead(struct ipc_port *port, bool probe)
 {
     if (port->rcv != NULL) {
@@ -229,6 +294,7 @@ void ipc_port_destroy_receive(struct ipc_port *port)
      * send end into a dead port at once. */
     shutdown(rcv->recv_fd, SHUT_RDWR);
     ipc_port_free_rcv(rcv);
+    ipc_port_transports_forget(port);
 }
 
 void ipc_port_release_receive(struct ipc_port *port)

@@ -50,6 +50,11 @@ uint64_t ipc_port_make_send_once(struct ipc_port *port);
  * message. */
 bool ipc_port_consume_nonce(struct ipc_port *port, uint64_t nonce);
 
+/* Records in the transport table of RCV that its senders passed the send
+ * end of PORT (a new reference is taken).  Growing tables are swept of
+ * ports whose receive right died, with one poll() over the table. */
+void ipc_port_transport_add(struct ipc_port_rcv *rcv, struct ipc_port *port);
+
 /* Returns true when the receive right of PORT is known to be destroyed.
  * With PROBE, asks the kernel first (one poll of the send end, never
  * blocking); without, answers from what sends have already seen, which

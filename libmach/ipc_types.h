@@ -38,8 +38,10 @@ struct ipc_port_rcv {
     mach_port_msgcount_t qlimit;  /* [G] */
     unsigned sorights;            /* [G] send-once rights outstanding */
     struct u64map nonces;         /* [G] nonce -> port: live send-once rights */
-    struct u64map transports;     /* [R] ino -> struct ipc_port *: send ends
-                                     senders passed to this port once */
+    struct u64map transports;     /* [G] ino -> struct ipc_port *: send ends
+                                     senders passed to this port once; dead
+                                     ones are pruned (ipc_port.h) */
+    size_t transports_sweep_at;   /* [G] table size of the next sweep */
     struct kmsg *pending;         /* [R] message left queued by MACH_RCV_LARGE */
     int space;                    /* [G] SPACE_USER or SPACE_KERNEL */
     _Atomic pid_t waiter;         /* thread blocked dequeuing, or 0 */
@@ -53,6 +55,8 @@ struct ipc_port_rcv {
 struct ipc_port {
     unsigned refs;                /* [G] */
     uint64_t ino;                 /* [C] identity: inode of the send end */
+    uint64_t serial;              /* [C] unique in this process (an inode
+                                     can be reused once a socket is gone) */
     int send_fd;                  /* [C] send end (the transport) */
     int count_wfd;                /* [G] write end of the counting pipe while
                                      this process holds send rights, else -1 */
@@ -61,8 +65,9 @@ struct ipc_port {
     uint64_t secret;              /* [G] valid when has_secret */
     bool has_secret;              /* [G] */
     bool dead;                    /* [G] receive right known destroyed */
-    struct u64map peer_has;       /* [G] ino -> (void *)1: send ends already
-                                     passed to this port's receiver */
+    struct u64map peer_has;       /* [G] serial -> (void *)1: send ends
+                                     already passed to this port's receiver,
+                                     which keeps them while they live */
     struct ipc_port_rcv *rcv;     /* [G] receive state, or NULL */
     mach_port_name_t name[2];     /* [G] send/receive entry per space, or 0 */
 };

@@ -84,12 +84,16 @@ static void wire_drop_log(const char *why, ...)
 {
     unsigned long n = atomic_fetch_add(&wire_dropped, 1) + 1;
     if (n <= 10 || n % 1000 == 0) {
+        char line[256];
+        int len = snprintf(line, sizeof line,
+                           "hell[%d]: dropped a malformed message (#%lu): ", getpid(), n);
         va_list ap;
         va_start(ap, why);
-        fprintf(stderr, "hell[%d]: dropped a malformed message (#%lu): ", getpid(), n);
-        vfprintf(stderr, why, ap);
-        fputc('\n', stderr);
+        len += vsnprintf(line + len, sizeof line - (size_t)len - 1, why, ap);
         va_end(ap);
+        len = len < (int)sizeof line - 1 ? len : (int)sizeof line - 2;
+        line[len++] = '\n';
+        (void)!write(STDERR_FILENO, line, (size_t)len);
     }
 }
 
@@ -193,8 +197,8 @@ static void wire_put_receive(struct wire_out *out, struct ipc_port *port)
 
 /* Serialises RIGHT for a message to DEST (NULL for bootstrap messages).
  * A send-once right omits the send end when DEST's receiver already has
- * it; otherwise its identity is stored in *PEER_NEW, to be remembered once
- * the message is sent. */
+ * it; otherwise the port's serial is stored in *PEER_NEW, to be
+ * remembered once the message is sent. */
 static void wire_put_right(struct wire_out *out, struct kright *right,
                            struct ipc_port *dest, uint64_t *peer_new)
 {
@@ -210,9 +214,9 @@ static void wire_put_right(struct wire_out *out, struct kright *right,
         break;
     case KRIGHT_SEND_ONCE:
         wr.auth = right->nonce;
-        if (dest == NULL || u64map_lookup(&dest->peer_has, port->ino) == NULL) {
+        if (dest == NULL || u64map_lookup(&dest->peer_has, port->serial) == NULL) {
             wr.flags = WR_SEND_FD;
-            *peer_new = port->ino;
+            *peer_new = port->serial;
         }
         break;
     case KRIGHT_RECEIVE:
@@ -519,36 +523,6 @@ static int wire_in_fd(struct wire_in *in)
     int fd = in->fds[in->next_fd];
     in->fds[in->next_fd++] = -1; /* ownership moves to the caller */
     return fd;
-}
-
-/* Closes a descriptor a peer sent.  A socket, pipe or memfd closes at
- * once; anything else (a file on a hung network or FUSE mount could make
- * close() wait) is closed by a detached thread. */
-static void *wire_reap(void *arg)
-{
-    close((int)(intptr_t)arg);
-    return NULL;
-}
-
-static void wire_close_untrusted(int fd)
-{
-    if (fd < 0) {
-        return;
-    }
-    struct stat st;
-    if (fstat(fd, &st) == 0 && !S_ISSOCK(st.st_mode) && !S_ISFIFO(st.st_mode) &&
-        fcntl(fd, F_GET_SEALS) < 0) {
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &attr, wire_reap, (void *)(intptr_t)fd);
-        pthread_attr_destroy(&attr);
-        if (rc == 0) {
-            return;
-        }
-    }
-    linux_close(fd);
 }
 
 /* Receives one datagram with its descriptors. */
@@ -870,7 +844,8 @@ static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
     for (uint32_t i = 0; i < r->rcv->ntransports; i++) {
         struct ipc_port *t = ipc_port_adopt(r->transport_fds[i], r->transport_inos[i]);
         r->transport_fds[i] = -1;
-        if (t != NULL && !u64map_insert(&rcv->transports, t->ino, t)) {
+        if (t != NULL) {
+            ipc_port_transport_add(rcv, t);
             ipc_port_unref(t);
         }
     }
@@ -881,10 +856,10 @@ static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
     return port;
 }
 
-/* Turns the parsed rights into krights.  TABLE is the receiving port's
- * transport table (NULL for bootstrap messages).  Expects [G]. */
-static const char *wire_adopt_right(struct wire_parsed_right *r, struct u64map *table,
-                                    struct kright *out)
+/* Turns the parsed rights into krights.  RCV is the receiving port's
+ * state (NULL for bootstrap messages).  Expects [G]. */
+static const char *wire_adopt_right(struct wire_parsed_right *r,
+                                    struct ipc_port_rcv *rcv, struct kright *out)
 {
     const struct wire_right *wr = &r->wr;
     *out = (struct kright){.kind = wr->kind};
@@ -910,16 +885,16 @@ static const char *wire_adopt_right(struct wire_parsed_right *r, struct u64map *
             if (port == NULL) {
                 return "out of memory";
             }
-            if (table != NULL && u64map_lookup(table, wr->ino) == NULL) {
-                ipc_port_ref(port);
-                if (!u64map_insert(table, wr->ino, port)) {
-                    ipc_port_unref(port);
-                }
+            if (rcv != NULL) {
+                ipc_port_transport_add(rcv, port);
             }
         } else {
-            port = table != NULL ? u64map_lookup(table, wr->ino) : NULL;
+            port = rcv != NULL ? u64map_lookup(&rcv->transports, wr->ino) : NULL;
             if (port == NULL) {
-                return "send-once right names an unknown port";
+                /* Pruned because the port died (or a peer lies, which only
+                 * hurts itself): the right arrives dead. */
+                out->kind = KRIGHT_DEAD;
+                return NULL;
             }
             ipc_port_ref(port);
         }
@@ -943,27 +918,27 @@ static void wire_close_parsed_fds(struct wire_parsed *parsed, int *fds, unsigned
     if (parsed->rights != NULL) {
         for (uint32_t i = 0; i < parsed->hdr->nrights; i++) {
             struct wire_parsed_right *r = &parsed->rights[i];
-            wire_close_untrusted(r->send_fd);
-            wire_close_untrusted(r->count_fd);
-            wire_close_untrusted(r->recv_fd);
-            wire_close_untrusted(r->count_rfd);
+            linux_close_untrusted(r->send_fd);
+            linux_close_untrusted(r->count_fd);
+            linux_close_untrusted(r->recv_fd);
+            linux_close_untrusted(r->count_rfd);
             if (r->transport_fds != NULL) {
                 for (uint32_t t = 0; t < r->rcv->ntransports; t++) {
-                    wire_close_untrusted(r->transport_fds[t]);
+                    linux_close_untrusted(r->transport_fds[t]);
                 }
             }
         }
         for (uint32_t i = 0; parsed->ool_fds != NULL && i < parsed->hdr->nool; i++) {
-            wire_close_untrusted(parsed->ool_fds[i]);
+            linux_close_untrusted(parsed->ool_fds[i]);
         }
     }
     for (unsigned i = 0; i < nfds; i++) {
-        wire_close_untrusted(fds[i]);
+        linux_close_untrusted(fds[i]);
     }
 }
 
 /* Builds the kmsg of a parsed message.  Expects [G]. */
-static const char *wire_adopt(struct wire_parsed *parsed, struct u64map *table,
+static const char *wire_adopt(struct wire_parsed *parsed, struct ipc_port_rcv *rcv,
                               struct kmsg *kmsg)
 {
     const struct wire_hdr *hdr = parsed->hdr;
@@ -978,9 +953,9 @@ static const char *wire_adopt(struct wire_parsed *parsed, struct u64map *table,
         (hdr->nool > 0 && (kmsg->ool = calloc(hdr->nool, sizeof *kmsg->ool)) == NULL)) {
         return "out of memory";
     }
-    const char *why = wire_adopt_right(&parsed->rights[0], table, &kmsg->reply);
+    const char *why = wire_adopt_right(&parsed->rights[0], rcv, &kmsg->reply);
     for (uint32_t i = 1; why == NULL && i < hdr->nrights; i++) {
-        why = wire_adopt_right(&parsed->rights[i], table, &kmsg->rights[i - 1]);
+        why = wire_adopt_right(&parsed->rights[i], rcv, &kmsg->rights[i - 1]);
         kmsg->nrights = i;
     }
     for (uint32_t i = 0; why == NULL && i < hdr->nool; i++) {
@@ -1011,7 +986,14 @@ static mach_msg_return_t wire_recv_one(int fd, int flags, char *buf, int *fds,
                                 : MACH_RCV_PORT_DIED;
     }
     if (*len == 0 && *nfds == 0) {
-        return MACH_RCV_PORT_DIED; /* shut down: the right was destroyed */
+        /* Zero bytes are either the end of the stream (we shut the receive
+         * end down: the right was destroyed) or an empty datagram, which
+         * any holder of the send end can send and which is just malformed
+         * (libmach never sends fewer than a header). */
+        struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
+        if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP))) {
+            return MACH_RCV_PORT_DIED;
+        }
     }
     if (truncated) {
         *len = -1; /* parsed as malformed */
@@ -1073,7 +1055,7 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
             if (!ok) {
                 why = "wrong authenticator (forged or revoked right)";
             } else {
-                why = wire_adopt(&parsed, &port->rcv->transports, kmsg);
+                why = wire_adopt(&parsed, port->rcv, kmsg);
                 if (why != NULL) {
                     ipc_kmsg_destroy(kmsg);
                 }

@@ -353,6 +353,7 @@ void kern_task_fork_child(void)
     /* Only the forking thread survives; locks may be held by threads that
      * no longer exist.  Start over with a fresh name space. */
     pthread_mutex_init(&ipc_lock_mutex, NULL);
+    linux_fork_child();
     ipc_port_forget_all();
     for (int i = 0; i < 2; i++) {
         ipc_spaces[i].names = (struct u64map){0};

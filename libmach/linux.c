@@ -2,6 +2,10 @@
 #include "linux.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -87,4 +91,83 @@ uint64_t linux_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The reaper: one thread closing descriptors that might block. */
+static pthread_mutex_t linux_reaper_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t linux_reaper_cond = PTHREAD_COND_INITIALIZER;
+static int *linux_reaper_fds;        /* [linux_reaper_lock] */
+static size_t linux_reaper_n, linux_reaper_cap;
+static bool linux_reaper_running;
+
+static void *linux_reaper_main(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    pthread_mutex_lock(&linux_reaper_lock);
+    for (;;) {
+        while (linux_reaper_n == 0) {
+            pthread_cond_wait(&linux_reaper_cond, &linux_reaper_lock);
+        }
+        int fd = linux_reaper_fds[--linux_reaper_n];
+        pthread_mutex_unlock(&linux_reaper_lock);
+        close(fd);
+        pthread_mutex_lock(&linux_reaper_lock);
+    }
+    return NULL;
+}
+
+static bool linux_reaper_queue(int fd)
+{
+    bool queued = false;
+    pthread_mutex_lock(&linux_reaper_lock);
+    if (!linux_reaper_running) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        linux_reaper_running = pthread_create(&thread, &attr, linux_reaper_main, NULL) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (linux_reaper_running && linux_reaper_n == linux_reaper_cap) {
+        size_t cap = linux_reaper_cap ? linux_reaper_cap * 2 : 64;
+        int *fds = realloc(linux_reaper_fds, cap * sizeof *fds);
+        if (fds != NULL) {
+            linux_reaper_fds = fds;
+            linux_reaper_cap = cap;
+        }
+    }
+    if (linux_reaper_running && linux_reaper_n < linux_reaper_cap) {
+        linux_reaper_fds[linux_reaper_n++] = fd;
+        pthread_cond_signal(&linux_reaper_cond);
+        queued = true;
+    }
+    pthread_mutex_unlock(&linux_reaper_lock);
+    return queued;
+}
+
+void linux_close_untrusted(int fd)
+{
+    if (fd < 0) {
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && !S_ISSOCK(st.st_mode) && !S_ISFIFO(st.st_mode) &&
+        fcntl(fd, F_GET_SEALS) < 0 && linux_reaper_queue(fd)) {
+        return;
+    }
+    linux_close(fd);
+}
+
+void linux_fork_child(void)
+{
+    pthread_mutex_init(&linux_reaper_lock, NULL);
+    pthread_cond_init(&linux_reaper_cond, NULL);
+    for (size_t i = 0; i < linux_reaper_n; i++) {
+        linux_close(linux_reaper_fds[i]);
+    }
+    linux_reaper_n = 0;
+    linux_reaper_running = false;
 }

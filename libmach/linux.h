@@ -14,6 +14,16 @@
 /* Closes FD (ignored when negative), preserving errno. */
 void linux_close(int fd);
 
+/* Closes FD, a descriptor a peer sent, without ever blocking the caller:
+ * sockets, pipes and memfds close at once; anything else (a file on a
+ * hung FUSE or NFS mount could make close() wait) goes to one reaper
+ * thread.  The descriptor table bounds how many can wait there. */
+void linux_close_untrusted(int fd);
+
+/* Resets the reaper in a child after fork() (its thread did not survive;
+ * the descriptors it had queued are closed now). */
+void linux_fork_child(void);
+
 /* Stores in *INO the inode of FD if it is a socket and returns true;
  * returns false for anything else (not open, not a socket). */
 bool linux_socket_ino(int fd, uint64_t *ino);

@@ -32,7 +32,10 @@ SANFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 endif
 CPPFLAGS  := -Iinclude -I$(GEN)/include -I$(MACH_INC) -D_GNU_SOURCE
 CFLAGS    := $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -fPIC -pthread
-LIBCFLAGS := $(CFLAGS) -fvisibility=hidden -Ilibmach -I$(GEN)
+# libmach is linked at start-up, not dlopen()ed: its thread-locals (reply
+# port, receive buffer) can use the initial-exec model, without a call to
+# __tls_get_addr on every message.
+LIBCFLAGS := $(CFLAGS) -fvisibility=hidden -ftls-model=initial-exec -Ilibmach -I$(GEN)
 # MIG output is not ours: keep -Werror for our code, relax what MIG emits.
 MIGCFLAGS := $(LIBCFLAGS) -I$(GEN)/include/mach -Wno-error -Wno-unused-variable -Wno-unused-function \
              -DMIG_EOPNOTSUPP=MIG_BAD_ID

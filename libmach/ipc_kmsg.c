@@ -38,11 +38,14 @@ static void ipc_undo_right(struct ipc_space *space, struct kright *right,
 /* ---- header ---- */
 
 static mach_msg_return_t ipc_copyin_dest(struct ipc_space *space,
-                                         mach_port_name_t name,
+                                         struct ipc_entry *entry,
                                          mach_msg_type_name_t type,
                                          struct kright *out)
 {
-    kern_return_t kr = ipc_right_copyin(space, name, type, false, out);
+    if (entry == NULL) {
+        return MACH_SEND_INVALID_DEST;
+    }
+    kern_return_t kr = ipc_right_copyin_entry(space, entry, type, false, out);
     return kr == KERN_SUCCESS ? MACH_MSG_SUCCESS : MACH_SEND_INVALID_DEST;
 }
 
@@ -73,7 +76,7 @@ mach_msg_return_t ipc_kmsg_copyin_header(struct ipc_space *space,
         if (entry == NULL) {
             return MACH_SEND_INVALID_DEST;
         }
-        if (!ipc_right_copyin_check(space, reply_name, reply_type)) {
+        if (!ipc_right_copyin_check(entry, reply_type)) {
             return MACH_SEND_INVALID_REPLY;
         }
         if (dest_type == MACH_MSG_TYPE_MOVE_SEND_ONCE ||
@@ -97,7 +100,8 @@ mach_msg_return_t ipc_kmsg_copyin_header(struct ipc_space *space,
                 return MACH_SEND_INVALID_DEST;
             }
         }
-        mr = ipc_copyin_dest(space, dest_name, dest_type, &kmsg->dest);
+        mr = ipc_copyin_dest(space, ipc_entry_lookup(space, dest_name), dest_type,
+                             &kmsg->dest);
         if (mr != MACH_MSG_SUCCESS) {
             if (reply_first) {
                 ipc_undo_right(space, &kmsg->reply, reply_type, reply_name);
@@ -112,24 +116,26 @@ mach_msg_return_t ipc_kmsg_copyin_header(struct ipc_space *space,
         return MACH_MSG_SUCCESS;
     }
 
+    struct ipc_entry *dest_entry = ipc_entry_lookup(space, dest_name);
     if (!MACH_PORT_VALID(reply_name)) {
         kmsg->reply.kind = reply_name == MACH_PORT_DEAD ? KRIGHT_DEAD : KRIGHT_NONE;
-        return ipc_copyin_dest(space, dest_name, dest_type, &kmsg->dest);
+        return ipc_copyin_dest(space, dest_entry, dest_type, &kmsg->dest);
     }
 
-    if (ipc_entry_lookup(space, dest_name) == NULL) {
+    if (dest_entry == NULL) {
         return MACH_SEND_INVALID_DEST;
     }
-    if (ipc_entry_lookup(space, reply_name) == NULL ||
-        !ipc_right_copyin_check(space, reply_name, reply_type)) {
+    struct ipc_entry *reply_entry = ipc_entry_lookup(space, reply_name);
+    if (reply_entry == NULL || !ipc_right_copyin_check(reply_entry, reply_type)) {
         return MACH_SEND_INVALID_REPLY;
     }
-    mach_msg_return_t mr = ipc_copyin_dest(space, dest_name, dest_type, &kmsg->dest);
+    mach_msg_return_t mr = ipc_copyin_dest(space, dest_entry, dest_type, &kmsg->dest);
     if (mr != MACH_MSG_SUCCESS) {
         return mr;
     }
-    kern_return_t kr = ipc_right_copyin(space, reply_name, reply_type, true,
-                                        &kmsg->reply);
+    /* Different names: copying the destination in did not free this entry. */
+    kern_return_t kr = ipc_right_copyin_entry(space, reply_entry, reply_type, true,
+                                              &kmsg->reply);
     if (kr != KERN_SUCCESS) {
         /* Only a resource shortage gets here (the check passed). */
         ipc_undo_right(space, &kmsg->dest, dest_type, dest_name);

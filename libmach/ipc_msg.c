@@ -53,7 +53,7 @@ static void ipc_msg_lock_moving(struct kmsg *kmsg, struct ipc_port_rcv **rcvs,
     }
     ipc_unlock();
     for (unsigned i = 0; i < *n; i++) {
-        while (pthread_mutex_trylock(&rcvs[i]->rlock) != 0) {
+        while (!futex_lock_try(&rcvs[i]->rlock)) {
             pid_t waiter = atomic_load(&rcvs[i]->waiter);
             if (waiter != 0) {
                 syscall(SYS_tgkill, getpid(), waiter, ipc_wake_signal());
@@ -67,7 +67,7 @@ static void ipc_msg_lock_moving(struct kmsg *kmsg, struct ipc_port_rcv **rcvs,
 static void ipc_msg_unlock_moving(struct ipc_port_rcv **rcvs, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        pthread_mutex_unlock(&rcvs[i]->rlock);
+        futex_lock_release(&rcvs[i]->rlock);
         ipc_port_rcv_leave(rcvs[i]);
     }
 }
@@ -97,11 +97,15 @@ static void ipc_msg_requeue_pending(struct kmsg *kmsg)
     }
 }
 
+/* Sends MSG.  With KEEP_LOCKED (a receive follows), a successful send
+ * may return with [G] still held, saying so in *LOCKED. */
 static mach_msg_return_t ipc_msg_send(int space_id, mach_msg_header_t *msg,
                                       mach_msg_option_t option,
                                       mach_msg_size_t send_size,
-                                      mach_msg_timeout_t timeout)
+                                      mach_msg_timeout_t timeout, bool keep_locked,
+                                      bool *locked)
 {
+    *locked = false;
     if (send_size < sizeof(mach_msg_header_t) || send_size % 8 != 0) {
         return MACH_SEND_MSG_TOO_SMALL;
     }
@@ -161,7 +165,11 @@ static mach_msg_return_t ipc_msg_send(int space_id, mach_msg_header_t *msg,
     }
     ipc_kmsg_destroy(&kmsg);
     ipc_msg_unlock_moving(moving, nmoving);
-    ipc_unlock();
+    if (keep_locked && mr == MACH_MSG_SUCCESS) {
+        *locked = true;
+    } else {
+        ipc_unlock();
+    }
     return mr;
 }
 
@@ -201,14 +209,17 @@ static void ipc_msg_keep_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
     rcv->pending = copy;
 }
 
+/* Receives into MSG; LOCKED says whether the caller holds [G]. */
 static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
                                          mach_msg_option_t option,
                                          mach_msg_size_t rcv_size,
                                          mach_port_name_t rcv_name,
-                                         mach_msg_timeout_t timeout)
+                                         mach_msg_timeout_t timeout, bool locked)
 {
     struct ipc_space *space = &ipc_spaces[space_id];
-    ipc_lock();
+    if (!locked) {
+        ipc_lock();
+    }
     struct ipc_entry *entry = ipc_entry_lookup(space, rcv_name);
     if (entry == NULL || !(entry->type & MACH_PORT_TYPE_RECEIVE)) {
         ipc_unlock();
@@ -221,34 +232,36 @@ static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
 
     int timeout_ms = (option & MACH_RCV_TIMEOUT) ? (int)timeout : -1;
     bool interruptible = (option & MACH_RCV_INTERRUPT) != 0;
-    pthread_mutex_lock(&rcv->rlock);
+    futex_lock_acquire(&rcv->rlock);
     struct kmsg kmsg;
     mach_msg_return_t mr;
+    /* Each way out of this loop holds [G]. */
     for (;;) {
-        ipc_lock();
-        if (rcv->orphan || rcv->leaving) {
+        if (atomic_load(&rcv->orphan) || atomic_load(&rcv->leaving)) {
+            ipc_lock();
             mr = MACH_RCV_PORT_DIED;
-        } else if (rcv->pending != NULL) {
+            break;
+        }
+        if (rcv->pending != NULL) { /* [R] */
+            ipc_lock();
             kmsg = *rcv->pending;
             free(rcv->pending);
             rcv->pending = NULL;
             mr = MACH_MSG_SUCCESS;
-        } else {
-            mr = MACH_RCV_IN_PROGRESS;
-        }
-        ipc_unlock();
-        if (mr != MACH_RCV_IN_PROGRESS) {
             break;
         }
         atomic_store(&rcv->waiter, ipc_self_tid());
         mr = wire_recv(port, timeout_ms, true, &kmsg);
         atomic_store(&rcv->waiter, 0);
+        if (mr == MACH_MSG_SUCCESS) {
+            break;
+        }
         if (mr != MACH_RCV_INTERRUPTED || interruptible) {
+            ipc_lock();
             break;
         }
     }
 
-    ipc_lock();
     if (mr == MACH_MSG_SUCCESS && rcv->orphan) {
         ipc_kmsg_destroy(&kmsg);
         mr = MACH_RCV_PORT_DIED;
@@ -269,7 +282,7 @@ static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
             ipc_kmsg_destroy(&kmsg);
         }
     }
-    pthread_mutex_unlock(&rcv->rlock);
+    futex_lock_release(&rcv->rlock);
     ipc_port_rcv_leave(rcv);
     ipc_port_unref(port);
     ipc_unlock();
@@ -283,14 +296,17 @@ mach_msg_return_t ipc_mach_msg(int space_id, mach_msg_header_t *msg,
                                mach_port_name_t rcv_name,
                                mach_msg_timeout_t timeout)
 {
+    bool locked = false;
     if (option & MACH_SEND_MSG) {
-        mach_msg_return_t mr = ipc_msg_send(space_id, msg, option, send_size, timeout);
+        mach_msg_return_t mr = ipc_msg_send(space_id, msg, option, send_size, timeout,
+                                            (option & MACH_RCV_MSG) != 0, &locked);
         if (mr != MACH_MSG_SUCCESS) {
             return mr;
         }
     }
     if (option & MACH_RCV_MSG) {
-        return ipc_msg_receive(space_id, msg, option, rcv_size, rcv_name, timeout);
+        return ipc_msg_receive(space_id, msg, option, rcv_size, rcv_name, timeout,
+                               locked);
     }
     return MACH_MSG_SUCCESS;
 }

@@ -73,7 +73,6 @@ kern_return_t ipc_port_create(int space, struct ipc_port **out)
     }
     /* No send right exists yet: the write end is reopened on MAKE_SEND. */
     linux_close(cp[1]);
-    pthread_mutex_init(&rcv->rlock, NULL);
     rcv->recv_fd = sv[0];
     rcv->count_rfd = cp[0];
     rcv->secret = linux_random_u64();
@@ -126,7 +125,6 @@ static void ipc_port_free_rcv(struct ipc_port_rcv *rcv)
     }
     linux_close(rcv->recv_fd);
     linux_close(rcv->count_rfd);
-    pthread_mutex_destroy(&rcv->rlock);
     free(rcv);
 }
 

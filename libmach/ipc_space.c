@@ -7,7 +7,7 @@
 #include "ipc_notify.h"
 #include "ipc_port.h"
 
-pthread_mutex_t ipc_lock_mutex = PTHREAD_MUTEX_INITIALIZER;
+struct futex_lock ipc_lock_state = FUTEX_LOCK_INIT;
 struct ipc_space ipc_spaces[2] = {{.id = SPACE_USER, .next_index = 1},
                                   {.id = SPACE_KERNEL, .next_index = 1}};
 
@@ -28,16 +28,20 @@ struct ipc_entry *ipc_entry_lookup(struct ipc_space *space,
     return u64map_lookup(&space->names, name);
 }
 
+/* Enters ENTRY (recycled, or NULL for a new one) under NAME. */
 static kern_return_t ipc_entry_insert(struct ipc_space *space,
                                       mach_port_name_t name,
+                                      struct ipc_entry *entry,
                                       struct ipc_entry **out)
 {
-    struct ipc_entry *entry = calloc(1, sizeof *entry);
+    if (entry == NULL) {
+        entry = malloc(sizeof *entry);
+    }
     if (entry == NULL || !u64map_insert(&space->names, name, entry)) {
         free(entry);
         return KERN_RESOURCE_SHORTAGE;
     }
-    entry->name = name;
+    *entry = (struct ipc_entry){.name = name};
     *out = entry;
     return KERN_SUCCESS;
 }
@@ -46,17 +50,20 @@ kern_return_t ipc_entry_alloc(struct ipc_space *space, struct ipc_entry **out)
 {
     /* Reuse released indexes first (with a new generation), then fresh
      * ones; skip names the task chose itself with allocate_name. */
-    while (space->nfree > 0) {
-        mach_port_name_t old = space->free_names[--space->nfree];
+    while (space->free_list != NULL) {
+        struct ipc_entry *entry = space->free_list;
+        space->free_list = entry->next_free;
+        mach_port_name_t old = entry->name;
         mach_port_name_t name = NAME_MAKE(NAME_INDEX(old), NAME_GEN(old) + 1);
         if (MACH_PORT_VALID(name) && ipc_entry_lookup(space, name) == NULL) {
-            return ipc_entry_insert(space, name, out);
+            return ipc_entry_insert(space, name, entry, out);
         }
+        free(entry);
     }
     while (space->next_index <= NAME_INDEX_MAX) {
         mach_port_name_t name = NAME_MAKE(space->next_index++, 0);
         if (MACH_PORT_VALID(name) && ipc_entry_lookup(space, name) == NULL) {
-            return ipc_entry_insert(space, name, out);
+            return ipc_entry_insert(space, name, NULL, out);
         }
     }
     return KERN_NO_SPACE;
@@ -69,26 +76,15 @@ kern_return_t ipc_entry_alloc_name(struct ipc_space *space,
     if (ipc_entry_lookup(space, name) != NULL) {
         return KERN_NAME_EXISTS;
     }
-    return ipc_entry_insert(space, name, out);
+    return ipc_entry_insert(space, name, NULL, out);
 }
 
 void ipc_entry_free(struct ipc_space *space, struct ipc_entry *entry)
 {
     assert(entry->port == NULL);
     u64map_remove(&space->names, entry->name);
-    if (space->nfree == space->free_cap) {
-        size_t cap = space->free_cap ? space->free_cap * 2 : 64;
-        mach_port_name_t *names =
-            realloc(space->free_names, cap * sizeof *names);
-        if (names != NULL) {
-            space->free_names = names;
-            space->free_cap = cap;
-        }
-    }
-    if (space->nfree < space->free_cap) {
-        space->free_names[space->nfree++] = entry->name;
-    }
-    free(entry);
+    entry->next_free = space->free_list; /* keeps its name for the next one */
+    space->free_list = entry;
 }
 
 /* Detaches the port of a send/receive ENTRY from its name. */
@@ -150,13 +146,9 @@ static void ipc_right_send_remove(struct ipc_space *space,
     }
 }
 
-bool ipc_right_copyin_check(struct ipc_space *space, mach_port_name_t name,
+bool ipc_right_copyin_check(const struct ipc_entry *entry,
                             mach_msg_type_name_t disposition)
 {
-    struct ipc_entry *entry = ipc_entry_lookup(space, name);
-    if (entry == NULL) {
-        return false;
-    }
     switch (disposition) {
     case MACH_MSG_TYPE_MAKE_SEND:
     case MACH_MSG_TYPE_MAKE_SEND_ONCE:
@@ -164,13 +156,7 @@ bool ipc_right_copyin_check(struct ipc_space *space, mach_port_name_t name,
         return (entry->type & MACH_PORT_TYPE_RECEIVE) != 0;
     case MACH_MSG_TYPE_COPY_SEND:
     case MACH_MSG_TYPE_MOVE_SEND:
-        if (entry->type & MACH_PORT_TYPE_DEAD_NAME) {
-            return true;
-        }
-        if (!(entry->type & MACH_PORT_TYPE_SEND)) {
-            return false;
-        }
-        return true;
+        return (entry->type & (MACH_PORT_TYPE_SEND | MACH_PORT_TYPE_DEAD_NAME)) != 0;
     case MACH_MSG_TYPE_MOVE_SEND_ONCE:
         return (entry->type &
                 (MACH_PORT_TYPE_SEND_ONCE | MACH_PORT_TYPE_DEAD_NAME)) != 0;
@@ -187,6 +173,13 @@ kern_return_t ipc_right_copyin(struct ipc_space *space, mach_port_name_t name,
     if (entry == NULL) {
         return KERN_INVALID_NAME;
     }
+    return ipc_right_copyin_entry(space, entry, disposition, deadok, out);
+}
+
+kern_return_t ipc_right_copyin_entry(struct ipc_space *space, struct ipc_entry *entry,
+                                     mach_msg_type_name_t disposition, bool deadok,
+                                     struct kright *out)
+{
     struct ipc_port *port = entry->port;
     kern_return_t kr;
     switch (disposition) {
@@ -277,6 +270,9 @@ kern_return_t ipc_right_copyin(struct ipc_space *space, mach_port_name_t name,
 
 void kright_destroy(struct kright *right)
 {
+    if (right->kind == KRIGHT_NONE) {
+        return;
+    }
     struct ipc_port *port = right->port;
     switch (right->kind) {
     case KRIGHT_SEND:

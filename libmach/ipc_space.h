@@ -9,19 +9,21 @@
 #ifndef HELL_IPC_SPACE_H
 #define HELL_IPC_SPACE_H
 
+#include "futex_lock.h"
 #include "ipc_types.h"
 
-extern pthread_mutex_t ipc_lock_mutex;
+extern struct futex_lock ipc_lock_state;
 extern struct ipc_space ipc_spaces[2];
 
+/* [G]: the process-wide IPC lock. */
 static inline void ipc_lock(void)
 {
-    pthread_mutex_lock(&ipc_lock_mutex);
+    futex_lock_acquire(&ipc_lock_state);
 }
 
 static inline void ipc_unlock(void)
 {
-    pthread_mutex_unlock(&ipc_lock_mutex);
+    futex_lock_release(&ipc_lock_state);
 }
 
 #define IPC_UREFS_SEND_MAX 65534u
@@ -58,9 +60,14 @@ kern_return_t ipc_right_copyin(struct ipc_space *space, mach_port_name_t name,
                                mach_msg_type_name_t disposition, bool deadok,
                                struct kright *out);
 
+/* As ipc_right_copyin, on an ENTRY the caller looked up. */
+kern_return_t ipc_right_copyin_entry(struct ipc_space *space, struct ipc_entry *entry,
+                                     mach_msg_type_name_t disposition, bool deadok,
+                                     struct kright *out);
+
 /* Checks, without changing anything, that ipc_right_copyin(deadok) would
- * succeed. */
-bool ipc_right_copyin_check(struct ipc_space *space, mach_port_name_t name,
+ * succeed on ENTRY (not NULL). */
+bool ipc_right_copyin_check(const struct ipc_entry *entry,
                             mach_msg_type_name_t disposition);
 
 /* Puts RIGHT (consumed) into SPACE and stores its name in *NAME: send and

@@ -23,13 +23,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "futex_lock.h"
 #include "u64map.h"
 
 struct kmsg;
 
 /* Receive-side state, present while this process holds the receive right. */
 struct ipc_port_rcv {
-    pthread_mutex_t rlock;        /* serialises dequeuing */
+    struct futex_lock rlock;      /* [R] serialises dequeuing */
     int recv_fd;                  /* [C] receive end of the socket pair */
     int count_rfd;                /* [C] read end of the sender-counting pipe */
     uint64_t secret;              /* [G] authenticates send-right messages */
@@ -45,8 +46,8 @@ struct ipc_port_rcv {
     struct kmsg *pending;         /* [R] message left queued by MACH_RCV_LARGE */
     int space;                    /* [G] SPACE_USER or SPACE_KERNEL */
     _Atomic pid_t waiter;         /* thread blocked dequeuing, or 0 */
-    bool leaving;                 /* [G] right being moved or destroyed */
-    bool orphan;                  /* [G] detached from its port */
+    _Atomic bool leaving;         /* [G] to write; right being moved */
+    _Atomic bool orphan;          /* [G] to write; detached from its port */
     unsigned users;               /* [G] threads using this state */
     int kobject_type;             /* [C] IKOT_* for kernel-served ports */
 };
@@ -98,6 +99,7 @@ struct ipc_entry {
     mach_port_urefs_t urefs;  /* send or dead-name user references */
     struct ipc_port *port;    /* a reference, or NULL (dead name, set) */
     uint64_t nonce;           /* send-once */
+    struct ipc_entry *next_free; /* on the space's free list */
 };
 
 enum { SPACE_USER = 0, SPACE_KERNEL = 1 };
@@ -108,8 +110,8 @@ enum { SPACE_USER = 0, SPACE_KERNEL = 1 };
 struct ipc_space {
     int id;
     struct u64map names;          /* [G] name -> struct ipc_entry * */
-    mach_port_name_t *free_names; /* [G] released names, for generation reuse */
-    size_t nfree, free_cap;       /* [G] */
+    struct ipc_entry *free_list;  /* [G] released entries (LIFO), each with
+                                     its old name, for generation reuse */
     uint32_t next_index;          /* [G] */
 };
 

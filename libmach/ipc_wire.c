@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "ipc_port.h"
@@ -323,7 +324,10 @@ static int wire_sendmsg(int fd, struct iovec *iov, int iovcnt, const int *fds,
         cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
         memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
     }
-    return (int)sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
+    /* The system call itself: mach_msg is not a POSIX cancellation point
+     * (the Hurd cancels RPCs its own way), so glibc's cancellable wrapper
+     * has nothing to do here. */
+    return (int)syscall(SYS_sendmsg, fd, &mh, flags | MSG_NOSIGNAL);
 }
 
 /* Waits until FD is writable or DEADLINE (ms, 0 = none) passes. */
@@ -538,7 +542,7 @@ static ssize_t wire_recvmsg(int fd, char *buf, size_t size, int *fds,
                         .msg_iovlen = 1,
                         .msg_control = control.buf,
                         .msg_controllen = sizeof control.buf};
-    ssize_t n = recvmsg(fd, &mh, flags | MSG_CMSG_CLOEXEC);
+    ssize_t n = syscall(SYS_recvmsg, fd, &mh, flags | MSG_CMSG_CLOEXEC);
     *nfds = 0;
     if (n < 0) {
         return n;
@@ -828,7 +832,6 @@ static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
         }
         return NULL;
     }
-    pthread_mutex_init(&rcv->rlock, NULL);
     rcv->recv_fd = r->recv_fd;
     rcv->count_rfd = r->count_rfd;
     r->recv_fd = r->count_rfd = -1;
@@ -1039,7 +1042,10 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
             return mr;
         }
 
-        struct wire_parsed parsed = {0};
+        struct wire_parsed parsed;
+        parsed.hdr = NULL;
+        parsed.rights = NULL;
+        parsed.ool_fds = NULL;
         const char *why = len < 0 ? "message or descriptors truncated"
                                   : wire_parse(buf, (size_t)len, fds, nfds, &parsed);
         if (why == NULL) {
@@ -1060,13 +1066,16 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
                     ipc_kmsg_destroy(kmsg);
                 }
             }
+            if (why == NULL) {
+                /* Delivered: the caller goes on under [G]. */
+                if (nfds > 0) {
+                    wire_close_parsed_fds(&parsed, NULL, 0);
+                }
+                wire_parsed_free(&parsed);
+                kmsg->hdr.msgh_seqno = port->rcv->seqno++;
+                return MACH_MSG_SUCCESS;
+            }
             ipc_unlock();
-        }
-        if (why == NULL) {
-            wire_close_parsed_fds(&parsed, NULL, 0);
-            wire_parsed_free(&parsed);
-            kmsg->hdr.msgh_seqno = port->rcv->seqno++;
-            return MACH_MSG_SUCCESS;
         }
         wire_drop_log("%s", why);
         wire_close_parsed_fds(&parsed, fds, nfds);
@@ -1123,7 +1132,10 @@ int wire_recv_bootstrap(int fd, struct kright *rights, unsigned max)
     if (mr != MACH_MSG_SUCCESS) {
         return -1;
     }
-    struct wire_parsed parsed = {0};
+    struct wire_parsed parsed;
+    parsed.hdr = NULL;
+    parsed.rights = NULL;
+    parsed.ool_fds = NULL;
     const char *why = len < 0 ? "truncated" : wire_parse(buf, (size_t)len, fds, nfds, &parsed);
     if (why == NULL && (parsed.hdr->auth_kind != WIRE_AUTH_BOOTSTRAP ||
                         parsed.hdr->nrights - 1 > max || parsed.hdr->nool != 0)) {

@@ -31,7 +31,8 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
 /* Dequeues the next valid message of PORT (receive right held here) into
  * *KMSG, whose body points into a per-thread buffer valid until this
  * thread's next wire_recv.  TIMEOUT_MS < 0 waits forever.  Expects the
- * port's rlock held and [G] not held.  Returns MACH_MSG_SUCCESS,
+ * port's rlock held and [G] not held.  Returns MACH_MSG_SUCCESS with [G]
+ * held (the caller copies the message out at once), or, without [G],
  * MACH_RCV_TIMED_OUT, MACH_RCV_INTERRUPTED (only when INTERRUPTIBLE) or
  * MACH_RCV_PORT_DIED. */
 mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,

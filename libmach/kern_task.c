@@ -352,13 +352,12 @@ void kern_task_fork_child(void)
 {
     /* Only the forking thread survives; locks may be held by threads that
      * no longer exist.  Start over with a fresh name space. */
-    pthread_mutex_init(&ipc_lock_mutex, NULL);
+    atomic_store(&ipc_lock_state.state, 0);
     linux_fork_child();
     ipc_port_forget_all();
     for (int i = 0; i < 2; i++) {
         ipc_spaces[i].names = (struct u64map){0};
-        ipc_spaces[i].free_names = NULL;
-        ipc_spaces[i].nfree = ipc_spaces[i].free_cap = 0;
+        ipc_spaces[i].free_list = NULL;
         ipc_spaces[i].next_index = 1;
     }
     kern_task = NULL;

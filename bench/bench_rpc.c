@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -141,8 +142,9 @@ static void *raw_worker(void *arg)
     return NULL;
 }
 
-/* Calls per second with THREADS client threads, each with its own raw
- * socket pair (baseline) or sharing one server port (MIG). */
+/* Calls per second with THREADS client threads against one server thread:
+ * raw, each client on its own socket pair served by one epoll loop; MIG,
+ * all clients on one server port. */
 static void throughput(mach_port_t server, int threads, int n)
 {
     pthread_t t[16];
@@ -161,18 +163,26 @@ static void throughput(mach_port_t server, int threads, int n)
     }
     raw_pid = fork();
     if (raw_pid == 0) {
-        /* One echo thread per client thread, as one server per client. */
+        /* One server thread for all clients, as the MIG server has. */
+        int ep = epoll_create1(0);
         for (int i = 0; i < threads; i++) {
             close(pairs[i][1]);
-            if (fork() == 0) {
-                char buf[64];
-                while (recv(pairs[i][0], buf, sizeof buf, 0) > 0) {
-                    send(pairs[i][0], buf, 32, 0);
-                }
-                _exit(0);
-            }
+            struct epoll_event ev = {.events = EPOLLIN, .data.fd = pairs[i][0]};
+            epoll_ctl(ep, EPOLL_CTL_ADD, pairs[i][0], &ev);
         }
-        while (wait(NULL) > 0) {
+        int open_clients = threads;
+        while (open_clients > 0) {
+            struct epoll_event evs[16];
+            int n = epoll_wait(ep, evs, 16, -1);
+            for (int i = 0; i < n; i++) {
+                char buf[64];
+                if (recv(evs[i].data.fd, buf, sizeof buf, 0) > 0) {
+                    send(evs[i].data.fd, buf, 32, 0);
+                } else {
+                    epoll_ctl(ep, EPOLL_CTL_DEL, evs[i].data.fd, NULL);
+                    open_clients--;
+                }
+            }
         }
         _exit(0);
     }
@@ -192,7 +202,7 @@ static void throughput(mach_port_t server, int threads, int n)
     for (int i = 0; i < threads; i++) {
         close(fds[i]);
     }
-    waitpid(raw_pid, NULL, 0);
+    waitpid(raw_pid, NULL, 0); /* the echo loop ends when every client closed */
 
     t0 = now_us();
     for (int i = 0; i < threads; i++) {

@@ -40,6 +40,13 @@ static mach_port_name_t kern_task_kname;
 /* [G] Special ports, as send rights in the kernel space (or NULL). */
 static mach_port_name_t kern_bootstrap_kname;
 static mach_port_name_t kern_exception_kname;
+/* [G] The host port (its RPCs arrive with issue 4's kernel objects). */
+static struct ipc_port *kern_host;
+static mach_port_name_t kern_host_kname;
+/* The calling thread's kernel port, made on first use ([G] to change). */
+static __thread mach_port_name_t kern_thread_kname;
+static __thread unsigned kern_thread_generation;
+static pthread_key_t kern_thread_key;
 /* [G] This task's user name for its task port, 0 until first asked. */
 static mach_port_name_t kern_task_self_name;
 static bool kern_service_running; /* [G] */
@@ -341,11 +348,52 @@ int kern_bootstrap_child(int fd)
 static void kern_task_create_objects(void)
 {
     ipc_lock();
-    if (kern_port_create(IKOT_TASK, &kern_task, &kern_task_kname) != KERN_SUCCESS) {
-        fprintf(stderr, "hell: cannot create the task port: out of descriptors\n");
+    if (kern_port_create(IKOT_TASK, &kern_task, &kern_task_kname) != KERN_SUCCESS ||
+        kern_port_create(IKOT_HOST, &kern_host, &kern_host_kname) != KERN_SUCCESS) {
+        fprintf(stderr, "hell: cannot create the task's kernel ports: out of descriptors\n");
         abort();
     }
     ipc_unlock();
+}
+
+/* A thread that made a thread port exits: the port dies with it. */
+static void kern_thread_exit(void *arg)
+{
+    mach_port_name_t kname = (mach_port_name_t)(uintptr_t)arg;
+    ipc_lock();
+    if (kern_thread_generation == atomic_load(&kern_fork_generation)) {
+        (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], kname);
+    }
+    ipc_unlock();
+}
+
+__attribute__((visibility("default"))) mach_port_t mach_thread_self(void)
+{
+    ipc_lock();
+    unsigned generation = atomic_load(&kern_fork_generation);
+    if (kern_thread_kname == MACH_PORT_NULL || kern_thread_generation != generation) {
+        struct ipc_port *port;
+        mach_port_name_t kname;
+        if (kern_port_create(IKOT_THREAD, &port, &kname) != KERN_SUCCESS) {
+            ipc_unlock();
+            return MACH_PORT_NULL;
+        }
+        kern_thread_kname = kname;
+        kern_thread_generation = generation;
+        pthread_setspecific(kern_thread_key, (void *)(uintptr_t)kname);
+    }
+    /* As GNU Mach's trap: one more user reference on every call. */
+    mach_port_name_t name = kern_give_send(kern_thread_kname);
+    ipc_unlock();
+    return name;
+}
+
+__attribute__((visibility("default"))) mach_port_t mach_host_self(void)
+{
+    ipc_lock();
+    mach_port_name_t name = kern_give_send(kern_host_kname);
+    ipc_unlock();
+    return name;
 }
 
 void kern_task_fork_child(void)
@@ -360,8 +408,8 @@ void kern_task_fork_child(void)
         ipc_spaces[i].free_list = NULL;
         ipc_spaces[i].next_index = 1;
     }
-    kern_task = NULL;
-    kern_task_kname = kern_bootstrap_kname = kern_exception_kname = 0;
+    kern_task = kern_host = NULL;
+    kern_task_kname = kern_host_kname = kern_bootstrap_kname = kern_exception_kname = 0;
     kern_task_self_name = 0;
     kern_service_running = false;
     atomic_fetch_add(&kern_fork_generation, 1);
@@ -375,6 +423,7 @@ void kern_task_init(void)
     sigemptyset(&sa.sa_mask);
     sigaction(ipc_wake_signal(), &sa, NULL);
     pthread_atfork(NULL, NULL, kern_task_fork_child);
+    pthread_key_create(&kern_thread_key, kern_thread_exit);
     kern_task_create_objects();
 
     const char *env = getenv("HELL_BOOTSTRAP_FD");

@@ -151,15 +151,3 @@ mach_msg_server(boolean_t (*demux)(mach_msg_header_t *, mach_msg_header_t *),
 {
     return mach_msg_server_timeout(demux, max_size, rcv_name, MACH_MSG_OPTION_NONE, 0);
 }
-
-EXPORT mach_port_t mach_thread_self(void)
-{
-    /* Thread ports arrive with the kernel objects (issue 4). */
-    return MACH_PORT_NULL;
-}
-
-EXPORT mach_port_t mach_host_self(void)
-{
-    /* The host port arrives with the kernel objects (issue 4). */
-    return MACH_PORT_NULL;
-}

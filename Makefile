@@ -60,7 +60,7 @@ GEN_HDRS  := $(foreach d,$(MIG_USER_DEFS),$(GEN)/include/mach/$($(d)_HDR)) \
              $(MIG_SERVER_DEFS:%=$(GEN)/%.server.h)
 
 TEST_SRCS := $(wildcard tests/test_*.c)
-TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_install
 TEST_DEFS := tests/hell_test.defs
 BENCHES   := $(BUILD)/bench/bench_rpc
 DEMOS     := $(BUILD)/demo/hell-demo
@@ -129,6 +129,10 @@ $(BUILD)/tests/%: tests/%.c tests/test.h tests/test_types.h $(TEST_GEN_OBJS) $(L
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -Wno-error=unused-variable -o $@ $< \
 	    $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
+$(BUILD)/tests/test_install: tests/test_install.sh $(LIB)
+	@mkdir -p $(dir $@)
+	sed -e 's|@TOP@|$(CURDIR)|; s|@BUILD@|$(BUILD)|; s|@SANFLAGS@|$(SANFLAGS)|' $< > $@
+	chmod +x $@
 $(BUILD)/bench/%: bench/%.c $(TEST_GEN_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -o $@ $< $(TEST_GEN_OBJS) $(PROG_LDFLAGS)

@@ -692,12 +692,21 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
             if (r->rcv == NULL) {
                 return "truncated receive block";
             }
-            uint64_t dummy;
             r->recv_fd = wire_in_fd(&in);
             r->count_rfd = wire_in_fd(&in);
-            if (r->recv_fd < 0 || !linux_socket_ino(r->recv_fd, &dummy) ||
-                r->count_rfd < 0 || !linux_is_pipe(r->count_rfd)) {
+            if (r->recv_fd < 0 || r->count_rfd < 0 || !linux_is_pipe(r->count_rfd)) {
                 return "bad receive descriptors";
+            }
+            /* The receive end must be the very peer of the port's send end:
+             * otherwise a task holding only a send end could pass off a
+             * socket of its own as that port's receive right. */
+            uint64_t peer = 0;
+            int err = linux_unix_peer_ino(r->recv_fd, &peer);
+            if (err == -EOPNOTSUPP) {
+                return "cannot verify a receive right (no sock_diag in this kernel)";
+            }
+            if (err != 0 || peer != wr->ino) {
+                return "receive descriptor is not the peer of the port's send end";
             }
             r->nonces = wire_in_take(&in, (size_t)r->rcv->nnonces * 8);
             r->transport_inos = wire_in_take(&in, (size_t)r->rcv->ntransports * 8);

@@ -2,10 +2,16 @@
 #include "linux.h"
 
 #include <errno.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -30,6 +36,55 @@ bool linux_socket_ino(int fd, uint64_t *ino)
     }
     *ino = (uint64_t)st.st_ino;
     return true;
+}
+
+int linux_unix_peer_ino(int fd, uint64_t *peer)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+        return -EINVAL;
+    }
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0) {
+        return -EOPNOTSUPP;
+    }
+    struct {
+        struct nlmsghdr nlh;
+        struct unix_diag_req req;
+    } query = {
+        .nlh = {.nlmsg_len = sizeof query,
+                .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+                .nlmsg_flags = NLM_F_REQUEST},
+        .req = {.sdiag_family = AF_UNIX,
+                .udiag_states = ~0u,
+                .udiag_ino = (uint32_t)st.st_ino,
+                .udiag_show = UDIAG_SHOW_PEER,
+                .udiag_cookie = {~0u, ~0u}},
+    };
+    int rc = -EOPNOTSUPP;
+    union {
+        struct nlmsghdr nlh;
+        char buf[4096];
+    } answer;
+    ssize_t n;
+    if (send(nl, &query, sizeof query, 0) == (ssize_t)sizeof query &&
+        (n = recv(nl, &answer, sizeof answer, 0)) > 0 &&
+        NLMSG_OK(&answer.nlh, (size_t)n) && answer.nlh.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+        struct unix_diag_msg *msg = NLMSG_DATA(&answer.nlh);
+        int len = (int)answer.nlh.nlmsg_len - (int)NLMSG_LENGTH(sizeof *msg);
+        rc = -ENOTCONN;
+        for (struct rtattr *at = (struct rtattr *)(msg + 1); RTA_OK(at, len);
+             at = RTA_NEXT(at, len)) {
+            if (at->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(at) >= sizeof(uint32_t)) {
+                uint32_t ino;
+                memcpy(&ino, RTA_DATA(at), sizeof ino);
+                *peer = ino;
+                rc = 0;
+            }
+        }
+    }
+    linux_close(nl);
+    return rc;
 }
 
 bool linux_is_pipe(int fd)

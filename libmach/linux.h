@@ -28,6 +28,11 @@ void linux_fork_child(void);
  * returns false for anything else (not open, not a socket). */
 bool linux_socket_ino(int fd, uint64_t *ino);
 
+/* Stores in *PEER the inode of the socket connected to FD (an AF_UNIX
+ * socket), asking the kernel through sock_diag.  Returns 0, or a negative
+ * errno (-EOPNOTSUPP when the kernel cannot say). */
+int linux_unix_peer_ino(int fd, uint64_t *peer);
+
 /* Returns true if FD is a pipe (FIFO). */
 bool linux_is_pipe(int fd);
 

@@ -323,6 +323,61 @@ static void attacker(void)
     _exit(mr == MACH_MSG_SUCCESS && test_failures == 0 ? 0 : 3);
 }
 
+/* Passes off a socket pair of our own as P's receive right: P's real send
+ * end, with its true inode, but a receive end that is not its peer.  Then
+ * sends one valid message. */
+static void forger(void)
+{
+    int fds[MAX_SOCKS], send_fd = -1, sp[2], pipefd[2];
+    uint64_t inos[MAX_SOCKS];
+    unsigned n = scan_seqpacket(fds, inos, env_inos, nenv_inos), nknown = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (listed(inos[i], parent_inos, nparent_inos)) {
+            send_fd = fds[i];
+            nknown++;
+        }
+    }
+    CHECK(nknown == 1); /* P's send end, and nothing else of the parent's */
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == 0);
+    CHECK(pipe2(pipefd, O_CLOEXEC) == 0);
+    struct {
+        struct w_right none, recv;
+        uint64_t secret;
+        uint32_t mscount, qlimit, ntransports, nnonces;
+    } desc = {.recv = {.kind = K_RECEIVE, .flags = F_SEND | F_RECV, .ino = ino_of(send_fd)},
+              .secret = rnd(), .qlimit = 5};
+    struct {
+        mach_msg_type_t t;
+        uint64_t name;
+    } body = {.t = {.msgt_name = MACH_MSG_TYPE_MOVE_RECEIVE, .msgt_size = 64,
+                    .msgt_number = 1, .msgt_inline = TRUE},
+              .name = 1};
+    struct w_hdr h = forged(2, 0, 3, sizeof desc, sizeof body);
+    int rfds[] = {send_fd, sp[0], pipefd[0]};
+    socks[0] = send_fd; /* emit() writes into P's send end only */
+    sock_known[0] = true;
+    nsocks = 1;
+    sent_known = 0;
+    emit(&h, &desc, sizeof desc, &body, sizeof body, rfds, 3);
+    CHECK(sent_known == 1);
+    int all[] = {sp[0], sp[1], pipefd[0], pipefd[1]};
+    for (unsigned i = 0; i < 4; i++) {
+        close(all[i]);
+    }
+    mach_port_t boot = MACH_PORT_NULL;
+    CHECK_KR(task_get_bootstrap_port(mach_task_self(), &boot), KERN_SUCCESS);
+    struct count_msg m = {
+        .h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
+              .msgh_size = sizeof m, .msgh_remote_port = boot, .msgh_id = VALID_ID},
+        .t = {.msgt_name = MACH_MSG_TYPE_INTEGER_64, .msgt_size = 64,
+              .msgt_number = 1, .msgt_inline = TRUE},
+    };
+    CHECK_KR(mach_msg(&m.h, MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof m, 0, MACH_PORT_NULL,
+                      10000, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    _exit(test_failures == 0 ? 0 : 3);
+}
+
 /* ---- the receiver ---- */
 
 static mach_port_t new_port(void)
@@ -390,6 +445,50 @@ static void hostile_sender(void)
     }
     CHECK(test_count_fds() == fds_before);
     CHECK(test_count_maps() <= maps_before + MAPS_SLACK);
+    CHECK_KR(mach_port_deallocate(mach_task_self(), child_task), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(mach_task_self(), port), KERN_SUCCESS);
+}
+
+/* A forged receive right (see forger) is dropped for the right reason;
+ * the valid message behind it arrives.  Runs first: libmach logs only its
+ * first ten drops. */
+static void forged_receive_right(void)
+{
+    mach_port_t port = new_port(), child_task;
+    struct count_msg m;
+    nparent_inos = scan_seqpacket(socks, parent_inos, env_inos, nenv_inos);
+    unsigned long dropped_before = hell_dropped_messages();
+    pid_t pid = hell_fork(port, &child_task);
+    if (pid == 0) {
+        forger();
+    }
+    CHECK(pid > 0);
+    int fds_before = test_count_fds();
+
+    /* What libmach writes to stderr while receiving goes into a pipe. */
+    int cap[2], real_stderr = dup(STDERR_FILENO);
+    CHECK(real_stderr >= 0 && pipe2(cap, O_CLOEXEC | O_NONBLOCK) == 0);
+    CHECK(dup2(cap[1], STDERR_FILENO) == STDERR_FILENO);
+    mach_msg_return_t mr = receive(port, 10000, &m);
+    CHECK(dup2(real_stderr, STDERR_FILENO) == STDERR_FILENO);
+    close(real_stderr);
+    close(cap[1]);
+    char log[8192];
+    ssize_t len = read(cap[0], log, sizeof log - 1);
+    close(cap[0]);
+    log[len > 0 ? len : 0] = '\0';
+    fprintf(stderr, "%s", log);
+
+    CHECK_KR(mr, MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == VALID_ID);
+    CHECK_KR(receive(port, 0, &m), MACH_RCV_TIMED_OUT);
+    CHECK(hell_dropped_messages() - dropped_before == 1);
+    CHECK(strstr(log, "is not the peer of the port's send end") != NULL);
+    test_wait_ok(pid);
+    for (int i = 0; i < 200 && test_count_fds() != fds_before; i++) {
+        usleep(10000); /* descriptors of unknown kinds close in a thread */
+    }
+    CHECK(test_count_fds() == fds_before);
     CHECK_KR(mach_port_deallocate(mach_task_self(), child_task), KERN_SUCCESS);
     CHECK_KR(mach_port_destroy(mach_task_self(), port), KERN_SUCCESS);
 }
@@ -468,6 +567,7 @@ int main(void)
 {
     nenv_inos = scan_seqpacket(socks, env_inos, NULL, 0);
     warm_stack_cache();
+    forged_receive_right();
     hostile_sender();
     dying_sender(true);
     dying_sender(false);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "ipc_msg.h"
 
+#include <mach/notify.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -11,8 +12,10 @@
 #include "ipc_kmsg.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
+#include "ipc_watch.h"
 #include "ipc_wire.h"
 #include "kern.h"
+#include "linux.h"
 
 extern atomic_uint kern_fork_generation;
 
@@ -97,13 +100,41 @@ static void ipc_msg_requeue_pending(struct kmsg *kmsg)
     }
 }
 
+/* What a thread waits for after sending a request: a reply through the
+ * send-once right NONCE to REPLY, from a server receiving on DEST.  DEST
+ * is referenced while set; REPLY is only compared with the port received
+ * on (which the receive itself holds). */
+struct ipc_rpc_wait {
+    struct ipc_port *reply, *dest;
+    uint64_t nonce;
+    struct ipc_watch_waiter waiter; /* linked in DEST while set */
+};
+
+/* Starts watching for DEST's death on behalf of the calling thread. */
+static void ipc_rpc_wait_begin(struct ipc_rpc_wait *wait)
+{
+    wait->waiter.tid = ipc_self_tid();
+    ipc_watch_wait_begin(wait->dest, &wait->waiter);
+}
+
+static void ipc_rpc_wait_clear(struct ipc_rpc_wait *wait)
+{
+    if (wait->dest != NULL) {
+        ipc_watch_wait_end(wait->dest, &wait->waiter);
+        ipc_port_unref(wait->dest);
+    }
+    *wait = (struct ipc_rpc_wait){0};
+}
+
 /* Sends MSG.  With KEEP_LOCKED (a receive follows), a successful send
- * may return with [G] still held, saying so in *LOCKED. */
+ * may return with [G] still held, saying so in *LOCKED; WAIT (or NULL)
+ * learns whether the message was a request whose reply comes back to
+ * this task. */
 static mach_msg_return_t ipc_msg_send(int space_id, mach_msg_header_t *msg,
                                       mach_msg_option_t option,
                                       mach_msg_size_t send_size,
                                       mach_msg_timeout_t timeout, bool keep_locked,
-                                      bool *locked)
+                                      bool *locked, struct ipc_rpc_wait *wait)
 {
     *locked = false;
     if (send_size < sizeof(mach_msg_header_t) || send_size % 8 != 0) {
@@ -153,7 +184,20 @@ static mach_msg_return_t ipc_msg_send(int space_id, mach_msg_header_t *msg,
         ipc_msg_lock_moving(&kmsg, moving, &nmoving);
         ipc_msg_requeue_pending(&kmsg);
     }
+    struct ipc_rpc_wait request = {0};
+    if (wait != NULL && kmsg.reply.kind == KRIGHT_SEND_ONCE && kmsg.reply.port->rcv != NULL &&
+        dest->rcv == NULL) {
+        request = (struct ipc_rpc_wait){
+            .reply = kmsg.reply.port, .dest = dest, .nonce = kmsg.reply.nonce};
+        ipc_port_ref(request.dest);
+    }
     mr = wire_send(&kmsg, option, timeout);
+    if (mr == MACH_MSG_SUCCESS && wait != NULL && request.dest != NULL) {
+        *wait = request;
+        ipc_rpc_wait_begin(wait);
+    } else if (request.dest != NULL) {
+        ipc_port_unref(request.dest);
+    }
     if (mr != MACH_MSG_SUCCESS) {
         ipc_kmsg_undo_copyin(space, &kmsg, dest_name, reply_name);
         if (mr == MACH_SEND_INVALID_DEST) {
@@ -209,12 +253,53 @@ static void ipc_msg_keep_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
     rcv->pending = copy;
 }
 
-/* Receives into MSG; LOCKED says whether the caller holds [G]. */
+/* For a thread awaiting WAIT's reply on PORT, when the watchdog says the
+ * server's port died: any reply it sent is already queued; if none is,
+ * the reply right died with the server, and the thread gets the
+ * MACH_NOTIFY_SEND_ONCE that GNU Mach sends when a send-once right is
+ * destroyed (MIG stubs turn it into MIG_SERVER_DIED).  Returns
+ * MACH_MSG_SUCCESS with *KMSG and [G] held, or MACH_RCV_IN_PROGRESS
+ * (keep waiting) without [G].  Expects the port's rlock. */
+static mach_msg_return_t ipc_msg_check_server(struct ipc_port *port,
+                                              struct ipc_rpc_wait *wait,
+                                              struct kmsg *kmsg)
+{
+    if (wait->reply != port) {
+        return MACH_RCV_IN_PROGRESS;
+    }
+    ipc_lock();
+    bool dead = ipc_port_is_dead(wait->dest, true);
+    ipc_unlock();
+    if (!dead) {
+        return MACH_RCV_IN_PROGRESS;
+    }
+    if (wire_recv(port, 0, true, kmsg) == MACH_MSG_SUCCESS) {
+        return MACH_MSG_SUCCESS; /* the server answered before it died */
+    }
+    static const char empty[1];
+    ipc_lock();
+    if (!ipc_port_consume_nonce(port, wait->nonce)) {
+        ipc_unlock(); /* the right was used after all: its message comes */
+        return MACH_RCV_IN_PROGRESS;
+    }
+    *kmsg = (struct kmsg){
+        .hdr = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+                .msgh_size = sizeof(mach_msg_header_t),
+                .msgh_seqno = port->rcv->seqno++,
+                .msgh_id = MACH_NOTIFY_SEND_ONCE},
+        .body = empty,
+    };
+    return MACH_MSG_SUCCESS;
+}
+
+/* Receives into MSG; LOCKED says whether the caller holds [G]; WAIT (or
+ * NULL) is the request this receive awaits the reply of, cleared here. */
 static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
                                          mach_msg_option_t option,
                                          mach_msg_size_t rcv_size,
                                          mach_port_name_t rcv_name,
-                                         mach_msg_timeout_t timeout, bool locked)
+                                         mach_msg_timeout_t timeout, bool locked,
+                                         struct ipc_rpc_wait *wait)
 {
     struct ipc_space *space = &ipc_spaces[space_id];
     if (!locked) {
@@ -222,6 +307,9 @@ static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
     }
     struct ipc_entry *entry = ipc_entry_lookup(space, rcv_name);
     if (entry == NULL || !(entry->type & MACH_PORT_TYPE_RECEIVE)) {
+        if (wait != NULL) {
+            ipc_rpc_wait_clear(wait);
+        }
         ipc_unlock();
         return MACH_RCV_INVALID_NAME;
     }
@@ -231,6 +319,7 @@ static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
     ipc_unlock();
 
     int timeout_ms = (option & MACH_RCV_TIMEOUT) ? (int)timeout : -1;
+    uint64_t deadline = timeout_ms > 0 ? linux_now_ms() + (uint64_t)timeout_ms : 0;
     bool interruptible = (option & MACH_RCV_INTERRUPT) != 0;
     futex_lock_acquire(&rcv->rlock);
     struct kmsg kmsg;
@@ -250,11 +339,26 @@ static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
             mr = MACH_MSG_SUCCESS;
             break;
         }
-        atomic_store(&rcv->waiter, ipc_self_tid());
-        mr = wire_recv(port, timeout_ms, true, &kmsg);
-        atomic_store(&rcv->waiter, 0);
+        int wait_ms = timeout_ms;
+        if (deadline != 0) {
+            uint64_t now = linux_now_ms();
+            wait_ms = now >= deadline ? 0 : (int)(deadline - now);
+        }
+        bool server_dead = wait != NULL && wait->dest != NULL && atomic_load(&wait->dest->dead);
+        if (!server_dead) {
+            atomic_store(&rcv->waiter, ipc_self_tid());
+            mr = wire_recv(port, wait_ms, true, &kmsg);
+            atomic_store(&rcv->waiter, 0);
+        }
+        if (server_dead || (mr == MACH_RCV_INTERRUPTED && wait != NULL && wait->dest != NULL &&
+                            atomic_load(&wait->dest->dead))) {
+            mr = ipc_msg_check_server(port, wait, &kmsg);
+        }
         if (mr == MACH_MSG_SUCCESS) {
             break;
+        }
+        if (mr == MACH_RCV_IN_PROGRESS) {
+            continue;
         }
         if (mr != MACH_RCV_INTERRUPTED || interruptible) {
             ipc_lock();
@@ -285,6 +389,9 @@ static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
     futex_lock_release(&rcv->rlock);
     ipc_port_rcv_leave(rcv);
     ipc_port_unref(port);
+    if (wait != NULL) {
+        ipc_rpc_wait_clear(wait);
+    }
     ipc_unlock();
     return mr;
 }
@@ -297,16 +404,18 @@ mach_msg_return_t ipc_mach_msg(int space_id, mach_msg_header_t *msg,
                                mach_msg_timeout_t timeout)
 {
     bool locked = false;
+    bool rpc = (option & (MACH_SEND_MSG | MACH_RCV_MSG)) == (MACH_SEND_MSG | MACH_RCV_MSG);
+    struct ipc_rpc_wait wait = {0};
     if (option & MACH_SEND_MSG) {
         mach_msg_return_t mr = ipc_msg_send(space_id, msg, option, send_size, timeout,
-                                            (option & MACH_RCV_MSG) != 0, &locked);
+                                            rpc, &locked, rpc ? &wait : NULL);
         if (mr != MACH_MSG_SUCCESS) {
             return mr;
         }
     }
     if (option & MACH_RCV_MSG) {
         return ipc_msg_receive(space_id, msg, option, rcv_size, rcv_name, timeout,
-                               locked);
+                               locked, rpc ? &wait : NULL);
     }
     return MACH_MSG_SUCCESS;
 }

@@ -12,6 +12,7 @@
 
 #include "ipc_kmsg.h"
 #include "ipc_space.h"
+#include "ipc_watch.h"
 #include "linux.h"
 
 /* Senders write up to this much; the receive end buffers as much. */
@@ -134,7 +135,8 @@ void ipc_port_unref(struct ipc_port *port)
     if (--port->refs > 0) {
         return;
     }
-    assert(port->rcv == NULL && port->srights == 0);
+    assert(port->rcv == NULL && port->srights == 0 && port->waiters == NULL);
+    ipc_watch_forget(port);
     u64map_remove(&ipc_port_table, port->ino);
     u64map_destroy(&port->peer_has);
     linux_close(port->send_fd);

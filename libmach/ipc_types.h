@@ -27,6 +27,7 @@
 #include "u64map.h"
 
 struct kmsg;
+struct ipc_watch_waiter;
 
 /* Receive-side state, present while this process holds the receive right. */
 struct ipc_port_rcv {
@@ -65,11 +66,13 @@ struct ipc_port {
                                      SEND, send rights in kernel messages) */
     uint64_t secret;              /* [G] valid when has_secret */
     bool has_secret;              /* [G] */
-    bool dead;                    /* [G] receive right known destroyed */
+    _Atomic bool dead;            /* [G] to write: receive right destroyed */
     struct u64map peer_has;       /* [G] serial -> (void *)1: send ends
                                      already passed to this port's receiver,
                                      which keeps them while they live */
     struct ipc_port_rcv *rcv;     /* [G] receive state, or NULL */
+    struct ipc_watch_waiter *waiters; /* [G] threads awaiting a reply from it */
+    bool watched;                 /* [G] in the watchdog's epoll set */
     mach_port_name_t name[2];     /* [G] send/receive entry per space, or 0 */
 };
 

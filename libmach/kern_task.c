@@ -21,6 +21,7 @@
 #include "ipc_msg.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
+#include "ipc_watch.h"
 #include "ipc_wire.h"
 #include "linux.h"
 #include "msg_destroy.h"
@@ -402,6 +403,7 @@ void kern_task_fork_child(void)
      * no longer exist.  Start over with a fresh name space. */
     atomic_store(&ipc_lock_state.state, 0);
     linux_fork_child();
+    ipc_watch_fork_child();
     ipc_port_forget_all();
     for (int i = 0; i < 2; i++) {
         ipc_spaces[i].names = (struct u64map){0};

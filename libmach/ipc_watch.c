@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "ipc_watch.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ipc_msg.h"
+#include "ipc_port.h"
+#include "ipc_space.h"
+#include "linux.h"
+
+/* How often the watchdog interrupts again threads still waiting on a dead
+ * port (a signal can land just before its thread blocks). */
+#define IPC_WATCH_KICK_MS 10
+
+static int ipc_watch_epoll = -1;     /* [G] */
+static bool ipc_watch_running;       /* [G] */
+static struct u64map ipc_watch_ports; /* [G] serial -> watched port */
+static struct u64map ipc_watch_dead;  /* [G] serial -> dead port with waiters
+                                         (referenced) */
+
+static void ipc_watch_kick(struct ipc_port *port)
+{
+    for (struct ipc_watch_waiter *w = port->waiters; w != NULL; w = w->next) {
+        syscall(SYS_tgkill, getpid(), w->tid, ipc_wake_signal());
+    }
+}
+
+/* Handles hang-ups and kicks waiters on dead ports.  Expects [G].
+ * Returns whether some remain to be kicked again. */
+static bool ipc_watch_pass(struct epoll_event *events, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct ipc_port *port = u64map_remove(&ipc_watch_ports, events[i].data.u64);
+        if (port == NULL) {
+            continue; /* forgotten meanwhile */
+        }
+        epoll_ctl(ipc_watch_epoll, EPOLL_CTL_DEL, port->send_fd, NULL);
+        port->watched = false;
+        port->dead = port->rcv == NULL;
+        if (port->dead && port->waiters != NULL &&
+            u64map_insert(&ipc_watch_dead, port->serial, port)) {
+            ipc_port_ref(port);
+        }
+    }
+    uint64_t key;
+    void *value;
+    for (size_t c = 0; u64map_next(&ipc_watch_dead, &c, &key, &value);) {
+        struct ipc_port *port = value;
+        if (port->waiters == NULL) {
+            u64map_remove(&ipc_watch_dead, key);
+            ipc_port_unref(port);
+            c = 0; /* the table changed: walk it again */
+            continue;
+        }
+        ipc_watch_kick(port);
+    }
+    return ipc_watch_dead.count > 0;
+}
+
+static void *ipc_watch_main(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    bool kicking = false;
+    for (;;) {
+        struct epoll_event events[16];
+        int n = epoll_wait(ipc_watch_epoll, events, 16, kicking ? IPC_WATCH_KICK_MS : -1);
+        if (n < 0 && errno != EINTR) {
+            return NULL;
+        }
+        ipc_lock();
+        kicking = ipc_watch_pass(events, n < 0 ? 0 : n);
+        ipc_unlock();
+    }
+}
+
+static bool ipc_watch_start(void)
+{
+    if (ipc_watch_running) {
+        return true;
+    }
+    if (ipc_watch_epoll < 0) {
+        ipc_watch_epoll = epoll_create1(EPOLL_CLOEXEC);
+        if (ipc_watch_epoll < 0) {
+            return false;
+        }
+    }
+    pthread_t thread;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    ipc_watch_running = pthread_create(&thread, &attr, ipc_watch_main, NULL) == 0;
+    pthread_attr_destroy(&attr);
+    return ipc_watch_running;
+}
+
+void ipc_watch_wait_begin(struct ipc_port *port, struct ipc_watch_waiter *waiter)
+{
+    waiter->next = port->waiters;
+    port->waiters = waiter;
+    if (port->watched || port->dead || !ipc_watch_start()) {
+        return;
+    }
+    /* A hang-up is always reported: no event needs asking for. */
+    struct epoll_event event = {.events = 0, .data.u64 = port->serial};
+    if (u64map_insert(&ipc_watch_ports, port->serial, port)) {
+        if (epoll_ctl(ipc_watch_epoll, EPOLL_CTL_ADD, port->send_fd, &event) == 0) {
+            port->watched = true;
+        } else {
+            u64map_remove(&ipc_watch_ports, port->serial);
+        }
+    }
+}
+
+void ipc_watch_wait_end(struct ipc_port *port, struct ipc_watch_waiter *waiter)
+{
+    for (struct ipc_watch_waiter **p = &port->waiters; *p != NULL; p = &(*p)->next) {
+        if (*p == waiter) {
+            *p = waiter->next;
+            break;
+        }
+    }
+    /* The last waiter on a dead port takes it off the kick list now, so
+     * that its descriptors close when its last right goes, not at the
+     * watchdog's next pass.  (The caller still holds a reference.) */
+    if (port->waiters == NULL && u64map_remove(&ipc_watch_dead, port->serial) != NULL) {
+        ipc_port_unref(port);
+    }
+}
+
+void ipc_watch_forget(struct ipc_port *port)
+{
+    if (port->watched) {
+        epoll_ctl(ipc_watch_epoll, EPOLL_CTL_DEL, port->send_fd, NULL);
+        u64map_remove(&ipc_watch_ports, port->serial);
+        port->watched = false;
+    }
+}
+
+void ipc_watch_fork_child(void)
+{
+    linux_close(ipc_watch_epoll);
+    ipc_watch_epoll = -1;
+    ipc_watch_running = false;
+    ipc_watch_ports = (struct u64map){0};
+    ipc_watch_dead = (struct u64map){0};
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The watchdog: a hidden thread that watches, with epoll, the send ends
+ * of the ports that threads of this task await replies from.  When one
+ * hangs up (its receive right died, with its task or not), the port is
+ * marked dead and every thread waiting on it is interrupted, so that its
+ * RPC ends with the send-once notification of its destroyed reply right
+ * instead of hanging.  Nothing is paid per RPC: a destination is added
+ * to the epoll set once, the first time a reply is awaited from it.
+ *
+ * Every function here expects ipc_lock held ([G]).
+ */
+#ifndef HELL_IPC_WATCH_H
+#define HELL_IPC_WATCH_H
+
+#include "ipc_types.h"
+
+/* A thread waiting for a reply from a port (on the waiting thread's
+ * stack, linked in the port while it waits). */
+struct ipc_watch_waiter {
+    pid_t tid;
+    struct ipc_watch_waiter *next;
+};
+
+/* Records that WAITER's thread awaits a reply from PORT, which is watched
+ * from now on. */
+void ipc_watch_wait_begin(struct ipc_port *port, struct ipc_watch_waiter *waiter);
+
+/* The thread stopped waiting. */
+void ipc_watch_wait_end(struct ipc_port *port, struct ipc_watch_waiter *waiter);
+
+/* PORT is being freed: stop watching it (before its send end closes). */
+void ipc_watch_forget(struct ipc_port *port);
+
+/* The child side of fork(): no watchdog, nothing watched. */
+void ipc_watch_fork_child(void);
+
+#endif

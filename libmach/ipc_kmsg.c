@@ -350,7 +350,7 @@ static mach_msg_return_t ipc_copyout_visit(void *ctx, mach_msg_type_t *type,
 }
 
 mach_msg_return_t ipc_kmsg_copyout(struct ipc_space *space, struct kmsg *kmsg,
-                                   mach_port_name_t local_name,
+                                   mach_port_name_t local_name, const uint64_t *payload,
                                    mach_msg_header_t *buf)
 {
     mach_msg_type_name_t dest_type = MACH_MSGH_BITS_REMOTE(kmsg->hdr.msgh_bits);
@@ -365,10 +365,11 @@ mach_msg_return_t ipc_kmsg_copyout(struct ipc_space *space, struct kmsg *kmsg,
 
     buf->msgh_bits = MACH_MSGH_BITS_OTHER(kmsg->hdr.msgh_bits) |
                      MACH_MSGH_BITS(ipc_received_type(reply_type),
-                                    ipc_received_type(dest_type));
+                                    payload != NULL ? MACH_MSG_TYPE_PROTECTED_PAYLOAD
+                                                    : ipc_received_type(dest_type));
     buf->msgh_size = kmsg->hdr.msgh_size;
     buf->msgh_remote_port_do_not_use = reply_name;
-    buf->msgh_protected_payload = local_name;
+    buf->msgh_protected_payload = payload != NULL ? *payload : local_name;
     buf->msgh_seqno = kmsg->hdr.msgh_seqno;
     buf->msgh_id = kmsg->hdr.msgh_id;
     memcpy(buf + 1, kmsg->body, kmsg->body_size);

@@ -49,9 +49,11 @@ mach_msg_return_t ipc_kmsg_copyin_body(struct ipc_space *space,
 /* Puts the rights of KMSG (consumed) into SPACE and writes the message
  * into BUF as the receiver sees it: remote and local swapped, body names
  * and out-of-line addresses filled in.  LOCAL_NAME is the receiver's name
- * for the destination port.  Expects [G]; BUF holds hdr.msgh_size bytes. */
+ * for the destination port; PAYLOAD, when not NULL, is the port's
+ * protected payload, delivered instead of the name.  Expects [G]; BUF
+ * holds hdr.msgh_size bytes. */
 mach_msg_return_t ipc_kmsg_copyout(struct ipc_space *space, struct kmsg *kmsg,
-                                   mach_port_name_t local_name,
+                                   mach_port_name_t local_name, const uint64_t *payload,
                                    mach_msg_header_t *buf);
 
 /* Destroys every right and region KMSG still holds.  Expects [G]. */

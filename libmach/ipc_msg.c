@@ -4,13 +4,16 @@
 #include <mach/notify.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <errno.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "ipc_kmsg.h"
 #include "ipc_port.h"
+#include "ipc_pset.h"
 #include "ipc_space.h"
 #include "ipc_watch.h"
 #include "ipc_wire.h"
@@ -251,6 +254,21 @@ static void ipc_msg_keep_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
     copy->body = body;
     copy->body_owned = body;
     rcv->pending = copy;
+    if (rcv->pset != NULL) {
+        rcv->pset->npending++;
+    }
+}
+
+/* Takes the message MACH_RCV_LARGE left at the head of RCV.  Expects [G]
+ * and the port's rlock. */
+static void ipc_msg_take_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
+{
+    *kmsg = *rcv->pending;
+    free(rcv->pending);
+    rcv->pending = NULL;
+    if (rcv->pset != NULL) {
+        rcv->pset->npending--;
+    }
 }
 
 /* For a thread awaiting WAIT's reply on PORT, when the watchdog says the
@@ -292,33 +310,54 @@ static mach_msg_return_t ipc_msg_check_server(struct ipc_port *port,
     return MACH_MSG_SUCCESS;
 }
 
-/* Receives into MSG; LOCKED says whether the caller holds [G]; WAIT (or
- * NULL) is the request this receive awaits the reply of, cleared here. */
-static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
+/* Hands the outcome MR of a dequeue from PORT (KMSG when MR is success)
+ * to the receiver: into MSG, or its size when too large.  Expects [G]
+ * and the port's rlock, entered RCV and a reference to PORT; releases
+ * the last three and keeps [G]. */
+static mach_msg_return_t ipc_msg_deliver(int space_id, mach_msg_header_t *msg,
                                          mach_msg_option_t option,
-                                         mach_msg_size_t rcv_size,
-                                         mach_port_name_t rcv_name,
-                                         mach_msg_timeout_t timeout, bool locked,
-                                         struct ipc_rpc_wait *wait)
+                                         mach_msg_size_t rcv_size, struct ipc_port *port,
+                                         struct ipc_port_rcv *rcv, struct kmsg *kmsg,
+                                         mach_msg_return_t mr)
 {
-    struct ipc_space *space = &ipc_spaces[space_id];
-    if (!locked) {
-        ipc_lock();
+    if (mr == MACH_MSG_SUCCESS && rcv->orphan) {
+        ipc_kmsg_destroy(kmsg);
+        mr = MACH_RCV_PORT_DIED;
     }
-    struct ipc_entry *entry = ipc_entry_lookup(space, rcv_name);
-    if (entry == NULL || !(entry->type & MACH_PORT_TYPE_RECEIVE)) {
-        if (wait != NULL) {
-            ipc_rpc_wait_clear(wait);
+    if (mr == MACH_MSG_SUCCESS) {
+        mach_port_name_t local = port->name[space_id];
+        const uint64_t *payload = rcv->has_payload ? &rcv->payload : NULL;
+        if (kmsg->hdr.msgh_size > rcv_size) {
+            if (option & MACH_RCV_LARGE) {
+                msg->msgh_size = kmsg->hdr.msgh_size;
+                ipc_msg_keep_pending(rcv, kmsg);
+            } else {
+                ipc_msg_too_large_header(kmsg, local, msg);
+                ipc_kmsg_destroy(kmsg);
+            }
+            mr = MACH_RCV_TOO_LARGE;
+        } else {
+            mr = ipc_kmsg_copyout(&ipc_spaces[space_id], kmsg, local, payload, msg);
+            ipc_kmsg_destroy(kmsg);
         }
-        ipc_unlock();
-        return MACH_RCV_INVALID_NAME;
     }
-    struct ipc_port *port = entry->port;
+    futex_lock_release(&rcv->rlock);
+    ipc_port_rcv_leave(rcv);
+    ipc_port_unref(port);
+    return mr;
+}
+
+/* Receives on one port (not in a set).  Expects [G], returns with it. */
+static mach_msg_return_t ipc_msg_receive_port(int space_id, mach_msg_header_t *msg,
+                                              mach_msg_option_t option,
+                                              mach_msg_size_t rcv_size,
+                                              struct ipc_port *port, int timeout_ms,
+                                              struct ipc_rpc_wait *wait)
+{
     ipc_port_ref(port);
     struct ipc_port_rcv *rcv = ipc_port_rcv_enter(port);
     ipc_unlock();
 
-    int timeout_ms = (option & MACH_RCV_TIMEOUT) ? (int)timeout : -1;
     uint64_t deadline = timeout_ms > 0 ? linux_now_ms() + (uint64_t)timeout_ms : 0;
     bool interruptible = (option & MACH_RCV_INTERRUPT) != 0;
     futex_lock_acquire(&rcv->rlock);
@@ -333,9 +372,7 @@ static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
         }
         if (rcv->pending != NULL) { /* [R] */
             ipc_lock();
-            kmsg = *rcv->pending;
-            free(rcv->pending);
-            rcv->pending = NULL;
+            ipc_msg_take_pending(rcv, &kmsg);
             mr = MACH_MSG_SUCCESS;
             break;
         }
@@ -365,30 +402,123 @@ static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
             break;
         }
     }
+    return ipc_msg_deliver(space_id, msg, option, rcv_size, port, rcv, &kmsg, mr);
+}
 
-    if (mr == MACH_MSG_SUCCESS && rcv->orphan) {
-        ipc_kmsg_destroy(&kmsg);
-        mr = MACH_RCV_PORT_DIED;
-    }
-    if (mr == MACH_MSG_SUCCESS) {
-        mach_port_name_t local = port->name[space_id];
-        if (kmsg.hdr.msgh_size > rcv_size) {
-            if (option & MACH_RCV_LARGE) {
-                msg->msgh_size = kmsg.hdr.msgh_size;
-                ipc_msg_keep_pending(rcv, &kmsg);
-            } else {
-                ipc_msg_too_large_header(&kmsg, local, msg);
-                ipc_kmsg_destroy(&kmsg);
-            }
-            mr = MACH_RCV_TOO_LARGE;
-        } else {
-            mr = ipc_kmsg_copyout(space, &kmsg, local, msg);
-            ipc_kmsg_destroy(&kmsg);
+/* Takes a message left by MACH_RCV_LARGE on a member of PSET, if any:
+ * returns the member with its rlock held, entered and referenced.
+ * Expects [G], returns with it. */
+static struct ipc_port *ipc_msg_pset_pending(struct ipc_pset *pset, struct kmsg *kmsg,
+                                             struct ipc_port_rcv **rcvp)
+{
+    uint64_t key;
+    void *value;
+    for (size_t c = 0; pset->npending > 0 && u64map_next(&pset->members, &c, &key, &value);) {
+        struct ipc_port *port = value;
+        struct ipc_port_rcv *rcv = port->rcv;
+        if (rcv->pending != NULL && futex_lock_try(&rcv->rlock)) {
+            ipc_port_ref(port);
+            *rcvp = ipc_port_rcv_enter(port);
+            ipc_msg_take_pending(rcv, kmsg);
+            return port;
         }
     }
-    futex_lock_release(&rcv->rlock);
-    ipc_port_rcv_leave(rcv);
-    ipc_port_unref(port);
+    return NULL;
+}
+
+/* Receives on a port set: from whichever member has a message, and only
+ * one receiver gets each message.  Expects [G], returns with it. */
+static mach_msg_return_t ipc_msg_receive_pset(int space_id, mach_msg_header_t *msg,
+                                              mach_msg_option_t option,
+                                              mach_msg_size_t rcv_size,
+                                              struct ipc_pset *pset, int timeout_ms)
+{
+    ipc_pset_ref(pset);
+    uint64_t deadline = timeout_ms > 0 ? linux_now_ms() + (uint64_t)timeout_ms : 0;
+    bool interruptible = (option & MACH_RCV_INTERRUPT) != 0;
+    mach_msg_return_t mr;
+    for (;;) {
+        /* [G] held here. */
+        if (pset->dead) {
+            mr = MACH_RCV_PORT_DIED;
+            break;
+        }
+        struct kmsg kmsg;
+        struct ipc_port_rcv *rcv;
+        struct ipc_port *port = ipc_msg_pset_pending(pset, &kmsg, &rcv);
+        if (port != NULL) {
+            mr = ipc_msg_deliver(space_id, msg, option, rcv_size, port, rcv, &kmsg,
+                                 MACH_MSG_SUCCESS);
+            break;
+        }
+        ipc_unlock();
+        int wait_ms = timeout_ms;
+        if (deadline != 0) {
+            uint64_t now = linux_now_ms();
+            wait_ms = now >= deadline ? 0 : (int)(deadline - now);
+        }
+        struct epoll_event ev;
+        int n = epoll_wait(pset->epfd, &ev, 1, wait_ms);
+        ipc_lock();
+        if (n < 0) {
+            if (errno == EINTR && !interruptible) {
+                continue;
+            }
+            mr = MACH_RCV_INTERRUPTED;
+            break;
+        }
+        if (n == 0) {
+            mr = MACH_RCV_TIMED_OUT;
+            break;
+        }
+        port = ev.data.u64 != 0 ? u64map_lookup(&pset->members, ev.data.u64) : NULL;
+        if (port == NULL || !futex_lock_try(&port->rcv->rlock)) {
+            continue; /* gone, or another receiver is on it */
+        }
+        ipc_port_ref(port);
+        rcv = ipc_port_rcv_enter(port);
+        ipc_unlock();
+        mr = wire_recv(port, 0, true, &kmsg);
+        if (mr == MACH_MSG_SUCCESS) {
+            mr = ipc_msg_deliver(space_id, msg, option, rcv_size, port, rcv, &kmsg, mr);
+            break;
+        }
+        /* Another receiver took it first. */
+        ipc_lock();
+        futex_lock_release(&rcv->rlock);
+        ipc_port_rcv_leave(rcv);
+        ipc_port_unref(port);
+    }
+    ipc_pset_unref(pset);
+    return mr;
+}
+
+/* Receives into MSG; LOCKED says whether the caller holds [G]; WAIT (or
+ * NULL) is the request this receive awaits the reply of, cleared here. */
+static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
+                                         mach_msg_option_t option,
+                                         mach_msg_size_t rcv_size,
+                                         mach_port_name_t rcv_name,
+                                         mach_msg_timeout_t timeout, bool locked,
+                                         struct ipc_rpc_wait *wait)
+{
+    struct ipc_space *space = &ipc_spaces[space_id];
+    if (!locked) {
+        ipc_lock();
+    }
+    int timeout_ms = (option & MACH_RCV_TIMEOUT) ? (int)timeout : -1;
+    struct ipc_entry *entry = ipc_entry_lookup(space, rcv_name);
+    mach_msg_return_t mr;
+    if (entry != NULL && (entry->type & MACH_PORT_TYPE_PORT_SET)) {
+        mr = ipc_msg_receive_pset(space_id, msg, option, rcv_size, entry->pset, timeout_ms);
+    } else if (entry == NULL || !(entry->type & MACH_PORT_TYPE_RECEIVE)) {
+        mr = MACH_RCV_INVALID_NAME;
+    } else if (entry->port->rcv->pset != NULL) {
+        mr = MACH_RCV_IN_SET;
+    } else {
+        mr = ipc_msg_receive_port(space_id, msg, option, rcv_size, entry->port, timeout_ms,
+                                  wait);
+    }
     if (wait != NULL) {
         ipc_rpc_wait_clear(wait);
     }

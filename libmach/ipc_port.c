@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ipc_kmsg.h"
+#include "ipc_pset.h"
 #include "ipc_space.h"
 #include "ipc_watch.h"
 #include "linux.h"
@@ -288,6 +289,7 @@ void ipc_port_destroy_receive(struct ipc_port *port)
 {
     struct ipc_port_rcv *rcv = port->rcv;
     assert(rcv != NULL);
+    ipc_pset_remove(port);
     port->rcv = NULL;
     port->dead = true;
     /* Wakes a thread of ours blocked on the receive end and turns every

@@ -6,6 +6,7 @@
 
 #include "ipc_notify.h"
 #include "ipc_port.h"
+#include "ipc_pset.h"
 
 struct futex_lock ipc_lock_state = FUTEX_LOCK_INIT;
 struct ipc_space ipc_spaces[2] = {{.id = SPACE_USER, .next_index = 1},
@@ -211,6 +212,7 @@ kern_return_t ipc_right_copyin_entry(struct ipc_space *space, struct ipc_entry *
         }
         ipc_port_ref(port);
         *out = (struct kright){.kind = KRIGHT_RECEIVE, .port = port};
+        ipc_pset_remove(port);
         port->rcv->leaving = true;
         entry->type &= ~MACH_PORT_TYPE_RECEIVE;
         if (entry->type == 0) {
@@ -480,11 +482,23 @@ kern_return_t ipc_right_dealloc(struct ipc_space *space, mach_port_name_t name)
     return KERN_SUCCESS;
 }
 
+void ipc_right_pset_destroy(struct ipc_space *space, struct ipc_entry *entry)
+{
+    ipc_pset_destroy(entry->pset);
+    entry->pset = NULL;
+    entry->type = 0;
+    ipc_entry_free(space, entry);
+}
+
 kern_return_t ipc_right_destroy(struct ipc_space *space, mach_port_name_t name)
 {
     struct ipc_entry *entry = ipc_entry_lookup(space, name);
     if (entry == NULL) {
         return KERN_INVALID_NAME;
+    }
+    if (entry->type & MACH_PORT_TYPE_PORT_SET) {
+        ipc_right_pset_destroy(space, entry);
+        return KERN_SUCCESS;
     }
     ipc_right_check(space, entry, true);
     if (entry->type & MACH_PORT_TYPE_SEND_ONCE) {
@@ -520,7 +534,13 @@ kern_return_t ipc_right_delta(struct ipc_space *space, mach_port_name_t name,
         if (!(entry->type & MACH_PORT_TYPE_PORT_SET)) {
             return KERN_INVALID_RIGHT;
         }
-        return delta == 0 ? KERN_SUCCESS : KERN_INVALID_VALUE;
+        if (delta != 0 && delta != -1) {
+            return KERN_INVALID_VALUE;
+        }
+        if (delta == -1) {
+            ipc_right_pset_destroy(space, entry);
+        }
+        return KERN_SUCCESS;
 
     case MACH_PORT_RIGHT_RECEIVE:
         if (!(entry->type & MACH_PORT_TYPE_RECEIVE)) {

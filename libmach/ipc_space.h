@@ -98,6 +98,9 @@ kern_return_t ipc_right_refs(struct ipc_space *space, mach_port_name_t name,
 kern_return_t ipc_right_type(struct ipc_space *space, mach_port_name_t name,
                              mach_port_type_t *type);
 
+/* Destroys the port set named by ENTRY, and frees the entry. */
+void ipc_right_pset_destroy(struct ipc_space *space, struct ipc_entry *entry);
+
 /* Creates a port and its receive right in SPACE (mach_port_allocate). */
 kern_return_t ipc_right_alloc_receive(struct ipc_space *space,
                                       struct ipc_entry *entry);

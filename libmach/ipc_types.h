@@ -28,6 +28,7 @@
 
 struct kmsg;
 struct ipc_watch_waiter;
+struct ipc_pset;
 
 /* Receive-side state, present while this process holds the receive right. */
 struct ipc_port_rcv {
@@ -51,6 +52,9 @@ struct ipc_port_rcv {
     _Atomic bool orphan;          /* [G] to write; detached from its port */
     unsigned users;               /* [G] threads using this state */
     int kobject_type;             /* [C] IKOT_* for kernel-served ports */
+    struct ipc_pset *pset;        /* [G] the set it is a member of, or NULL */
+    uint64_t payload;             /* [G] protected payload, when has_payload */
+    bool has_payload;             /* [G] (cleared when the right moves) */
 };
 
 /* A port known to this process. */
@@ -102,6 +106,7 @@ struct ipc_entry {
     mach_port_urefs_t urefs;  /* send or dead-name user references */
     struct ipc_port *port;    /* a reference, or NULL (dead name, set) */
     uint64_t nonce;           /* send-once */
+    struct ipc_pset *pset;    /* a reference, for a port set */
     struct ipc_entry *next_free; /* on the space's free list */
 };
 

@@ -12,6 +12,7 @@
 
 #include "ipc_port.h"
 #include "ipc_space.h"
+#include "ipc_pset.h"
 #include "kern.h"
 #include "mach_port.server.h"
 
@@ -119,6 +120,9 @@ kern_return_t kern_mach_port_rename(mach_port_t task, mach_port_name_t old_name,
         if (entry->port != NULL && entry->port->name[SPACE_USER] == old_name) {
             entry->port->name[SPACE_USER] = new_name;
         }
+        if (entry->pset != NULL) {
+            entry->pset->name = new_name;
+        }
     }
     ipc_unlock();
     return kr;
@@ -135,8 +139,15 @@ static kern_return_t kern_fill_new(struct ipc_space *space, struct ipc_entry *en
         entry->type = MACH_PORT_TYPE_DEAD_NAME;
         entry->urefs = 1;
         return KERN_SUCCESS;
+    case MACH_PORT_RIGHT_PORT_SET: {
+        kern_return_t kr = ipc_pset_create(&entry->pset);
+        if (kr == KERN_SUCCESS) {
+            entry->type = MACH_PORT_TYPE_PORT_SET;
+            entry->pset->name = entry->name;
+        }
+        return kr;
+    }
     default:
-        /* Port sets arrive with the rest of the IPC (issue 3). */
         return KERN_INVALID_VALUE;
     }
 }
@@ -147,7 +158,8 @@ kern_return_t kern_mach_port_allocate_name(mach_port_t task, mach_port_right_t r
     if (!MACH_PORT_VALID(name)) {
         return KERN_INVALID_VALUE;
     }
-    if (right != MACH_PORT_RIGHT_RECEIVE && right != MACH_PORT_RIGHT_DEAD_NAME) {
+    if (right != MACH_PORT_RIGHT_RECEIVE && right != MACH_PORT_RIGHT_DEAD_NAME &&
+        right != MACH_PORT_RIGHT_PORT_SET) {
         return KERN_INVALID_VALUE;
     }
     KERN_SPACE_OR_FAIL(space, task);
@@ -163,7 +175,8 @@ kern_return_t kern_mach_port_allocate_name(mach_port_t task, mach_port_right_t r
 kern_return_t kern_mach_port_allocate(mach_port_t task, mach_port_right_t right,
                                       mach_port_name_t *name)
 {
-    if (right != MACH_PORT_RIGHT_RECEIVE && right != MACH_PORT_RIGHT_DEAD_NAME) {
+    if (right != MACH_PORT_RIGHT_RECEIVE && right != MACH_PORT_RIGHT_DEAD_NAME &&
+        right != MACH_PORT_RIGHT_PORT_SET) {
         return KERN_INVALID_VALUE;
     }
     KERN_SPACE_OR_FAIL(space, task);
@@ -274,7 +287,7 @@ kern_return_t kern_mach_port_get_receive_status(mach_port_t task,
                                 {.fd = rcv->count_rfd, .events = POLLIN}};
         (void)poll(pfd, 2, 0);
         *status = (mach_port_status_t){
-            .mps_pset = MACH_PORT_NULL,
+            .mps_pset = rcv->pset != NULL ? rcv->pset->name : MACH_PORT_NULL,
             .mps_seqno = rcv->seqno,
             .mps_mscount = rcv->mscount,
             .mps_qlimit = rcv->qlimit,
@@ -332,4 +345,96 @@ kern_return_t kern_mach_port_extract_right(mach_port_t task, mach_port_name_t na
     }
     ipc_unlock();
     return kr;
+}
+
+kern_return_t kern_mach_port_move_member(mach_port_t task, mach_port_name_t member,
+                                         mach_port_name_t after)
+{
+    KERN_SPACE_OR_FAIL(space, task);
+    kern_return_t kr = KERN_SUCCESS;
+    struct ipc_entry *entry = kern_receive_entry(space, member, &kr);
+    struct ipc_entry *set = NULL;
+    if (entry != NULL && after != MACH_PORT_NULL) {
+        set = ipc_entry_lookup(space, after);
+        if (set == NULL) {
+            kr = KERN_INVALID_NAME;
+        } else if (!(set->type & MACH_PORT_TYPE_PORT_SET)) {
+            kr = KERN_INVALID_RIGHT;
+        }
+    }
+    if (kr == KERN_SUCCESS) {
+        struct ipc_port *port = entry->port;
+        if (set == NULL && port->rcv->pset == NULL) {
+            kr = KERN_NOT_IN_SET;
+        } else if (set == NULL || port->rcv->pset != set->pset) {
+            ipc_pset_remove(port);
+            if (set != NULL) {
+                kr = ipc_pset_add(set->pset, port);
+            }
+        }
+    }
+    ipc_unlock();
+    return kr;
+}
+
+kern_return_t kern_mach_port_get_set_status(mach_port_t task, mach_port_name_t name,
+                                            mach_port_name_array_t *members,
+                                            mach_msg_type_number_t *membersCnt)
+{
+    KERN_SPACE_OR_FAIL(space, task);
+    struct ipc_entry *entry = ipc_entry_lookup(space, name);
+    kern_return_t kr = KERN_SUCCESS;
+    if (entry == NULL) {
+        kr = KERN_INVALID_NAME;
+    } else if (!(entry->type & MACH_PORT_TYPE_PORT_SET)) {
+        kr = KERN_INVALID_RIGHT;
+    } else {
+        struct ipc_pset *pset = entry->pset;
+        size_t n = pset->members.count;
+        mach_port_name_t *names = NULL;
+        if (n > 0) {
+            names = mmap(NULL, n * sizeof *names, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (names == MAP_FAILED) {
+                ipc_unlock();
+                return KERN_RESOURCE_SHORTAGE;
+            }
+        }
+        uint64_t key;
+        void *value;
+        size_t i = 0;
+        for (size_t c = 0; u64map_next(&pset->members, &c, &key, &value);) {
+            names[i++] = ((struct ipc_port *)value)->name[SPACE_USER];
+        }
+        *members = names;
+        *membersCnt = (mach_msg_type_number_t)i;
+    }
+    ipc_unlock();
+    return kr;
+}
+
+/* Sets or clears the protected payload of receive right NAME. */
+static kern_return_t kern_payload(mach_port_t task, mach_port_name_t name, bool set,
+                                  uint64_t payload)
+{
+    KERN_SPACE_OR_FAIL(space, task);
+    kern_return_t kr = KERN_SUCCESS;
+    struct ipc_entry *entry = kern_receive_entry(space, name, &kr);
+    if (entry != NULL) {
+        entry->port->rcv->has_payload = set;
+        entry->port->rcv->payload = payload;
+    }
+    ipc_unlock();
+    return kr;
+}
+
+kern_return_t kern_mach_port_set_protected_payload(mach_port_t task, mach_port_name_t name,
+                                                   rpc_uintptr_t payload)
+{
+    return kern_payload(task, name, true, payload);
+}
+
+kern_return_t kern_mach_port_clear_protected_payload(mach_port_t task, mach_port_name_t name)
+{
+    return kern_payload(task, name, false, 0);
 }

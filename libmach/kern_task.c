@@ -21,6 +21,7 @@
 #include "ipc_msg.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
+#include "ipc_pset.h"
 #include "ipc_watch.h"
 #include "ipc_wire.h"
 #include "linux.h"
@@ -214,7 +215,7 @@ mach_msg_return_t kern_deliver(struct kmsg *kmsg)
     }
     kmsg->hdr.msgh_seqno = dest->rcv->seqno++;
     mach_port_name_t local = dest->name[SPACE_KERNEL];
-    (void)ipc_kmsg_copyout(&ipc_spaces[SPACE_KERNEL], kmsg, local, request);
+    (void)ipc_kmsg_copyout(&ipc_spaces[SPACE_KERNEL], kmsg, local, NULL, request);
     ipc_kmsg_destroy(kmsg);
     ipc_unlock();
     kern_serve(request);
@@ -404,6 +405,7 @@ void kern_task_fork_child(void)
     atomic_store(&ipc_lock_state.state, 0);
     linux_fork_child();
     ipc_watch_fork_child();
+    ipc_pset_forget_all();
     ipc_port_forget_all();
     for (int i = 0; i < 2; i++) {
         ipc_spaces[i].names = (struct u64map){0};

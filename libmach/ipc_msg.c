@@ -18,6 +18,7 @@
 #include "ipc_watch.h"
 #include "ipc_wire.h"
 #include "kern.h"
+#include "kern_notify.h"
 #include "linux.h"
 
 extern atomic_uint kern_fork_generation;
@@ -557,8 +558,10 @@ mach_msg(mach_msg_header_t *msg, mach_msg_option_t option,
          mach_port_name_t notify)
 {
     (void)notify;
-    return ipc_mach_msg(SPACE_USER, msg, option, send_size, rcv_size, rcv_name,
-                        timeout);
+    mach_msg_return_t mr = ipc_mach_msg(SPACE_USER, msg, option, send_size, rcv_size,
+                                        rcv_name, timeout);
+    kern_notify_flush_pending();
+    return mr;
 }
 
 __attribute__((visibility("default"))) mach_msg_return_t

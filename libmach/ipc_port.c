@@ -12,6 +12,7 @@
 
 #include "ipc_kmsg.h"
 #include "ipc_pset.h"
+#include "kern_notify.h"
 #include "ipc_space.h"
 #include "ipc_watch.h"
 #include "linux.h"
@@ -290,6 +291,7 @@ void ipc_port_destroy_receive(struct ipc_port *port)
     struct ipc_port_rcv *rcv = port->rcv;
     assert(rcv != NULL);
     ipc_pset_remove(port);
+    kern_notify_receive_gone(port);
     port->rcv = NULL;
     port->dead = true;
     /* Wakes a thread of ours blocked on the receive end and turns every

@@ -7,6 +7,7 @@
 #include "ipc_notify.h"
 #include "ipc_port.h"
 #include "ipc_pset.h"
+#include "kern_notify.h"
 
 struct futex_lock ipc_lock_state = FUTEX_LOCK_INIT;
 struct ipc_space ipc_spaces[2] = {{.id = SPACE_USER, .next_index = 1},
@@ -103,6 +104,9 @@ static void ipc_entry_forget_port(struct ipc_space *space,
 /* The entry lost its last right: free it. */
 static void ipc_entry_release(struct ipc_space *space, struct ipc_entry *entry)
 {
+    if (space->id == SPACE_USER) {
+        kern_notify_entry_deleted(entry);
+    }
     if (entry->port != NULL) {
         ipc_entry_forget_port(space, entry);
     }
@@ -120,6 +124,9 @@ bool ipc_right_check(struct ipc_space *space, struct ipc_entry *entry, bool prob
         ipc_port_srights_drop(entry->port);
     } else {
         entry->urefs = 1;
+    }
+    if (space->id == SPACE_USER) {
+        kern_notify_entry_dead(entry);
     }
     ipc_entry_forget_port(space, entry);
     entry->type = MACH_PORT_TYPE_DEAD_NAME;
@@ -192,6 +199,7 @@ kern_return_t ipc_right_copyin_entry(struct ipc_space *space, struct ipc_entry *
             return kr;
         }
         port->rcv->mscount++;
+        kern_notify_send_made(port);
         ipc_port_ref(port);
         *out = (struct kright){.kind = KRIGHT_SEND, .port = port};
         return KERN_SUCCESS;
@@ -213,6 +221,7 @@ kern_return_t ipc_right_copyin_entry(struct ipc_space *space, struct ipc_entry *
         ipc_port_ref(port);
         *out = (struct kright){.kind = KRIGHT_RECEIVE, .port = port};
         ipc_pset_remove(port);
+        kern_notify_receive_gone(port);
         port->rcv->leaving = true;
         entry->type &= ~MACH_PORT_TYPE_RECEIVE;
         if (entry->type == 0) {
@@ -644,7 +653,7 @@ kern_return_t ipc_right_type(struct ipc_space *space, mach_port_name_t name,
         return KERN_INVALID_NAME;
     }
     ipc_right_check(space, entry, true);
-    *type = entry->type;
+    *type = entry->type | (entry->dnrequest != 0 ? MACH_PORT_TYPE_DNREQUEST : 0);
     return KERN_SUCCESS;
 }
 

@@ -53,6 +53,11 @@ struct ipc_port_rcv {
     unsigned users;               /* [G] threads using this state */
     int kobject_type;             /* [C] IKOT_* for kernel-served ports */
     struct ipc_pset *pset;        /* [G] the set it is a member of, or NULL */
+    mach_port_name_t nsrequest;   /* [G] kernel-space send-once right for
+                                     no-senders, or 0 */
+    bool ns_armed;                /* [G] send rights existed since the request:
+                                     their end fires it */
+    bool ns_watched;              /* [G] counting pipe in the watchdog */
     uint64_t payload;             /* [G] protected payload, when has_payload */
     bool has_payload;             /* [G] (cleared when the right moves) */
 };
@@ -76,6 +81,7 @@ struct ipc_port {
                                      which keeps them while they live */
     struct ipc_port_rcv *rcv;     /* [G] receive state, or NULL */
     struct ipc_watch_waiter *waiters; /* [G] threads awaiting a reply from it */
+    unsigned dnrequests;          /* [G] dead-name requests on it here */
     bool watched;                 /* [G] in the watchdog's epoll set */
     mach_port_name_t name[2];     /* [G] send/receive entry per space, or 0 */
 };
@@ -107,6 +113,8 @@ struct ipc_entry {
     struct ipc_port *port;    /* a reference, or NULL (dead name, set) */
     uint64_t nonce;           /* send-once */
     struct ipc_pset *pset;    /* a reference, for a port set */
+    mach_port_name_t dnrequest; /* kernel-space send-once right to notify
+                                   when the port dies, or 0 */
     struct ipc_entry *next_free; /* on the space's free list */
 };
 

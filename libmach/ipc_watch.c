@@ -11,6 +11,7 @@
 #include "ipc_msg.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
+#include "kern_notify.h"
 #include "linux.h"
 
 /* How often the watchdog interrupts again threads still waiting on a dead
@@ -19,7 +20,9 @@
 
 static int ipc_watch_epoll = -1;     /* [G] */
 static bool ipc_watch_running;       /* [G] */
-static struct u64map ipc_watch_ports; /* [G] serial -> watched port */
+static struct u64map ipc_watch_ports; /* [G] serial -> port: send end watched */
+static struct u64map ipc_watch_ns;    /* [G] serial -> port: counting pipe watched */
+#define IPC_WATCH_NS_TAG (1ull << 63) /* epoll data of a counting pipe */
 static struct u64map ipc_watch_dead;  /* [G] serial -> dead port with waiters
                                          (referenced) */
 
@@ -35,7 +38,16 @@ static void ipc_watch_kick(struct ipc_port *port)
 static bool ipc_watch_pass(struct epoll_event *events, int n)
 {
     for (int i = 0; i < n; i++) {
-        struct ipc_port *port = u64map_remove(&ipc_watch_ports, events[i].data.u64);
+        uint64_t tag = events[i].data.u64;
+        if (tag & IPC_WATCH_NS_TAG) {
+            struct ipc_port *port = u64map_lookup(&ipc_watch_ns, tag & ~IPC_WATCH_NS_TAG);
+            if (port != NULL) {
+                ipc_watch_no_senders_stop(port);
+                kern_notify_no_senders(port);
+            }
+            continue;
+        }
+        struct ipc_port *port = u64map_remove(&ipc_watch_ports, tag);
         if (port == NULL) {
             continue; /* forgotten meanwhile */
         }
@@ -45,6 +57,9 @@ static bool ipc_watch_pass(struct epoll_event *events, int n)
         if (port->dead && port->waiters != NULL &&
             u64map_insert(&ipc_watch_dead, port->serial, port)) {
             ipc_port_ref(port);
+        }
+        if (port->dead) {
+            kern_notify_port_died(port);
         }
     }
     uint64_t key;
@@ -78,6 +93,7 @@ static void *ipc_watch_main(void *arg)
         ipc_lock();
         kicking = ipc_watch_pass(events, n < 0 ? 0 : n);
         ipc_unlock();
+        kern_notify_flush();
     }
 }
 
@@ -105,6 +121,11 @@ void ipc_watch_wait_begin(struct ipc_port *port, struct ipc_watch_waiter *waiter
 {
     waiter->next = port->waiters;
     port->waiters = waiter;
+    ipc_watch_port(port);
+}
+
+void ipc_watch_port(struct ipc_port *port)
+{
     if (port->watched || port->dead || !ipc_watch_start()) {
         return;
     }
@@ -144,11 +165,38 @@ void ipc_watch_forget(struct ipc_port *port)
     }
 }
 
+void ipc_watch_no_senders(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    if (rcv->ns_watched || !ipc_watch_start()) {
+        return;
+    }
+    struct epoll_event event = {.events = 0, .data.u64 = port->serial | IPC_WATCH_NS_TAG};
+    if (u64map_insert(&ipc_watch_ns, port->serial, port)) {
+        if (epoll_ctl(ipc_watch_epoll, EPOLL_CTL_ADD, rcv->count_rfd, &event) == 0) {
+            rcv->ns_watched = true;
+        } else {
+            u64map_remove(&ipc_watch_ns, port->serial);
+        }
+    }
+}
+
+void ipc_watch_no_senders_stop(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    if (rcv != NULL && rcv->ns_watched) {
+        epoll_ctl(ipc_watch_epoll, EPOLL_CTL_DEL, rcv->count_rfd, NULL);
+        u64map_remove(&ipc_watch_ns, port->serial);
+        rcv->ns_watched = false;
+    }
+}
+
 void ipc_watch_fork_child(void)
 {
     linux_close(ipc_watch_epoll);
     ipc_watch_epoll = -1;
     ipc_watch_running = false;
     ipc_watch_ports = (struct u64map){0};
+    ipc_watch_ns = (struct u64map){0};
     ipc_watch_dead = (struct u64map){0};
 }

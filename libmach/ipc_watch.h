@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The watchdog: a hidden thread that watches, with epoll, the send ends
- * of the ports that threads of this task await replies from.  When one
+ * of the ports that threads of this task await replies from (or hold
+ * dead-name requests for), and the counting pipes of ports with a
+ * no-senders request.  When one
  * hangs up (its receive right died, with its task or not), the port is
  * marked dead and every thread waiting on it is interrupted, so that its
  * RPC ends with the send-once notification of its destroyed reply right
@@ -29,8 +31,19 @@ void ipc_watch_wait_begin(struct ipc_port *port, struct ipc_watch_waiter *waiter
 /* The thread stopped waiting. */
 void ipc_watch_wait_end(struct ipc_port *port, struct ipc_watch_waiter *waiter);
 
+/* Watches PORT's send end (a dead-name request): when it hangs up,
+ * kern_notify_port_died runs. */
+void ipc_watch_port(struct ipc_port *port);
+
 /* PORT is being freed: stop watching it (before its send end closes). */
 void ipc_watch_forget(struct ipc_port *port);
+
+/* Watches the counting pipe of PORT (receive right held here) until no
+ * send right is left anywhere: then kern_notify_no_senders runs, once. */
+void ipc_watch_no_senders(struct ipc_port *port);
+
+/* Stops watching PORT's counting pipe (its receive right leaves). */
+void ipc_watch_no_senders_stop(struct ipc_port *port);
 
 /* The child side of fork(): no watchdog, nothing watched. */
 void ipc_watch_fork_child(void);

@@ -80,7 +80,8 @@ kern_return_t kern_mach_port_names(mach_port_t task, mach_port_name_array_t *nam
         struct ipc_entry *entry = value;
         ipc_right_check(space, entry, true);
         ((mach_port_name_t *)pn)[i] = entry->name;
-        ((mach_port_type_t *)pt)[i] = entry->type;
+        ((mach_port_type_t *)pt)[i] =
+            entry->type | (entry->dnrequest != 0 ? MACH_PORT_TYPE_DNREQUEST : 0);
         i++;
     }
     ipc_unlock();
@@ -297,7 +298,7 @@ kern_return_t kern_mach_port_get_receive_status(mach_port_t task,
             .mps_sorights = rcv->sorights,
             .mps_srights = !(pfd[1].revents & POLLHUP),
             .mps_pdrequest = FALSE,
-            .mps_nsrequest = FALSE,
+            .mps_nsrequest = rcv->nsrequest != 0,
         };
     }
     ipc_unlock();

@@ -24,6 +24,7 @@
 #include "ipc_pset.h"
 #include "ipc_watch.h"
 #include "ipc_wire.h"
+#include "kern_notify.h"
 #include "linux.h"
 #include "msg_destroy.h"
 #include "mach.server.h"
@@ -232,6 +233,7 @@ void kern_serve(mach_msg_header_t *request)
     if (!mach_port_server(request, &reply.header.Head)) {
         (void)mach_server(request, &reply.header.Head);
     }
+    kern_notify_flush_pending();
     kern_return_t rc = reply.header.RetCode;
     if (rc == MIG_NO_REPLY) {
         return;

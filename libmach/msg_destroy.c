@@ -6,6 +6,7 @@
 
 #include "ipc_kmsg.h"
 #include "ipc_space.h"
+#include "kern_notify.h"
 
 /* Destroys one right named NAME carried as TYPE.  Only rights the message
  * owns are destroyed: received ones (PORT_*) and moved ones (MOVE_*,
@@ -77,4 +78,5 @@ void msg_destroy_in(int space_id, mach_msg_header_t *msg, bool with_remote)
                             msg_destroy_visit, &c);
     }
     ipc_unlock();
+    kern_notify_flush_pending();
 }

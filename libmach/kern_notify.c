@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "kern_notify.h"
+
+#include <mach/notify.h>
+#include <poll.h>
+#include <stdlib.h>
+
+#include "ipc_msg.h"
+#include "ipc_port.h"
+#include "ipc_space.h"
+#include "ipc_watch.h"
+#include "kern.h"
+#include "mach_port.server.h"
+
+bool kern_is_task(mach_port_t task);
+
+/* A notification waiting to be sent once [G] is released. */
+struct kern_notification {
+    mach_port_name_t notify; /* kernel-space send-once right (consumed) */
+    mach_msg_id_t id;
+    uint32_t value;          /* make-send count or port name */
+    struct kern_notification *next;
+};
+
+static struct kern_notification *kern_notify_queue; /* [G] */
+atomic_bool kern_notify_pending;
+
+static void kern_notify_queue_add(mach_port_name_t notify, mach_msg_id_t id, uint32_t value)
+{
+    struct kern_notification *n = malloc(sizeof *n);
+    if (n == NULL) {
+        /* Out of memory: destroying the right still tells its receiver
+         * something happened (a send-once notification). */
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], notify);
+        return;
+    }
+    *n = (struct kern_notification){.notify = notify, .id = id, .value = value,
+                                    .next = kern_notify_queue};
+    kern_notify_queue = n;
+    atomic_store(&kern_notify_pending, true);
+}
+
+/* The layout of notify.defs messages with one 32-bit argument. */
+struct kern_notify_msg {
+    mach_msg_header_t head;
+    mach_msg_type_t type;
+    uint32_t value;
+    uint32_t pad;
+};
+
+static void kern_notify_send(const struct kern_notification *n)
+{
+    struct kern_notify_msg msg = {
+        .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+                 .msgh_size = sizeof msg,
+                 .msgh_remote_port = n->notify,
+                 .msgh_id = n->id},
+        .type = {.msgt_name = n->id == MACH_NOTIFY_NO_SENDERS ? MACH_MSG_TYPE_INTEGER_32
+                                                               : MACH_MSG_TYPE_PORT_NAME,
+                 .msgt_size = 32,
+                 .msgt_number = 1,
+                 .msgt_inline = TRUE},
+        .value = n->value,
+    };
+    mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, &msg.head,
+                                        MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof msg, 0,
+                                        MACH_PORT_NULL, 0);
+    if (mr != MACH_MSG_SUCCESS) {
+        /* The notify port is dead (or full): drop the right. */
+        ipc_lock();
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], n->notify);
+        ipc_unlock();
+    }
+}
+
+void kern_notify_flush(void)
+{
+    ipc_lock();
+    struct kern_notification *list = kern_notify_queue;
+    kern_notify_queue = NULL;
+    atomic_store(&kern_notify_pending, false);
+    ipc_unlock();
+    while (list != NULL) {
+        struct kern_notification *next = list->next;
+        kern_notify_send(list);
+        free(list);
+        list = next;
+    }
+}
+
+void kern_notify_entry_dead(struct ipc_entry *entry)
+{
+    if (entry->dnrequest == 0) {
+        return;
+    }
+    /* GNU Mach gives the notification its own user reference. */
+    entry->urefs++;
+    kern_notify_queue_add(entry->dnrequest, MACH_NOTIFY_DEAD_NAME, entry->name);
+    entry->dnrequest = 0;
+    if (entry->port != NULL) {
+        entry->port->dnrequests--;
+    }
+}
+
+void kern_notify_entry_deleted(struct ipc_entry *entry)
+{
+    if (entry->dnrequest == 0) {
+        return;
+    }
+    kern_notify_queue_add(entry->dnrequest, MACH_NOTIFY_PORT_DELETED, entry->name);
+    entry->dnrequest = 0;
+    if (entry->port != NULL) {
+        entry->port->dnrequests--;
+    }
+}
+
+void kern_notify_port_died(struct ipc_port *port)
+{
+    struct ipc_space *space = &ipc_spaces[SPACE_USER];
+    struct ipc_entry *entry = ipc_entry_lookup(space, port->name[SPACE_USER]);
+    if (entry != NULL && entry->port == port) {
+        ipc_right_check(space, entry, false);
+    }
+}
+
+void kern_notify_no_senders(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    /* A request made when no send right existed waits for one to be made
+     * and to go (kern_notify_send_made arms it). */
+    if (rcv != NULL && rcv->nsrequest != 0 && rcv->ns_armed) {
+        kern_notify_queue_add(rcv->nsrequest, MACH_NOTIFY_NO_SENDERS, rcv->mscount);
+        rcv->nsrequest = 0;
+    }
+}
+
+void kern_notify_send_made(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    if (rcv->nsrequest != 0 && !rcv->ns_watched) {
+        rcv->ns_armed = true;
+        ipc_watch_no_senders(port);
+    }
+}
+
+void kern_notify_receive_gone(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    ipc_watch_no_senders_stop(port);
+    if (rcv != NULL && rcv->nsrequest != 0) {
+        /* The request goes with the right: its notify right is destroyed,
+         * which its receiver sees as a send-once notification. */
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], rcv->nsrequest);
+        rcv->nsrequest = 0;
+    }
+}
+
+/* Returns true when no send right to PORT (receive right here) exists. */
+static bool kern_no_senders_now(struct ipc_port *port)
+{
+    struct pollfd pfd = {.fd = port->rcv->count_rfd, .events = 0};
+    return port->count_wfd < 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLHUP);
+}
+
+static kern_return_t kern_request_no_senders(struct ipc_entry *entry,
+                                             mach_port_mscount_t sync,
+                                             mach_port_t notify, mach_port_t *previous)
+{
+    if (!(entry->type & MACH_PORT_TYPE_RECEIVE)) {
+        return KERN_INVALID_RIGHT;
+    }
+    struct ipc_port *port = entry->port;
+    struct ipc_port_rcv *rcv = port->rcv;
+    *previous = rcv->nsrequest;
+    rcv->nsrequest = MACH_PORT_VALID(notify) ? notify : 0;
+    rcv->ns_armed = false;
+    if (rcv->nsrequest == 0) {
+        ipc_watch_no_senders_stop(port);
+    } else if (!kern_no_senders_now(port)) {
+        rcv->ns_armed = true;
+        ipc_watch_no_senders(port);
+    } else if (sync <= rcv->mscount) {
+        rcv->ns_armed = true;
+        kern_notify_no_senders(port); /* GNU Mach: at once */
+    }
+    return KERN_SUCCESS;
+}
+
+static kern_return_t kern_request_dead_name(struct ipc_space *space, struct ipc_entry *entry,
+                                            mach_port_mscount_t sync, mach_port_t notify,
+                                            mach_port_t *previous)
+{
+    ipc_right_check(space, entry, true);
+    if (entry->type & MACH_PORT_TYPE_DEAD_NAME) {
+        if (sync == 0) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        /* Already dead: notified at once. */
+        if (MACH_PORT_VALID(notify)) {
+            entry->dnrequest = notify;
+            kern_notify_entry_dead(entry);
+        }
+        return KERN_SUCCESS;
+    }
+    if (!(entry->type & (MACH_PORT_TYPE_SEND | MACH_PORT_TYPE_RECEIVE))) {
+        return KERN_INVALID_RIGHT; /* sets; send-once rights are not supported yet */
+    }
+    struct ipc_port *port = entry->port;
+    *previous = entry->dnrequest;
+    if (entry->dnrequest != 0) {
+        port->dnrequests--;
+    }
+    entry->dnrequest = MACH_PORT_VALID(notify) ? notify : 0;
+    if (entry->dnrequest != 0) {
+        port->dnrequests++;
+        if (port->rcv == NULL) {
+            ipc_watch_port(port);
+        }
+    }
+    return KERN_SUCCESS;
+}
+
+kern_return_t kern_mach_port_request_notification(mach_port_t task, mach_port_name_t name,
+                                                  mach_msg_id_t id, mach_port_mscount_t sync,
+                                                  mach_port_t notify, mach_port_t *previous,
+                                                  mach_msg_type_name_t *previousPoly)
+{
+    *previous = MACH_PORT_NULL;
+    *previousPoly = MACH_MSG_TYPE_PORT_SEND_ONCE;
+    if (notify == MACH_PORT_DEAD) {
+        return KERN_INVALID_CAPABILITY;
+    }
+    if (id != MACH_NOTIFY_NO_SENDERS && id != MACH_NOTIFY_DEAD_NAME) {
+        /* Port-destroyed requests are not implemented yet (issue 3). */
+        return KERN_INVALID_VALUE;
+    }
+    ipc_lock();
+    if (!kern_is_task(task)) {
+        ipc_unlock();
+        return KERN_INVALID_TASK;
+    }
+    struct ipc_space *space = &ipc_spaces[SPACE_USER];
+    struct ipc_entry *entry = ipc_entry_lookup(space, name);
+    kern_return_t kr;
+    if (entry == NULL) {
+        kr = KERN_INVALID_NAME;
+    } else if (id == MACH_NOTIFY_NO_SENDERS) {
+        kr = kern_request_no_senders(entry, sync, notify, previous);
+    } else {
+        kr = kern_request_dead_name(space, entry, sync, notify, previous);
+    }
+    ipc_unlock();
+    kern_notify_flush();
+    return kr;
+}

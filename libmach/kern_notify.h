@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Notification requests (mach_port_request_notification) and the
+ * notifications they produce, in GNU Mach's notify.defs formats: no-senders,
+ * dead-name, port-deleted.  A request's notify right is a send-once right
+ * held in the kernel space.  Notifications are queued under [G] by the
+ * code that notices the event, and sent by kern_notify_flush once [G] is
+ * released (sending may need to take it).
+ */
+#ifndef HELL_KERN_NOTIFY_H
+#define HELL_KERN_NOTIFY_H
+
+#include <stdatomic.h>
+
+#include "ipc_types.h"
+
+/* PORT's send end hung up: its receive right is gone.  Converts the user
+ * entry naming it and fires its dead-name request.  Expects [G]. */
+void kern_notify_port_died(struct ipc_port *port);
+
+/* PORT's counting pipe hung up: no send right exists anywhere.  Fires its
+ * no-senders request.  Expects [G]. */
+void kern_notify_no_senders(struct ipc_port *port);
+
+/* ENTRY (user space) is being turned into a dead name: fires its
+ * dead-name request (one more user reference for the notification).
+ * Expects [G]. */
+void kern_notify_entry_dead(struct ipc_entry *entry);
+
+/* ENTRY (user space) loses its last right with a dead-name request
+ * pending: port-deleted.  Expects [G]. */
+void kern_notify_entry_deleted(struct ipc_entry *entry);
+
+/* A send right to PORT (receive right here) was made: a no-senders
+ * request waiting for it is watched again.  Expects [G]. */
+void kern_notify_send_made(struct ipc_port *port);
+
+/* The receive right of PORT leaves this task or is destroyed: its
+ * no-senders request goes (the notify right is destroyed).  Expects [G]. */
+void kern_notify_receive_gone(struct ipc_port *port);
+
+/* Sends the queued notifications.  Expects [G] not held. */
+void kern_notify_flush(void);
+
+/* Whether notifications are queued (read without [G]: a hint). */
+extern atomic_bool kern_notify_pending;
+
+/* Flushes when something is queued: one load on the message path. */
+static inline void kern_notify_flush_pending(void)
+{
+    if (atomic_load_explicit(&kern_notify_pending, memory_order_relaxed)) {
+        kern_notify_flush();
+    }
+}
+
+#endif

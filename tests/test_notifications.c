@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Notification requests with GNU Mach's formats (notify.defs): no-senders
+ * (immediate, on the last local send right, on the death of the task
+ * holding the last one), dead-name (on a SIGKILLed receiver, on a name
+ * already dead), port-deleted, the previous notify right, and errors.
+ */
+#include <hell.h>
+#include <signal.h>
+
+#include "test.h"
+
+struct notification {
+    mach_msg_header_t head;
+    mach_msg_type_t type;
+    uint32_t value;
+    uint32_t pad;
+    char spare[64];
+};
+
+static mach_port_t self, notify_port;
+
+/* Receives one notification on NOTIFY_PORT and checks its format. */
+static void expect(mach_msg_id_t id, uint32_t value)
+{
+    struct notification n;
+    memset(&n, 0, sizeof n);
+    CHECK_KR(mach_msg(&n.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n, notify_port,
+                      10000, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(n.head.msgh_id == id);
+    CHECK(n.head.msgh_bits == MACH_MSGH_BITS(0, MACH_MSG_TYPE_PORT_SEND_ONCE));
+    CHECK(n.head.msgh_local_port == notify_port);
+    CHECK(n.head.msgh_remote_port == MACH_PORT_NULL);
+    if (id == MACH_NOTIFY_SEND_ONCE) {
+        CHECK(n.head.msgh_size == sizeof(mach_msg_header_t));
+        return;
+    }
+    CHECK(n.head.msgh_size == 48);
+    CHECK(n.type.msgt_name == (id == MACH_NOTIFY_NO_SENDERS ? MACH_MSG_TYPE_INTEGER_32
+                                                             : MACH_MSG_TYPE_PORT_NAME));
+    CHECK(n.type.msgt_size == 32 && n.type.msgt_number == 1 && n.type.msgt_inline);
+    CHECK(n.value == value);
+}
+
+static void expect_nothing(void)
+{
+    struct notification n;
+    CHECK_KR(mach_msg(&n.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n, notify_port, 0,
+                      MACH_PORT_NULL),
+             MACH_RCV_TIMED_OUT);
+}
+
+static kern_return_t request(mach_port_t name, mach_msg_id_t id, mach_port_mscount_t sync,
+                             mach_port_t *previous)
+{
+    mach_port_t prev = MACH_PORT_NULL;
+    kern_return_t kr = mach_port_request_notification(self, name, id, sync, notify_port,
+                                                      MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev);
+    if (previous != NULL) {
+        *previous = prev;
+    } else if (MACH_PORT_VALID(prev)) {
+        mach_port_deallocate(self, prev);
+    }
+    return kr;
+}
+
+static mach_port_urefs_t dead_refs(mach_port_t name)
+{
+    mach_port_urefs_t refs = 0;
+    CHECK_KR(mach_port_get_refs(self, name, MACH_PORT_RIGHT_DEAD_NAME, &refs), KERN_SUCCESS);
+    return refs;
+}
+
+static void no_senders(void)
+{
+    mach_port_t p;
+    CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &p), KERN_SUCCESS);
+
+    /* No send right ever made, sync 0 <= mscount 0: at once. */
+    CHECK_KR(request(p, MACH_NOTIFY_NO_SENDERS, 0, NULL), KERN_SUCCESS);
+    expect(MACH_NOTIFY_NO_SENDERS, 0);
+
+    /* A send right exists: registered, fires when the last one goes. */
+    CHECK_KR(mach_port_insert_right(self, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    CHECK_KR(request(p, MACH_NOTIFY_NO_SENDERS, 0, NULL), KERN_SUCCESS);
+    mach_port_status_t status;
+    CHECK_KR(mach_port_get_receive_status(self, p, &status), KERN_SUCCESS);
+    CHECK(status.mps_nsrequest && status.mps_mscount == 1);
+    expect_nothing();
+    CHECK_KR(mach_port_mod_refs(self, p, MACH_PORT_RIGHT_SEND, -1), KERN_SUCCESS);
+    expect(MACH_NOTIFY_NO_SENDERS, 1);
+
+    /* A sync above the make-send count, with no send right: registered; it
+     * fires when a later send right goes, whatever the count then. */
+    CHECK_KR(request(p, MACH_NOTIFY_NO_SENDERS, 5, NULL), KERN_SUCCESS);
+    expect_nothing();
+    CHECK_KR(mach_port_insert_right(self, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    CHECK_KR(mach_port_mod_refs(self, p, MACH_PORT_RIGHT_SEND, -1), KERN_SUCCESS);
+    expect(MACH_NOTIFY_NO_SENDERS, 2);
+
+    /* The last send right is held by a task killed with SIGKILL. */
+    CHECK_KR(mach_port_insert_right(self, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    mach_port_t child_task;
+    pid_t pid = hell_fork(p, &child_task);
+    if (pid == 0) {
+        pause();
+        _exit(0);
+    }
+    CHECK_KR(mach_port_mod_refs(self, p, MACH_PORT_RIGHT_SEND, -1), KERN_SUCCESS);
+    CHECK_KR(request(p, MACH_NOTIFY_NO_SENDERS, 0, NULL), KERN_SUCCESS);
+    expect_nothing();
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    expect(MACH_NOTIFY_NO_SENDERS, 3);
+    CHECK_KR(mach_port_deallocate(self, child_task), KERN_SUCCESS);
+
+    /* A second request returns the first notify right; destroying it
+     * sends a send-once notification. */
+    CHECK_KR(mach_port_insert_right(self, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    mach_port_t previous = MACH_PORT_NULL;
+    CHECK_KR(request(p, MACH_NOTIFY_NO_SENDERS, 0, &previous), KERN_SUCCESS);
+    CHECK(previous == MACH_PORT_NULL);
+    CHECK_KR(request(p, MACH_NOTIFY_NO_SENDERS, 0, &previous), KERN_SUCCESS);
+    mach_port_type_t type = 0;
+    CHECK(MACH_PORT_VALID(previous));
+    CHECK_KR(mach_port_type(self, previous, &type), KERN_SUCCESS);
+    CHECK(type == MACH_PORT_TYPE_SEND_ONCE);
+    CHECK_KR(mach_port_deallocate(self, previous), KERN_SUCCESS);
+    expect(MACH_NOTIFY_SEND_ONCE, 0);
+    /* Destroying the port destroys the request's right too. */
+    CHECK_KR(mach_port_destroy(self, p), KERN_SUCCESS);
+    expect(MACH_NOTIFY_SEND_ONCE, 0);
+    expect_nothing();
+}
+
+static void dead_name(void)
+{
+    mach_port_t boot;
+    CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &boot), KERN_SUCCESS);
+    CHECK_KR(mach_port_insert_right(self, boot, boot, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    mach_port_t child_task;
+    pid_t pid = hell_fork(boot, &child_task);
+    if (pid == 0) {
+        mach_port_t parent, mine;
+        task_get_bootstrap_port(mach_task_self(), &parent);
+        mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &mine);
+        test_send_port(parent, mine, MACH_MSG_TYPE_MAKE_SEND, 1);
+        pause();
+        _exit(0);
+    }
+    mach_port_t peer = MACH_PORT_NULL;
+    mach_msg_type_name_t type_name;
+    CHECK_KR(test_receive_port(boot, 10000, &peer, &type_name), MACH_MSG_SUCCESS);
+
+    /* Port-deleted: a send-only name goes while its request is pending. */
+    CHECK_KR(request(child_task, MACH_NOTIFY_DEAD_NAME, 0, NULL), KERN_SUCCESS);
+    CHECK_KR(mach_port_deallocate(self, child_task), KERN_SUCCESS);
+    expect(MACH_NOTIFY_PORT_DELETED, child_task);
+
+    CHECK_KR(request(peer, MACH_NOTIFY_DEAD_NAME, 0, NULL), KERN_SUCCESS);
+    mach_port_type_t type = 0;
+    CHECK_KR(mach_port_type(self, peer, &type), KERN_SUCCESS);
+    CHECK(type == (MACH_PORT_TYPE_SEND | MACH_PORT_TYPE_DNREQUEST));
+    expect_nothing();
+
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    expect(MACH_NOTIFY_DEAD_NAME, peer);
+    CHECK_KR(mach_port_type(self, peer, &type), KERN_SUCCESS);
+    CHECK(type == MACH_PORT_TYPE_DEAD_NAME);
+    CHECK(dead_refs(peer) == 2); /* the right's, and the notification's */
+
+    /* On a name already dead: sync 0 is refused (and, as any failed kernel
+     * call, destroys the right it carried), sync 1 fires at once. */
+    CHECK_KR(request(peer, MACH_NOTIFY_DEAD_NAME, 0, NULL), KERN_INVALID_ARGUMENT);
+    expect(MACH_NOTIFY_SEND_ONCE, 0);
+    CHECK_KR(request(peer, MACH_NOTIFY_DEAD_NAME, 1, NULL), KERN_SUCCESS);
+    expect(MACH_NOTIFY_DEAD_NAME, peer);
+    CHECK(dead_refs(peer) == 3);
+    CHECK_KR(mach_port_mod_refs(self, peer, MACH_PORT_RIGHT_DEAD_NAME, -3), KERN_SUCCESS);
+
+    CHECK_KR(mach_port_destroy(self, boot), KERN_SUCCESS);
+}
+
+static void errors(void)
+{
+    mach_port_t p;
+    CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &p), KERN_SUCCESS);
+    /* Each failed request destroys the notify right it carried. */
+    CHECK_KR(request(p, 0x4242, 0, NULL), KERN_INVALID_VALUE);
+    expect(MACH_NOTIFY_SEND_ONCE, 0);
+    CHECK_KR(request(0x7fff00, MACH_NOTIFY_NO_SENDERS, 0, NULL), KERN_INVALID_NAME);
+    expect(MACH_NOTIFY_SEND_ONCE, 0);
+    CHECK_KR(request(self, MACH_NOTIFY_NO_SENDERS, 0, NULL), KERN_INVALID_RIGHT);
+    expect(MACH_NOTIFY_SEND_ONCE, 0);
+    CHECK_KR(mach_port_destroy(self, p), KERN_SUCCESS);
+}
+
+int main(void)
+{
+    self = mach_task_self();
+    CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &notify_port), KERN_SUCCESS);
+    int fds_before = test_count_fds();
+    no_senders();
+    dead_name();
+    errors();
+    expect_nothing();
+    /* The watchdog's epoll instance is the one descriptor kept. */
+    CHECK(test_count_fds() == fds_before + 1);
+    return test_done("notifications");
+}

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Out-of-line memory and crash notification, each against a baseline
+ * measured in the same run:
+ *   - sending 1 MiB and 64 MiB out of line between two tasks (copy, and
+ *     move with deallocate) and touching every page on arrival, against
+ *     memcpy of the same size plus touching the copy;
+ *   - the time from SIGKILL of a task to the dead-name notification of a
+ *     port it received on, against the time from SIGKILL to waitpid.
+ * Every ratio is HELL's cost over the baseline's.
+ */
+#include <hell.h>
+#include <mach.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test.h"
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+struct ool_msg {
+    mach_msg_header_t head;
+    mach_msg_type_long_t type;
+    void *addr;
+};
+
+/* A child that receives out-of-line regions on its bootstrap port's
+ * sibling and answers each with an empty message once it touched every
+ * page of it. */
+static pid_t start_sink(mach_port_t *sink, mach_port_t *ack)
+{
+    mach_port_t boot;
+    mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &boot);
+    mach_port_insert_right(mach_task_self(), boot, boot, MACH_MSG_TYPE_MAKE_SEND);
+    mach_port_t child_task;
+    pid_t pid = hell_fork(boot, &child_task);
+    if (pid == 0) {
+        mach_port_t parent, in;
+        task_get_bootstrap_port(mach_task_self(), &parent);
+        mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &in);
+        test_send_port(parent, in, MACH_MSG_TYPE_MAKE_SEND, 1);
+        for (;;) {
+            union {
+                struct ool_msg m;
+                char buf[256];
+            } r;
+            if (mach_msg(&r.m.head, MACH_RCV_MSG, 0, sizeof r, in, 0, MACH_PORT_NULL) !=
+                MACH_MSG_SUCCESS) {
+                _exit(1);
+            }
+            size_t size = r.m.type.msgtl_number;
+            volatile char sum = 0;
+            for (size_t off = 0; off < size; off += 4096) {
+                sum += ((char *)r.m.addr)[off];
+            }
+            vm_deallocate(mach_task_self(), (vm_address_t)r.m.addr, size);
+            mach_msg_header_t done = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
+                                      .msgh_remote_port = parent, .msgh_id = 2};
+            mach_msg(&done, MACH_SEND_MSG, sizeof done, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL);
+        }
+    }
+    mach_msg_type_name_t type;
+    test_receive_port(boot, 10000, sink, &type);
+    mach_port_deallocate(mach_task_self(), child_task);
+    *ack = boot;
+    return pid;
+}
+
+/* Sends SIZE bytes at ADDR out of line (moved when DEALLOC) and waits for
+ * the sink to have touched them; microseconds. */
+static double ool_send(mach_port_t sink, mach_port_t ack, void *addr, size_t size, bool dealloc)
+{
+    struct ool_msg m = {
+        .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0) | MACH_MSGH_BITS_COMPLEX,
+                 .msgh_remote_port = sink,
+                 .msgh_id = 1},
+        .type = {.msgtl_name = MACH_MSG_TYPE_BYTE, .msgtl_size = 8, .msgtl_number = size,
+                 .msgtl_inline = FALSE, .msgtl_longform = TRUE, .msgtl_deallocate = dealloc},
+        .addr = addr,
+    };
+    double t0 = now_us();
+    if (mach_msg(&m.head, MACH_SEND_MSG, sizeof m, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL) !=
+        MACH_MSG_SUCCESS) {
+        fprintf(stderr, "bench: out-of-line send failed\n");
+        exit(1);
+    }
+    mach_msg_header_t done;
+    mach_msg(&done, MACH_RCV_MSG, 0, sizeof done, ack, 0, MACH_PORT_NULL);
+    return now_us() - t0;
+}
+
+static double memcpy_touch(void *src, size_t size)
+{
+    double t0 = now_us();
+    char *dst = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    memcpy(dst, src, size);
+    volatile char sum = 0;
+    for (size_t off = 0; off < size; off += 4096) {
+        sum += dst[off];
+    }
+    munmap(dst, size);
+    return now_us() - t0;
+}
+
+static void bench_ool(mach_port_t sink, mach_port_t ack, size_t size, const char *label)
+{
+    double best_copy = 1e18, best_move = 1e18, best_memcpy = 1e18;
+    for (int r = 0; r < 5; r++) {
+        char *src = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        memset(src, r + 1, size);
+        double t = memcpy_touch(src, size);
+        best_memcpy = t < best_memcpy ? t : best_memcpy;
+        t = ool_send(sink, ack, src, size, false);
+        best_copy = t < best_copy ? t : best_copy;
+        t = ool_send(sink, ack, src, size, true); /* src is gone after this */
+        best_move = t < best_move ? t : best_move;
+    }
+    printf("bench: ool_copy_%s: %.0f us; baseline memcpy_%s: %.0f us; ratio %.2f\n", label,
+           best_copy, label, best_memcpy, best_copy / best_memcpy);
+    printf("bench: ool_move_%s: %.0f us; baseline memcpy_%s: %.0f us; ratio %.2f\n", label,
+           best_move, label, best_memcpy, best_move / best_memcpy);
+}
+
+/* SIGKILL of a task to the dead-name notification for its port, against
+ * SIGKILL to waitpid of the same kind of child. */
+static void bench_dead_name(void)
+{
+    mach_port_t notify;
+    mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &notify);
+    double best_notify = 1e18, best_wait = 1e18;
+    for (int r = 0; r < 10; r++) {
+        pid_t plain = fork();
+        if (plain == 0) {
+            pause();
+            _exit(0);
+        }
+        usleep(1000);
+        double t0 = now_us();
+        kill(plain, SIGKILL);
+        waitpid(plain, NULL, 0);
+        double t = now_us() - t0;
+        best_wait = t < best_wait ? t : best_wait;
+
+        mach_port_t sink, ack;
+        pid_t pid = start_sink(&sink, &ack);
+        mach_port_t previous;
+        mach_port_request_notification(mach_task_self(), sink, MACH_NOTIFY_DEAD_NAME, 0, notify,
+                                       MACH_MSG_TYPE_MAKE_SEND_ONCE, &previous);
+        usleep(1000);
+        union {
+            mach_msg_header_t head;
+            char buf[128];
+        } n;
+        t0 = now_us();
+        kill(pid, SIGKILL);
+        mach_msg(&n.head, MACH_RCV_MSG, 0, sizeof n, notify, 0, MACH_PORT_NULL);
+        t = now_us() - t0;
+        best_notify = t < best_notify ? t : best_notify;
+        waitpid(pid, NULL, 0);
+        mach_port_mod_refs(mach_task_self(), sink, MACH_PORT_RIGHT_DEAD_NAME, -2);
+        mach_port_destroy(mach_task_self(), ack);
+    }
+    printf("bench: sigkill_to_dead_name_notification: %.0f us; baseline sigkill_to_waitpid: "
+           "%.0f us; ratio %.2f\n",
+           best_notify, best_wait, best_notify / best_wait);
+}
+
+int main(void)
+{
+    mach_port_t sink, ack;
+    pid_t pid = start_sink(&sink, &ack);
+    bench_ool(sink, ack, 1 << 20, "1MiB");
+    bench_ool(sink, ack, 64 << 20, "64MiB");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    bench_dead_name();
+    return 0;
+}

@@ -65,7 +65,7 @@ TEST_DEFS := tests/hell_test.defs
 BENCHES   := $(BUILD)/bench/bench_rpc $(BUILD)/bench/bench_ool
 DEMOS     := $(BUILD)/demo/hell-demo
 
-.PHONY: all deps check bench demo install clean
+.PHONY: all deps check bench demo install clean fuzz
 # Keep generated MIG sources (make would delete them as intermediates).
 .SECONDARY:
 all: deps $(LIB) $(TESTS) $(BENCHES) $(DEMOS)
@@ -140,7 +140,23 @@ $(BUILD)/demo/hell-demo: demo/hell-demo.c $(TEST_GEN_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -o $@ $< $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
 
-check: all
+# The fuzz target: libmach's sources built by clang with libFuzzer, ASan
+# and UBSan; the run is a test (tests/test_fuzz.sh) of FUZZ_SECONDS.
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-unknown-warning-option -fvisibility=hidden \
+               -Ilibmach -I$(GEN) -I$(GEN)/include/mach -DMIG_EOPNOTSUPP=MIG_BAD_ID \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -pthread
+FUZZ_SRCS   := $(LIB_SRCS) $(MIG_USER_DEFS:%=$(GEN)/%.user.c) $(MIG_SERVER_DEFS:%=$(GEN)/%.server.c)
+$(BUILD)/fuzz/fuzz_receive: fuzz/fuzz_receive.c $(FUZZ_SRCS) $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -Wno-error -o $@ $< $(FUZZ_SRCS)
+$(BUILD)/tests/test_fuzz: tests/test_fuzz.sh $(BUILD)/fuzz/fuzz_receive
+	@mkdir -p $(dir $@)
+	sed -e 's|@FUZZER@|$(CURDIR)/$(BUILD)/fuzz/fuzz_receive|; s|@SECONDS@|$(FUZZ_SECONDS)|' $< > $@
+	chmod +x $@
+fuzz: $(BUILD)/fuzz/fuzz_receive
+
+check: all $(if $(filter 1,$(SAN)),,$(BUILD)/tests/test_fuzz)
 	tests/run $(BUILD)
 ifneq ($(SAN),1)
 	$(MAKE) BUILD=$(BUILD)-san SAN=1 OPT='-O1 -g' all

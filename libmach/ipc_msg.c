@@ -311,6 +311,25 @@ static mach_msg_return_t ipc_msg_check_server(struct ipc_port *port,
     return MACH_MSG_SUCCESS;
 }
 
+/* Milliseconds left before DEADLINE (0 = none: TIMEOUT_MS as given). */
+static int ipc_msg_time_left(int timeout_ms, uint64_t deadline)
+{
+    if (deadline == 0) {
+        return timeout_ms;
+    }
+    uint64_t now = linux_now_ms();
+    return now >= deadline ? 0 : (int)(deadline - now);
+}
+
+/* Lets go of a port a receiver had taken: its dequeue lock, the pinned
+ * receive state, the reference.  Expects [G]. */
+static void ipc_msg_release_port(struct ipc_port *port, struct ipc_port_rcv *rcv)
+{
+    futex_lock_release(&rcv->rlock);
+    ipc_port_rcv_leave(rcv);
+    ipc_port_unref(port);
+}
+
 /* Hands the outcome MR of a dequeue from PORT (KMSG when MR is success)
  * to the receiver: into MSG, or its size when too large.  Expects [G]
  * and the port's rlock, entered RCV and a reference to PORT; releases
@@ -342,9 +361,7 @@ static mach_msg_return_t ipc_msg_deliver(int space_id, mach_msg_header_t *msg,
             ipc_kmsg_destroy(kmsg);
         }
     }
-    futex_lock_release(&rcv->rlock);
-    ipc_port_rcv_leave(rcv);
-    ipc_port_unref(port);
+    ipc_msg_release_port(port, rcv);
     return mr;
 }
 
@@ -377,11 +394,7 @@ static mach_msg_return_t ipc_msg_receive_port(int space_id, mach_msg_header_t *m
             mr = MACH_MSG_SUCCESS;
             break;
         }
-        int wait_ms = timeout_ms;
-        if (deadline != 0) {
-            uint64_t now = linux_now_ms();
-            wait_ms = now >= deadline ? 0 : (int)(deadline - now);
-        }
+        int wait_ms = ipc_msg_time_left(timeout_ms, deadline);
         bool server_dead = wait != NULL && wait->dest != NULL && atomic_load(&wait->dest->dead);
         if (!server_dead) {
             atomic_store(&rcv->waiter, ipc_self_tid());
@@ -453,13 +466,8 @@ static mach_msg_return_t ipc_msg_receive_pset(int space_id, mach_msg_header_t *m
             break;
         }
         ipc_unlock();
-        int wait_ms = timeout_ms;
-        if (deadline != 0) {
-            uint64_t now = linux_now_ms();
-            wait_ms = now >= deadline ? 0 : (int)(deadline - now);
-        }
         struct epoll_event ev;
-        int n = epoll_wait(pset->epfd, &ev, 1, wait_ms);
+        int n = epoll_wait(pset->epfd, &ev, 1, ipc_msg_time_left(timeout_ms, deadline));
         ipc_lock();
         if (n < 0) {
             if (errno == EINTR && !interruptible) {
@@ -486,9 +494,7 @@ static mach_msg_return_t ipc_msg_receive_pset(int space_id, mach_msg_header_t *m
         }
         /* Another receiver took it first. */
         ipc_lock();
-        futex_lock_release(&rcv->rlock);
-        ipc_port_rcv_leave(rcv);
-        ipc_port_unref(port);
+        ipc_msg_release_port(port, rcv);
     }
     ipc_pset_unref(pset);
     return mr;

@@ -108,12 +108,7 @@ static bool ipc_watch_start(void)
             return false;
         }
     }
-    pthread_t thread;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    ipc_watch_running = pthread_create(&thread, &attr, ipc_watch_main, NULL) == 0;
-    pthread_attr_destroy(&attr);
+    ipc_watch_running = linux_thread_start(ipc_watch_main, NULL);
     return ipc_watch_running;
 }
 

@@ -50,6 +50,24 @@ static struct ipc_entry *kern_receive_entry(struct ipc_space *space,
     return entry;
 }
 
+/* Memory for an out-of-line array of COUNT elements of ELEM bytes,
+ * returned to the caller's task (the reply moves it).  *OUT is NULL for
+ * an empty array, and on failure (KERN_RESOURCE_SHORTAGE). */
+static kern_return_t kern_array_alloc(size_t count, size_t elem, void **out)
+{
+    *out = NULL;
+    if (count == 0) {
+        return KERN_SUCCESS;
+    }
+    void *p = mmap(NULL, count * elem, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    *out = p;
+    return KERN_SUCCESS;
+}
+
 kern_return_t kern_mach_port_names(mach_port_t task, mach_port_name_array_t *names,
                                    mach_msg_type_number_t *namesCnt,
                                    mach_port_type_array_t *types,
@@ -57,21 +75,14 @@ kern_return_t kern_mach_port_names(mach_port_t task, mach_port_name_array_t *nam
 {
     KERN_SPACE_OR_FAIL(space, task);
     size_t n = space->names.count;
-    size_t bytes = n * sizeof(mach_port_name_t);
-    void *pn = NULL, *pt = NULL;
-    if (n > 0) {
-        pn = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        pt = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (pn == MAP_FAILED || pt == MAP_FAILED) {
-            if (pn != MAP_FAILED) {
-                munmap(pn, bytes);
-            }
-            if (pt != MAP_FAILED) {
-                munmap(pt, bytes);
-            }
-            ipc_unlock();
-            return KERN_RESOURCE_SHORTAGE;
+    void *pn, *pt;
+    if (kern_array_alloc(n, sizeof(mach_port_name_t), &pn) != KERN_SUCCESS ||
+        kern_array_alloc(n, sizeof(mach_port_type_t), &pt) != KERN_SUCCESS) {
+        if (pn != NULL) {
+            munmap(pn, n * sizeof(mach_port_name_t));
         }
+        ipc_unlock();
+        return KERN_RESOURCE_SHORTAGE;
     }
     uint64_t key;
     void *value;
@@ -392,14 +403,10 @@ kern_return_t kern_mach_port_get_set_status(mach_port_t task, mach_port_name_t n
     } else {
         struct ipc_pset *pset = entry->pset;
         size_t n = pset->members.count;
-        mach_port_name_t *names = NULL;
-        if (n > 0) {
-            names = mmap(NULL, n * sizeof *names, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (names == MAP_FAILED) {
-                ipc_unlock();
-                return KERN_RESOURCE_SHORTAGE;
-            }
+        mach_port_name_t *names;
+        if (kern_array_alloc(n, sizeof *names, (void **)&names) != KERN_SUCCESS) {
+            ipc_unlock();
+            return KERN_RESOURCE_SHORTAGE;
         }
         uint64_t key;
         void *value;

@@ -179,17 +179,9 @@ static void *kern_service_main(void *arg)
 
 void kern_service_start(void)
 {
-    if (kern_service_running) {
-        return;
+    if (!kern_service_running) {
+        kern_service_running = linux_thread_start(kern_service_main, NULL);
     }
-    pthread_t thread;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&thread, &attr, kern_service_main, NULL) == 0) {
-        kern_service_running = true;
-    }
-    pthread_attr_destroy(&attr);
 }
 
 mach_msg_return_t kern_deliver(struct kmsg *kmsg)

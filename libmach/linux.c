@@ -18,6 +18,17 @@
 #include <time.h>
 #include <unistd.h>
 
+bool linux_thread_start(void *(*fn)(void *), void *arg)
+{
+    pthread_t thread;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    bool started = pthread_create(&thread, &attr, fn, arg) == 0;
+    pthread_attr_destroy(&attr);
+    return started;
+}
+
 void linux_close(int fd)
 {
     if (fd >= 0) {
@@ -179,12 +190,7 @@ static bool linux_reaper_queue(int fd)
     bool queued = false;
     pthread_mutex_lock(&linux_reaper_lock);
     if (!linux_reaper_running) {
-        pthread_t thread;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        linux_reaper_running = pthread_create(&thread, &attr, linux_reaper_main, NULL) == 0;
-        pthread_attr_destroy(&attr);
+        linux_reaper_running = linux_thread_start(linux_reaper_main, NULL);
     }
     if (linux_reaper_running && linux_reaper_n == linux_reaper_cap) {
         size_t cap = linux_reaper_cap ? linux_reaper_cap * 2 : 64;

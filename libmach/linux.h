@@ -11,6 +11,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Starts a detached thread running FN(ARG) (libmach's hidden threads).
+ * Returns whether it started. */
+bool linux_thread_start(void *(*fn)(void *), void *arg);
+
 /* Closes FD (ignored when negative), preserving errno. */
 void linux_close(int fd);
 

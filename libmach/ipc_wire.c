@@ -23,7 +23,10 @@
 #include "linux.h"
 
 #define WIRE_MAGIC 0x4c4c4548u /* "HELL" */
-#define WIRE_MAX_FDS 253       /* SCM_MAX_FD */
+#define WIRE_MAX_FDS 253       /* SCM_MAX_FD: descriptors one sendmsg carries */
+/* Descriptors one message may carry; past WIRE_MAX_FDS they travel through
+ * an auxiliary socket pair (wire_send_aux). */
+#define WIRE_MSG_FDS 8192
 #define WIRE_DESC_MAX (64u * 1024u)
 #define WIRE_BUF_SIZE (sizeof(struct wire_hdr) + WIRE_DESC_MAX + WIRE_BODY_MAX)
 
@@ -52,8 +55,13 @@ struct wire_hdr {
     uint32_t nool;
     uint32_t nfds;
     uint32_t desc_size;
-    uint32_t reserved;
+    uint32_t flags; /* WIRE_HDR_AUX */
 };
+
+/* The last attached descriptor is a socket whose queue holds the
+ * descriptors past the first WIRE_MAX_FDS - 1, in datagrams of at most
+ * WIRE_MAX_FDS (queued, and its other end closed, before the message). */
+#define WIRE_HDR_AUX 1u
 
 struct wire_right {
     uint32_t kind;
@@ -106,7 +114,7 @@ static void wire_drop_log(const char *why, ...)
 struct wire_out {
     char *desc;
     size_t len, cap;
-    int fds[WIRE_MAX_FDS];
+    int fds[WIRE_MSG_FDS];
     unsigned nfds;
     bool overflow;
     char inline_desc[512];
@@ -154,7 +162,7 @@ static void *wire_out_put(struct wire_out *out, const void *data, size_t len)
 
 static void wire_out_fd(struct wire_out *out, int fd)
 {
-    if (out->nfds == WIRE_MAX_FDS) {
+    if (out->nfds == WIRE_MSG_FDS) {
         out->overflow = true;
         return;
     }
@@ -350,6 +358,34 @@ static int wire_sendmsg(int fd, struct iovec *iov, int iovcnt, const int *fds,
     return (int)syscall(SYS_sendmsg, fd, &mh, flags | MSG_NOSIGNAL);
 }
 
+/* Descriptors past what one sendmsg carries: queues FDS[WIRE_MAX_FDS-1..N)
+ * in an auxiliary socket pair and replaces them by its receiving end.
+ * Returns that end (the caller closes it after sending), or -1 with
+ * errno. */
+static int wire_send_aux(int *fds, unsigned *nfds)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        return -1;
+    }
+    char byte = 0;
+    for (unsigned off = WIRE_MAX_FDS - 1; off < *nfds; off += WIRE_MAX_FDS) {
+        unsigned n = *nfds - off < WIRE_MAX_FDS ? *nfds - off : WIRE_MAX_FDS;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        if (wire_sendmsg(sv[0], &iov, 1, fds + off, n, 0) < 0) {
+            int err = errno;
+            linux_close(sv[0]);
+            linux_close(sv[1]);
+            errno = err;
+            return -1;
+        }
+    }
+    linux_close(sv[0]);
+    fds[WIRE_MAX_FDS - 1] = sv[1];
+    *nfds = WIRE_MAX_FDS;
+    return sv[1];
+}
+
 /* Waits until FD is writable or DEADLINE (ms, 0 = none) passes. */
 static int wire_wait_fd(int fd, short events, uint64_t deadline)
 {
@@ -419,6 +455,9 @@ static mach_msg_return_t wire_build(struct kmsg *kmsg, struct wire_out *out,
         return MACH_SEND_NO_BUFFER;
     }
     hdr->nfds = out->nfds;
+    if (out->nfds > WIRE_MAX_FDS) {
+        hdr->flags |= WIRE_HDR_AUX;
+    }
     hdr->desc_size = (uint32_t)out->len;
     return MACH_MSG_SUCCESS;
 }
@@ -461,6 +500,16 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
                                 .iov_len = sizeof hdr + out.len + kmsg->body_size};
         iovcnt = 1;
     }
+    int aux = -1;
+    unsigned nfds = out.nfds;
+    if ((hdr.flags & WIRE_HDR_AUX) && (aux = wire_send_aux(out.fds, &nfds)) < 0) {
+        for (unsigned i = 0; i < kmsg->nool; i++) {
+            linux_close(kmsg->ool[i].memfd);
+            kmsg->ool[i].memfd = -1;
+        }
+        wire_out_fini(&out);
+        return MACH_SEND_NO_BUFFER; /* out of descriptors */
+    }
     int send_fd = dest->send_fd;
     uint64_t deadline = 0;
     if (option & MACH_SEND_TIMEOUT) {
@@ -472,7 +521,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
     ipc_unlock();
     int err = 0;
     for (;;) {
-        if (wire_sendmsg(send_fd, iov, iovcnt, out.fds, out.nfds, flags) >= 0) {
+        if (wire_sendmsg(send_fd, iov, iovcnt, out.fds, nfds, flags) >= 0) {
             err = 0;
             break;
         }
@@ -501,6 +550,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
         }
     }
     ipc_lock();
+    linux_close(aux);
     wire_out_fini(&out);
     switch (err) {
     case 0:
@@ -711,7 +761,7 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
             r->nonces = wire_in_take(&in, (size_t)r->rcv->nnonces * 8);
             r->transport_inos = wire_in_take(&in, (size_t)r->rcv->ntransports * 8);
             if (r->nonces == NULL || r->transport_inos == NULL ||
-                r->rcv->ntransports > WIRE_MAX_FDS) {
+                r->rcv->ntransports > WIRE_MSG_FDS) {
                 return "truncated receive block";
             }
             r->transport_fds = calloc(r->rcv->ntransports + 1, sizeof(int));
@@ -1019,6 +1069,57 @@ static const char *wire_adopt(struct wire_parsed *parsed, struct ipc_port_rcv *r
     return why;
 }
 
+/* When a received message says its descriptors continue in an auxiliary
+ * socket (its last attached one), reads them from it without blocking.
+ * Returns the whole array (FDS itself, or a new one the caller frees) and
+ * its length in *NFDS; a message whose descriptors do not add up is left
+ * for the parser to reject. */
+static int *wire_gather_aux(const char *buf, ssize_t len, int *fds, unsigned *nfds)
+{
+    const struct wire_hdr *hdr = (const struct wire_hdr *)buf;
+    uint64_t ino;
+    if (len < (ssize_t)sizeof *hdr || hdr->magic != WIRE_MAGIC ||
+        !(hdr->flags & WIRE_HDR_AUX) || *nfds != WIRE_MAX_FDS ||
+        hdr->nfds <= WIRE_MAX_FDS || hdr->nfds > WIRE_MSG_FDS ||
+        !linux_socket_ino(fds[WIRE_MAX_FDS - 1], &ino)) {
+        return fds;
+    }
+    int *all = malloc(hdr->nfds * sizeof *all);
+    if (all == NULL) {
+        return fds;
+    }
+    int aux = fds[WIRE_MAX_FDS - 1];
+    unsigned n = WIRE_MAX_FDS - 1;
+    memcpy(all, fds, n * sizeof *all);
+    for (;;) {
+        int chunk[WIRE_MAX_FDS];
+        unsigned k = 0;
+        bool truncated = false;
+        char byte;
+        ssize_t got = wire_recvmsg(aux, &byte, 1, chunk, &k, &truncated, MSG_DONTWAIT);
+        if (got <= 0 && k == 0) {
+            break; /* end of the stream, or nothing more (a lying sender) */
+        }
+        for (unsigned i = 0; i < k; i++) {
+            if (n < hdr->nfds) {
+                all[n++] = chunk[i];
+            } else {
+                linux_close_untrusted(chunk[i]); /* more than announced */
+                n = hdr->nfds + 1;
+            }
+        }
+        if (truncated || n > hdr->nfds) {
+            break;
+        }
+    }
+    linux_close(aux);
+    if (n > hdr->nfds) {
+        n = hdr->nfds - 1; /* the count no longer adds up: rejected */
+    }
+    *nfds = n;
+    return all;
+}
+
 static mach_msg_return_t wire_recv_one(int fd, int flags, char *buf, int *fds,
                                        unsigned *nfds, ssize_t *len)
 {
@@ -1083,12 +1184,13 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
             return mr;
         }
 
+        int *all = wire_gather_aux(buf, len, fds, &nfds);
         struct wire_parsed parsed;
         parsed.hdr = NULL;
         parsed.rights = NULL;
         parsed.ool_fds = NULL;
         const char *why = len < 0 ? "message or descriptors truncated"
-                                  : wire_parse(buf, (size_t)len, fds, nfds, &parsed);
+                                  : wire_parse(buf, (size_t)len, all, nfds, &parsed);
         if (why == NULL) {
             why = wire_check_body(&parsed);
         }
@@ -1113,14 +1215,20 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
                     wire_close_parsed_fds(&parsed, NULL, 0);
                 }
                 wire_parsed_free(&parsed);
+                if (all != fds) {
+                    free(all);
+                }
                 kmsg->hdr.msgh_seqno = port->rcv->seqno++;
                 return MACH_MSG_SUCCESS;
             }
             ipc_unlock();
         }
         wire_drop_log("%s", why);
-        wire_close_parsed_fds(&parsed, fds, nfds);
+        wire_close_parsed_fds(&parsed, all, nfds);
         wire_parsed_free(&parsed);
+        if (all != fds) {
+            free(all);
+        }
     }
 }
 

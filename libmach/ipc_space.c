@@ -458,6 +458,9 @@ static void ipc_right_send_once_destroy(struct ipc_space *space,
 static void ipc_right_receive_destroy(struct ipc_space *space,
                                       struct ipc_entry *entry)
 {
+    if (kern_notify_port_destroyed(space, entry->name)) {
+        return; /* sent to its backup instead */
+    }
     struct ipc_port *port = entry->port;
     ipc_port_destroy_receive(port);
     entry->type &= ~MACH_PORT_TYPE_RECEIVE;
@@ -513,6 +516,13 @@ kern_return_t ipc_right_destroy(struct ipc_space *space, mach_port_name_t name)
     if (entry->type & MACH_PORT_TYPE_SEND_ONCE) {
         ipc_right_send_once_destroy(space, entry);
         return KERN_SUCCESS;
+    }
+    if ((entry->type & MACH_PORT_TYPE_RECEIVE) && kern_notify_port_destroyed(space, name)) {
+        /* The receive right went to its backup; the rest of the name goes. */
+        entry = ipc_entry_lookup(space, name);
+        if (entry == NULL) {
+            return KERN_SUCCESS;
+        }
     }
     if (entry->type & MACH_PORT_TYPE_RECEIVE) {
         struct ipc_port *port = entry->port;

@@ -57,6 +57,8 @@ struct ipc_port_rcv {
                                      no-senders, or 0 */
     bool ns_armed;                /* [G] send rights existed since the request:
                                      their end fires it */
+    mach_port_name_t pdrequest;   /* [G] kernel-space send-once right for
+                                     port-destroyed, or 0 */
     bool ns_watched;              /* [G] counting pipe in the watchdog */
     uint64_t payload;             /* [G] protected payload, when has_payload */
     bool has_payload;             /* [G] (cleared when the right moves) */

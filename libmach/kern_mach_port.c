@@ -308,7 +308,7 @@ kern_return_t kern_mach_port_get_receive_status(mach_port_t task,
             .mps_msgcount = (rcv->pending != NULL || (pfd[0].revents & POLLIN)) ? 1 : 0,
             .mps_sorights = rcv->sorights,
             .mps_srights = !(pfd[1].revents & POLLHUP),
-            .mps_pdrequest = FALSE,
+            .mps_pdrequest = rcv->pdrequest != 0,
             .mps_nsrequest = rcv->nsrequest != 0,
         };
     }

@@ -40,7 +40,8 @@ static void kern_notify_queue_add(mach_port_name_t notify, mach_msg_id_t id, uin
     atomic_store(&kern_notify_pending, true);
 }
 
-/* The layout of notify.defs messages with one 32-bit argument. */
+/* The layout of notify.defs messages with one argument: 32 bits, or a
+ * port in an 8-byte slot (port-destroyed). */
 struct kern_notify_msg {
     mach_msg_header_t head;
     mach_msg_type_t type;
@@ -50,14 +51,17 @@ struct kern_notify_msg {
 
 static void kern_notify_send(const struct kern_notification *n)
 {
+    bool destroyed = n->id == MACH_NOTIFY_PORT_DESTROYED;
     struct kern_notify_msg msg = {
-        .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+        .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0) |
+                              (destroyed ? MACH_MSGH_BITS_COMPLEX : 0),
                  .msgh_size = sizeof msg,
                  .msgh_remote_port = n->notify,
                  .msgh_id = n->id},
-        .type = {.msgt_name = n->id == MACH_NOTIFY_NO_SENDERS ? MACH_MSG_TYPE_INTEGER_32
-                                                               : MACH_MSG_TYPE_PORT_NAME,
-                 .msgt_size = 32,
+        .type = {.msgt_name = destroyed                         ? MACH_MSG_TYPE_MOVE_RECEIVE
+                              : n->id == MACH_NOTIFY_NO_SENDERS ? MACH_MSG_TYPE_INTEGER_32
+                                                                : MACH_MSG_TYPE_PORT_NAME,
+                 .msgt_size = destroyed ? 64 : 32,
                  .msgt_number = 1,
                  .msgt_inline = TRUE},
         .value = n->value,
@@ -66,9 +70,14 @@ static void kern_notify_send(const struct kern_notification *n)
                                         MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof msg, 0,
                                         MACH_PORT_NULL, 0);
     if (mr != MACH_MSG_SUCCESS) {
-        /* The notify port is dead (or full): drop the right. */
+        /* The notify port is dead (or full): drop the right, and destroy
+         * the receive right a port-destroyed notification carried. */
         ipc_lock();
         (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], n->notify);
+        if (destroyed) {
+            (void)ipc_right_delta(&ipc_spaces[SPACE_KERNEL], n->value, MACH_PORT_RIGHT_RECEIVE,
+                                  -1);
+        }
         ipc_unlock();
     }
 }
@@ -147,12 +156,42 @@ void kern_notify_receive_gone(struct ipc_port *port)
 {
     struct ipc_port_rcv *rcv = port->rcv;
     ipc_watch_no_senders_stop(port);
-    if (rcv != NULL && rcv->nsrequest != 0) {
-        /* The request goes with the right: its notify right is destroyed,
-         * which its receiver sees as a send-once notification. */
+    if (rcv == NULL) {
+        return;
+    }
+    /* The requests go with the right: their notify rights are destroyed,
+     * which their receivers see as send-once notifications. */
+    if (rcv->nsrequest != 0) {
         (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], rcv->nsrequest);
         rcv->nsrequest = 0;
     }
+    if (rcv->pdrequest != 0) {
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], rcv->pdrequest);
+        rcv->pdrequest = 0;
+    }
+}
+
+bool kern_notify_port_destroyed(struct ipc_space *space, mach_port_name_t name)
+{
+    struct ipc_entry *entry = ipc_entry_lookup(space, name);
+    if (space->id != SPACE_USER || entry == NULL || !(entry->type & MACH_PORT_TYPE_RECEIVE) ||
+        entry->port->rcv->pdrequest == 0) {
+        return false;
+    }
+    mach_port_name_t notify = entry->port->rcv->pdrequest;
+    entry->port->rcv->pdrequest = 0;
+    struct kright right;
+    if (ipc_right_copyin(space, name, MACH_MSG_TYPE_MOVE_RECEIVE, false, &right) !=
+        KERN_SUCCESS) {
+        return false;
+    }
+    mach_port_name_t kname;
+    if (ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &right, &kname) != KERN_SUCCESS) {
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], notify);
+        return true; /* the right is gone: out of names */
+    }
+    kern_notify_queue_add(notify, MACH_NOTIFY_PORT_DESTROYED, kname);
+    return true;
 }
 
 /* Returns true when no send right to PORT (receive right here) exists. */
@@ -230,8 +269,11 @@ kern_return_t kern_mach_port_request_notification(mach_port_t task, mach_port_na
     if (notify == MACH_PORT_DEAD) {
         return KERN_INVALID_CAPABILITY;
     }
-    if (id != MACH_NOTIFY_NO_SENDERS && id != MACH_NOTIFY_DEAD_NAME) {
-        /* Port-destroyed requests are not implemented yet (issue 3). */
+    if (id != MACH_NOTIFY_NO_SENDERS && id != MACH_NOTIFY_DEAD_NAME &&
+        id != MACH_NOTIFY_PORT_DESTROYED) {
+        return KERN_INVALID_VALUE;
+    }
+    if (id == MACH_NOTIFY_PORT_DESTROYED && sync != 0) {
         return KERN_INVALID_VALUE;
     }
     ipc_lock();
@@ -246,6 +288,14 @@ kern_return_t kern_mach_port_request_notification(mach_port_t task, mach_port_na
         kr = KERN_INVALID_NAME;
     } else if (id == MACH_NOTIFY_NO_SENDERS) {
         kr = kern_request_no_senders(entry, sync, notify, previous);
+    } else if (id == MACH_NOTIFY_PORT_DESTROYED) {
+        if (!(entry->type & MACH_PORT_TYPE_RECEIVE)) {
+            kr = KERN_INVALID_RIGHT;
+        } else {
+            *previous = entry->port->rcv->pdrequest;
+            entry->port->rcv->pdrequest = MACH_PORT_VALID(notify) ? notify : 0;
+            kr = KERN_SUCCESS;
+        }
     } else {
         kr = kern_request_dead_name(space, entry, sync, notify, previous);
     }

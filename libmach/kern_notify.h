@@ -39,6 +39,13 @@ void kern_notify_send_made(struct ipc_port *port);
  * no-senders request goes (the notify right is destroyed).  Expects [G]. */
 void kern_notify_receive_gone(struct ipc_port *port);
 
+/* The receive right named NAME in SPACE (the user space) is about to be
+ * destroyed: when it has a port-destroyed request, takes it out of SPACE
+ * instead (as a MOVE_RECEIVE would: send rights under NAME stay) and
+ * queues it in a port-destroyed notification; returns true then.
+ * Expects [G]. */
+bool kern_notify_port_destroyed(struct ipc_space *space, mach_port_name_t name);
+
 /* Sends the queued notifications.  Expects [G] not held. */
 void kern_notify_flush(void);
 

@@ -3,7 +3,8 @@
  * Notification requests with GNU Mach's formats (notify.defs): no-senders
  * (immediate, on the last local send right, on the death of the task
  * holding the last one), dead-name (on a SIGKILLed receiver, on a name
- * already dead), port-deleted, the previous notify right, and errors.
+ * already dead), port-deleted, port-destroyed (the receive right comes
+ * back with its queue), the previous notify right, and errors.
  */
 #include <hell.h>
 #include <signal.h>
@@ -183,6 +184,50 @@ static void dead_name(void)
     CHECK_KR(mach_port_destroy(self, boot), KERN_SUCCESS);
 }
 
+static void port_destroyed(void)
+{
+    mach_port_t p;
+    CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &p), KERN_SUCCESS);
+    mach_msg_header_t m = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MAKE_SEND, 0),
+                           .msgh_remote_port = p, .msgh_id = 77};
+    CHECK_KR(mach_msg(&m, MACH_SEND_MSG, sizeof m, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+
+    /* A sync other than 0 is refused (the carried right is destroyed). */
+    CHECK_KR(request(p, MACH_NOTIFY_PORT_DESTROYED, 1, NULL), KERN_INVALID_VALUE);
+    expect(MACH_NOTIFY_SEND_ONCE, 0);
+    CHECK_KR(request(p, MACH_NOTIFY_PORT_DESTROYED, 0, NULL), KERN_SUCCESS);
+    mach_port_status_t status;
+    CHECK_KR(mach_port_get_receive_status(self, p, &status), KERN_SUCCESS);
+    CHECK(status.mps_pdrequest);
+
+    /* Destroying the receive right sends it, queue and all, instead. */
+    CHECK_KR(mach_port_mod_refs(self, p, MACH_PORT_RIGHT_RECEIVE, -1), KERN_SUCCESS);
+    struct notification n;
+    memset(&n, 0, sizeof n);
+    CHECK_KR(mach_msg(&n.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n, notify_port, 10000,
+                      MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(n.head.msgh_id == MACH_NOTIFY_PORT_DESTROYED);
+    CHECK(n.head.msgh_bits ==
+          (MACH_MSGH_BITS(0, MACH_MSG_TYPE_PORT_SEND_ONCE) | MACH_MSGH_BITS_COMPLEX));
+    CHECK(n.head.msgh_size == 48);
+    CHECK(n.type.msgt_name == MACH_MSG_TYPE_PORT_RECEIVE && n.type.msgt_size == 64 &&
+          n.type.msgt_number == 1 && n.type.msgt_inline);
+    mach_port_t back = n.value;
+    mach_port_type_t type = 0;
+    CHECK_KR(mach_port_type(self, back, &type), KERN_SUCCESS);
+    CHECK(type == MACH_PORT_TYPE_RECEIVE);
+    mach_msg_header_t r;
+    CHECK_KR(mach_msg(&r, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r, back, 0, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(r.msgh_id == 77);
+    /* Without a request now, destroying it destroys it. */
+    CHECK_KR(mach_port_mod_refs(self, back, MACH_PORT_RIGHT_RECEIVE, -1), KERN_SUCCESS);
+    CHECK_KR(mach_port_type(self, back, &type), KERN_INVALID_NAME);
+    expect_nothing();
+}
+
 static void errors(void)
 {
     mach_port_t p;
@@ -204,6 +249,7 @@ int main(void)
     int fds_before = test_count_fds();
     no_senders();
     dead_name();
+    port_destroyed();
     errors();
     expect_nothing();
     /* The watchdog's epoll instance is the one descriptor kept. */

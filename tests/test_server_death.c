@@ -97,6 +97,51 @@ static void run_case(enum server_fate fate, kern_return_t want)
     CHECK_KR(mach_port_type(mach_task_self(), mach_task_self(), &self_type), KERN_SUCCESS);
 }
 
+/* The other side: the client is killed while we hold its reply right.
+ * Replying fails with MACH_SEND_INVALID_DEST and the server goes on. */
+static void client_dies(void)
+{
+    mach_port_t service;
+    CHECK_KR(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &service),
+             KERN_SUCCESS);
+    CHECK_KR(mach_port_insert_right(mach_task_self(), service, service, MACH_MSG_TYPE_MAKE_SEND),
+             KERN_SUCCESS);
+    mach_port_t child_task;
+    pid_t pid = hell_fork(service, &child_task);
+    if (pid == 0) {
+        mach_port_t server;
+        task_get_bootstrap_port(mach_task_self(), &server);
+        test_null(server); /* never answered: killed meanwhile */
+        _exit(1);
+    }
+    union {
+        mach_msg_header_t h;
+        char buf[1024];
+    } req, rep;
+    CHECK_KR(mach_msg(&req.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof req, service, 10000,
+                      MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    kill(pid, SIGKILL);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
+    CHECK(hell_test_server(&req.h, &rep.h));
+    CHECK_KR(mach_msg(&rep.h, MACH_SEND_MSG, rep.h.msgh_size, 0, MACH_PORT_NULL, 0,
+                      MACH_PORT_NULL),
+             MACH_SEND_INVALID_DEST);
+    mach_msg_destroy(&rep.h); /* as mach_msg_server does */
+    /* The service port still works. */
+    mach_msg_header_t m = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
+                           .msgh_remote_port = service, .msgh_id = 5};
+    CHECK_KR(mach_msg(&m, MACH_SEND_MSG, sizeof m, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK_KR(mach_msg(&req.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof req, service, 10000,
+                      MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(req.h.msgh_id == 5);
+    CHECK_KR(mach_port_deallocate(mach_task_self(), child_task), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(mach_task_self(), service), KERN_SUCCESS);
+}
+
 int main(void)
 {
     mach_port_type_t self_type;
@@ -105,6 +150,7 @@ int main(void)
     run_case(DIES_HOLDING_REPLY, MIG_SERVER_DIED);
     run_case(DIES_BEFORE_READING, MIG_SERVER_DIED);
     run_case(REPLIES_THEN_DIES, KERN_SUCCESS);
+    client_dies();
     /* Nothing leaked but the watchdog's epoll instance, made once per task
      * on its first RPC to another task. */
     CHECK(test_count_fds() == fds_before + 1);

@@ -299,6 +299,15 @@ static mach_msg_return_t wire_ool_seal(struct kool *ool)
     return MACH_MSG_SUCCESS;
 }
 
+/* Closes the sealed copies made for KMSG's regions (a send that failed). */
+static void wire_ool_unseal(struct kmsg *kmsg)
+{
+    for (unsigned i = 0; i < kmsg->nool; i++) {
+        linux_close(kmsg->ool[i].memfd);
+        kmsg->ool[i].memfd = -1;
+    }
+}
+
 /* Lets go of what a sent message carried. */
 static void wire_release_sent(struct kmsg *kmsg)
 {
@@ -476,10 +485,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
     unsigned npeer_new;
     mach_msg_return_t mr = wire_build(kmsg, &out, &hdr, peer_new, &npeer_new);
     if (mr != MACH_MSG_SUCCESS) {
-        for (unsigned i = 0; i < kmsg->nool; i++) {
-            linux_close(kmsg->ool[i].memfd);
-            kmsg->ool[i].memfd = -1;
-        }
+        wire_ool_unseal(kmsg);
         wire_out_fini(&out);
         return mr;
     }
@@ -503,10 +509,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
     int aux = -1;
     unsigned nfds = out.nfds;
     if ((hdr.flags & WIRE_HDR_AUX) && (aux = wire_send_aux(out.fds, &nfds)) < 0) {
-        for (unsigned i = 0; i < kmsg->nool; i++) {
-            linux_close(kmsg->ool[i].memfd);
-            kmsg->ool[i].memfd = -1;
-        }
+        wire_ool_unseal(kmsg);
         wire_out_fini(&out);
         return MACH_SEND_NO_BUFFER; /* out of descriptors */
     }
@@ -576,10 +579,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
         mr = MACH_SEND_NO_BUFFER;
         break;
     }
-    for (unsigned i = 0; i < kmsg->nool; i++) {
-        linux_close(kmsg->ool[i].memfd);
-        kmsg->ool[i].memfd = -1;
-    }
+    wire_ool_unseal(kmsg);
     return mr;
 }
 
@@ -1072,10 +1072,13 @@ static const char *wire_adopt(struct wire_parsed *parsed, struct ipc_port_rcv *r
 /* When a received message says its descriptors continue in an auxiliary
  * socket (its last attached one), reads them from it without blocking.
  * Returns the whole array (FDS itself, or a new one the caller frees) and
- * its length in *NFDS; a message whose descriptors do not add up is left
- * for the parser to reject. */
-static int *wire_gather_aux(const char *buf, ssize_t len, int *fds, unsigned *nfds)
+ * its length in *NFDS; *EXCESS is set when more came than announced (they
+ * are closed, the message must be dropped).  A message with too few is
+ * left for the parser to reject. */
+static int *wire_gather_aux(const char *buf, ssize_t len, int *fds, unsigned *nfds,
+                            bool *excess)
 {
+    *excess = false;
     const struct wire_hdr *hdr = (const struct wire_hdr *)buf;
     uint64_t ino;
     if (len < (ssize_t)sizeof *hdr || hdr->magic != WIRE_MAGIC ||
@@ -1104,18 +1107,15 @@ static int *wire_gather_aux(const char *buf, ssize_t len, int *fds, unsigned *nf
             if (n < hdr->nfds) {
                 all[n++] = chunk[i];
             } else {
-                linux_close_untrusted(chunk[i]); /* more than announced */
-                n = hdr->nfds + 1;
+                linux_close_untrusted(chunk[i]);
+                *excess = true;
             }
         }
-        if (truncated || n > hdr->nfds) {
+        if (truncated || *excess) {
             break;
         }
     }
     linux_close(aux);
-    if (n > hdr->nfds) {
-        n = hdr->nfds - 1; /* the count no longer adds up: rejected */
-    }
     *nfds = n;
     return all;
 }
@@ -1184,13 +1184,15 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
             return mr;
         }
 
-        int *all = wire_gather_aux(buf, len, fds, &nfds);
+        bool excess;
+        int *all = wire_gather_aux(buf, len, fds, &nfds, &excess);
         struct wire_parsed parsed;
         parsed.hdr = NULL;
         parsed.rights = NULL;
         parsed.ool_fds = NULL;
-        const char *why = len < 0 ? "message or descriptors truncated"
-                                  : wire_parse(buf, (size_t)len, all, nfds, &parsed);
+        const char *why = len < 0  ? "message or descriptors truncated"
+                          : excess ? "more descriptors than announced"
+                                   : wire_parse(buf, (size_t)len, all, nfds, &parsed);
         if (why == NULL) {
             why = wire_check_body(&parsed);
         }

@@ -225,8 +225,14 @@ static mach_msg_return_t ipc_copyin_port(struct copyin_ctx *c,
     if (!MACH_PORT_VALID(name)) {
         *right = (struct kright){.kind = name == MACH_PORT_DEAD ? KRIGHT_DEAD
                                                                 : KRIGHT_NONE};
-    } else if (ipc_right_copyin(c->space, name, disp, true, right) != KERN_SUCCESS) {
-        return MACH_SEND_INVALID_RIGHT;
+    } else {
+        kern_return_t kr = ipc_right_copyin(c->space, name, disp, true, right);
+        if (kr != KERN_SUCCESS) {
+            /* Out of descriptors (a first send right needs one) is a
+             * resource shortage, not an invalid right. */
+            return kr == KERN_RESOURCE_SHORTAGE ? MACH_SEND_NO_BUFFER
+                                                : MACH_SEND_INVALID_RIGHT;
+        }
     }
     right->from_disposition = disp;
     right->from_name = name;
@@ -284,7 +290,12 @@ mach_msg_return_t ipc_kmsg_copyin_body(struct ipc_space *space,
     if (mr == MACH_MSG_SUCCESS && !c.complex) {
         kmsg->hdr.msgh_bits &= ~MACH_MSGH_BITS_COMPLEX; /* as GNU Mach does */
     }
-    if (mr != MACH_MSG_SUCCESS) {
+    if (mr == MACH_SEND_NO_BUFFER) {
+        /* A resource shortage: as in GNU Mach, the call did nothing. */
+        ipc_kmsg_undo_copyin(space, kmsg, (mach_port_name_t)kmsg->hdr.msgh_remote_port,
+                             (mach_port_name_t)kmsg->hdr.msgh_local_port);
+        ipc_kmsg_destroy(kmsg);
+    } else if (mr != MACH_MSG_SUCCESS) {
         /* GNU Mach destroys what it copied in, header rights included;
          * the sender keeps its out-of-line memory. */
         for (unsigned i = 0; i < kmsg->nool; i++) {

@@ -42,7 +42,9 @@ mach_msg_return_t ipc_kmsg_copyin_header(struct ipc_space *space,
  * out of SPACE.  On failure (MACH_SEND_MSG_TOO_SMALL,
  * MACH_SEND_INVALID_TYPE, MACH_SEND_INVALID_RIGHT,
  * MACH_SEND_INVALID_MEMORY) the whole message is destroyed, header
- * rights included, as GNU Mach does.  Expects [G]. */
+ * rights included, as GNU Mach does; after MACH_SEND_NO_BUFFER (out of
+ * memory or descriptors) every right is back under its name instead.
+ * Expects [G]. */
 mach_msg_return_t ipc_kmsg_copyin_body(struct ipc_space *space,
                                        struct kmsg *kmsg);
 

@@ -95,7 +95,7 @@ static void ipc_msg_requeue_pending(struct kmsg *kmsg)
         pending->dest = (struct kright){.kind = KRIGHT_SEND, .port = right->port};
         if (ipc_port_srights_add(right->port) == KERN_SUCCESS) {
             ipc_port_ref(right->port);
-            (void)wire_send(pending, MACH_SEND_TIMEOUT, 0);
+            (void)wire_send(pending, MACH_SEND_TIMEOUT | MACH_SEND_ALWAYS, 0);
         } else {
             pending->dest = (struct kright){.kind = KRIGHT_NONE};
         }
@@ -564,6 +564,7 @@ mach_msg(mach_msg_header_t *msg, mach_msg_option_t option,
          mach_port_name_t notify)
 {
     (void)notify;
+    option &= ~MACH_SEND_ALWAYS; /* GNU Mach's own, for the kernel */
     mach_msg_return_t mr = ipc_mach_msg(SPACE_USER, msg, option, send_size, rcv_size,
                                         rcv_name, timeout);
     kern_notify_flush_pending();

@@ -12,6 +12,7 @@
 
 #include "ipc_kmsg.h"
 #include "ipc_pset.h"
+#include "ipc_qlimit.h"
 #include "kern_notify.h"
 #include "ipc_space.h"
 #include "ipc_watch.h"
@@ -39,6 +40,7 @@ static struct ipc_port *ipc_port_alloc(int send_fd, uint64_t ino)
     port->serial = ipc_port_next_serial++;
     port->send_fd = send_fd;
     port->count_wfd = -1;
+    port->q_fd = -1;
     if (!u64map_insert(&ipc_port_table, ino, port)) {
         free(port);
         return NULL;
@@ -143,11 +145,18 @@ void ipc_port_unref(struct ipc_port *port)
     u64map_destroy(&port->peer_has);
     linux_close(port->send_fd);
     linux_close(port->count_wfd);
+    ipc_qlimit_release(port);
     free(port);
 }
 
 kern_return_t ipc_port_srights_add(struct ipc_port *port)
 {
+    if (port->rcv != NULL && port->q == NULL) {
+        kern_return_t kr = ipc_qlimit_create(port);
+        if (kr != KERN_SUCCESS) {
+            return kr;
+        }
+    }
     if (port->count_wfd < 0) {
         /* Only the receiver can mint a counting descriptor: it reopens the
          * write end of its pipe through /proc. */
@@ -338,6 +347,7 @@ void ipc_port_forget_all(void)
         }
         linux_close(port->send_fd);
         linux_close(port->count_wfd);
+        ipc_qlimit_release(port);
         /* The memory is left alone: other threads of the parent were
          * copied mid-flight, their structures cannot be trusted. */
     }

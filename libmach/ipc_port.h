@@ -29,8 +29,10 @@ void ipc_port_ref(struct ipc_port *port);
 /* Drops a reference; the last one closes the port's descriptors. */
 void ipc_port_unref(struct ipc_port *port);
 
-/* Accounts for one more send right held by this process.  Returns
- * KERN_RESOURCE_SHORTAGE when a counting descriptor cannot be opened. */
+/* Accounts for one more send right held by this process (the receiver
+ * gives the port its queue page on the first).  Returns
+ * KERN_RESOURCE_SHORTAGE when a counting descriptor or the queue page
+ * cannot be made. */
 kern_return_t ipc_port_srights_add(struct ipc_port *port);
 
 /* Adopts COUNT_FD, the counting descriptor that came with a received

@@ -29,6 +29,7 @@
 struct kmsg;
 struct ipc_watch_waiter;
 struct ipc_pset;
+struct ipc_qstate;
 
 /* Receive-side state, present while this process holds the receive right. */
 struct ipc_port_rcv {
@@ -84,6 +85,9 @@ struct ipc_port {
     struct ipc_port_rcv *rcv;     /* [G] receive state, or NULL */
     struct ipc_watch_waiter *waiters; /* [G] threads awaiting a reply from it */
     unsigned dnrequests;          /* [G] dead-name requests on it here */
+    int q_fd;                     /* [G] queue page descriptor, or -1 */
+    struct ipc_qstate *_Atomic q; /* [G] to set: the queue page mapped
+                                     (ipc_qlimit.h), or NULL */
     bool watched;                 /* [G] in the watchdog's epoll set */
     mach_port_name_t name[2];     /* [G] send/receive entry per space, or 0 */
 };

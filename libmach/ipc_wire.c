@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ipc_port.h"
+#include "ipc_qlimit.h"
 #include "ipc_space.h"
 #include "kern.h"
 #include "linux.h"
@@ -40,6 +41,7 @@ enum {
     WR_SEND_FD = 1,  /* the port's send end is attached */
     WR_COUNT_FD = 2, /* a counting descriptor is attached (send rights) */
     WR_RECEIVE = 4,  /* a receive block follows, with its descriptors */
+    WR_QUEUE_FD = 8, /* the port's queue page is attached (ipc_qlimit.h) */
 };
 
 enum { WO_FD = 1, WO_PORTS = 2 };
@@ -55,13 +57,16 @@ struct wire_hdr {
     uint32_t nool;
     uint32_t nfds;
     uint32_t desc_size;
-    uint32_t flags; /* WIRE_HDR_AUX */
+    uint32_t flags; /* WIRE_HDR_* */
 };
 
 /* The last attached descriptor is a socket whose queue holds the
  * descriptors past the first WIRE_MAX_FDS - 1, in datagrams of at most
  * WIRE_MAX_FDS (queued, and its other end closed, before the message). */
 #define WIRE_HDR_AUX 1u
+/* The sender took a place in the queue (ipc_qlimit.h): the receiver gives
+ * it back on dequeuing. */
+#define WIRE_HDR_COUNTED 2u
 
 struct wire_right {
     uint32_t kind;
@@ -256,6 +261,9 @@ static void wire_put_right(struct wire_out *out, struct kright *right,
     }
     if (port != NULL) {
         wr.ino = port->ino;
+        if ((wr.flags & (WR_COUNT_FD | WR_RECEIVE)) && port->q_fd >= 0) {
+            wr.flags |= WR_QUEUE_FD;
+        }
     }
     wire_out_put(out, &wr, sizeof wr);
     if (wr.flags & WR_SEND_FD) {
@@ -266,6 +274,9 @@ static void wire_put_right(struct wire_out *out, struct kright *right,
     }
     if (wr.flags & WR_RECEIVE) {
         wire_put_receive(out, port);
+    }
+    if (wr.flags & WR_QUEUE_FD) {
+        wire_out_fd(out, port->q_fd);
     }
 }
 
@@ -489,6 +500,37 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
         wire_out_fini(&out);
         return mr;
     }
+    int aux = -1;
+    unsigned nfds = out.nfds;
+    if ((hdr.flags & WIRE_HDR_AUX) && (aux = wire_send_aux(out.fds, &nfds)) < 0) {
+        wire_ool_unseal(kmsg);
+        wire_out_fini(&out);
+        return MACH_SEND_NO_BUFFER; /* out of descriptors */
+    }
+    int send_fd = dest->send_fd;
+    uint64_t deadline = 0;
+    if (option & MACH_SEND_TIMEOUT) {
+        deadline = linux_now_ms() + timeout;
+    }
+    ipc_unlock();
+
+    /* A message through a send right waits for a place in the queue; one
+     * through a send-once right never does, as in GNU Mach. */
+    bool counted = false;
+    if (kmsg->dest.kind == KRIGHT_SEND) {
+        mr = ipc_qlimit_reserve(dest, option, timeout, deadline, &counted);
+        if (mr != MACH_MSG_SUCCESS) {
+            ipc_lock();
+            linux_close(aux);
+            wire_out_fini(&out);
+            wire_ool_unseal(kmsg);
+            if (mr == MACH_SEND_INVALID_DEST) {
+                dest->dead = true;
+            }
+            return mr;
+        }
+        hdr.flags |= counted ? WIRE_HDR_COUNTED : 0;
+    }
     struct iovec iov[3] = {
         {.iov_base = &hdr, .iov_len = sizeof hdr},
         {.iov_base = out.desc, .iov_len = out.len},
@@ -506,22 +548,10 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
                                 .iov_len = sizeof hdr + out.len + kmsg->body_size};
         iovcnt = 1;
     }
-    int aux = -1;
-    unsigned nfds = out.nfds;
-    if ((hdr.flags & WIRE_HDR_AUX) && (aux = wire_send_aux(out.fds, &nfds)) < 0) {
-        wire_ool_unseal(kmsg);
-        wire_out_fini(&out);
-        return MACH_SEND_NO_BUFFER; /* out of descriptors */
-    }
-    int send_fd = dest->send_fd;
-    uint64_t deadline = 0;
-    if (option & MACH_SEND_TIMEOUT) {
-        deadline = linux_now_ms() + timeout;
-    }
 
-    /* Send-once messages never wait for room, as in Mach; others block. */
+    /* The socket itself may be full too (its buffer is bounded): then
+     * wait for room. */
     int flags = MSG_DONTWAIT;
-    ipc_unlock();
     int err = 0;
     for (;;) {
         if (wire_sendmsg(send_fd, iov, iovcnt, out.fds, nfds, flags) >= 0) {
@@ -551,6 +581,9 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
             err = EINTR;
             break;
         }
+    }
+    if (err != 0 && counted) {
+        ipc_qlimit_put_back(dest);
     }
     ipc_lock();
     linux_close(aux);
@@ -643,7 +676,7 @@ static ssize_t wire_recvmsg(int fd, char *buf, size_t size, int *fds,
 
 struct wire_parsed_right {
     struct wire_right wr;
-    int send_fd, count_fd;
+    int send_fd, count_fd, queue_fd;
     const struct wire_rcv *rcv;
     const uint64_t *nonces, *transport_inos;
     int recv_fd, count_rfd;
@@ -707,14 +740,14 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
         out->ool_fds[i] = -1;
     }
     for (uint32_t i = 0; i < hdr->nrights; i++) {
-        out->rights[i].send_fd = out->rights[i].count_fd = -1;
+        out->rights[i].send_fd = out->rights[i].count_fd = out->rights[i].queue_fd = -1;
         out->rights[i].recv_fd = out->rights[i].count_rfd = -1;
     }
     for (uint32_t i = 0; i < hdr->nrights; i++) {
         struct wire_parsed_right *r = &out->rights[i];
         const struct wire_right *wr = wire_in_take(&in, sizeof *wr);
         if (wr == NULL || wr->kind > KRIGHT_RECEIVE ||
-            (wr->flags & ~(uint32_t)(WR_SEND_FD | WR_COUNT_FD | WR_RECEIVE))) {
+            (wr->flags & ~(uint32_t)(WR_SEND_FD | WR_COUNT_FD | WR_RECEIVE | WR_QUEUE_FD))) {
             return "bad right descriptor";
         }
         r->wr = *wr;
@@ -722,6 +755,8 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
         if ((want_send && !(wr->flags & WR_SEND_FD)) ||
             ((wr->kind == KRIGHT_SEND) != ((wr->flags & WR_COUNT_FD) != 0)) ||
             ((wr->kind == KRIGHT_RECEIVE) != ((wr->flags & WR_RECEIVE) != 0)) ||
+            ((wr->flags & WR_QUEUE_FD) && wr->kind != KRIGHT_SEND &&
+             wr->kind != KRIGHT_RECEIVE) ||
             ((wr->kind == KRIGHT_NONE || wr->kind == KRIGHT_DEAD) && wr->flags)) {
             return "right without its descriptors";
         }
@@ -776,6 +811,12 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
                 if (!wire_check_fd_ino(r->transport_fds[t], r->transport_inos[t])) {
                     return "bad transport descriptor";
                 }
+            }
+        }
+        if (wr->flags & WR_QUEUE_FD) {
+            r->queue_fd = wire_in_fd(&in);
+            if (!ipc_qlimit_fd_ok(r->queue_fd)) {
+                return "bad queue page";
             }
         }
     }
@@ -947,6 +988,10 @@ static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
     port->secret = rcv->secret;
     port->has_secret = true;
     port->dead = false;
+    if (r->queue_fd >= 0) {
+        ipc_qlimit_adopt(port, r->queue_fd);
+        r->queue_fd = -1;
+    }
     return port;
 }
 
@@ -971,6 +1016,10 @@ static const char *wire_adopt_right(struct wire_parsed_right *r,
         }
         ipc_port_srights_adopt(port, r->count_fd);
         r->count_fd = -1;
+        if (r->queue_fd >= 0) {
+            ipc_qlimit_adopt(port, r->queue_fd);
+            r->queue_fd = -1;
+        }
         break;
     case KRIGHT_SEND_ONCE:
         if (r->send_fd >= 0) {
@@ -1014,6 +1063,7 @@ static void wire_close_parsed_fds(struct wire_parsed *parsed, int *fds, unsigned
             struct wire_parsed_right *r = &parsed->rights[i];
             linux_close_untrusted(r->send_fd);
             linux_close_untrusted(r->count_fd);
+            linux_close_untrusted(r->queue_fd);
             linux_close_untrusted(r->recv_fd);
             linux_close_untrusted(r->count_rfd);
             if (r->transport_fds != NULL) {
@@ -1206,6 +1256,9 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
             if (!ok) {
                 why = "wrong authenticator (forged or revoked right)";
             } else {
+                if (hdr->flags & WIRE_HDR_COUNTED) {
+                    ipc_qlimit_put_back(port);
+                }
                 why = wire_adopt(&parsed, port->rcv, kmsg);
                 if (why != NULL) {
                     ipc_kmsg_destroy(kmsg);

@@ -13,6 +13,7 @@
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "ipc_pset.h"
+#include "ipc_qlimit.h"
 #include "kern.h"
 #include "mach_port.server.h"
 
@@ -253,6 +254,7 @@ kern_return_t kern_mach_port_set_qlimit(mach_port_t task, mach_port_name_t name,
     struct ipc_entry *entry = kern_receive_entry(space, name, &kr);
     if (entry != NULL) {
         entry->port->rcv->qlimit = qlimit;
+        ipc_qlimit_set(entry->port, qlimit);
     }
     ipc_unlock();
     return kr;
@@ -298,14 +300,19 @@ kern_return_t kern_mach_port_get_receive_status(mach_port_t task,
         struct pollfd pfd[2] = {{.fd = rcv->recv_fd, .events = POLLIN},
                                 {.fd = rcv->count_rfd, .events = POLLIN}};
         (void)poll(pfd, 2, 0);
+        /* Messages through send rights are counted exactly; those through
+         * send-once rights are not (see ipc_qlimit.h), but a readable
+         * queue holds at least one. */
+        mach_port_msgcount_t msgcount = ipc_qlimit_count(port) + (rcv->pending != NULL);
+        if (msgcount == 0 && (pfd[0].revents & POLLIN)) {
+            msgcount = 1;
+        }
         *status = (mach_port_status_t){
             .mps_pset = rcv->pset != NULL ? rcv->pset->name : MACH_PORT_NULL,
             .mps_seqno = rcv->seqno,
             .mps_mscount = rcv->mscount,
             .mps_qlimit = rcv->qlimit,
-            /* The kernel queue does not tell its length: at least one
-             * message when readable (see docs/ARCHITECTURE.md). */
-            .mps_msgcount = (rcv->pending != NULL || (pfd[0].revents & POLLIN)) ? 1 : 0,
+            .mps_msgcount = msgcount,
             .mps_sorights = rcv->sorights,
             .mps_srights = !(pfd[1].revents & POLLHUP),
             .mps_pdrequest = rcv->pdrequest != 0,

@@ -26,7 +26,7 @@
 #define VALID_ID 4242
 #define MAX_SOCKS 64
 #ifdef __SANITIZE_ADDRESS__
-#define MAPS_SLACK 8 /* ASan's allocator maps a region per size class */
+#define MAPS_SLACK 16 /* ASan's allocator splits its space for each new size class */
 #else
 #define MAPS_SLACK 2
 #endif

@@ -384,8 +384,18 @@ static void test_thread_pool(void)
 
 int main(void)
 {
-    /* Set-up: the task port and this thread's MIG reply port exist. */
-    mach_port_destroy(SELF, new_port(0));
+    /* Set-up: the task port and this thread's MIG reply port exist, and
+     * the watchdog runs (started by a sender waiting on a full queue, as
+     * the pool's senders may). */
+    mach_port_t full = new_port(1);
+    for (unsigned i = 0; i <= MACH_PORT_QLIMIT_DEFAULT; i++) {
+        (void)mach_msg(&(mach_msg_header_t){.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
+                                            .msgh_remote_port = full,
+                                            .msgh_size = sizeof(mach_msg_header_t)},
+                       MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof(mach_msg_header_t), 0,
+                       MACH_PORT_NULL, 1, MACH_PORT_NULL);
+    }
+    mach_port_destroy(SELF, full);
     int fds = test_count_fds();
     test_set_right();
     test_move_member();

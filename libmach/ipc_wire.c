@@ -1081,6 +1081,26 @@ static void wire_close_parsed_fds(struct wire_parsed *parsed, int *fds, unsigned
     }
 }
 
+/* Maps SIZE bytes of the sealed region FD as the receiver's own memory
+ * (private: its writes are copied on write and never reach the file).
+ * Returns the address, or NULL when it cannot be mapped.
+ *
+ * The mapping is marked sequential: when it is unmapped, the kernel then
+ * does not mark each page it drops as recently used (an LRU operation per
+ * page, just before the region's release frees the page anyway), which
+ * makes the munmap of vm_deallocate about twice cheaper.  Shared memory
+ * is never read ahead; the other effect is that, under memory pressure,
+ * reclaim gives less weight to this mapping's recent accesses. */
+static void *wire_ool_map(int fd, size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+    (void)madvise(p, size, MADV_SEQUENTIAL); /* only a hint */
+    return p;
+}
+
 /* Builds the kmsg of a parsed message.  Expects [G]. */
 static const char *wire_adopt(struct wire_parsed *parsed, struct ipc_port_rcv *rcv,
                               struct kmsg *kmsg)
@@ -1107,9 +1127,8 @@ static const char *wire_adopt(struct wire_parsed *parsed, struct ipc_port_rcv *r
         struct kool *ool = &kmsg->ool[kmsg->nool++];
         *ool = (struct kool){.size = (size_t)wo->size, .memfd = -1, .dealloc = true};
         if (wo->flags & WO_FD) {
-            void *p = mmap(NULL, ool->size, PROT_READ | PROT_WRITE, MAP_PRIVATE,
-                           parsed->ool_fds[i], 0);
-            if (p == MAP_FAILED) {
+            void *p = wire_ool_map(parsed->ool_fds[i], ool->size);
+            if (p == NULL) {
                 why = "cannot map a region";
                 break;
             }

@@ -16,6 +16,7 @@
 #include "kern_notify.h"
 #include "ipc_space.h"
 #include "ipc_watch.h"
+#include "ipc_wire.h"
 #include "linux.h"
 
 /* Senders write up to this much; the receive end buffers as much. */
@@ -208,14 +209,19 @@ uint64_t ipc_port_make_send_once(struct ipc_port *port)
     return nonce;
 }
 
+bool ipc_port_rcv_consume_nonce(struct ipc_port_rcv *rcv, uint64_t nonce)
+{
+    if (nonce == 0 || u64map_remove(&rcv->nonces, nonce) == NULL) {
+        return false;
+    }
+    rcv->sorights--;
+    return true;
+}
+
 bool ipc_port_consume_nonce(struct ipc_port *port, uint64_t nonce)
 {
     assert(port->rcv != NULL);
-    if (nonce == 0 || u64map_remove(&port->rcv->nonces, nonce) == NULL) {
-        return false;
-    }
-    port->rcv->sorights--;
-    return true;
+    return ipc_port_rcv_consume_nonce(port->rcv, nonce);
 }
 
 #define IPC_PORT_SWEEP_MIN 64
@@ -304,8 +310,10 @@ void ipc_port_destroy_receive(struct ipc_port *port)
     port->rcv = NULL;
     port->dead = true;
     /* Wakes a thread of ours blocked on the receive end and turns every
-     * send end into a dead port at once. */
+     * send end into a dead port at once; then what was queued is
+     * destroyed. */
     shutdown(rcv->recv_fd, SHUT_RDWR);
+    wire_drain_locked(port, rcv);
     ipc_port_free_rcv(rcv);
     ipc_port_transports_forget(port);
 }

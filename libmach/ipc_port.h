@@ -52,6 +52,10 @@ uint64_t ipc_port_make_send_once(struct ipc_port *port);
  * message. */
 bool ipc_port_consume_nonce(struct ipc_port *port, uint64_t nonce);
 
+/* The same on receive state RCV, which may be an orphan (its right was
+ * destroyed while a thread of ours was dequeuing). */
+bool ipc_port_rcv_consume_nonce(struct ipc_port_rcv *rcv, uint64_t nonce);
+
 /* Records in the transport table of RCV that its senders passed the send
  * end of PORT (a new reference is taken).  Growing tables are swept of
  * ports whose receive right died, with one poll() over the table. */

@@ -1215,6 +1215,63 @@ static mach_msg_return_t wire_recv_one(int fd, int flags, char *buf, int *fds,
     return MACH_MSG_SUCCESS;
 }
 
+/* Checks the datagram BUF[0..LEN) with its descriptors FDS[0..NFDS) as a
+ * message to the port whose receive state is RCV, and makes *KMSG of it.
+ * With LOCKED, expects [G] held; otherwise takes it after parsing (which
+ * makes system calls).  Returns with [G] held either way: NULL, or why
+ * the message was dropped (logged, its descriptors closed). */
+static const char *wire_accept(struct ipc_port *port, struct ipc_port_rcv *rcv,
+                               const char *buf, ssize_t len, int *fds, unsigned nfds,
+                               bool locked, struct kmsg *kmsg)
+{
+    bool excess;
+    int *all = wire_gather_aux(buf, len, fds, &nfds, &excess);
+    struct wire_parsed parsed;
+    parsed.hdr = NULL;
+    parsed.rights = NULL;
+    parsed.ool_fds = NULL;
+    const char *why = len < 0  ? "message or descriptors truncated"
+                      : excess ? "more descriptors than announced"
+                               : wire_parse(buf, (size_t)len, all, nfds, &parsed);
+    if (why == NULL) {
+        why = wire_check_body(&parsed);
+    }
+    if (!locked) {
+        ipc_lock();
+    }
+    if (why == NULL) {
+        const struct wire_hdr *hdr = parsed.hdr;
+        bool ok = hdr->auth_kind == WIRE_AUTH_SEND
+                      ? hdr->auth == rcv->secret
+                      : hdr->auth_kind == WIRE_AUTH_SEND_ONCE &&
+                            ipc_port_rcv_consume_nonce(rcv, hdr->auth);
+        if (!ok) {
+            why = "wrong authenticator (forged or revoked right)";
+        } else {
+            if (hdr->flags & WIRE_HDR_COUNTED) {
+                ipc_qlimit_put_back(port);
+            }
+            why = wire_adopt(&parsed, rcv, kmsg);
+            if (why != NULL) {
+                ipc_kmsg_destroy(kmsg);
+            }
+        }
+    }
+    if (why == NULL) {
+        if (nfds > 0) {
+            wire_close_parsed_fds(&parsed, NULL, 0); /* what was not adopted */
+        }
+    } else {
+        wire_drop_log("%s", why);
+        wire_close_parsed_fds(&parsed, all, nfds);
+    }
+    wire_parsed_free(&parsed);
+    if (all != fds) {
+        free(all);
+    }
+    return why;
+}
+
 mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
                             bool interruptible, struct kmsg *kmsg)
 {
@@ -1222,7 +1279,10 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
     if (buf == NULL) {
         return MACH_RCV_TIMED_OUT;
     }
-    int fd = port->rcv->recv_fd;
+    /* Pinned by the caller: still valid if the right is destroyed
+     * meanwhile (then it is an orphan). */
+    struct ipc_port_rcv *rcv = port->rcv;
+    int fd = rcv->recv_fd;
     uint64_t deadline = timeout_ms > 0 ? linux_now_ms() + (uint64_t)timeout_ms : 0;
     for (;;) {
         int fds[WIRE_MAX_FDS];
@@ -1252,58 +1312,48 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
         if (mr != MACH_MSG_SUCCESS) {
             return mr;
         }
-
-        bool excess;
-        int *all = wire_gather_aux(buf, len, fds, &nfds, &excess);
-        struct wire_parsed parsed;
-        parsed.hdr = NULL;
-        parsed.rights = NULL;
-        parsed.ool_fds = NULL;
-        const char *why = len < 0  ? "message or descriptors truncated"
-                          : excess ? "more descriptors than announced"
-                                   : wire_parse(buf, (size_t)len, all, nfds, &parsed);
-        if (why == NULL) {
-            why = wire_check_body(&parsed);
-        }
-        if (why == NULL) {
-            ipc_lock();
-            const struct wire_hdr *hdr = parsed.hdr;
-            bool ok = hdr->auth_kind == WIRE_AUTH_SEND
-                          ? hdr->auth == port->rcv->secret
-                          : hdr->auth_kind == WIRE_AUTH_SEND_ONCE &&
-                                ipc_port_consume_nonce(port, hdr->auth);
-            if (!ok) {
-                why = "wrong authenticator (forged or revoked right)";
-            } else {
-                if (hdr->flags & WIRE_HDR_COUNTED) {
-                    ipc_qlimit_put_back(port);
-                }
-                why = wire_adopt(&parsed, port->rcv, kmsg);
-                if (why != NULL) {
-                    ipc_kmsg_destroy(kmsg);
-                }
-            }
-            if (why == NULL) {
-                /* Delivered: the caller goes on under [G]. */
-                if (nfds > 0) {
-                    wire_close_parsed_fds(&parsed, NULL, 0);
-                }
-                wire_parsed_free(&parsed);
-                if (all != fds) {
-                    free(all);
-                }
-                kmsg->hdr.msgh_seqno = port->rcv->seqno++;
-                return MACH_MSG_SUCCESS;
-            }
+        if (wire_accept(port, rcv, buf, len, fds, nfds, false, kmsg) != NULL) {
             ipc_unlock();
+            continue;
         }
-        wire_drop_log("%s", why);
-        wire_close_parsed_fds(&parsed, all, nfds);
-        wire_parsed_free(&parsed);
-        if (all != fds) {
-            free(all);
+        if (atomic_load(&rcv->orphan)) {
+            /* The right was destroyed while this thread read its last
+             * message: that message dies with it, as the drain would have
+             * destroyed it. */
+            ipc_kmsg_destroy(kmsg);
+            ipc_unlock();
+            return MACH_RCV_PORT_DIED;
+        }
+        /* Delivered: the caller goes on under [G]. */
+        kmsg->hdr.msgh_seqno = rcv->seqno++;
+        return MACH_MSG_SUCCESS;
+    }
+}
+
+void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv)
+{
+    char *buf = NULL;
+    for (;;) {
+        struct pollfd pfd = {.fd = rcv->recv_fd, .events = POLLIN};
+        if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLIN)) {
+            break;
+        }
+        if (buf == NULL && (buf = malloc(WIRE_BUF_SIZE)) == NULL) {
+            break; /* the kernel will close what the queue holds */
+        }
+        int fds[WIRE_MAX_FDS];
+        unsigned nfds = 0;
+        ssize_t len;
+        if (wire_recv_one(rcv->recv_fd, MSG_DONTWAIT, buf, fds, &nfds, &len) !=
+            MACH_MSG_SUCCESS) {
+            break;
+        }
+        struct kmsg kmsg;
+        if (wire_accept(port, rcv, buf, len, fds, nfds, true, &kmsg) == NULL) {
+            ipc_kmsg_destroy(&kmsg);
         }
     }
+    free(buf);
 }
 
 mach_msg_return_t wire_send_bootstrap(int fd, struct kright *rights, unsigned n)

@@ -38,6 +38,12 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
 mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
                             bool interruptible, struct kmsg *kmsg);
 
+/* Destroys every message queued on PORT, whose receive right RCV is being
+ * destroyed and whose receive end is already shut down (nothing more can
+ * come): the rights they carry are released as GNU Mach releases them,
+ * send-once rights with their notification.  Expects [G]; never blocks. */
+void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv);
+
 /* Sends the rights RIGHTS[0..N) (consumed on success) over the plain
  * socket FD, authenticated as a bootstrap message: how a parent hands a
  * child its first rights.  Expects [G]. */

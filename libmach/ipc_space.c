@@ -270,6 +270,9 @@ kern_return_t ipc_right_copyin_entry(struct ipc_space *space, struct ipc_entry *
         }
         *out = (struct kright){
             .kind = KRIGHT_SEND_ONCE, .port = port, .nonce = entry->nonce};
+        if (space->id == SPACE_USER) {
+            kern_notify_entry_deleted(entry);
+        }
         entry->port = NULL; /* the reference moves into *out */
         ipc_entry_free(space, entry);
         return KERN_SUCCESS;
@@ -448,6 +451,9 @@ static void ipc_right_send_once_destroy(struct ipc_space *space,
 {
     struct kright right = {
         .kind = KRIGHT_SEND_ONCE, .port = entry->port, .nonce = entry->nonce};
+    if (space->id == SPACE_USER) {
+        kern_notify_entry_deleted(entry);
+    }
     entry->port = NULL;
     ipc_entry_free(space, entry);
     kright_destroy(&right);

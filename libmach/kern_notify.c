@@ -130,6 +130,19 @@ void kern_notify_port_died(struct ipc_port *port)
     if (entry != NULL && entry->port == port) {
         ipc_right_check(space, entry, false);
     }
+    if (port->dnrequests == 0) {
+        return;
+    }
+    /* Requests remain on send-once rights, each under a name of its own:
+     * find them (a port's death is rare next to its messages). */
+    uint64_t key;
+    void *value;
+    for (size_t i = 0; port->dnrequests > 0 && u64map_next(&space->names, &i, &key, &value);) {
+        entry = value;
+        if (entry->port == port && entry->dnrequest != 0) {
+            ipc_right_check(space, entry, false);
+        }
+    }
 }
 
 void kern_notify_no_senders(struct ipc_port *port)
@@ -241,8 +254,9 @@ static kern_return_t kern_request_dead_name(struct ipc_space *space, struct ipc_
         }
         return KERN_SUCCESS;
     }
-    if (!(entry->type & (MACH_PORT_TYPE_SEND | MACH_PORT_TYPE_RECEIVE))) {
-        return KERN_INVALID_RIGHT; /* sets; send-once rights are not supported yet */
+    if (!(entry->type & (MACH_PORT_TYPE_SEND | MACH_PORT_TYPE_RECEIVE |
+                         MACH_PORT_TYPE_SEND_ONCE))) {
+        return KERN_INVALID_RIGHT; /* port sets */
     }
     struct ipc_port *port = entry->port;
     *previous = entry->dnrequest;

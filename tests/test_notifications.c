@@ -147,12 +147,16 @@ static void dead_name(void)
         task_get_bootstrap_port(mach_task_self(), &parent);
         mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &mine);
         test_send_port(parent, mine, MACH_MSG_TYPE_MAKE_SEND, 1);
+        test_send_port(parent, mine, MACH_MSG_TYPE_MAKE_SEND_ONCE, 2);
         pause();
         _exit(0);
     }
     mach_port_t peer = MACH_PORT_NULL;
-    mach_msg_type_name_t type_name;
+    mach_msg_type_name_t type_name = 0;
     CHECK_KR(test_receive_port(boot, 10000, &peer, &type_name), MACH_MSG_SUCCESS);
+    mach_port_t peer_once = MACH_PORT_NULL;
+    CHECK_KR(test_receive_port(boot, 10000, &peer_once, &type_name), MACH_MSG_SUCCESS);
+    CHECK(type_name == MACH_MSG_TYPE_PORT_SEND_ONCE && peer_once != peer);
 
     /* Port-deleted: a send-only name goes while its request is pending. */
     CHECK_KR(request(child_task, MACH_NOTIFY_DEAD_NAME, 0, NULL), KERN_SUCCESS);
@@ -163,14 +167,32 @@ static void dead_name(void)
     mach_port_type_t type = 0;
     CHECK_KR(mach_port_type(self, peer, &type), KERN_SUCCESS);
     CHECK(type == (MACH_PORT_TYPE_SEND | MACH_PORT_TYPE_DNREQUEST));
+    /* A send-once right takes a request too, under its own name. */
+    CHECK_KR(request(peer_once, MACH_NOTIFY_DEAD_NAME, 0, NULL), KERN_SUCCESS);
+    CHECK_KR(mach_port_type(self, peer_once, &type), KERN_SUCCESS);
+    CHECK(type == (MACH_PORT_TYPE_SEND_ONCE | MACH_PORT_TYPE_DNREQUEST));
     expect_nothing();
 
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    expect(MACH_NOTIFY_DEAD_NAME, peer);
+    /* Both, in either order. */
+    struct notification n[2];
+    memset(n, 0, sizeof n);
+    for (int i = 0; i < 2; i++) {
+        CHECK_KR(mach_msg(&n[i].head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n[i],
+                          notify_port, 10000, MACH_PORT_NULL),
+                 MACH_MSG_SUCCESS);
+        CHECK(n[i].head.msgh_id == MACH_NOTIFY_DEAD_NAME);
+    }
+    CHECK((n[0].value == peer && n[1].value == peer_once) ||
+          (n[0].value == peer_once && n[1].value == peer));
     CHECK_KR(mach_port_type(self, peer, &type), KERN_SUCCESS);
     CHECK(type == MACH_PORT_TYPE_DEAD_NAME);
     CHECK(dead_refs(peer) == 2); /* the right's, and the notification's */
+    CHECK_KR(mach_port_type(self, peer_once, &type), KERN_SUCCESS);
+    CHECK(type == MACH_PORT_TYPE_DEAD_NAME);
+    CHECK(dead_refs(peer_once) == 2);
+    CHECK_KR(mach_port_mod_refs(self, peer_once, MACH_PORT_RIGHT_DEAD_NAME, -2), KERN_SUCCESS);
 
     /* On a name already dead: sync 0 is refused (and, as any failed kernel
      * call, destroys the right it carried), sync 1 fires at once. */
@@ -182,6 +204,40 @@ static void dead_name(void)
     CHECK_KR(mach_port_mod_refs(self, peer, MACH_PORT_RIGHT_DEAD_NAME, -3), KERN_SUCCESS);
 
     CHECK_KR(mach_port_destroy(self, boot), KERN_SUCCESS);
+}
+
+/* A dead-name request on a send-once right ends with port-deleted when
+ * the right goes: deallocated (its port then gets a send-once
+ * notification) or moved in a message. */
+static void send_once_deleted(void)
+{
+    mach_port_t q;
+    CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &q), KERN_SUCCESS);
+    mach_port_t once[2];
+    mach_msg_type_name_t type_name = 0;
+    for (int i = 0; i < 2; i++) {
+        CHECK_KR(mach_port_extract_right(self, q, MACH_MSG_TYPE_MAKE_SEND_ONCE, &once[i],
+                                         &type_name),
+                 KERN_SUCCESS);
+        CHECK(type_name == MACH_MSG_TYPE_PORT_SEND_ONCE);
+        CHECK_KR(request(once[i], MACH_NOTIFY_DEAD_NAME, 0, NULL), KERN_SUCCESS);
+    }
+    CHECK_KR(mach_port_deallocate(self, once[0]), KERN_SUCCESS);
+    expect(MACH_NOTIFY_PORT_DELETED, once[0]);
+    mach_msg_header_t r;
+    CHECK_KR(mach_msg(&r, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r, q, 10000, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(r.msgh_id == MACH_NOTIFY_SEND_ONCE);
+
+    mach_msg_header_t m = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+                           .msgh_remote_port = once[1], .msgh_id = 5};
+    CHECK_KR(mach_msg(&m, MACH_SEND_MSG, sizeof m, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    expect(MACH_NOTIFY_PORT_DELETED, once[1]);
+    CHECK_KR(mach_msg(&r, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r, q, 10000, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(r.msgh_id == 5);
+    CHECK_KR(mach_port_destroy(self, q), KERN_SUCCESS);
 }
 
 static void port_destroyed(void)
@@ -249,6 +305,7 @@ int main(void)
     int fds_before = test_count_fds();
     no_senders();
     dead_name();
+    send_once_deleted();
     port_destroyed();
     errors();
     expect_nothing();

@@ -221,7 +221,7 @@ kern_return_t ipc_right_copyin_entry(struct ipc_space *space, struct ipc_entry *
         ipc_port_ref(port);
         *out = (struct kright){.kind = KRIGHT_RECEIVE, .port = port};
         ipc_pset_remove(port);
-        kern_notify_receive_gone(port);
+        kern_notify_receive_leaving(port);
         port->rcv->leaving = true;
         entry->type &= ~MACH_PORT_TYPE_RECEIVE;
         if (entry->type == 0) {
@@ -330,6 +330,7 @@ static void ipc_entry_fill(struct ipc_space *space, struct ipc_entry *entry,
         right->port->name[space->id] = entry->name;
         right->port->rcv->space = space->id;
         right->port->rcv->leaving = false;
+        kern_notify_receive_arrived(right->port);
         break;
     default:
         assert(!"no right to fill");
@@ -364,6 +365,7 @@ static kern_return_t ipc_entry_merge(struct ipc_space *space,
         entry->type |= MACH_PORT_TYPE_RECEIVE;
         port->rcv->space = space->id;
         port->rcv->leaving = false;
+        kern_notify_receive_arrived(port);
     }
     ipc_port_unref(port);
     *right = (struct kright){.kind = KRIGHT_NONE};

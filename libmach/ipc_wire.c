@@ -21,6 +21,7 @@
 #include "ipc_qlimit.h"
 #include "ipc_space.h"
 #include "kern.h"
+#include "kern_notify.h"
 #include "linux.h"
 
 #define WIRE_MAGIC 0x4c4c4548u /* "HELL" */
@@ -78,8 +79,19 @@ struct wire_right {
 struct wire_rcv {
     uint64_t secret;
     uint32_t mscount, qlimit, ntransports, nnonces;
-    /* then nnonces u64 nonces, ntransports u64 inos; descriptors:
-     * receive end, counting read end, one send end per transport */
+    uint32_t requests; /* WRCV_* */
+    uint32_t reserved;
+    /* then nnonces u64 nonces, ntransports u64 inos, and a wire_right
+     * per request (no-senders first); descriptors: receive end, counting
+     * read end, one send end per transport, one per request */
+};
+
+/* The requests that travel with a receive right (GNU Mach keeps them in
+ * the port): the notify right of each follows the transports. */
+enum {
+    WRCV_NS_REQUEST = 1, /* a no-senders request */
+    WRCV_NS_ARMED = 2,   /* ... armed: send rights existed since it was made */
+    WRCV_PD_REQUEST = 4, /* a port-destroyed request */
 };
 
 struct wire_ool {
@@ -215,6 +227,22 @@ static void wire_put_receive(struct wire_out *out, struct ipc_port *port)
                             .qlimit = rcv->qlimit,
                             .ntransports = (uint32_t)rcv->transports.count,
                             .nnonces = (uint32_t)rcv->nonces.count};
+    struct wire_right requests[2];
+    struct ipc_port *request_ports[2];
+    unsigned nrequests = 0;
+    mach_port_name_t names[2] = {rcv->nsrequest, rcv->pdrequest};
+    for (unsigned i = 0; i < 2; i++) {
+        struct ipc_port *notify;
+        uint64_t nonce;
+        if (kern_notify_request_right(names[i], &notify, &nonce)) {
+            wrcv.requests |= i == 0 ? WRCV_NS_REQUEST | (rcv->ns_armed ? WRCV_NS_ARMED : 0)
+                                    : WRCV_PD_REQUEST;
+            requests[nrequests] = (struct wire_right){
+                .kind = KRIGHT_SEND_ONCE, .flags = WR_SEND_FD, .ino = notify->ino,
+                .auth = nonce};
+            request_ports[nrequests++] = notify;
+        }
+    }
     wire_out_put(out, &wrcv, sizeof wrcv);
     wire_out_fd(out, rcv->recv_fd);
     wire_out_fd(out, rcv->count_rfd);
@@ -226,6 +254,10 @@ static void wire_put_receive(struct wire_out *out, struct ipc_port *port)
     for (size_t i = 0; u64map_next(&rcv->transports, &i, &key, &value);) {
         wire_out_put(out, &key, sizeof key);
         wire_out_fd(out, ((struct ipc_port *)value)->send_fd);
+    }
+    for (unsigned i = 0; i < nrequests; i++) {
+        wire_out_put(out, &requests[i], sizeof requests[i]);
+        wire_out_fd(out, request_ports[i]->send_fd);
     }
 }
 
@@ -331,6 +363,7 @@ static void wire_release_sent(struct kmsg *kmsg)
             ipc_port_srights_drop(port);
             break;
         case KRIGHT_RECEIVE:
+            kern_notify_requests_moved(port->rcv);
             ipc_port_release_receive(port);
             break;
         default:
@@ -681,6 +714,8 @@ struct wire_parsed_right {
     const uint64_t *nonces, *transport_inos;
     int recv_fd, count_rfd;
     int *transport_fds;
+    const struct wire_right *requests[2]; /* no-senders, port-destroyed */
+    int request_fds[2];
 };
 
 /* A parsed message.  The common shapes (a reply right and a few body
@@ -701,6 +736,32 @@ static bool wire_check_fd_ino(int fd, uint64_t ino)
 {
     uint64_t got;
     return fd >= 0 && linux_socket_ino(fd, &got) && got == ino;
+}
+
+/* Parses the requests that come with a receive right into R. */
+static const char *wire_parse_requests(struct wire_in *in, struct wire_parsed_right *r)
+{
+    uint32_t flags = r->rcv->requests;
+    if ((flags & ~(uint32_t)(WRCV_NS_REQUEST | WRCV_NS_ARMED | WRCV_PD_REQUEST)) ||
+        ((flags & WRCV_NS_ARMED) && !(flags & WRCV_NS_REQUEST))) {
+        return "bad request flags";
+    }
+    uint32_t which[2] = {WRCV_NS_REQUEST, WRCV_PD_REQUEST};
+    for (unsigned i = 0; i < 2; i++) {
+        if (!(flags & which[i])) {
+            continue;
+        }
+        const struct wire_right *wr = r->requests[i] = wire_in_take(in, sizeof *wr);
+        if (wr == NULL || wr->kind != KRIGHT_SEND_ONCE || wr->flags != WR_SEND_FD ||
+            wr->auth == 0) {
+            return "bad request right";
+        }
+        r->request_fds[i] = wire_in_fd(in);
+        if (!wire_check_fd_ino(r->request_fds[i], wr->ino)) {
+            return "request descriptor does not match its port";
+        }
+    }
+    return NULL;
 }
 
 /* Parses and checks a received message without touching any IPC state.
@@ -742,6 +803,7 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
     for (uint32_t i = 0; i < hdr->nrights; i++) {
         out->rights[i].send_fd = out->rights[i].count_fd = out->rights[i].queue_fd = -1;
         out->rights[i].recv_fd = out->rights[i].count_rfd = -1;
+        out->rights[i].request_fds[0] = out->rights[i].request_fds[1] = -1;
     }
     for (uint32_t i = 0; i < hdr->nrights; i++) {
         struct wire_parsed_right *r = &out->rights[i];
@@ -811,6 +873,10 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
                 if (!wire_check_fd_ino(r->transport_fds[t], r->transport_inos[t])) {
                     return "bad transport descriptor";
                 }
+            }
+            const char *why = wire_parse_requests(&in, r);
+            if (why != NULL) {
+                return why;
             }
         }
         if (wr->flags & WR_QUEUE_FD) {
@@ -951,6 +1017,25 @@ static void wire_parsed_free(struct wire_parsed *parsed)
     parsed->ool_fds = NULL;
 }
 
+/* Takes the requests that came with a receive right into RCV. */
+static void wire_adopt_requests(struct wire_parsed_right *r, struct ipc_port_rcv *rcv)
+{
+    mach_port_name_t *names[2] = {&rcv->nsrequest, &rcv->pdrequest};
+    for (unsigned i = 0; i < 2; i++) {
+        if (r->request_fds[i] < 0) {
+            continue;
+        }
+        struct ipc_port *notify = ipc_port_adopt(r->request_fds[i], r->requests[i]->ino);
+        r->request_fds[i] = -1;
+        if (notify != NULL) {
+            struct kright right = {
+                .kind = KRIGHT_SEND_ONCE, .port = notify, .nonce = r->requests[i]->auth};
+            *names[i] = kern_notify_request_adopt(&right);
+        }
+    }
+    rcv->ns_armed = rcv->nsrequest != 0 && (r->rcv->requests & WRCV_NS_ARMED);
+}
+
 /* Turns a parsed receive block into receive state held here. */
 static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
 {
@@ -988,6 +1073,7 @@ static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
     port->secret = rcv->secret;
     port->has_secret = true;
     port->dead = false;
+    wire_adopt_requests(r, rcv);
     if (r->queue_fd >= 0) {
         ipc_qlimit_adopt(port, r->queue_fd);
         r->queue_fd = -1;
@@ -1066,6 +1152,8 @@ static void wire_close_parsed_fds(struct wire_parsed *parsed, int *fds, unsigned
             linux_close_untrusted(r->queue_fd);
             linux_close_untrusted(r->recv_fd);
             linux_close_untrusted(r->count_rfd);
+            linux_close_untrusted(r->request_fds[0]);
+            linux_close_untrusted(r->request_fds[1]);
             if (r->transport_fds != NULL) {
                 for (uint32_t t = 0; t < r->rcv->ntransports; t++) {
                     linux_close_untrusted(r->transport_fds[t]);

@@ -126,15 +126,13 @@ void kern_notify_entry_deleted(struct ipc_entry *entry)
 void kern_notify_port_died(struct ipc_port *port)
 {
     struct ipc_space *space = &ipc_spaces[SPACE_USER];
+    ipc_port_ref(port); /* the entries that go may hold the last references */
     struct ipc_entry *entry = ipc_entry_lookup(space, port->name[SPACE_USER]);
     if (entry != NULL && entry->port == port) {
         ipc_right_check(space, entry, false);
     }
-    if (port->dnrequests == 0) {
-        return;
-    }
-    /* Requests remain on send-once rights, each under a name of its own:
-     * find them (a port's death is rare next to its messages). */
+    /* Requests may remain on send-once rights, each under a name of its
+     * own: find them (a port's death is rare next to its messages). */
     uint64_t key;
     void *value;
     for (size_t i = 0; port->dnrequests > 0 && u64map_next(&space->names, &i, &key, &value);) {
@@ -143,6 +141,7 @@ void kern_notify_port_died(struct ipc_port *port)
             ipc_right_check(space, entry, false);
         }
     }
+    ipc_port_unref(port);
 }
 
 void kern_notify_no_senders(struct ipc_port *port)
@@ -182,6 +181,54 @@ void kern_notify_receive_gone(struct ipc_port *port)
         (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], rcv->pdrequest);
         rcv->pdrequest = 0;
     }
+}
+
+void kern_notify_receive_leaving(struct ipc_port *port)
+{
+    ipc_watch_no_senders_stop(port);
+}
+
+void kern_notify_receive_arrived(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    if (rcv->nsrequest != 0 && rcv->ns_armed && !rcv->ns_watched) {
+        ipc_watch_no_senders(port);
+    }
+}
+
+bool kern_notify_request_right(mach_port_name_t name, struct ipc_port **port,
+                               uint64_t *nonce)
+{
+    struct ipc_entry *entry = ipc_entry_lookup(&ipc_spaces[SPACE_KERNEL], name);
+    if (name == 0 || entry == NULL || !(entry->type & MACH_PORT_TYPE_SEND_ONCE)) {
+        return false;
+    }
+    *port = entry->port;
+    *nonce = entry->nonce;
+    return true;
+}
+
+void kern_notify_requests_moved(struct ipc_port_rcv *rcv)
+{
+    mach_port_name_t *requests[] = {&rcv->nsrequest, &rcv->pdrequest};
+    for (unsigned i = 0; i < 2; i++) {
+        struct kright right;
+        if (*requests[i] != 0 &&
+            ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], *requests[i],
+                             MACH_MSG_TYPE_MOVE_SEND_ONCE, false, &right) == KERN_SUCCESS) {
+            ipc_port_unref(right.port); /* moved: its nonce lives on elsewhere */
+        }
+        *requests[i] = 0;
+    }
+}
+
+mach_port_name_t kern_notify_request_adopt(struct kright *right)
+{
+    mach_port_name_t name = 0;
+    if (ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], right, &name) != KERN_SUCCESS) {
+        return 0; /* the right was destroyed */
+    }
+    return name;
 }
 
 bool kern_notify_port_destroyed(struct ipc_space *space, mach_port_name_t name)

@@ -35,9 +35,36 @@ void kern_notify_entry_deleted(struct ipc_entry *entry);
  * request waiting for it is watched again.  Expects [G]. */
 void kern_notify_send_made(struct ipc_port *port);
 
-/* The receive right of PORT leaves this task or is destroyed: its
- * no-senders request goes (the notify right is destroyed).  Expects [G]. */
+/* The receive right of PORT is destroyed: its no-senders and
+ * port-destroyed requests go (their notify rights are destroyed, which
+ * their receivers see as send-once notifications).  Expects [G]. */
 void kern_notify_receive_gone(struct ipc_port *port);
+
+/* The receive right of PORT leaves its name space (in a message or a
+ * kernel call): its requests stay with it, only the no-senders watch
+ * stops.  Expects [G]. */
+void kern_notify_receive_leaving(struct ipc_port *port);
+
+/* The receive right of PORT was put into a name space: an armed
+ * no-senders request is watched again.  Expects [G]. */
+void kern_notify_receive_arrived(struct ipc_port *port);
+
+/* Finds the notify right of the request NAME (a kernel-space send-once
+ * right, nsrequest or pdrequest) for a message that carries its receive
+ * right: *PORT (no new reference) and *NONCE.  Returns false when there
+ * is none.  Expects [G]. */
+bool kern_notify_request_right(mach_port_name_t name, struct ipc_port **port,
+                               uint64_t *nonce);
+
+/* The receive right RCV left this task in a message, its requests with
+ * it: forgets their notify rights here without a notification.  Expects
+ * [G]. */
+void kern_notify_requests_moved(struct ipc_port_rcv *rcv);
+
+/* Takes RIGHT (consumed), the notify right of a request that came with a
+ * receive right, into the kernel space.  Returns its name there, or 0
+ * when out of names (the right is destroyed).  Expects [G]. */
+mach_port_name_t kern_notify_request_adopt(struct kright *right);
 
 /* The receive right named NAME in SPACE (the user space) is about to be
  * destroyed: when it has a port-destroyed request, takes it out of SPACE

@@ -242,7 +242,7 @@ static void attack(void)
     struct forged_rights {
         struct w_right none, send, recv;
         uint64_t secret;
-        uint32_t mscount, qlimit, ntransports, nnonces;
+        uint32_t mscount, qlimit, ntransports, nnonces, requests, reserved;
         uint64_t transport_ino;
         struct w_right liar, tail;
     } rights = {.send = {.kind = K_SEND, .flags = F_SEND | F_COUNT, .ino = ino_of(sp[0])},
@@ -343,7 +343,7 @@ static void forger(void)
     struct {
         struct w_right none, recv;
         uint64_t secret;
-        uint32_t mscount, qlimit, ntransports, nnonces;
+        uint32_t mscount, qlimit, ntransports, nnonces, requests, reserved;
     } desc = {.recv = {.kind = K_RECEIVE, .flags = F_SEND | F_RECV, .ino = ino_of(send_fd)},
               .secret = rnd(), .qlimit = 5};
     struct {

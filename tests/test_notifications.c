@@ -284,6 +284,90 @@ static void port_destroyed(void)
     expect_nothing();
 }
 
+/* The no-senders and port-destroyed requests of a port stay with it when
+ * its receive right moves, within a task and to another task. */
+static void requests_move(void)
+{
+    mach_port_t p, holder;
+    CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &p), KERN_SUCCESS);
+    CHECK_KR(mach_port_insert_right(self, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    CHECK_KR(request(p, MACH_NOTIFY_NO_SENDERS, 0, NULL), KERN_SUCCESS);
+    CHECK_KR(request(p, MACH_NOTIFY_PORT_DESTROYED, 0, NULL), KERN_SUCCESS);
+
+    /* Out and back in within this task. */
+    CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &holder), KERN_SUCCESS);
+    CHECK_KR(mach_port_insert_right(self, holder, holder, MACH_MSG_TYPE_MAKE_SEND),
+             KERN_SUCCESS);
+    CHECK_KR(test_send_port(holder, p, MACH_MSG_TYPE_MOVE_RECEIVE, 1), MACH_MSG_SUCCESS);
+    mach_port_t back = MACH_PORT_NULL;
+    mach_msg_type_name_t type_name = 0;
+    CHECK_KR(test_receive_port(holder, 0, &back, &type_name), MACH_MSG_SUCCESS);
+    CHECK(back == p && type_name == MACH_MSG_TYPE_PORT_RECEIVE);
+    mach_port_status_t st;
+    CHECK_KR(mach_port_get_receive_status(self, p, &st), KERN_SUCCESS);
+    CHECK(st.mps_nsrequest && st.mps_pdrequest);
+    expect_nothing();
+
+    /* To a child task: it reports the requests it found, our last send
+     * right going fires no-senders there, and its destroying the right
+     * sends the right back to us. */
+    mach_port_t child_task;
+    pid_t pid = hell_fork(holder, &child_task);
+    if (pid == 0) {
+        mach_port_t parent, inbox, got;
+        mach_msg_type_name_t t;
+        task_get_bootstrap_port(mach_task_self(), &parent);
+        mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &inbox);
+        test_send_port(parent, inbox, MACH_MSG_TYPE_MAKE_SEND, 1);
+        if (test_receive_port(inbox, 10000, &got, &t) != MACH_MSG_SUCCESS) {
+            _exit(2);
+        }
+        mach_port_status_t cst;
+        mach_port_get_receive_status(mach_task_self(), got, &cst);
+        test_send_port(parent, MACH_PORT_NULL, MACH_MSG_TYPE_COPY_SEND,
+                       100 + cst.mps_nsrequest + 2 * cst.mps_pdrequest);
+        /* Destroy it once told to. */
+        mach_port_t none;
+        if (test_receive_port(inbox, 10000, &none, &t) == MACH_MSG_SUCCESS) {
+            mach_port_mod_refs(mach_task_self(), got, MACH_PORT_RIGHT_RECEIVE, -1);
+        }
+        test_send_port(parent, MACH_PORT_NULL, MACH_MSG_TYPE_COPY_SEND, 200);
+        _exit(0);
+    }
+    mach_port_t inbox = MACH_PORT_NULL;
+    CHECK_KR(test_receive_port(holder, 10000, &inbox, &type_name), MACH_MSG_SUCCESS);
+    CHECK_KR(test_send_port(inbox, p, MACH_MSG_TYPE_MOVE_RECEIVE, 2), MACH_MSG_SUCCESS);
+    struct notification n;
+    memset(&n, 0, sizeof n);
+    CHECK_KR(mach_msg(&n.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n, holder, 10000,
+                      MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(n.head.msgh_id == 103); /* both requests arrived */
+    expect_nothing();
+    CHECK_KR(mach_port_deallocate(self, p), KERN_SUCCESS); /* our send right */
+    expect(MACH_NOTIFY_NO_SENDERS, 1);
+
+    CHECK_KR(test_send_port(inbox, MACH_PORT_NULL, MACH_MSG_TYPE_COPY_SEND, 3),
+             MACH_MSG_SUCCESS);
+    memset(&n, 0, sizeof n);
+    CHECK_KR(mach_msg(&n.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n, notify_port, 10000,
+                      MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(n.head.msgh_id == MACH_NOTIFY_PORT_DESTROYED);
+    back = n.value;
+    mach_port_type_t type = 0;
+    CHECK_KR(mach_port_type(self, back, &type), KERN_SUCCESS);
+    CHECK(type == MACH_PORT_TYPE_RECEIVE);
+    CHECK_KR(mach_port_get_receive_status(self, back, &st), KERN_SUCCESS);
+    CHECK(!st.mps_nsrequest && !st.mps_pdrequest); /* both were used */
+    test_wait_ok(pid);
+    CHECK_KR(mach_port_destroy(self, back), KERN_SUCCESS);
+    CHECK_KR(mach_port_deallocate(self, inbox), KERN_SUCCESS);
+    CHECK_KR(mach_port_deallocate(self, child_task), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(self, holder), KERN_SUCCESS);
+    expect_nothing();
+}
+
 static void errors(void)
 {
     mach_port_t p;
@@ -307,6 +391,7 @@ int main(void)
     dead_name();
     send_once_deleted();
     port_destroyed();
+    requests_move();
     errors();
     expect_nothing();
     /* The watchdog's epoll instance is the one descriptor kept. */

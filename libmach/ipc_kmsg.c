@@ -335,6 +335,9 @@ static mach_msg_return_t ipc_copyout_visit(void *ctx, mach_msg_type_t *type,
             ool->addr = p;
             ool_names = p;
         }
+        if (!is_port && ool->size > 0 && ool->addr == NULL) {
+            c->error = MACH_RCV_BODY_ERROR | MACH_MSG_VM_SPACE; /* lost on arrival */
+        }
         memcpy(data, &ool->addr, sizeof ool->addr);
         ool->addr = NULL; /* the receiver owns it now */
         type->msgt_deallocate = TRUE;
@@ -383,6 +386,13 @@ mach_msg_return_t ipc_kmsg_copyout(struct ipc_space *space, struct kmsg *kmsg,
     buf->msgh_protected_payload = payload != NULL ? *payload : local_name;
     buf->msgh_seqno = kmsg->hdr.msgh_seqno;
     buf->msgh_id = kmsg->hdr.msgh_id;
+    if (mr != MACH_MSG_SUCCESS) {
+        /* As GNU Mach (ipc_kmsg_copyout_dest): only the header comes out,
+         * the body's rights and memory are destroyed. */
+        buf->msgh_bits &= ~MACH_MSGH_BITS_COMPLEX;
+        ipc_kmsg_destroy(kmsg);
+        return mr;
+    }
     memcpy(buf + 1, kmsg->body, kmsg->body_size);
 
     if (kmsg->hdr.msgh_bits & MACH_MSGH_BITS_COMPLEX) {

@@ -379,6 +379,10 @@ kern_return_t ipc_right_copyout(struct ipc_space *space, struct kright *right,
     case KRIGHT_NONE:
         *name = MACH_PORT_NULL;
         return KERN_SUCCESS;
+    case KRIGHT_LOST:
+        *right = (struct kright){.kind = KRIGHT_NONE};
+        *name = MACH_PORT_NULL;
+        return KERN_RESOURCE_SHORTAGE;
     case KRIGHT_DEAD:
         *name = MACH_PORT_DEAD;
         return KERN_SUCCESS;

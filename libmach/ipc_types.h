@@ -99,6 +99,9 @@ enum kright_kind {
     KRIGHT_SEND,
     KRIGHT_SEND_ONCE,
     KRIGHT_RECEIVE,
+    KRIGHT_LOST,       /* a right that arrived without the descriptors it
+                          needed (the receiver ran out): already destroyed,
+                          received as MACH_PORT_NULL with MACH_MSG_IPC_SPACE */
 };
 
 struct kright {

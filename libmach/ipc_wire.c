@@ -17,6 +17,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "ipc_notify.h"
 #include "ipc_port.h"
 #include "ipc_qlimit.h"
 #include "ipc_space.h"
@@ -655,6 +656,8 @@ struct wire_in {
     const char *p, *end;
     int *fds;
     unsigned nfds, next_fd;
+    bool short_fds; /* the receiver ran out of descriptors: the last ones
+                       are missing, and the rights that needed them lost */
 };
 
 static const void *wire_in_take(struct wire_in *in, size_t len)
@@ -677,9 +680,24 @@ static int wire_in_fd(struct wire_in *in)
     return fd;
 }
 
-/* Receives one datagram with its descriptors. */
+/* Whether FD, taken by wire_in_fd for right R, is missing because the
+ * receiver ran out of descriptors: R is then lost (destroyed on arrival,
+ * as GNU Mach destroys a right that does not fit the receiver's space). */
+static bool wire_fd_missing(const struct wire_in *in, int fd, bool *lost)
+{
+    if (fd < 0 && in->short_fds) {
+        *lost = true;
+        return true;
+    }
+    return false;
+}
+
+/* Receives one datagram with its descriptors.  *TRUNC_FLAGS gets
+ * MSG_TRUNC (the data did not fit: malformed) and MSG_CTRUNC (this
+ * process could not take every descriptor: out of descriptors; the
+ * kernel closed the rest). */
 static ssize_t wire_recvmsg(int fd, char *buf, size_t size, int *fds,
-                            unsigned *nfds, bool *truncated, int flags)
+                            unsigned *nfds, int *trunc_flags, int flags)
 {
     union {
         char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
@@ -703,7 +721,7 @@ static ssize_t wire_recvmsg(int fd, char *buf, size_t size, int *fds,
             }
         }
     }
-    *truncated = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+    *trunc_flags = mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC);
     return n;
 }
 
@@ -716,6 +734,7 @@ struct wire_parsed_right {
     int *transport_fds;
     const struct wire_right *requests[2]; /* no-senders, port-destroyed */
     int request_fds[2];
+    bool lost; /* some descriptor is missing (wire_fd_missing) */
 };
 
 /* A parsed message.  The common shapes (a reply right and a few body
@@ -757,7 +776,8 @@ static const char *wire_parse_requests(struct wire_in *in, struct wire_parsed_ri
             return "bad request right";
         }
         r->request_fds[i] = wire_in_fd(in);
-        if (!wire_check_fd_ino(r->request_fds[i], wr->ino)) {
+        if (!wire_fd_missing(in, r->request_fds[i], &r->lost) &&
+            !wire_check_fd_ino(r->request_fds[i], wr->ino)) {
             return "request descriptor does not match its port";
         }
     }
@@ -767,14 +787,16 @@ static const char *wire_parse_requests(struct wire_in *in, struct wire_parsed_ri
 /* Parses and checks a received message without touching any IPC state.
  * Returns NULL (with the reason) when it must be dropped. */
 static const char *wire_parse(const char *buf, size_t len, int *fds,
-                              unsigned nfds, struct wire_parsed *out)
+                              unsigned nfds, bool short_fds, struct wire_parsed *out)
 {
-    struct wire_in in = {.p = buf, .end = buf + len, .fds = fds, .nfds = nfds};
+    struct wire_in in = {
+        .p = buf, .end = buf + len, .fds = fds, .nfds = nfds, .short_fds = short_fds};
     const struct wire_hdr *hdr = wire_in_take(&in, sizeof *hdr);
     if (hdr == NULL || hdr->magic != WIRE_MAGIC) {
         return "bad header";
     }
-    if (hdr->nfds != nfds || hdr->size < sizeof(mach_msg_header_t) ||
+    if (nfds > hdr->nfds || (nfds < hdr->nfds && !short_fds) ||
+        hdr->size < sizeof(mach_msg_header_t) ||
         hdr->size - sizeof(mach_msg_header_t) > WIRE_BODY_MAX ||
         hdr->nrights == 0 || hdr->desc_size > WIRE_DESC_MAX ||
         (size_t)(in.end - in.p) !=
@@ -824,13 +846,15 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
         }
         if (wr->flags & WR_SEND_FD) {
             r->send_fd = wire_in_fd(&in);
-            if (!wire_check_fd_ino(r->send_fd, wr->ino)) {
+            if (!wire_fd_missing(&in, r->send_fd, &r->lost) &&
+                !wire_check_fd_ino(r->send_fd, wr->ino)) {
                 return "send descriptor does not match its port";
             }
         }
         if (wr->flags & WR_COUNT_FD) {
             r->count_fd = wire_in_fd(&in);
-            if (r->count_fd < 0 || !linux_is_pipe(r->count_fd)) {
+            if (!wire_fd_missing(&in, r->count_fd, &r->lost) &&
+                (r->count_fd < 0 || !linux_is_pipe(r->count_fd))) {
                 return "bad counting descriptor";
             }
         }
@@ -841,18 +865,21 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
             }
             r->recv_fd = wire_in_fd(&in);
             r->count_rfd = wire_in_fd(&in);
-            if (r->recv_fd < 0 || r->count_rfd < 0 || !linux_is_pipe(r->count_rfd)) {
+            bool missing = wire_fd_missing(&in, r->recv_fd, &r->lost) |
+                           wire_fd_missing(&in, r->count_rfd, &r->lost);
+            if (!missing &&
+                (r->recv_fd < 0 || r->count_rfd < 0 || !linux_is_pipe(r->count_rfd))) {
                 return "bad receive descriptors";
             }
             /* The receive end must be the very peer of the port's send end:
              * otherwise a task holding only a send end could pass off a
              * socket of its own as that port's receive right. */
             uint64_t peer = 0;
-            int err = linux_unix_peer_ino(r->recv_fd, &peer);
+            int err = missing ? 0 : linux_unix_peer_ino(r->recv_fd, &peer);
             if (err == -EOPNOTSUPP) {
                 return "cannot verify a receive right (no sock_diag in this kernel)";
             }
-            if (err != 0 || peer != wr->ino) {
+            if (!missing && (err != 0 || peer != wr->ino)) {
                 return "receive descriptor is not the peer of the port's send end";
             }
             r->nonces = wire_in_take(&in, (size_t)r->rcv->nnonces * 8);
@@ -870,7 +897,8 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
             }
             for (uint32_t t = 0; t < r->rcv->ntransports; t++) {
                 r->transport_fds[t] = wire_in_fd(&in);
-                if (!wire_check_fd_ino(r->transport_fds[t], r->transport_inos[t])) {
+                if (!wire_fd_missing(&in, r->transport_fds[t], &r->lost) &&
+                    !wire_check_fd_ino(r->transport_fds[t], r->transport_inos[t])) {
                     return "bad transport descriptor";
                 }
             }
@@ -881,7 +909,8 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
         }
         if (wr->flags & WR_QUEUE_FD) {
             r->queue_fd = wire_in_fd(&in);
-            if (!ipc_qlimit_fd_ok(r->queue_fd)) {
+            if (!wire_fd_missing(&in, r->queue_fd, &r->lost) &&
+                !ipc_qlimit_fd_ok(r->queue_fd)) {
                 return "bad queue page";
             }
         }
@@ -899,6 +928,10 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
         }
         if (wo->flags & WO_FD) {
             int fd = out->ool_fds[i] = wire_in_fd(&in);
+            bool lost = false;
+            if (wire_fd_missing(&in, fd, &lost)) {
+                continue; /* the region is lost (wire_adopt) */
+            }
             struct stat st;
             int seals = fd < 0 ? -1 : fcntl(fd, F_GET_SEALS);
             int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
@@ -1089,6 +1122,16 @@ static const char *wire_adopt_right(struct wire_parsed_right *r,
     const struct wire_right *wr = &r->wr;
     *out = (struct kright){.kind = wr->kind};
     struct ipc_port *port = NULL;
+    if (r->lost) {
+        /* Some of its descriptors could not be taken: the right is
+         * destroyed (its descriptors are closed); a send-once right whose
+         * port is known here still sends its notification. */
+        if (wr->kind == KRIGHT_SEND_ONCE && (port = ipc_port_lookup(wr->ino)) != NULL) {
+            ipc_notify_send_once(port, wr->auth);
+        }
+        *out = (struct kright){.kind = KRIGHT_LOST};
+        return NULL;
+    }
     switch (wr->kind) {
     case KRIGHT_SEND:
         port = ipc_port_adopt(r->send_fd, wr->ino);
@@ -1214,7 +1257,10 @@ static const char *wire_adopt(struct wire_parsed *parsed, struct ipc_port_rcv *r
         const struct wire_ool *wo = &parsed->ool[i];
         struct kool *ool = &kmsg->ool[kmsg->nool++];
         *ool = (struct kool){.size = (size_t)wo->size, .memfd = -1, .dealloc = true};
-        if (wo->flags & WO_FD) {
+        if ((wo->flags & WO_FD) && parsed->ool_fds[i] < 0) {
+            ool->dealloc = false; /* lost: the receiver gets address 0 and
+                                     MACH_MSG_VM_SPACE (ipc_kmsg_copyout) */
+        } else if (wo->flags & WO_FD) {
             void *p = wire_ool_map(parsed->ool_fds[i], ool->size);
             if (p == NULL) {
                 why = "cannot map a region";
@@ -1233,7 +1279,7 @@ static const char *wire_adopt(struct wire_parsed *parsed, struct ipc_port_rcv *r
  * are closed, the message must be dropped).  A message with too few is
  * left for the parser to reject. */
 static int *wire_gather_aux(const char *buf, ssize_t len, int *fds, unsigned *nfds,
-                            bool *excess)
+                            bool *excess, bool *short_fds)
 {
     *excess = false;
     const struct wire_hdr *hdr = (const struct wire_hdr *)buf;
@@ -1254,9 +1300,10 @@ static int *wire_gather_aux(const char *buf, ssize_t len, int *fds, unsigned *nf
     for (;;) {
         int chunk[WIRE_MAX_FDS];
         unsigned k = 0;
-        bool truncated = false;
+        int truncated = 0;
         char byte;
         ssize_t got = wire_recvmsg(aux, &byte, 1, chunk, &k, &truncated, MSG_DONTWAIT);
+        *short_fds |= (truncated & MSG_CTRUNC) != 0;
         if (got <= 0 && k == 0) {
             break; /* end of the stream, or nothing more (a lying sender) */
         }
@@ -1278,10 +1325,11 @@ static int *wire_gather_aux(const char *buf, ssize_t len, int *fds, unsigned *nf
 }
 
 static mach_msg_return_t wire_recv_one(int fd, int flags, char *buf, int *fds,
-                                       unsigned *nfds, ssize_t *len)
+                                       unsigned *nfds, ssize_t *len, bool *short_fds)
 {
-    bool truncated = false;
+    int truncated = 0;
     *len = wire_recvmsg(fd, buf, WIRE_BUF_SIZE, fds, nfds, &truncated, flags);
+    *short_fds = (truncated & MSG_CTRUNC) != 0;
     if (*len < 0) {
         return errno == EAGAIN ? MACH_RCV_TIMED_OUT
                : errno == EINTR ? MACH_RCV_INTERRUPTED
@@ -1297,7 +1345,7 @@ static mach_msg_return_t wire_recv_one(int fd, int flags, char *buf, int *fds,
             return MACH_RCV_PORT_DIED;
         }
     }
-    if (truncated) {
+    if (truncated & MSG_TRUNC) {
         *len = -1; /* parsed as malformed */
     }
     return MACH_MSG_SUCCESS;
@@ -1310,17 +1358,17 @@ static mach_msg_return_t wire_recv_one(int fd, int flags, char *buf, int *fds,
  * the message was dropped (logged, its descriptors closed). */
 static const char *wire_accept(struct ipc_port *port, struct ipc_port_rcv *rcv,
                                const char *buf, ssize_t len, int *fds, unsigned nfds,
-                               bool locked, struct kmsg *kmsg)
+                               bool short_fds, bool locked, struct kmsg *kmsg)
 {
     bool excess;
-    int *all = wire_gather_aux(buf, len, fds, &nfds, &excess);
+    int *all = wire_gather_aux(buf, len, fds, &nfds, &excess, &short_fds);
     struct wire_parsed parsed;
     parsed.hdr = NULL;
     parsed.rights = NULL;
     parsed.ool_fds = NULL;
-    const char *why = len < 0  ? "message or descriptors truncated"
+    const char *why = len < 0  ? "message truncated"
                       : excess ? "more descriptors than announced"
-                               : wire_parse(buf, (size_t)len, all, nfds, &parsed);
+                               : wire_parse(buf, (size_t)len, all, nfds, short_fds, &parsed);
     if (why == NULL) {
         why = wire_check_body(&parsed);
     }
@@ -1377,7 +1425,8 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
         unsigned nfds = 0;
         ssize_t len;
         int flags = timeout_ms >= 0 ? MSG_DONTWAIT : 0;
-        mach_msg_return_t mr = wire_recv_one(fd, flags, buf, fds, &nfds, &len);
+        bool short_fds;
+        mach_msg_return_t mr = wire_recv_one(fd, flags, buf, fds, &nfds, &len, &short_fds);
         if (mr == MACH_RCV_TIMED_OUT) {
             if (timeout_ms == 0) {
                 return mr;
@@ -1400,7 +1449,7 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
         if (mr != MACH_MSG_SUCCESS) {
             return mr;
         }
-        if (wire_accept(port, rcv, buf, len, fds, nfds, false, kmsg) != NULL) {
+        if (wire_accept(port, rcv, buf, len, fds, nfds, short_fds, false, kmsg) != NULL) {
             ipc_unlock();
             continue;
         }
@@ -1432,12 +1481,13 @@ void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv)
         int fds[WIRE_MAX_FDS];
         unsigned nfds = 0;
         ssize_t len;
-        if (wire_recv_one(rcv->recv_fd, MSG_DONTWAIT, buf, fds, &nfds, &len) !=
+        bool short_fds;
+        if (wire_recv_one(rcv->recv_fd, MSG_DONTWAIT, buf, fds, &nfds, &len, &short_fds) !=
             MACH_MSG_SUCCESS) {
             break;
         }
         struct kmsg kmsg;
-        if (wire_accept(port, rcv, buf, len, fds, nfds, true, &kmsg) == NULL) {
+        if (wire_accept(port, rcv, buf, len, fds, nfds, short_fds, true, &kmsg) == NULL) {
             ipc_kmsg_destroy(&kmsg);
         }
     }
@@ -1483,12 +1533,13 @@ int wire_recv_bootstrap(int fd, struct kright *rights, unsigned max)
     int fds[WIRE_MAX_FDS];
     unsigned nfds = 0;
     ssize_t len;
+    bool short_fds = false;
     if (buf == NULL) {
         return -1;
     }
     mach_msg_return_t mr;
     do {
-        mr = wire_recv_one(fd, 0, buf, fds, &nfds, &len);
+        mr = wire_recv_one(fd, 0, buf, fds, &nfds, &len, &short_fds);
     } while (mr == MACH_RCV_INTERRUPTED);
     if (mr != MACH_MSG_SUCCESS) {
         return -1;
@@ -1497,7 +1548,8 @@ int wire_recv_bootstrap(int fd, struct kright *rights, unsigned max)
     parsed.hdr = NULL;
     parsed.rights = NULL;
     parsed.ool_fds = NULL;
-    const char *why = len < 0 ? "truncated" : wire_parse(buf, (size_t)len, fds, nfds, &parsed);
+    const char *why = len < 0 || short_fds ? "truncated"
+                                           : wire_parse(buf, (size_t)len, fds, nfds, false, &parsed);
     if (why == NULL && (parsed.hdr->auth_kind != WIRE_AUTH_BOOTSTRAP ||
                         parsed.hdr->nrights - 1 > max || parsed.hdr->nool != 0)) {
         why = "not a bootstrap message";

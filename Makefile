@@ -35,7 +35,8 @@ CFLAGS    := $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -fPIC -pthread
 # libmach is linked at start-up, not dlopen()ed: its thread-locals (reply
 # port, receive buffer) can use the initial-exec model, without a call to
 # __tls_get_addr on every message.
-LIBCFLAGS := $(CFLAGS) -fvisibility=hidden -ftls-model=initial-exec -Ilibmach -I$(GEN)
+LIBCFLAGS := $(CFLAGS) -fvisibility=hidden -ftls-model=initial-exec -Ilibmach -I$(GEN) \
+             -DHELL_VERSION='"$(VERSION)"'
 # MIG output is not ours: keep -Werror for our code, relax what MIG emits.
 MIGCFLAGS := $(LIBCFLAGS) -I$(GEN)/include/mach -Wno-error -Wno-unused-variable -Wno-unused-function \
              -DMIG_EOPNOTSUPP=MIG_BAD_ID
@@ -45,12 +46,18 @@ LIB       := $(BUILD)/lib/libmach.so
 
 # Interfaces whose user stubs libmach exports, and whose servers it runs as
 # the "kernel" behind task ports.
-MIG_USER_DEFS   := mach_port mach
-MIG_SERVER_DEFS := mach_port mach
+MIG_USER_DEFS   := mach_port mach mach_host gnumach mach_i386
+MIG_SERVER_DEFS := mach_port mach mach_host gnumach mach_i386
 mach_port_DEFS  := $(MACH_INC)/mach/mach_port.defs
 mach_DEFS       := $(MACH_INC)/mach/mach.defs
+mach_host_DEFS  := $(MACH_INC)/mach/mach_host.defs
+gnumach_DEFS    := $(MACH_INC)/mach/gnumach.defs
+mach_i386_DEFS  := $(MACH_INC)/mach/x86_64/mach_i386.defs
 mach_port_HDR   := mach_port.h
 mach_HDR        := mach_interface.h
+mach_host_HDR   := mach_host.h
+gnumach_HDR     := gnumach.h
+mach_i386_HDR   := mach_i386.h
 
 LIB_SRCS  := $(wildcard libmach/*.c)
 LIB_OBJS  := $(LIB_SRCS:libmach/%.c=$(OBJ)/libmach/%.o) \
@@ -76,18 +83,11 @@ $(DEPS)/.ok:
 	@touch $@
 
 # ---- MIG ----
-$(GEN)/include/mach/%.h $(GEN)/%.user.c: | $(DEPS)/.ok
+$(GEN)/%.user.c: $(DEPS)/.ok
 	@mkdir -p $(GEN)/include/mach
-$(GEN)/mach_port.user.c: $(DEPS)/.ok
-	@mkdir -p $(GEN)/include/mach
-	$(MIG) -I$(MACH_INC) -user $@ -header $(GEN)/include/mach/mach_port.h \
-	    -server /dev/null -sheader /dev/null $(mach_port_DEFS)
-$(GEN)/include/mach/mach_port.h: $(GEN)/mach_port.user.c
-$(GEN)/mach.user.c: $(DEPS)/.ok
-	@mkdir -p $(GEN)/include/mach
-	$(MIG) -I$(MACH_INC) -user $@ -header $(GEN)/include/mach/mach_interface.h \
-	    -server /dev/null -sheader /dev/null $(mach_DEFS)
-$(GEN)/include/mach/mach_interface.h: $(GEN)/mach.user.c
+	$(MIG) -I$(MACH_INC) -user $@ -header $(GEN)/include/mach/$($*_HDR) \
+	    -server /dev/null -sheader /dev/null $($*_DEFS)
+$(foreach d,$(MIG_USER_DEFS),$(eval $(GEN)/include/mach/$($(d)_HDR): $(GEN)/$(d).user.c))
 $(GEN)/%.server.c: $(DEPS)/.ok
 	@mkdir -p $(GEN)
 	$(MIG) -I$(MACH_INC) -DSERVERPREFIX=kern_ -user /dev/null -header /dev/null \

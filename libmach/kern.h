@@ -23,6 +23,39 @@ void kern_service_start(void);
 /* The kernel-space port of this task (not referenced). */
 struct ipc_port *kern_task_port(void);
 
+/* Makes the port of a kernel object of type KOTYPE (IKOT_*), named in the
+ * kernel space with its receive right and a send right, served by this
+ * task (inline for its own calls, by the service thread for others).
+ * Returns KERN_SUCCESS with *PORT (not referenced) and *KNAME, or
+ * KERN_RESOURCE_SHORTAGE.  Expects [G]. */
+kern_return_t kern_object_create(int kotype, struct ipc_port **port, mach_port_name_t *kname);
+
+/* Whether KNAME, a kernel-space name, is the port of a kernel object of
+ * type KOTYPE served here.  Expects [G]. */
+bool kern_object_is(mach_port_t kname, int kotype);
+
+/* The kernel-space name of this task's host port.  Expects [G]. */
+mach_port_name_t kern_host_name(void);
+
+/* Whether TASK (a kernel-space name) is this task's port.  Expects [G]. */
+bool kern_is_task(mach_port_t task);
+
+/* The request the calling thread is serving (its header names rights in
+ * the kernel space), or NULL outside kern_serve: a routine that answers
+ * later keeps its reply right (msgh_remote_port) and returns
+ * MIG_NO_REPLY.  Needs no lock. */
+const mach_msg_header_t *kern_current_request(void);
+
+/* Sends the reply of a routine that answers later (or before it ends the
+ * task): a mig_reply_header_t with code KR, for request REQUEST_ID,
+ * through the kernel-space send-once right REPLY_PORT (consumed; destroyed
+ * if the reply cannot be sent).  Expects no lock. */
+void kern_reply(mach_port_name_t reply_port, mach_msg_id_t request_id, kern_return_t kr);
+
+/* Whether the calling thread serves another task's request (the service
+ * thread, which must never block).  Needs no lock. */
+bool kern_serving_other_task(void);
+
 /* Runs one request through the kernel servers and sends the reply.
  * REQUEST names rights in the kernel space.  Expects no lock. */
 void kern_serve(mach_msg_header_t *request);

@@ -17,7 +17,6 @@
 #include "kern.h"
 #include "mach_port.server.h"
 
-bool kern_is_task(mach_port_t task);
 
 /* Locks [G] and returns the user space TASK denotes, or NULL (unlocked). */
 static struct ipc_space *kern_space_lock(mach_port_t task)

@@ -12,7 +12,6 @@
 #include "kern.h"
 #include "mach_port.server.h"
 
-bool kern_is_task(mach_port_t task);
 
 /* A notification waiting to be sent once [G] is released. */
 struct kern_notification {

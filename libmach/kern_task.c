@@ -35,6 +35,12 @@
 /* The MIG demultiplexers of the kernel servers (generated). */
 boolean_t mach_port_server(mach_msg_header_t *in, mach_msg_header_t *out);
 boolean_t mach_server(mach_msg_header_t *in, mach_msg_header_t *out);
+boolean_t mach_host_server(mach_msg_header_t *in, mach_msg_header_t *out);
+boolean_t gnumach_server(mach_msg_header_t *in, mach_msg_header_t *out);
+boolean_t mach_i386_server(mach_msg_header_t *in, mach_msg_header_t *out);
+static boolean_t (*const kern_servers[])(mach_msg_header_t *, mach_msg_header_t *) = {
+    mach_port_server, mach_server, mach_host_server, gnumach_server, mach_i386_server,
+};
 #define KERN_REQUEST_MAX (64 * 1024)
 
 /* [G] The task port, as named in the kernel space (receive and send). */
@@ -43,9 +49,12 @@ static mach_port_name_t kern_task_kname;
 /* [G] Special ports, as send rights in the kernel space (or NULL). */
 static mach_port_name_t kern_bootstrap_kname;
 static mach_port_name_t kern_exception_kname;
-/* [G] The host port (its RPCs arrive with issue 4's kernel objects). */
+/* [G] The host port. */
 static struct ipc_port *kern_host;
 static mach_port_name_t kern_host_kname;
+/* [G] The kernel-space port set of every kernel object port, on which the
+ * service thread receives what other tasks send them. */
+static mach_port_name_t kern_objects_kname;
 /* The calling thread's kernel port, made on first use ([G] to change). */
 static __thread mach_port_name_t kern_thread_kname;
 static __thread unsigned kern_thread_generation;
@@ -53,6 +62,10 @@ static pthread_key_t kern_thread_key;
 /* [G] This task's user name for its task port, 0 until first asked. */
 static mach_port_name_t kern_task_self_name;
 static bool kern_service_running; /* [G] */
+/* The request the calling thread is serving (kern_serve), and whether it
+ * is the service thread (serving another task). */
+static __thread const mach_msg_header_t *kern_request;
+static __thread bool kern_is_service_thread;
 /* Bumped by fork() in the child: per-thread caches compare it. */
 atomic_uint kern_fork_generation;
 
@@ -61,10 +74,19 @@ struct ipc_port *kern_task_port(void)
     return kern_task;
 }
 
-/* Makes a kernel port for a kernel object of type KOTYPE, named in the
- * kernel space with both receive and send rights.  Expects [G]. */
-static kern_return_t kern_port_create(int kotype, struct ipc_port **port,
-                                      mach_port_name_t *kname)
+mach_port_name_t kern_host_name(void)
+{
+    return kern_host_kname;
+}
+
+bool kern_object_is(mach_port_t kname, int kotype)
+{
+    struct ipc_entry *entry = ipc_entry_lookup(&ipc_spaces[SPACE_KERNEL], kname);
+    return entry != NULL && (entry->type & MACH_PORT_TYPE_RECEIVE) &&
+           entry->port->rcv->kobject_type == kotype;
+}
+
+kern_return_t kern_object_create(int kotype, struct ipc_port **port, mach_port_name_t *kname)
 {
     struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
     struct ipc_entry *entry;
@@ -83,6 +105,10 @@ static kern_return_t kern_port_create(int kotype, struct ipc_port **port,
     if (kr == KERN_SUCCESS) {
         mach_port_name_t same;
         kr = ipc_right_copyout(kspace, &send, &same);
+    }
+    struct ipc_entry *set = ipc_entry_lookup(kspace, kern_objects_kname);
+    if (kr == KERN_SUCCESS && set != NULL) {
+        kr = ipc_pset_add(set->pset, entry->port);
     }
     *port = entry->port;
     *kname = entry->name;
@@ -141,6 +167,7 @@ __attribute__((visibility("default"))) mach_port_t mach_reply_port(void)
 static void *kern_service_main(void *arg)
 {
     (void)arg;
+    kern_is_service_thread = true;
     sigset_t all;
     sigfillset(&all);
     sigdelset(&all, ipc_wake_signal());
@@ -149,11 +176,12 @@ static void *kern_service_main(void *arg)
     mach_msg_header_t *buf = malloc(size);
     for (;;) {
         ipc_lock();
-        mach_port_name_t kname = kern_task_kname;
+        mach_port_name_t kname = kern_objects_kname;
         ipc_unlock();
         mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, buf,
                                             MACH_RCV_MSG | MACH_RCV_LARGE, 0,
                                             (mach_msg_size_t)size, kname, 0);
+        /* (kname is the set of every kernel object port.) */
         if (mr == MACH_RCV_TOO_LARGE) {
             size = buf->msgh_size;
             void *p = realloc(buf, size);
@@ -175,6 +203,40 @@ static void *kern_service_main(void *arg)
     }
     free(buf);
     return NULL;
+}
+
+const mach_msg_header_t *kern_current_request(void)
+{
+    return kern_request;
+}
+
+void kern_reply(mach_port_name_t reply_port, mach_msg_id_t request_id, kern_return_t kr)
+{
+    struct {
+        mach_msg_header_t Head;
+        mach_msg_type_t RetCodeType;
+        kern_return_t RetCode;
+        char RetCodePad[4];
+    } reply = {
+        .Head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+                 .msgh_size = sizeof reply,
+                 .msgh_remote_port = reply_port,
+                 .msgh_id = request_id + 100},
+        .RetCodeType = {.msgt_name = MACH_MSG_TYPE_INTEGER_32, .msgt_size = 32,
+                        .msgt_number = 1, .msgt_inline = TRUE},
+        .RetCode = kr,
+    };
+    if (ipc_mach_msg(SPACE_KERNEL, &reply.Head, MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof reply,
+                     0, MACH_PORT_NULL, 0) != MACH_MSG_SUCCESS) {
+        ipc_lock();
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], reply_port);
+        ipc_unlock();
+    }
+}
+
+bool kern_serving_other_task(void)
+{
+    return kern_is_service_thread;
 }
 
 void kern_service_start(void)
@@ -222,9 +284,14 @@ void kern_serve(mach_msg_header_t *request)
         mig_reply_header_t header;
         char buf[KERN_REPLY_MAX];
     } reply;
-    if (!mach_port_server(request, &reply.header.Head)) {
-        (void)mach_server(request, &reply.header.Head);
+    const mach_msg_header_t *outer = kern_request;
+    kern_request = request;
+    for (size_t i = 0; i < sizeof kern_servers / sizeof kern_servers[0]; i++) {
+        if (kern_servers[i](request, &reply.header.Head)) {
+            break;
+        }
     }
+    kern_request = outer;
     kern_notify_flush_pending();
     kern_return_t rc = reply.header.RetCode;
     if (rc == MIG_NO_REPLY) {
@@ -246,6 +313,29 @@ void kern_serve(mach_msg_header_t *request)
     if (mr != MACH_MSG_SUCCESS) {
         /* The client's reply port died: what the reply moved is lost. */
         msg_destroy_in(SPACE_KERNEL, &reply.header.Head, true);
+    }
+}
+
+/* ---- task control (mach.defs) ---- */
+
+kern_return_t kern_task_terminate(mach_port_t task)
+{
+    ipc_lock();
+    bool ok = kern_is_task(task);
+    ipc_unlock();
+    if (!ok) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    const mach_msg_header_t *request = kern_current_request();
+    if (kern_serving_other_task() && request != NULL) {
+        /* Another task asked: it hears of its success before we go. */
+        kern_reply((mach_port_name_t)request->msgh_remote_port, request->msgh_id, KERN_SUCCESS);
+    }
+    /* As GNU Mach: at once, with no clean-up in the task.  Its death gives
+     * every notification (dead names, no-senders, port-destroyed...). */
+    kill(getpid(), SIGKILL);
+    for (;;) {
+        pause();
     }
 }
 
@@ -341,11 +431,32 @@ int kern_bootstrap_child(int fd)
     return rc;
 }
 
+/* Makes the kernel-space port set of the kernel objects.  Expects [G]. */
+static kern_return_t kern_objects_create(void)
+{
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
+    struct ipc_entry *entry;
+    kern_return_t kr = ipc_entry_alloc(kspace, &entry);
+    if (kr != KERN_SUCCESS) {
+        return kr;
+    }
+    kr = ipc_pset_create(&entry->pset);
+    if (kr != KERN_SUCCESS) {
+        ipc_entry_free(kspace, entry);
+        return kr;
+    }
+    entry->type = MACH_PORT_TYPE_PORT_SET;
+    entry->pset->name = entry->name;
+    kern_objects_kname = entry->name;
+    return KERN_SUCCESS;
+}
+
 static void kern_task_create_objects(void)
 {
     ipc_lock();
-    if (kern_port_create(IKOT_TASK, &kern_task, &kern_task_kname) != KERN_SUCCESS ||
-        kern_port_create(IKOT_HOST, &kern_host, &kern_host_kname) != KERN_SUCCESS) {
+    if (kern_objects_create() != KERN_SUCCESS ||
+        kern_object_create(IKOT_TASK, &kern_task, &kern_task_kname) != KERN_SUCCESS ||
+        kern_object_create(IKOT_HOST, &kern_host, &kern_host_kname) != KERN_SUCCESS) {
         fprintf(stderr, "hell: cannot create the task's kernel ports: out of descriptors\n");
         abort();
     }
@@ -370,7 +481,7 @@ __attribute__((visibility("default"))) mach_port_t mach_thread_self(void)
     if (kern_thread_kname == MACH_PORT_NULL || kern_thread_generation != generation) {
         struct ipc_port *port;
         mach_port_name_t kname;
-        if (kern_port_create(IKOT_THREAD, &port, &kname) != KERN_SUCCESS) {
+        if (kern_object_create(IKOT_THREAD, &port, &kname) != KERN_SUCCESS) {
             ipc_unlock();
             return MACH_PORT_NULL;
         }
@@ -408,6 +519,7 @@ void kern_task_fork_child(void)
     }
     kern_task = kern_host = NULL;
     kern_task_kname = kern_host_kname = kern_bootstrap_kname = kern_exception_kname = 0;
+    kern_objects_kname = 0;
     kern_task_self_name = 0;
     kern_service_running = false;
     atomic_fetch_add(&kern_fork_generation, 1);

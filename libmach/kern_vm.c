@@ -11,7 +11,6 @@
 #include "kern.h"
 #include "mach.server.h"
 
-bool kern_is_task(mach_port_t task);
 
 static bool kern_vm_task_ok(mach_port_t task)
 {

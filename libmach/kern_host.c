@@ -1,0 +1,357 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The host as every task sees it (mach_host.defs, mach_i386.defs): host
+ * information, time, the kernel version, the default processor set.
+ * Each task serves its own host port from what Linux tells it; the
+ * privileged host port belongs to the kernel process (machd), so the
+ * privileged calls refuse this one with KERN_INVALID_HOST, as GNU Mach
+ * refuses an unprivileged host port.
+ */
+#include <cpuid.h>
+#include <mach/host_info.h>
+#include <mach/machine.h>
+#include <mach/policy.h>
+#include <mach/processor_info.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ipc_space.h"
+#include "kern.h"
+#include "mach_host.server.h"
+#include "mach_i386.server.h"
+
+/* GNU Mach's scheduler constants (kern/sched.h): ticks of 10 ms, user
+ * threads at priority 25 of 0 (highest) to 49. */
+#define KERN_TICK_MS 10
+#define KERN_BASEPRI_USER 25
+
+/* [G] The default processor set's name port, made on first request. */
+static struct ipc_port *kern_pset_name;
+static mach_port_name_t kern_pset_name_kname;
+
+static bool kern_is_host(mach_port_t host)
+{
+    ipc_lock();
+    bool ok = kern_object_is(host, IKOT_HOST);
+    ipc_unlock();
+    return ok;
+}
+
+static integer_t kern_cpus_configured(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_CONF);
+    return n > 0 ? (integer_t)n : 1;
+}
+
+static integer_t kern_cpus_online(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (integer_t)n : 1;
+}
+
+/* The load averages scaled by LOAD_SCALE, from /proc/loadavg. */
+static void kern_load(integer_t avenrun[3])
+{
+    double load[3] = {0, 0, 0};
+    FILE *f = fopen("/proc/loadavg", "re");
+    if (f != NULL) {
+        if (fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) {
+            load[0] = load[1] = load[2] = 0;
+        }
+        fclose(f);
+    }
+    for (int i = 0; i < 3; i++) {
+        avenrun[i] = (integer_t)(load[i] * LOAD_SCALE);
+    }
+}
+
+/* GNU Mach's mach factor: the processors left over, never below 0. */
+static integer_t kern_mach_factor(integer_t avenrun, integer_t cpus)
+{
+    integer_t free = cpus * LOAD_SCALE - avenrun;
+    return free > 0 ? free : 0;
+}
+
+kern_return_t kern_host_info(mach_port_t host, int flavor, host_info_t info,
+                             mach_msg_type_number_t *count)
+{
+    if (!kern_is_host(host)) {
+        return KERN_INVALID_HOST;
+    }
+    switch (flavor) {
+    case HOST_BASIC_INFO: {
+        if (*count < HOST_BASIC_INFO_COUNT) {
+            return KERN_FAILURE;
+        }
+        long pages = sysconf(_SC_PHYS_PAGES);
+        struct host_basic_info basic = {
+            .max_cpus = kern_cpus_configured(),
+            .avail_cpus = kern_cpus_online(),
+            .memory_size = pages > 0 ? (rpc_vm_size_t)pages * (rpc_vm_size_t)getpagesize() : 0,
+            .cpu_type = CPU_TYPE_X86_64,
+            .cpu_subtype = CPU_SUBTYPE_AT386,
+        };
+        memcpy(info, &basic, sizeof basic);
+        *count = HOST_BASIC_INFO_COUNT;
+        return KERN_SUCCESS;
+    }
+    case HOST_PROCESSOR_SLOTS: {
+        integer_t cpus = kern_cpus_configured();
+        if (*count < (mach_msg_type_number_t)cpus) {
+            return KERN_FAILURE;
+        }
+        for (integer_t i = 0; i < cpus; i++) {
+            info[i] = i;
+        }
+        *count = (mach_msg_type_number_t)cpus;
+        return KERN_SUCCESS;
+    }
+    case HOST_SCHED_INFO: {
+        if (*count < HOST_SCHED_INFO_COUNT) {
+            return KERN_FAILURE;
+        }
+        struct host_sched_info sched = {.min_timeout = KERN_TICK_MS,
+                                        .min_quantum = KERN_TICK_MS};
+        memcpy(info, &sched, sizeof sched);
+        *count = HOST_SCHED_INFO_COUNT;
+        return KERN_SUCCESS;
+    }
+    case HOST_LOAD_INFO: {
+        if (*count < HOST_LOAD_INFO_COUNT) {
+            return KERN_FAILURE;
+        }
+        struct host_load_info load;
+        kern_load(load.avenrun);
+        for (int i = 0; i < 3; i++) {
+            load.mach_factor[i] = kern_mach_factor(load.avenrun[i], kern_cpus_online());
+        }
+        memcpy(info, &load, sizeof load);
+        *count = HOST_LOAD_INFO_COUNT;
+        return KERN_SUCCESS;
+    }
+    default:
+        return KERN_INVALID_ARGUMENT;
+    }
+}
+
+kern_return_t kern_host_get_kernel_version(mach_port_t host, kernel_version_t version)
+{
+    if (!kern_is_host(host)) {
+        return KERN_INVALID_HOST;
+    }
+    struct utsname u;
+    if (uname(&u) != 0) {
+        strcpy(u.release, "?");
+        strcpy(u.machine, "x86_64");
+    }
+    snprintf(version, sizeof(kernel_version_t),
+             "GNU Mach 1.8 (HELL %s: the Hurd Emulation Layer on Linux %s %s)\n", HELL_VERSION,
+             u.release, u.machine);
+    return KERN_SUCCESS;
+}
+
+kern_return_t kern_host_get_time(mach_port_t host, time_value_t *now)
+{
+    if (!kern_is_host(host)) {
+        return KERN_INVALID_HOST;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now->seconds = ts.tv_sec;
+    now->microseconds = (integer_t)(ts.tv_nsec / 1000);
+    return KERN_SUCCESS;
+}
+
+kern_return_t kern_host_get_time64(mach_port_t host, time_value64_t *now)
+{
+    if (!kern_is_host(host)) {
+        return KERN_INVALID_HOST;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    *now = (time_value64_t){.seconds = ts.tv_sec, .nanoseconds = ts.tv_nsec};
+    return KERN_SUCCESS;
+}
+
+kern_return_t kern_host_get_uptime64(mach_port_t host, time_value64_t *uptime)
+{
+    if (!kern_is_host(host)) {
+        return KERN_INVALID_HOST;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    *uptime = (time_value64_t){.seconds = ts.tv_sec, .nanoseconds = ts.tv_nsec};
+    return KERN_SUCCESS;
+}
+
+/* The privileged calls: this task's host port is never the privileged
+ * one (machd keeps that). */
+kern_return_t kern_host_reboot(mach_port_t host_priv, int options)
+{
+    (void)host_priv;
+    (void)options;
+    return KERN_INVALID_HOST;
+}
+
+kern_return_t kern_host_set_time(mach_port_t host_priv, time_value_t new_time)
+{
+    (void)host_priv;
+    (void)new_time;
+    return KERN_INVALID_HOST;
+}
+
+kern_return_t kern_host_set_time64(mach_port_t host_priv, time_value64_t new_time)
+{
+    (void)host_priv;
+    (void)new_time;
+    return KERN_INVALID_HOST;
+}
+
+kern_return_t kern_host_adjust_time(mach_port_t host_priv, time_value_t delta,
+                                    time_value_t *old)
+{
+    (void)host_priv;
+    (void)delta;
+    (void)old;
+    return KERN_INVALID_HOST;
+}
+
+kern_return_t kern_host_adjust_time64(mach_port_t host_priv, time_value64_t delta,
+                                      time_value64_t *old)
+{
+    (void)host_priv;
+    (void)delta;
+    (void)old;
+    return KERN_INVALID_HOST;
+}
+
+kern_return_t kern_host_processors(mach_port_t host_priv, processor_array_t *list,
+                                   mach_msg_type_number_t *count)
+{
+    (void)host_priv;
+    (void)list;
+    (void)count;
+    return KERN_INVALID_HOST;
+}
+
+kern_return_t kern_host_processor_set_priv(mach_port_t host_priv, mach_port_t set_name,
+                                           mach_port_t *set)
+{
+    (void)host_priv;
+    (void)set_name;
+    (void)set;
+    return KERN_INVALID_HOST;
+}
+
+/* The default processor set's name port (kernel-space name, made on
+ * first use), or MACH_PORT_NULL when out of descriptors.  Expects [G]. */
+static mach_port_name_t kern_pset_name_port(void)
+{
+    if (kern_pset_name_kname == MACH_PORT_NULL &&
+        kern_object_create(IKOT_PSET_NAME, &kern_pset_name, &kern_pset_name_kname) !=
+            KERN_SUCCESS) {
+        kern_pset_name_kname = MACH_PORT_NULL;
+    }
+    return kern_pset_name_kname;
+}
+
+kern_return_t kern_processor_set_default(mach_port_t host, mach_port_t *set)
+{
+    ipc_lock();
+    kern_return_t kr = KERN_INVALID_HOST;
+    if (kern_object_is(host, IKOT_HOST)) {
+        *set = kern_pset_name_port();
+        kr = *set == MACH_PORT_NULL ? KERN_RESOURCE_SHORTAGE : KERN_SUCCESS;
+    }
+    ipc_unlock();
+    return kr;
+}
+
+kern_return_t kern_host_processor_sets(mach_port_t host, processor_set_name_array_t *sets,
+                                       mach_msg_type_number_t *count)
+{
+    ipc_lock();
+    kern_return_t kr = KERN_INVALID_HOST;
+    if (kern_object_is(host, IKOT_HOST)) {
+        mach_port_name_t name = kern_pset_name_port();
+        void *p = mmap(NULL, sizeof name, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
+        if (name == MACH_PORT_NULL || p == MAP_FAILED) {
+            kr = KERN_RESOURCE_SHORTAGE;
+        } else {
+            memcpy(p, &name, sizeof name);
+            *sets = p;
+            *count = 1;
+            kr = KERN_SUCCESS;
+        }
+    }
+    ipc_unlock();
+    return kr;
+}
+
+kern_return_t kern_processor_set_info(mach_port_t set_name, int flavor, mach_port_t *host,
+                                      processor_set_info_t info,
+                                      mach_msg_type_number_t *count)
+{
+    ipc_lock();
+    bool ok = kern_object_is(set_name, IKOT_PSET_NAME);
+    *host = kern_host_name();
+    ipc_unlock();
+    if (!ok) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    switch (flavor) {
+    case PROCESSOR_SET_BASIC_INFO: {
+        if (*count < PROCESSOR_SET_BASIC_INFO_COUNT) {
+            return KERN_FAILURE;
+        }
+        integer_t avenrun[3];
+        kern_load(avenrun);
+        integer_t cpus = kern_cpus_online();
+        /* Tasks and threads are counted in this task until the kernel
+         * process keeps the instance's list. */
+        struct processor_set_basic_info basic = {
+            .processor_count = cpus,
+            .task_count = 1,
+            .thread_count = 1,
+            .load_average = avenrun[0],
+            .mach_factor = kern_mach_factor(avenrun[0], cpus),
+        };
+        memcpy(info, &basic, sizeof basic);
+        *count = PROCESSOR_SET_BASIC_INFO_COUNT;
+        return KERN_SUCCESS;
+    }
+    case PROCESSOR_SET_SCHED_INFO: {
+        if (*count < PROCESSOR_SET_SCHED_INFO_COUNT) {
+            return KERN_FAILURE;
+        }
+        struct processor_set_sched_info sched = {.policies = POLICY_TIMESHARE,
+                                                 .max_priority = KERN_BASEPRI_USER};
+        memcpy(info, &sched, sizeof sched);
+        *count = PROCESSOR_SET_SCHED_INFO_COUNT;
+        return KERN_SUCCESS;
+    }
+    default:
+        return KERN_INVALID_ARGUMENT;
+    }
+}
+
+/* The size of the i386_XFLOAT_STATE flavor: its 16-byte header and the
+ * processor's standard-format XSAVE area for the enabled features
+ * (CPUID leaf 0xD, EBX), what a signal frame holds on Linux. */
+kern_return_t kern_i386_get_xstate_size(mach_port_t host, vm_size_t *size)
+{
+    if (!kern_is_host(host)) {
+        return KERN_INVALID_HOST;
+    }
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(0xd, 0, &eax, &ebx, &ecx, &edx) || ebx == 0) {
+        ebx = 512 + 64; /* FXSAVE area and XSAVE header */
+    }
+    *size = 16 + ebx;
+    return KERN_SUCCESS;
+}

@@ -533,6 +533,18 @@ static mach_msg_return_t ipc_msg_receive(int space_id, mach_msg_header_t *msg,
     return mr;
 }
 
+static atomic_ulong ipc_sent, ipc_received;
+
+unsigned long ipc_messages_sent(void)
+{
+    return atomic_load_explicit(&ipc_sent, memory_order_relaxed);
+}
+
+unsigned long ipc_messages_received(void)
+{
+    return atomic_load_explicit(&ipc_received, memory_order_relaxed);
+}
+
 mach_msg_return_t ipc_mach_msg(int space_id, mach_msg_header_t *msg,
                                mach_msg_option_t option,
                                mach_msg_size_t send_size,
@@ -549,10 +561,15 @@ mach_msg_return_t ipc_mach_msg(int space_id, mach_msg_header_t *msg,
         if (mr != MACH_MSG_SUCCESS) {
             return mr;
         }
+        atomic_fetch_add_explicit(&ipc_sent, 1, memory_order_relaxed);
     }
     if (option & MACH_RCV_MSG) {
-        return ipc_msg_receive(space_id, msg, option, rcv_size, rcv_name, timeout,
-                               locked, rpc ? &wait : NULL);
+        mach_msg_return_t mr = ipc_msg_receive(space_id, msg, option, rcv_size, rcv_name,
+                                               timeout, locked, rpc ? &wait : NULL);
+        if (mr == MACH_MSG_SUCCESS) {
+            atomic_fetch_add_explicit(&ipc_received, 1, memory_order_relaxed);
+        }
+        return mr;
     }
     return MACH_MSG_SUCCESS;
 }

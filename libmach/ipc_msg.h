@@ -17,6 +17,11 @@ mach_msg_return_t ipc_mach_msg(int space_id, mach_msg_header_t *msg,
                                mach_port_name_t rcv_name,
                                mach_msg_timeout_t timeout);
 
+/* Messages this task sent and received since it started (task_info's
+ * TASK_EVENTS_INFO).  Need no lock. */
+unsigned long ipc_messages_sent(void);
+unsigned long ipc_messages_received(void);
+
 /* The signal that interrupts a thread blocked dequeuing from a port whose
  * receive right is being moved away. */
 int ipc_wake_signal(void);

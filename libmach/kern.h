@@ -10,6 +10,8 @@
 #ifndef HELL_KERN_H
 #define HELL_KERN_H
 
+#include <mach/time_value.h>
+
 #include "ipc_kmsg.h"
 
 /* Delivers KMSG, whose destination is a kernel object of this task, and
@@ -33,6 +35,11 @@ kern_return_t kern_object_create(int kotype, struct ipc_port **port, mach_port_n
 /* Whether KNAME, a kernel-space name, is the port of a kernel object of
  * type KOTYPE served here.  Expects [G]. */
 bool kern_object_is(mach_port_t kname, int kotype);
+
+/* task_suspend's count for this task, and its creation time (task_info).
+ * Expect [G]. */
+unsigned kern_task_suspend_count(void);
+time_value64_t kern_task_creation_time(void);
 
 /* The kernel-space name of this task's host port.  Expects [G]. */
 mach_port_name_t kern_host_name(void);

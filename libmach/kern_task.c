@@ -25,6 +25,7 @@
 #include "ipc_watch.h"
 #include "ipc_wire.h"
 #include "kern_notify.h"
+#include "kern_thread.h"
 #include "linux.h"
 #include "msg_destroy.h"
 #include "mach.server.h"
@@ -55,10 +56,9 @@ static mach_port_name_t kern_host_kname;
 /* [G] The kernel-space port set of every kernel object port, on which the
  * service thread receives what other tasks send them. */
 static mach_port_name_t kern_objects_kname;
-/* The calling thread's kernel port, made on first use ([G] to change). */
-static __thread mach_port_name_t kern_thread_kname;
-static __thread unsigned kern_thread_generation;
-static pthread_key_t kern_thread_key;
+/* [G] task_suspend's count, and when the task started. */
+static unsigned kern_task_suspends;
+static time_value64_t kern_task_created;
 /* [G] This task's user name for its task port, 0 until first asked. */
 static mach_port_name_t kern_task_self_name;
 static bool kern_service_running; /* [G] */
@@ -453,6 +453,9 @@ static kern_return_t kern_objects_create(void)
 
 static void kern_task_create_objects(void)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    kern_task_created = (time_value64_t){.seconds = now.tv_sec, .nanoseconds = now.tv_nsec};
     ipc_lock();
     if (kern_objects_create() != KERN_SUCCESS ||
         kern_object_create(IKOT_TASK, &kern_task, &kern_task_kname) != KERN_SUCCESS ||
@@ -463,36 +466,24 @@ static void kern_task_create_objects(void)
     ipc_unlock();
 }
 
-/* A thread that made a thread port exits: the port dies with it. */
-static void kern_thread_exit(void *arg)
-{
-    mach_port_name_t kname = (mach_port_name_t)(uintptr_t)arg;
-    ipc_lock();
-    if (kern_thread_generation == atomic_load(&kern_fork_generation)) {
-        (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], kname);
-    }
-    ipc_unlock();
-}
-
 __attribute__((visibility("default"))) mach_port_t mach_thread_self(void)
 {
     ipc_lock();
-    unsigned generation = atomic_load(&kern_fork_generation);
-    if (kern_thread_kname == MACH_PORT_NULL || kern_thread_generation != generation) {
-        struct ipc_port *port;
-        mach_port_name_t kname;
-        if (kern_object_create(IKOT_THREAD, &port, &kname) != KERN_SUCCESS) {
-            ipc_unlock();
-            return MACH_PORT_NULL;
-        }
-        kern_thread_kname = kname;
-        kern_thread_generation = generation;
-        pthread_setspecific(kern_thread_key, (void *)(uintptr_t)kname);
-    }
+    struct kern_thread *t = kern_thread_self();
     /* As GNU Mach's trap: one more user reference on every call. */
-    mach_port_name_t name = kern_give_send(kern_thread_kname);
+    mach_port_name_t name = t != NULL ? kern_give_send(t->kname) : MACH_PORT_NULL;
     ipc_unlock();
     return name;
+}
+
+unsigned kern_task_suspend_count(void)
+{
+    return kern_task_suspends;
+}
+
+time_value64_t kern_task_creation_time(void)
+{
+    return kern_task_created;
 }
 
 __attribute__((visibility("default"))) mach_port_t mach_host_self(void)
@@ -522,6 +513,8 @@ void kern_task_fork_child(void)
     kern_objects_kname = 0;
     kern_task_self_name = 0;
     kern_service_running = false;
+    kern_task_suspends = 0;
+    kern_thread_fork_child();
     atomic_fetch_add(&kern_fork_generation, 1);
     kern_task_create_objects();
 }
@@ -533,7 +526,6 @@ void kern_task_init(void)
     sigemptyset(&sa.sa_mask);
     sigaction(ipc_wake_signal(), &sa, NULL);
     pthread_atfork(NULL, NULL, kern_task_fork_child);
-    pthread_key_create(&kern_thread_key, kern_thread_exit);
     kern_task_create_objects();
 
     const char *env = getenv("HELL_BOOTSTRAP_FD");

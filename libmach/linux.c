@@ -15,18 +15,79 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+/* libmach's hidden threads, by Linux thread id: they are no Mach threads
+ * (task_threads never lists them).  A small array: there are a handful. */
+#define LINUX_HELPERS_MAX 256
+static pthread_mutex_t linux_helpers_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t linux_helpers[LINUX_HELPERS_MAX]; /* [linux_helpers_lock], 0 = free */
+static __thread bool linux_helper_self;
+
+struct linux_helper_start {
+    void *(*fn)(void *);
+    void *arg;
+};
+
+static void linux_helper_mark(pid_t tid, pid_t value)
+{
+    pthread_mutex_lock(&linux_helpers_lock);
+    for (int i = 0; i < LINUX_HELPERS_MAX; i++) {
+        if (linux_helpers[i] == tid) {
+            linux_helpers[i] = value;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&linux_helpers_lock);
+}
+
+static void *linux_helper_main(void *p)
+{
+    struct linux_helper_start start = *(struct linux_helper_start *)p;
+    free(p);
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    linux_helper_self = true;
+    linux_helper_mark(0, tid);
+    void *result = start.fn(start.arg);
+    linux_helper_mark(tid, 0);
+    return result;
+}
+
 bool linux_thread_start(void *(*fn)(void *), void *arg)
 {
+    struct linux_helper_start *start = malloc(sizeof *start);
+    if (start == NULL) {
+        return false;
+    }
+    *start = (struct linux_helper_start){.fn = fn, .arg = arg};
     pthread_t thread;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    bool started = pthread_create(&thread, &attr, fn, arg) == 0;
+    bool started = pthread_create(&thread, &attr, linux_helper_main, start) == 0;
     pthread_attr_destroy(&attr);
+    if (!started) {
+        free(start);
+    }
     return started;
+}
+
+bool linux_is_helper(pid_t tid)
+{
+    bool found = false;
+    pthread_mutex_lock(&linux_helpers_lock);
+    for (int i = 0; i < LINUX_HELPERS_MAX && !found; i++) {
+        found = linux_helpers[i] == tid;
+    }
+    pthread_mutex_unlock(&linux_helpers_lock);
+    return found;
+}
+
+bool linux_self_is_helper(void)
+{
+    return linux_helper_self;
 }
 
 void linux_close(int fd)
@@ -224,6 +285,9 @@ void linux_close_untrusted(int fd)
 
 void linux_fork_child(void)
 {
+    /* The helpers did not survive the fork. */
+    pthread_mutex_init(&linux_helpers_lock, NULL);
+    memset(linux_helpers, 0, sizeof linux_helpers);
     pthread_mutex_init(&linux_reaper_lock, NULL);
     pthread_cond_init(&linux_reaper_cond, NULL);
     for (size_t i = 0; i < linux_reaper_n; i++) {

@@ -10,10 +10,19 @@
 #include <mach/message.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
-/* Starts a detached thread running FN(ARG) (libmach's hidden threads).
- * Returns whether it started. */
+/* Starts a detached thread running FN(ARG): one of libmach's hidden
+ * threads, which are no Mach threads (linux_is_helper).  Returns whether
+ * it started. */
 bool linux_thread_start(void *(*fn)(void *), void *arg);
+
+/* Whether Linux thread TID of this process is one of libmach's hidden
+ * threads (at most 256 at once; more are started but not hidden). */
+bool linux_is_helper(pid_t tid);
+
+/* Whether the calling thread is one of libmach's hidden threads. */
+bool linux_self_is_helper(void);
 
 /* Closes FD (ignored when negative), preserving errno. */
 void linux_close(int fd);

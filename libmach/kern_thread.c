@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Threads as kernel objects: every Linux thread of the task except
+ * libmach's hidden ones is a Mach thread, with a thread port made when
+ * first asked for (mach_thread_self, task_threads).  The list comes from
+ * Linux (/proc/self/task), so threads made by plain pthread_create are
+ * Mach threads too, and task_threads is exact.  A thread's port dies with
+ * it: at once for a thread that asked for its own port (a thread-specific
+ * destructor), otherwise when the task next lists its threads.
+ */
+#include "kern_thread.h"
+
+#include <dirent.h>
+#include <mach/policy.h>
+#include <stddef.h>
+#include <mach/mig_errors.h>
+#include <mach/task_info.h>
+#include <mach/thread_info.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ipc_msg.h"
+#include "ipc_space.h"
+#include "kern.h"
+#include "linux.h"
+#include "mach.server.h"
+
+extern atomic_uint kern_fork_generation;
+
+/* [G] tid -> struct kern_thread *, and port serial -> the same. */
+static struct u64map kern_threads_by_tid, kern_threads_by_port;
+static pthread_key_t kern_thread_key;
+static pthread_once_t kern_thread_key_once = PTHREAD_ONCE_INIT;
+/* The calling thread's record, made on first use. */
+static __thread struct kern_thread *kern_thread_self_cache;
+static __thread unsigned kern_thread_self_generation;
+
+static pid_t kern_gettid(void)
+{
+    return (pid_t)syscall(SYS_gettid);
+}
+
+/* Forgets T and destroys its port.  Expects [G]. */
+static void kern_thread_free(struct kern_thread *t)
+{
+    u64map_remove(&kern_threads_by_tid, (uint64_t)t->tid);
+    u64map_remove(&kern_threads_by_port, t->port->serial);
+    (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], t->kname);
+    free(t);
+}
+
+/* A thread that had its record exits: its port dies with it. */
+static void kern_thread_exit(void *arg)
+{
+    struct kern_thread *t = arg;
+    ipc_lock();
+    if (t->generation == atomic_load(&kern_fork_generation) &&
+        u64map_lookup(&kern_threads_by_tid, (uint64_t)t->tid) == t) {
+        kern_thread_free(t);
+    }
+    ipc_unlock();
+}
+
+static void kern_thread_key_create(void)
+{
+    pthread_key_create(&kern_thread_key, kern_thread_exit);
+}
+
+/* The record of thread TID, made (with its port) if needed.  Returns NULL
+ * when out of descriptors or memory.  Expects [G]. */
+static struct kern_thread *kern_thread_get(pid_t tid)
+{
+    struct kern_thread *t = u64map_lookup(&kern_threads_by_tid, (uint64_t)tid);
+    if (t != NULL) {
+        return t;
+    }
+    t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->tid = tid;
+    t->generation = atomic_load(&kern_fork_generation);
+    clock_gettime(CLOCK_REALTIME, &t->creation);
+    if (kern_object_create(IKOT_THREAD, &t->port, &t->kname) != KERN_SUCCESS) {
+        free(t);
+        return NULL;
+    }
+    if (!u64map_insert(&kern_threads_by_tid, (uint64_t)tid, t) ||
+        !u64map_insert(&kern_threads_by_port, t->port->serial, t)) {
+        u64map_remove(&kern_threads_by_tid, (uint64_t)tid);
+        (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], t->kname);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+struct kern_thread *kern_thread_self(void)
+{
+    unsigned generation = atomic_load(&kern_fork_generation);
+    if (kern_thread_self_cache != NULL && kern_thread_self_generation == generation) {
+        return kern_thread_self_cache;
+    }
+    pthread_once(&kern_thread_key_once, kern_thread_key_create);
+    struct kern_thread *t = kern_thread_get(kern_gettid());
+    if (t != NULL) {
+        kern_thread_self_cache = t;
+        kern_thread_self_generation = generation;
+        pthread_setspecific(kern_thread_key, t);
+    }
+    return t;
+}
+
+struct kern_thread *kern_thread_lookup(mach_port_t kname)
+{
+    struct ipc_entry *entry = ipc_entry_lookup(&ipc_spaces[SPACE_KERNEL], kname);
+    if (entry == NULL || !(entry->type & MACH_PORT_TYPE_RECEIVE) ||
+        entry->port->rcv->kobject_type != IKOT_THREAD) {
+        return NULL;
+    }
+    return u64map_lookup(&kern_threads_by_port, entry->port->serial);
+}
+
+/* Calls FN(TID, ARG) for each Mach thread of the task (its Linux threads
+ * but libmach's), in Linux's order; stops when FN returns false. */
+static void kern_each_tid(bool (*fn)(pid_t, void *), void *arg)
+{
+    DIR *dir = opendir("/proc/self/task");
+    struct dirent *d;
+    while (dir != NULL && (d = readdir(dir)) != NULL) {
+        pid_t tid = (pid_t)atoi(d->d_name);
+        if (tid > 0 && !linux_is_helper(tid) && !fn(tid, arg)) {
+            break;
+        }
+    }
+    if (dir != NULL) {
+        closedir(dir);
+    }
+}
+
+struct kern_thread_list {
+    struct kern_thread **v;
+    size_t n, cap;
+    bool failed;
+};
+
+static bool kern_thread_list_add(pid_t tid, void *arg)
+{
+    struct kern_thread_list *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct kern_thread **v = realloc(l->v, cap * sizeof *v);
+        if (v == NULL) {
+            l->failed = true;
+            return false;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    ipc_lock();
+    struct kern_thread *t = kern_thread_get(tid);
+    if (t != NULL) {
+        t->seen = true;
+    }
+    ipc_unlock();
+    if (t == NULL) {
+        l->failed = true;
+        return false;
+    }
+    l->v[l->n++] = t;
+    return true;
+}
+
+/* Lists the task's Mach threads into L (records made as needed) and
+ * forgets the records of threads that are gone.  Returns false when out
+ * of memory or descriptors. */
+static bool kern_threads_list(struct kern_thread_list *l)
+{
+    kern_each_tid(kern_thread_list_add, l);
+    ipc_lock();
+    struct kern_thread **gone = calloc(kern_threads_by_tid.count + 1, sizeof *gone);
+    size_t ngone = 0;
+    uint64_t key;
+    void *value;
+    for (size_t i = 0; u64map_next(&kern_threads_by_tid, &i, &key, &value);) {
+        struct kern_thread *t = value;
+        if (!t->seen && !l->failed && gone != NULL) {
+            gone[ngone++] = t;
+        }
+        t->seen = false;
+    }
+    for (size_t i = 0; i < ngone; i++) {
+        kern_thread_free(gone[i]);
+    }
+    ipc_unlock();
+    free(gone);
+    return !l->failed;
+}
+
+kern_return_t kern_task_threads(mach_port_t task, thread_array_t *list,
+                                mach_msg_type_number_t *count)
+{
+    ipc_lock();
+    bool ok = kern_is_task(task);
+    ipc_unlock();
+    if (!ok) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    struct kern_thread_list l = {0};
+    if (!kern_threads_list(&l)) {
+        free(l.v);
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    mach_port_t *names = NULL;
+    if (l.n > 0) {
+        names = mmap(NULL, l.n * sizeof *names, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (names == MAP_FAILED) {
+            free(l.v);
+            return KERN_RESOURCE_SHORTAGE;
+        }
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        names[i] = l.v[i]->kname;
+    }
+    *list = names;
+    *count = (mach_msg_type_number_t)l.n;
+    free(l.v);
+    return KERN_SUCCESS;
+}
+
+/* ---- times and states from Linux ---- */
+
+/* Reads user and system time (clock ticks), the run state and the
+ * start time (ticks after boot) of thread TID.  Returns false when the
+ * thread is gone. */
+static bool kern_tid_stat(pid_t tid, unsigned long long *utime, unsigned long long *stime,
+                          char *state)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        return false;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    /* The name is in parentheses and may hold anything: skip past it. */
+    const char *p = strrchr(buf, ')');
+    if (p == NULL) {
+        return false;
+    }
+    /* Fields 3 (state) ... 14 (utime) and 15 (stime). */
+    return sscanf(p + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", state, utime,
+                  stime) == 3;
+}
+
+static time_value64_t kern_ticks_to_time(unsigned long long ticks)
+{
+    long hz = sysconf(_SC_CLK_TCK);
+    if (hz <= 0) {
+        hz = 100;
+    }
+    return (time_value64_t){.seconds = (int64_t)(ticks / (unsigned long long)hz),
+                            .nanoseconds = (int64_t)(ticks % (unsigned long long)hz) *
+                                           (1000000000 / hz)};
+}
+
+static rpc_time_value_t kern_time_to_rpc(time_value64_t t)
+{
+    return (rpc_time_value_t){.seconds = t.seconds,
+                              .microseconds = (integer_t)(t.nanoseconds / 1000)};
+}
+
+kern_return_t kern_thread_info(mach_port_t thread, int flavor, thread_info_t info,
+                               mach_msg_type_number_t *count)
+{
+    ipc_lock();
+    struct kern_thread *t = kern_thread_lookup(thread);
+    pid_t tid = t != NULL ? t->tid : 0;
+    unsigned suspend = t != NULL ? t->suspend_count : 0;
+    struct timespec creation = t != NULL ? t->creation : (struct timespec){0};
+    ipc_unlock();
+    if (t == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    switch (flavor) {
+    case THREAD_BASIC_INFO: {
+        /* GNU Mach accepts the count before the 64-bit times were added. */
+        mach_msg_type_number_t old = offsetof(struct thread_basic_info, user_time64) /
+                                     sizeof(natural_t);
+        if (*count < old) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        unsigned long long ut = 0, st = 0;
+        char state = 'R';
+        if (!kern_tid_stat(tid, &ut, &st, &state)) {
+            return KERN_INVALID_ARGUMENT; /* it just exited */
+        }
+        struct thread_basic_info b = {0};
+        b.user_time64 = kern_ticks_to_time(ut);
+        b.system_time64 = kern_ticks_to_time(st);
+        b.user_time = kern_time_to_rpc(b.user_time64);
+        b.system_time = kern_time_to_rpc(b.system_time64);
+        b.base_priority = b.cur_priority = 25; /* GNU Mach's BASEPRI_USER */
+        b.run_state = suspend > 0 ? TH_STATE_STOPPED
+                      : state == 'R' ? TH_STATE_RUNNING
+                      : state == 'D' ? TH_STATE_UNINTERRUPTIBLE
+                      : state == 't' || state == 'T' ? TH_STATE_STOPPED
+                                                     : TH_STATE_WAITING;
+        b.suspend_count = (integer_t)suspend;
+        b.creation_time64 = (time_value64_t){.seconds = creation.tv_sec,
+                                             .nanoseconds = creation.tv_nsec};
+        b.creation_time = kern_time_to_rpc(b.creation_time64);
+        mach_msg_type_number_t full = THREAD_BASIC_INFO_COUNT;
+        *count = *count < full ? old : full;
+        memcpy(info, &b, *count * sizeof(natural_t));
+        return KERN_SUCCESS;
+    }
+    case THREAD_SCHED_INFO: {
+        if (*count < THREAD_SCHED_INFO_COUNT) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        struct thread_sched_info s = {.policy = POLICY_TIMESHARE,
+                                      .base_priority = 25,
+                                      .max_priority = 25,
+                                      .cur_priority = 25};
+        memcpy(info, &s, sizeof s);
+        *count = THREAD_SCHED_INFO_COUNT;
+        return KERN_SUCCESS;
+    }
+    default:
+        return KERN_INVALID_ARGUMENT;
+    }
+}
+
+/* ---- task information ---- */
+
+static time_value64_t kern_timeval_to_time(struct timeval tv)
+{
+    return (time_value64_t){.seconds = tv.tv_sec, .nanoseconds = (int64_t)tv.tv_usec * 1000};
+}
+
+static time_value64_t kern_time_sub(time_value64_t a, time_value64_t b)
+{
+    int64_t ns = (a.seconds - b.seconds) * 1000000000 + (a.nanoseconds - b.nanoseconds);
+    if (ns < 0) {
+        ns = 0;
+    }
+    return (time_value64_t){.seconds = ns / 1000000000, .nanoseconds = ns % 1000000000};
+}
+
+static time_value64_t kern_time_add(time_value64_t a, time_value64_t b)
+{
+    int64_t ns = (a.seconds + b.seconds) * 1000000000 + (a.nanoseconds + b.nanoseconds);
+    return (time_value64_t){.seconds = ns / 1000000000, .nanoseconds = ns % 1000000000};
+}
+
+/* Total user and system time of the task's live Mach threads. */
+struct kern_times {
+    time_value64_t user, system;
+};
+
+static bool kern_times_add(pid_t tid, void *arg)
+{
+    struct kern_times *sum = arg;
+    unsigned long long ut, st;
+    char state;
+    if (kern_tid_stat(tid, &ut, &st, &state)) {
+        sum->user = kern_time_add(sum->user, kern_ticks_to_time(ut));
+        sum->system = kern_time_add(sum->system, kern_ticks_to_time(st));
+    }
+    return true;
+}
+
+kern_return_t kern_task_info(mach_port_t task, int flavor, task_info_t info,
+                             mach_msg_type_number_t *count)
+{
+    ipc_lock();
+    bool ok = kern_is_task(task);
+    ipc_unlock();
+    if (!ok) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    switch (flavor) {
+    case TASK_BASIC_INFO: {
+        mach_msg_type_number_t old = offsetof(struct task_basic_info, user_time64) /
+                                     sizeof(integer_t);
+        if (*count < old) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        struct task_basic_info b = {0};
+        unsigned long long pages = 0, resident = 0;
+        FILE *f = fopen("/proc/self/statm", "re");
+        if (f != NULL) {
+            if (fscanf(f, "%llu %llu", &pages, &resident) != 2) {
+                pages = resident = 0;
+            }
+            fclose(f);
+        }
+        long page = sysconf(_SC_PAGESIZE);
+        b.virtual_size = (rpc_vm_size_t)(pages * (unsigned long long)page);
+        b.resident_size = (rpc_vm_size_t)(resident * (unsigned long long)page);
+        b.suspend_count = (integer_t)kern_task_suspend_count();
+        b.base_priority = 25;
+        /* Terminated threads: the whole task's time less the live ones'. */
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        struct kern_times live = {0};
+        kern_each_tid(kern_times_add, &live);
+        b.user_time64 = kern_time_sub(kern_timeval_to_time(ru.ru_utime), live.user);
+        b.system_time64 = kern_time_sub(kern_timeval_to_time(ru.ru_stime), live.system);
+        b.user_time = kern_time_to_rpc(b.user_time64);
+        b.system_time = kern_time_to_rpc(b.system_time64);
+        b.creation_time64 = kern_task_creation_time();
+        b.creation_time = kern_time_to_rpc(b.creation_time64);
+        mach_msg_type_number_t full = TASK_BASIC_INFO_COUNT;
+        *count = *count < full ? old : full;
+        memcpy(info, &b, *count * sizeof(integer_t));
+        return KERN_SUCCESS;
+    }
+    case TASK_EVENTS_INFO: {
+        if (*count < TASK_EVENTS_INFO_COUNT) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        struct task_events_info e = {
+            .faults = (rpc_long_natural_t)(ru.ru_minflt + ru.ru_majflt),
+            .pageins = (rpc_long_natural_t)ru.ru_majflt,
+            .messages_sent = (rpc_long_natural_t)ipc_messages_sent(),
+            .messages_received = (rpc_long_natural_t)ipc_messages_received(),
+        };
+        memcpy(info, &e, sizeof e);
+        *count = TASK_EVENTS_INFO_COUNT;
+        return KERN_SUCCESS;
+    }
+    case TASK_THREAD_TIMES_INFO: {
+        mach_msg_type_number_t old = offsetof(struct task_thread_times_info, user_time64) /
+                                     sizeof(integer_t);
+        if (*count < old) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        struct kern_times live = {0};
+        kern_each_tid(kern_times_add, &live);
+        struct task_thread_times_info tt = {
+            .user_time = kern_time_to_rpc(live.user),
+            .system_time = kern_time_to_rpc(live.system),
+            .user_time64 = live.user,
+            .system_time64 = live.system,
+        };
+        mach_msg_type_number_t full = TASK_THREAD_TIMES_INFO_COUNT;
+        *count = *count < full ? old : full;
+        memcpy(info, &tt, *count * sizeof(integer_t));
+        return KERN_SUCCESS;
+    }
+    default:
+        return KERN_INVALID_ARGUMENT;
+    }
+}
+
+void kern_thread_fork_child(void)
+{
+    /* The records belonged to threads of the parent: abandon them (their
+     * ports were forgotten with the name space). */
+    kern_threads_by_tid = (struct u64map){0};
+    kern_threads_by_port = (struct u64map){0};
+}

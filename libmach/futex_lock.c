@@ -5,6 +5,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+__thread int futex_locks_held;
+__thread bool futex_park_pending;
+void (*futex_clean_point_hook)(void);
+
 void futex_lock_acquire_slow(struct futex_lock *lock)
 {
     /* Mark the lock contended, then sleep until a release hands it over. */

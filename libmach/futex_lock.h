@@ -15,6 +15,17 @@ struct futex_lock {
     _Atomic int state;
 };
 
+/* How many futex locks the calling thread holds or waits for: a thread
+ * with one is never stopped by thread_suspend where it stands (it would
+ * stop the others that need the lock), only at its next clean point
+ * (kern_control.h). */
+extern __thread int futex_locks_held;
+
+/* Set when the thread must stop once it holds no lock; then the hook runs
+ * as its last lock is released (kern_control.c sets both). */
+extern __thread bool futex_park_pending;
+extern void (*futex_clean_point_hook)(void);
+
 #define FUTEX_LOCK_INIT {0}
 
 /* Waits for and takes the lock (slow path of futex_lock_acquire). */
@@ -25,6 +36,7 @@ void futex_lock_wake(struct futex_lock *lock);
 
 static inline void futex_lock_acquire(struct futex_lock *lock)
 {
+    futex_locks_held++;
     int expected = 0;
     if (!atomic_compare_exchange_strong_explicit(&lock->state, &expected, 1,
                                                  memory_order_acquire,
@@ -37,15 +49,20 @@ static inline void futex_lock_acquire(struct futex_lock *lock)
 static inline bool futex_lock_try(struct futex_lock *lock)
 {
     int expected = 0;
-    return atomic_compare_exchange_strong_explicit(&lock->state, &expected, 1,
-                                                   memory_order_acquire,
-                                                   memory_order_relaxed);
+    bool taken = atomic_compare_exchange_strong_explicit(&lock->state, &expected, 1,
+                                                         memory_order_acquire,
+                                                         memory_order_relaxed);
+    futex_locks_held += taken;
+    return taken;
 }
 
 static inline void futex_lock_release(struct futex_lock *lock)
 {
     if (atomic_exchange_explicit(&lock->state, 0, memory_order_release) == 2) {
         futex_lock_wake(lock);
+    }
+    if (--futex_locks_held == 0 && futex_park_pending) {
+        futex_clean_point_hook();
     }
 }
 

@@ -18,6 +18,7 @@
 #include "ipc_watch.h"
 #include "ipc_wire.h"
 #include "kern.h"
+#include "kern_control.h"
 #include "kern_notify.h"
 #include "linux.h"
 
@@ -411,9 +412,15 @@ static mach_msg_return_t ipc_msg_receive_port(int space_id, mach_msg_header_t *m
         if (mr == MACH_RCV_IN_PROGRESS) {
             continue;
         }
-        if (mr != MACH_RCV_INTERRUPTED || interruptible) {
+        if (mr != MACH_RCV_INTERRUPTED || interruptible || kern_abort_take()) {
             ipc_lock();
             break;
+        }
+        if (kern_park_wanted()) {
+            /* Stopped by thread_suspend: at a clean point, without the
+             * port's dequeue lock, then on with the receive. */
+            futex_lock_release(&rcv->rlock);
+            futex_lock_acquire(&rcv->rlock);
         }
     }
     return ipc_msg_deliver(space_id, msg, option, rcv_size, port, rcv, &kmsg, mr);
@@ -470,7 +477,7 @@ static mach_msg_return_t ipc_msg_receive_pset(int space_id, mach_msg_header_t *m
         int n = epoll_wait(pset->epfd, &ev, 1, ipc_msg_time_left(timeout_ms, deadline));
         ipc_lock();
         if (n < 0) {
-            if (errno == EINTR && !interruptible) {
+            if (errno == EINTR && !interruptible && !kern_abort_take()) {
                 continue;
             }
             mr = MACH_RCV_INTERRUPTED;
@@ -582,9 +589,11 @@ mach_msg(mach_msg_header_t *msg, mach_msg_option_t option,
 {
     (void)notify;
     option &= ~MACH_SEND_ALWAYS; /* GNU Mach's own, for the kernel */
+    kern_trap_enter();
     mach_msg_return_t mr = ipc_mach_msg(SPACE_USER, msg, option, send_size, rcv_size,
                                         rcv_name, timeout);
     kern_notify_flush_pending();
+    kern_trap_exit();
     return mr;
 }
 

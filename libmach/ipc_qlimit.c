@@ -18,6 +18,7 @@
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "ipc_watch.h"
+#include "kern_control.h"
 #include "linux.h"
 
 #define IPC_QLIMIT_PAGE 4096
@@ -187,7 +188,7 @@ static mach_msg_return_t ipc_qlimit_wait(struct ipc_port *dest, struct ipc_qstat
         if (*taken || mr != MACH_MSG_SUCCESS) {
             break;
         }
-        if (err == EINTR && (option & MACH_SEND_INTERRUPT)) {
+        if (err == EINTR && ((option & MACH_SEND_INTERRUPT) || kern_abort_take())) {
             mr = MACH_SEND_INTERRUPTED;
             break;
         }

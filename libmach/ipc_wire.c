@@ -22,6 +22,7 @@
 #include "ipc_qlimit.h"
 #include "ipc_space.h"
 #include "kern.h"
+#include "kern_control.h"
 #include "kern_notify.h"
 #include "linux.h"
 
@@ -594,7 +595,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
         }
         err = errno;
         if (err == EINTR) {
-            if (option & MACH_SEND_INTERRUPT) {
+            if ((option & MACH_SEND_INTERRUPT) || kern_abort_take()) {
                 break;
             }
             continue;
@@ -611,7 +612,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
             err = ETIMEDOUT;
             break;
         }
-        if (w == -EINTR && (option & MACH_SEND_INTERRUPT)) {
+        if (w == -EINTR && ((option & MACH_SEND_INTERRUPT) || kern_abort_take())) {
             err = EINTR;
             break;
         }

@@ -27,6 +27,7 @@
 #include "ipc_msg.h"
 #include "ipc_space.h"
 #include "kern.h"
+#include "kern_control.h"
 #include "linux.h"
 #include "gnumach.server.h"
 
@@ -87,7 +88,10 @@ static kern_return_t kern_gsync_block(vm_address_t addr, unsigned val1, unsigned
         }
         switch (errno) {
         case EINTR:
-            continue; /* a signal, not an abort: wait on (until the deadline) */
+            if (kern_abort_take()) {
+                return KERN_INTERRUPTED; /* thread_abort */
+            }
+            continue; /* a signal: wait on (until the deadline) */
         case EAGAIN:
             return KERN_INVALID_ARGUMENT; /* the word(s) changed */
         case ETIMEDOUT:

@@ -24,6 +24,7 @@
 #include "ipc_pset.h"
 #include "ipc_watch.h"
 #include "ipc_wire.h"
+#include "kern_control.h"
 #include "kern_notify.h"
 #include "kern_thread.h"
 #include "linux.h"
@@ -481,6 +482,11 @@ unsigned kern_task_suspend_count(void)
     return kern_task_suspends;
 }
 
+void kern_task_set_suspend_count(unsigned count)
+{
+    kern_task_suspends = count;
+}
+
 time_value64_t kern_task_creation_time(void)
 {
     return kern_task_created;
@@ -499,6 +505,7 @@ void kern_task_fork_child(void)
     /* Only the forking thread survives; locks may be held by threads that
      * no longer exist.  Start over with a fresh name space. */
     atomic_store(&ipc_lock_state.state, 0);
+    futex_locks_held = 0;
     linux_fork_child();
     ipc_watch_fork_child();
     ipc_pset_forget_all();
@@ -527,6 +534,7 @@ void kern_task_init(void)
     sigaction(ipc_wake_signal(), &sa, NULL);
     pthread_atfork(NULL, NULL, kern_task_fork_child);
     kern_task_create_objects();
+    kern_control_init();
 
     const char *env = getenv("HELL_BOOTSTRAP_FD");
     if (env != NULL) {

@@ -48,13 +48,29 @@ static pid_t kern_gettid(void)
     return (pid_t)syscall(SYS_gettid);
 }
 
-/* Forgets T and destroys its port.  Expects [G]. */
+/* Forgets T and destroys its port; the memory goes with the last
+ * reference.  Expects [G]. */
 static void kern_thread_free(struct kern_thread *t)
 {
     u64map_remove(&kern_threads_by_tid, (uint64_t)t->tid);
     u64map_remove(&kern_threads_by_port, t->port->serial);
     (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], t->kname);
-    free(t);
+    t->gone = true;
+    if (t->refs == 0) {
+        free(t);
+    }
+}
+
+void kern_thread_ref(struct kern_thread *t)
+{
+    t->refs++;
+}
+
+void kern_thread_unref(struct kern_thread *t)
+{
+    if (--t->refs == 0 && t->gone) {
+        free(t);
+    }
 }
 
 /* A thread that had its record exits: its port dies with it. */
@@ -203,6 +219,22 @@ static bool kern_threads_list(struct kern_thread_list *l)
     ipc_unlock();
     free(gone);
     return !l->failed;
+}
+
+struct kern_thread **kern_threads_snapshot(size_t *n)
+{
+    struct kern_thread_list l = {0};
+    if (!kern_threads_list(&l)) {
+        free(l.v);
+        return NULL;
+    }
+    ipc_lock();
+    for (size_t i = 0; i < l.n; i++) {
+        kern_thread_ref(l.v[i]);
+    }
+    ipc_unlock();
+    *n = l.n;
+    return l.v;
 }
 
 kern_return_t kern_task_threads(mach_port_t task, thread_array_t *list,

@@ -7,6 +7,7 @@
 #define HELL_KERN_THREAD_H
 
 #include <time.h>
+#include <ucontext.h>
 
 #include "ipc_types.h"
 
@@ -18,6 +19,17 @@ struct kern_thread {
     struct timespec creation;     /* [C] when HELL first saw it */
     unsigned suspend_count;       /* [G] */
     bool seen;                    /* [G] listed by the current listing */
+    unsigned refs;                /* [G] controllers using the record */
+    bool gone;                    /* [G] the thread exited: freed at refs 0 */
+    /* Control (kern_control.c): written by controllers and the thread. */
+    _Atomic int park_req;         /* stop at the next clean point */
+    _Atomic int abort_req;        /* thread_abort: end the current trap */
+    _Atomic int parked;           /* futex: stopped in its handler */
+    _Atomic unsigned resume_seq;  /* futex: bumped to let it go */
+    struct ucontext_t *uc;        /* its registers while parked */
+    unsigned long fs_base, gs_base; /* read when it parked */
+    bool fsgs_dirty;              /* set while parked: load them on resume */
+    bool task_held;               /* [G] holds one count for task_suspend */
 };
 
 /* The calling thread's record, made with its port on first use; NULL
@@ -27,6 +39,18 @@ struct kern_thread *kern_thread_self(void);
 /* The thread whose port KNAME names in the kernel space, or NULL.
  * Expects [G]. */
 struct kern_thread *kern_thread_lookup(mach_port_t kname);
+
+/* Takes a reference on T so that it outlives a controller that waits
+ * without [G].  Expects [G]. */
+void kern_thread_ref(struct kern_thread *t);
+
+/* Drops it; frees a record whose thread is gone.  Expects [G]. */
+void kern_thread_unref(struct kern_thread *t);
+
+/* The task's Mach threads now, each referenced (kern_thread_unref them),
+ * in an array the caller frees; NULL when out of memory or descriptors.
+ * Expects [G] not held. */
+struct kern_thread **kern_threads_snapshot(size_t *n);
 
 /* The child side of fork(): no thread is known. */
 void kern_thread_fork_child(void);

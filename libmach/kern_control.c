@@ -1,0 +1,624 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "kern_control.h"
+
+#include <asm/prctl.h>
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <mach/mig_errors.h>
+#include <mach/thread_status.h>
+#include <mach/x86_64/eflags.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "futex_lock.h"
+#include "ipc_space.h"
+#include "kern.h"
+#include "kern_thread.h"
+#include "mach.server.h"
+
+/* The control signal.  SA_RESTART: stopping a thread must not make the
+ * system calls of its own code fail with EINTR (poll and epoll_wait do
+ * anyway, as after a SIGSTOP). */
+#define KERN_CONTROL_SIGNAL (SIGRTMAX - 2)
+/* How often a controller waiting for a thread to stop signals it again
+ * (a thread that entered a blocking wait inside libmach just after the
+ * first signal would otherwise not notice). */
+#define KERN_CONTROL_RESIGNAL_MS 10
+
+/* GNU Mach's flags a user thread always has and never has (x86_64's
+ * EFL_USER_SET and EFL_USER_CLEAR). */
+#define KERN_EFL_USER_SET EFL_IF
+#define KERN_EFL_USER_CLEAR (EFL_IOPL | EFL_NT | EFL_RF | EFL_VM)
+/* Linux's flat user selectors on x86_64. */
+#define KERN_USER_CS 0x33
+#define KERN_USER_CS32 0x23
+#define KERN_USER_SS 0x2b
+
+/* The calling thread's record while a stop or an abort is pending. */
+static __thread struct kern_thread *kern_control_self;
+/* Traps entered and not left (mach_msg). */
+static __thread int kern_trap_depth;
+
+static pid_t kern_gettid(void)
+{
+    return (pid_t)syscall(SYS_gettid);
+}
+
+static void kern_futex_wake(_Atomic unsigned *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static void kern_futex_wait(_Atomic unsigned *word, unsigned seen, int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, ms >= 0 ? &ts : NULL, NULL, 0);
+}
+
+/* Stops the calling thread (its record T) until its suspend count is 0,
+ * exposing UC.  Runs in the control signal's handler. */
+static void kern_park(struct kern_thread *t, ucontext_t *uc)
+{
+    syscall(SYS_arch_prctl, ARCH_GET_FS, &t->fs_base);
+    syscall(SYS_arch_prctl, ARCH_GET_GS, &t->gs_base);
+    t->fsgs_dirty = false;
+    t->uc = uc;
+    atomic_store(&t->parked, 1);
+    kern_futex_wake((_Atomic unsigned *)&t->parked);
+    for (;;) {
+        unsigned seq = atomic_load(&t->resume_seq);
+        if (!atomic_load(&t->park_req)) {
+            break;
+        }
+        kern_futex_wait(&t->resume_seq, seq, -1);
+    }
+    if (t->fsgs_dirty) {
+        syscall(SYS_arch_prctl, ARCH_SET_FS, t->fs_base);
+        syscall(SYS_arch_prctl, ARCH_SET_GS, t->gs_base);
+    }
+    t->uc = NULL;
+    atomic_store(&t->parked, 0);
+    kern_futex_wake((_Atomic unsigned *)&t->parked);
+}
+
+/* A blocking system call that the kernel rewound to restart it after the
+ * handler (RIP on the `syscall` instruction, RAX its number) is made to
+ * return EINTR instead, so that libmach's loop around it can reach a
+ * clean point. */
+static void kern_force_eintr(ucontext_t *uc)
+{
+    greg_t *g = uc->uc_mcontext.gregs;
+    const uint8_t *ip = (const uint8_t *)g[REG_RIP];
+    long nr = (long)g[REG_RAX];
+    if (ip[0] == 0x0f && ip[1] == 0x05 &&
+        (nr == SYS_recvmsg || nr == SYS_futex || nr == SYS_epoll_wait || nr == SYS_poll)) {
+        g[REG_RAX] = -EINTR;
+        g[REG_RIP] += 2;
+    }
+}
+
+static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
+{
+    (void)sig;
+    int saved_errno = errno;
+    ucontext_t *uc = ucv;
+    struct kern_thread *t = si->si_code == SI_QUEUE && si->si_pid == getpid()
+                                ? si->si_value.sival_ptr
+                                : NULL;
+    if (t != NULL && t->tid == kern_gettid()) {
+        bool abort = atomic_load(&t->abort_req);
+        bool park = atomic_load(&t->park_req);
+        if (futex_locks_held > 0 || (abort && kern_trap_depth > 0)) {
+            /* Inside libmach: end its wait; it stops or returns
+             * interrupted at its next clean point. */
+            kern_control_self = t;
+            futex_park_pending = park;
+            kern_force_eintr(uc);
+        } else if (park) {
+            kern_park(t, uc);
+        } else if (abort && kern_trap_depth == 0) {
+            atomic_store(&t->abort_req, 0); /* in user code: nothing to end */
+        }
+    }
+    errno = saved_errno;
+}
+
+/* The hook of the last lock released with a stop pending. */
+static void kern_clean_point(void)
+{
+    futex_park_pending = false;
+    struct kern_thread *t = kern_control_self;
+    if (t != NULL && atomic_load(&t->park_req)) {
+        /* Stop through the handler, with a context of its own. */
+        siginfo_t si = {.si_signo = KERN_CONTROL_SIGNAL, .si_code = SI_QUEUE};
+        si.si_pid = getpid();
+        si.si_uid = getuid();
+        si.si_value.sival_ptr = t;
+        syscall(SYS_rt_tgsigqueueinfo, getpid(), kern_gettid(), KERN_CONTROL_SIGNAL, &si);
+    }
+}
+
+bool kern_park_wanted(void)
+{
+    return futex_park_pending;
+}
+
+bool kern_abort_take(void)
+{
+    struct kern_thread *t = kern_control_self;
+    return t != NULL && atomic_exchange(&t->abort_req, 0) != 0;
+}
+
+void kern_trap_enter(void)
+{
+    kern_trap_depth++;
+}
+
+void kern_trap_exit(void)
+{
+    if (--kern_trap_depth == 0 && kern_control_self != NULL) {
+        atomic_store(&kern_control_self->abort_req, 0); /* the trap is over */
+        kern_control_self = NULL;
+    }
+}
+
+void kern_control_init(void)
+{
+    futex_clean_point_hook = kern_clean_point;
+    struct sigaction sa = {.sa_sigaction = kern_control_handler,
+                           .sa_flags = SA_SIGINFO | SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(KERN_CONTROL_SIGNAL, &sa, NULL);
+}
+
+/* Signals T's thread; returns false when it is gone. */
+static bool kern_control_signal(struct kern_thread *t)
+{
+    siginfo_t si = {.si_signo = KERN_CONTROL_SIGNAL, .si_code = SI_QUEUE};
+    si.si_pid = getpid();
+    si.si_uid = getuid();
+    si.si_value.sival_ptr = t;
+    return syscall(SYS_rt_tgsigqueueinfo, getpid(), t->tid, KERN_CONTROL_SIGNAL, &si) == 0;
+}
+
+/* Waits until T is parked (T referenced, [G] not held).  Returns false
+ * when its thread exited. */
+static bool kern_wait_parked(struct kern_thread *t)
+{
+    while (!atomic_load(&t->parked)) {
+        if (!kern_control_signal(t)) {
+            return false;
+        }
+        kern_futex_wait((_Atomic unsigned *)&t->parked, 0, KERN_CONTROL_RESIGNAL_MS);
+    }
+    return true;
+}
+
+/* Looks up THREAD and references it; *SELF says whether it is the
+ * calling thread.  Returns NULL for a name that is no thread of ours. */
+static struct kern_thread *kern_control_get(mach_port_t thread, bool *self)
+{
+    ipc_lock();
+    struct kern_thread *t = kern_thread_lookup(thread);
+    if (t != NULL) {
+        kern_thread_ref(t);
+        *self = t->tid == kern_gettid();
+    }
+    ipc_unlock();
+    return t;
+}
+
+static void kern_control_put(struct kern_thread *t)
+{
+    ipc_lock();
+    kern_thread_unref(t);
+    ipc_unlock();
+}
+
+/* Adds one to T's suspend count; the first asks it to stop.  Expects [G]. */
+static void kern_hold(struct kern_thread *t)
+{
+    if (t->suspend_count++ == 0) {
+        atomic_store(&t->park_req, 1);
+    }
+}
+
+/* Takes one off; the last lets it go.  Expects [G]. */
+static void kern_release(struct kern_thread *t)
+{
+    if (--t->suspend_count == 0) {
+        atomic_store(&t->park_req, 0);
+        atomic_fetch_add(&t->resume_seq, 1);
+        kern_futex_wake(&t->resume_seq);
+    }
+}
+
+kern_return_t kern_thread_suspend(mach_port_t thread)
+{
+    bool self;
+    struct kern_thread *t = kern_control_get(thread, &self);
+    if (t == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    ipc_lock();
+    kern_hold(t);
+    ipc_unlock();
+    /* GNU Mach waits for another thread to stop; the calling thread
+     * stops on its way out of this call (its locks released). */
+    kern_return_t kr = KERN_SUCCESS;
+    if (self) {
+        kern_control_self = t;
+        futex_park_pending = true;
+    } else if (!kern_wait_parked(t)) {
+        kr = KERN_INVALID_ARGUMENT; /* it exited */
+    }
+    kern_control_put(t);
+    return kr;
+}
+
+kern_return_t kern_thread_resume(mach_port_t thread)
+{
+    bool self;
+    struct kern_thread *t = kern_control_get(thread, &self);
+    if (t == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    ipc_lock();
+    kern_return_t kr = KERN_FAILURE; /* not suspended */
+    if (t->suspend_count > 0) {
+        kern_release(t);
+        kr = KERN_SUCCESS;
+    }
+    kern_thread_unref(t);
+    ipc_unlock();
+    return kr;
+}
+
+kern_return_t kern_thread_abort(mach_port_t thread)
+{
+    bool self;
+    struct kern_thread *t = kern_control_get(thread, &self);
+    if (t == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    kern_return_t kr = KERN_SUCCESS;
+    if (self) {
+        kr = KERN_INVALID_ARGUMENT; /* as GNU Mach */
+    } else {
+        atomic_store(&t->abort_req, 1);
+        (void)kern_control_signal(t);
+    }
+    kern_control_put(t);
+    return kr;
+}
+
+/* Stops T for a state operation: holds it (a temporary hold when it was
+ * running) and waits.  Returns false when it exited (released). */
+static bool kern_state_begin(struct kern_thread *t)
+{
+    ipc_lock();
+    kern_hold(t);
+    ipc_unlock();
+    if (kern_wait_parked(t)) {
+        return true;
+    }
+    ipc_lock();
+    kern_release(t);
+    ipc_unlock();
+    return false;
+}
+
+static void kern_state_end(struct kern_thread *t)
+{
+    ipc_lock();
+    kern_release(t);
+    ipc_unlock();
+}
+
+static void kern_get_regs(const ucontext_t *uc, struct i386_thread_state *s)
+{
+    const greg_t *g = uc->uc_mcontext.gregs;
+    *s = (struct i386_thread_state){
+        .r8 = (uint64_t)g[REG_R8], .r9 = (uint64_t)g[REG_R9], .r10 = (uint64_t)g[REG_R10],
+        .r11 = (uint64_t)g[REG_R11], .r12 = (uint64_t)g[REG_R12], .r13 = (uint64_t)g[REG_R13],
+        .r14 = (uint64_t)g[REG_R14], .r15 = (uint64_t)g[REG_R15], .rdi = (uint64_t)g[REG_RDI],
+        .rsi = (uint64_t)g[REG_RSI], .rbp = (uint64_t)g[REG_RBP],
+        .rsp = 0, /* GNU Mach's x86_64 keeps the stack pointer in ursp */
+        .rbx = (uint64_t)g[REG_RBX], .rdx = (uint64_t)g[REG_RDX], .rcx = (uint64_t)g[REG_RCX],
+        .rax = (uint64_t)g[REG_RAX], .rip = (uint64_t)g[REG_RIP], .cs = KERN_USER_CS,
+        .rfl = (uint64_t)g[REG_EFL], .ursp = (uint64_t)g[REG_RSP], .ss = KERN_USER_SS};
+}
+
+static void kern_set_regs(ucontext_t *uc, const struct i386_thread_state *s)
+{
+    greg_t *g = uc->uc_mcontext.gregs;
+    g[REG_R8] = (greg_t)s->r8;
+    g[REG_R9] = (greg_t)s->r9;
+    g[REG_R10] = (greg_t)s->r10;
+    g[REG_R11] = (greg_t)s->r11;
+    g[REG_R12] = (greg_t)s->r12;
+    g[REG_R13] = (greg_t)s->r13;
+    g[REG_R14] = (greg_t)s->r14;
+    g[REG_R15] = (greg_t)s->r15;
+    g[REG_RDI] = (greg_t)s->rdi;
+    g[REG_RSI] = (greg_t)s->rsi;
+    g[REG_RBP] = (greg_t)s->rbp;
+    g[REG_RBX] = (greg_t)s->rbx;
+    g[REG_RDX] = (greg_t)s->rdx;
+    g[REG_RCX] = (greg_t)s->rcx;
+    g[REG_RAX] = (greg_t)s->rax;
+    g[REG_RIP] = (greg_t)s->rip;
+    g[REG_RSP] = (greg_t)s->ursp;
+    g[REG_EFL] = (greg_t)((s->rfl & ~(uint64_t)KERN_EFL_USER_CLEAR) | KERN_EFL_USER_SET);
+}
+
+/* The size of the XSAVE area of a signal frame (its software-reserved
+ * bytes say), or 0 when the frame has none. */
+static size_t kern_xstate_size(const ucontext_t *uc)
+{
+    const uint8_t *fp = (const uint8_t *)uc->uc_mcontext.fpregs;
+    if (fp == NULL) {
+        return 0;
+    }
+    /* struct _fpx_sw_bytes at 464: magic1, extended_size, xfeatures (8
+     * bytes), xstate_size. */
+    uint32_t magic, size;
+    memcpy(&magic, fp + 464, 4);
+    memcpy(&size, fp + 464 + 16, 4);
+    return magic == 0x46505853u ? size : 512;
+}
+
+#define KERN_FP_XSAVE 2 /* GNU Mach's fp_save_kind FP_XSAVE: the standard format */
+#define KERN_FP_387X 3  /* fpkind: an FPU with FXSR */
+
+kern_return_t kern_thread_get_state(mach_port_t thread, int flavor, thread_state_t state,
+                                    mach_msg_type_number_t *count)
+{
+    if (flavor == THREAD_STATE_FLAVOR_LIST) {
+        if (*count < 3) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        state[0] = i386_THREAD_STATE;
+        state[1] = i386_FLOAT_STATE;
+        state[2] = i386_ISA_PORT_MAP_STATE;
+        *count = 3;
+        return KERN_SUCCESS;
+    }
+    bool self;
+    struct kern_thread *t = kern_control_get(thread, &self);
+    if (t == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    kern_return_t kr = KERN_SUCCESS;
+    if (self) {
+        kr = KERN_INVALID_ARGUMENT; /* GNU Mach: not on the current thread */
+    } else if (!kern_state_begin(t)) {
+        kr = KERN_INVALID_ARGUMENT;
+    } else {
+        switch (flavor) {
+        case i386_THREAD_STATE:
+        case i386_REGS_SEGS_STATE:
+            if (*count < i386_THREAD_STATE_COUNT) {
+                kr = KERN_INVALID_ARGUMENT;
+                break;
+            }
+            kern_get_regs(t->uc, (struct i386_thread_state *)state);
+            *count = i386_THREAD_STATE_COUNT;
+            break;
+        case i386_FSGS_BASE_STATE:
+            if (*count < i386_FSGS_BASE_STATE_COUNT) {
+                kr = KERN_INVALID_ARGUMENT;
+                break;
+            }
+            *(struct i386_fsgs_base_state *)state =
+                (struct i386_fsgs_base_state){.fs_base = t->fs_base, .gs_base = t->gs_base};
+            *count = i386_FSGS_BASE_STATE_COUNT;
+            break;
+        case i386_ISA_PORT_MAP_STATE:
+            if (*count < i386_ISA_PORT_MAP_STATE_COUNT) {
+                kr = KERN_INVALID_ARGUMENT;
+                break;
+            }
+            memset(state, 0xff, sizeof(struct i386_isa_port_map_state)); /* no I/O ports */
+            *count = i386_ISA_PORT_MAP_STATE_COUNT;
+            break;
+        case i386_XFLOAT_STATE: {
+            size_t size = kern_xstate_size(t->uc);
+            size_t need = (sizeof(struct i386_xfloat_state) + size) / sizeof(natural_t);
+            if (size == 0 || *count < need) {
+                kr = KERN_INVALID_ARGUMENT;
+                break;
+            }
+            struct i386_xfloat_state *x = (struct i386_xfloat_state *)state;
+            x->fpkind = KERN_FP_387X;
+            x->initialized = 1;
+            x->exc_status = 0;
+            x->fp_save_kind = KERN_FP_XSAVE;
+            memcpy(x->hw_state, t->uc->uc_mcontext.fpregs, size);
+            *count = (mach_msg_type_number_t)need;
+            break;
+        }
+        default:
+            kr = KERN_INVALID_ARGUMENT;
+            break;
+        }
+        kern_state_end(t);
+    }
+    kern_control_put(t);
+    return kr;
+}
+
+kern_return_t kern_thread_set_state(mach_port_t thread, int flavor, thread_state_t state,
+                                    mach_msg_type_number_t count)
+{
+    bool self;
+    struct kern_thread *t = kern_control_get(thread, &self);
+    if (t == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    kern_return_t kr = KERN_SUCCESS;
+    if (self && flavor == i386_FSGS_BASE_STATE) {
+        /* Allowed on oneself, as in GNU Mach (at the caller's risk: glibc
+         * keeps its thread data at FS). */
+        const struct i386_fsgs_base_state *fsgs = (const void *)state;
+        if (count < i386_FSGS_BASE_STATE_COUNT) {
+            kr = KERN_INVALID_ARGUMENT;
+        } else {
+            syscall(SYS_arch_prctl, ARCH_SET_FS, fsgs->fs_base);
+            syscall(SYS_arch_prctl, ARCH_SET_GS, fsgs->gs_base & ~(1ul << 63));
+        }
+    } else if (self || !kern_state_begin(t)) {
+        kr = KERN_INVALID_ARGUMENT;
+    } else {
+        switch (flavor) {
+        case i386_THREAD_STATE:
+        case i386_REGS_SEGS_STATE: {
+            const struct i386_thread_state *s = (const void *)state;
+            if (count < i386_THREAD_STATE_COUNT ||
+                (flavor == i386_REGS_SEGS_STATE &&
+                 ((s->cs != KERN_USER_CS && s->cs != KERN_USER_CS32) ||
+                  s->ss != KERN_USER_SS))) {
+                kr = KERN_INVALID_ARGUMENT;
+                break;
+            }
+            kern_set_regs(t->uc, s);
+            break;
+        }
+        case i386_FSGS_BASE_STATE: {
+            const struct i386_fsgs_base_state *fsgs = (const void *)state;
+            if (count < i386_FSGS_BASE_STATE_COUNT) {
+                kr = KERN_INVALID_ARGUMENT;
+                break;
+            }
+            t->fs_base = fsgs->fs_base;
+            t->gs_base = fsgs->gs_base & ~(1ul << 63);
+            t->fsgs_dirty = true;
+            break;
+        }
+        case i386_ISA_PORT_MAP_STATE:
+            break; /* as GNU Mach: accepted, no effect */
+        case i386_XFLOAT_STATE: {
+            const struct i386_xfloat_state *x = (const void *)state;
+            size_t size = kern_xstate_size(t->uc);
+            if (size == 0 || count * sizeof(natural_t) < sizeof *x + size ||
+                (x->initialized && x->fp_save_kind != KERN_FP_XSAVE)) {
+                kr = KERN_INVALID_ARGUMENT;
+                break;
+            }
+            /* The legacy area's MXCSR reserved bits would make sigreturn
+             * fail (and kill the thread): refuse them. */
+            uint32_t mxcsr, mask;
+            memcpy(&mxcsr, x->hw_state + 24, 4);
+            memcpy(&mask, (const uint8_t *)t->uc->uc_mcontext.fpregs + 28, 4);
+            if (mask == 0) {
+                mask = 0xffbf;
+            }
+            if (mxcsr & ~mask) {
+                kr = KERN_INVALID_ARGUMENT;
+                break;
+            }
+            /* Keep the frame's own software-reserved bytes (its size). */
+            uint8_t *fp = (uint8_t *)t->uc->uc_mcontext.fpregs;
+            uint8_t reserved[48];
+            memcpy(reserved, fp + 464, sizeof reserved);
+            memcpy(fp, x->hw_state, size);
+            memcpy(fp + 464, reserved, sizeof reserved);
+            break;
+        }
+        default:
+            kr = KERN_INVALID_ARGUMENT;
+            break;
+        }
+        kern_state_end(t);
+    }
+    kern_control_put(t);
+    return kr;
+}
+
+/* task_suspend (HOLD) and task_resume: GNU Mach's counted task hold,
+ * one count on each thread while the task's count is positive.  The
+ * calling thread, when it belongs to the task, stops last, on its way
+ * out. */
+static kern_return_t kern_task_hold(bool hold)
+{
+    size_t n = 0;
+    struct kern_thread **v = NULL;
+    ipc_lock();
+    unsigned count = kern_task_suspend_count();
+    bool first = hold && count == 0, last = !hold && count == 1;
+    if (!hold && count == 0) {
+        ipc_unlock();
+        return KERN_FAILURE;
+    }
+    kern_task_set_suspend_count(hold ? count + 1 : count - 1);
+    ipc_unlock();
+    if (!first && !last) {
+        return KERN_SUCCESS;
+    }
+    if ((v = kern_threads_snapshot(&n)) == NULL) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    pid_t me = kern_gettid();
+    struct kern_thread *self = NULL;
+    ipc_lock();
+    for (size_t i = 0; i < n; i++) {
+        struct kern_thread *t = v[i];
+        if (first && !t->task_held) {
+            t->task_held = true;
+            kern_hold(t);
+        } else if (last && t->task_held) {
+            t->task_held = false;
+            kern_release(t);
+        }
+        if (t->tid == me) {
+            self = t;
+        }
+    }
+    ipc_unlock();
+    for (size_t i = 0; first && i < n; i++) {
+        if (v[i] != self) {
+            (void)kern_wait_parked(v[i]);
+        }
+    }
+    if (first && self != NULL) {
+        kern_control_self = self;
+        futex_park_pending = true;
+    }
+    ipc_lock();
+    for (size_t i = 0; i < n; i++) {
+        kern_thread_unref(v[i]);
+    }
+    ipc_unlock();
+    free(v);
+    return KERN_SUCCESS;
+}
+
+kern_return_t kern_task_suspend(mach_port_t task)
+{
+    ipc_lock();
+    bool ok = kern_is_task(task);
+    ipc_unlock();
+    if (!ok) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    return kern_task_hold(true);
+}
+
+kern_return_t kern_task_resume(mach_port_t task)
+{
+    ipc_lock();
+    bool ok = kern_is_task(task);
+    ipc_unlock();
+    if (!ok) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    return kern_task_hold(false);
+}

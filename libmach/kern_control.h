@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Thread control without ptrace (kern_control.c): thread_suspend and
+ * thread_resume (counted), thread_get_state and thread_set_state,
+ * thread_abort, task_suspend and task_resume.
+ *
+ * A controller sends the thread a real-time signal carrying its record;
+ * the handler parks the thread (a futex wait) and exposes the signal's
+ * ucontext, whose registers a controller reads and writes and which take
+ * effect when the handler returns.  A thread inside libmach (holding or
+ * waiting for one of its locks) is never parked where it stands: its
+ * blocking wait is made to fail with EINTR and libmach parks it at the
+ * next clean point (kern_park_point), or when its trap returns.
+ */
+#ifndef HELL_KERN_CONTROL_H
+#define HELL_KERN_CONTROL_H
+
+#include <stdbool.h>
+
+/* Installs the control signal's handler (task start-up). */
+void kern_control_init(void);
+
+/* Whether a controller asked the calling thread to stop while it held a
+ * libmach lock: it stops when it releases its last one (futex_lock.h's
+ * clean point), so a loop that waits holding a lock must let go of it
+ * when this is true.  Needs no lock. */
+bool kern_park_wanted(void);
+
+/* Whether thread_abort was called on the calling thread during its
+ * current trap (consumes the request).  Needs no lock. */
+bool kern_abort_take(void);
+
+/* Marks a trap (mach_msg): thread_abort ends the blocking waits inside
+ * one, and only those. */
+void kern_trap_enter(void);
+void kern_trap_exit(void);
+
+#endif

@@ -47,9 +47,34 @@ static __thread struct kern_thread *kern_control_self;
 /* Traps entered and not left (mach_msg). */
 static __thread int kern_trap_depth;
 
+/* System calls that leave errno alone: the handler may run with a thread
+ * pointer (FS) that is not glibc's, so it touches no thread-local until it
+ * has switched to the thread's own. */
+static long kern_raw_syscall2(long nr, long a, long b)
+{
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "0"(nr), "D"(a), "S"(b)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
 static pid_t kern_gettid(void)
 {
-    return (pid_t)syscall(SYS_gettid);
+    return (pid_t)kern_raw_syscall2(SYS_gettid, 0, 0);
+}
+
+static unsigned long kern_get_base(int code)
+{
+    unsigned long value = 0;
+    kern_raw_syscall2(SYS_arch_prctl, code, (long)&value);
+    return value;
+}
+
+static void kern_set_base(int code, unsigned long value)
+{
+    kern_raw_syscall2(SYS_arch_prctl, code, (long)value);
 }
 
 static void kern_futex_wake(_Atomic unsigned *word)
@@ -63,26 +88,33 @@ static void kern_futex_wait(_Atomic unsigned *word, unsigned seen, int ms)
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, ms >= 0 ? &ts : NULL, NULL, 0);
 }
 
+static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t);
+
 /* Stops the calling thread (its record T) until its suspend count is 0,
- * exposing UC.  Runs in the control signal's handler. */
-static void kern_park(struct kern_thread *t, ucontext_t *uc)
+ * exposing UC and USER_FS, its thread pointer.  Runs in the control
+ * signal's handler; ends the thread if thread_terminate asks. */
+static void kern_park(struct kern_thread *t, ucontext_t *uc, unsigned long user_fs)
 {
-    syscall(SYS_arch_prctl, ARCH_GET_FS, &t->fs_base);
-    syscall(SYS_arch_prctl, ARCH_GET_GS, &t->gs_base);
+    t->fs_base = user_fs;
+    t->gs_base = kern_get_base(ARCH_GET_GS);
     t->fsgs_dirty = false;
     t->uc = uc;
     atomic_store(&t->parked, 1);
     kern_futex_wake((_Atomic unsigned *)&t->parked);
     for (;;) {
         unsigned seq = atomic_load(&t->resume_seq);
+        if (atomic_load(&t->terminate_req)) {
+            t->uc = NULL;
+            atomic_store(&t->parked, 0);
+            kern_thread_die(t);
+        }
         if (!atomic_load(&t->park_req)) {
             break;
         }
         kern_futex_wait(&t->resume_seq, seq, -1);
     }
     if (t->fsgs_dirty) {
-        syscall(SYS_arch_prctl, ARCH_SET_FS, t->fs_base);
-        syscall(SYS_arch_prctl, ARCH_SET_GS, t->gs_base);
+        kern_set_base(ARCH_SET_GS, t->gs_base);
     }
     t->uc = NULL;
     atomic_store(&t->parked, 0);
@@ -105,30 +137,61 @@ static void kern_force_eintr(ucontext_t *uc)
     }
 }
 
+/* Ends the calling thread (thread_terminate): back into the start routine
+ * of a thread made by thread_create, so that glibc frees it; any other
+ * thread leaves at once (its glibc resources are not reclaimed). */
+static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t)
+{
+    if (t->has_exit_jmp) {
+        siglongjmp(t->exit_jmp, 1);
+    }
+    for (;;) {
+        kern_raw_syscall2(SYS_exit, 0, 0);
+    }
+}
+
 static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
 {
     (void)sig;
-    int saved_errno = errno;
     ucontext_t *uc = ucv;
-    struct kern_thread *t = si->si_code == SI_QUEUE && si->si_pid == getpid()
+    struct kern_thread *t = si->si_code == SI_QUEUE && si->si_pid == kern_raw_syscall2(
+                                SYS_getpid, 0, 0)
                                 ? si->si_value.sival_ptr
                                 : NULL;
-    if (t != NULL && t->tid == kern_gettid()) {
-        bool abort = atomic_load(&t->abort_req);
-        bool park = atomic_load(&t->park_req);
-        if (futex_locks_held > 0 || (abort && kern_trap_depth > 0)) {
-            /* Inside libmach: end its wait; it stops or returns
-             * interrupted at its next clean point. */
-            kern_control_self = t;
-            futex_park_pending = park;
-            kern_force_eintr(uc);
-        } else if (park) {
-            kern_park(t, uc);
-        } else if (abort && kern_trap_depth == 0) {
-            atomic_store(&t->abort_req, 0); /* in user code: nothing to end */
+    if (t == NULL || t->tid != kern_gettid()) {
+        return;
+    }
+    /* The thread may run with a thread pointer of its own (a state set
+     * by thread_set_state): use glibc's while in here. */
+    unsigned long user_fs = kern_get_base(ARCH_GET_FS);
+    if (t->kernel_fs == 0) {
+        t->kernel_fs = user_fs;
+    } else if (user_fs != t->kernel_fs) {
+        kern_set_base(ARCH_SET_FS, t->kernel_fs);
+    }
+    int saved_errno = errno;
+    bool abort = atomic_load(&t->abort_req) || atomic_load(&t->terminate_req);
+    bool park = atomic_load(&t->park_req);
+    if (futex_locks_held > 0 || (abort && kern_trap_depth > 0)) {
+        /* Inside libmach: end its wait; it stops, returns interrupted or
+         * ends at its next clean point. */
+        kern_control_self = t;
+        futex_park_pending = park;
+        kern_force_eintr(uc);
+    } else if (atomic_load(&t->terminate_req)) {
+        kern_thread_die(t);
+    } else if (park) {
+        kern_park(t, uc, user_fs);
+        if (t->fsgs_dirty) {
+            user_fs = t->fs_base;
         }
+    } else if (abort) {
+        atomic_store(&t->abort_req, 0); /* in user code: nothing to end */
     }
     errno = saved_errno;
+    if (user_fs != t->kernel_fs) {
+        kern_set_base(ARCH_SET_FS, user_fs);
+    }
 }
 
 /* The hook of the last lock released with a stop pending. */
@@ -154,7 +217,8 @@ bool kern_park_wanted(void)
 bool kern_abort_take(void)
 {
     struct kern_thread *t = kern_control_self;
-    return t != NULL && atomic_exchange(&t->abort_req, 0) != 0;
+    return t != NULL &&
+           (atomic_exchange(&t->abort_req, 0) != 0 || atomic_load(&t->terminate_req));
 }
 
 void kern_trap_enter(void)
@@ -164,8 +228,12 @@ void kern_trap_enter(void)
 
 void kern_trap_exit(void)
 {
-    if (--kern_trap_depth == 0 && kern_control_self != NULL) {
-        atomic_store(&kern_control_self->abort_req, 0); /* the trap is over */
+    struct kern_thread *t = kern_control_self;
+    if (--kern_trap_depth == 0 && t != NULL) {
+        if (atomic_load(&t->terminate_req)) {
+            kern_thread_die(t);
+        }
+        atomic_store(&t->abort_req, 0); /* the trap is over */
         kern_control_self = NULL;
     }
 }
@@ -174,7 +242,7 @@ void kern_control_init(void)
 {
     futex_clean_point_hook = kern_clean_point;
     struct sigaction sa = {.sa_sigaction = kern_control_handler,
-                           .sa_flags = SA_SIGINFO | SA_RESTART};
+                           .sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK};
     sigemptyset(&sa.sa_mask);
     sigaction(KERN_CONTROL_SIGNAL, &sa, NULL);
 }
@@ -193,7 +261,10 @@ static bool kern_control_signal(struct kern_thread *t)
  * when its thread exited. */
 static bool kern_wait_parked(struct kern_thread *t)
 {
-    while (!atomic_load(&t->parked)) {
+    ipc_lock();
+    bool unstarted = t->unstarted; /* holds by its count alone */
+    ipc_unlock();
+    while (!unstarted && !atomic_load(&t->parked)) {
         if (!kern_control_signal(t)) {
             return false;
         }
@@ -273,13 +344,69 @@ kern_return_t kern_thread_resume(mach_port_t thread)
     }
     ipc_lock();
     kern_return_t kr = KERN_FAILURE; /* not suspended */
+    bool start = false;
     if (t->suspend_count > 0) {
         kern_release(t);
+        start = t->unstarted && t->suspend_count == 0;
         kr = KERN_SUCCESS;
+    }
+    ipc_unlock();
+    if (start && (kr = kern_thread_start(t)) != KERN_SUCCESS) {
+        ipc_lock();
+        kern_hold(t); /* not running after all */
+        ipc_unlock();
+    }
+    kern_control_put(t);
+    return kr;
+}
+
+kern_return_t kern_thread_terminate(mach_port_t thread)
+{
+    bool self;
+    struct kern_thread *t = kern_control_get(thread, &self);
+    if (t == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    ipc_lock();
+    if (t->unstarted) {
+        kern_thread_free(t); /* it never ran: only its port goes */
+        kern_thread_unref(t);
+        ipc_unlock();
+        return KERN_SUCCESS;
+    }
+    ipc_unlock();
+    if (self) {
+        /* Ends on its way out of this call. */
+        atomic_store(&t->terminate_req, 1);
+        kern_control_self = t;
+        kern_control_put(t);
+        return KERN_SUCCESS;
+    }
+    atomic_store(&t->reaped, 1);
+    atomic_store(&t->terminate_req, 1);
+    /* Wake it if stopped; signal it until it is gone. */
+    atomic_fetch_add(&t->resume_seq, 1);
+    kern_futex_wake(&t->resume_seq);
+    while (kern_control_signal(t)) {
+        struct timespec ts = {.tv_nsec = KERN_CONTROL_RESIGNAL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    /* Another task asking hears of it before the thread port it sent
+     * the request to goes (it would take that for the server's death). */
+    const mach_msg_header_t *request = kern_current_request();
+    bool replied = false;
+    if (kern_serving_other_task() && request != NULL) {
+        kern_reply((mach_port_name_t)request->msgh_remote_port, request->msgh_id,
+                   KERN_SUCCESS);
+        replied = true;
+    }
+    ipc_lock();
+    if (!t->gone) {
+        kern_thread_free(t); /* its destructor leaves that to us */
     }
     kern_thread_unref(t);
     ipc_unlock();
-    return kr;
+    return replied ? MIG_NO_REPLY : KERN_SUCCESS;
 }
 
 kern_return_t kern_thread_abort(mach_port_t thread)
@@ -337,7 +464,7 @@ static void kern_get_regs(const ucontext_t *uc, struct i386_thread_state *s)
         .rfl = (uint64_t)g[REG_EFL], .ursp = (uint64_t)g[REG_RSP], .ss = KERN_USER_SS};
 }
 
-static void kern_set_regs(ucontext_t *uc, const struct i386_thread_state *s)
+void kern_state_to_ucontext(const struct i386_thread_state *s, ucontext_t *uc)
 {
     greg_t *g = uc->uc_mcontext.gregs;
     g[REG_R8] = (greg_t)s->r8;
@@ -377,6 +504,64 @@ static size_t kern_xstate_size(const ucontext_t *uc)
 }
 
 #define KERN_FP_XSAVE 2 /* GNU Mach's fp_save_kind FP_XSAVE: the standard format */
+
+/* The state of a thread made by thread_create that does not run yet:
+ * kept in its record.  Expect [G]. */
+static kern_return_t kern_unstarted_get(struct kern_thread *t, int flavor,
+                                        thread_state_t state, mach_msg_type_number_t *count)
+{
+    switch (flavor) {
+    case i386_THREAD_STATE:
+    case i386_REGS_SEGS_STATE:
+        if (*count < i386_THREAD_STATE_COUNT) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        memcpy(state, &t->start_state, sizeof t->start_state);
+        ((struct i386_thread_state *)state)->rsp = 0;
+        *count = i386_THREAD_STATE_COUNT;
+        return KERN_SUCCESS;
+    case i386_FSGS_BASE_STATE:
+        if (*count < i386_FSGS_BASE_STATE_COUNT) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        *(struct i386_fsgs_base_state *)state =
+            (struct i386_fsgs_base_state){.fs_base = t->fs_base, .gs_base = t->gs_base};
+        *count = i386_FSGS_BASE_STATE_COUNT;
+        return KERN_SUCCESS;
+    default:
+        return KERN_INVALID_ARGUMENT;
+    }
+}
+
+static kern_return_t kern_unstarted_set(struct kern_thread *t, int flavor,
+                                        const natural_t *state, mach_msg_type_number_t count)
+{
+    switch (flavor) {
+    case i386_THREAD_STATE:
+    case i386_REGS_SEGS_STATE: {
+        const struct i386_thread_state *s = (const void *)state;
+        if (count < i386_THREAD_STATE_COUNT) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        t->start_state = *s;
+        t->start_state.cs = 0x33;
+        t->start_state.ss = 0x2b;
+        t->start_state.rfl = (s->rfl & ~(uint64_t)KERN_EFL_USER_CLEAR) | KERN_EFL_USER_SET;
+        return KERN_SUCCESS;
+    }
+    case i386_FSGS_BASE_STATE: {
+        const struct i386_fsgs_base_state *fsgs = (const void *)state;
+        if (count < i386_FSGS_BASE_STATE_COUNT) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        t->fs_base = fsgs->fs_base;
+        t->gs_base = fsgs->gs_base & ~(1ul << 63);
+        return KERN_SUCCESS;
+    }
+    default:
+        return KERN_INVALID_ARGUMENT;
+    }
+}
 #define KERN_FP_387X 3  /* fpkind: an FPU with FXSR */
 
 kern_return_t kern_thread_get_state(mach_port_t thread, int flavor, thread_state_t state,
@@ -398,6 +583,16 @@ kern_return_t kern_thread_get_state(mach_port_t thread, int flavor, thread_state
         return KERN_INVALID_ARGUMENT;
     }
     kern_return_t kr = KERN_SUCCESS;
+    ipc_lock();
+    bool unstarted = t->unstarted;
+    if (unstarted) {
+        kr = kern_unstarted_get(t, flavor, state, count);
+        kern_thread_unref(t);
+    }
+    ipc_unlock();
+    if (unstarted) {
+        return kr;
+    }
     if (self) {
         kr = KERN_INVALID_ARGUMENT; /* GNU Mach: not on the current thread */
     } else if (!kern_state_begin(t)) {
@@ -465,6 +660,16 @@ kern_return_t kern_thread_set_state(mach_port_t thread, int flavor, thread_state
         return KERN_INVALID_ARGUMENT;
     }
     kern_return_t kr = KERN_SUCCESS;
+    ipc_lock();
+    bool unstarted = t->unstarted;
+    if (unstarted) {
+        kr = kern_unstarted_set(t, flavor, state, count);
+        kern_thread_unref(t);
+    }
+    ipc_unlock();
+    if (unstarted) {
+        return kr;
+    }
     if (self && flavor == i386_FSGS_BASE_STATE) {
         /* Allowed on oneself, as in GNU Mach (at the caller's risk: glibc
          * keeps its thread data at FS). */
@@ -489,7 +694,7 @@ kern_return_t kern_thread_set_state(mach_port_t thread, int flavor, thread_state
                 kr = KERN_INVALID_ARGUMENT;
                 break;
             }
-            kern_set_regs(t->uc, s);
+            kern_state_to_ucontext(s, t->uc);
             break;
         }
         case i386_FSGS_BASE_STATE: {

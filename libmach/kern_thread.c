@@ -50,9 +50,11 @@ static pid_t kern_gettid(void)
 
 /* Forgets T and destroys its port; the memory goes with the last
  * reference.  Expects [G]. */
-static void kern_thread_free(struct kern_thread *t)
+void kern_thread_free(struct kern_thread *t)
 {
-    u64map_remove(&kern_threads_by_tid, (uint64_t)t->tid);
+    if (!t->unstarted && u64map_lookup(&kern_threads_by_tid, (uint64_t)t->tid) == t) {
+        u64map_remove(&kern_threads_by_tid, (uint64_t)t->tid);
+    }
     u64map_remove(&kern_threads_by_port, t->port->serial);
     (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], t->kname);
     t->gone = true;
@@ -78,7 +80,10 @@ static void kern_thread_exit(void *arg)
 {
     struct kern_thread *t = arg;
     ipc_lock();
+    /* A thread ended by thread_terminate leaves its port to the caller,
+     * which answers first. */
     if (t->generation == atomic_load(&kern_fork_generation) &&
+        !atomic_load(&t->reaped) &&
         u64map_lookup(&kern_threads_by_tid, (uint64_t)t->tid) == t) {
         kern_thread_free(t);
     }
@@ -119,6 +124,50 @@ static struct kern_thread *kern_thread_get(pid_t tid)
     return t;
 }
 
+struct kern_thread *kern_thread_new_unstarted(void)
+{
+    struct kern_thread *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->generation = atomic_load(&kern_fork_generation);
+    clock_gettime(CLOCK_REALTIME, &t->creation);
+    t->unstarted = true;
+    t->suspend_count = 1;
+    atomic_store(&t->park_req, 1);
+    /* GNU Mach's new thread: zeroed, user selectors, interrupts on. */
+    t->start_state.cs = 0x33;
+    t->start_state.ss = 0x2b;
+    t->start_state.rfl = 0x200;
+    if (kern_object_create(IKOT_THREAD, &t->port, &t->kname) != KERN_SUCCESS) {
+        free(t);
+        return NULL;
+    }
+    if (!u64map_insert(&kern_threads_by_port, t->port->serial, t)) {
+        (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], t->kname);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void kern_thread_started(struct kern_thread *t, pid_t tid)
+{
+    t->tid = tid;
+    t->unstarted = false;
+    if (!u64map_insert(&kern_threads_by_tid, (uint64_t)tid, t)) {
+        t->tid = tid; /* listed by /proc anyway: a new record would be made */
+    }
+}
+
+void kern_thread_bind_self(struct kern_thread *t)
+{
+    pthread_once(&kern_thread_key_once, kern_thread_key_create);
+    kern_thread_self_cache = t;
+    kern_thread_self_generation = atomic_load(&kern_fork_generation);
+    pthread_setspecific(kern_thread_key, t);
+}
+
 struct kern_thread *kern_thread_self(void)
 {
     unsigned generation = atomic_load(&kern_fork_generation);
@@ -128,6 +177,9 @@ struct kern_thread *kern_thread_self(void)
     pthread_once(&kern_thread_key_once, kern_thread_key_create);
     struct kern_thread *t = kern_thread_get(kern_gettid());
     if (t != NULL) {
+        if (t->kernel_fs == 0) {
+            t->kernel_fs = (unsigned long)pthread_self();
+        }
         kern_thread_self_cache = t;
         kern_thread_self_generation = generation;
         pthread_setspecific(kern_thread_key, t);
@@ -202,13 +254,32 @@ static bool kern_threads_list(struct kern_thread_list *l)
 {
     kern_each_tid(kern_thread_list_add, l);
     ipc_lock();
+    /* Threads made by thread_create that do not run yet. */
+    uint64_t pkey;
+    void *pvalue;
+    for (size_t i = 0; !l->failed && u64map_next(&kern_threads_by_port, &i, &pkey, &pvalue);) {
+        struct kern_thread *t = pvalue;
+        if (t->unstarted) {
+            if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 16;
+                struct kern_thread **v = realloc(l->v, cap * sizeof *v);
+                if (v == NULL) {
+                    l->failed = true;
+                    break;
+                }
+                l->v = v;
+                l->cap = cap;
+            }
+            l->v[l->n++] = t;
+        }
+    }
     struct kern_thread **gone = calloc(kern_threads_by_tid.count + 1, sizeof *gone);
     size_t ngone = 0;
     uint64_t key;
     void *value;
     for (size_t i = 0; u64map_next(&kern_threads_by_tid, &i, &key, &value);) {
         struct kern_thread *t = value;
-        if (!t->seen && !l->failed && gone != NULL) {
+        if (!t->seen && !l->failed && gone != NULL && !t->unstarted) {
             gone[ngone++] = t;
         }
         t->seen = false;
@@ -334,8 +405,8 @@ kern_return_t kern_thread_info(mach_port_t thread, int flavor, thread_info_t inf
             return KERN_INVALID_ARGUMENT;
         }
         unsigned long long ut = 0, st = 0;
-        char state = 'R';
-        if (!kern_tid_stat(tid, &ut, &st, &state)) {
+        char state = 'T'; /* made by thread_create, not started */
+        if (tid != 0 && !kern_tid_stat(tid, &ut, &st, &state)) {
             return KERN_INVALID_ARGUMENT; /* it just exited */
         }
         struct thread_basic_info b = {0};

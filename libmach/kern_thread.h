@@ -6,6 +6,8 @@
 #ifndef HELL_KERN_THREAD_H
 #define HELL_KERN_THREAD_H
 
+#include <mach/thread_status.h>
+#include <setjmp.h>
 #include <time.h>
 #include <ucontext.h>
 
@@ -30,6 +32,16 @@ struct kern_thread {
     unsigned long fs_base, gs_base; /* read when it parked */
     bool fsgs_dirty;              /* set while parked: load them on resume */
     bool task_held;               /* [G] holds one count for task_suspend */
+    _Atomic int terminate_req;    /* thread_terminate: end at a clean point */
+    _Atomic int reaped;           /* another thread's thread_terminate frees
+                                     the record, after answering */
+    unsigned long kernel_fs;      /* [C] its glibc thread pointer, for the
+                                     handler to switch to (0: unknown) */
+    /* A thread made by thread_create (kern_thread_start.c). */
+    bool unstarted;               /* [G] no Linux thread yet (tid 0) */
+    struct i386_thread_state start_state; /* [G] while unstarted */
+    sigjmp_buf exit_jmp;          /* back into its start routine */
+    bool has_exit_jmp;            /* [C] once started by HELL */
 };
 
 /* The calling thread's record, made with its port on first use; NULL
@@ -39,6 +51,10 @@ struct kern_thread *kern_thread_self(void);
 /* The thread whose port KNAME names in the kernel space, or NULL.
  * Expects [G]. */
 struct kern_thread *kern_thread_lookup(mach_port_t kname);
+
+/* Forgets T and destroys its port (its thread ended, or never started);
+ * the memory goes with the last reference.  Expects [G]. */
+void kern_thread_free(struct kern_thread *t);
 
 /* Takes a reference on T so that it outlives a controller that waits
  * without [G].  Expects [G]. */
@@ -51,6 +67,28 @@ void kern_thread_unref(struct kern_thread *t);
  * in an array the caller frees; NULL when out of memory or descriptors.
  * Expects [G] not held. */
 struct kern_thread **kern_threads_snapshot(size_t *n);
+
+/* Makes the record and port of a thread that does not run yet
+ * (thread_create): suspend count 1, GNU Mach's initial state.  Returns
+ * NULL when out of descriptors or memory.  Expects [G]. */
+struct kern_thread *kern_thread_new_unstarted(void);
+
+/* Records that T (made by kern_thread_new_unstarted) now runs as Linux
+ * thread TID.  Expects [G]. */
+void kern_thread_started(struct kern_thread *t, pid_t tid);
+
+/* Sets the calling thread's record's exit destructor (its port dies with
+ * it).  Needs no lock. */
+void kern_thread_bind_self(struct kern_thread *t);
+
+/* Starts the Linux thread of T, made by thread_create, now that its
+ * suspend count fell to 0 (kern_thread_start.c).  Returns KERN_SUCCESS or
+ * KERN_RESOURCE_SHORTAGE.  Expects [G] not held. */
+kern_return_t kern_thread_start(struct kern_thread *t);
+
+/* Writes the general registers of STATE into UC's, with GNU Mach's rules
+ * for the flags (kern_control.c).  Needs no lock. */
+void kern_state_to_ucontext(const struct i386_thread_state *state, ucontext_t *uc);
 
 /* The child side of fork(): no thread is known. */
 void kern_thread_fork_child(void);

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * thread_create: a thread that starts from any register state.  The Mach
+ * thread exists at once (its port, a suspend count of 1, GNU Mach's
+ * initial state, which thread_set_state changes); its Linux thread is
+ * made when thread_resume lets it run.  That thread's start routine is
+ * its "kernel stack": it sets up a signal stack for the control handler,
+ * loads FS/GS and enters the state with rt_sigreturn on a ucontext built
+ * from it (the kernel validates the frame), and is where thread_terminate
+ * comes back to (a siglongjmp from the handler), so that glibc frees the
+ * thread's resources normally.
+ */
+#include <asm/prctl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "ipc_space.h"
+#include "kern.h"
+#include "kern_thread.h"
+#include "mach.server.h"
+
+#define KERN_ALTSTACK_SIZE (64 * 1024)
+
+/* Enters the state in UC, which lies on the current stack: rt_sigreturn
+ * reads its frame at RSP (the handler's return address slot popped). */
+static __attribute__((noreturn)) void kern_sigreturn(ucontext_t *uc)
+{
+    __asm__ volatile("mov %0, %%rsp\n\t"
+                     "mov %1, %%eax\n\t"
+                     "syscall\n\t"
+                     "ud2"
+                     :
+                     : "r"(uc), "i"(SYS_rt_sigreturn)
+                     : "memory");
+    __builtin_unreachable();
+}
+
+/* A raw arch_prctl that leaves errno (thread-local) alone. */
+static void kern_arch_prctl(int code, unsigned long value)
+{
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "0"((long)SYS_arch_prctl), "D"((long)code), "S"(value)
+                     : "rcx", "r11", "memory");
+    (void)ret;
+}
+
+static void *kern_thread_start_main(void *arg)
+{
+    struct kern_thread *t = arg;
+    ipc_lock();
+    kern_thread_started(t, (pid_t)syscall(SYS_gettid));
+    t->kernel_fs = (unsigned long)pthread_self();
+    struct i386_thread_state state = t->start_state;
+    unsigned long fs = t->fs_base, gs = t->gs_base;
+    ipc_unlock();
+    kern_thread_bind_self(t);
+
+    stack_t alt = {.ss_size = KERN_ALTSTACK_SIZE};
+    alt.ss_sp = mmap(NULL, KERN_ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (alt.ss_sp != MAP_FAILED) {
+        sigaltstack(&alt, NULL);
+    }
+    if (sigsetjmp(t->exit_jmp, 0) == 0) {
+        t->has_exit_jmp = true;
+        ucontext_t uc __attribute__((aligned(64)));
+        memset(&uc, 0, sizeof uc);
+        kern_state_to_ucontext(&state, &uc);
+        uc.uc_mcontext.gregs[REG_CSGSFS] = 0x33; /* cs; gs, fs 0 */
+        uc.uc_mcontext.fpregs = NULL;            /* the initial FPU state */
+        sigemptyset(&uc.uc_sigmask);
+        sigaltstack(NULL, &uc.uc_stack);
+        kern_arch_prctl(ARCH_SET_GS, gs);
+        kern_arch_prctl(ARCH_SET_FS, fs); /* no thread-local from here on */
+        kern_sigreturn(&uc);
+    }
+    /* thread_terminate came back here, on glibc's thread pointer. */
+    stack_t off = {.ss_flags = SS_DISABLE};
+    sigaltstack(&off, NULL);
+    if (alt.ss_sp != MAP_FAILED) {
+        munmap(alt.ss_sp, KERN_ALTSTACK_SIZE);
+    }
+    return NULL;
+}
+
+kern_return_t kern_thread_start(struct kern_thread *t)
+{
+    pthread_t thread;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    bool ok = pthread_create(&thread, &attr, kern_thread_start_main, t) == 0;
+    pthread_attr_destroy(&attr);
+    return ok ? KERN_SUCCESS : KERN_RESOURCE_SHORTAGE;
+}
+
+kern_return_t kern_thread_create(mach_port_t task, mach_port_t *child)
+{
+    ipc_lock();
+    kern_return_t kr = KERN_INVALID_ARGUMENT;
+    if (kern_is_task(task)) {
+        struct kern_thread *t = kern_thread_new_unstarted();
+        kr = t != NULL ? KERN_SUCCESS : KERN_RESOURCE_SHORTAGE;
+        if (t != NULL) {
+            *child = t->kname;
+        }
+    }
+    ipc_unlock();
+    return kr;
+}

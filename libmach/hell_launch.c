@@ -21,8 +21,6 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-int kern_bootstrap_child(int fd);
-
 /* The parent's half: send BOOTSTRAP, receive the child's task port. */
 static int hell_bootstrap_parent(int fd, mach_port_t bootstrap, mach_port_t *child_task)
 {

@@ -68,6 +68,12 @@ bool kern_serving_other_task(void);
  * REQUEST names rights in the kernel space.  Expects no lock. */
 void kern_serve(mach_msg_header_t *request);
 
+/* The child's half of the bootstrap handshake on FD: takes the special
+ * ports the parent sends (bootstrap, and exception for task_create) and
+ * answers with the task port.  Returns 0, or -1 when the handshake
+ * failed.  Expects no lock. */
+int kern_bootstrap_child(int fd);
+
 /* Sets up the task: kernel objects, signal handling, the bootstrap
  * handshake with a parent (HELL_BOOTSTRAP_FD).  Runs before main. */
 void kern_task_init(void);

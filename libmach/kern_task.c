@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ipc_msg.h"
@@ -319,6 +321,92 @@ void kern_serve(mach_msg_header_t *request)
 
 /* ---- task control (mach.defs) ---- */
 
+/* The new task's side of task_create: its only Linux thread becomes a
+ * hidden one (a task starts with no Mach thread), takes the inherited
+ * special ports and hands over its task port on FD, then waits for
+ * thread_create while the service thread serves the task. */
+static __attribute__((noreturn)) void kern_task_become_new(int fd)
+{
+    linux_helper_adopt_self();
+    int rc = kern_bootstrap_child(fd);
+    linux_close(fd);
+    if (rc != 0) {
+        _exit(127);
+    }
+    for (;;) {
+        pause();
+    }
+}
+
+/* Copies the special port KNAME (kernel space) into RIGHT, or NULL.
+ * Expects [G]. */
+static void kern_special_right(mach_port_name_t kname, struct kright *right)
+{
+    *right = (struct kright){.kind = KRIGHT_NONE};
+    if (MACH_PORT_VALID(kname) &&
+        ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], kname, MACH_MSG_TYPE_COPY_SEND, true,
+                         right) != KERN_SUCCESS) {
+        *right = (struct kright){.kind = KRIGHT_NONE};
+    }
+}
+
+kern_return_t kern_task_create(mach_port_t parent, boolean_t inherit_memory,
+                               mach_port_t *child)
+{
+    ipc_lock();
+    bool ok = kern_is_task(parent);
+    ipc_unlock();
+    if (!ok) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    if (!inherit_memory) {
+        return KERN_FAILURE; /* an empty address space needs the task stub (not yet) */
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    /* Twice, so that the new task is no child of ours that a wait() of the
+     * program could see (init reaps it). */
+    pid_t middle = fork();
+    if (middle == 0) {
+        pid_t pid = fork();
+        if (pid != 0) {
+            _exit(pid < 0 ? 1 : 0);
+        }
+        linux_close(sv[0]);
+        kern_task_become_new(sv[1]);
+    }
+    linux_close(sv[1]);
+    int status = 0;
+    if (middle < 0 || waitpid(middle, &status, __WALL) != middle || status != 0) {
+        linux_close(sv[0]);
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    struct kright rights[2];
+    ipc_lock();
+    kern_special_right(kern_bootstrap_kname, &rights[0]);
+    kern_special_right(kern_exception_kname, &rights[1]);
+    mach_msg_return_t mr = wire_send_bootstrap(sv[0], rights, 2);
+    if (mr != MACH_MSG_SUCCESS) {
+        kright_destroy(&rights[0]);
+        kright_destroy(&rights[1]);
+    }
+    ipc_unlock();
+    struct kright task;
+    int n = mr == MACH_MSG_SUCCESS ? wire_recv_bootstrap(sv[0], &task, 1) : -1;
+    linux_close(sv[0]);
+    if (n != 1) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    ipc_lock();
+    mach_port_name_t kname = MACH_PORT_NULL;
+    kern_return_t kr = ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &task, &kname);
+    ipc_unlock();
+    *child = kname;
+    return kr;
+}
+
 kern_return_t kern_task_terminate(mach_port_t task)
 {
     ipc_lock();
@@ -406,16 +494,18 @@ static void kern_wake_handler(int sig)
  * bootstrap port, send back the task port.  Expects no lock. */
 int kern_bootstrap_child(int fd)
 {
-    struct kright rights[1];
-    int n = wire_recv_bootstrap(fd, rights, 1);
+    /* The bootstrap port, and for task_create the exception port too. */
+    struct kright rights[2];
+    int n = wire_recv_bootstrap(fd, rights, 2);
     if (n < 0) {
         return -1;
     }
     ipc_lock();
-    if (n == 1) {
+    mach_port_name_t *slots[2] = {&kern_bootstrap_kname, &kern_exception_kname};
+    for (int i = 0; i < n; i++) {
         mach_port_name_t kname = MACH_PORT_NULL;
-        (void)ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &rights[0], &kname);
-        kern_bootstrap_kname = kname;
+        (void)ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &rights[i], &kname);
+        *slots[i] = kname;
     }
     struct kright task;
     int rc = -1;

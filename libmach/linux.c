@@ -74,6 +74,12 @@ bool linux_thread_start(void *(*fn)(void *), void *arg)
     return started;
 }
 
+void linux_helper_adopt_self(void)
+{
+    linux_helper_self = true;
+    linux_helper_mark(0, (pid_t)syscall(SYS_gettid));
+}
+
 bool linux_is_helper(pid_t tid)
 {
     bool found = false;

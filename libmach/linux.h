@@ -21,6 +21,9 @@ bool linux_thread_start(void *(*fn)(void *), void *arg);
  * threads (at most 256 at once; more are started but not hidden). */
 bool linux_is_helper(pid_t tid);
 
+/* Makes the calling thread one of libmach's hidden threads. */
+void linux_helper_adopt_self(void);
+
 /* Whether the calling thread is one of libmach's hidden threads. */
 bool linux_self_is_helper(void);
 

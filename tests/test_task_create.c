@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * task_create with inherited memory: the new task starts with no thread,
+ * a copy of our private memory and our shared memory shared, and our
+ * bootstrap and exception ports; thread_create + thread_set_state +
+ * thread_resume runs code in it from register state.  task_terminate
+ * ends it, which its port's death tells.
+ */
+#include <hell.h>
+#include <mach.h>
+#include <mach/thread_status.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "test.h"
+
+#define SELF mach_task_self()
+
+/* mov (%rdi),%rax; mov %rax,(%rsi); 1: pause; jmp 1b */
+static const uint8_t code[] = {0x48, 0x8b, 0x07, 0x48, 0x89, 0x06, 0xf3, 0x90, 0xeb, 0xfc};
+
+struct shared {
+    uint8_t code[64];
+    volatile uint64_t result;
+    uint8_t stack[16384] __attribute__((aligned(16)));
+};
+
+static unsigned thread_count(mach_port_t task)
+{
+    thread_array_t list;
+    mach_msg_type_number_t n = 0;
+    CHECK_KR(task_threads(task, &list, &n), KERN_SUCCESS);
+    for (mach_msg_type_number_t i = 0; i < n; i++) {
+        mach_port_deallocate(SELF, list[i]);
+    }
+    if (n > 0) {
+        vm_deallocate(SELF, (vm_address_t)list, n * sizeof *list);
+    }
+    return n;
+}
+
+int main(void)
+{
+    struct shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE | PROT_EXEC,
+                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(sh != MAP_FAILED);
+    memcpy(sh->code, code, sizeof code);
+    uint64_t *private = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(private != MAP_FAILED);
+    *private = 1111;
+
+    mach_port_t boot;
+    CHECK_KR(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &boot), KERN_SUCCESS);
+    CHECK_KR(mach_port_insert_right(SELF, boot, boot, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    CHECK_KR(task_set_bootstrap_port(SELF, boot), KERN_SUCCESS);
+
+    mach_port_t child = MACH_PORT_NULL;
+    CHECK_KR(task_create(SELF, TRUE, &child), KERN_SUCCESS);
+    CHECK(MACH_PORT_VALID(child) && child != SELF);
+    /* Our memory changes after the copy: the child keeps the old value. */
+    *private = 2222;
+
+    CHECK(thread_count(child) == 0); /* no thread yet, none of HELL's shown */
+    mach_port_t inherited = MACH_PORT_NULL;
+    CHECK_KR(task_get_bootstrap_port(child, &inherited), KERN_SUCCESS);
+    CHECK(inherited == boot);
+    CHECK_KR(mach_port_deallocate(SELF, inherited), KERN_SUCCESS);
+
+    mach_port_t th;
+    CHECK_KR(thread_create(child, &th), KERN_SUCCESS);
+    struct i386_thread_state regs;
+    mach_msg_type_number_t count = i386_THREAD_STATE_COUNT;
+    CHECK_KR(thread_get_state(th, i386_THREAD_STATE, (thread_state_t)&regs, &count),
+             KERN_SUCCESS);
+    regs.rip = (uint64_t)(uintptr_t)sh->code;
+    regs.ursp = (uint64_t)(uintptr_t)(sh->stack + sizeof sh->stack - 64);
+    regs.rdi = (uint64_t)(uintptr_t)private;
+    regs.rsi = (uint64_t)(uintptr_t)&sh->result;
+    CHECK_KR(thread_set_state(th, i386_THREAD_STATE, (thread_state_t)&regs, count),
+             KERN_SUCCESS);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    for (int i = 0; i < 5000 && sh->result == 0; i++) {
+        usleep(1000);
+    }
+    CHECK(sh->result == 1111); /* copied memory, shared memory */
+    CHECK(thread_count(child) == 1);
+
+    /* Ended: its port dies, and with it the thread's. */
+    CHECK_KR(task_terminate(child), KERN_SUCCESS);
+    mach_port_type_t type = 0;
+    for (int i = 0; i < 1000; i++) {
+        if (mach_port_type(SELF, child, &type) == KERN_SUCCESS &&
+            type == MACH_PORT_TYPE_DEAD_NAME) {
+            break;
+        }
+        usleep(2000);
+    }
+    CHECK(type == MACH_PORT_TYPE_DEAD_NAME);
+    mach_port_urefs_t refs = 0;
+    CHECK_KR(mach_port_get_refs(SELF, child, MACH_PORT_RIGHT_DEAD_NAME, &refs), KERN_SUCCESS);
+    CHECK_KR(mach_port_mod_refs(SELF, child, MACH_PORT_RIGHT_DEAD_NAME, -(int)refs),
+             KERN_SUCCESS);
+    CHECK_KR(mach_port_get_refs(SELF, th, MACH_PORT_RIGHT_DEAD_NAME, &refs), KERN_SUCCESS);
+    CHECK_KR(mach_port_mod_refs(SELF, th, MACH_PORT_RIGHT_DEAD_NAME, -(int)refs), KERN_SUCCESS);
+
+    /* Not from a port that is no task; no empty task yet. */
+    mach_port_t none;
+    CHECK_KR(task_create(mach_host_self(), TRUE, &none), KERN_INVALID_ARGUMENT);
+    CHECK_KR(task_create(SELF, FALSE, &none), KERN_FAILURE);
+    CHECK_KR(task_set_bootstrap_port(SELF, MACH_PORT_NULL), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
+    return test_done("task_create");
+}

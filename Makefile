@@ -69,7 +69,7 @@ GEN_HDRS  := $(foreach d,$(MIG_USER_DEFS),$(GEN)/include/mach/$($(d)_HDR)) \
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_install
 TEST_DEFS := tests/hell_test.defs
-BENCHES   := $(BUILD)/bench/bench_rpc $(BUILD)/bench/bench_ool
+BENCHES   := $(BUILD)/bench/bench_rpc $(BUILD)/bench/bench_ool $(BUILD)/bench/bench_kern
 DEMOS     := $(BUILD)/demo/hell-demo
 
 .PHONY: all deps check bench demo install clean fuzz

@@ -152,7 +152,9 @@ void ipc_port_unref(struct ipc_port *port)
 
 kern_return_t ipc_port_srights_add(struct ipc_port *port)
 {
-    if (port->rcv != NULL && port->q == NULL) {
+    /* Kernel objects are served without a queue limit (their messages
+     * are answered at once, inline or by the service thread). */
+    if (port->rcv != NULL && port->q == NULL && port->rcv->kobject_type == IKOT_NONE) {
         kern_return_t kr = ipc_qlimit_create(port);
         if (kr != KERN_SUCCESS) {
             return kr;

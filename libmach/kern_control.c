@@ -142,8 +142,21 @@ static void kern_force_eintr(ucontext_t *uc)
  * thread leaves at once (its glibc resources are not reclaimed). */
 static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t)
 {
-    if (t->has_exit_jmp) {
-        siglongjmp(t->exit_jmp, 1);
+    /* Nothing of T is touched once its terminator may go on (and free
+     * it): copy what is needed first. */
+    sigjmp_buf back;
+    bool has_back = t->has_exit_jmp;
+    if (has_back) {
+        memcpy(back, t->exit_jmp, sizeof back);
+    }
+    if (atomic_load(&t->reaped)) {
+        kern_thread_unbind_self();
+    }
+    kern_control_self = NULL;
+    atomic_store(&t->ended, 1);
+    kern_futex_wake(&t->ended);
+    if (has_back) {
+        siglongjmp(back, 1);
     }
     for (;;) {
         kern_raw_syscall2(SYS_exit, 0, 0);
@@ -387,9 +400,8 @@ kern_return_t kern_thread_terminate(mach_port_t thread)
     /* Wake it if stopped; signal it until it is gone. */
     atomic_fetch_add(&t->resume_seq, 1);
     kern_futex_wake(&t->resume_seq);
-    while (kern_control_signal(t)) {
-        struct timespec ts = {.tv_nsec = KERN_CONTROL_RESIGNAL_MS * 1000000L};
-        nanosleep(&ts, NULL);
+    while (!atomic_load(&t->ended) && kern_control_signal(t)) {
+        kern_futex_wait(&t->ended, 0, KERN_CONTROL_RESIGNAL_MS);
     }
     /* Another task asking hears of it before the thread port it sent
      * the request to goes (it would take that for the server's death). */

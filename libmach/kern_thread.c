@@ -160,6 +160,13 @@ void kern_thread_started(struct kern_thread *t, pid_t tid)
     }
 }
 
+void kern_thread_unbind_self(void)
+{
+    pthread_once(&kern_thread_key_once, kern_thread_key_create);
+    pthread_setspecific(kern_thread_key, NULL);
+    kern_thread_self_cache = NULL;
+}
+
 void kern_thread_bind_self(struct kern_thread *t)
 {
     pthread_once(&kern_thread_key_once, kern_thread_key_create);

@@ -35,6 +35,7 @@ struct kern_thread {
     _Atomic int terminate_req;    /* thread_terminate: end at a clean point */
     _Atomic int reaped;           /* another thread's thread_terminate frees
                                      the record, after answering */
+    _Atomic unsigned ended;       /* futex: set as the thread ends */
     unsigned long kernel_fs;      /* [C] its glibc thread pointer, for the
                                      handler to switch to (0: unknown) */
     /* A thread made by thread_create (kern_thread_start.c). */
@@ -89,6 +90,11 @@ kern_return_t kern_thread_start(struct kern_thread *t);
 /* Writes the general registers of STATE into UC's, with GNU Mach's rules
  * for the flags (kern_control.c).  Needs no lock. */
 void kern_state_to_ucontext(const struct i386_thread_state *state, ucontext_t *uc);
+
+/* Forgets the calling thread's record (thread_terminate by another
+ * thread, which frees it): no destructor touches it at exit.  Needs no
+ * lock. */
+void kern_thread_unbind_self(void);
 
 /* The child side of fork(): no thread is known. */
 void kern_thread_fork_child(void);

@@ -2,6 +2,7 @@
 #include "linux.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
@@ -10,6 +11,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -29,6 +31,7 @@ static __thread bool linux_helper_self;
 struct linux_helper_start {
     void *(*fn)(void *);
     void *arg;
+    _Atomic int registered; /* futex: the thread is marked a helper */
 };
 
 static void linux_helper_mark(pid_t tid, pid_t value)
@@ -45,11 +48,15 @@ static void linux_helper_mark(pid_t tid, pid_t value)
 
 static void *linux_helper_main(void *p)
 {
-    struct linux_helper_start start = *(struct linux_helper_start *)p;
-    free(p);
+    struct linux_helper_start *shared = p;
+    struct linux_helper_start start = {.fn = shared->fn, .arg = shared->arg};
     pid_t tid = (pid_t)syscall(SYS_gettid);
     linux_helper_self = true;
     linux_helper_mark(0, tid);
+    /* The starter waits for this, so that no listing of the task's
+     * threads ever sees a helper that is not yet marked. */
+    atomic_store(&shared->registered, 1);
+    syscall(SYS_futex, &shared->registered, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     void *result = start.fn(start.arg);
     linux_helper_mark(tid, 0);
     return result;
@@ -68,9 +75,10 @@ bool linux_thread_start(void *(*fn)(void *), void *arg)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     bool started = pthread_create(&thread, &attr, linux_helper_main, start) == 0;
     pthread_attr_destroy(&attr);
-    if (!started) {
-        free(start);
+    while (started && !atomic_load(&start->registered)) {
+        syscall(SYS_futex, &start->registered, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
     }
+    free(start);
     return started;
 }
 

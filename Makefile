@@ -62,13 +62,14 @@ mach_i386_HDR   := mach_i386.h
 LIB_SRCS  := $(wildcard libmach/*.c)
 LIB_OBJS  := $(LIB_SRCS:libmach/%.c=$(OBJ)/libmach/%.o) \
              $(MIG_USER_DEFS:%=$(OBJ)/gen/%.user.o) \
-             $(MIG_SERVER_DEFS:%=$(OBJ)/gen/%.server.o)
+             $(MIG_SERVER_DEFS:%=$(OBJ)/gen/%.server.o) \
+             $(OBJ)/gen/exc.kuser.o
 GEN_HDRS  := $(foreach d,$(MIG_USER_DEFS),$(GEN)/include/mach/$($(d)_HDR)) \
-             $(MIG_SERVER_DEFS:%=$(GEN)/%.server.h)
+             $(MIG_SERVER_DEFS:%=$(GEN)/%.server.h) $(GEN)/exc.kuser.h
 
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_install
-TEST_DEFS := tests/hell_test.defs
+TEST_DEFS := tests/hell_test.defs tests/hell_exc.defs
 BENCHES   := $(BUILD)/bench/bench_rpc $(BUILD)/bench/bench_ool $(BUILD)/bench/bench_kern
 DEMOS     := $(BUILD)/demo/hell-demo
 
@@ -115,6 +116,22 @@ $(OBJ)/gen/%.user.o: $(GEN)/%.user.c $(GEN_HDRS)
 $(OBJ)/gen/%.server.o: $(GEN)/%.server.c $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(MIGCFLAGS) -c -o $@ $<
+# The kernel's side of exc.defs: exception_raise sent from the kernel
+# space of a faulting task (kern_exc.c).  The stub's mach_msg and reply
+# port calls are renamed to kernel-space ones in the generated source.
+$(GEN)/exc.kuser.c: $(DEPS)/.ok
+	@mkdir -p $(GEN)
+	$(MIG) -I$(MACH_INC) -Dexception_raise=kern_exception_raise -user $@.tmp \
+	    -header $(GEN)/exc.kuser.h -server /dev/null -sheader /dev/null $(MACH_INC)/mach/exc.defs
+	sed -e '1i #include "kern_exc_stub.h"' -e 's/\bmach_msg(/kern_exc_mach_msg(/g' \
+	    -e 's/\bmig_get_reply_port(/kern_exc_reply_port(/g' \
+	    -e 's/\bmig_dealloc_reply_port(/kern_exc_dealloc_reply_port(/g' \
+	    -e 's/\bmig_put_reply_port(/kern_exc_put_reply_port(/g' $@.tmp > $@
+	rm -f $@.tmp
+$(GEN)/exc.kuser.h: $(GEN)/exc.kuser.c ;
+$(OBJ)/gen/exc.kuser.o: $(GEN)/exc.kuser.c $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(MIGCFLAGS) -c -o $@ $<
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,-soname,libmach.so.0 -Wl,--no-undefined $(LDFLAGS) -o $@ $^
@@ -123,7 +140,8 @@ $(LIB): $(LIB_OBJS)
 # ---- programs linked against libmach ----
 PROG_CFLAGS  := $(CFLAGS) -I$(GEN)/tests -I$(GEN)/demo -Itests -DMIG_EOPNOTSUPP=MIG_BAD_ID
 PROG_LDFLAGS := $(LDFLAGS) -L$(BUILD)/lib -Wl,-rpath,'$$ORIGIN/../lib' -lmach
-TEST_GEN_OBJS := $(GEN)/tests/hell_test.user.c $(GEN)/tests/hell_test.server.c
+TEST_GEN_OBJS := $(GEN)/tests/hell_test.user.c $(GEN)/tests/hell_test.server.c \
+                 $(GEN)/tests/hell_exc.user.c $(GEN)/tests/hell_exc.server.c
 
 $(BUILD)/tests/%: tests/%.c tests/test.h tests/test_types.h $(TEST_GEN_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
@@ -143,10 +161,11 @@ $(BUILD)/demo/hell-demo: demo/hell-demo.c $(TEST_GEN_OBJS) $(LIB)
 # The fuzz target: libmach's sources built by clang with libFuzzer, ASan
 # and UBSan; the run is a test (tests/test_fuzz.sh) of FUZZ_SECONDS.
 FUZZ_SECONDS ?= 30
-FUZZ_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-unknown-warning-option -fvisibility=hidden \
+FUZZ_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-unknown-warning-option -fvisibility=hidden -DHELL_VERSION='"$(VERSION)"' \
                -Ilibmach -I$(GEN) -I$(GEN)/include/mach -DMIG_EOPNOTSUPP=MIG_BAD_ID \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -pthread
-FUZZ_SRCS   := $(LIB_SRCS) $(MIG_USER_DEFS:%=$(GEN)/%.user.c) $(MIG_SERVER_DEFS:%=$(GEN)/%.server.c)
+FUZZ_SRCS   := $(LIB_SRCS) $(MIG_USER_DEFS:%=$(GEN)/%.user.c) $(MIG_SERVER_DEFS:%=$(GEN)/%.server.c) \
+               $(GEN)/exc.kuser.c
 $(BUILD)/fuzz/fuzz_receive: fuzz/fuzz_receive.c $(FUZZ_SRCS) $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -Wno-error -o $@ $< $(FUZZ_SRCS)

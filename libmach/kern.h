@@ -42,6 +42,11 @@ unsigned kern_task_suspend_count(void);
 void kern_task_set_suspend_count(unsigned count);
 time_value64_t kern_task_creation_time(void);
 
+/* The kernel-space names of this task's port and of its exception port
+ * (a send right, or 0).  Expect [G]. */
+mach_port_name_t kern_task_name(void);
+mach_port_name_t kern_exception_port(void);
+
 /* The kernel-space name of this task's host port.  Expects [G]. */
 mach_port_name_t kern_host_name(void);
 

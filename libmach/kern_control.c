@@ -90,6 +90,23 @@ static void kern_futex_wait(_Atomic unsigned *word, unsigned seen, int ms)
 
 static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t);
 
+unsigned long kern_fs_enter(void)
+{
+    unsigned long fs = kern_get_base(ARCH_GET_FS);
+    struct kern_thread *t = kern_altstack_owner();
+    if (t != NULL && t->kernel_fs != 0 && fs != t->kernel_fs) {
+        kern_set_base(ARCH_SET_FS, t->kernel_fs);
+    }
+    return fs;
+}
+
+void kern_fs_leave(unsigned long fs)
+{
+    if (kern_get_base(ARCH_GET_FS) != fs) {
+        kern_set_base(ARCH_SET_FS, fs);
+    }
+}
+
 /* Stops the calling thread (its record T) until its suspend count is 0,
  * exposing UC and USER_FS, its thread pointer.  Runs in the control
  * signal's handler; ends the thread if thread_terminate asks. */
@@ -194,7 +211,8 @@ static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
     } else if (atomic_load(&t->terminate_req)) {
         kern_thread_die(t);
     } else if (park) {
-        kern_park(t, uc, user_fs);
+        /* A thread waiting for its exception's reply shows its fault. */
+        kern_park(t, kern_fault_uc != NULL ? kern_fault_uc : uc, user_fs);
         if (t->fsgs_dirty) {
             user_fs = t->fs_base;
         }
@@ -402,6 +420,12 @@ kern_return_t kern_thread_terminate(mach_port_t thread)
     kern_futex_wake(&t->resume_seq);
     while (!atomic_load(&t->ended) && kern_control_signal(t)) {
         kern_futex_wait(&t->ended, 0, KERN_CONTROL_RESIGNAL_MS);
+    }
+    /* It runs no user code any more; wait the few microseconds until
+     * Linux has it gone too, so that task_threads never lists it again. */
+    for (int i = 0; i < 100000 && syscall(SYS_tgkill, getpid(), t->tid, 0) == 0; i++) {
+        struct timespec ts = {.tv_nsec = 20000};
+        nanosleep(&ts, NULL);
     }
     /* Another task asking hears of it before the thread port it sent
      * the request to goes (it would take that for the server's death). */

@@ -20,6 +20,22 @@
 /* Installs the control signal's handler (task start-up). */
 void kern_control_init(void);
 
+/* Installs the fault handlers that raise Mach exceptions (kern_exc.c),
+ * where the program has none of its own. */
+void kern_exc_init(void);
+
+/* The fault context of the calling thread while it waits for the reply
+ * to its exception_raise: the state thread_get_state and thread_set_state
+ * see and change (kern_exc.c sets it). */
+extern __thread struct ucontext_t *kern_fault_uc;
+
+/* For a signal handler: switches to the thread's glibc thread pointer if
+ * it runs with another one (a thread started by thread_create), touching
+ * no thread-local before; returns the thread pointer it had, for
+ * kern_fs_leave.  Needs no lock. */
+unsigned long kern_fs_enter(void);
+void kern_fs_leave(unsigned long fs);
+
 /* Whether a controller asked the calling thread to stop while it held a
  * libmach lock: it stops when it releases its last one (futex_lock.h's
  * clean point), so a loop that waits holding a lock must let go of it

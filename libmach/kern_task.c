@@ -567,6 +567,16 @@ __attribute__((visibility("default"))) mach_port_t mach_thread_self(void)
     return name;
 }
 
+mach_port_name_t kern_exception_port(void)
+{
+    return kern_exception_kname;
+}
+
+mach_port_name_t kern_task_name(void)
+{
+    return kern_task_kname;
+}
+
 unsigned kern_task_suspend_count(void)
 {
     return kern_task_suspends;
@@ -625,6 +635,7 @@ void kern_task_init(void)
     pthread_atfork(NULL, NULL, kern_task_fork_child);
     kern_task_create_objects();
     kern_control_init();
+    kern_exc_init();
 
     const char *env = getenv("HELL_BOOTSTRAP_FD");
     if (env != NULL) {

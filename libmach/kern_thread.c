@@ -57,6 +57,13 @@ void kern_thread_free(struct kern_thread *t)
     }
     u64map_remove(&kern_threads_by_port, t->port->serial);
     (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], t->kname);
+    if (MACH_PORT_VALID(t->exception_kname)) {
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], t->exception_kname);
+    }
+    if (MACH_PORT_VALID(t->exc_reply)) {
+        (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], t->exc_reply);
+    }
+    t->exception_kname = t->exc_reply = MACH_PORT_NULL;
     t->gone = true;
     if (t->refs == 0) {
         free(t);

@@ -32,6 +32,10 @@ struct kern_thread {
     unsigned long fs_base, gs_base; /* read when it parked */
     bool fsgs_dirty;              /* set while parked: load them on resume */
     bool task_held;               /* [G] holds one count for task_suspend */
+    mach_port_name_t exception_kname; /* [G] its exception port (a send
+                                     right in the kernel space), or 0 */
+    mach_port_name_t exc_reply;   /* [G] its kernel-space reply port for
+                                     exception_raise (kern_exc.c), or 0 */
     _Atomic int terminate_req;    /* thread_terminate: end at a clean point */
     _Atomic int reaped;           /* another thread's thread_terminate frees
                                      the record, after answering */
@@ -86,6 +90,12 @@ void kern_thread_bind_self(struct kern_thread *t);
  * suspend count fell to 0 (kern_thread_start.c).  Returns KERN_SUCCESS or
  * KERN_RESOURCE_SHORTAGE.  Expects [G] not held. */
 kern_return_t kern_thread_start(struct kern_thread *t);
+
+/* The record of the thread running on the calling thread's signal stack,
+ * when that stack is one HELL made (kern_thread_start.c); found from the
+ * stack pointer alone, so usable before the thread pointer is glibc's.
+ * Needs no lock. */
+struct kern_thread *kern_altstack_owner(void);
 
 /* Writes the general registers of STATE into UC's, with GNU Mach's rules
  * for the flags (kern_control.c).  Needs no lock. */

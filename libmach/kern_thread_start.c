@@ -13,6 +13,7 @@
 #include <asm/prctl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -25,7 +26,56 @@
 #include "kern_thread.h"
 #include "mach.server.h"
 
+/* A signal stack, aligned to its size, whose lowest bytes name its
+ * thread (kern_altstack_owner). */
 #define KERN_ALTSTACK_SIZE (64 * 1024)
+#define KERN_ALTSTACK_MAGIC 0x48454c4c53544b31ull /* "HELLSTK1" */
+
+struct kern_altstack_head {
+    uint64_t magic;
+    struct kern_thread *owner;
+};
+
+/* Maps a signal stack for T; returns its base, or NULL. */
+static void *kern_altstack_new(struct kern_thread *t)
+{
+    uint8_t *p = mmap(NULL, 2 * KERN_ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+    uintptr_t base = ((uintptr_t)p + KERN_ALTSTACK_SIZE - 1) & ~(uintptr_t)(KERN_ALTSTACK_SIZE - 1);
+    if (base > (uintptr_t)p) {
+        munmap(p, base - (uintptr_t)p);
+    }
+    uintptr_t end = (uintptr_t)p + 2 * KERN_ALTSTACK_SIZE;
+    if (end > base + KERN_ALTSTACK_SIZE) {
+        munmap((void *)(base + KERN_ALTSTACK_SIZE), end - (base + KERN_ALTSTACK_SIZE));
+    }
+    struct kern_altstack_head *head = (void *)base;
+    head->magic = KERN_ALTSTACK_MAGIC;
+    head->owner = t;
+    return (void *)base;
+}
+
+struct kern_thread *kern_altstack_owner(void)
+{
+    uintptr_t sp;
+    __asm__ volatile("mov %%rsp, %0" : "=r"(sp));
+    stack_t ss;
+    /* Only on a signal stack (the kernel says), never guessing from an
+     * arbitrary stack's memory. */
+    long rc;
+    __asm__ volatile("syscall"
+                     : "=a"(rc)
+                     : "0"((long)SYS_sigaltstack), "D"(0L), "S"(&ss)
+                     : "rcx", "r11", "memory");
+    if (rc != 0 || !(ss.ss_flags & SS_ONSTACK) || ss.ss_size != KERN_ALTSTACK_SIZE) {
+        return NULL;
+    }
+    const struct kern_altstack_head *head = ss.ss_sp;
+    return head->magic == KERN_ALTSTACK_MAGIC ? head->owner : NULL;
+}
 
 /* Enters the state in UC, which lies on the current stack: rt_sigreturn
  * reads its frame at RSP (the handler's return address slot popped). */
@@ -63,10 +113,8 @@ static void *kern_thread_start_main(void *arg)
     ipc_unlock();
     kern_thread_bind_self(t);
 
-    stack_t alt = {.ss_size = KERN_ALTSTACK_SIZE};
-    alt.ss_sp = mmap(NULL, KERN_ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (alt.ss_sp != MAP_FAILED) {
+    stack_t alt = {.ss_size = KERN_ALTSTACK_SIZE, .ss_sp = kern_altstack_new(t)};
+    if (alt.ss_sp != NULL) {
         sigaltstack(&alt, NULL);
     }
     if (sigsetjmp(t->exit_jmp, 0) == 0) {
@@ -85,7 +133,7 @@ static void *kern_thread_start_main(void *arg)
     /* thread_terminate came back here, on glibc's thread pointer. */
     stack_t off = {.ss_flags = SS_DISABLE};
     sigaltstack(&off, NULL);
-    if (alt.ss_sp != MAP_FAILED) {
+    if (alt.ss_sp != NULL) {
         munmap(alt.ss_sp, KERN_ALTSTACK_SIZE);
     }
     return NULL;

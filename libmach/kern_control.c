@@ -21,6 +21,7 @@
 #include "futex_lock.h"
 #include "ipc_space.h"
 #include "kern.h"
+#include "kern_fpu.h"
 #include "kern_thread.h"
 #include "mach.server.h"
 
@@ -598,7 +599,7 @@ static kern_return_t kern_unstarted_set(struct kern_thread *t, int flavor,
         return KERN_INVALID_ARGUMENT;
     }
 }
-#define KERN_FP_387X 3  /* fpkind: an FPU with FXSR */
+#define KERN_FP_387X 5  /* fpkind FP_387X: an FPU with XSAVE */
 
 kern_return_t kern_thread_get_state(mach_port_t thread, int flavor, thread_state_t state,
                                     mach_msg_type_number_t *count)
@@ -660,6 +661,15 @@ kern_return_t kern_thread_get_state(mach_port_t thread, int flavor, thread_state
             }
             memset(state, 0xff, sizeof(struct i386_isa_port_map_state)); /* no I/O ports */
             *count = i386_ISA_PORT_MAP_STATE_COUNT;
+            break;
+        case i386_FLOAT_STATE:
+            if (*count < i386_FLOAT_STATE_COUNT || kern_xstate_size(t->uc) == 0) {
+                kr = KERN_INVALID_ARGUMENT;
+                break;
+            }
+            kern_fpu_to_float_state((const uint8_t *)t->uc->uc_mcontext.fpregs,
+                                    (struct i386_float_state *)state);
+            *count = i386_FLOAT_STATE_COUNT;
             break;
         case i386_XFLOAT_STATE: {
             size_t size = kern_xstate_size(t->uc);
@@ -746,6 +756,16 @@ kern_return_t kern_thread_set_state(mach_port_t thread, int flavor, thread_state
         }
         case i386_ISA_PORT_MAP_STATE:
             break; /* as GNU Mach: accepted, no effect */
+        case i386_FLOAT_STATE: {
+            size_t size = kern_xstate_size(t->uc);
+            if (count < i386_FLOAT_STATE_COUNT || size == 0) {
+                kr = KERN_INVALID_ARGUMENT;
+                break;
+            }
+            kern_fpu_from_float_state((const struct i386_float_state *)state,
+                                      (uint8_t *)t->uc->uc_mcontext.fpregs, size);
+            break;
+        }
         case i386_XFLOAT_STATE: {
             const struct i386_xfloat_state *x = (const void *)state;
             size_t size = kern_xstate_size(t->uc);

@@ -40,6 +40,8 @@ struct kern_thread {
     _Atomic int reaped;           /* another thread's thread_terminate frees
                                      the record, after answering */
     _Atomic unsigned ended;       /* futex: set as the thread ends */
+    _Atomic unsigned running;     /* futex: set once a thread made by
+                                     thread_create has its Linux thread */
     unsigned long kernel_fs;      /* [C] its glibc thread pointer, for the
                                      handler to switch to (0: unknown) */
     /* A thread made by thread_create (kern_thread_start.c). */

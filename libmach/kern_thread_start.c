@@ -11,6 +11,8 @@
  * thread's resources normally.
  */
 #include <asm/prctl.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -111,6 +113,8 @@ static void *kern_thread_start_main(void *arg)
     struct i386_thread_state state = t->start_state;
     unsigned long fs = t->fs_base, gs = t->gs_base;
     ipc_unlock();
+    atomic_store(&t->running, 1);
+    syscall(SYS_futex, &t->running, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     kern_thread_bind_self(t);
 
     stack_t alt = {.ss_size = KERN_ALTSTACK_SIZE, .ss_sp = kern_altstack_new(t)};
@@ -147,6 +151,10 @@ kern_return_t kern_thread_start(struct kern_thread *t)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     bool ok = pthread_create(&thread, &attr, kern_thread_start_main, t) == 0;
     pthread_attr_destroy(&attr);
+    /* Back only once it is a Linux thread that controllers can signal. */
+    while (ok && !atomic_load(&t->running)) {
+        syscall(SYS_futex, &t->running, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+    }
     return ok ? KERN_SUCCESS : KERN_RESOURCE_SHORTAGE;
 }
 

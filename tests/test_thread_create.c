@@ -9,6 +9,7 @@
 #include <hell.h>
 #include <mach.h>
 #include <mach/thread_status.h>
+#include <mach/x86_64/fp_reg.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -175,6 +176,75 @@ static void test_other_task(void)
     munmap(a, sizeof *a);
 }
 
+/* The x87 state (i386_FLOAT_STATE, GNU Mach's FNSAVE view): a thread
+ * pushes 1 and pi, waits for R12 to change, then stores ST0. */
+static const uint8_t x87_code[] = {
+    0xd9, 0xe8,                               /* fld1 */
+    0xd9, 0xeb,                               /* fldpi */
+    0xf3, 0x90,                               /* 1: pause */
+    0x49, 0x81, 0xfc, 0x78, 0x56, 0x00, 0x00, /* cmp $0x5678,%r12 */
+    0x75, 0xf5,                               /* jne 1b */
+    0xdd, 0x1e,                               /* fstpl (%rsi) */
+    0xf3, 0x90, 0xeb, 0xfc,                   /* 2: pause; jmp 2b */
+};
+
+static void test_float_state(void)
+{
+    struct area *a = new_area();
+    memcpy(a->code, x87_code, sizeof x87_code);
+    mach_port_t th = start_thread(SELF, a, 0);
+    struct i386_float_state fs;
+    mach_msg_type_number_t count;
+    /* Wait until both values are pushed (the tag word says so). */
+    for (int i = 0; i < 1000; i++) {
+        CHECK_KR(thread_suspend(th), KERN_SUCCESS);
+        count = i386_FLOAT_STATE_COUNT;
+        CHECK_KR(thread_get_state(th, i386_FLOAT_STATE, (thread_state_t)&fs, &count),
+                 KERN_SUCCESS);
+        struct i386_fp_save save;
+        memcpy(&save, fs.hw_state, sizeof save);
+        if (((save.fp_status >> 11) & 7) == 6) {
+            break;
+        }
+        CHECK_KR(thread_resume(th), KERN_SUCCESS);
+        usleep(1000);
+    }
+    struct i386_fp_save save;
+    memcpy(&save, fs.hw_state, sizeof save);
+    CHECK(count == i386_FLOAT_STATE_COUNT && fs.initialized);
+    CHECK(((save.fp_status >> 11) & 7) == 6);
+    /* Physical registers 6 (pi: valid) and 7 (1: valid), the rest empty. */
+    CHECK(save.fp_tag == 0x0fff);
+    const uint8_t *st0 = fs.hw_state + sizeof save, *st1 = st0 + 10;
+    uint64_t m0, m1;
+    memcpy(&m0, st0, 8);
+    memcpy(&m1, st1, 8);
+    CHECK(m0 == 0xc90fdaa22168c235ull && (st0[8] | st0[9] << 8) == 0x4000); /* pi */
+    CHECK(m1 == 0x8000000000000000ull && (st1[8] | st1[9] << 8) == 0x3fff); /* 1 */
+
+    /* ST0 becomes 2; R12 lets it store it. */
+    uint64_t two = 0x8000000000000000ull;
+    memcpy(fs.hw_state + sizeof save, &two, 8);
+    fs.hw_state[sizeof save + 8] = 0x00;
+    fs.hw_state[sizeof save + 9] = 0x40;
+    CHECK_KR(thread_set_state(th, i386_FLOAT_STATE, (thread_state_t)&fs, count), KERN_SUCCESS);
+    struct i386_thread_state regs;
+    count = i386_THREAD_STATE_COUNT;
+    CHECK_KR(thread_get_state(th, i386_THREAD_STATE, (thread_state_t)&regs, &count),
+             KERN_SUCCESS);
+    regs.r12 = 0x5678;
+    CHECK_KR(thread_set_state(th, i386_THREAD_STATE, (thread_state_t)&regs, count),
+             KERN_SUCCESS);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    double two_d = 2.0;
+    uint64_t want;
+    memcpy(&want, &two_d, sizeof want);
+    CHECK(wait_result(&a->result, want));
+    CHECK_KR(thread_terminate(th), KERN_SUCCESS);
+    CHECK_KR(mach_port_mod_refs(SELF, th, MACH_PORT_RIGHT_DEAD_NAME, -1), KERN_SUCCESS);
+    munmap(a, sizeof *a);
+}
+
 /* A thread that ends itself. */
 static volatile mach_port_t suicide_port;
 
@@ -208,5 +278,6 @@ int main(void)
     test_own_task();
     test_other_task();
     test_terminate_self();
+    test_float_state();
     return test_done("thread_create");
 }

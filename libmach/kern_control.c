@@ -8,6 +8,7 @@
 #include <mach/mig_errors.h>
 #include <mach/thread_status.h>
 #include <mach/x86_64/eflags.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -156,8 +157,8 @@ static void kern_force_eintr(ucontext_t *uc)
 }
 
 /* Ends the calling thread (thread_terminate): back into the start routine
- * of a thread made by thread_create, so that glibc frees it; any other
- * thread leaves at once (its glibc resources are not reclaimed). */
+ * of a thread made by thread_create, else through pthread_exit; glibc
+ * frees it either way. */
 static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t)
 {
     /* Nothing of T is touched once its terminator may go on (and free
@@ -176,9 +177,12 @@ static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t)
     if (has_back) {
         siglongjmp(back, 1);
     }
-    for (;;) {
-        kern_raw_syscall2(SYS_exit, 0, 0);
-    }
+    /* Any other thread leaves through glibc, so that it frees the thread
+     * (its stack and thread-specific data are reused by the next thread:
+     * a bare exit would hand them over stale).  glibc unwinds from here
+     * and, where the interrupted code has no unwind tables, jumps straight
+     * to the thread's end. */
+    pthread_exit(NULL);
 }
 
 static void kern_control_handler(int sig, siginfo_t *si, void *ucv)

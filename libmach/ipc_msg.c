@@ -418,9 +418,14 @@ static mach_msg_return_t ipc_msg_receive_port(int space_id, mach_msg_header_t *m
         }
         if (kern_park_wanted()) {
             /* Stopped by thread_suspend: at a clean point, without the
-             * port's dequeue lock, then on with the receive. */
+             * port's dequeue lock, then on with the receive (unless
+             * thread_abort asked while it was stopped). */
             futex_lock_release(&rcv->rlock);
             futex_lock_acquire(&rcv->rlock);
+            if (kern_abort_take()) {
+                ipc_lock();
+                break;
+            }
         }
     }
     return ipc_msg_deliver(space_id, msg, option, rcv_size, port, rcv, &kmsg, mr);

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -118,26 +119,34 @@ static void kern_park(struct kern_thread *t, ucontext_t *uc, unsigned long user_
     t->gs_base = kern_get_base(ARCH_GET_GS);
     t->fsgs_dirty = false;
     t->uc = uc;
-    atomic_store(&t->parked, 1);
-    kern_futex_wake((_Atomic unsigned *)&t->parked);
     for (;;) {
-        unsigned seq = atomic_load(&t->resume_seq);
-        if (atomic_load(&t->terminate_req)) {
-            t->uc = NULL;
-            atomic_store(&t->parked, 0);
-            kern_thread_die(t);
+        atomic_store(&t->parked, 1);
+        kern_futex_wake((_Atomic unsigned *)&t->parked);
+        for (;;) {
+            unsigned seq = atomic_load(&t->resume_seq);
+            if (atomic_load(&t->terminate_req)) {
+                t->uc = NULL;
+                atomic_store(&t->parked, 0);
+                kern_thread_die(t);
+            }
+            if (!atomic_load(&t->park_req)) {
+                break;
+            }
+            kern_futex_wait(&t->resume_seq, seq, -1);
         }
-        if (!atomic_load(&t->park_req)) {
+        /* A controller that saw "parked" just before it was cleared may
+         * have asked again: look once more after clearing it (the context
+         * stays valid until then). */
+        atomic_store(&t->parked, 0);
+        if (!atomic_load(&t->park_req) && !atomic_load(&t->terminate_req)) {
             break;
         }
-        kern_futex_wait(&t->resume_seq, seq, -1);
     }
+    kern_futex_wake((_Atomic unsigned *)&t->parked);
     if (t->fsgs_dirty) {
         kern_set_base(ARCH_SET_GS, t->gs_base);
     }
     t->uc = NULL;
-    atomic_store(&t->parked, 0);
-    kern_futex_wake((_Atomic unsigned *)&t->parked);
 }
 
 /* A blocking system call that the kernel rewound to restart it after the
@@ -149,8 +158,13 @@ static void kern_force_eintr(ucontext_t *uc)
     greg_t *g = uc->uc_mcontext.gregs;
     const uint8_t *ip = (const uint8_t *)g[REG_RIP];
     long nr = (long)g[REG_RAX];
-    if (ip[0] == 0x0f && ip[1] == 0x05 &&
-        (nr == SYS_recvmsg || nr == SYS_futex || nr == SYS_epoll_wait || nr == SYS_poll)) {
+    /* Only waits: a wake skipped would be lost (the thread may also be
+     * caught just before a `syscall` it has not made yet). */
+    int futex_op = (int)(g[REG_RSI] & FUTEX_CMD_MASK);
+    bool wait = nr == SYS_recvmsg || nr == SYS_epoll_wait || nr == SYS_poll ||
+                nr == 449 /* futex_waitv */ ||
+                (nr == SYS_futex && (futex_op == FUTEX_WAIT || futex_op == FUTEX_WAIT_BITSET));
+    if (ip[0] == 0x0f && ip[1] == 0x05 && wait) {
         g[REG_RAX] = -EINTR;
         g[REG_RIP] += 2;
     }
@@ -171,6 +185,13 @@ static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t)
     if (atomic_load(&t->reaped)) {
         kern_thread_unbind_self();
     }
+    if (t->holds_self_ref) {
+        /* Its terminator (or its exit destructor) still holds it. */
+        ipc_lock();
+        t->holds_self_ref = false;
+        kern_thread_unref(t);
+        ipc_unlock();
+    }
     kern_control_self = NULL;
     atomic_store(&t->ended, 1);
     kern_futex_wake(&t->ended);
@@ -188,14 +209,15 @@ static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t)
 static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
 {
     (void)sig;
+    (void)si;
     ucontext_t *uc = ucv;
-    struct kern_thread *t = si->si_code == SI_QUEUE && si->si_pid == kern_raw_syscall2(
-                                SYS_getpid, 0, 0)
-                                ? si->si_value.sival_ptr
-                                : NULL;
-    if (t == NULL || t->tid != kern_gettid()) {
+    /* Its record by its own thread id, never from the signal's value: any
+     * process of the same user can queue this signal to us. */
+    struct kern_thread *t = kern_tid_find(kern_gettid());
+    if (t == NULL) {
         return;
     }
+    atomic_store(&t->sig_inflight, 0);
     /* The thread may run with a thread pointer of its own (a state set
      * by thread_set_state): use glibc's while in here. */
     unsigned long user_fs = kern_get_base(ARCH_GET_FS);
@@ -221,6 +243,16 @@ static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
         if (t->fsgs_dirty) {
             user_fs = t->fs_base;
         }
+        /* thread_abort stops the thread first, then asks: inside a trap,
+         * the wait it was stopped in ends now. */
+        if (atomic_load(&t->abort_req)) {
+            if (kern_trap_depth > 0) {
+                kern_control_self = t;
+                kern_force_eintr(uc);
+            } else {
+                atomic_store(&t->abort_req, 0);
+            }
+        }
     } else if (abort) {
         atomic_store(&t->abort_req, 0); /* in user code: nothing to end */
     }
@@ -237,11 +269,8 @@ static void kern_clean_point(void)
     struct kern_thread *t = kern_control_self;
     if (t != NULL && atomic_load(&t->park_req)) {
         /* Stop through the handler, with a context of its own. */
-        siginfo_t si = {.si_signo = KERN_CONTROL_SIGNAL, .si_code = SI_QUEUE};
-        si.si_pid = getpid();
-        si.si_uid = getuid();
-        si.si_value.sival_ptr = t;
-        syscall(SYS_rt_tgsigqueueinfo, getpid(), kern_gettid(), KERN_CONTROL_SIGNAL, &si);
+        atomic_store(&t->sig_inflight, 1);
+        syscall(SYS_tgkill, getpid(), kern_gettid(), KERN_CONTROL_SIGNAL);
     }
 }
 
@@ -283,30 +312,72 @@ void kern_control_init(void)
     sigaction(KERN_CONTROL_SIGNAL, &sa, NULL);
 }
 
-/* Signals T's thread; returns false when it is gone. */
+/* Signals T's thread, unless a signal is already on its way (so that a
+ * thread blocking the signal does not pile them up); returns false when
+ * the thread is gone. */
 static bool kern_control_signal(struct kern_thread *t)
 {
-    siginfo_t si = {.si_signo = KERN_CONTROL_SIGNAL, .si_code = SI_QUEUE};
-    si.si_pid = getpid();
-    si.si_uid = getuid();
-    si.si_value.sival_ptr = t;
-    return syscall(SYS_rt_tgsigqueueinfo, getpid(), t->tid, KERN_CONTROL_SIGNAL, &si) == 0;
+    if (atomic_exchange(&t->sig_inflight, 1)) {
+        return syscall(SYS_tgkill, getpid(), t->tid, 0) == 0;
+    }
+    return syscall(SYS_tgkill, getpid(), t->tid, KERN_CONTROL_SIGNAL) == 0;
 }
 
-/* Waits until T is parked (T referenced, [G] not held).  Returns false
- * when its thread exited. */
-static bool kern_wait_parked(struct kern_thread *t)
+/* Whether Linux thread TID blocks the control signal (it would never
+ * stop): its status in /proc says. */
+static bool kern_signal_blocked(pid_t tid)
 {
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+    FILE *f = fopen(path, "re");
+    unsigned long long mask = 0;
+    bool found = false;
+    while (f != NULL && !found && fgets(line, sizeof line, f) != NULL) {
+        found = sscanf(line, "SigBlk: %llx", &mask) == 1;
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return found && (mask >> (KERN_CONTROL_SIGNAL - 1)) & 1;
+}
+
+/* Waits while T's Linux thread is being made (thread_resume of a thread
+ * from thread_create).  Expects [G] not held. */
+static void kern_wait_running(struct kern_thread *t)
+{
+    for (;;) {
+        ipc_lock();
+        bool starting = t->starting;
+        ipc_unlock();
+        if (!starting) {
+            return;
+        }
+        kern_futex_wait(&t->running, 0, KERN_CONTROL_RESIGNAL_MS);
+    }
+}
+
+enum kern_parked { KERN_PARKED, KERN_GONE, KERN_BLOCKED };
+
+/* Waits until T is parked (T referenced, held, [G] not held).  Returns
+ * KERN_GONE when its thread exited, KERN_BLOCKED when it blocks the
+ * control signal (it stops once it unblocks it). */
+static enum kern_parked kern_wait_parked(struct kern_thread *t)
+{
+    kern_wait_running(t);
     ipc_lock();
     bool unstarted = t->unstarted; /* holds by its count alone */
     ipc_unlock();
-    while (!unstarted && !atomic_load(&t->parked)) {
+    for (int waited = 0; !unstarted && !atomic_load(&t->parked);
+         waited += KERN_CONTROL_RESIGNAL_MS) {
         if (!kern_control_signal(t)) {
-            return false;
+            return KERN_GONE;
+        }
+        if (waited >= 100 && kern_signal_blocked(t->tid)) {
+            return KERN_BLOCKED;
         }
         kern_futex_wait((_Atomic unsigned *)&t->parked, 0, KERN_CONTROL_RESIGNAL_MS);
     }
-    return true;
+    return KERN_PARKED;
 }
 
 /* Looks up THREAD and references it; *SELF says whether it is the
@@ -364,9 +435,11 @@ kern_return_t kern_thread_suspend(mach_port_t thread)
     if (self) {
         kern_control_self = t;
         futex_park_pending = true;
-    } else if (!kern_wait_parked(t)) {
+    } else if (kern_wait_parked(t) == KERN_GONE) {
         kr = KERN_INVALID_ARGUMENT; /* it exited */
     }
+    /* (A thread that blocks the control signal stops when it unblocks
+     * it: the count is taken.) */
     kern_control_put(t);
     return kr;
 }
@@ -378,17 +451,28 @@ kern_return_t kern_thread_resume(mach_port_t thread)
     if (t == NULL) {
         return KERN_INVALID_ARGUMENT;
     }
+    kern_wait_running(t);
     ipc_lock();
     kern_return_t kr = KERN_FAILURE; /* not suspended */
     bool start = false;
     if (t->suspend_count > 0) {
         kern_release(t);
         start = t->unstarted && t->suspend_count == 0;
+        if (start) {
+            /* Started once: others wait for it (kern_wait_running), and
+             * the new thread holds the record until it ends. */
+            t->starting = true;
+            t->holds_self_ref = true;
+            kern_thread_ref(t);
+        }
         kr = KERN_SUCCESS;
     }
     ipc_unlock();
     if (start && (kr = kern_thread_start(t)) != KERN_SUCCESS) {
         ipc_lock();
+        t->starting = false;
+        t->holds_self_ref = false;
+        kern_thread_unref(t);
         kern_hold(t); /* not running after all */
         ipc_unlock();
     }
@@ -403,6 +487,7 @@ kern_return_t kern_thread_terminate(mach_port_t thread)
     if (t == NULL) {
         return KERN_INVALID_ARGUMENT;
     }
+    kern_wait_running(t);
     ipc_lock();
     if (t->unstarted) {
         kern_thread_free(t); /* it never ran: only its port goes */
@@ -461,21 +546,32 @@ kern_return_t kern_thread_abort(mach_port_t thread)
     if (self) {
         kr = KERN_INVALID_ARGUMENT; /* as GNU Mach */
     } else {
-        atomic_store(&t->abort_req, 1);
-        (void)kern_control_signal(t);
+        /* As GNU Mach: stop it, mark its trap aborted, let it go, so that
+         * an abort between a suspend and a resume is not lost. */
+        ipc_lock();
+        kern_hold(t);
+        ipc_unlock();
+        enum kern_parked parked = kern_wait_parked(t);
+        if (parked != KERN_GONE) {
+            atomic_store(&t->abort_req, 1);
+        }
+        ipc_lock();
+        kern_release(t);
+        ipc_unlock();
     }
     kern_control_put(t);
     return kr;
 }
 
 /* Stops T for a state operation: holds it (a temporary hold when it was
- * running) and waits.  Returns false when it exited (released). */
+ * running) and waits.  Returns false when it exited or blocks the
+ * control signal (released). */
 static bool kern_state_begin(struct kern_thread *t)
 {
     ipc_lock();
     kern_hold(t);
     ipc_unlock();
-    if (kern_wait_parked(t)) {
+    if (kern_wait_parked(t) == KERN_PARKED) {
         return true;
     }
     ipc_lock();
@@ -814,37 +910,35 @@ kern_return_t kern_thread_set_state(mach_port_t thread, int flavor, thread_state
  * out. */
 static kern_return_t kern_task_hold(bool hold)
 {
+    /* The threads first, then the count and their holds in one critical
+     * section: a task_resume cannot slip between the two. */
     size_t n = 0;
-    struct kern_thread **v = NULL;
-    ipc_lock();
-    unsigned count = kern_task_suspend_count();
-    bool first = hold && count == 0, last = !hold && count == 1;
-    if (!hold && count == 0) {
-        ipc_unlock();
-        return KERN_FAILURE;
-    }
-    kern_task_set_suspend_count(hold ? count + 1 : count - 1);
-    ipc_unlock();
-    if (!first && !last) {
-        return KERN_SUCCESS;
-    }
-    if ((v = kern_threads_snapshot(&n)) == NULL) {
+    struct kern_thread **v = kern_threads_snapshot(&n);
+    if (v == NULL) {
         return KERN_RESOURCE_SHORTAGE;
     }
     pid_t me = kern_gettid();
     struct kern_thread *self = NULL;
+    kern_return_t kr = KERN_SUCCESS;
     ipc_lock();
-    for (size_t i = 0; i < n; i++) {
-        struct kern_thread *t = v[i];
-        if (first && !t->task_held) {
-            t->task_held = true;
-            kern_hold(t);
-        } else if (last && t->task_held) {
-            t->task_held = false;
-            kern_release(t);
-        }
-        if (t->tid == me) {
-            self = t;
+    unsigned count = kern_task_suspend_count();
+    bool first = hold && count == 0, last = !hold && count == 1;
+    if (!hold && count == 0) {
+        kr = KERN_FAILURE;
+    } else {
+        kern_task_set_suspend_count(hold ? count + 1 : count - 1);
+        for (size_t i = 0; i < n; i++) {
+            struct kern_thread *t = v[i];
+            if (first && !t->task_held) {
+                t->task_held = true;
+                kern_hold(t);
+            } else if (last && t->task_held) {
+                t->task_held = false;
+                kern_release(t);
+            }
+            if (t->tid == me) {
+                self = t;
+            }
         }
     }
     ipc_unlock();
@@ -863,7 +957,7 @@ static kern_return_t kern_task_hold(bool hold)
     }
     ipc_unlock();
     free(v);
-    return KERN_SUCCESS;
+    return kr;
 }
 
 kern_return_t kern_task_suspend(mach_port_t task)

@@ -35,6 +35,77 @@
 
 extern atomic_uint kern_fork_generation;
 
+/* The lock-free index of records by thread id for signal handlers:
+ * open addressing, written under [G], read by anyone.  A slot's tid is 0
+ * when it was never used, -1 when its record left. */
+#define KERN_TID_SLOTS 8192
+static struct {
+    _Atomic pid_t tid;
+    struct kern_thread *_Atomic t;
+} kern_tid_table[KERN_TID_SLOTS];
+
+static size_t kern_tid_hash(pid_t tid)
+{
+    return ((size_t)tid * 2654435761u) % KERN_TID_SLOTS;
+}
+
+/* Publishes T under TID (a full table leaves it unpublished: its thread
+ * cannot be stopped).  Expects [G]. */
+static void kern_tid_publish(pid_t tid, struct kern_thread *t)
+{
+    size_t free_slot = KERN_TID_SLOTS;
+    for (size_t i = 0, h = kern_tid_hash(tid); i < KERN_TID_SLOTS; i++, h = (h + 1) % KERN_TID_SLOTS) {
+        pid_t cur = atomic_load(&kern_tid_table[h].tid);
+        if (cur == tid) {
+            atomic_store(&kern_tid_table[h].t, t);
+            return;
+        }
+        if (cur == -1 && free_slot == KERN_TID_SLOTS) {
+            free_slot = h;
+        }
+        if (cur == 0) {
+            if (free_slot == KERN_TID_SLOTS) {
+                free_slot = h;
+            }
+            break;
+        }
+    }
+    if (free_slot < KERN_TID_SLOTS) {
+        atomic_store(&kern_tid_table[free_slot].t, t);
+        atomic_store(&kern_tid_table[free_slot].tid, tid);
+    }
+}
+
+/* Withdraws T (published under TID).  Expects [G]. */
+static void kern_tid_withdraw(pid_t tid, struct kern_thread *t)
+{
+    for (size_t i = 0, h = kern_tid_hash(tid); i < KERN_TID_SLOTS; i++, h = (h + 1) % KERN_TID_SLOTS) {
+        pid_t cur = atomic_load(&kern_tid_table[h].tid);
+        if (cur == 0) {
+            return;
+        }
+        if (cur == tid && atomic_load(&kern_tid_table[h].t) == t) {
+            atomic_store(&kern_tid_table[h].t, NULL);
+            atomic_store(&kern_tid_table[h].tid, -1);
+            return;
+        }
+    }
+}
+
+struct kern_thread *kern_tid_find(pid_t tid)
+{
+    for (size_t i = 0, h = kern_tid_hash(tid); i < KERN_TID_SLOTS; i++, h = (h + 1) % KERN_TID_SLOTS) {
+        pid_t cur = atomic_load(&kern_tid_table[h].tid);
+        if (cur == 0) {
+            return NULL;
+        }
+        if (cur == tid) {
+            return atomic_load(&kern_tid_table[h].t);
+        }
+    }
+    return NULL;
+}
+
 /* [G] tid -> struct kern_thread *, and port serial -> the same. */
 static struct u64map kern_threads_by_tid, kern_threads_by_port;
 static pthread_key_t kern_thread_key;
@@ -54,6 +125,9 @@ void kern_thread_free(struct kern_thread *t)
 {
     if (!t->unstarted && u64map_lookup(&kern_threads_by_tid, (uint64_t)t->tid) == t) {
         u64map_remove(&kern_threads_by_tid, (uint64_t)t->tid);
+    }
+    if (t->tid != 0) {
+        kern_tid_withdraw(t->tid, t);
     }
     u64map_remove(&kern_threads_by_port, t->port->serial);
     (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], t->kname);
@@ -87,12 +161,18 @@ static void kern_thread_exit(void *arg)
 {
     struct kern_thread *t = arg;
     ipc_lock();
-    /* A thread ended by thread_terminate leaves its port to the caller,
-     * which answers first. */
-    if (t->generation == atomic_load(&kern_fork_generation) &&
-        !atomic_load(&t->reaped) &&
-        u64map_lookup(&kern_threads_by_tid, (uint64_t)t->tid) == t) {
-        kern_thread_free(t);
+    if (t->generation == atomic_load(&kern_fork_generation)) {
+        bool self_ref = t->holds_self_ref;
+        t->holds_self_ref = false;
+        /* A thread ended by thread_terminate leaves its port to the
+         * caller, which answers first. */
+        if (!atomic_load(&t->reaped) &&
+            u64map_lookup(&kern_threads_by_tid, (uint64_t)t->tid) == t) {
+            kern_thread_free(t);
+        }
+        if (self_ref) {
+            kern_thread_unref(t);
+        }
     }
     ipc_unlock();
 }
@@ -128,6 +208,7 @@ static struct kern_thread *kern_thread_get(pid_t tid)
         free(t);
         return NULL;
     }
+    kern_tid_publish(tid, t);
     return t;
 }
 
@@ -162,9 +243,11 @@ void kern_thread_started(struct kern_thread *t, pid_t tid)
 {
     t->tid = tid;
     t->unstarted = false;
+    t->starting = false;
     if (!u64map_insert(&kern_threads_by_tid, (uint64_t)tid, t)) {
         t->tid = tid; /* listed by /proc anyway: a new record would be made */
     }
+    kern_tid_publish(tid, t);
 }
 
 void kern_thread_unbind_self(void)
@@ -293,7 +376,10 @@ static bool kern_threads_list(struct kern_thread_list *l)
     void *value;
     for (size_t i = 0; u64map_next(&kern_threads_by_tid, &i, &key, &value);) {
         struct kern_thread *t = value;
-        if (!t->seen && !l->failed && gone != NULL && !t->unstarted) {
+        /* Not listed: gone, unless it started after /proc was read (its
+         * record made since by mach_thread_self): Linux says which. */
+        if (!t->seen && !l->failed && gone != NULL && !t->unstarted &&
+            syscall(SYS_tgkill, getpid(), t->tid, 0) != 0) {
             gone[ngone++] = t;
         }
         t->seen = false;
@@ -313,6 +399,9 @@ struct kern_thread **kern_threads_snapshot(size_t *n)
         free(l.v);
         return NULL;
     }
+    if (l.v == NULL && (l.v = malloc(sizeof *l.v)) == NULL) {
+        return NULL; /* an empty list still needs an array */
+    }
     ipc_lock();
     for (size_t i = 0; i < l.n; i++) {
         kern_thread_ref(l.v[i]);
@@ -331,27 +420,35 @@ kern_return_t kern_task_threads(mach_port_t task, thread_array_t *list,
     if (!ok) {
         return KERN_INVALID_ARGUMENT;
     }
-    struct kern_thread_list l = {0};
-    if (!kern_threads_list(&l)) {
-        free(l.v);
+    size_t n = 0;
+    struct kern_thread **v = kern_threads_snapshot(&n);
+    if (v == NULL) {
         return KERN_RESOURCE_SHORTAGE;
     }
     mach_port_t *names = NULL;
-    if (l.n > 0) {
-        names = mmap(NULL, l.n * sizeof *names, PROT_READ | PROT_WRITE,
+    kern_return_t kr = KERN_SUCCESS;
+    if (n > 0) {
+        names = mmap(NULL, n * sizeof *names, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (names == MAP_FAILED) {
-            free(l.v);
-            return KERN_RESOURCE_SHORTAGE;
+            names = NULL;
+            kr = KERN_RESOURCE_SHORTAGE;
         }
     }
-    for (size_t i = 0; i < l.n; i++) {
-        names[i] = l.v[i]->kname;
+    /* The records are referenced, and their names read under [G]: a
+     * thread that ends meanwhile cannot take them away. */
+    ipc_lock();
+    for (size_t i = 0; i < n; i++) {
+        if (names != NULL) {
+            names[i] = v[i]->gone ? MACH_PORT_DEAD : v[i]->kname;
+        }
+        kern_thread_unref(v[i]);
     }
+    ipc_unlock();
+    free(v);
     *list = names;
-    *count = (mach_msg_type_number_t)l.n;
-    free(l.v);
-    return KERN_SUCCESS;
+    *count = names != NULL ? (mach_msg_type_number_t)n : 0;
+    return kr;
 }
 
 /* ---- times and states from Linux ---- */

@@ -42,6 +42,9 @@ struct kern_thread {
     _Atomic unsigned ended;       /* futex: set as the thread ends */
     _Atomic unsigned running;     /* futex: set once a thread made by
                                      thread_create has its Linux thread */
+    bool starting;                /* [G] its Linux thread is being made */
+    bool holds_self_ref;          /* [G] its thread holds a reference */
+    _Atomic int sig_inflight;     /* a control signal not yet handled */
     unsigned long kernel_fs;      /* [C] its glibc thread pointer, for the
                                      handler to switch to (0: unknown) */
     /* A thread made by thread_create (kern_thread_start.c). */
@@ -92,6 +95,11 @@ void kern_thread_bind_self(struct kern_thread *t);
  * suspend count fell to 0 (kern_thread_start.c).  Returns KERN_SUCCESS or
  * KERN_RESOURCE_SHORTAGE.  Expects [G] not held. */
 kern_return_t kern_thread_start(struct kern_thread *t);
+
+/* The record of Linux thread TID of this task, or NULL: a lock-free
+ * lookup that signal handlers use (async-signal-safe).  Records are
+ * published with their thread id and withdrawn as they are freed. */
+struct kern_thread *kern_tid_find(pid_t tid);
 
 /* The record of the thread running on the calling thread's signal stack,
  * when that stack is one HELL made (kern_thread_start.c); found from the

@@ -233,8 +233,21 @@ static void test_abort(void)
     CHECK_KR(g.mr, KERN_INTERRUPTED);
     CHECK_KR(mach_port_deallocate(SELF, th), KERN_SUCCESS);
 
-    /* A stopped receiver leaves a message queued until resumed; an abort
-     * while it is stopped ends its receive once it runs again. */
+    /* The Hurd's way to interrupt an RPC: suspend, abort, resume. */
+    struct blocked h = {.port = b.port};
+    CHECK(pthread_create(&h.thread, NULL, receiver, &h) == 0);
+    th = thread_port_of(&h.self);
+    usleep(50000);
+    CHECK_KR(thread_suspend(th), KERN_SUCCESS);
+    CHECK_KR(thread_abort(th), KERN_SUCCESS);
+    usleep(20000);
+    CHECK(!atomic_load(&h.done)); /* still stopped */
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    pthread_join(h.thread, NULL);
+    CHECK_KR(h.mr, MACH_RCV_INTERRUPTED);
+    CHECK_KR(mach_port_deallocate(SELF, th), KERN_SUCCESS);
+
+    /* A stopped receiver leaves a message queued until resumed. */
     struct blocked s = {.port = b.port};
     CHECK(pthread_create(&s.thread, NULL, receiver, &s) == 0);
     th = thread_port_of(&s.self);
@@ -252,6 +265,40 @@ static void test_abort(void)
     CHECK(s.id == 42);
     CHECK_KR(mach_port_deallocate(SELF, th), KERN_SUCCESS);
     CHECK_KR(mach_port_destroy(SELF, b.port), KERN_SUCCESS);
+}
+
+/* A thread that blocks every signal cannot be stopped: the calls that
+ * need it stopped fail instead of hanging; suspend takes its count. */
+static volatile int blocker_stop;
+static volatile mach_port_t blocker_port;
+
+static void *blocker(void *arg)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    blocker_port = mach_thread_self();
+    while (!blocker_stop) {
+        usleep(1000);
+    }
+    return arg;
+}
+
+static void test_blocked_signal(void)
+{
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, blocker, NULL) == 0);
+    mach_port_t th = thread_port_of(&blocker_port);
+    struct i386_thread_state regs;
+    mach_msg_type_number_t count = i386_THREAD_STATE_COUNT;
+    CHECK_KR(thread_get_state(th, i386_THREAD_STATE, (thread_state_t)&regs, &count),
+             KERN_INVALID_ARGUMENT);
+    CHECK_KR(thread_suspend(th), KERN_SUCCESS);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    CHECK_KR(thread_resume(th), KERN_FAILURE);
+    blocker_stop = 1;
+    pthread_join(t, NULL);
+    CHECK_KR(mach_port_deallocate(SELF, th), KERN_SUCCESS);
 }
 
 /* ---- task_suspend of another task ---- */
@@ -298,6 +345,7 @@ int main(void)
 {
     test_suspend_and_state();
     test_abort();
+    test_blocked_signal();
     test_task_suspend();
     return test_done("thread_control");
 }

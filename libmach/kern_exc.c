@@ -207,12 +207,21 @@ static void kern_fault_default(int sig)
 static kern_return_t kern_raise(integer_t exc, integer_t code, rpc_long_integer_t subcode,
                                 bool *none)
 {
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
     ipc_lock();
     struct kern_thread *t = kern_thread_self();
     mach_port_name_t thread = t != NULL ? t->kname : MACH_PORT_NULL;
     mach_port_name_t ports[2] = {t != NULL ? t->exception_kname : MACH_PORT_NULL,
                                  kern_exception_port()};
     mach_port_name_t task = kern_task_name();
+    /* A reference of our own on each exception port: a concurrent
+     * set_special_port cannot take the name away during the RPC. */
+    for (int i = 0; i < 2; i++) {
+        if (MACH_PORT_VALID(ports[i]) &&
+            ipc_right_delta(kspace, ports[i], MACH_PORT_RIGHT_SEND, 1) != KERN_SUCCESS) {
+            ports[i] = MACH_PORT_NULL;
+        }
+    }
     ipc_unlock();
     *none = !MACH_PORT_VALID(ports[0]) && !MACH_PORT_VALID(ports[1]);
     kern_return_t kr = KERN_FAILURE;
@@ -221,6 +230,13 @@ static kern_return_t kern_raise(integer_t exc, integer_t code, rpc_long_integer_
             kr = kern_exception_raise(ports[i], thread, task, exc, code, subcode);
         }
     }
+    ipc_lock();
+    for (int i = 0; i < 2; i++) {
+        if (MACH_PORT_VALID(ports[i])) {
+            (void)ipc_right_dealloc(kspace, ports[i]);
+        }
+    }
+    ipc_unlock();
     return kr;
 }
 

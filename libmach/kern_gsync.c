@@ -18,6 +18,7 @@
 #include <mach/gsync.h>
 #include <mach/mig_errors.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -104,6 +105,11 @@ static kern_return_t kern_gsync_block(vm_address_t addr, unsigned val1, unsigned
     }
 }
 
+/* Waits asked by other tasks that are in progress, and their bound (the
+ * hidden threads of a task are tracked up to 256). */
+#define KERN_GSYNC_REMOTE_MAX 128
+static atomic_uint kern_gsync_remote_waits;
+
 /* A wait asked by another task, done by a thread of its own. */
 struct kern_gsync_deferred {
     vm_address_t addr;
@@ -120,6 +126,7 @@ static void *kern_gsync_deferred_main(void *arg)
     kern_return_t kr = kern_gsync_block(d->addr, d->val1, d->val2, d->msec, d->flags);
     kern_reply(d->reply, d->request_id, kr);
     free(d);
+    atomic_fetch_sub(&kern_gsync_remote_waits, 1);
     return NULL;
 }
 
@@ -136,8 +143,15 @@ kern_return_t kern_gsync_wait(mach_port_t task, vm_address_t addr, unsigned val1
     if (request == NULL || !kern_serving_other_task()) {
         return kern_gsync_block(addr, val1, val2, msec, flags);
     }
+    /* A thread per remote wait, within bounds (each is a Linux thread of
+     * this task; a client that never wakes its waits cannot exhaust us). */
+    if (atomic_fetch_add(&kern_gsync_remote_waits, 1) >= KERN_GSYNC_REMOTE_MAX) {
+        atomic_fetch_sub(&kern_gsync_remote_waits, 1);
+        return KERN_RESOURCE_SHORTAGE;
+    }
     struct kern_gsync_deferred *d = malloc(sizeof *d);
     if (d == NULL) {
+        atomic_fetch_sub(&kern_gsync_remote_waits, 1);
         return KERN_RESOURCE_SHORTAGE;
     }
     *d = (struct kern_gsync_deferred){
@@ -146,6 +160,7 @@ kern_return_t kern_gsync_wait(mach_port_t task, vm_address_t addr, unsigned val1
         .request_id = request->msgh_id};
     if (!linux_thread_start(kern_gsync_deferred_main, d)) {
         free(d);
+        atomic_fetch_sub(&kern_gsync_remote_waits, 1);
         return KERN_RESOURCE_SHORTAGE;
     }
     return MIG_NO_REPLY; /* the thread answers */

@@ -39,6 +39,11 @@ bool kern_object_is(mach_port_t kname, int kotype);
 /* task_suspend's count for this task, and its creation time (task_info).
  * Expect [G]. */
 unsigned kern_task_suspend_count(void);
+
+/* The task's priority (task_priority; task_info's base priority).
+ * Expect [G]. */
+int kern_task_get_priority(void);
+void kern_task_set_priority(int priority);
 void kern_task_set_suspend_count(unsigned count);
 time_value64_t kern_task_creation_time(void);
 

@@ -32,6 +32,7 @@
 #include "linux.h"
 #include "msg_destroy.h"
 #include "mach.server.h"
+#include "gnumach.server.h"
 #include "mach_port.server.h"
 
 #define KERN_REPLY_MAX 8192
@@ -575,6 +576,44 @@ mach_port_name_t kern_exception_port(void)
 mach_port_name_t kern_task_name(void)
 {
     return kern_task_kname;
+}
+
+static int kern_task_priority_value = 25; /* [G] GNU Mach's BASEPRI_USER */
+static bool kern_task_essential;         /* [G] */
+static char kern_task_debug_name[32];    /* [G] */
+
+int kern_task_get_priority(void)
+{
+    return kern_task_priority_value;
+}
+
+void kern_task_set_priority(int priority)
+{
+    kern_task_priority_value = priority;
+}
+
+kern_return_t kern_task_set_name(mach_port_t task, const_kernel_debug_name_t name)
+{
+    ipc_lock();
+    bool ok = kern_is_task(task);
+    if (ok) {
+        snprintf(kern_task_debug_name, sizeof kern_task_debug_name, "%s", name);
+    }
+    ipc_unlock();
+    return ok ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
+}
+
+kern_return_t kern_task_set_essential(mach_port_t task, boolean_t essential)
+{
+    /* Recorded: the kernel process will end the instance when an
+     * essential task dies, as GNU Mach panics. */
+    ipc_lock();
+    bool ok = kern_is_task(task);
+    if (ok) {
+        kern_task_essential = essential;
+    }
+    ipc_unlock();
+    return ok ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
 }
 
 unsigned kern_task_suspend_count(void)

@@ -31,7 +31,13 @@
 #include "ipc_space.h"
 #include "kern.h"
 #include "linux.h"
+#include "gnumach.server.h"
 #include "mach.server.h"
+#include "mach_host.server.h"
+
+/* GNU Mach's scheduler: priorities 0 to 49, user threads at 25. */
+#define KERN_NRQS 50
+#define KERN_BASEPRI_USER 25
 
 extern atomic_uint kern_fork_generation;
 
@@ -197,6 +203,7 @@ static struct kern_thread *kern_thread_get(pid_t tid)
     t->tid = tid;
     t->generation = atomic_load(&kern_fork_generation);
     clock_gettime(CLOCK_REALTIME, &t->creation);
+    t->priority = t->max_priority = KERN_BASEPRI_USER;
     if (kern_object_create(IKOT_THREAD, &t->port, &t->kname) != KERN_SUCCESS) {
         free(t);
         return NULL;
@@ -222,6 +229,7 @@ struct kern_thread *kern_thread_new_unstarted(void)
     clock_gettime(CLOCK_REALTIME, &t->creation);
     t->unstarted = true;
     t->suspend_count = 1;
+    t->priority = t->max_priority = KERN_BASEPRI_USER;
     atomic_store(&t->park_req, 1);
     /* GNU Mach's new thread: zeroed, user selectors, interrupts on. */
     t->start_state.cs = 0x33;
@@ -525,7 +533,10 @@ kern_return_t kern_thread_info(mach_port_t thread, int flavor, thread_info_t inf
         b.system_time64 = kern_ticks_to_time(st);
         b.user_time = kern_time_to_rpc(b.user_time64);
         b.system_time = kern_time_to_rpc(b.system_time64);
-        b.base_priority = b.cur_priority = 25; /* GNU Mach's BASEPRI_USER */
+        ipc_lock();
+        struct kern_thread *r = kern_thread_lookup(thread);
+        b.base_priority = b.cur_priority = r != NULL ? r->priority : KERN_BASEPRI_USER;
+        ipc_unlock();
         b.run_state = suspend > 0 ? TH_STATE_STOPPED
                       : state == 'R' ? TH_STATE_RUNNING
                       : state == 'D' ? TH_STATE_UNINTERRUPTIBLE
@@ -544,10 +555,13 @@ kern_return_t kern_thread_info(mach_port_t thread, int flavor, thread_info_t inf
         if (*count < THREAD_SCHED_INFO_COUNT) {
             return KERN_INVALID_ARGUMENT;
         }
+        ipc_lock();
+        struct kern_thread *r = kern_thread_lookup(thread);
         struct thread_sched_info s = {.policy = POLICY_TIMESHARE,
-                                      .base_priority = 25,
-                                      .max_priority = 25,
-                                      .cur_priority = 25};
+                                      .base_priority = r != NULL ? r->priority : 0,
+                                      .max_priority = r != NULL ? r->max_priority : 0,
+                                      .cur_priority = r != NULL ? r->priority : 0};
+        ipc_unlock();
         memcpy(info, &s, sizeof s);
         *count = THREAD_SCHED_INFO_COUNT;
         return KERN_SUCCESS;
@@ -625,7 +639,9 @@ kern_return_t kern_task_info(mach_port_t task, int flavor, task_info_t info,
         b.virtual_size = (rpc_vm_size_t)(pages * (unsigned long long)page);
         b.resident_size = (rpc_vm_size_t)(resident * (unsigned long long)page);
         b.suspend_count = (integer_t)kern_task_suspend_count();
-        b.base_priority = 25;
+        ipc_lock();
+        b.base_priority = kern_task_get_priority();
+        ipc_unlock();
         /* Terminated threads: the whole task's time less the live ones'. */
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
@@ -680,6 +696,105 @@ kern_return_t kern_task_info(mach_port_t task, int flavor, task_info_t info,
     default:
         return KERN_INVALID_ARGUMENT;
     }
+}
+
+/* ---- names and priorities ---- */
+
+kern_return_t kern_thread_set_name(mach_port_t thread, const_kernel_debug_name_t name)
+{
+    ipc_lock();
+    struct kern_thread *t = kern_thread_lookup(thread);
+    pid_t tid = t != NULL ? t->tid : 0;
+    if (t != NULL) {
+        snprintf(t->name, sizeof t->name, "%s", name);
+    }
+    ipc_unlock();
+    if (t == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    if (tid != 0) {
+        /* Linux's name of the thread too (15 characters), for ps and gdb. */
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)tid);
+        FILE *f = fopen(path, "we");
+        if (f != NULL) {
+            fprintf(f, "%.15s", name);
+            fclose(f);
+        }
+    }
+    return KERN_SUCCESS;
+}
+
+kern_return_t kern_thread_get_name(mach_port_t thread, kernel_debug_name_t name)
+{
+    ipc_lock();
+    struct kern_thread *t = kern_thread_lookup(thread);
+    if (t != NULL) {
+        snprintf(name, sizeof(kernel_debug_name_t), "%s", t->name);
+    }
+    ipc_unlock();
+    return t != NULL ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
+}
+
+/* GNU Mach's valid priorities: 0 (highest) to NRQS - 1. */
+static bool kern_priority_ok(int priority)
+{
+    return priority >= 0 && priority < KERN_NRQS;
+}
+
+kern_return_t kern_thread_priority(mach_port_t thread, int priority, boolean_t set_max)
+{
+    ipc_lock();
+    struct kern_thread *t = kern_thread_lookup(thread);
+    kern_return_t kr = KERN_SUCCESS;
+    if (t == NULL || !kern_priority_ok(priority)) {
+        kr = KERN_INVALID_ARGUMENT;
+    } else {
+        if (set_max) {
+            t->max_priority = priority;
+        }
+        /* As GNU Mach: never above its maximum (numerically below). */
+        if (priority < t->max_priority) {
+            priority = t->max_priority;
+            kr = KERN_FAILURE;
+        }
+        t->priority = priority;
+    }
+    ipc_unlock();
+    return kr;
+}
+
+kern_return_t kern_task_priority(mach_port_t task, int priority, boolean_t change_threads)
+{
+    ipc_lock();
+    bool ok = kern_is_task(task);
+    ipc_unlock();
+    if (!ok || !kern_priority_ok(priority)) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    kern_task_set_priority(priority);
+    if (!change_threads) {
+        return KERN_SUCCESS;
+    }
+    size_t n = 0;
+    struct kern_thread **v = kern_threads_snapshot(&n);
+    if (v == NULL) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    kern_return_t kr = KERN_SUCCESS;
+    ipc_lock();
+    for (size_t i = 0; i < n; i++) {
+        if (priority < v[i]->max_priority) {
+            v[i]->priority = v[i]->max_priority;
+            kr = KERN_FAILURE;
+        } else {
+            v[i]->priority = priority;
+        }
+        kern_thread_unref(v[i]);
+    }
+    ipc_unlock();
+    free(v);
+    return kr;
 }
 
 void kern_thread_fork_child(void)

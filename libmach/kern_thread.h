@@ -32,6 +32,8 @@ struct kern_thread {
     unsigned long fs_base, gs_base; /* read when it parked */
     bool fsgs_dirty;              /* set while parked: load them on resume */
     bool task_held;               /* [G] holds one count for task_suspend */
+    int priority, max_priority;   /* [G] GNU Mach's (0 highest .. 49) */
+    char name[32];                /* [G] thread_set_name's, or empty */
     mach_port_name_t exception_kname; /* [G] its exception port (a send
                                      right in the kernel space), or 0 */
     mach_port_name_t exc_reply;   /* [G] its kernel-space reply port for

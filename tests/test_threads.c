@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -256,11 +257,56 @@ static void test_remote(void)
     CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
 }
 
+static void test_names_and_priorities(void)
+{
+    mach_port_t me = mach_thread_self();
+    CHECK_KR(thread_set_name(me, "hell-worker"), KERN_SUCCESS);
+    kernel_debug_name_t name = {0};
+    CHECK_KR(thread_get_name(me, name), KERN_SUCCESS);
+    CHECK(strcmp(name, "hell-worker") == 0);
+    char comm[32] = {0};
+    FILE *f = fopen("/proc/thread-self/comm", "r");
+    CHECK(f != NULL && fgets(comm, sizeof comm, f) != NULL);
+    if (f != NULL) {
+        fclose(f);
+    }
+    CHECK(strncmp(comm, "hell-worker", 11) == 0);
+    CHECK_KR(task_set_name(SELF, "test_threads"), KERN_SUCCESS);
+    CHECK_KR(task_set_essential(SELF, FALSE), KERN_SUCCESS);
+
+    thread_sched_info_data_t sched;
+    mach_msg_type_number_t count = THREAD_SCHED_INFO_COUNT;
+    CHECK_KR(thread_info(me, THREAD_SCHED_INFO, (thread_info_t)&sched, &count), KERN_SUCCESS);
+    CHECK(sched.base_priority == 25 && sched.max_priority == 25);
+    CHECK_KR(thread_priority(me, 30, FALSE), KERN_SUCCESS);
+    /* Above its maximum: refused, and held at the maximum. */
+    CHECK_KR(thread_priority(me, 10, FALSE), KERN_FAILURE);
+    count = THREAD_SCHED_INFO_COUNT;
+    CHECK_KR(thread_info(me, THREAD_SCHED_INFO, (thread_info_t)&sched, &count), KERN_SUCCESS);
+    CHECK(sched.cur_priority == 25);
+    CHECK_KR(thread_priority(me, 10, TRUE), KERN_SUCCESS);
+    count = THREAD_SCHED_INFO_COUNT;
+    CHECK_KR(thread_info(me, THREAD_SCHED_INFO, (thread_info_t)&sched, &count), KERN_SUCCESS);
+    CHECK(sched.cur_priority == 10 && sched.max_priority == 10);
+    CHECK_KR(thread_priority(me, 50, FALSE), KERN_INVALID_ARGUMENT);
+    CHECK_KR(task_priority(SELF, 40, TRUE), KERN_SUCCESS);
+    count = THREAD_SCHED_INFO_COUNT;
+    CHECK_KR(thread_info(me, THREAD_SCHED_INFO, (thread_info_t)&sched, &count), KERN_SUCCESS);
+    CHECK(sched.cur_priority == 40);
+    task_basic_info_data_t basic;
+    count = TASK_BASIC_INFO_COUNT;
+    CHECK_KR(task_info(SELF, TASK_BASIC_INFO, (task_info_t)&basic, &count), KERN_SUCCESS);
+    CHECK(basic.base_priority == 40);
+    CHECK_KR(task_priority(SELF, -1, FALSE), KERN_INVALID_ARGUMENT);
+    CHECK_KR(mach_port_deallocate(SELF, me), KERN_SUCCESS);
+}
+
 int main(void)
 {
     start_helpers();
     test_list();
     test_task_info();
     test_remote();
+    test_names_and_priorities();
     return test_done("threads");
 }

@@ -89,6 +89,44 @@ int main(void)
     CHECK(sh->result == 1111); /* copied memory, shared memory */
     CHECK(thread_count(child) == 1);
 
+    /* Filled from outside: memory allocated in it, written, run on, read
+     * back (vm_allocate, vm_write, vm_read through its task port). */
+    vm_address_t mem = 0;
+    CHECK_KR(vm_allocate(child, &mem, 8192, TRUE), KERN_SUCCESS);
+    uint64_t *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    page[0] = 4000;
+    CHECK_KR(vm_write(child, mem, (vm_offset_t)page, 4096), KERN_SUCCESS);
+    mach_port_t th2;
+    CHECK_KR(thread_create(child, &th2), KERN_SUCCESS);
+    regs.rip = (uint64_t)(uintptr_t)sh->code;
+    regs.ursp = (uint64_t)(uintptr_t)(sh->stack + sizeof sh->stack - 256);
+    regs.rdi = mem;         /* reads its word... */
+    regs.rsi = mem + 4096;  /* ...and stores it on its second page */
+    CHECK_KR(thread_set_state(th2, i386_THREAD_STATE, (thread_state_t)&regs, count),
+             KERN_SUCCESS);
+    CHECK_KR(thread_resume(th2), KERN_SUCCESS);
+    vm_offset_t data = 0;
+    mach_msg_type_number_t n = 0;
+    for (int i = 0; i < 5000; i++) {
+        CHECK_KR(vm_read(child, mem + 4096, 4096, &data, &n), KERN_SUCCESS);
+        uint64_t got = data != 0 ? *(uint64_t *)data : 0;
+        if (data != 0) {
+            CHECK_KR(vm_deallocate(SELF, data, n), KERN_SUCCESS);
+        }
+        if (got == 4000) {
+            break;
+        }
+        usleep(1000);
+    }
+    CHECK_KR(vm_read(child, mem + 4096, 4096, &data, &n), KERN_SUCCESS);
+    CHECK(n == 4096 && *(uint64_t *)data == 4000);
+    CHECK_KR(vm_deallocate(SELF, data, n), KERN_SUCCESS);
+    /* GNU Mach's refusals. */
+    CHECK_KR(vm_read(child, mem + 1, 4096, &data, &n), KERN_INVALID_ARGUMENT);
+    CHECK_KR(vm_read(child, 0x1000, 4096, &data, &n), KERN_INVALID_ADDRESS);
+    CHECK_KR(vm_write(child, 0x1000, (vm_offset_t)page, 4096), KERN_INVALID_ADDRESS);
+    munmap(page, 4096);
+
     /* Ended: its port dies, and with it the thread's. */
     CHECK_KR(task_terminate(child), KERN_SUCCESS);
     mach_port_type_t type = 0;
@@ -106,6 +144,8 @@ int main(void)
              KERN_SUCCESS);
     CHECK_KR(mach_port_get_refs(SELF, th, MACH_PORT_RIGHT_DEAD_NAME, &refs), KERN_SUCCESS);
     CHECK_KR(mach_port_mod_refs(SELF, th, MACH_PORT_RIGHT_DEAD_NAME, -(int)refs), KERN_SUCCESS);
+    CHECK_KR(mach_port_get_refs(SELF, th2, MACH_PORT_RIGHT_DEAD_NAME, &refs), KERN_SUCCESS);
+    CHECK_KR(mach_port_mod_refs(SELF, th2, MACH_PORT_RIGHT_DEAD_NAME, -(int)refs), KERN_SUCCESS);
 
     /* Not from a port that is no task; no empty task yet. */
     mach_port_t none;

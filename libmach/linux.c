@@ -240,6 +240,7 @@ static pthread_cond_t linux_reaper_cond = PTHREAD_COND_INITIALIZER;
 static int *linux_reaper_fds;        /* [linux_reaper_lock] */
 static size_t linux_reaper_n, linux_reaper_cap;
 static bool linux_reaper_running;
+static bool linux_reaper_closing; /* [linux_reaper_lock] */
 
 static void *linux_reaper_main(void *arg)
 {
@@ -253,11 +254,27 @@ static void *linux_reaper_main(void *arg)
             pthread_cond_wait(&linux_reaper_cond, &linux_reaper_lock);
         }
         int fd = linux_reaper_fds[--linux_reaper_n];
+        linux_reaper_closing = true;
         pthread_mutex_unlock(&linux_reaper_lock);
         close(fd);
         pthread_mutex_lock(&linux_reaper_lock);
+        linux_reaper_closing = false;
     }
     return NULL;
+}
+
+bool linux_reaper_wait_idle(int ms)
+{
+    for (int waited = 0;; waited++) {
+        pthread_mutex_lock(&linux_reaper_lock);
+        bool idle = linux_reaper_n == 0 && !linux_reaper_closing;
+        pthread_mutex_unlock(&linux_reaper_lock);
+        if (idle || waited >= ms) {
+            return idle;
+        }
+        struct timespec ts = {.tv_nsec = 1000000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static bool linux_reaper_queue(int fd)
@@ -309,4 +326,5 @@ void linux_fork_child(void)
     }
     linux_reaper_n = 0;
     linux_reaper_running = false;
+    linux_reaper_closing = false;
 }

@@ -60,6 +60,11 @@ uint64_t linux_random_u64(void);
  * GNU Mach's resource code. */
 kern_return_t linux_errno_to_kern(int err);
 
+/* Waits up to MS milliseconds until the reaper thread has closed every
+ * descriptor handed to it; returns whether it has (tests and the fuzz
+ * target count descriptors).  Needs no lock. */
+bool linux_reaper_wait_idle(int ms);
+
 /* Raises RLIMIT_NOFILE to its hard limit (once per process). */
 void linux_raise_nofile(void);
 

@@ -46,9 +46,9 @@
 #define KERN_USER_SS 0x2b
 
 /* The calling thread's record while a stop or an abort is pending. */
-static __thread struct kern_thread *kern_control_self;
+__thread struct kern_thread *kern_control_self;
 /* Traps entered and not left (mach_msg). */
-static __thread int kern_trap_depth;
+__thread int kern_trap_depth;
 
 /* System calls that leave errno alone: the handler may run with a thread
  * pointer (FS) that is not glibc's, so it touches no thread-local until it
@@ -286,21 +286,14 @@ bool kern_abort_take(void)
            (atomic_exchange(&t->abort_req, 0) != 0 || atomic_load(&t->terminate_req));
 }
 
-void kern_trap_enter(void)
-{
-    kern_trap_depth++;
-}
-
-void kern_trap_exit(void)
+void kern_trap_exit_slow(void)
 {
     struct kern_thread *t = kern_control_self;
-    if (--kern_trap_depth == 0 && t != NULL) {
-        if (atomic_load(&t->terminate_req)) {
-            kern_thread_die(t);
-        }
-        atomic_store(&t->abort_req, 0); /* the trap is over */
-        kern_control_self = NULL;
+    if (atomic_load(&t->terminate_req)) {
+        kern_thread_die(t);
     }
+    atomic_store(&t->abort_req, 0); /* the trap is over */
+    kern_control_self = NULL;
 }
 
 void kern_control_init(void)

@@ -16,6 +16,7 @@
 #define HELL_KERN_CONTROL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Installs the control signal's handler (task start-up). */
 void kern_control_init(void);
@@ -47,8 +48,21 @@ bool kern_park_wanted(void);
 bool kern_abort_take(void);
 
 /* Marks a trap (mach_msg): thread_abort ends the blocking waits inside
- * one, and only those. */
-void kern_trap_enter(void);
-void kern_trap_exit(void);
+ * one, and only those.  Inline: every mach_msg passes here. */
+extern __thread int kern_trap_depth;
+extern __thread struct kern_thread *kern_control_self;
+void kern_trap_exit_slow(void);
+
+static inline void kern_trap_enter(void)
+{
+    kern_trap_depth++;
+}
+
+static inline void kern_trap_exit(void)
+{
+    if (--kern_trap_depth == 0 && kern_control_self != NULL) {
+        kern_trap_exit_slow(); /* an abort or a terminate was asked */
+    }
+}
 
 #endif

@@ -112,9 +112,17 @@ static void test_list(void)
 
     /* thread_info on a sleeper and on ourselves. */
     thread_basic_info_data_t info;
-    mach_msg_type_number_t count = THREAD_BASIC_INFO_COUNT;
-    CHECK_KR(thread_info(self_ports[0], THREAD_BASIC_INFO, (thread_info_t)&info, &count),
-             KERN_SUCCESS);
+    mach_msg_type_number_t count;
+    /* (It reaches its wait soon after it took its port.) */
+    for (int i = 0; i < 2000; i++) {
+        count = THREAD_BASIC_INFO_COUNT;
+        CHECK_KR(thread_info(self_ports[0], THREAD_BASIC_INFO, (thread_info_t)&info, &count),
+                 KERN_SUCCESS);
+        if (info.run_state == TH_STATE_WAITING) {
+            break;
+        }
+        usleep(1000);
+    }
     CHECK(count == THREAD_BASIC_INFO_COUNT);
     CHECK(info.run_state == TH_STATE_WAITING && info.suspend_count == 0);
     CHECK(info.creation_time64.seconds > 0);

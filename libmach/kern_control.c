@@ -707,6 +707,23 @@ kern_return_t kern_thread_get_state(mach_port_t thread, int flavor, thread_state
         *count = 3;
         return KERN_SUCCESS;
     }
+    if (flavor == i386_DEBUG_STATE) {
+        /* Linux gives hardware breakpoints only to ptrace and perf: none
+         * are ever set, so they all read as 0 (on any thread, the calling
+         * one included, as GNU Mach allows). */
+        if (*count < i386_DEBUG_STATE_COUNT) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        ipc_lock();
+        bool ok = kern_thread_lookup(thread) != NULL;
+        ipc_unlock();
+        if (!ok) {
+            return KERN_INVALID_ARGUMENT;
+        }
+        memset(state, 0, sizeof(struct i386_debug_state));
+        *count = i386_DEBUG_STATE_COUNT;
+        return KERN_SUCCESS;
+    }
     bool self;
     struct kern_thread *t = kern_control_get(thread, &self);
     if (t == NULL) {
@@ -793,6 +810,17 @@ kern_return_t kern_thread_get_state(mach_port_t thread, int flavor, thread_state
 kern_return_t kern_thread_set_state(mach_port_t thread, int flavor, thread_state_t state,
                                     mach_msg_type_number_t count)
 {
+    if (flavor == i386_DEBUG_STATE) {
+        /* Only a state with no breakpoint enabled (DR7's enable bits) can
+         * be honoured: see thread_get_state. */
+        ipc_lock();
+        bool ok = kern_thread_lookup(thread) != NULL;
+        ipc_unlock();
+        const struct i386_debug_state *d = (const void *)state;
+        return ok && count >= i386_DEBUG_STATE_COUNT && (d->dr[7] & 0xff) == 0
+                   ? KERN_SUCCESS
+                   : KERN_INVALID_ARGUMENT;
+    }
     bool self;
     struct kern_thread *t = kern_control_get(thread, &self);
     if (t == NULL) {

@@ -162,8 +162,20 @@ static void test_suspend_and_state(void)
              KERN_SUCCESS);
     CHECK(pthread_join(s.thread, NULL) == 0);
 
-    /* Not on oneself; not on a port that is no thread. */
+    /* Debug registers: none set (Linux keeps them to ptrace), read on
+     * oneself too; enabling a breakpoint is refused. */
     mach_port_t me = mach_thread_self();
+    struct i386_debug_state dbg;
+    memset(&dbg, 0xaa, sizeof dbg);
+    count = i386_DEBUG_STATE_COUNT;
+    CHECK_KR(thread_get_state(me, i386_DEBUG_STATE, (thread_state_t)&dbg, &count), KERN_SUCCESS);
+    CHECK(count == i386_DEBUG_STATE_COUNT && dbg.dr[0] == 0 && dbg.dr[7] == 0);
+    CHECK_KR(thread_set_state(me, i386_DEBUG_STATE, (thread_state_t)&dbg, count), KERN_SUCCESS);
+    dbg.dr[7] = 1;
+    CHECK_KR(thread_set_state(me, i386_DEBUG_STATE, (thread_state_t)&dbg, count),
+             KERN_INVALID_ARGUMENT);
+
+    /* Not on oneself; not on a port that is no thread. */
     count = i386_THREAD_STATE_COUNT;
     CHECK_KR(thread_get_state(me, i386_THREAD_STATE, (thread_state_t)&regs, &count),
              KERN_INVALID_ARGUMENT);

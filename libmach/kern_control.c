@@ -694,6 +694,31 @@ static kern_return_t kern_unstarted_set(struct kern_thread *t, int flavor,
 }
 #define KERN_FP_387X 5  /* fpkind FP_387X: an FPU with XSAVE */
 
+/* The referenced record of THREAD for a state call (KR KERN_SUCCESS so
+ * far), or NULL with the call's code in *KR: no such thread, or a thread
+ * made by thread_create that has not started, whose state (kept in its
+ * record) was read or written (SET) here already. */
+static struct kern_thread *kern_state_target(mach_port_t thread, int flavor,
+                                             natural_t *state, mach_msg_type_number_t *count,
+                                             bool set, bool *self, kern_return_t *kr)
+{
+    struct kern_thread *t = kern_control_get(thread, self);
+    if (t == NULL) {
+        *kr = KERN_INVALID_ARGUMENT;
+        return NULL;
+    }
+    *kr = KERN_SUCCESS;
+    ipc_lock();
+    bool unstarted = t->unstarted;
+    if (unstarted) {
+        *kr = set ? kern_unstarted_set(t, flavor, state, *count)
+                  : kern_unstarted_get(t, flavor, state, count);
+        kern_thread_unref(t);
+    }
+    ipc_unlock();
+    return unstarted ? NULL : t;
+}
+
 kern_return_t kern_thread_get_state(mach_port_t thread, int flavor, thread_state_t state,
                                     mach_msg_type_number_t *count)
 {
@@ -725,19 +750,9 @@ kern_return_t kern_thread_get_state(mach_port_t thread, int flavor, thread_state
         return KERN_SUCCESS;
     }
     bool self;
-    struct kern_thread *t = kern_control_get(thread, &self);
+    kern_return_t kr;
+    struct kern_thread *t = kern_state_target(thread, flavor, state, count, false, &self, &kr);
     if (t == NULL) {
-        return KERN_INVALID_ARGUMENT;
-    }
-    kern_return_t kr = KERN_SUCCESS;
-    ipc_lock();
-    bool unstarted = t->unstarted;
-    if (unstarted) {
-        kr = kern_unstarted_get(t, flavor, state, count);
-        kern_thread_unref(t);
-    }
-    ipc_unlock();
-    if (unstarted) {
         return kr;
     }
     if (self) {
@@ -822,19 +837,9 @@ kern_return_t kern_thread_set_state(mach_port_t thread, int flavor, thread_state
                    : KERN_INVALID_ARGUMENT;
     }
     bool self;
-    struct kern_thread *t = kern_control_get(thread, &self);
+    kern_return_t kr;
+    struct kern_thread *t = kern_state_target(thread, flavor, state, &count, true, &self, &kr);
     if (t == NULL) {
-        return KERN_INVALID_ARGUMENT;
-    }
-    kern_return_t kr = KERN_SUCCESS;
-    ipc_lock();
-    bool unstarted = t->unstarted;
-    if (unstarted) {
-        kr = kern_unstarted_set(t, flavor, state, count);
-        kern_thread_unref(t);
-    }
-    ipc_unlock();
-    if (unstarted) {
         return kr;
     }
     if (self && flavor == i386_FSGS_BASE_STATE) {

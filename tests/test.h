@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <mach.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,35 @@ static inline mach_msg_return_t test_receive_port(mach_port_t rcv,
         *type = r.m.t.msgt_name;
     }
     return mr;
+}
+
+/* A new port: its receive right and, with WITH_SEND, a send right under
+ * the same name. */
+static inline mach_port_t test_new_port(bool with_send)
+{
+    mach_port_t port = MACH_PORT_NULL;
+    CHECK_KR(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &port),
+             KERN_SUCCESS);
+    if (with_send) {
+        CHECK_KR(mach_port_insert_right(mach_task_self(), port, port, MACH_MSG_TYPE_MAKE_SEND),
+                 KERN_SUCCESS);
+    }
+    return port;
+}
+
+/* How many threads TASK has (task_threads; the list is released). */
+static inline unsigned test_thread_count(mach_port_t task)
+{
+    thread_array_t list = NULL;
+    mach_msg_type_number_t n = 0;
+    CHECK_KR(task_threads(task, &list, &n), KERN_SUCCESS);
+    for (mach_msg_type_number_t i = 0; i < n; i++) {
+        mach_port_deallocate(mach_task_self(), list[i]);
+    }
+    if (n > 0) {
+        vm_deallocate(mach_task_self(), (vm_address_t)list, n * sizeof *list);
+    }
+    return n;
 }
 
 static inline int test_done(const char *name)

@@ -255,10 +255,7 @@ static int child_fault(bool with_refusing_server)
 static void test_default_and_refusal(void)
 {
     for (int refuse = 0; refuse < 2; refuse++) {
-        mach_port_t boot;
-        CHECK_KR(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &boot), KERN_SUCCESS);
-        CHECK_KR(mach_port_insert_right(SELF, boot, boot, MACH_MSG_TYPE_MAKE_SEND),
-                 KERN_SUCCESS);
+        mach_port_t boot = test_new_port(true);
         mach_port_t child;
         pid_t pid = hell_fork(boot, &child);
         if (pid == 0) {

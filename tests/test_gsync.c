@@ -250,9 +250,7 @@ static void test_across_tasks(void)
     shared[0] = 0; /* the child waits on it */
     shared[1] = 0; /* the child's word for the remote wait: its address */
     shared[2] = 0; /* set by the child once it has seen the remote waiter */
-    mach_port_t boot;
-    CHECK_KR(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &boot), KERN_SUCCESS);
-    CHECK_KR(mach_port_insert_right(SELF, boot, boot, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    mach_port_t boot = test_new_port(true);
     mach_port_t child;
     pid_t pid = hell_fork(boot, &child);
     if (pid == 0) {

@@ -34,9 +34,7 @@ static void *spin(void *arg)
  * it is killed after DELAY_US. */
 static void round_once(int delay_us, int *failures_seen)
 {
-    mach_port_t boot;
-    CHECK_KR(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &boot), KERN_SUCCESS);
-    CHECK_KR(mach_port_insert_right(SELF, boot, boot, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    mach_port_t boot = test_new_port(true);
     static uint64_t counter;
     mach_port_t child;
     pid_t pid = hell_fork(boot, &child);

@@ -28,19 +28,6 @@ struct shared {
     uint8_t stack[16384] __attribute__((aligned(16)));
 };
 
-static unsigned thread_count(mach_port_t task)
-{
-    thread_array_t list;
-    mach_msg_type_number_t n = 0;
-    CHECK_KR(task_threads(task, &list, &n), KERN_SUCCESS);
-    for (mach_msg_type_number_t i = 0; i < n; i++) {
-        mach_port_deallocate(SELF, list[i]);
-    }
-    if (n > 0) {
-        vm_deallocate(SELF, (vm_address_t)list, n * sizeof *list);
-    }
-    return n;
-}
 
 int main(void)
 {
@@ -53,9 +40,7 @@ int main(void)
     CHECK(private != MAP_FAILED);
     *private = 1111;
 
-    mach_port_t boot;
-    CHECK_KR(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &boot), KERN_SUCCESS);
-    CHECK_KR(mach_port_insert_right(SELF, boot, boot, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    mach_port_t boot = test_new_port(true);
     CHECK_KR(task_set_bootstrap_port(SELF, boot), KERN_SUCCESS);
 
     mach_port_t child = MACH_PORT_NULL;
@@ -64,7 +49,7 @@ int main(void)
     /* Our memory changes after the copy: the child keeps the old value. */
     *private = 2222;
 
-    CHECK(thread_count(child) == 0); /* no thread yet, none of HELL's shown */
+    CHECK(test_thread_count(child) == 0); /* no thread yet, none of HELL's shown */
     mach_port_t inherited = MACH_PORT_NULL;
     CHECK_KR(task_get_bootstrap_port(child, &inherited), KERN_SUCCESS);
     CHECK(inherited == boot);
@@ -87,7 +72,7 @@ int main(void)
         usleep(1000);
     }
     CHECK(sh->result == 1111); /* copied memory, shared memory */
-    CHECK(thread_count(child) == 1);
+    CHECK(test_thread_count(child) == 1);
 
     /* Filled from outside: memory allocated in it, written, run on, read
      * back (vm_allocate, vm_write, vm_read through its task port). */

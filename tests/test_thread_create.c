@@ -42,19 +42,6 @@ static struct area *new_area(void)
     return a;
 }
 
-static unsigned thread_count(mach_port_t task)
-{
-    thread_array_t list;
-    mach_msg_type_number_t n = 0;
-    CHECK_KR(task_threads(task, &list, &n), KERN_SUCCESS);
-    for (mach_msg_type_number_t i = 0; i < n; i++) {
-        mach_port_deallocate(SELF, list[i]);
-    }
-    if (n > 0) {
-        vm_deallocate(SELF, (vm_address_t)list, n * sizeof *list);
-    }
-    return n;
-}
 
 static bool wait_result(volatile uint64_t *r, uint64_t want)
 {
@@ -101,11 +88,11 @@ static mach_port_t start_thread(mach_port_t task, struct area *a, uint64_t value
 
 static void test_own_task(void)
 {
-    unsigned before = thread_count(SELF);
+    unsigned before = test_thread_count(SELF);
     struct area *a = new_area();
     mach_port_t th = start_thread(SELF, a, 42);
     CHECK(wait_result(&a->result, 42));
-    CHECK(thread_count(SELF) == before + 1);
+    CHECK(test_thread_count(SELF) == before + 1);
 
     /* Stopped in its loop: its registers are the ones it was given. */
     CHECK_KR(thread_suspend(th), KERN_SUCCESS);
@@ -127,7 +114,7 @@ static void test_own_task(void)
 
     /* Ended: gone from the list, its port a dead name. */
     CHECK_KR(thread_terminate(th), KERN_SUCCESS);
-    CHECK(thread_count(SELF) == before);
+    CHECK(test_thread_count(SELF) == before);
     mach_port_type_t type = 0;
     CHECK_KR(mach_port_type(SELF, th, &type), KERN_SUCCESS);
     CHECK(type == MACH_PORT_TYPE_DEAD_NAME);
@@ -136,11 +123,11 @@ static void test_own_task(void)
     /* A thread that never ran: listed while it exists, then gone. */
     mach_port_t idle;
     CHECK_KR(thread_create(SELF, &idle), KERN_SUCCESS);
-    CHECK(thread_count(SELF) == before + 1);
+    CHECK(test_thread_count(SELF) == before + 1);
     CHECK_KR(thread_suspend(idle), KERN_SUCCESS);
     CHECK_KR(thread_resume(idle), KERN_SUCCESS); /* back to 1: still not running */
     CHECK_KR(thread_terminate(idle), KERN_SUCCESS);
-    CHECK(thread_count(SELF) == before);
+    CHECK(test_thread_count(SELF) == before);
     CHECK_KR(mach_port_mod_refs(SELF, idle, MACH_PORT_RIGHT_DEAD_NAME, -1), KERN_SUCCESS);
     CHECK_KR(thread_create(mach_host_self(), &idle), KERN_INVALID_ARGUMENT);
     munmap(a, sizeof *a);
@@ -151,9 +138,7 @@ static void test_own_task(void)
 static void test_other_task(void)
 {
     struct area *a = new_area();
-    mach_port_t boot;
-    CHECK_KR(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &boot), KERN_SUCCESS);
-    CHECK_KR(mach_port_insert_right(SELF, boot, boot, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    mach_port_t boot = test_new_port(true);
     mach_port_t child;
     pid_t pid = hell_fork(boot, &child);
     if (pid == 0) {
@@ -161,13 +146,13 @@ static void test_other_task(void)
             pause();
         }
     }
-    unsigned before = thread_count(child);
+    unsigned before = test_thread_count(child);
     CHECK(before == 1);
     mach_port_t th = start_thread(child, a, 77);
     CHECK(wait_result(&a->result, 77));
-    CHECK(thread_count(child) == 2);
+    CHECK(test_thread_count(child) == 2);
     CHECK_KR(thread_terminate(th), KERN_SUCCESS);
-    CHECK(thread_count(child) == 1);
+    CHECK(test_thread_count(child) == 1);
     CHECK_KR(mach_port_mod_refs(SELF, th, MACH_PORT_RIGHT_DEAD_NAME, -1), KERN_SUCCESS);
     CHECK_KR(task_terminate(child), KERN_SUCCESS);
     waitpid(pid, NULL, 0);
@@ -258,11 +243,11 @@ static void *suicide(void *arg)
 
 static void test_terminate_self(void)
 {
-    unsigned before = thread_count(SELF);
+    unsigned before = test_thread_count(SELF);
     pthread_t t;
     CHECK(pthread_create(&t, NULL, suicide, NULL) == 0);
     CHECK(pthread_join(t, NULL) == 0);
-    CHECK(thread_count(SELF) == before);
+    CHECK(test_thread_count(SELF) == before);
     mach_port_type_t type = 0;
     CHECK_KR(mach_port_type(SELF, suicide_port, &type), KERN_SUCCESS);
     CHECK(type == MACH_PORT_TYPE_DEAD_NAME);

@@ -230,9 +230,7 @@ static void test_task_info(void)
  * the one it started, not its service thread. */
 static void test_remote(void)
 {
-    mach_port_t boot;
-    CHECK_KR(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &boot), KERN_SUCCESS);
-    CHECK_KR(mach_port_insert_right(SELF, boot, boot, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    mach_port_t boot = test_new_port(true);
     mach_port_t child;
     pid_t pid = hell_fork(boot, &child);
     if (pid == 0) {

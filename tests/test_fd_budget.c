@@ -41,16 +41,6 @@ static mach_port_urefs_t refs(mach_port_t name, mach_port_right_t right)
     return mach_port_get_refs(SELF, name, right, &n) == KERN_SUCCESS ? n : ~0u;
 }
 
-static mach_port_t new_port(bool with_send)
-{
-    mach_port_t p = MACH_PORT_NULL;
-    CHECK_KR(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &p), KERN_SUCCESS);
-    if (with_send) {
-        CHECK_KR(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
-    }
-    return p;
-}
-
 static mach_msg_return_t send_id(mach_port_t dest, mach_msg_id_t id, mach_port_t reply,
                                  mach_msg_type_name_t reply_disp)
 {
@@ -186,7 +176,7 @@ static void allocate_until_failure(int base)
 /* Sends that need a descriptor the sender cannot get. */
 static void send_without_descriptors(mach_port_t parent)
 {
-    mach_port_t sp = new_port(true), r = new_port(false);
+    mach_port_t sp = test_new_port(true), r = test_new_port(false);
     mach_port_t s = sp;
     static char region[3 * 4096];
     struct {
@@ -279,7 +269,7 @@ static void receive_too_many(mach_port_t parent, mach_port_t inbox, int base)
  * (ETOOMANYREFS): the send fails and the rights stay. */
 static void too_many_in_flight(void)
 {
-    mach_port_t q = new_port(true), t = new_port(true);
+    mach_port_t q = test_new_port(true), t = test_new_port(true);
     CHECK_KR(mach_port_mod_refs(SELF, t, MACH_PORT_RIGHT_SEND, 999), KERN_SUCCESS);
     mach_port_t names[BATCH];
     for (int i = 0; i < BATCH; i++) {
@@ -325,7 +315,7 @@ static void __attribute__((noreturn)) child_main(void)
 {
     mach_port_t parent = MACH_PORT_NULL;
     CHECK_KR(task_get_bootstrap_port(SELF, &parent), KERN_SUCCESS);
-    mach_port_t inbox = new_port(false);
+    mach_port_t inbox = test_new_port(false);
     CHECK_KR(test_send_port(parent, inbox, MACH_MSG_TYPE_MAKE_SEND, ID_INBOX), MACH_MSG_SUCCESS);
     (void)mig_get_reply_port();
     struct rlimit saved;
@@ -341,7 +331,7 @@ static void __attribute__((noreturn)) child_main(void)
     /* Everything works again. */
     set_nofile(saved.rlim_cur);
     too_many_in_flight();
-    mach_port_t reply = new_port(false);
+    mach_port_t reply = test_new_port(false);
     CHECK_KR(send_id(parent, ID_PING, reply, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
     rcvbuf_t r;
     CHECK_KR(receive(&r, reply, WAIT_MS), MACH_MSG_SUCCESS);
@@ -358,7 +348,7 @@ int main(void)
 {
     (void)mig_get_reply_port();
     int fds_before = test_count_fds();
-    mach_port_t boot = new_port(true), notify = new_port(false);
+    mach_port_t boot = test_new_port(true), notify = test_new_port(false);
     mach_port_t child_task;
     pid_t pid = hell_fork(boot, &child_task);
     if (pid == 0) {
@@ -377,7 +367,7 @@ int main(void)
     /* FLOOD send rights whose only senders travel to the child. */
     mach_port_t ports[FLOOD];
     for (int i = 0; i < FLOOD; i++) {
-        ports[i] = new_port(false);
+        ports[i] = test_new_port(false);
         mach_port_t prev = MACH_PORT_NULL;
         CHECK_KR(mach_port_request_notification(SELF, ports[i], MACH_NOTIFY_NO_SENDERS, 1,
                                                 notify, MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev),

@@ -64,14 +64,6 @@ static mach_port_status_t status_of(mach_port_t port)
     return st;
 }
 
-static mach_port_t new_port(void)
-{
-    mach_port_t port = MACH_PORT_NULL;
-    CHECK_KR(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &port), KERN_SUCCESS);
-    CHECK_KR(mach_port_insert_right(SELF, port, port, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
-    return port;
-}
-
 /* A thread that sends one message and records the outcome. */
 struct sender {
     pthread_t thread;
@@ -107,7 +99,7 @@ static bool sender_blocked(struct sender *s)
 
 static void test_limit_and_order(void)
 {
-    mach_port_t p = new_port();
+    mach_port_t p = test_new_port(true);
     mach_port_status_t st = status_of(p);
     CHECK(st.mps_qlimit == MACH_PORT_QLIMIT_DEFAULT && st.mps_msgcount == 0);
 
@@ -143,7 +135,7 @@ static void test_limit_and_order(void)
 
 static void test_set_qlimit(void)
 {
-    mach_port_t p = new_port();
+    mach_port_t p = test_new_port(true);
     CHECK_KR(mach_port_set_qlimit(SELF, p, MACH_PORT_QLIMIT_MAX + 1), KERN_INVALID_VALUE);
     CHECK_KR(mach_port_set_qlimit(SELF, p + 0x100, 3), KERN_INVALID_NAME);
     CHECK_KR(mach_port_set_qlimit(SELF, p, 1), KERN_SUCCESS);
@@ -190,7 +182,7 @@ static void test_set_qlimit(void)
  * MACH_SEND_INVALID_DEST when the port is destroyed under it. */
 static void test_wakeups(void)
 {
-    mach_port_t p = new_port();
+    mach_port_t p = test_new_port(true);
     for (int i = 0; i < 5; i++) {
         CHECK_KR(try_send(p, i), MACH_MSG_SUCCESS);
     }
@@ -214,7 +206,7 @@ static void test_wakeups(void)
  * bootstrap port and runs BODY on it; returns its pid. */
 static pid_t child_with(mach_port_t p, int (*body)(mach_port_t))
 {
-    mach_port_t boot = new_port();
+    mach_port_t boot = test_new_port(true);
     mach_port_t child_task;
     pid_t pid = hell_fork(boot, &child_task);
     if (pid == 0) {
@@ -271,7 +263,7 @@ static void test_across_tasks(void)
 {
     /* Another task's senders are held to our limit, and woken by our
      * receives. */
-    mach_port_t p = new_port();
+    mach_port_t p = test_new_port(true);
     pid_t pid = child_with(p, child_fill);
     for (int i = 0; i < 50 && status_of(p).mps_msgcount < 5; i++) {
         usleep(20000);
@@ -288,7 +280,7 @@ static void test_across_tasks(void)
     for (int i = 0; i < 5; i++) {
         CHECK_KR(try_send(p, i), MACH_MSG_SUCCESS);
     }
-    mach_port_t holder = new_port();
+    mach_port_t holder = test_new_port(true);
     CHECK_KR(test_send_port(holder, p, MACH_MSG_TYPE_MOVE_RECEIVE, 3), MACH_MSG_SUCCESS);
     CHECK_KR(try_send(p, 99), MACH_SEND_TIMED_OUT);
     mach_port_t back = MACH_PORT_NULL;
@@ -310,7 +302,7 @@ static void test_across_tasks(void)
  * never stopped. */
 static void test_scribbled_page(void)
 {
-    mach_port_t p = new_port();
+    mach_port_t p = test_new_port(true);
     FILE *maps = fopen("/proc/self/maps", "r");
     CHECK(maps != NULL);
     char line[512];
@@ -339,7 +331,7 @@ static void test_scribbled_page(void)
 int main(void)
 {
     /* Set-up: the task port, this thread's reply port, the watchdog. */
-    mach_port_destroy(SELF, new_port());
+    mach_port_destroy(SELF, test_new_port(true));
     int fds = test_count_fds();
     test_limit_and_order();
     test_set_qlimit();

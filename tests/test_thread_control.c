@@ -220,14 +220,6 @@ static void *gsync_waiter(void *arg)
     return NULL;
 }
 
-static mach_port_t new_port(void)
-{
-    mach_port_t p;
-    CHECK_KR(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &p), KERN_SUCCESS);
-    CHECK_KR(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
-    return p;
-}
-
 static void send_id(mach_port_t p, mach_msg_id_t id)
 {
     mach_msg_header_t m = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
@@ -239,7 +231,7 @@ static void send_id(mach_port_t p, mach_msg_id_t id)
 static void test_abort(void)
 {
     /* A receive without MACH_RCV_INTERRUPT: only thread_abort ends it. */
-    struct blocked b = {.port = new_port()};
+    struct blocked b = {.port = test_new_port(true)};
     CHECK(pthread_create(&b.thread, NULL, receiver, &b) == 0);
     mach_port_t th = thread_port_of(&b.self);
     usleep(50000);
@@ -335,7 +327,7 @@ static void test_task_suspend(void)
     volatile uint64_t *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
                                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     CHECK(shared != MAP_FAILED);
-    mach_port_t boot = new_port();
+    mach_port_t boot = test_new_port(true);
     mach_port_t child;
     pid_t pid = hell_fork(boot, &child);
     if (pid == 0) {

@@ -170,16 +170,6 @@ static mach_port_urefs_t refs(mach_port_t name, mach_port_right_t right)
     return mach_port_get_refs(SELF, name, right, &n) == KERN_SUCCESS ? n : ~0u;
 }
 
-static mach_port_t new_port(bool with_send)
-{
-    mach_port_t p = MACH_PORT_NULL;
-    CHECK_KR(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &p), KERN_SUCCESS);
-    if (with_send) {
-        CHECK_KR(mach_port_insert_right(SELF, p, p, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
-    }
-    return p;
-}
-
 /* The port P whose queue is destroyed: ours, or a peer task's. */
 struct outer {
     enum mode mode;
@@ -235,10 +225,10 @@ static void outer_start(struct outer *o, enum mode mode)
 {
     *o = (struct outer){.mode = mode};
     if (mode == LOCAL) {
-        o->p = new_port(true);
+        o->p = test_new_port(true);
         return;
     }
-    mach_port_t boot = new_port(true);
+    mach_port_t boot = test_new_port(true);
     o->pid = hell_fork(boot, &o->task);
     if (o->pid == 0) {
         peer_main();
@@ -255,7 +245,7 @@ static void outer_start(struct outer *o, enum mode mode)
 /* Sends command ID to the peer and waits for its answer. */
 static void command(struct outer *o, mach_msg_id_t id)
 {
-    mach_port_t reply = new_port(false);
+    mach_port_t reply = test_new_port(false);
     mach_msg_header_t m = {
         .msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE),
         .msgh_remote_port = o->control, .msgh_local_port = reply, .msgh_id = id};
@@ -316,7 +306,7 @@ static void transit(enum mode mode)
     outer_start(&o, mode);
 
     /* N's only send right waits in X's queue. */
-    mach_port_t x = new_port(true), n = new_port(true);
+    mach_port_t x = test_new_port(true), n = test_new_port(true);
     CHECK_KR(request(n, MACH_NOTIFY_NO_SENDERS, 0), KERN_SUCCESS);
     CHECK_KR(send_rights(x, 1, &n, &(mach_msg_type_name_t){MACH_MSG_TYPE_MOVE_SEND}, 2),
              MACH_MSG_SUCCESS);
@@ -352,7 +342,7 @@ static void queued(enum mode mode)
     struct outer o;
     outer_start(&o, mode);
 
-    mach_port_t s = new_port(true), r = new_port(true), arr[ARRAY];
+    mach_port_t s = test_new_port(true), r = test_new_port(true), arr[ARRAY];
     CHECK_KR(request(s, MACH_NOTIFY_NO_SENDERS, 0), KERN_SUCCESS);
     CHECK_KR(send_rights(o.p, 1, &s, &(mach_msg_type_name_t){MACH_MSG_TYPE_MOVE_SEND}, 1),
              MACH_MSG_SUCCESS);
@@ -362,11 +352,11 @@ static void queued(enum mode mode)
      * exists yet and sync 1 is above the make-send count, so the request
      * waits (GNU Mach's ipc_port_nsrequest). */
     for (int i = 0; i < ARRAY; i++) {
-        arr[i] = new_port(false);
+        arr[i] = test_new_port(false);
         CHECK_KR(request(arr[i], MACH_NOTIFY_NO_SENDERS, 1), KERN_SUCCESS);
     }
     CHECK_KR(send_ool_rights(o.p, arr, ARRAY), MACH_MSG_SUCCESS);
-    mach_port_t so = new_port(false);
+    mach_port_t so = test_new_port(false);
     CHECK_KR(test_send_port(o.p, so, MACH_MSG_TYPE_MAKE_SEND_ONCE, 3), MACH_MSG_SUCCESS);
     expect_nothing(notify_port);
 
@@ -409,7 +399,7 @@ static void queued(enum mode mode)
 
 int main(void)
 {
-    notify_port = new_port(false);
+    notify_port = test_new_port(false);
     (void)mig_get_reply_port();
     int fds_before = -1;
     for (enum mode m = LOCAL; m <= PEER_KILL; m++) {

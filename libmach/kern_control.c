@@ -412,6 +412,38 @@ static void kern_release(struct kern_thread *t)
     }
 }
 
+/* Takes one off T's count; returns whether that lets a thread made by
+ * thread_create start, which the caller then does (kern_start_released)
+ * once it let go of [G].  Started once: others wait for it
+ * (kern_wait_running), and the new thread holds the record until it ends.
+ * Expects [G]. */
+static bool kern_release_to_start(struct kern_thread *t)
+{
+    kern_release(t);
+    if (!t->unstarted || t->suspend_count != 0 || t->starting) {
+        return false;
+    }
+    t->starting = true;
+    t->holds_self_ref = true;
+    kern_thread_ref(t);
+    return true;
+}
+
+/* Starts T as kern_release_to_start said.  Expects [G] not held. */
+static kern_return_t kern_start_released(struct kern_thread *t)
+{
+    kern_return_t kr = kern_thread_start(t);
+    if (kr != KERN_SUCCESS) {
+        ipc_lock();
+        t->starting = false;
+        t->holds_self_ref = false;
+        kern_thread_unref(t);
+        kern_hold(t); /* not running after all */
+        ipc_unlock();
+    }
+    return kr;
+}
+
 kern_return_t kern_thread_suspend(mach_port_t thread)
 {
     bool self;
@@ -449,25 +481,12 @@ kern_return_t kern_thread_resume(mach_port_t thread)
     kern_return_t kr = KERN_FAILURE; /* not suspended */
     bool start = false;
     if (t->suspend_count > 0) {
-        kern_release(t);
-        start = t->unstarted && t->suspend_count == 0;
-        if (start) {
-            /* Started once: others wait for it (kern_wait_running), and
-             * the new thread holds the record until it ends. */
-            t->starting = true;
-            t->holds_self_ref = true;
-            kern_thread_ref(t);
-        }
+        start = kern_release_to_start(t);
         kr = KERN_SUCCESS;
     }
     ipc_unlock();
-    if (start && (kr = kern_thread_start(t)) != KERN_SUCCESS) {
-        ipc_lock();
-        t->starting = false;
-        t->holds_self_ref = false;
-        kern_thread_unref(t);
-        kern_hold(t); /* not running after all */
-        ipc_unlock();
+    if (start) {
+        kr = kern_start_released(t);
     }
     kern_control_put(t);
     return kr;
@@ -940,7 +959,16 @@ static kern_return_t kern_task_hold(bool hold)
      * section: a task_resume cannot slip between the two. */
     size_t n = 0;
     struct kern_thread **v = kern_threads_snapshot(&n);
-    if (v == NULL) {
+    bool *start = v != NULL ? calloc(n + 1, sizeof *start) : NULL;
+    if (start == NULL) {
+        if (v != NULL) {
+            ipc_lock();
+            for (size_t i = 0; i < n; i++) {
+                kern_thread_unref(v[i]);
+            }
+            ipc_unlock();
+            free(v);
+        }
         return KERN_RESOURCE_SHORTAGE;
     }
     pid_t me = kern_gettid();
@@ -960,14 +988,21 @@ static kern_return_t kern_task_hold(bool hold)
                 kern_hold(t);
             } else if (last && t->task_held) {
                 t->task_held = false;
-                kern_release(t);
+                /* A thread made while the task was suspended starts now
+                 * if its own count is 0. */
+                start[i] = kern_release_to_start(t);
             }
-            if (t->tid == me) {
+            if (t->tid != 0 && t->tid == me) {
                 self = t;
             }
         }
     }
     ipc_unlock();
+    for (size_t i = 0; i < n; i++) {
+        if (start[i]) {
+            (void)kern_start_released(v[i]);
+        }
+    }
     for (size_t i = 0; first && i < n; i++) {
         if (v[i] != self) {
             (void)kern_wait_parked(v[i]);
@@ -983,6 +1018,7 @@ static kern_return_t kern_task_hold(bool hold)
     }
     ipc_unlock();
     free(v);
+    free(start);
     return kr;
 }
 

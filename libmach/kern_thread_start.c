@@ -166,6 +166,12 @@ kern_return_t kern_thread_create(mach_port_t task, mach_port_t *child)
         struct kern_thread *t = kern_thread_new_unstarted();
         kr = t != NULL ? KERN_SUCCESS : KERN_RESOURCE_SHORTAGE;
         if (t != NULL) {
+            /* In a suspended task it is held by the task too: resumed to
+             * 0 alone, it still waits for task_resume (GNU Mach). */
+            if (kern_task_suspend_count() > 0) {
+                t->task_held = true;
+                t->suspend_count++;
+            }
             *child = t->kname;
         }
     }

@@ -67,7 +67,7 @@ static mach_port_t start_thread(mach_port_t task, struct area *a, uint64_t value
     thread_basic_info_data_t info;
     count = THREAD_BASIC_INFO_COUNT;
     CHECK_KR(thread_info(th, THREAD_BASIC_INFO, (thread_info_t)&info, &count), KERN_SUCCESS);
-    CHECK(info.suspend_count == 1 && info.run_state == TH_STATE_STOPPED);
+    CHECK(info.suspend_count >= 1 && info.run_state == TH_STATE_STOPPED);
 
     regs.rip = (uint64_t)(uintptr_t)a->code;
     regs.ursp = (uint64_t)(uintptr_t)(a->stack + sizeof a->stack - 64);
@@ -230,6 +230,43 @@ static void test_float_state(void)
     munmap(a, sizeof *a);
 }
 
+/* A thread created in a suspended task waits for task_resume too. */
+static void test_in_suspended_task(void)
+{
+    struct area *a = new_area();
+    mach_port_t boot = test_new_port(true);
+    mach_port_t child;
+    pid_t pid = hell_fork(boot, &child);
+    if (pid == 0) {
+        for (;;) {
+            pause();
+        }
+    }
+    CHECK_KR(task_suspend(child), KERN_SUCCESS);
+    mach_port_t th = start_thread(child, a, 55); /* resumed to its own 0 */
+    usleep(50000);
+    CHECK(a->result == 0);
+    thread_basic_info_data_t info;
+    mach_msg_type_number_t count = THREAD_BASIC_INFO_COUNT;
+    CHECK_KR(thread_info(th, THREAD_BASIC_INFO, (thread_info_t)&info, &count), KERN_SUCCESS);
+    CHECK(info.suspend_count == 1 && info.run_state == TH_STATE_STOPPED);
+    CHECK_KR(task_resume(child), KERN_SUCCESS);
+    CHECK(wait_result(&a->result, 55));
+    CHECK_KR(task_terminate(child), KERN_SUCCESS);
+    waitpid(pid, NULL, 0);
+    mach_port_urefs_t refs = 0;
+    (void)mach_port_get_refs(SELF, th, MACH_PORT_RIGHT_DEAD_NAME, &refs);
+    if (refs > 0) {
+        CHECK_KR(mach_port_mod_refs(SELF, th, MACH_PORT_RIGHT_DEAD_NAME, -(int)refs),
+                 KERN_SUCCESS);
+    } else {
+        CHECK_KR(mach_port_deallocate(SELF, th), KERN_SUCCESS);
+    }
+    CHECK_KR(mach_port_deallocate(SELF, child), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
+    munmap(a, sizeof *a);
+}
+
 /* A thread that ends itself. */
 static volatile mach_port_t suicide_port;
 
@@ -264,5 +301,6 @@ int main(void)
     test_other_task();
     test_terminate_self();
     test_float_state();
+    test_in_suspended_task();
     return test_done("thread_create");
 }

@@ -141,18 +141,6 @@ static bool ipc_qlimit_port_dead(struct ipc_port *port)
     return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR));
 }
 
-/* Sleeps on WORD while it holds SEEN, at most MS milliseconds.  Returns 0
- * or an errno (EINTR: a signal; always interruptible, since a wait with a
- * timeout is not restarted after a handler ran). */
-static int ipc_qlimit_futex_wait(_Atomic uint32_t *word, uint32_t seen, int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    if (syscall(SYS_futex, word, FUTEX_WAIT, seen, &ts, NULL, 0) != 0) {
-        return errno;
-    }
-    return 0;
-}
-
 /* The slow path of ipc_qlimit_reserve: sleeps until a place frees up.
  * The watchdog interrupts the sleep when DEST dies. */
 static mach_msg_return_t ipc_qlimit_wait(struct ipc_port *dest, struct ipc_qstate *q,
@@ -182,7 +170,7 @@ static mach_msg_return_t ipc_qlimit_wait(struct ipc_port *dest, struct ipc_qstat
         } else if (ms == 0) {
             mr = MACH_SEND_TIMED_OUT;
         } else {
-            err = ipc_qlimit_futex_wait(&q->wakeups, seen, ms);
+            err = linux_futex_wait(&q->wakeups, seen, ms, true); /* interruptible */
         }
         atomic_fetch_sub(&q->sleepers, 1);
         if (*taken || mr != MACH_MSG_SUCCESS) {
@@ -227,7 +215,7 @@ static void ipc_qlimit_wake(struct ipc_qstate *q)
 {
     if (atomic_load(&q->sleepers) != 0) {
         atomic_fetch_add(&q->wakeups, 1);
-        syscall(SYS_futex, &q->wakeups, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+        linux_futex_wake(&q->wakeups, INT_MAX, true);
     }
 }
 

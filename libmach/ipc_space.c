@@ -679,6 +679,19 @@ kern_return_t ipc_right_type(struct ipc_space *space, mach_port_name_t name,
     return KERN_SUCCESS;
 }
 
+kern_return_t ipc_right_new_receive(struct ipc_space *space, struct ipc_entry **entry)
+{
+    kern_return_t kr = ipc_entry_alloc(space, entry);
+    if (kr != KERN_SUCCESS) {
+        return kr;
+    }
+    kr = ipc_right_alloc_receive(space, *entry);
+    if (kr != KERN_SUCCESS) {
+        ipc_entry_free(space, *entry);
+    }
+    return kr;
+}
+
 kern_return_t ipc_right_alloc_receive(struct ipc_space *space,
                                       struct ipc_entry *entry)
 {

@@ -105,4 +105,9 @@ void ipc_right_pset_destroy(struct ipc_space *space, struct ipc_entry *entry);
 kern_return_t ipc_right_alloc_receive(struct ipc_space *space,
                                       struct ipc_entry *entry);
 
+/* Creates a port whose receive right a new entry of SPACE names: returns
+ * KERN_SUCCESS with *ENTRY, or KERN_NO_SPACE / KERN_RESOURCE_SHORTAGE
+ * (nothing made).  Expects [G]. */
+kern_return_t ipc_right_new_receive(struct ipc_space *space, struct ipc_entry **entry);
+
 #endif

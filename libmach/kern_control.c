@@ -25,6 +25,7 @@
 #include "kern.h"
 #include "kern_fpu.h"
 #include "kern_thread.h"
+#include "linux.h"
 #include "mach.server.h"
 
 /* The control signal.  SA_RESTART: stopping a thread must not make the
@@ -45,50 +46,32 @@
 #define KERN_USER_CS32 0x23
 #define KERN_USER_SS 0x2b
 
+/* The flags a user thread may have, as GNU Mach applies them. */
+static uint64_t kern_user_rfl(uint64_t rfl)
+{
+    return (rfl & ~(uint64_t)KERN_EFL_USER_CLEAR) | KERN_EFL_USER_SET;
+}
+
 /* The calling thread's record while a stop or an abort is pending. */
 __thread struct kern_thread *kern_control_self;
 /* Traps entered and not left (mach_msg). */
 __thread int kern_trap_depth;
 
-/* System calls that leave errno alone: the handler may run with a thread
- * pointer (FS) that is not glibc's, so it touches no thread-local until it
- * has switched to the thread's own. */
-static long kern_raw_syscall2(long nr, long a, long b)
-{
-    long ret;
-    __asm__ volatile("syscall"
-                     : "=a"(ret)
-                     : "0"(nr), "D"(a), "S"(b)
-                     : "rcx", "r11", "memory");
-    return ret;
-}
-
 static pid_t kern_gettid(void)
 {
-    return (pid_t)kern_raw_syscall2(SYS_gettid, 0, 0);
+    return (pid_t)linux_raw_syscall2(SYS_gettid, 0, 0);
 }
 
 static unsigned long kern_get_base(int code)
 {
     unsigned long value = 0;
-    kern_raw_syscall2(SYS_arch_prctl, code, (long)&value);
+    linux_raw_syscall2(SYS_arch_prctl, code, (long)&value);
     return value;
 }
 
 static void kern_set_base(int code, unsigned long value)
 {
-    kern_raw_syscall2(SYS_arch_prctl, code, (long)value);
-}
-
-static void kern_futex_wake(_Atomic unsigned *word)
-{
-    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-}
-
-static void kern_futex_wait(_Atomic unsigned *word, unsigned seen, int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, ms >= 0 ? &ts : NULL, NULL, 0);
+    linux_raw_syscall2(SYS_arch_prctl, code, (long)value);
 }
 
 static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t);
@@ -121,7 +104,7 @@ static void kern_park(struct kern_thread *t, ucontext_t *uc, unsigned long user_
     t->uc = uc;
     for (;;) {
         atomic_store(&t->parked, 1);
-        kern_futex_wake((_Atomic unsigned *)&t->parked);
+        linux_futex_wake(&t->parked, INT_MAX, false);
         for (;;) {
             unsigned seq = atomic_load(&t->resume_seq);
             if (atomic_load(&t->terminate_req)) {
@@ -132,7 +115,7 @@ static void kern_park(struct kern_thread *t, ucontext_t *uc, unsigned long user_
             if (!atomic_load(&t->park_req)) {
                 break;
             }
-            kern_futex_wait(&t->resume_seq, seq, -1);
+            linux_futex_wait(&t->resume_seq, seq, -1, false);
         }
         /* A controller that saw "parked" just before it was cleared may
          * have asked again: look once more after clearing it (the context
@@ -142,7 +125,7 @@ static void kern_park(struct kern_thread *t, ucontext_t *uc, unsigned long user_
             break;
         }
     }
-    kern_futex_wake((_Atomic unsigned *)&t->parked);
+    linux_futex_wake(&t->parked, INT_MAX, false);
     if (t->fsgs_dirty) {
         kern_set_base(ARCH_SET_GS, t->gs_base);
     }
@@ -194,7 +177,7 @@ static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t)
     }
     kern_control_self = NULL;
     atomic_store(&t->ended, 1);
-    kern_futex_wake(&t->ended);
+    linux_futex_wake(&t->ended, INT_MAX, false);
     if (has_back) {
         siglongjmp(back, 1);
     }
@@ -345,7 +328,7 @@ static void kern_wait_running(struct kern_thread *t)
         if (!starting) {
             return;
         }
-        kern_futex_wait(&t->running, 0, KERN_CONTROL_RESIGNAL_MS);
+        linux_futex_wait(&t->running, 0, KERN_CONTROL_RESIGNAL_MS, false);
     }
 }
 
@@ -368,7 +351,7 @@ static enum kern_parked kern_wait_parked(struct kern_thread *t)
         if (waited >= 100 && kern_signal_blocked(t->tid)) {
             return KERN_BLOCKED;
         }
-        kern_futex_wait((_Atomic unsigned *)&t->parked, 0, KERN_CONTROL_RESIGNAL_MS);
+        linux_futex_wait(&t->parked, 0, KERN_CONTROL_RESIGNAL_MS, false);
     }
     return KERN_PARKED;
 }
@@ -408,7 +391,7 @@ static void kern_release(struct kern_thread *t)
     if (--t->suspend_count == 0) {
         atomic_store(&t->park_req, 0);
         atomic_fetch_add(&t->resume_seq, 1);
-        kern_futex_wake(&t->resume_seq);
+        linux_futex_wake(&t->resume_seq, INT_MAX, false);
     }
 }
 
@@ -519,9 +502,9 @@ kern_return_t kern_thread_terminate(mach_port_t thread)
     atomic_store(&t->terminate_req, 1);
     /* Wake it if stopped; signal it until it is gone. */
     atomic_fetch_add(&t->resume_seq, 1);
-    kern_futex_wake(&t->resume_seq);
+    linux_futex_wake(&t->resume_seq, INT_MAX, false);
     while (!atomic_load(&t->ended) && kern_control_signal(t)) {
-        kern_futex_wait(&t->ended, 0, KERN_CONTROL_RESIGNAL_MS);
+        linux_futex_wait(&t->ended, 0, KERN_CONTROL_RESIGNAL_MS, false);
     }
     /* It runs no user code any more; wait the few microseconds until
      * Linux has it gone too, so that task_threads never lists it again. */
@@ -633,7 +616,7 @@ void kern_state_to_ucontext(const struct i386_thread_state *s, ucontext_t *uc)
     g[REG_RAX] = (greg_t)s->rax;
     g[REG_RIP] = (greg_t)s->rip;
     g[REG_RSP] = (greg_t)s->ursp;
-    g[REG_EFL] = (greg_t)((s->rfl & ~(uint64_t)KERN_EFL_USER_CLEAR) | KERN_EFL_USER_SET);
+    g[REG_EFL] = (greg_t)kern_user_rfl(s->rfl);
 }
 
 /* The size of the XSAVE area of a signal frame (its software-reserved
@@ -693,9 +676,9 @@ static kern_return_t kern_unstarted_set(struct kern_thread *t, int flavor,
             return KERN_INVALID_ARGUMENT;
         }
         t->start_state = *s;
-        t->start_state.cs = 0x33;
-        t->start_state.ss = 0x2b;
-        t->start_state.rfl = (s->rfl & ~(uint64_t)KERN_EFL_USER_CLEAR) | KERN_EFL_USER_SET;
+        t->start_state.cs = KERN_USER_CS;
+        t->start_state.ss = KERN_USER_SS;
+        t->start_state.rfl = kern_user_rfl(s->rfl);
         return KERN_SUCCESS;
     }
     case i386_FSGS_BASE_STATE: {

@@ -55,16 +55,10 @@ mach_port_t kern_exc_reply_port(void)
     struct kern_thread *t = kern_thread_self();
     mach_port_name_t name = MACH_PORT_NULL;
     if (t != NULL) {
-        if (t->exc_reply == MACH_PORT_NULL) {
-            struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
-            struct ipc_entry *entry;
-            if (ipc_entry_alloc(kspace, &entry) == KERN_SUCCESS) {
-                if (ipc_right_alloc_receive(kspace, entry) == KERN_SUCCESS) {
-                    t->exc_reply = entry->name;
-                } else {
-                    ipc_entry_free(kspace, entry);
-                }
-            }
+        struct ipc_entry *entry;
+        if (t->exc_reply == MACH_PORT_NULL &&
+            ipc_right_new_receive(&ipc_spaces[SPACE_KERNEL], &entry) == KERN_SUCCESS) {
+            t->exc_reply = entry->name;
         }
         name = t->exc_reply;
     }

@@ -94,13 +94,8 @@ kern_return_t kern_object_create(int kotype, struct ipc_port **port, mach_port_n
 {
     struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
     struct ipc_entry *entry;
-    kern_return_t kr = ipc_entry_alloc(kspace, &entry);
+    kern_return_t kr = ipc_right_new_receive(kspace, &entry);
     if (kr != KERN_SUCCESS) {
-        return kr;
-    }
-    kr = ipc_right_alloc_receive(kspace, entry);
-    if (kr != KERN_SUCCESS) {
-        ipc_entry_free(kspace, entry);
         return kr;
     }
     entry->port->rcv->kobject_type = kotype;
@@ -149,17 +144,11 @@ __attribute__((visibility("default"))) mach_port_t mach_task_self(void)
 
 __attribute__((visibility("default"))) mach_port_t mach_reply_port(void)
 {
-    struct ipc_space *space = &ipc_spaces[SPACE_USER];
     struct ipc_entry *entry;
-    mach_port_name_t name = MACH_PORT_NULL;
     ipc_lock();
-    if (ipc_entry_alloc(space, &entry) == KERN_SUCCESS) {
-        if (ipc_right_alloc_receive(space, entry) == KERN_SUCCESS) {
-            name = entry->name;
-        } else {
-            ipc_entry_free(space, entry);
-        }
-    }
+    mach_port_name_t name =
+        ipc_right_new_receive(&ipc_spaces[SPACE_USER], &entry) == KERN_SUCCESS ? entry->name
+                                                                                : MACH_PORT_NULL;
     ipc_unlock();
     return name;
 }

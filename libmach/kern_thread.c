@@ -511,6 +511,7 @@ kern_return_t kern_thread_info(mach_port_t thread, int flavor, thread_info_t inf
     pid_t tid = t != NULL ? t->tid : 0;
     unsigned suspend = t != NULL ? t->suspend_count : 0;
     struct timespec creation = t != NULL ? t->creation : (struct timespec){0};
+    int priority = t != NULL ? t->priority : 0, max_priority = t != NULL ? t->max_priority : 0;
     ipc_unlock();
     if (t == NULL) {
         return KERN_INVALID_ARGUMENT;
@@ -533,10 +534,7 @@ kern_return_t kern_thread_info(mach_port_t thread, int flavor, thread_info_t inf
         b.system_time64 = kern_ticks_to_time(st);
         b.user_time = kern_time_to_rpc(b.user_time64);
         b.system_time = kern_time_to_rpc(b.system_time64);
-        ipc_lock();
-        struct kern_thread *r = kern_thread_lookup(thread);
-        b.base_priority = b.cur_priority = r != NULL ? r->priority : KERN_BASEPRI_USER;
-        ipc_unlock();
+        b.base_priority = b.cur_priority = priority;
         b.run_state = suspend > 0 ? TH_STATE_STOPPED
                       : state == 'R' ? TH_STATE_RUNNING
                       : state == 'D' ? TH_STATE_UNINTERRUPTIBLE
@@ -555,13 +553,10 @@ kern_return_t kern_thread_info(mach_port_t thread, int flavor, thread_info_t inf
         if (*count < THREAD_SCHED_INFO_COUNT) {
             return KERN_INVALID_ARGUMENT;
         }
-        ipc_lock();
-        struct kern_thread *r = kern_thread_lookup(thread);
         struct thread_sched_info s = {.policy = POLICY_TIMESHARE,
-                                      .base_priority = r != NULL ? r->priority : 0,
-                                      .max_priority = r != NULL ? r->max_priority : 0,
-                                      .cur_priority = r != NULL ? r->priority : 0};
-        ipc_unlock();
+                                      .base_priority = priority,
+                                      .max_priority = max_priority,
+                                      .cur_priority = priority};
         memcpy(info, &s, sizeof s);
         *count = THREAD_SCHED_INFO_COUNT;
         return KERN_SUCCESS;

@@ -26,6 +26,7 @@
 #include "ipc_space.h"
 #include "kern.h"
 #include "kern_thread.h"
+#include "linux.h"
 #include "mach.server.h"
 
 /* A signal stack, aligned to its size, whose lowest bytes name its
@@ -62,16 +63,10 @@ static void *kern_altstack_new(struct kern_thread *t)
 
 struct kern_thread *kern_altstack_owner(void)
 {
-    uintptr_t sp;
-    __asm__ volatile("mov %%rsp, %0" : "=r"(sp));
     stack_t ss;
     /* Only on a signal stack (the kernel says), never guessing from an
      * arbitrary stack's memory. */
-    long rc;
-    __asm__ volatile("syscall"
-                     : "=a"(rc)
-                     : "0"((long)SYS_sigaltstack), "D"(0L), "S"(&ss)
-                     : "rcx", "r11", "memory");
+    long rc = linux_raw_syscall2(SYS_sigaltstack, 0, (long)&ss);
     if (rc != 0 || !(ss.ss_flags & SS_ONSTACK) || ss.ss_size != KERN_ALTSTACK_SIZE) {
         return NULL;
     }
@@ -93,17 +88,6 @@ static __attribute__((noreturn)) void kern_sigreturn(ucontext_t *uc)
     __builtin_unreachable();
 }
 
-/* A raw arch_prctl that leaves errno (thread-local) alone. */
-static void kern_arch_prctl(int code, unsigned long value)
-{
-    long ret;
-    __asm__ volatile("syscall"
-                     : "=a"(ret)
-                     : "0"((long)SYS_arch_prctl), "D"((long)code), "S"(value)
-                     : "rcx", "r11", "memory");
-    (void)ret;
-}
-
 static void *kern_thread_start_main(void *arg)
 {
     struct kern_thread *t = arg;
@@ -114,7 +98,7 @@ static void *kern_thread_start_main(void *arg)
     unsigned long fs = t->fs_base, gs = t->gs_base;
     ipc_unlock();
     atomic_store(&t->running, 1);
-    syscall(SYS_futex, &t->running, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    linux_futex_wake(&t->running, 1, false);
     kern_thread_bind_self(t);
 
     stack_t alt = {.ss_size = KERN_ALTSTACK_SIZE, .ss_sp = kern_altstack_new(t)};
@@ -130,8 +114,8 @@ static void *kern_thread_start_main(void *arg)
         uc.uc_mcontext.fpregs = NULL;            /* the initial FPU state */
         sigemptyset(&uc.uc_sigmask);
         sigaltstack(NULL, &uc.uc_stack);
-        kern_arch_prctl(ARCH_SET_GS, gs);
-        kern_arch_prctl(ARCH_SET_FS, fs); /* no thread-local from here on */
+        linux_raw_syscall2(SYS_arch_prctl, ARCH_SET_GS, (long)gs);
+        linux_raw_syscall2(SYS_arch_prctl, ARCH_SET_FS, (long)fs); /* no thread-local from here on */
         kern_sigreturn(&uc);
     }
     /* thread_terminate came back here, on glibc's thread pointer. */
@@ -153,7 +137,7 @@ kern_return_t kern_thread_start(struct kern_thread *t)
     pthread_attr_destroy(&attr);
     /* Back only once it is a Linux thread that controllers can signal. */
     while (ok && !atomic_load(&t->running)) {
-        syscall(SYS_futex, &t->running, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+        linux_futex_wait(&t->running, 0, -1, false);
     }
     return ok ? KERN_SUCCESS : KERN_RESOURCE_SHORTAGE;
 }

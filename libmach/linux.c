@@ -56,10 +56,22 @@ static void *linux_helper_main(void *p)
     /* The starter waits for this, so that no listing of the task's
      * threads ever sees a helper that is not yet marked. */
     atomic_store(&shared->registered, 1);
-    syscall(SYS_futex, &shared->registered, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    linux_futex_wake(&shared->registered, 1, false);
     void *result = start.fn(start.arg);
     linux_helper_mark(tid, 0);
     return result;
+}
+
+int linux_futex_wait(void *word, unsigned seen, int ms, bool shared)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    int op = shared ? FUTEX_WAIT : FUTEX_WAIT_PRIVATE;
+    return syscall(SYS_futex, word, op, seen, ms >= 0 ? &ts : NULL, NULL, 0) == 0 ? 0 : errno;
+}
+
+void linux_futex_wake(void *word, int n, bool shared)
+{
+    syscall(SYS_futex, word, shared ? FUTEX_WAKE : FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
 bool linux_thread_start(void *(*fn)(void *), void *arg)
@@ -76,7 +88,7 @@ bool linux_thread_start(void *(*fn)(void *), void *arg)
     bool started = pthread_create(&thread, &attr, linux_helper_main, start) == 0;
     pthread_attr_destroy(&attr);
     while (started && !atomic_load(&start->registered)) {
-        syscall(SYS_futex, &start->registered, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+        linux_futex_wait(&start->registered, 0, -1, false);
     }
     free(start);
     return started;

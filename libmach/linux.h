@@ -24,6 +24,29 @@ bool linux_is_helper(pid_t tid);
 /* Makes the calling thread one of libmach's hidden threads. */
 void linux_helper_adopt_self(void);
 
+/* A system call of up to two arguments that leaves errno alone: for
+ * signal handlers that may run on a thread pointer (FS) not glibc's and
+ * so touch no thread-local until they have switched.  Returns the raw
+ * result (-errno on failure). */
+static inline long linux_raw_syscall2(long nr, long a, long b)
+{
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "0"(nr), "D"(a), "S"(b)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
+/* Sleeps while the 32-bit WORD holds SEEN, at most MS milliseconds (MS < 0:
+ * no limit); SHARED for a word in memory other processes map too.  With a
+ * limit the wait is never restarted after a signal handler.  Returns 0 or
+ * an errno (EAGAIN, EINTR, ETIMEDOUT). */
+int linux_futex_wait(void *word, unsigned seen, int ms, bool shared);
+
+/* Wakes up to N sleepers on WORD (SHARED as for linux_futex_wait). */
+void linux_futex_wake(void *word, int n, bool shared);
+
 /* Whether the calling thread is one of libmach's hidden threads. */
 bool linux_self_is_helper(void);
 

@@ -866,8 +866,10 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
             }
             r->recv_fd = wire_in_fd(&in);
             r->count_rfd = wire_in_fd(&in);
-            bool missing = wire_fd_missing(&in, r->recv_fd, &r->lost) |
-                           wire_fd_missing(&in, r->count_rfd, &r->lost);
+            /* Both are checked: each one missing counts as lost. */
+            bool recv_missing = wire_fd_missing(&in, r->recv_fd, &r->lost);
+            bool count_missing = wire_fd_missing(&in, r->count_rfd, &r->lost);
+            bool missing = recv_missing || count_missing;
             if (!missing &&
                 (r->recv_fd < 0 || r->count_rfd < 0 || !linux_is_pipe(r->count_rfd))) {
                 return "bad receive descriptors";

@@ -303,7 +303,15 @@ void kern_serve(mach_msg_header_t *request)
                                         MACH_SEND_MSG | MACH_SEND_TIMEOUT,
                                         reply.header.Head.msgh_size, 0,
                                         MACH_PORT_NULL, 0);
-    if (mr != MACH_MSG_SUCCESS) {
+    if (mr == MACH_SEND_NO_BUFFER) {
+        /* The reply needs descriptors this process lacks (an out-of-line
+         * region, a first send right).  The send did nothing, so the
+         * reply right is still ours: answer that the kernel ran short,
+         * as GNU Mach does when it cannot allocate a reply. */
+        mach_port_name_t reply_port = (mach_port_name_t)reply.header.Head.msgh_remote_port;
+        msg_destroy_in(SPACE_KERNEL, &reply.header.Head, false);
+        kern_reply(reply_port, request->msgh_id, KERN_RESOURCE_SHORTAGE);
+    } else if (mr != MACH_MSG_SUCCESS) {
         /* The client's reply port died: what the reply moved is lost. */
         msg_destroy_in(SPACE_KERNEL, &reply.header.Head, true);
     }

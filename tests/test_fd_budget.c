@@ -153,7 +153,18 @@ static void allocate_until_failure(int base)
     }
     CHECK_KR(kr, KERN_RESOURCE_SHORTAGE);
     CHECK(n >= 5 && n < 1000);
+    /* A kernel call whose reply needs descriptors (mach_port_names
+     * returns two out-of-line arrays) says so and loses nothing. */
+    exhaust();
+    mach_port_array_t names = NULL;
+    mach_port_type_array_t types = NULL;
+    mach_msg_type_number_t nnames = 0, ntypes = 0;
+    CHECK_KR(mach_port_names(SELF, &names, &nnames, &types, &ntypes), KERN_RESOURCE_SHORTAGE);
+    release();
+    /* Counting the names takes descriptors: a few more than are left. */
+    set_nofile((rlim_t)base + HEADROOM + 4);
     CHECK(count_names() == names_before + (mach_msg_type_number_t)n);
+    set_nofile((rlim_t)base + HEADROOM);
     /* The ports made are whole (a message goes through each), and the
      * failed call left nothing behind. */
     for (int i = 0; i < n; i++) {

@@ -20,9 +20,51 @@ extern "C" {
 pid_t hell_fork(mach_port_t bootstrap, mach_port_t *child_task);
 
 /* Like hell_fork, then executes PATH with ARGV in the child (with the
- * environment of the caller). */
+ * environment of the caller).  Returns -1 with errno set (the execve
+ * error among them) when the child could not be started. */
 pid_t hell_spawn(const char *path, char *const argv[], mach_port_t bootstrap,
                  mach_port_t *child_task);
+
+/* The most rights hell_spawn_attr can grant a new task. */
+#define HELL_GRANTS_MAX 8
+
+/* A send right given to a new task under a name of the parent's choosing,
+ * as GNU Mach's boot script gives its first tasks the host and device
+ * ports. */
+struct hell_port_grant {
+    mach_port_t right;     /* a send right of the caller; a copy is given */
+    mach_port_name_t name; /* its name in the new task */
+};
+
+/* How hell_spawn_attr starts a task.  Zero-initialise, then set what
+ * differs from hell_spawn's defaults. */
+struct hell_spawn_attr {
+    mach_port_t bootstrap;                 /* copied, as for hell_spawn */
+    const struct hell_port_grant *grants;  /* NGRANTS of them */
+    unsigned ngrants;                      /* at most HELL_GRANTS_MAX */
+    const int *stdio;     /* 3 descriptors for the task's 0, 1, 2; NULL: the caller's */
+    char *const *envp;    /* the environment; NULL: the caller's */
+    const char *cwd;      /* the working directory; NULL: the caller's */
+};
+
+/* Starts PATH with ARGV as a new task as ATTR says.  The granted rights
+ * are in the task's space under their names before its main runs (the
+ * names must be valid and distinct).  Returns the child's pid with
+ * *CHILD_TASK (if not NULL) naming a send right to its task port, or -1
+ * with errno set: EINVAL for a bad ATTR, the execve error when PATH could
+ * not be executed, EPIPE when the handshake failed (the child is reaped).
+ * Safe to call from a multi-threaded program. */
+pid_t hell_spawn_attr(const char *path, char *const argv[], const struct hell_spawn_attr *attr,
+                      mach_port_t *child_task);
+
+/* Makes this task's privileged host port (once) and returns a send right
+ * to it, or MACH_PORT_NULL when out of descriptors.  For the kernel
+ * process of an instance (machd): the calls of mach_host.defs that want
+ * the privileged port accept it, and host_reboot on it calls ON_REBOOT
+ * with its options in the thread serving it (ON_REBOOT ends the instance
+ * and does not return; if it does, host_reboot answers KERN_SUCCESS).
+ * Later calls return another send right to the same port. */
+mach_port_t hell_host_priv_create(void (*on_reboot)(int options));
 
 /* Messages this task dropped as malformed or forged. */
 unsigned long hell_dropped_messages(void);

@@ -3,15 +3,21 @@
  * Starting tasks: fork (and exec) with the bootstrap handshake.
  *
  * The parent and the child share a private socket pair.  The parent sends
- * the child's first rights (its bootstrap port) in one message; the child
- * answers with a send right to its task port.
+ * the child's first rights in one message (its bootstrap port; for a
+ * spawn with grants, an empty exception slot and the granted rights,
+ * whose names follow in a second datagram); the child answers with a
+ * send right to its task port.  An executed child finds the socket in
+ * HELL_BOOTSTRAP_FD.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <hell.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ipc_space.h"
@@ -21,29 +27,69 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-/* The parent's half: send BOOTSTRAP, receive the child's task port. */
-static int hell_bootstrap_parent(int fd, mach_port_t bootstrap, mach_port_t *child_task)
+#define BOOTSTRAP_ENV "HELL_BOOTSTRAP_FD="
+#define FD_DIGITS 10 /* room for any descriptor number */
+
+extern char **environ;
+
+/* Copies the caller's rights ATTR names into RIGHTS (1 + exception slot
+ * + grants) and returns how many to send, or -1 (nothing held) when one
+ * is not a send right.  Expects [G]. */
+static int hell_grant_rights(const struct hell_spawn_attr *attr, struct kright *rights)
 {
-    struct kright right = {.kind = KRIGHT_NONE};
+    int n = attr->ngrants > 0 ? 2 + (int)attr->ngrants : 1;
+    for (int i = 0; i < n; i++) {
+        rights[i] = (struct kright){.kind = KRIGHT_NONE};
+    }
+    struct ipc_space *space = &ipc_spaces[SPACE_USER];
+    bool ok = !MACH_PORT_VALID(attr->bootstrap) ||
+              ipc_right_copyin(space, attr->bootstrap, MACH_MSG_TYPE_COPY_SEND, true,
+                               &rights[0]) == KERN_SUCCESS;
+    for (unsigned i = 0; ok && i < attr->ngrants; i++) {
+        ok = ipc_right_copyin(space, attr->grants[i].right, MACH_MSG_TYPE_COPY_SEND, false,
+                              &rights[2 + i]) == KERN_SUCCESS;
+    }
+    if (!ok) {
+        for (int i = 0; i < n; i++) {
+            kright_destroy(&rights[i]);
+        }
+        return -1;
+    }
+    return n;
+}
+
+/* The parent's half: send the rights ATTR gives, receive the child's task
+ * port.  Returns 0, or -1 with errno set. */
+static int hell_bootstrap_parent(int fd, const struct hell_spawn_attr *attr,
+                                 mach_port_t *child_task)
+{
+    struct kright rights[2 + HELL_GRANTS_MAX];
     ipc_lock();
-    if (MACH_PORT_VALID(bootstrap) &&
-        ipc_right_copyin(&ipc_spaces[SPACE_USER], bootstrap, MACH_MSG_TYPE_COPY_SEND,
-                         true, &right) != KERN_SUCCESS) {
+    int n = hell_grant_rights(attr, rights);
+    if (n < 0) {
         ipc_unlock();
         errno = EINVAL;
         return -1;
     }
-    mach_msg_return_t mr = wire_send_bootstrap(fd, &right, 1);
+    mach_msg_return_t mr = wire_send_bootstrap(fd, rights, (unsigned)n);
     if (mr != MACH_MSG_SUCCESS) {
-        kright_destroy(&right);
+        for (int i = 0; i < n; i++) {
+            kright_destroy(&rights[i]);
+        }
     }
     ipc_unlock();
-    if (mr != MACH_MSG_SUCCESS) {
-        errno = EPIPE;
-        return -1;
+    if (mr == MACH_MSG_SUCCESS && attr->ngrants > 0) {
+        mach_port_name_t names[HELL_GRANTS_MAX];
+        for (unsigned i = 0; i < attr->ngrants; i++) {
+            names[i] = attr->grants[i].name;
+        }
+        size_t len = attr->ngrants * sizeof names[0];
+        if (send(fd, names, len, MSG_NOSIGNAL) != (ssize_t)len) {
+            mr = MACH_SEND_INVALID_DEST;
+        }
     }
     struct kright task;
-    if (wire_recv_bootstrap(fd, &task, 1) != 1) {
+    if (mr != MACH_MSG_SUCCESS || wire_recv_bootstrap(fd, &task, 1) != 1) {
         errno = EPIPE;
         return -1;
     }
@@ -53,45 +99,190 @@ static int hell_bootstrap_parent(int fd, mach_port_t bootstrap, mach_port_t *chi
     ipc_unlock();
     if (child_task != NULL) {
         *child_task = name;
+    } else if (MACH_PORT_VALID(name)) {
+        ipc_lock();
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_USER], name);
+        ipc_unlock();
     }
     return 0;
 }
 
-static pid_t hell_start(const char *path, char *const argv[], mach_port_t bootstrap,
+/* Whether ATTR is one hell_spawn_attr can honour. */
+static bool hell_attr_valid(const struct hell_spawn_attr *attr)
+{
+    if (attr->ngrants > HELL_GRANTS_MAX || (attr->ngrants > 0 && attr->grants == NULL)) {
+        return false;
+    }
+    for (unsigned i = 0; i < attr->ngrants; i++) {
+        if (!MACH_PORT_VALID(attr->grants[i].name)) {
+            return false;
+        }
+        for (unsigned k = 0; k < i; k++) {
+            if (attr->grants[k].name == attr->grants[i].name) {
+                return false;
+            }
+        }
+    }
+    return attr->stdio == NULL ||
+           (attr->stdio[0] >= 0 && attr->stdio[1] >= 0 && attr->stdio[2] >= 0);
+}
+
+/* The environment of an executed child: ENVP (or ours) without any
+ * HELL_BOOTSTRAP_FD, then a HELL_BOOTSTRAP_FD entry whose digits the child
+ * fills in (*SLOT).  Returns a malloc'd array of malloc'd strings
+ * (hell_env_free), or NULL when out of memory. */
+static char **hell_env_make(char *const *envp, char **slot)
+{
+    if (envp == NULL) {
+        envp = environ;
+    }
+    size_t n = 0;
+    while (envp != NULL && envp[n] != NULL) {
+        n++;
+    }
+    char **env = calloc(n + 2, sizeof *env);
+    if (env == NULL) {
+        return NULL;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(envp[i], BOOTSTRAP_ENV, strlen(BOOTSTRAP_ENV)) != 0) {
+            env[k++] = envp[i];
+        }
+    }
+    *slot = calloc(1, strlen(BOOTSTRAP_ENV) + FD_DIGITS + 1);
+    if (*slot == NULL) {
+        free(env);
+        return NULL;
+    }
+    memcpy(*slot, BOOTSTRAP_ENV, strlen(BOOTSTRAP_ENV));
+    env[k] = *slot;
+    return env;
+}
+
+/* Writes FD in decimal at DIGITS (FD_DIGITS bytes, then NUL).
+ * Async-signal-safe. */
+static void hell_put_fd(char *digits, int fd)
+{
+    char tmp[FD_DIGITS];
+    int len = 0;
+    unsigned v = (unsigned)fd;
+    do {
+        tmp[len++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0 && len < FD_DIGITS);
+    for (int i = 0; i < len; i++) {
+        digits[i] = tmp[len - 1 - i];
+    }
+    digits[len] = '\0';
+}
+
+/* The executed child, between fork and exec (async-signal-safe only):
+ * standard descriptors, directory, signals, the socket's number in the
+ * environment.  Reports a failure's errno on ERR_FD and exits. */
+static __attribute__((noreturn)) void hell_exec_child(const char *path, char *const argv[],
+                                                      const struct hell_spawn_attr *attr,
+                                                      int sock, char **env, char *slot,
+                                                      int err_fd)
+{
+    int high[3];
+    /* Out of the way of 0-2 first: a descriptor given may be one of
+     * them, or be where another must go. */
+    int fd = fcntl(sock, F_DUPFD, 3);
+    for (int i = 0; fd >= 0 && attr->stdio != NULL && i < 3; i++) {
+        high[i] = fcntl(attr->stdio[i], F_DUPFD_CLOEXEC, 3);
+        if (high[i] < 0) {
+            fd = -1;
+        }
+    }
+    for (int i = 0; fd >= 0 && attr->stdio != NULL && i < 3; i++) {
+        if (dup2(high[i], i) < 0) {
+            fd = -1;
+        }
+    }
+    if (fd >= 0 && attr->cwd != NULL && chdir(attr->cwd) != 0) {
+        fd = -1;
+    }
+    if (fd >= 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        sigaction(SIGPIPE, &dfl, NULL);
+        hell_put_fd(slot + strlen(BOOTSTRAP_ENV), fd);
+        execve(path, argv, env);
+    }
+    int err = errno;
+    (void)!write(err_fd, &err, sizeof err);
+    _exit(127);
+}
+
+static pid_t hell_start(const char *path, char *const argv[], const struct hell_spawn_attr *attr,
                         mach_port_t *child_task)
 {
+    if (!hell_attr_valid(attr)) {
+        errno = EINVAL;
+        return -1;
+    }
+    char *slot = NULL;
+    char **env = NULL;
+    int err_pipe[2] = {-1, -1};
     int sv[2];
+    if (path != NULL && ((env = hell_env_make(attr->envp, &slot)) == NULL ||
+                         pipe2(err_pipe, O_CLOEXEC) != 0)) {
+        free(env);
+        free(slot);
+        return -1;
+    }
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-        return -1;
+        sv[0] = sv[1] = -1;
     }
-    pid_t pid = fork();
-    if (pid < 0) {
-        linux_close(sv[0]);
-        linux_close(sv[1]);
-        return -1;
-    }
+    pid_t pid = sv[0] >= 0 ? fork() : -1;
     if (pid == 0) {
-        close(sv[0]);
         if (path != NULL) {
-            char env[32];
-            snprintf(env, sizeof env, "%d", sv[1]);
-            fcntl(sv[1], F_SETFD, 0);
-            setenv("HELL_BOOTSTRAP_FD", env, 1);
-            execv(path, argv);
-            fprintf(stderr, "hell: cannot execute %s\n", path);
-            _exit(127);
+            hell_exec_child(path, argv, attr, sv[1], env, slot, err_pipe[1]);
         }
+        linux_close(sv[0]);
         if (kern_bootstrap_child(sv[1]) != 0) {
             fprintf(stderr, "hell: bootstrap handshake with the parent failed\n");
             _exit(127);
         }
-        close(sv[1]);
+        linux_close(sv[1]);
         return 0;
     }
-    close(sv[1]);
-    int rc = hell_bootstrap_parent(sv[0], bootstrap, child_task);
-    close(sv[0]);
+    int err = errno;
+    free(env);
+    free(slot);
+    if (sv[1] >= 0) {
+        linux_close(sv[1]);
+    }
+    if (err_pipe[1] >= 0) {
+        linux_close(err_pipe[1]);
+    }
+    int rc = -1;
+    if (pid > 0) {
+        rc = hell_bootstrap_parent(sv[0], attr, child_task);
+        err = errno;
+    }
+    if (sv[0] >= 0) {
+        linux_close(sv[0]);
+    }
+    if (pid > 0 && rc != 0) {
+        /* The child is gone or going: say why, and reap it. */
+        int child_err = 0;
+        if (err_pipe[0] >= 0 && read(err_pipe[0], &child_err, sizeof child_err) ==
+                                    (ssize_t)sizeof child_err) {
+            err = child_err;
+        }
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+    }
+    if (err_pipe[0] >= 0) {
+        linux_close(err_pipe[0]);
+    }
     if (rc != 0) {
+        errno = err;
         return -1;
     }
     return pid;
@@ -99,13 +290,25 @@ static pid_t hell_start(const char *path, char *const argv[], mach_port_t bootst
 
 EXPORT pid_t hell_fork(mach_port_t bootstrap, mach_port_t *child_task)
 {
-    return hell_start(NULL, NULL, bootstrap, child_task);
+    struct hell_spawn_attr attr = {.bootstrap = bootstrap};
+    return hell_start(NULL, NULL, &attr, child_task);
 }
 
 EXPORT pid_t hell_spawn(const char *path, char *const argv[], mach_port_t bootstrap,
                         mach_port_t *child_task)
 {
-    return hell_start(path, argv, bootstrap, child_task);
+    struct hell_spawn_attr attr = {.bootstrap = bootstrap};
+    return hell_start(path, argv, &attr, child_task);
+}
+
+EXPORT pid_t hell_spawn_attr(const char *path, char *const argv[],
+                             const struct hell_spawn_attr *attr, mach_port_t *child_task)
+{
+    if (path == NULL || argv == NULL || attr == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return hell_start(path, argv, attr, child_task);
 }
 
 EXPORT unsigned long hell_dropped_messages(void)

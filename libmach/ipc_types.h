@@ -141,6 +141,13 @@ struct ipc_space {
 };
 
 /* Kernel object types served by the task's kernel service. */
-enum { IKOT_NONE = 0, IKOT_TASK = 1, IKOT_HOST = 2, IKOT_THREAD = 3, IKOT_PSET_NAME = 4 };
+enum {
+    IKOT_NONE = 0,
+    IKOT_TASK = 1,
+    IKOT_HOST = 2,
+    IKOT_THREAD = 3,
+    IKOT_PSET_NAME = 4,
+    IKOT_HOST_PRIV = 5,
+};
 
 #endif

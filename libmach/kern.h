@@ -32,6 +32,16 @@ struct ipc_port *kern_task_port(void);
  * KERN_RESOURCE_SHORTAGE.  Expects [G]. */
 kern_return_t kern_object_create(int kotype, struct ipc_port **port, mach_port_name_t *kname);
 
+/* Forgets the host's ports in a child after fork(): the default
+ * processor set's is made again on demand, the privileged one does not
+ * pass to children.  Expects [G] or a single thread. */
+void kern_host_fork_child(void);
+
+/* Copies a send right named KNAME in the kernel space into the user
+ * space.  Returns its user name (MACH_PORT_NULL if KNAME is null or dead).
+ * Expects [G]. */
+mach_port_name_t kern_give_send(mach_port_name_t kname);
+
 /* Whether KNAME, a kernel-space name, is the port of a kernel object of
  * type KOTYPE served here.  Expects [G]. */
 bool kern_object_is(mach_port_t kname, int kotype);

@@ -2,10 +2,11 @@
 /*
  * The host as every task sees it (mach_host.defs, mach_i386.defs): host
  * information, time, the kernel version, the default processor set.
- * Each task serves its own host port from what Linux tells it; the
- * privileged host port belongs to the kernel process (machd), so the
- * privileged calls refuse this one with KERN_INVALID_HOST, as GNU Mach
- * refuses an unprivileged host port.
+ * Each task serves its own host port from what Linux tells it.  The
+ * privileged host port is made by the kernel process of an instance
+ * (machd, hell_host_priv_create) and served there: the privileged calls
+ * refuse any other host port with KERN_INVALID_HOST, as GNU Mach refuses
+ * an unprivileged host port.
  */
 #include <cpuid.h>
 #include <mach/host_info.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,12 +35,50 @@
 static struct ipc_port *kern_pset_name;
 static mach_port_name_t kern_pset_name_kname;
 
+/* [G] The privileged host port (kernel space), and what host_reboot on
+ * it calls. */
+static mach_port_name_t kern_host_priv_kname;
+static void (*kern_reboot_handler)(int options);
+
+/* Whether HOST (kernel space) is a host port, privileged or not. */
 static bool kern_is_host(mach_port_t host)
 {
     ipc_lock();
-    bool ok = kern_object_is(host, IKOT_HOST);
+    bool ok = kern_object_is(host, IKOT_HOST) || kern_object_is(host, IKOT_HOST_PRIV);
     ipc_unlock();
     return ok;
+}
+
+static bool kern_is_host_priv(mach_port_t host)
+{
+    ipc_lock();
+    bool ok = kern_object_is(host, IKOT_HOST_PRIV);
+    ipc_unlock();
+    return ok;
+}
+
+void kern_host_fork_child(void)
+{
+    kern_pset_name = NULL;
+    kern_pset_name_kname = MACH_PORT_NULL;
+    kern_host_priv_kname = MACH_PORT_NULL;
+    kern_reboot_handler = NULL;
+}
+
+__attribute__((visibility("default"))) mach_port_t
+hell_host_priv_create(void (*on_reboot)(int options))
+{
+    struct ipc_port *port;
+    ipc_lock();
+    kern_reboot_handler = on_reboot;
+    if (kern_host_priv_kname == MACH_PORT_NULL &&
+        kern_object_create(IKOT_HOST_PRIV, &port, &kern_host_priv_kname) != KERN_SUCCESS) {
+        kern_host_priv_kname = MACH_PORT_NULL;
+    }
+    mach_port_name_t name = kern_give_send(kern_host_priv_kname);
+    ipc_unlock();
+    kern_service_start();
+    return name;
 }
 
 static integer_t kern_cpus_configured(void)
@@ -188,63 +228,113 @@ kern_return_t kern_host_get_uptime64(mach_port_t host, time_value64_t *uptime)
     return KERN_SUCCESS;
 }
 
-/* The privileged calls: this task's host port is never the privileged
- * one (machd keeps that). */
+/* The privileged calls: only the port hell_host_priv_create made. */
+
+/* GNU Mach's host_reboot options (sys/reboot.h). */
+#define KERN_RB_DEBUGGER 0x1000
+
+/* Ends the instance (the kernel process's handler), or with RB_DEBUGGER
+ * returns at once: there is no kernel debugger to enter. */
 kern_return_t kern_host_reboot(mach_port_t host_priv, int options)
 {
-    (void)host_priv;
-    (void)options;
-    return KERN_INVALID_HOST;
+    if (!kern_is_host_priv(host_priv)) {
+        return KERN_INVALID_HOST;
+    }
+    ipc_lock();
+    void (*handler)(int) = kern_reboot_handler;
+    ipc_unlock();
+    if (!(options & KERN_RB_DEBUGGER) && handler != NULL) {
+        handler(options);
+    }
+    return KERN_SUCCESS;
+}
+
+/* Setting the clock is Linux's business: it takes CAP_SYS_TIME. */
+static kern_return_t kern_set_clock(const struct timespec *ts)
+{
+    return clock_settime(CLOCK_REALTIME, ts) == 0 ? KERN_SUCCESS : KERN_NO_ACCESS;
 }
 
 kern_return_t kern_host_set_time(mach_port_t host_priv, time_value_t new_time)
 {
-    (void)host_priv;
-    (void)new_time;
-    return KERN_INVALID_HOST;
+    if (!kern_is_host_priv(host_priv)) {
+        return KERN_INVALID_HOST;
+    }
+    struct timespec ts = {.tv_sec = new_time.seconds,
+                          .tv_nsec = (long)new_time.microseconds * 1000};
+    return kern_set_clock(&ts);
 }
 
 kern_return_t kern_host_set_time64(mach_port_t host_priv, time_value64_t new_time)
 {
-    (void)host_priv;
-    (void)new_time;
-    return KERN_INVALID_HOST;
+    if (!kern_is_host_priv(host_priv)) {
+        return KERN_INVALID_HOST;
+    }
+    struct timespec ts = {.tv_sec = new_time.seconds, .tv_nsec = new_time.nanoseconds};
+    return kern_set_clock(&ts);
+}
+
+/* Gradual adjustment (adjtime) needs CAP_SYS_TIME as well: refused
+ * with KERN_NO_ACCESS without it. */
+static kern_return_t kern_adjust_clock(int64_t delta_us, int64_t *old_us)
+{
+    struct timeval delta = {.tv_sec = delta_us / 1000000, .tv_usec = delta_us % 1000000};
+    struct timeval old;
+    if (adjtime(&delta, &old) != 0) {
+        return KERN_NO_ACCESS;
+    }
+    *old_us = (int64_t)old.tv_sec * 1000000 + old.tv_usec;
+    return KERN_SUCCESS;
 }
 
 kern_return_t kern_host_adjust_time(mach_port_t host_priv, time_value_t delta,
                                     time_value_t *old)
 {
-    (void)host_priv;
-    (void)delta;
-    (void)old;
-    return KERN_INVALID_HOST;
+    if (!kern_is_host_priv(host_priv)) {
+        return KERN_INVALID_HOST;
+    }
+    int64_t old_us = 0;
+    kern_return_t kr =
+        kern_adjust_clock((int64_t)delta.seconds * 1000000 + delta.microseconds, &old_us);
+    if (kr == KERN_SUCCESS) {
+        *old = (time_value_t){.seconds = (integer_t)(old_us / 1000000),
+                              .microseconds = (integer_t)(old_us % 1000000)};
+    }
+    return kr;
 }
 
 kern_return_t kern_host_adjust_time64(mach_port_t host_priv, time_value64_t delta,
                                       time_value64_t *old)
 {
-    (void)host_priv;
-    (void)delta;
-    (void)old;
-    return KERN_INVALID_HOST;
+    if (!kern_is_host_priv(host_priv)) {
+        return KERN_INVALID_HOST;
+    }
+    int64_t old_us = 0;
+    kern_return_t kr =
+        kern_adjust_clock(delta.seconds * 1000000 + delta.nanoseconds / 1000, &old_us);
+    if (kr == KERN_SUCCESS) {
+        *old = (time_value64_t){.seconds = old_us / 1000000,
+                                .nanoseconds = (old_us % 1000000) * 1000};
+    }
+    return kr;
 }
 
+/* Processor ports are not modelled yet: the privileged port gets
+ * KERN_FAILURE, any other KERN_INVALID_HOST. */
 kern_return_t kern_host_processors(mach_port_t host_priv, processor_array_t *list,
                                    mach_msg_type_number_t *count)
 {
-    (void)host_priv;
     (void)list;
     (void)count;
-    return KERN_INVALID_HOST;
+    return kern_is_host_priv(host_priv) ? KERN_FAILURE : KERN_INVALID_HOST;
 }
 
 kern_return_t kern_host_processor_set_priv(mach_port_t host_priv, mach_port_t set_name,
                                            mach_port_t *set)
 {
-    (void)host_priv;
     (void)set_name;
     (void)set;
-    return KERN_INVALID_HOST;
+    return kern_is_host_priv(host_priv) ? KERN_FAILURE : KERN_INVALID_HOST;
 }
 
 /* The default processor set's name port (kernel-space name, made on
@@ -263,7 +353,7 @@ kern_return_t kern_processor_set_default(mach_port_t host, mach_port_t *set)
 {
     ipc_lock();
     kern_return_t kr = KERN_INVALID_HOST;
-    if (kern_object_is(host, IKOT_HOST)) {
+    if (kern_object_is(host, IKOT_HOST) || kern_object_is(host, IKOT_HOST_PRIV)) {
         *set = kern_pset_name_port();
         kr = *set == MACH_PORT_NULL ? KERN_RESOURCE_SHORTAGE : KERN_SUCCESS;
     }
@@ -276,7 +366,7 @@ kern_return_t kern_host_processor_sets(mach_port_t host, processor_set_name_arra
 {
     ipc_lock();
     kern_return_t kr = KERN_INVALID_HOST;
-    if (kern_object_is(host, IKOT_HOST)) {
+    if (kern_object_is(host, IKOT_HOST) || kern_object_is(host, IKOT_HOST_PRIV)) {
         mach_port_name_t name = kern_pset_name_port();
         void *p = mmap(NULL, sizeof name, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                        -1, 0);

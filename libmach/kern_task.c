@@ -8,6 +8,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <hell.h>
 #include <mach/mig_errors.h>
 #include <mach/task_special_ports.h>
 #include <signal.h>
@@ -114,9 +115,7 @@ kern_return_t kern_object_create(int kotype, struct ipc_port **port, mach_port_n
     return kr;
 }
 
-/* Copies a send right named KNAME in the kernel space into the user space.
- * Returns the user name (MACH_PORT_NULL if KNAME is null).  Expects [G]. */
-static mach_port_name_t kern_give_send(mach_port_name_t kname)
+mach_port_name_t kern_give_send(mach_port_name_t kname)
 {
     if (!MACH_PORT_VALID(kname)) {
         return kname;
@@ -488,33 +487,57 @@ static void kern_wake_handler(int sig)
     (void)sig; /* only interrupts a blocking system call */
 }
 
+/* The names of the granted rights that follow the N rights of a
+ * bootstrap message on FD, as a second datagram: N - 2 of them.  Returns
+ * 0, or -1 when it is missing or malformed. */
+static int kern_bootstrap_grant_names(int fd, int n, mach_port_name_t *names)
+{
+    size_t want = (size_t)(n - 2) * sizeof *names;
+    ssize_t len;
+    do {
+        len = recv(fd, names, HELL_GRANTS_MAX * sizeof *names + 1, MSG_TRUNC);
+    } while (len < 0 && errno == EINTR);
+    return len == (ssize_t)want ? 0 : -1;
+}
+
 /* The child's half of the bootstrap handshake on FD: receive the
- * bootstrap port, send back the task port.  Expects no lock. */
+ * bootstrap port (and for task_create the exception port; for a spawn
+ * with grants, the granted rights and their names), send back the task
+ * port.  Expects no lock. */
 int kern_bootstrap_child(int fd)
 {
-    /* The bootstrap port, and for task_create the exception port too. */
-    struct kright rights[2];
-    int n = wire_recv_bootstrap(fd, rights, 2);
+    struct kright rights[2 + HELL_GRANTS_MAX];
+    mach_port_name_t names[HELL_GRANTS_MAX];
+    int n = wire_recv_bootstrap(fd, rights, 2 + HELL_GRANTS_MAX);
     if (n < 0) {
         return -1;
     }
+    int rc = n > 2 ? kern_bootstrap_grant_names(fd, n, names) : 0;
     ipc_lock();
     mach_port_name_t *slots[2] = {&kern_bootstrap_kname, &kern_exception_kname};
     for (int i = 0; i < n; i++) {
-        mach_port_name_t kname = MACH_PORT_NULL;
-        (void)ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &rights[i], &kname);
-        *slots[i] = kname;
+        if (rc != 0) {
+            kright_destroy(&rights[i]);
+        } else if (i < 2) {
+            mach_port_name_t kname = MACH_PORT_NULL;
+            (void)ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &rights[i], &kname);
+            *slots[i] = kname;
+        } else if (ipc_right_copyout_name(&ipc_spaces[SPACE_USER], &rights[i],
+                                          names[i - 2]) != KERN_SUCCESS) {
+            /* (The right is consumed either way.) */
+            rc = -1;
+        }
     }
     struct kright task;
-    int rc = -1;
-    if (ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], kern_task_kname,
-                         MACH_MSG_TYPE_COPY_SEND, false, &task) == KERN_SUCCESS) {
+    if (rc == 0 && ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], kern_task_kname,
+                                    MACH_MSG_TYPE_COPY_SEND, false, &task) == KERN_SUCCESS) {
         kern_service_start();
-        if (wire_send_bootstrap(fd, &task, 1) == MACH_MSG_SUCCESS) {
-            rc = 0;
-        } else {
+        if (wire_send_bootstrap(fd, &task, 1) != MACH_MSG_SUCCESS) {
             kright_destroy(&task);
+            rc = -1;
         }
+    } else {
+        rc = -1;
     }
     ipc_unlock();
     return rc;
@@ -658,6 +681,7 @@ void kern_task_fork_child(void)
     kern_service_running = false;
     kern_task_suspends = 0;
     kern_thread_fork_child();
+    kern_host_fork_child();
     atomic_fetch_add(&kern_fork_generation, 1);
     kern_task_create_objects();
 }

@@ -247,6 +247,25 @@ struct kern_thread *kern_thread_new_unstarted(void)
     return t;
 }
 
+/* The Linux nice value standing for PRIORITY: GNU Mach's user base 25 is
+ * nice 0, its lowest 49 nice 19, its highest 0 nice -20. */
+static int kern_priority_nice(int priority)
+{
+    int d = priority - KERN_BASEPRI_USER;
+    return d >= 0 ? d * 19 / (KERN_NRQS - 1 - KERN_BASEPRI_USER) : d * 20 / KERN_BASEPRI_USER;
+}
+
+/* Gives Linux thread TID (0: not started) the nice value of PRIORITY.
+ * Lowering always works; raising above the start value takes
+ * CAP_SYS_NICE or RLIMIT_NICE, without which the thread keeps its Linux
+ * priority while Mach reports the one set, as a scheduling hint. */
+static void kern_priority_apply(pid_t tid, int priority)
+{
+    if (tid > 0) {
+        (void)setpriority(PRIO_PROCESS, (id_t)tid, kern_priority_nice(priority));
+    }
+}
+
 void kern_thread_started(struct kern_thread *t, pid_t tid)
 {
     t->tid = tid;
@@ -256,6 +275,9 @@ void kern_thread_started(struct kern_thread *t, pid_t tid)
         t->tid = tid; /* listed by /proc anyway: a new record would be made */
     }
     kern_tid_publish(tid, t);
+    if (t->priority != KERN_BASEPRI_USER) {
+        kern_priority_apply(tid, t->priority); /* set before it started */
+    }
 }
 
 void kern_thread_unbind_self(void)
@@ -742,6 +764,7 @@ kern_return_t kern_thread_priority(mach_port_t thread, int priority, boolean_t s
     ipc_lock();
     struct kern_thread *t = kern_thread_lookup(thread);
     kern_return_t kr = KERN_SUCCESS;
+    pid_t tid = 0;
     if (t == NULL || !kern_priority_ok(priority)) {
         kr = KERN_INVALID_ARGUMENT;
     } else {
@@ -754,8 +777,12 @@ kern_return_t kern_thread_priority(mach_port_t thread, int priority, boolean_t s
             kr = KERN_FAILURE;
         }
         t->priority = priority;
+        tid = t->unstarted ? 0 : t->tid;
     }
     ipc_unlock();
+    if (kr != KERN_INVALID_ARGUMENT) {
+        kern_priority_apply(tid, priority);
+    }
     return kr;
 }
 
@@ -777,17 +804,20 @@ kern_return_t kern_task_priority(mach_port_t task, int priority, boolean_t chang
         return KERN_RESOURCE_SHORTAGE;
     }
     kern_return_t kr = KERN_SUCCESS;
-    ipc_lock();
     for (size_t i = 0; i < n; i++) {
+        ipc_lock();
         if (priority < v[i]->max_priority) {
             v[i]->priority = v[i]->max_priority;
             kr = KERN_FAILURE;
         } else {
             v[i]->priority = priority;
         }
+        int applied = v[i]->priority;
+        pid_t tid = v[i]->unstarted ? 0 : v[i]->tid;
         kern_thread_unref(v[i]);
+        ipc_unlock();
+        kern_priority_apply(tid, applied);
     }
-    ipc_unlock();
     free(v);
     return kr;
 }

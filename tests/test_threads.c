@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -285,6 +287,9 @@ static void test_names_and_priorities(void)
     CHECK_KR(thread_info(me, THREAD_SCHED_INFO, (thread_info_t)&sched, &count), KERN_SUCCESS);
     CHECK(sched.base_priority == 25 && sched.max_priority == 25);
     CHECK_KR(thread_priority(me, 30, FALSE), KERN_SUCCESS);
+    /* Applied to Linux as a nice value (25 is 0, 49 is 19). */
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    CHECK(getpriority(PRIO_PROCESS, (id_t)tid) == 3);
     /* Above its maximum: refused, and held at the maximum. */
     CHECK_KR(thread_priority(me, 10, FALSE), KERN_FAILURE);
     count = THREAD_SCHED_INFO_COUNT;
@@ -299,6 +304,9 @@ static void test_names_and_priorities(void)
     count = THREAD_SCHED_INFO_COUNT;
     CHECK_KR(thread_info(me, THREAD_SCHED_INFO, (thread_info_t)&sched, &count), KERN_SUCCESS);
     CHECK(sched.cur_priority == 40);
+    /* Lower than before: Linux always allows it (raising takes
+     * CAP_SYS_NICE, so 10 above may or may not have been applied). */
+    CHECK(getpriority(PRIO_PROCESS, (id_t)tid) == 11);
     task_basic_info_data_t basic;
     count = TASK_BASIC_INFO_COUNT;
     CHECK_KR(task_info(SELF, TASK_BASIC_INFO, (task_info_t)&basic, &count), KERN_SUCCESS);

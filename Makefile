@@ -8,6 +8,9 @@
 #   make demo         run the MIG demo
 #   make install      install into $(DESTDIR)$(PREFIX)
 #
+# Programs: $(BUILD)/bin/machd (the kernel process of an instance) and
+# $(BUILD)/bin/hell (starts and stops instances, runs tasks in them).
+#
 # Everything generated (MIG stubs, objects) lives in $(BUILD).
 
 BUILD     ?= build
@@ -38,7 +41,7 @@ CFLAGS    := $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -fPIC -pthread
 LIBCFLAGS := $(CFLAGS) -fvisibility=hidden -ftls-model=initial-exec -Ilibmach -I$(GEN) \
              -DHELL_VERSION='"$(VERSION)"'
 # MIG output is not ours: keep -Werror for our code, relax what MIG emits.
-MIGCFLAGS := $(LIBCFLAGS) -I$(GEN)/include/mach -Wno-error -Wno-unused-variable -Wno-unused-function \
+MIGCFLAGS := $(LIBCFLAGS) -I$(GEN)/include/mach -I$(GEN)/include/device -Wno-error -Wno-unused-variable -Wno-unused-function \
              -DMIG_EOPNOTSUPP=MIG_BAD_ID
 LDFLAGS   := $(SANFLAGS) -pthread
 
@@ -46,18 +49,20 @@ LIB       := $(BUILD)/lib/libmach.so
 
 # Interfaces whose user stubs libmach exports, and whose servers it runs as
 # the "kernel" behind task ports.
-MIG_USER_DEFS   := mach_port mach mach_host gnumach mach_i386
+MIG_USER_DEFS   := mach_port mach mach_host gnumach mach_i386 device
 MIG_SERVER_DEFS := mach_port mach mach_host gnumach mach_i386
 mach_port_DEFS  := $(MACH_INC)/mach/mach_port.defs
 mach_DEFS       := $(MACH_INC)/mach/mach.defs
 mach_host_DEFS  := $(MACH_INC)/mach/mach_host.defs
 gnumach_DEFS    := $(MACH_INC)/mach/gnumach.defs
 mach_i386_DEFS  := $(MACH_INC)/mach/x86_64/mach_i386.defs
+device_DEFS     := $(MACH_INC)/device/device.defs
 mach_port_HDR   := mach_port.h
 mach_HDR        := mach_interface.h
 mach_host_HDR   := mach_host.h
 gnumach_HDR     := gnumach.h
 mach_i386_HDR   := mach_i386.h
+device_HDR      := ../device/device.h
 
 LIB_SRCS  := $(wildcard libmach/*.c)
 LIB_OBJS  := $(LIB_SRCS:libmach/%.c=$(OBJ)/libmach/%.o) \
@@ -72,11 +77,12 @@ TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_install
 TEST_DEFS := tests/hell_test.defs tests/hell_exc.defs
 BENCHES   := $(BUILD)/bench/bench_rpc $(BUILD)/bench/bench_ool $(BUILD)/bench/bench_kern
 DEMOS     := $(BUILD)/demo/hell-demo
+PROGRAMS  := $(BUILD)/bin/machd $(BUILD)/bin/hell
 
 .PHONY: all deps check bench demo install clean fuzz
 # Keep generated MIG sources (make would delete them as intermediates).
 .SECONDARY:
-all: deps $(LIB) $(TESTS) $(BENCHES) $(DEMOS)
+all: deps $(LIB) $(PROGRAMS) $(TESTS) $(BENCHES) $(DEMOS)
 
 deps: $(DEPS)/.ok
 $(DEPS)/.ok:
@@ -85,7 +91,7 @@ $(DEPS)/.ok:
 
 # ---- MIG ----
 $(GEN)/%.user.c: $(DEPS)/.ok
-	@mkdir -p $(GEN)/include/mach
+	@mkdir -p $(GEN)/include/mach $(GEN)/include/device
 	$(MIG) -I$(MACH_INC) -user $@ -header $(GEN)/include/mach/$($*_HDR) \
 	    -server /dev/null -sheader /dev/null $($*_DEFS)
 $(foreach d,$(MIG_USER_DEFS),$(eval $(GEN)/include/mach/$($(d)_HDR): $(GEN)/$(d).user.c))
@@ -149,7 +155,8 @@ $(BUILD)/tests/%: tests/%.c tests/test.h tests/test_types.h $(TEST_GEN_OBJS) $(L
 	    $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
 $(BUILD)/tests/test_install: tests/test_install.sh $(LIB)
 	@mkdir -p $(dir $@)
-	sed -e 's|@TOP@|$(CURDIR)|; s|@BUILD@|$(BUILD)|; s|@SANFLAGS@|$(SANFLAGS)|' $< > $@
+	sed -e 's|@TOP@|$(CURDIR)|; s|@BUILD@|$(BUILD)|; s|@SANFLAGS@|$(SANFLAGS)|' \
+	    -e 's|@SAN@|$(SAN)|; s|@OPT@|$(OPT)|' $< > $@
 	chmod +x $@
 $(BUILD)/bench/%: bench/%.c $(TEST_GEN_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
@@ -158,11 +165,33 @@ $(BUILD)/demo/hell-demo: demo/hell-demo.c $(TEST_GEN_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -o $@ $< $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
 
+# ---- the kernel process and the launcher ----
+# machd serves an instance's privileged host port (a libmach kernel
+# object) and its devices (device.defs, served by machd/device.c).
+MACHD_SRCS := $(wildcard machd/*.c)
+$(GEN)/machd/device.server.c: $(DEPS)/.ok
+	@mkdir -p $(GEN)/machd
+	$(MIG) -I$(MACH_INC) -user /dev/null -header /dev/null \
+	    -server $@ -sheader $(GEN)/machd/device.server.h $(device_DEFS)
+$(GEN)/machd/device.server.h: $(GEN)/machd/device.server.c ;
+$(OBJ)/machd/device.server.o: $(GEN)/machd/device.server.c $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(MIGCFLAGS) -c -o $@ $<
+$(BUILD)/bin/machd: $(MACHD_SRCS) $(wildcard machd/*.h) $(GEN)/machd/device.server.h \
+                    $(OBJ)/machd/device.server.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Imachd -I$(GEN)/machd -o $@ $(MACHD_SRCS) \
+	    $(OBJ)/machd/device.server.o $(PROG_LDFLAGS)
+$(BUILD)/bin/hell: tools/hell.c machd/protocol.c machd/protocol.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Imachd -DHELL_VERSION='"$(VERSION)"' -o $@ tools/hell.c \
+	    machd/protocol.c $(LDFLAGS)
+
 # The fuzz target: libmach's sources built by clang with libFuzzer, ASan
 # and UBSan; the run is a test (tests/test_fuzz.sh) of FUZZ_SECONDS.
 FUZZ_SECONDS ?= 30
 FUZZ_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-unknown-warning-option -fvisibility=hidden -DHELL_VERSION='"$(VERSION)"' \
-               -Ilibmach -I$(GEN) -I$(GEN)/include/mach -DMIG_EOPNOTSUPP=MIG_BAD_ID \
+               -Ilibmach -I$(GEN) -I$(GEN)/include/mach -I$(GEN)/include/device -DMIG_EOPNOTSUPP=MIG_BAD_ID \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -pthread
 FUZZ_SRCS   := $(LIB_SRCS) $(MIG_USER_DEFS:%=$(GEN)/%.user.c) $(MIG_SERVER_DEFS:%=$(GEN)/%.server.c) \
                $(GEN)/exc.kuser.c
@@ -191,16 +220,19 @@ bench: all
 demo: all
 	$(BUILD)/demo/hell-demo
 
-install: $(LIB)
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/mach
+install: $(LIB) $(PROGRAMS)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/mach $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 $(LIB) $(DESTDIR)$(LIBDIR)/libmach.so.$(VERSION)
 	ln -sf libmach.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libmach.so.0
 	ln -sf libmach.so.0 $(DESTDIR)$(LIBDIR)/libmach.so
 	cp -R $(MACH_INC)/mach $(MACH_INC)/device $(MACH_INC)/mach_debug $(DESTDIR)$(INCDIR)/
 	install -m 644 include/*.h $(DESTDIR)$(INCDIR)/
 	install -m 644 include/mach/*.h $(GEN)/include/mach/*.h $(DESTDIR)$(INCDIR)/mach/
+	install -m 644 $(GEN)/include/device/device.h $(DESTDIR)$(INCDIR)/device/
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
 	    libmach.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libmach.pc
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/gen $(BUILD)/lib $(BUILD)/tests $(BUILD)/bench $(BUILD)/demo
+	rm -rf $(BUILD)/obj $(BUILD)/gen $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests $(BUILD)/bench \
+	    $(BUILD)/demo

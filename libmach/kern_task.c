@@ -7,6 +7,7 @@
 #include "kern.h"
 
 #include <assert.h>
+#include <device/device_types.h>
 #include <errno.h>
 #include <hell.h>
 #include <mach/mig_errors.h>
@@ -44,8 +45,33 @@ boolean_t mach_server(mach_msg_header_t *in, mach_msg_header_t *out);
 boolean_t mach_host_server(mach_msg_header_t *in, mach_msg_header_t *out);
 boolean_t gnumach_server(mach_msg_header_t *in, mach_msg_header_t *out);
 boolean_t mach_i386_server(mach_msg_header_t *in, mach_msg_header_t *out);
+
+/* device.defs (subsystem 2800) sent to a kernel port that is no device:
+ * GNU Mach answers device_open with D_INVALID_OPERATION (not the master)
+ * and the other calls with D_NO_SUCH_DEVICE (not an open device). */
+#define KERN_DEVICE_FIRST_ID 2800
+#define KERN_DEVICE_LAST_ID 2899
+static boolean_t kern_device_refuse(mach_msg_header_t *in, mach_msg_header_t *out)
+{
+    if (in->msgh_id < KERN_DEVICE_FIRST_ID || in->msgh_id > KERN_DEVICE_LAST_ID) {
+        return FALSE;
+    }
+    mig_reply_header_t *r = (mig_reply_header_t *)out;
+    *r = (mig_reply_header_t){
+        .Head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSGH_BITS_REMOTE(in->msgh_bits), 0),
+                 .msgh_size = sizeof *r,
+                 .msgh_remote_port = in->msgh_remote_port,
+                 .msgh_id = in->msgh_id + 100},
+        .RetCodeType = {.msgt_name = MACH_MSG_TYPE_INTEGER_32, .msgt_size = 32,
+                        .msgt_number = 1, .msgt_inline = TRUE},
+        .RetCode = in->msgh_id == KERN_DEVICE_FIRST_ID ? D_INVALID_OPERATION : D_NO_SUCH_DEVICE,
+    };
+    return TRUE;
+}
+
 static boolean_t (*const kern_servers[])(mach_msg_header_t *, mach_msg_header_t *) = {
-    mach_port_server, mach_server, mach_host_server, gnumach_server, mach_i386_server,
+    mach_port_server, mach_server,       mach_host_server,
+    gnumach_server,   mach_i386_server, kern_device_refuse,
 };
 #define KERN_REQUEST_MAX (64 * 1024)
 

@@ -1,0 +1,993 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * machd's device server: device.defs on the master port and on the ports
+ * of the open devices, all in one port set served by a pool of threads.
+ *
+ * What callers see (GNU Mach's semantics, and where HELL differs) is in
+ * device.h.  A read of the console that has to wait is not waited for
+ * in a server thread: its request (with its reply right) is queued and
+ * the console thread serves it again once input comes, then sends the
+ * reply; GNU Mach likewise queues I/O and replies when it completes.
+ *
+ * Locking keys:
+ *   (c) constant once device_setup has returned
+ *   (L) device_lock: the open state of every device
+ *   (Q) device_console.lock: the console's queue of waiting reads
+ *   (R) device_console.read_lock: reading the console
+ *   (W) device_console.write_lock: writing to the console
+ * L is never held with another lock; R is taken under Q only with a
+ * try-lock.  Disk I/O runs without a lock (each call positions itself
+ * with pread/pwrite), so a slow disk or console holds up only the thread
+ * serving it, and no server thread waits for console input.
+ */
+#include "device.h"
+
+#include <assert.h>
+#include <device/device_types.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "device.server.h"
+
+/* The demultiplexer MIG generates for device.defs (not in its header). */
+boolean_t device_server(mach_msg_header_t *in, mach_msg_header_t *out);
+
+#define DEVICE_RECORD_SIZE 512u
+#define DEVICE_READ_MAX (16u << 20)          /* bytes per device_read */
+#define DEVICE_CONSOLE_READ_MAX 4096u        /* bytes per console read */
+#define DEVICE_CONSOLE_QUEUE_MAX 64u         /* console reads waiting */
+#define DEVICE_MSG_MAX 8192u                 /* largest request or reply */
+#define DEVICE_PAGE 4096u
+
+enum device_kind { DEVICE_CONSOLE, DEVICE_DISK };
+
+/* Access modes a disk keeps a port for: index = access - 1. */
+#define DEVICE_ACCESS_MODES 3
+
+/* One open of a device in one access mode: what a device port stands for. */
+struct device_handle {
+    dev_mode_t access;  /* (c) D_READ, D_WRITE or both */
+    mach_port_t port;   /* (L) receive right, MACH_PORT_NULL when closed */
+    unsigned opens;     /* (L) open count */
+};
+
+struct device_unit {
+    char *name;              /* (c) */
+    enum device_kind kind;   /* (c) */
+    int fd;                  /* (c) disks: the file; -1 for the console */
+    bool readonly;           /* (c) */
+    uint64_t records;        /* (c) disks: size in records */
+    struct device_handle handles[DEVICE_ACCESS_MODES];
+};
+
+/* What a server routine learns from a port: the device and the access
+ * of the open it came through. */
+struct device_ref {
+    struct device_unit *unit;
+    dev_mode_t access;
+};
+
+/* A console read waiting for input: a copy of its request, which owns
+ * the reply right; or, with BURY, a closed console port to destroy once
+ * the reads queued before it are answered. */
+struct device_pending {
+    struct device_pending *next;
+    mach_port_t bury;
+    mach_msg_header_t request[];
+};
+
+static pthread_mutex_t device_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct device_unit *device_units; /* (c) console first, then disks */
+static unsigned device_nunits;           /* (c) */
+static mach_port_t device_master;        /* (c) receive right */
+static mach_port_t device_set;           /* (c) master + open devices */
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_mutex_t read_lock;
+    pthread_mutex_t write_lock;
+    int in;                          /* (c) */
+    int out;                         /* (c) */
+    int wake;                        /* (c) eventfd: queue or state changed */
+    struct device_pending *head;     /* (Q) oldest waiting read */
+    struct device_pending **tail;    /* (Q) */
+    unsigned queued;                 /* (Q) */
+} device_console = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .read_lock = PTHREAD_MUTEX_INITIALIZER,
+    .write_lock = PTHREAD_MUTEX_INITIALIZER,
+    .in = -1,
+    .out = -1,
+    .wake = -1,
+};
+
+/* The request the calling thread is serving (for a console read that
+ * has to wait), and whether it is the console thread, which may wait. */
+static _Thread_local mach_msg_header_t *device_request;
+static _Thread_local bool device_console_thread_self;
+
+/* ---- errors and lookups ---- */
+
+/* The one place where Linux errors become device errors. */
+static kern_return_t device_errno(int err)
+{
+    switch (err) {
+    case EROFS:
+        return D_READ_ONLY;
+    case EAGAIN:
+        return D_WOULD_BLOCK;
+    case ENOMEM:
+        return D_NO_MEMORY;
+    case EINVAL:
+    case EFBIG:
+        return D_INVALID_SIZE;
+    case ENXIO:
+    case ENODEV:
+        return D_NO_SUCH_DEVICE;
+    case EBUSY:
+        return D_ALREADY_OPEN;
+    default:
+        return D_IO_ERROR;
+    }
+}
+
+/* The handle an open in MODE uses on UNIT. */
+static struct device_handle *device_handle_of(struct device_unit *unit, dev_mode_t mode)
+{
+    if (unit->kind == DEVICE_CONSOLE) {
+        return &unit->handles[DEVICE_ACCESS_MODES - 1];
+    }
+    dev_mode_t access = mode & (D_READ | D_WRITE);
+    return &unit->handles[(access != 0 ? access : D_READ) - 1];
+}
+
+/* Finds the open device behind PORT (a name in machd's space).  Returns
+ * D_SUCCESS and fills *REF, or D_NO_SUCH_DEVICE (the master port, a
+ * closed device, anything else).  Takes and releases (L). */
+static kern_return_t device_lookup(mach_port_t port, struct device_ref *ref)
+{
+    kern_return_t kr = D_NO_SUCH_DEVICE;
+    if (!MACH_PORT_VALID(port)) {
+        return kr;
+    }
+    pthread_mutex_lock(&device_lock);
+    for (unsigned i = 0; i < device_nunits && kr != D_SUCCESS; i++) {
+        for (unsigned m = 0; m < DEVICE_ACCESS_MODES; m++) {
+            const struct device_handle *h = &device_units[i].handles[m];
+            if (h->port == port) {
+                *ref = (struct device_ref){.unit = &device_units[i], .access = h->access};
+                kr = D_SUCCESS;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&device_lock);
+    return kr;
+}
+
+/* ---- open and close ---- */
+
+kern_return_t ds_device_open(mach_port_t master_port, mach_port_t reply_port,
+                             mach_msg_type_name_t reply_portPoly, dev_mode_t mode,
+                             const_dev_name_t name, mach_port_t *device,
+                             mach_msg_type_name_t *devicePoly)
+{
+    if (master_port != device_master) {
+        return D_INVALID_OPERATION;
+    }
+    if (!MACH_PORT_VALID(reply_port)) {
+        return MIG_NO_REPLY; /* no one to give the port to: open nothing */
+    }
+    struct device_unit *unit = NULL;
+    for (unsigned i = 0; i < device_nunits && unit == NULL; i++) {
+        if (strcmp(device_units[i].name, name) == 0) {
+            unit = &device_units[i];
+        }
+    }
+    if (unit == NULL) {
+        return D_NO_SUCH_DEVICE;
+    }
+    if (unit->readonly && (mode & D_WRITE)) {
+        return D_READ_ONLY;
+    }
+    struct device_handle *h = device_handle_of(unit, mode);
+    kern_return_t kr = D_SUCCESS;
+    pthread_mutex_lock(&device_lock);
+    if (h->opens == UINT_MAX) {
+        kr = D_ALREADY_OPEN;
+    } else if (h->port == MACH_PORT_NULL) {
+        mach_port_t port = MACH_PORT_NULL;
+        kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &port);
+        if (kr == KERN_SUCCESS) {
+            kr = mach_port_move_member(mach_task_self(), port, device_set);
+            if (kr != KERN_SUCCESS) {
+                (void)mach_port_mod_refs(mach_task_self(), port, MACH_PORT_RIGHT_RECEIVE, -1);
+            }
+        }
+        if (kr == KERN_SUCCESS) {
+            h->port = port;
+        }
+    }
+    if (kr == KERN_SUCCESS) {
+        /* The send right is made here, under the lock, and moved by the
+         * reply: should a close (by another client) destroy the port
+         * before the reply goes, the reply carries a dead name, where a
+         * MAKE_SEND of the destroyed name would fail the whole reply. */
+        kr = mach_port_insert_right(mach_task_self(), h->port, h->port,
+                                    MACH_MSG_TYPE_MAKE_SEND);
+        if (kr == KERN_SUCCESS) {
+            h->opens++;
+            *device = h->port;
+            *devicePoly = MACH_MSG_TYPE_MOVE_SEND;
+        } else if (h->opens == 0) {
+            (void)mach_port_mod_refs(mach_task_self(), h->port, MACH_PORT_RIGHT_RECEIVE, -1);
+            h->port = MACH_PORT_NULL;
+        }
+    }
+    pthread_mutex_unlock(&device_lock);
+    return kr;
+}
+
+static void device_port_destroy(mach_port_t port);
+static void device_console_bury(mach_port_t port);
+
+/* Answers the request being served with KR at once (the routine then
+ * returns MIG_NO_REPLY).  Returns false when there is no request to
+ * answer this way (the caller returns KR itself). */
+static bool device_reply_now(kern_return_t kr)
+{
+    if (device_request == NULL) {
+        return false;
+    }
+    if (MACH_PORT_VALID(device_request->msgh_remote_port)) {
+        mig_reply_header_t reply;
+        mig_reply_setup(device_request, &reply.Head);
+        reply.RetCode = kr;
+        if (mach_msg(&reply.Head, MACH_SEND_MSG, sizeof reply, 0, MACH_PORT_NULL,
+                     MACH_MSG_TIMEOUT_NONE, MACH_PORT_NULL) != MACH_MSG_SUCCESS) {
+            mach_msg_destroy(&reply.Head);
+        }
+    }
+    return true;
+}
+
+kern_return_t ds_device_close(mach_port_t device)
+{
+    struct device_ref ref;
+    kern_return_t kr = device_lookup(device, &ref);
+    if (kr != D_SUCCESS) {
+        return kr;
+    }
+    bool last = false;
+    pthread_mutex_lock(&device_lock);
+    struct device_handle *h = device_handle_of(ref.unit, ref.access);
+    if (h->port != device) {
+        kr = D_NO_SUCH_DEVICE; /* closed by another thread meanwhile */
+    } else if (--h->opens == 0) {
+        h->port = MACH_PORT_NULL; /* from now on, calls through it fail */
+        last = true;
+    }
+    pthread_mutex_unlock(&device_lock);
+    if (!last) {
+        return kr;
+    }
+    /* Answer first, then destroy the port (see the top of the file).
+     * Requests still queued on it die with it, and their clients get
+     * MIG_SERVER_DIED, as when GNU Mach destroys a port. */
+    bool answered = device_reply_now(D_SUCCESS);
+    if (ref.unit->kind == DEVICE_CONSOLE && device_console.in >= 0) {
+        device_console_bury(device); /* by the console thread */
+    } else {
+        device_port_destroy(device);
+    }
+    return answered ? MIG_NO_REPLY : D_SUCCESS;
+}
+
+/* ---- disks ---- */
+
+/* Cuts a transfer of *COUNT bytes at record RECNUM of UNIT to the end of
+ * the disk and stores its byte offset in *OFFSET.  Returns D_SUCCESS or
+ * D_INVALID_SIZE (RECNUM past the end). */
+static kern_return_t device_disk_span(const struct device_unit *unit, recnum_t recnum,
+                                      size_t *count, off_t *offset)
+{
+    if (recnum > unit->records) {
+        return D_INVALID_SIZE;
+    }
+    uint64_t room = (unit->records - recnum) * DEVICE_RECORD_SIZE;
+    if (*count > room) {
+        *count = (size_t)room;
+    }
+    *offset = (off_t)(recnum * DEVICE_RECORD_SIZE);
+    return D_SUCCESS;
+}
+
+/* Reads (WRITE false) or writes COUNT bytes of BUF at OFFSET of FD,
+ * going on after short transfers; stores the bytes moved in *DONE (fewer
+ * only if the file shrank).  Returns D_SUCCESS or a device error. */
+static kern_return_t device_disk_io(int fd, bool write, char *buf, size_t count, off_t offset,
+                                    size_t *done)
+{
+    *done = 0;
+    while (*done < count) {
+        ssize_t n = write ? pwrite(fd, buf + *done, count - *done, offset + (off_t)*done)
+                          : pread(fd, buf + *done, count - *done, offset + (off_t)*done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return device_errno(errno);
+        }
+        if (n == 0) {
+            break;
+        }
+        *done += (size_t)n;
+    }
+    return D_SUCCESS;
+}
+
+/* ---- the console ---- */
+
+static void device_console_wake(void)
+{
+    uint64_t one = 1;
+    if (device_console.wake >= 0) {
+        (void)!write(device_console.wake, &one, sizeof one);
+    }
+}
+
+/* Whether input (or its end) can be read from the console now. */
+static bool device_console_ready(int timeout_ms)
+{
+    struct pollfd p = {.fd = device_console.in, .events = POLLIN};
+    return poll(&p, 1, timeout_ms) > 0;
+}
+
+/* Queues the request being served for the console thread.  Expects (Q).
+ * Returns MIG_NO_REPLY (the request, with its reply right, is kept) or
+ * D_NO_MEMORY. */
+static kern_return_t device_console_defer(void)
+{
+    mach_msg_header_t *req = device_request;
+    if (req == NULL || device_console.queued >= DEVICE_CONSOLE_QUEUE_MAX) {
+        return D_NO_MEMORY;
+    }
+    struct device_pending *p = malloc(sizeof *p + req->msgh_size);
+    if (p == NULL) {
+        return D_NO_MEMORY;
+    }
+    p->next = NULL;
+    p->bury = MACH_PORT_NULL;
+    memcpy(p->request, req, req->msgh_size);
+    *device_console.tail = p;
+    device_console.tail = &p->next;
+    device_console.queued++;
+    device_console_wake();
+    return MIG_NO_REPLY;
+}
+
+static void device_port_destroy(mach_port_t port)
+{
+    (void)mach_port_mod_refs(mach_task_self(), port, MACH_PORT_RIGHT_RECEIVE, -1);
+}
+
+/* Destroys PORT, a console port just closed, after the reads queued on
+ * it are answered (by the console thread).  Takes and releases (Q). */
+static void device_console_bury(mach_port_t port)
+{
+    struct device_pending *p = malloc(sizeof *p);
+    if (p == NULL) {
+        device_port_destroy(port); /* its waiting reads die with it */
+        return;
+    }
+    *p = (struct device_pending){.bury = port};
+    pthread_mutex_lock(&device_console.lock);
+    *device_console.tail = p;
+    device_console.tail = &p->next;
+    pthread_mutex_unlock(&device_console.lock);
+    device_console_wake();
+}
+
+/* Reads at most COUNT (> 0) bytes of console input into BUF and stores
+ * how many in *DONE.  In a server thread, when none is available or
+ * older reads wait: D_WOULD_BLOCK with D_NOWAIT in MODE, else the request
+ * is queued (MIG_NO_REPLY, or D_NO_MEMORY when the queue is full).
+ * Takes and releases (Q) and (R). */
+static kern_return_t device_console_read(dev_mode_t mode, char *buf, size_t count, size_t *done)
+{
+    *done = 0;
+    if (device_console.in < 0) {
+        return D_INVALID_OPERATION;
+    }
+    kern_return_t kr = D_SUCCESS;
+    if (device_console_thread_self) {
+        pthread_mutex_lock(&device_console.read_lock);
+    } else {
+        /* A server thread reads only what is there, and never waits for
+         * (R): the console thread may hold it in a read that blocks
+         * (another process took the input it polled for). */
+        pthread_mutex_lock(&device_console.lock);
+        if (device_console.head != NULL || !device_console_ready(0) ||
+            pthread_mutex_trylock(&device_console.read_lock) != 0) {
+            kr = (mode & D_NOWAIT) ? D_WOULD_BLOCK : device_console_defer();
+        }
+        pthread_mutex_unlock(&device_console.lock);
+        if (kr != D_SUCCESS) {
+            return kr;
+        }
+    }
+    for (;;) {
+        ssize_t n = read(device_console.in, buf, count);
+        if (n >= 0) {
+            *done = (size_t)n;
+            break;
+        }
+        if (errno != EINTR) {
+            kr = device_errno(errno);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&device_console.read_lock);
+    return kr;
+}
+
+/* Writes COUNT bytes of BUF to the console, all of them unless an error
+ * stops it.  Takes and releases (W). */
+static kern_return_t device_console_write(const char *buf, size_t count, size_t *done)
+{
+    *done = 0;
+    if (device_console.out < 0) {
+        return D_INVALID_OPERATION;
+    }
+    kern_return_t kr = D_SUCCESS;
+    pthread_mutex_lock(&device_console.write_lock);
+    while (*done < count) {
+        ssize_t n = write(device_console.out, buf + *done, count - *done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            kr = n < 0 ? device_errno(errno) : D_IO_ERROR;
+            break;
+        }
+        *done += (size_t)n;
+    }
+    pthread_mutex_unlock(&device_console.write_lock);
+    return kr;
+}
+
+/* Whether PORT is the console's open port.  Takes and releases (L). */
+static bool device_console_is_open(mach_port_t port)
+{
+    pthread_mutex_lock(&device_lock);
+    bool open = device_units[0].handles[DEVICE_ACCESS_MODES - 1].port == port;
+    pthread_mutex_unlock(&device_lock);
+    return open && MACH_PORT_VALID(port);
+}
+
+static boolean_t device_demux(mach_msg_header_t *in, mach_msg_header_t *out);
+
+/* Serves REQ again (now that input is there, or the console closed) and
+ * sends its reply from REPLY (DEVICE_MSG_MAX bytes), as mach_msg_server
+ * would.  Consumes the rights and memory of REQ. */
+static void device_console_answer(mach_msg_header_t *req, mach_msg_header_t *reply)
+{
+    (void)device_demux(req, reply);
+    kern_return_t kr = ((mig_reply_header_t *)reply)->RetCode;
+    assert(kr != MIG_NO_REPLY);
+    if (kr != KERN_SUCCESS) {
+        req->msgh_remote_port = MACH_PORT_NULL; /* the reply right goes with the reply */
+        mach_msg_destroy(req);
+    }
+    mach_msg_return_t mr = mach_msg(reply, MACH_SEND_MSG, reply->msgh_size, 0, MACH_PORT_NULL,
+                                    MACH_MSG_TIMEOUT_NONE, MACH_PORT_NULL);
+    if (mr != MACH_MSG_SUCCESS) {
+        mach_msg_destroy(reply);
+    }
+}
+
+/* Waits until the console has input or the state changes (a read queued,
+ * the console closed): reads the wake-up counter when it fired. */
+static void device_console_wait(bool for_input)
+{
+    struct pollfd p[2] = {
+        {.fd = device_console.wake, .events = POLLIN},
+        {.fd = for_input ? device_console.in : -1, .events = POLLIN},
+    };
+    if (poll(p, 2, -1) > 0 && (p[0].revents & POLLIN)) {
+        uint64_t n;
+        (void)!read(device_console.wake, &n, sizeof n);
+    }
+}
+
+/* The console thread: answers the queued reads, oldest first, as input
+ * comes.  The request being answered stays at the head of the queue so
+ * that no server thread reads before it. */
+static void *device_console_main(void *arg)
+{
+    (void)arg;
+    device_console_thread_self = true;
+    mach_msg_header_t *reply = malloc(DEVICE_MSG_MAX);
+    if (reply == NULL) {
+        fprintf(stderr, "machd: console thread: out of memory\n");
+        return NULL;
+    }
+    for (;;) {
+        pthread_mutex_lock(&device_console.lock);
+        struct device_pending *p = device_console.head;
+        pthread_mutex_unlock(&device_console.lock);
+        if (p == NULL) {
+            device_console_wait(false);
+            continue;
+        }
+        if (p->bury != MACH_PORT_NULL) {
+            device_port_destroy(p->bury);
+        } else if (device_console_is_open(p->request->msgh_local_port) &&
+                   !device_console_ready(0)) {
+            device_console_wait(true);
+            continue; /* look again: input, or the console closed */
+        } else {
+            device_console_answer(p->request, reply);
+        }
+        pthread_mutex_lock(&device_console.lock);
+        device_console.head = p->next;
+        if (device_console.head == NULL) {
+            device_console.tail = &device_console.head;
+        }
+        device_console.queued -= p->bury == MACH_PORT_NULL;
+        pthread_mutex_unlock(&device_console.lock);
+        free(p);
+    }
+    return NULL;
+}
+
+/* ---- reads and writes ---- */
+
+/* Reads at most COUNT bytes at RECNUM of REF's device into BUF (COUNT
+ * already bounded by the caller); stores how many in *DONE. */
+static kern_return_t device_read_into(const struct device_ref *ref, dev_mode_t mode,
+                                      recnum_t recnum, char *buf, size_t count, size_t *done)
+{
+    *done = 0;
+    if (ref->unit->kind == DEVICE_CONSOLE) {
+        return count == 0 ? D_SUCCESS : device_console_read(mode, buf, count, done);
+    }
+    off_t offset;
+    kern_return_t kr = device_disk_span(ref->unit, recnum, &count, &offset);
+    if (kr == D_SUCCESS) {
+        kr = device_disk_io(ref->unit->fd, false, buf, count, offset, done);
+    }
+    return kr;
+}
+
+/* Checks a read through DEVICE and finds its device.  Returns D_SUCCESS,
+ * MIG_NO_REPLY (no reply port: nothing to do) or a device error. */
+static kern_return_t device_read_check(mach_port_t device, mach_port_t reply_port,
+                                       int bytes_wanted, struct device_ref *ref)
+{
+    kern_return_t kr = device_lookup(device, ref);
+    if (kr == D_SUCCESS && !(ref->access & D_READ)) {
+        kr = D_INVALID_OPERATION;
+    } else if (kr == D_SUCCESS && !MACH_PORT_VALID(reply_port)) {
+        kr = MIG_NO_REPLY;
+    } else if (kr == D_SUCCESS && bytes_wanted < 0) {
+        kr = D_INVALID_SIZE;
+    }
+    return kr;
+}
+
+kern_return_t ds_device_read(mach_port_t device, mach_port_t reply_port,
+                             mach_msg_type_name_t reply_portPoly, dev_mode_t mode,
+                             recnum_t recnum, int bytes_wanted, io_buf_ptr_t *data,
+                             mach_msg_type_number_t *dataCnt)
+{
+    *data = NULL;
+    *dataCnt = 0;
+    struct device_ref ref;
+    kern_return_t kr = device_read_check(device, reply_port, bytes_wanted, &ref);
+    if (kr != D_SUCCESS) {
+        return kr;
+    }
+    size_t max = ref.unit->kind == DEVICE_CONSOLE ? DEVICE_CONSOLE_READ_MAX : DEVICE_READ_MAX;
+    size_t count = (size_t)bytes_wanted < max ? (size_t)bytes_wanted : max;
+    size_t size = (count + DEVICE_PAGE - 1) & ~(size_t)(DEVICE_PAGE - 1);
+    vm_address_t buf = 0;
+    if (size > 0 && vm_allocate(mach_task_self(), &buf, size, TRUE) != KERN_SUCCESS) {
+        return D_NO_MEMORY;
+    }
+    size_t done = 0;
+    kr = device_read_into(&ref, mode, recnum, (char *)buf, count, &done);
+    /* The reply deallocates the pages it carries; give back the rest. */
+    size_t used = kr == D_SUCCESS ? (done + DEVICE_PAGE - 1) & ~(size_t)(DEVICE_PAGE - 1) : 0;
+    if (size > used) {
+        (void)vm_deallocate(mach_task_self(), buf + used, size - used);
+    }
+    if (kr == D_SUCCESS && done > 0) {
+        *data = (io_buf_ptr_t)buf;
+        *dataCnt = (mach_msg_type_number_t)done;
+    }
+    return kr;
+}
+
+kern_return_t ds_device_read_inband(mach_port_t device, mach_port_t reply_port,
+                                    mach_msg_type_name_t reply_portPoly, dev_mode_t mode,
+                                    recnum_t recnum, int bytes_wanted, io_buf_ptr_inband_t data,
+                                    mach_msg_type_number_t *dataCnt)
+{
+    *dataCnt = 0;
+    struct device_ref ref;
+    kern_return_t kr = device_read_check(device, reply_port, bytes_wanted, &ref);
+    if (kr != D_SUCCESS) {
+        return kr;
+    }
+    size_t count = bytes_wanted < IO_INBAND_MAX ? (size_t)bytes_wanted : IO_INBAND_MAX;
+    size_t done = 0;
+    kr = device_read_into(&ref, mode, recnum, data, count, &done);
+    if (kr == D_SUCCESS) {
+        *dataCnt = (mach_msg_type_number_t)done;
+    }
+    return kr;
+}
+
+/* Writes COUNT bytes of DATA at RECNUM through DEVICE; stores how many
+ * were written in *BYTES_WRITTEN. */
+static kern_return_t device_write_from(mach_port_t device, recnum_t recnum, const char *data,
+                                       size_t count, int *bytes_written)
+{
+    *bytes_written = 0;
+    struct device_ref ref;
+    kern_return_t kr = device_lookup(device, &ref);
+    if (kr != D_SUCCESS) {
+        return kr;
+    }
+    if (!(ref.access & D_WRITE)) {
+        return D_INVALID_OPERATION;
+    }
+    if (count > INT_MAX) {
+        return D_INVALID_SIZE;
+    }
+    size_t done = 0;
+    if (ref.unit->kind == DEVICE_CONSOLE) {
+        kr = device_console_write(data, count, &done);
+    } else {
+        off_t offset;
+        kr = device_disk_span(ref.unit, recnum, &count, &offset);
+        if (kr == D_SUCCESS) {
+            kr = device_disk_io(ref.unit->fd, true, (char *)data, count, offset, &done);
+        }
+    }
+    *bytes_written = (int)done;
+    return kr;
+}
+
+kern_return_t ds_device_write(mach_port_t device, mach_port_t reply_port,
+                              mach_msg_type_name_t reply_portPoly, dev_mode_t mode,
+                              recnum_t recnum, io_buf_ptr_t data, mach_msg_type_number_t dataCnt,
+                              int *bytes_written)
+{
+    if (data == NULL) {
+        *bytes_written = 0;
+        return D_INVALID_SIZE; /* as GNU Mach: no region, nothing to write */
+    }
+    kern_return_t kr = device_write_from(device, recnum, data, dataCnt, bytes_written);
+    if (kr == D_SUCCESS) {
+        /* Success makes the region ours; on error the server loop
+         * destroys the request, region included. */
+        (void)vm_deallocate(mach_task_self(), (vm_address_t)data, dataCnt);
+    }
+    return kr;
+}
+
+kern_return_t ds_device_write_inband(mach_port_t device, mach_port_t reply_port,
+                                     mach_msg_type_name_t reply_portPoly, dev_mode_t mode,
+                                     recnum_t recnum, const io_buf_ptr_inband_t data,
+                                     mach_msg_type_number_t dataCnt, int *bytes_written)
+{
+    if (dataCnt > IO_INBAND_MAX) {
+        *bytes_written = 0;
+        return D_INVALID_SIZE;
+    }
+    return device_write_from(device, recnum, data, dataCnt, bytes_written);
+}
+
+/* ---- status ---- */
+
+static int device_int(uint64_t value)
+{
+    return value > INT_MAX ? INT_MAX : (int)value;
+}
+
+kern_return_t ds_device_get_status(mach_port_t device, dev_flavor_t flavor, dev_status_t status,
+                                   mach_msg_type_number_t *statusCnt)
+{
+    struct device_ref ref;
+    kern_return_t kr = device_lookup(device, &ref);
+    if (kr != D_SUCCESS) {
+        return kr;
+    }
+    if (ref.unit->kind != DEVICE_DISK) {
+        return D_INVALID_OPERATION;
+    }
+    /* STATUS is the reply's DEV_STATUS_MAX integers whatever *STATUSCNT
+     * says; answering the full count lets a caller that asked for fewer
+     * see it (MIG_ARRAY_TOO_LARGE), as GNU Mach's drivers do. */
+    switch (flavor) {
+    case DEV_GET_SIZE:
+        status[DEV_GET_SIZE_DEVICE_SIZE] = device_int(ref.unit->records * DEVICE_RECORD_SIZE);
+        status[DEV_GET_SIZE_RECORD_SIZE] = DEVICE_RECORD_SIZE;
+        *statusCnt = DEV_GET_SIZE_COUNT;
+        return D_SUCCESS;
+    case DEV_GET_RECORDS:
+        status[DEV_GET_RECORDS_DEVICE_RECORDS] = device_int(ref.unit->records);
+        status[DEV_GET_RECORDS_RECORD_SIZE] = DEVICE_RECORD_SIZE;
+        *statusCnt = DEV_GET_RECORDS_COUNT;
+        return D_SUCCESS;
+    default:
+        return D_INVALID_OPERATION;
+    }
+}
+
+/* ---- what no HELL device does ---- */
+
+/* The answer to a call HELL's devices do not support, through DEVICE. */
+static kern_return_t device_unsupported(mach_port_t device)
+{
+    struct device_ref ref;
+    kern_return_t kr = device_lookup(device, &ref);
+    return kr != D_SUCCESS ? kr : D_INVALID_OPERATION;
+}
+
+kern_return_t ds_device_set_status(mach_port_t device, dev_flavor_t flavor,
+                                   const dev_status_t status, mach_msg_type_number_t statusCnt)
+{
+    return device_unsupported(device);
+}
+
+kern_return_t ds_device_map(mach_port_t device, vm_prot_t prot, vm_offset_t offset,
+                            vm_size_t size, mach_port_t *pager, int unmap)
+{
+    /* Mapping needs a memory object (a pager): none until HELL's VM
+     * work lands. */
+    return device_unsupported(device);
+}
+
+kern_return_t ds_device_set_filter(mach_port_t device, mach_port_t receive_port, int priority,
+                                   const filter_array_t filter, mach_msg_type_number_t filterCnt)
+{
+    return device_unsupported(device); /* no network devices */
+}
+
+kern_return_t ds_device_intr_register(mach_port_t device, int id, int flags,
+                                      mach_port_t receive_port)
+{
+    return device_unsupported(device); /* no interrupts */
+}
+
+kern_return_t ds_device_intr_ack(mach_port_t device, mach_port_t receive_port)
+{
+    return device_unsupported(device);
+}
+
+/* ---- set-up and service ---- */
+
+static boolean_t device_demux(mach_msg_header_t *in, mach_msg_header_t *out)
+{
+    device_request = in;
+    boolean_t handled = device_server(in, out);
+    device_request = NULL;
+    return handled;
+}
+
+/* Opens the disk D into UNIT.  Returns 0, or -1 with a message. */
+static int device_disk_open(const struct device_disk *d, struct device_unit *unit)
+{
+    int fd = open(d->path, (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    struct stat st;
+    uint64_t size = 0;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        fprintf(stderr, "machd: disk %s: %s: %s\n", d->name, d->path, strerror(errno));
+        goto error;
+    }
+    if (S_ISREG(st.st_mode)) {
+        size = (uint64_t)st.st_size;
+    } else if (!S_ISBLK(st.st_mode) || ioctl(fd, BLKGETSIZE64, &size) != 0) {
+        fprintf(stderr, "machd: disk %s: %s: not a file or block device\n", d->name, d->path);
+        goto error;
+    }
+    unit->name = strdup(d->name);
+    if (unit->name == NULL) {
+        fprintf(stderr, "machd: out of memory\n");
+        goto error;
+    }
+    unit->kind = DEVICE_DISK;
+    unit->fd = fd;
+    unit->readonly = d->readonly;
+    unit->records = size / DEVICE_RECORD_SIZE;
+    return 0;
+
+error:
+    if (fd >= 0) {
+        close(fd);
+    }
+    return -1;
+}
+
+/* Checks that NAME can name a disk among the first N of DISKS. */
+static bool device_name_ok(const char *name, const struct device_disk *disks, unsigned n)
+{
+    if (name == NULL || name[0] == '\0' || strlen(name) >= sizeof(dev_name_t) ||
+        strcmp(name, "console") == 0) {
+        return false;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (strcmp(disks[i].name, name) == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void device_units_destroy(void)
+{
+    for (unsigned i = 0; i < device_nunits; i++) {
+        if (device_units[i].fd >= 0) {
+            close(device_units[i].fd);
+        }
+        free(device_units[i].name);
+    }
+    free(device_units);
+    device_units = NULL;
+    device_nunits = 0;
+}
+
+/* Makes the port set and the master port (receive right, plus the send
+ * right handed to the caller). */
+static kern_return_t device_ports_make(void)
+{
+    mach_port_t self = mach_task_self();
+    kern_return_t kr = mach_port_allocate(self, MACH_PORT_RIGHT_PORT_SET, &device_set);
+    if (kr != KERN_SUCCESS) {
+        goto error_set;
+    }
+    kr = mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &device_master);
+    if (kr != KERN_SUCCESS) {
+        goto error_master;
+    }
+    kr = mach_port_move_member(self, device_master, device_set);
+    if (kr == KERN_SUCCESS) {
+        kr = mach_port_insert_right(self, device_master, device_master, MACH_MSG_TYPE_MAKE_SEND);
+    }
+    if (kr != KERN_SUCCESS) {
+        goto error_member;
+    }
+    return KERN_SUCCESS;
+
+error_member:
+    (void)mach_port_mod_refs(self, device_master, MACH_PORT_RIGHT_RECEIVE, -1);
+    device_master = MACH_PORT_NULL;
+error_master:
+    (void)mach_port_mod_refs(self, device_set, MACH_PORT_RIGHT_PORT_SET, -1);
+    device_set = MACH_PORT_NULL;
+error_set:
+    return kr;
+}
+
+int device_setup(const struct device_disk *disks, unsigned ndisks, int console_in,
+                 int console_out, mach_port_t *master)
+{
+    assert(device_units == NULL);
+    device_units = calloc(ndisks + 1u, sizeof *device_units);
+    if (device_units == NULL) {
+        fprintf(stderr, "machd: out of memory\n");
+        return -1;
+    }
+    device_units[0] = (struct device_unit){.name = strdup("console"), .kind = DEVICE_CONSOLE,
+                                           .fd = -1};
+    device_nunits = 1;
+    if (device_units[0].name == NULL) {
+        fprintf(stderr, "machd: out of memory\n");
+        goto error;
+    }
+    for (unsigned i = 0; i < ndisks; i++) {
+        if (!device_name_ok(disks[i].name, disks, i)) {
+            fprintf(stderr, "machd: bad or repeated disk name \"%s\"\n",
+                    disks[i].name != NULL ? disks[i].name : "");
+            goto error;
+        }
+        if (device_disk_open(&disks[i], &device_units[i + 1]) != 0) {
+            goto error;
+        }
+        device_nunits++;
+    }
+    for (unsigned i = 0; i < device_nunits; i++) {
+        for (unsigned m = 0; m < DEVICE_ACCESS_MODES; m++) {
+            device_units[i].handles[m].access = (dev_mode_t)(m + 1);
+        }
+    }
+    device_console.in = console_in;
+    device_console.out = console_out;
+    device_console.tail = &device_console.head;
+    device_console.wake = eventfd(0, EFD_CLOEXEC);
+    if (device_console.wake < 0) {
+        fprintf(stderr, "machd: eventfd: %s\n", strerror(errno));
+        goto error;
+    }
+    kern_return_t kr = device_ports_make();
+    if (kr != KERN_SUCCESS) {
+        fprintf(stderr, "machd: device master port: error %#x\n", (unsigned)kr);
+        goto error_ports;
+    }
+    *master = device_master;
+    return 0;
+
+error_ports:
+    close(device_console.wake);
+    device_console.wake = -1;
+error:
+    device_units_destroy();
+    return -1;
+}
+
+/* A server thread: serves the set for ever.  mach_msg_server returns on
+ * a request too large for DEVICE_MSG_MAX (dropped) or a reply it could
+ * not send; only a set that is gone ends the thread. */
+static void *device_server_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        mach_msg_return_t mr = mach_msg_server(device_demux, DEVICE_MSG_MAX, device_set);
+        if (mr == MACH_RCV_INVALID_NAME || mr == MACH_RCV_PORT_DIED) {
+            fprintf(stderr, "machd: device server: receive error %#x\n", (unsigned)mr);
+            return NULL;
+        }
+    }
+}
+
+/* Starts a detached thread running MAIN, with SIGPIPE blocked so that a
+ * console whose reader went away gives EPIPE instead of killing machd.
+ * Returns 0 or an errno value. */
+static int device_thread_start(void *(*main)(void *))
+{
+    sigset_t pipe, old;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    int err = pthread_create(&thread, &attr, main, NULL);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return err;
+}
+
+int device_serve(unsigned nthreads)
+{
+    if (device_units == NULL || nthreads == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    int err = device_console.in >= 0 ? device_thread_start(device_console_main) : 0;
+    for (unsigned i = 0; err == 0 && i < nthreads; i++) {
+        err = device_thread_start(device_server_main);
+    }
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}

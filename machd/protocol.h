@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The control protocol between the `hell` command and an instance's
+ * kernel process (machd): SOCK_SEQPACKET on a Unix socket named after the
+ * instance (hell_socket_path).  Private to HELL: both ends are built from
+ * the same source, so it has no versioning beyond the magic.
+ *
+ * A request is one datagram: struct hell_request, then the strings it
+ * announces, each ending with NUL.  A reply is one struct hell_reply.
+ *
+ * HELL_OP_RUN   strings: cwd, ARGC arguments (the first is the program),
+ *               ENVC environment entries; SCM_RIGHTS: the task's standard
+ *               input, output and error.  Replies HELL_REPLY_STARTED (pid)
+ *               or HELL_REPLY_ERROR (errno), then HELL_REPLY_EXITED with
+ *               the wait status when the task ends.
+ * HELL_OP_STOP  ends every task of the instance, then machd: replies
+ *               HELL_REPLY_STOPPED just before machd exits.
+ * HELL_OP_PING  replies HELL_REPLY_STARTED with machd's pid.
+ */
+#ifndef HELL_MACHD_PROTOCOL_H
+#define HELL_MACHD_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HELL_PROTO_MAGIC 0x4c4c4548u /* "HELL" */
+#define HELL_PROTO_MAX (128 * 1024)  /* the largest request */
+
+enum hell_op { HELL_OP_RUN = 1, HELL_OP_STOP = 2, HELL_OP_PING = 3 };
+
+/* HELL_OP_RUN flags. */
+#define HELL_RUN_PRIV 0x1u /* give the privileged host and device master ports */
+
+/* The names under which a privileged task finds its ports, as GNU Mach's
+ * boot script inserts them (first free names): `${host-port}` and
+ * `${device-port}` in the arguments are replaced by them. */
+#define HELL_HOST_PRIV_NAME 1u
+#define HELL_DEVICE_MASTER_NAME 2u
+
+struct hell_request {
+    uint32_t magic;
+    uint32_t op;
+    uint32_t flags;
+    uint32_t argc;
+    uint32_t envc;
+    uint32_t strings_len; /* bytes of strings following */
+};
+
+enum hell_reply_kind {
+    HELL_REPLY_STARTED = 1, /* value: pid */
+    HELL_REPLY_EXITED = 2,  /* value: wait status */
+    HELL_REPLY_ERROR = 3,   /* value: errno */
+    HELL_REPLY_STOPPED = 4,
+};
+
+struct hell_reply {
+    uint32_t magic;
+    uint32_t kind;
+    int32_t value;
+};
+
+/* Writes into BUF (SIZE bytes) the socket path of instance NAME:
+ * $HELL_RUNTIME_DIR, else $XDG_RUNTIME_DIR/hell, else /tmp/hell-UID,
+ * followed by NAME.sock.  Returns 0, or -1 when NAME is not a plain name
+ * (empty, '/', leading '.') or the path does not fit. */
+int hell_socket_path(const char *name, char *buf, size_t size);
+
+/* Makes the directory of the instance sockets (mode 0700) if needed.
+ * Returns 0 or -1 with errno set. */
+int hell_socket_dir_make(void);
+
+#endif

@@ -1,0 +1,647 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * machd's devices (device.defs), end to end: a private instance started
+ * with `hell start` serves a read-write and a read-only disk (files) and
+ * its console; this program, run in it as a privileged task, checks
+ * GNU Mach's semantics through the device master port.
+ *
+ * Two roles in one program:
+ * - the driver (no arguments) makes the disks, the console's input (a
+ *   FIFO) and output (a file) in a scratch directory, starts the
+ *   instance, runs itself as a task with `hell run --priv`, stops the
+ *   instance and checks what the task wrote on the disks and console;
+ * - the task (--host-priv-port=N --device-master-port=N --console-fifo=P)
+ *   makes the calls and exits 0 if every check passed.
+ */
+#include <device/device.h>
+#include <device/device_types.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "test.h"
+
+#define INSTANCE "devices"
+#define REC 512
+#define HD_SIZE (1 << 20)
+#define HD_RECORDS (HD_SIZE / REC)
+#define CD_SIZE (64 << 10)
+#define CONSOLE_LINE "hello from a task\n"
+#define CONSOLE_OOL_LINE "and out of line\n"
+#define READERS 6 /* more than machd's server threads */
+
+/* ---- the disks' contents, known to both roles ---- */
+
+static unsigned char hd_byte(size_t offset)
+{
+    return (unsigned char)(offset * 7 + offset / REC);
+}
+
+static unsigned char cd_byte(size_t offset)
+{
+    return (unsigned char)(0xc3 ^ (offset * 13));
+}
+
+/* What the task writes: through device_write at record 4, through
+ * device_write_inband at record 100, and across the end of the disk. */
+#define OOL_WRITE_REC 4
+#define OOL_WRITE_LEN 1024
+#define INBAND_WRITE_REC 100
+#define INBAND_WRITE_LEN 100
+#define END_WRITE_REC (HD_RECORDS - 1)
+
+static unsigned char written_byte(size_t i)
+{
+    return (unsigned char)(0x5a + i * 3);
+}
+
+static bool matches(const char *data, size_t len, size_t offset,
+                    unsigned char (*byte)(size_t))
+{
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)data[i] != byte(offset + i)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- the task ---- */
+
+static mach_port_t master;
+
+static void nap(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* device_read of COUNT bytes at RECNUM: checks the result, the length
+ * and (when BYTE) the data at byte RECNUM * REC of the disk.  Failures
+ * name the caller's LINE. */
+static void check_read_at(int line, mach_port_t dev, recnum_t recnum, int count,
+                          kern_return_t want, mach_msg_type_number_t want_len,
+                          unsigned char (*byte)(size_t))
+{
+    io_buf_ptr_t data = NULL;
+    mach_msg_type_number_t len = 0;
+    kern_return_t kr = device_read(dev, 0, recnum, count, &data, &len);
+    bool ok = kr == want;
+    if (kr == D_SUCCESS) {
+        ok = ok && len == want_len &&
+             (byte == NULL || matches(data, len, (size_t)recnum * REC, byte));
+        if (len > 0) {
+            vm_deallocate(mach_task_self(), (vm_address_t)data, len);
+        }
+    }
+    if (!ok) {
+        fprintf(stderr, "%s:%d: device_read(%lu, %d) = %#x with %u bytes, want %#x with %u\n",
+                __FILE__, line, (unsigned long)recnum, count, (unsigned)kr, len,
+                (unsigned)want, want_len);
+        test_failures++;
+    }
+}
+#define check_read(...) check_read_at(__LINE__, __VA_ARGS__)
+
+static void task_disk_reads(mach_port_t hd)
+{
+    check_read(hd, 0, 4096, D_SUCCESS, 4096, hd_byte);
+    check_read(hd, 7, 1000, D_SUCCESS, 1000, hd_byte); /* not whole records */
+    check_read(hd, HD_RECORDS - 2, 4096, D_SUCCESS, 2 * REC, hd_byte); /* cut at the end */
+    check_read(hd, HD_RECORDS, 512, D_SUCCESS, 0, NULL);                /* at the end */
+    check_read(hd, HD_RECORDS + 1, 512, D_INVALID_SIZE, 0, NULL);       /* past it */
+    check_read(hd, (recnum_t)-1, 512, D_INVALID_SIZE, 0, NULL);
+    check_read(hd, 0, -1, D_INVALID_SIZE, 0, NULL);
+    check_read(hd, 0, 0, D_SUCCESS, 0, NULL);
+    check_read(hd, 0, INT_MAX, D_SUCCESS, HD_SIZE, hd_byte); /* the whole disk */
+
+    char buf[IO_INBAND_MAX];
+    mach_msg_type_number_t len = sizeof buf;
+    CHECK_KR(device_read_inband(hd, 0, 3, IO_INBAND_MAX, buf, &len), D_SUCCESS);
+    CHECK(len == IO_INBAND_MAX && matches(buf, len, 3 * REC, hd_byte));
+    len = sizeof buf;
+    CHECK_KR(device_read_inband(hd, 0, 9, 1000, buf, &len), D_SUCCESS); /* cut to 128 */
+    CHECK(len == IO_INBAND_MAX && matches(buf, len, 9 * REC, hd_byte));
+    len = sizeof buf;
+    CHECK_KR(device_read_inband(hd, 0, HD_RECORDS + 5, 16, buf, &len), D_INVALID_SIZE);
+    CHECK_KR(device_read_inband(hd, 0, 0, -5, buf, &len), D_INVALID_SIZE);
+}
+
+static void task_disk_writes(mach_port_t hd)
+{
+    vm_address_t buf = 0;
+    int written = -1;
+    CHECK_KR(vm_allocate(mach_task_self(), &buf, OOL_WRITE_LEN, TRUE), KERN_SUCCESS);
+    for (size_t i = 0; i < OOL_WRITE_LEN; i++) {
+        ((unsigned char *)buf)[i] = written_byte(i);
+    }
+    CHECK_KR(device_write(hd, 0, OOL_WRITE_REC, (io_buf_ptr_t)buf, OOL_WRITE_LEN, &written),
+             D_SUCCESS);
+    CHECK(written == OOL_WRITE_LEN);
+    /* Across the end: only the last record is written. */
+    written = -1;
+    CHECK_KR(device_write(hd, 0, END_WRITE_REC, (io_buf_ptr_t)buf, OOL_WRITE_LEN, &written),
+             D_SUCCESS);
+    CHECK(written == REC);
+    CHECK_KR(device_write(hd, 0, HD_RECORDS + 1, (io_buf_ptr_t)buf, REC, &written),
+             D_INVALID_SIZE);
+
+    io_buf_ptr_t data = NULL;
+    mach_msg_type_number_t len = 0;
+    CHECK_KR(device_read(hd, 0, OOL_WRITE_REC, OOL_WRITE_LEN, &data, &len), D_SUCCESS);
+    CHECK(len == OOL_WRITE_LEN && memcmp(data, (void *)buf, OOL_WRITE_LEN) == 0);
+    if (len > 0) {
+        vm_deallocate(mach_task_self(), (vm_address_t)data, len);
+    }
+    vm_deallocate(mach_task_self(), buf, OOL_WRITE_LEN);
+
+    io_buf_ptr_inband_t in = "", out;
+    for (size_t i = 0; i < INBAND_WRITE_LEN; i++) {
+        in[i] = (char)written_byte(i);
+    }
+    written = -1;
+    CHECK_KR(device_write_inband(hd, 0, INBAND_WRITE_REC, in, INBAND_WRITE_LEN, &written),
+             D_SUCCESS);
+    CHECK(written == INBAND_WRITE_LEN);
+    len = sizeof out;
+    CHECK_KR(device_read_inband(hd, 0, INBAND_WRITE_REC, INBAND_WRITE_LEN, out, &len), D_SUCCESS);
+    CHECK(len == INBAND_WRITE_LEN && memcmp(in, out, INBAND_WRITE_LEN) == 0);
+    /* More than fits in a message: refused. */
+    CHECK_KR(device_write_inband(hd, 0, 0, in, IO_INBAND_MAX + 1, &written), MIG_ARRAY_TOO_LARGE);
+}
+
+static void task_disk_status(mach_port_t hd, int size)
+{
+    int status[DEV_STATUS_MAX];
+    mach_msg_type_number_t count = DEV_STATUS_MAX;
+    CHECK_KR(device_get_status(hd, DEV_GET_SIZE, status, &count), D_SUCCESS);
+    CHECK(count == DEV_GET_SIZE_COUNT && status[DEV_GET_SIZE_DEVICE_SIZE] == size &&
+          status[DEV_GET_SIZE_RECORD_SIZE] == REC);
+    count = DEV_GET_RECORDS_COUNT;
+    CHECK_KR(device_get_status(hd, DEV_GET_RECORDS, status, &count), D_SUCCESS);
+    CHECK(count == DEV_GET_RECORDS_COUNT &&
+          status[DEV_GET_RECORDS_DEVICE_RECORDS] == size / REC &&
+          status[DEV_GET_RECORDS_RECORD_SIZE] == REC);
+    /* Asking for fewer integers than the flavor has: the stub says so. */
+    count = 1;
+    status[0] = -1;
+    CHECK_KR(device_get_status(hd, DEV_GET_SIZE, status, &count), MIG_ARRAY_TOO_LARGE);
+    CHECK(status[0] == size);
+    count = DEV_STATUS_MAX;
+    CHECK_KR(device_get_status(hd, 0x12345, status, &count), D_INVALID_OPERATION);
+    status[0] = 0;
+    CHECK_KR(device_set_status(hd, DEV_GET_SIZE, status, 1), D_INVALID_OPERATION);
+}
+
+static void task_disk_misc(mach_port_t hd)
+{
+    mach_port_t pager = MACH_PORT_NULL;
+    CHECK_KR(device_map(hd, VM_PROT_READ, 0, 4096, &pager, 0), D_INVALID_OPERATION);
+    CHECK(pager == MACH_PORT_NULL);
+    CHECK_KR(device_intr_register(hd, 1, 0, mach_task_self(), MACH_MSG_TYPE_COPY_SEND),
+             D_INVALID_OPERATION);
+    /* Only the master port opens. */
+    mach_port_t dev = MACH_PORT_NULL;
+    CHECK_KR(device_open(hd, D_READ, "hd0", &dev), D_INVALID_OPERATION);
+    /* As GNU Mach, through any kernel port that is not the master;
+     * other device calls there find no device. */
+    CHECK_KR(device_open(mach_task_self(), D_READ, "hd0", &dev), D_INVALID_OPERATION);
+    CHECK_KR(device_close(mach_task_self()), D_NO_SUCH_DEVICE);
+    CHECK_KR(device_close(mach_host_self()), D_NO_SUCH_DEVICE);
+    /* The master port is no device. */
+    io_buf_ptr_t data = NULL;
+    mach_msg_type_number_t len = 0;
+    CHECK_KR(device_read(master, 0, 0, 512, &data, &len), D_NO_SUCH_DEVICE);
+    CHECK_KR(device_close(master), D_NO_SUCH_DEVICE);
+}
+
+/* What a call through the port of a device just closed answers. */
+static bool closed_error(kern_return_t kr)
+{
+    return kr == MACH_SEND_INVALID_DEST || kr == D_NO_SUCH_DEVICE || kr == MIG_SERVER_DIED;
+}
+
+static void task_disks(void)
+{
+    mach_port_t hd = MACH_PORT_NULL, again = MACH_PORT_NULL, ro = MACH_PORT_NULL;
+    CHECK_KR(device_open(master, D_READ | D_WRITE, "hd0", &hd), D_SUCCESS);
+    /* Opening again gives the same port, one more open. */
+    CHECK_KR(device_open(master, D_READ | D_WRITE, "hd0", &again), D_SUCCESS);
+    CHECK(again == hd);
+    task_disk_reads(hd);
+    task_disk_writes(hd);
+    task_disk_status(hd, HD_SIZE);
+    task_disk_misc(hd);
+
+    /* A read-only open has its own port, which does not write. */
+    CHECK_KR(device_open(master, D_READ, "hd0", &ro), D_SUCCESS);
+    CHECK(ro != hd);
+    int written = -1;
+    io_buf_ptr_inband_t x = "x";
+    CHECK_KR(device_write_inband(ro, 0, 0, x, 1, &written), D_INVALID_OPERATION);
+    check_read(ro, 1, REC, D_SUCCESS, REC, hd_byte);
+    CHECK_KR(device_close(ro), D_SUCCESS);
+
+    /* Closing: the port lives until the last close, then dies. */
+    CHECK_KR(device_close(hd), D_SUCCESS);
+    check_read(hd, 0, REC, D_SUCCESS, REC, hd_byte);
+    CHECK_KR(device_close(hd), D_SUCCESS);
+    /* The port dies just after machd answers the last close (before, the
+     * answer would be lost: a HELL client takes the death of the port it
+     * waits on for its server's).  A call that overtakes the death gets
+     * D_NO_SUCH_DEVICE, as through the port of a closed GNU Mach device,
+     * or MIG_SERVER_DIED when the port dies with the call on it. */
+    io_buf_ptr_t data = NULL;
+    mach_msg_type_number_t len = 0;
+    kern_return_t kr = device_read(hd, 0, 0, REC, &data, &len);
+    CHECK(closed_error(kr));
+    CHECK(closed_error(device_close(hd)));
+    /* Once dead, as in GNU Mach: the name is a dead name. */
+    mach_port_type_t type = 0;
+    for (int i = 0; i < 2000 && !(type & MACH_PORT_TYPE_DEAD_NAME); i++) {
+        CHECK_KR(mach_port_type(mach_task_self(), hd, &type), KERN_SUCCESS);
+        if (!(type & MACH_PORT_TYPE_DEAD_NAME)) {
+            nap(1);
+        }
+    }
+    CHECK(type & MACH_PORT_TYPE_DEAD_NAME);
+    check_read(hd, 0, REC, MACH_SEND_INVALID_DEST, 0, NULL);
+    mach_port_deallocate(mach_task_self(), hd);
+    mach_port_deallocate(mach_task_self(), hd); /* the second open's reference */
+    CHECK_KR(device_open(master, D_READ | D_WRITE, "hd0", &hd), D_SUCCESS);
+    check_read(hd, 2, REC, D_SUCCESS, REC, hd_byte);
+    CHECK_KR(device_close(hd), D_SUCCESS);
+    mach_port_deallocate(mach_task_self(), hd);
+}
+
+static void task_cdrom(void)
+{
+    mach_port_t cd = MACH_PORT_NULL;
+    CHECK_KR(device_open(master, D_READ | D_WRITE, "cd0", &cd), D_READ_ONLY);
+    CHECK_KR(device_open(master, D_WRITE, "cd0", &cd), D_READ_ONLY);
+    CHECK_KR(device_open(master, D_READ, "cd0", &cd), D_SUCCESS);
+    check_read(cd, 3, 3 * REC, D_SUCCESS, 3 * REC, cd_byte);
+    vm_address_t buf = 0;
+    int written = -1;
+    CHECK_KR(vm_allocate(mach_task_self(), &buf, REC, TRUE), KERN_SUCCESS);
+    CHECK_KR(device_write(cd, 0, 0, (io_buf_ptr_t)buf, REC, &written), D_INVALID_OPERATION);
+    vm_deallocate(mach_task_self(), buf, REC);
+    task_disk_status(cd, CD_SIZE);
+    CHECK_KR(device_close(cd), D_SUCCESS);
+    mach_port_deallocate(mach_task_self(), cd);
+
+    mach_port_t none = MACH_PORT_NULL;
+    CHECK_KR(device_open(master, D_READ, "hd9", &none), D_NO_SUCH_DEVICE);
+    CHECK_KR(device_open(master, D_READ, "", &none), D_NO_SUCH_DEVICE);
+}
+
+/* ---- the console ---- */
+
+struct reader {
+    pthread_t thread;
+    mach_port_t console;
+    kern_return_t kr;
+    mach_msg_type_number_t len;
+    char data[IO_INBAND_MAX];
+};
+
+static atomic_uint readers_done;
+
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    r->len = sizeof r->data;
+    r->kr = device_read_inband(r->console, 0, 0, sizeof r->data, r->data, &r->len);
+    atomic_fetch_add(&readers_done, 1);
+    return NULL;
+}
+
+/* Waits (at most 10 s) until N readers are done. */
+static bool readers_wait(unsigned n)
+{
+    for (int i = 0; i < 10000 && atomic_load(&readers_done) < n; i++) {
+        nap(1);
+    }
+    return atomic_load(&readers_done) >= n;
+}
+
+/* Reads waiting for console input must not hold up the disks: READERS
+ * of them (more than machd's server threads) wait while the disk is
+ * read, then each gets the byte written for it. */
+static void task_console_reads(mach_port_t console, int fifo)
+{
+    char buf[IO_INBAND_MAX];
+    mach_msg_type_number_t len = sizeof buf;
+    CHECK_KR(device_read_inband(console, D_NOWAIT, 0, sizeof buf, buf, &len), D_WOULD_BLOCK);
+
+    struct reader readers[READERS];
+    for (int i = 0; i < READERS; i++) {
+        readers[i] = (struct reader){.console = console};
+        CHECK(pthread_create(&readers[i].thread, NULL, reader_main, &readers[i]) == 0);
+    }
+    nap(200);
+    CHECK(atomic_load(&readers_done) == 0);
+    mach_port_t hd = MACH_PORT_NULL;
+    CHECK_KR(device_open(master, D_READ, "hd0", &hd), D_SUCCESS);
+    check_read(hd, 11, REC, D_SUCCESS, REC, hd_byte);
+    CHECK_KR(device_close(hd), D_SUCCESS);
+    mach_port_deallocate(mach_task_self(), hd);
+    for (unsigned i = 0; i < READERS; i++) {
+        CHECK(write(fifo, "k", 1) == 1);
+        CHECK(readers_wait(i + 1));
+    }
+    for (int i = 0; i < READERS; i++) {
+        pthread_join(readers[i].thread, NULL);
+        CHECK_KR(readers[i].kr, D_SUCCESS);
+        CHECK(readers[i].len == 1 && readers[i].data[0] == 'k');
+    }
+
+    /* Input already there is read at once, up to what was asked. */
+    CHECK(write(fifo, "typed\n", 6) == 6);
+    len = sizeof buf;
+    CHECK_KR(device_read_inband(console, D_NOWAIT, 0, 3, buf, &len), D_SUCCESS);
+    CHECK(len == 3 && memcmp(buf, "typ", 3) == 0);
+    io_buf_ptr_t data = NULL;
+    mach_msg_type_number_t n = 0;
+    CHECK_KR(device_read(console, 0, 0, 100, &data, &n), D_SUCCESS);
+    CHECK(n == 3 && data != NULL && memcmp(data, "ed\n", 3) == 0);
+    if (n > 0) {
+        vm_deallocate(mach_task_self(), (vm_address_t)data, n);
+    }
+}
+
+static void task_console(const char *fifo_path)
+{
+    int fifo = open(fifo_path, O_WRONLY | O_CLOEXEC);
+    CHECK(fifo >= 0);
+    mach_port_t console = MACH_PORT_NULL;
+    CHECK_KR(device_open(master, D_READ | D_WRITE, "console", &console), D_SUCCESS);
+    int written = -1;
+    io_buf_ptr_inband_t line = CONSOLE_LINE;
+    CHECK_KR(device_write_inband(console, 0, 0, line, strlen(CONSOLE_LINE), &written),
+             D_SUCCESS);
+    CHECK(written == (int)strlen(CONSOLE_LINE));
+    vm_address_t buf = 0;
+    size_t len = strlen(CONSOLE_OOL_LINE);
+    CHECK_KR(vm_allocate(mach_task_self(), &buf, len, TRUE), KERN_SUCCESS);
+    memcpy((void *)buf, CONSOLE_OOL_LINE, len);
+    written = -1;
+    CHECK_KR(device_write(console, 0, 0, (io_buf_ptr_t)buf, len, &written), D_SUCCESS);
+    CHECK(written == (int)len);
+    vm_deallocate(mach_task_self(), buf, len);
+    int status[DEV_STATUS_MAX];
+    mach_msg_type_number_t count = DEV_STATUS_MAX;
+    CHECK_KR(device_get_status(console, DEV_GET_SIZE, status, &count), D_INVALID_OPERATION);
+
+    if (fifo >= 0) {
+        task_console_reads(console, fifo);
+        close(fifo);
+    }
+
+    /* A read still waiting when the console closes is answered. */
+    struct reader last = {.console = console};
+    atomic_store(&readers_done, 0);
+    CHECK(pthread_create(&last.thread, NULL, reader_main, &last) == 0);
+    nap(200);
+    CHECK_KR(device_close(console), D_SUCCESS);
+    pthread_join(last.thread, NULL);
+    /* (MACH_SEND_INVALID_DEST only if the thread had not yet sent.) */
+    CHECK(last.kr == D_NO_SUCH_DEVICE || last.kr == MACH_SEND_INVALID_DEST);
+    mach_port_deallocate(mach_task_self(), console);
+}
+
+static int task_main(int argc, char **argv)
+{
+    const char *fifo = NULL;
+    mach_port_t host_priv = MACH_PORT_NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--host-priv-port=", 17) == 0) {
+            host_priv = (mach_port_t)strtoul(argv[i] + 17, NULL, 10);
+        } else if (strncmp(argv[i], "--device-master-port=", 21) == 0) {
+            master = (mach_port_t)strtoul(argv[i] + 21, NULL, 10);
+        } else if (strncmp(argv[i], "--console-fifo=", 15) == 0) {
+            fifo = argv[i] + 15;
+        }
+    }
+    /* Both privileged ports are send rights under the names given. */
+    mach_port_type_t type = 0;
+    CHECK_KR(mach_port_type(mach_task_self(), host_priv, &type), KERN_SUCCESS);
+    CHECK(type & MACH_PORT_TYPE_SEND);
+    type = 0;
+    CHECK_KR(mach_port_type(mach_task_self(), master, &type), KERN_SUCCESS);
+    CHECK(type & MACH_PORT_TYPE_SEND);
+    CHECK(MACH_PORT_VALID(master) && fifo != NULL);
+    if (MACH_PORT_VALID(master) && fifo != NULL) {
+        task_disks();
+        task_cdrom();
+        task_console(fifo);
+    }
+    return test_done("test_devices (task)");
+}
+
+/* ---- the driver ---- */
+
+static char scratch[] = "/tmp/hell-devices-XXXXXX";
+static char bin[PATH_MAX];
+
+static void path_in(char *buf, const char *name)
+{
+    snprintf(buf, PATH_MAX, "%s/%s", scratch, name);
+}
+
+static bool make_disk(const char *name, size_t size, unsigned char (*byte)(size_t))
+{
+    char path[PATH_MAX];
+    path_in(path, name);
+    unsigned char *data = malloc(size);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = data != NULL && fd >= 0;
+    for (size_t i = 0; ok && i < size; i++) {
+        data[i] = byte(i);
+    }
+    ok = ok && write(fd, data, size) == (ssize_t)size;
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(data);
+    return ok;
+}
+
+/* Runs `hell ARGS...` with IN and OUT as its standard input and output
+ * (-1: the test's own); returns its wait status, or -1 (killed after 30 s). */
+static int hell(int in, int out, const char *const args[])
+{
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s/hell", bin);
+    const char *argv[16] = {"hell"};
+    for (int i = 0; args[i] != NULL && i < 14; i++) {
+        argv[i + 1] = args[i];
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        if ((in >= 0 && dup2(in, 0) < 0) || (out >= 0 && dup2(out, 1) < 0)) {
+            _exit(126);
+        }
+        execv(path, (char *const *)argv);
+        fprintf(stderr, "test_devices: cannot run %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    /* A hung task or instance must not outlive the test: give up after
+     * 30 s (hell stop then ends the instance). */
+    int status = -1;
+    for (int ms = 0; pid > 0; ms++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            return status;
+        }
+        if (r < 0 || ms == 30000) {
+            fprintf(stderr, "test_devices: hell %s did not end\n", args[0]);
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            break;
+        }
+        nap(1);
+    }
+    return -1;
+}
+
+static bool exited_ok(int status)
+{
+    return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static char *read_file(const char *name, size_t *size)
+{
+    char path[PATH_MAX];
+    path_in(path, name);
+    FILE *f = fopen(path, "rb");
+    char *data = NULL;
+    *size = 0;
+    if (f != NULL) {
+        data = calloc(1, HD_SIZE + 1);
+        *size = data != NULL ? fread(data, 1, HD_SIZE, f) : 0;
+        fclose(f);
+    }
+    return data;
+}
+
+/* The disks after the task: hd0 as made but for the task's writes, cd0
+ * untouched. */
+static void check_disks(void)
+{
+    size_t size;
+    char *hd = read_file("hd0.img", &size);
+    CHECK(hd != NULL && size == HD_SIZE);
+    if (hd != NULL && size == HD_SIZE) {
+        size_t ool = OOL_WRITE_REC * REC, inband = INBAND_WRITE_REC * REC;
+        size_t end = END_WRITE_REC * REC;
+        CHECK(matches(hd, ool, 0, hd_byte));
+        CHECK(matches(hd + ool, OOL_WRITE_LEN, 0, written_byte));
+        CHECK(matches(hd + ool + OOL_WRITE_LEN, inband - ool - OOL_WRITE_LEN,
+                      ool + OOL_WRITE_LEN, hd_byte));
+        CHECK(matches(hd + inband, INBAND_WRITE_LEN, 0, written_byte));
+        CHECK(matches(hd + inband + INBAND_WRITE_LEN, end - inband - INBAND_WRITE_LEN,
+                      inband + INBAND_WRITE_LEN, hd_byte));
+        CHECK(matches(hd + end, REC, 0, written_byte));
+    }
+    free(hd);
+    char *cd = read_file("cd0.img", &size);
+    CHECK(cd != NULL && size == CD_SIZE && matches(cd, size, 0, cd_byte));
+    free(cd);
+}
+
+static void check_console(void)
+{
+    size_t size;
+    char *out = read_file("console.out", &size);
+    CHECK(out != NULL);
+    if (out != NULL) {
+        const char *line = strstr(out, CONSOLE_LINE);
+        CHECK(line != NULL);
+        CHECK(line != NULL && strncmp(line + strlen(CONSOLE_LINE), CONSOLE_OOL_LINE,
+                                      strlen(CONSOLE_OOL_LINE)) == 0);
+    }
+    free(out);
+}
+
+/* Removes the scratch directory and whatever is in it (the disks, the
+ * console's files, the instance's socket). */
+static void remove_scratch(void)
+{
+    DIR *d = opendir(scratch);
+    struct dirent *e;
+    char path[PATH_MAX];
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            snprintf(path, sizeof path, "%s/%s", scratch, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    CHECK(rmdir(scratch) == 0);
+}
+
+static int driver_main(void)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    CHECK(n > 0);
+    if (n <= 0) {
+        return test_done("test_devices");
+    }
+    self[n] = '\0';
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", self);
+    snprintf(bin, sizeof bin, "%s/../bin", dirname(dir));
+    CHECK(mkdtemp(scratch) != NULL);
+    setenv("HELL_RUNTIME_DIR", scratch, 1);
+
+    char hd[PATH_MAX], cd[PATH_MAX], fifo[PATH_MAX], console[PATH_MAX];
+    char hd_arg[PATH_MAX + 8], cd_arg[PATH_MAX + 8], fifo_arg[PATH_MAX + 20];
+    path_in(hd, "hd0.img");
+    path_in(cd, "cd0.img");
+    path_in(fifo, "console.fifo");
+    path_in(console, "console.out");
+    snprintf(hd_arg, sizeof hd_arg, "hd0=%s", hd);
+    snprintf(cd_arg, sizeof cd_arg, "cd0=%s", cd);
+    snprintf(fifo_arg, sizeof fifo_arg, "--console-fifo=%s", fifo);
+    CHECK(make_disk("hd0.img", HD_SIZE, hd_byte));
+    CHECK(make_disk("cd0.img", CD_SIZE, cd_byte));
+    CHECK(mkfifo(fifo, 0600) == 0);
+
+    /* The console: input from the FIFO (opened read-write, so that it
+     * never reads end of file), output into a file. */
+    int in = open(fifo, O_RDWR | O_CLOEXEC);
+    int out = open(console, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    CHECK(in >= 0 && out >= 0);
+    int status = hell(in, out, (const char *[]){"start", INSTANCE, "--disk", hd_arg,
+                                                "--disk-ro", cd_arg, NULL});
+    CHECK(exited_ok(status));
+    close(in);
+    close(out);
+    if (exited_ok(status)) {
+        status = hell(-1, -1, (const char *[]){"run", INSTANCE, "--priv", "--", self,
+                                               "--host-priv-port=${host-port}",
+                                               "--device-master-port=${device-port}",
+                                               fifo_arg, NULL});
+        CHECK(exited_ok(status));
+        CHECK(exited_ok(hell(-1, -1, (const char *[]){"stop", INSTANCE, NULL})));
+        check_disks();
+        check_console();
+    }
+    remove_scratch();
+    return test_done("test_devices");
+}
+
+int main(int argc, char **argv)
+{
+    return argc > 1 ? task_main(argc, argv) : driver_main();
+}

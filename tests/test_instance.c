@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Instances: `hell start/run/stop` and machd.
+ *
+ * The program plays two roles.  Without arguments it drives `hell` (in a
+ * private HELL_RUNTIME_DIR, as the subreaper that inherits each machd, so
+ * it can tell when one has ended); run by `hell run` with --task it is the
+ * task, checking what it was given:
+ *
+ * - two instances at once, a second start of one refused;
+ * - a task's exit status, and a program that cannot be executed;
+ * - with --priv the privileged host port (name 1, as `${host-port}`) and
+ *   the device master port (name 2); without, neither, and the arguments
+ *   are left alone;
+ * - `hell stop` ends a running task and machd, leaving no process;
+ * - host_reboot on the privileged port ends its instance, the task that
+ *   called it and the processes it made (a child task, a daemon in its own
+ *   session) included, while the other instance goes on.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <hell.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test.h"
+
+#define WAIT_MS 10000
+
+/* ---- the task role ---- */
+
+static void task_priv(const char *host_arg, const char *device_arg)
+{
+    CHECK(strcmp(host_arg, "1") == 0 && strcmp(device_arg, "2") == 0);
+    mach_port_t host_priv = (mach_port_t)atoi(host_arg);
+    mach_port_t master = (mach_port_t)atoi(device_arg);
+    mach_port_type_t type = 0;
+    CHECK_KR(mach_port_type(mach_task_self(), host_priv, &type), KERN_SUCCESS);
+    CHECK(type == MACH_PORT_TYPE_SEND);
+    CHECK_KR(mach_port_type(mach_task_self(), master, &type), KERN_SUCCESS);
+    CHECK(type == MACH_PORT_TYPE_SEND);
+    /* The privileged port is a host port too. */
+    struct host_basic_info info;
+    mach_msg_type_number_t count = HOST_BASIC_INFO_COUNT;
+    CHECK_KR(host_info(host_priv, HOST_BASIC_INFO, (host_info_t)&info, &count), KERN_SUCCESS);
+    CHECK(info.avail_cpus > 0);
+    kernel_version_t version;
+    CHECK_KR(host_get_kernel_version(host_priv, version), KERN_SUCCESS);
+    CHECK(strstr(version, "HELL") != NULL);
+    /* Only it: the task's own host port is refused, as is the master. */
+    CHECK_KR(host_reboot(mach_host_self(), 0), KERN_INVALID_HOST);
+    time_value_t now = {0};
+    CHECK_KR(host_set_time(mach_host_self(), now), KERN_INVALID_HOST);
+    CHECK(host_reboot(master, 0) != KERN_SUCCESS);
+    /* No kernel debugger to enter: it returns at once. */
+    CHECK_KR(host_reboot(host_priv, 0x1000 /* RB_DEBUGGER */), KERN_SUCCESS);
+}
+
+static void task_unpriv(const char *arg)
+{
+    CHECK(strcmp(arg, "${host-port}") == 0);
+    mach_port_type_t type;
+    CHECK_KR(mach_port_type(mach_task_self(), 1, &type), KERN_INVALID_NAME);
+    CHECK_KR(mach_port_type(mach_task_self(), 2, &type), KERN_INVALID_NAME);
+}
+
+static void task_write_pids(const char *file, const pid_t *pids, int n)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s.tmp", file);
+    FILE *f = fopen(tmp, "w");
+    CHECK(f != NULL);
+    for (int i = 0; f != NULL && i < n; i++) {
+        fprintf(f, "%d\n", (int)pids[i]);
+    }
+    if (f != NULL) {
+        fclose(f);
+        CHECK(rename(tmp, file) == 0);
+    }
+}
+
+/* A child task, and a daemon that left our session (double fork). */
+static void task_make_descendants(pid_t *pids)
+{
+    mach_port_t child_task;
+    pids[0] = hell_fork(MACH_PORT_NULL, &child_task);
+    if (pids[0] == 0) {
+        for (;;) {
+            pause();
+        }
+    }
+    int pipefd[2];
+    CHECK(pipe(pipefd) == 0);
+    pid_t middle = fork();
+    if (middle == 0) {
+        setsid();
+        pid_t daemon = fork();
+        if (daemon == 0) {
+            for (;;) {
+                pause();
+            }
+        }
+        (void)!write(pipefd[1], &daemon, sizeof daemon);
+        _exit(0);
+    }
+    CHECK(read(pipefd[0], &pids[1], sizeof pids[1]) == sizeof pids[1]);
+    waitpid(middle, NULL, 0);
+    close(pipefd[0]);
+    close(pipefd[1]);
+}
+
+static int task_main(int argc, char **argv)
+{
+    const char *mode = argv[2];
+    if (strcmp(mode, "priv") == 0 && argc == 5) {
+        task_priv(argv[3], argv[4]);
+    } else if (strcmp(mode, "unpriv") == 0 && argc == 4) {
+        task_unpriv(argv[3]);
+    } else if (strcmp(mode, "exit") == 0 && argc == 4) {
+        return atoi(argv[3]);
+    } else if (strcmp(mode, "sleep") == 0 && argc == 4) {
+        pid_t self = getpid();
+        task_write_pids(argv[3], &self, 1);
+        for (;;) {
+            pause();
+        }
+    } else if (strcmp(mode, "reboot") == 0 && argc == 5) {
+        pid_t pids[3];
+        task_make_descendants(pids);
+        pids[2] = getpid();
+        task_write_pids(argv[4], pids, 3);
+        host_reboot((mach_port_t)atoi(argv[3]), 0);
+        return 99; /* not reached: the instance ended */
+    } else {
+        CHECK(!"unknown task mode");
+    }
+    return test_failures == 0 ? 0 : 1;
+}
+
+/* ---- the driver ---- */
+
+static char hell_path[PATH_MAX];
+static char self_path[PATH_MAX];
+static char scratch[PATH_MAX];
+
+/* Runs hell with ARGS (NULL-terminated, after "hell"); standard output
+ * goes to OUT if not NULL (up to SIZE - 1 bytes, NUL-terminated).
+ * Returns its exit status, or -1. */
+static int run_hell(char *out, size_t size, const char *const *args)
+{
+    const char *argv[16] = {hell_path};
+    int n = 1;
+    for (; args[n - 1] != NULL && n < 15; n++) {
+        argv[n] = args[n - 1];
+    }
+    argv[n] = NULL;
+    int pipefd[2];
+    /* Close-on-exec: a machd started by this hell must not hold it. */
+    CHECK(pipe2(pipefd, O_CLOEXEC) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (out != NULL) {
+            dup2(pipefd[1], STDOUT_FILENO);
+        }
+        execv(hell_path, (char **)argv);
+        _exit(126);
+    }
+    close(pipefd[1]);
+    size_t len = 0;
+    ssize_t got;
+    char discard[256];
+    while ((got = read(pipefd[0], out != NULL ? out + len : discard,
+                       out != NULL ? size - 1 - len : sizeof discard)) > 0) {
+        if (out != NULL) {
+            len += (size_t)got;
+        }
+    }
+    if (out != NULL) {
+        out[len] = '\0';
+    }
+    close(pipefd[0]);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+#define HELL(...) run_hell(NULL, 0, (const char *const[]){__VA_ARGS__, NULL})
+
+/* machd's pid for instance NAME, from `hell status`, or -1. */
+static pid_t machd_pid(const char *name)
+{
+    char out[256];
+    if (run_hell(out, sizeof out, (const char *const[]){"status", name, NULL}) != 0) {
+        return -1;
+    }
+    const char *at = strstr(out, "pid ");
+    return at != NULL ? atoi(at + 4) : -1;
+}
+
+/* Waits for machd PID, our child since we are the subreaper that
+ * inherited it, to end.  Returns its wait status, or -1. */
+static int machd_wait(pid_t pid)
+{
+    int status;
+    for (int i = 0; i < WAIT_MS; i++) {
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid) {
+            return status;
+        }
+        usleep(1000);
+    }
+    return -1;
+}
+
+/* Reads the pids a task wrote to FILE (waiting for it).  Returns how many. */
+static int read_pids(const char *file, pid_t *pids, int max)
+{
+    FILE *f = NULL;
+    for (int i = 0; i < WAIT_MS && (f = fopen(file, "r")) == NULL; i++) {
+        usleep(1000);
+    }
+    int n = 0, pid;
+    while (f != NULL && n < max && fscanf(f, "%d", &pid) == 1) {
+        pids[n++] = pid;
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return n;
+}
+
+static bool gone(pid_t pid)
+{
+    return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Starts `hell run NAME ARGS...` without waiting.  Returns its pid. */
+static pid_t hell_run_async(const char *const *args)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        const char *argv[16] = {hell_path, "run"};
+        int n = 2;
+        for (; args[n - 2] != NULL && n < 15; n++) {
+            argv[n] = args[n - 2];
+        }
+        argv[n] = NULL;
+        execv(hell_path, (char **)argv);
+        _exit(126);
+    }
+    return pid;
+}
+
+static int driver_main(void)
+{
+    int fds_before = test_count_fds();
+    CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+    ssize_t len = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+    CHECK(len > 0);
+    self_path[len > 0 ? len : 0] = '\0';
+    snprintf(hell_path, sizeof hell_path, "%s", self_path);
+    *strrchr(hell_path, '/') = '\0';
+    strcat(hell_path, "/../bin/hell");
+    snprintf(scratch, sizeof scratch, "/tmp/hell-test-instance-XXXXXX");
+    CHECK(mkdtemp(scratch) != NULL);
+    setenv("HELL_RUNTIME_DIR", scratch, 1);
+
+    /* Two instances; a second start of one is refused. */
+    CHECK(HELL("start", "A") == 0);
+    CHECK(HELL("start", "B") == 0);
+    CHECK(HELL("start", "A") == 1);
+    pid_t machd_a = machd_pid("A"), machd_b = machd_pid("B");
+    CHECK(machd_a > 0 && machd_b > 0 && machd_a != machd_b);
+
+    /* Tasks. */
+    CHECK(HELL("run", "A", self_path, "--task", "exit", "7") == 7);
+    CHECK(HELL("run", "A", "--priv", "--", self_path, "--task", "priv", "${host-port}",
+               "${device-port}") == 0);
+    CHECK(HELL("run", "B", self_path, "--task", "unpriv", "${host-port}") == 0);
+    CHECK(HELL("run", "A", "/nonexistent/program") == 127);
+    CHECK(HELL("run", "nosuchinstance", self_path, "--task", "exit", "0") == 1);
+
+    /* stop ends a task still running, then machd. */
+    char pidfile[PATH_MAX + 16];
+    snprintf(pidfile, sizeof pidfile, "%s/sleeper", scratch);
+    pid_t runner = hell_run_async((const char *const[]){"A", self_path, "--task", "sleep",
+                                                        pidfile, NULL});
+    pid_t sleeper = 0;
+    CHECK(read_pids(pidfile, &sleeper, 1) == 1);
+    CHECK(sleeper > 0 && !gone(sleeper));
+    CHECK(HELL("stop", "A") == 0);
+    int status;
+    CHECK(waitpid(runner, &status, 0) == runner);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGKILL);
+    status = machd_wait(machd_a);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(gone(sleeper));
+    CHECK(HELL("status", "A") == 1);
+
+    /* B did not notice; host_reboot from one of its tasks ends it. */
+    CHECK(HELL("run", "B", self_path, "--task", "exit", "0") == 0);
+    snprintf(pidfile, sizeof pidfile, "%s/rebooter", scratch);
+    CHECK(HELL("run", "B", "--priv", self_path, "--task", "reboot", "${host-port}", pidfile) ==
+          128 + SIGKILL);
+    status = machd_wait(machd_b);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    pid_t pids[3] = {0};
+    CHECK(read_pids(pidfile, pids, 3) == 3);
+    for (int i = 0; i < 3; i++) {
+        CHECK(pids[i] > 0 && gone(pids[i]));
+    }
+    CHECK(HELL("status", "B") == 1);
+    /* A start after the end works (the stale socket is gone or replaced). */
+    CHECK(HELL("start", "B") == 0);
+    machd_b = machd_pid("B");
+    CHECK(HELL("stop", "B") == 0);
+    status = machd_wait(machd_b);
+    CHECK(WIFEXITED(status));
+
+    /* Nothing left: no socket, no child, no descriptor. */
+    unlink(pidfile);
+    snprintf(pidfile, sizeof pidfile, "%s/sleeper", scratch);
+    unlink(pidfile);
+    CHECK(rmdir(scratch) == 0);
+    CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+    CHECK(test_count_fds() == fds_before);
+    return test_done("instance");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && strcmp(argv[1], "--task") == 0) {
+        return task_main(argc, argv);
+    }
+    return driver_main();
+}

@@ -288,9 +288,12 @@ static mach_msg_return_t ipc_msg_check_server(struct ipc_port *port,
         return MACH_RCV_IN_PROGRESS;
     }
     ipc_lock();
-    bool dead = ipc_port_is_dead(wait->dest, true);
+    if (ipc_port_is_dead(wait->dest, true)) {
+        ipc_watch_port_died(wait->dest);
+    }
+    bool gone = atomic_load(&wait->dest->server_gone);
     ipc_unlock();
-    if (!dead) {
+    if (!gone) {
         return MACH_RCV_IN_PROGRESS;
     }
     if (wire_recv(port, 0, true, kmsg) == MACH_MSG_SUCCESS) {
@@ -396,15 +399,22 @@ static mach_msg_return_t ipc_msg_receive_port(int space_id, mach_msg_header_t *m
             break;
         }
         int wait_ms = ipc_msg_time_left(timeout_ms, deadline);
-        bool server_dead = wait != NULL && wait->dest != NULL && atomic_load(&wait->dest->dead);
-        if (!server_dead) {
+        bool server_gone =
+            wait != NULL && wait->dest != NULL && atomic_load(&wait->dest->server_gone);
+        if (!server_gone) {
             atomic_store(&rcv->waiter, ipc_self_tid());
             mr = wire_recv(port, wait_ms, true, &kmsg);
             atomic_store(&rcv->waiter, 0);
         }
-        if (server_dead || (mr == MACH_RCV_INTERRUPTED && wait != NULL && wait->dest != NULL &&
+        if (server_gone || (mr == MACH_RCV_INTERRUPTED && wait != NULL && wait->dest != NULL &&
                             atomic_load(&wait->dest->dead))) {
-            mr = ipc_msg_check_server(port, wait, &kmsg);
+            mach_msg_return_t checked = ipc_msg_check_server(port, wait, &kmsg);
+            /* A dead port whose receiver still owes us a reply: an
+             * interruption is handled as on a live one. */
+            if (checked == MACH_MSG_SUCCESS || server_gone ||
+                atomic_load(&wait->dest->server_gone)) {
+                mr = checked;
+            }
         }
         if (mr == MACH_MSG_SUCCESS) {
             break;

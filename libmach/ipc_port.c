@@ -42,6 +42,7 @@ static struct ipc_port *ipc_port_alloc(int send_fd, uint64_t ino)
     port->send_fd = send_fd;
     port->count_wfd = -1;
     port->q_fd = -1;
+    port->owner_pidfd = -1;
     if (!u64map_insert(&ipc_port_table, ino, port)) {
         free(port);
         return NULL;
@@ -311,6 +312,9 @@ void ipc_port_destroy_receive(struct ipc_port *port)
     kern_notify_receive_gone(port);
     port->rcv = NULL;
     port->dead = true;
+    /* Before the ends close: clients still waiting for replies to
+     * requests we took must not take this death for ours. */
+    ipc_qlimit_mark_destroyed(port);
     /* Wakes a thread of ours blocked on the receive end and turns every
      * send end into a dead port at once; then what was queued is
      * destroyed. */
@@ -357,6 +361,9 @@ void ipc_port_forget_all(void)
         }
         linux_close(port->send_fd);
         linux_close(port->count_wfd);
+        if (port->owner_pidfd >= 0) {
+            linux_close(port->owner_pidfd);
+        }
         ipc_qlimit_release(port);
         /* The memory is left alone: other threads of the parent were
          * copied mid-flight, their structures cannot be trusted. */

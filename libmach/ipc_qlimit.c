@@ -36,6 +36,12 @@ struct ipc_qstate {
     _Atomic uint32_t wakeups;  /* futex word: bumped to wake sleepers */
     _Atomic uint32_t sleepers; /* senders between deciding to sleep and
                                   waking up */
+    /* The task holding the receive right (ipc_qlimit_claim), and whether
+     * it destroyed the right: a waiting client then still expects the
+     * replies that task owes it (ipc_qlimit_destroyer_pidfd). */
+    _Atomic uint32_t destroyed;
+    _Atomic int32_t owner_pid;
+    _Atomic uint64_t owner_start;
 };
 
 static struct ipc_qstate *ipc_qlimit_page(struct ipc_port *port)
@@ -70,7 +76,35 @@ kern_return_t ipc_qlimit_create(struct ipc_port *port)
     struct ipc_qstate *q = page;
     atomic_store(&q->qlimit, port->rcv->qlimit);
     ipc_qlimit_install(port, fd, page);
+    ipc_qlimit_claim(port);
     return KERN_SUCCESS;
+}
+
+void ipc_qlimit_claim(struct ipc_port *port)
+{
+    struct ipc_qstate *q = ipc_qlimit_page(port);
+    if (q != NULL) {
+        atomic_store(&q->owner_start, linux_self_start_time());
+        atomic_store(&q->owner_pid, (int32_t)getpid());
+        atomic_store(&q->destroyed, 0);
+    }
+}
+
+void ipc_qlimit_mark_destroyed(struct ipc_port *port)
+{
+    struct ipc_qstate *q = ipc_qlimit_page(port);
+    if (q != NULL) {
+        atomic_store(&q->destroyed, 1);
+    }
+}
+
+int ipc_qlimit_destroyer_pidfd(struct ipc_port *port)
+{
+    struct ipc_qstate *q = ipc_qlimit_page(port);
+    if (q == NULL || atomic_load(&q->destroyed) != 1) {
+        return -1;
+    }
+    return linux_pidfd_of((pid_t)atomic_load(&q->owner_pid), atomic_load(&q->owner_start));
 }
 
 bool ipc_qlimit_fd_ok(int fd)

@@ -35,6 +35,22 @@ kern_return_t ipc_qlimit_create(struct ipc_port *port);
  * (its sends are unlimited).  Expects [G]. */
 void ipc_qlimit_adopt(struct ipc_port *port, int fd);
 
+/* Records in PORT's page (if it has one) that this task holds the
+ * receive right now.  Expects [G]. */
+void ipc_qlimit_claim(struct ipc_port *port);
+
+/* Records in PORT's page that its receiver (this task) destroyed the
+ * receive right, before the right's descriptors close.  Expects [G]. */
+void ipc_qlimit_mark_destroyed(struct ipc_port *port);
+
+/* For a dead PORT: a pidfd of the task that destroyed its receive right,
+ * if its page says one did and that task still lives, else -1 (the
+ * receiver died, or the port has no page).  The caller owns the pidfd.
+ * Like everything in the page this is advisory: a task holding a send
+ * right could name another live task, which makes clients wait for that
+ * task as a full queue makes senders wait.  Expects [G]. */
+int ipc_qlimit_destroyer_pidfd(struct ipc_port *port);
+
 /* Unmaps PORT's page and closes its descriptor (the port is freed). */
 void ipc_qlimit_release(struct ipc_port *port);
 

@@ -6,6 +6,7 @@
 
 #include "ipc_notify.h"
 #include "ipc_port.h"
+#include "ipc_qlimit.h"
 #include "ipc_pset.h"
 #include "kern_notify.h"
 
@@ -330,6 +331,7 @@ static void ipc_entry_fill(struct ipc_space *space, struct ipc_entry *entry,
         right->port->name[space->id] = entry->name;
         right->port->rcv->space = space->id;
         right->port->rcv->leaving = false;
+        ipc_qlimit_claim(right->port);
         kern_notify_receive_arrived(right->port);
         break;
     default:
@@ -365,6 +367,7 @@ static kern_return_t ipc_entry_merge(struct ipc_space *space,
         entry->type |= MACH_PORT_TYPE_RECEIVE;
         port->rcv->space = space->id;
         port->rcv->leaving = false;
+        ipc_qlimit_claim(port);
         kern_notify_receive_arrived(port);
     }
     ipc_port_unref(port);

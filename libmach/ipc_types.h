@@ -89,6 +89,12 @@ struct ipc_port {
     struct ipc_qstate *_Atomic q; /* [G] to set: the queue page mapped
                                      (ipc_qlimit.h), or NULL */
     bool watched;                 /* [G] in the watchdog's epoll set */
+    _Atomic bool server_gone;     /* [G] to write: dead, and nobody owes
+                                     replies to requests sent to it any
+                                     more (its receiver died) */
+    int owner_pidfd;              /* [G] while dead but not server_gone:
+                                     the task that destroyed the receive
+                                     right, watched for its death, or -1 */
     mach_port_name_t name[2];     /* [G] send/receive entry per space, or 0 */
 };
 

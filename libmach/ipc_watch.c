@@ -10,6 +10,7 @@
 
 #include "ipc_msg.h"
 #include "ipc_port.h"
+#include "ipc_qlimit.h"
 #include "ipc_space.h"
 #include "kern_notify.h"
 #include "linux.h"
@@ -23,6 +24,9 @@ static bool ipc_watch_running;       /* [G] */
 static struct u64map ipc_watch_ports; /* [G] serial -> port: send end watched */
 static struct u64map ipc_watch_ns;    /* [G] serial -> port: counting pipe watched */
 #define IPC_WATCH_NS_TAG (1ull << 63) /* epoll data of a counting pipe */
+static struct u64map ipc_watch_owners; /* [G] serial -> dead port whose
+                                          destroyer's pidfd is watched */
+#define IPC_WATCH_OWNER_TAG (1ull << 62) /* epoll data of such a pidfd */
 static struct u64map ipc_watch_dead;  /* [G] serial -> dead port with waiters
                                          (referenced) */
 
@@ -33,12 +37,69 @@ static void ipc_watch_kick(struct ipc_port *port)
     }
 }
 
+static bool ipc_watch_start(void);
+
+/* Stops watching the task that destroyed PORT's receive right. */
+static void ipc_watch_owner_stop(struct ipc_port *port)
+{
+    if (port->owner_pidfd >= 0) {
+        epoll_ctl(ipc_watch_epoll, EPOLL_CTL_DEL, port->owner_pidfd, NULL);
+        linux_close(port->owner_pidfd);
+        port->owner_pidfd = -1;
+        u64map_remove(&ipc_watch_owners, port->serial);
+    }
+}
+
+/* Nobody will answer requests sent to PORT: its waiters are interrupted
+ * (again every IPC_WATCH_KICK_MS until they have left). */
+static void ipc_watch_server_gone(struct ipc_port *port)
+{
+    ipc_watch_owner_stop(port);
+    atomic_store(&port->server_gone, true);
+    if (port->waiters != NULL && u64map_insert(&ipc_watch_dead, port->serial, port)) {
+        ipc_port_ref(port);
+    }
+}
+
+void ipc_watch_port_died(struct ipc_port *port)
+{
+    /* Decided already, or for nobody: a thread that starts waiting on a
+     * dead port decides then (its request may have gone in just before
+     * the death; the task that took it may still answer). */
+    if (atomic_load(&port->server_gone) || port->owner_pidfd >= 0 || port->waiters == NULL) {
+        return;
+    }
+    /* Watched only while someone waits: the last waiter stops it. */
+    int pidfd = ipc_watch_start() ? ipc_qlimit_destroyer_pidfd(port) : -1;
+    if (pidfd >= 0) {
+        struct epoll_event event = {.events = EPOLLIN,
+                                    .data.u64 = port->serial | IPC_WATCH_OWNER_TAG};
+        if (u64map_insert(&ipc_watch_owners, port->serial, port)) {
+            if (epoll_ctl(ipc_watch_epoll, EPOLL_CTL_ADD, pidfd, &event) == 0) {
+                port->owner_pidfd = pidfd;
+                return;
+            }
+            u64map_remove(&ipc_watch_owners, port->serial);
+        }
+        linux_close(pidfd);
+    }
+    ipc_watch_server_gone(port);
+}
+
 /* Handles hang-ups and kicks waiters on dead ports.  Expects [G].
  * Returns whether some remain to be kicked again. */
 static bool ipc_watch_pass(struct epoll_event *events, int n)
 {
     for (int i = 0; i < n; i++) {
         uint64_t tag = events[i].data.u64;
+        if (tag & IPC_WATCH_OWNER_TAG) {
+            /* The task that destroyed the port died with our replies. */
+            struct ipc_port *port = u64map_lookup(&ipc_watch_owners, tag & ~IPC_WATCH_OWNER_TAG);
+            if (port != NULL) {
+                ipc_watch_server_gone(port);
+            }
+            continue;
+        }
         if (tag & IPC_WATCH_NS_TAG) {
             struct ipc_port *port = u64map_lookup(&ipc_watch_ns, tag & ~IPC_WATCH_NS_TAG);
             if (port != NULL) {
@@ -54,11 +115,8 @@ static bool ipc_watch_pass(struct epoll_event *events, int n)
         epoll_ctl(ipc_watch_epoll, EPOLL_CTL_DEL, port->send_fd, NULL);
         port->watched = false;
         port->dead = port->rcv == NULL;
-        if (port->dead && port->waiters != NULL &&
-            u64map_insert(&ipc_watch_dead, port->serial, port)) {
-            ipc_port_ref(port);
-        }
         if (port->dead) {
+            ipc_watch_port_died(port);
             kern_notify_port_died(port);
         }
     }
@@ -116,7 +174,11 @@ void ipc_watch_wait_begin(struct ipc_port *port, struct ipc_watch_waiter *waiter
 {
     waiter->next = port->waiters;
     port->waiters = waiter;
-    ipc_watch_port(port);
+    if (port->dead) {
+        ipc_watch_port_died(port); /* died before we looked */
+    } else {
+        ipc_watch_port(port);
+    }
 }
 
 void ipc_watch_port(struct ipc_port *port)
@@ -146,6 +208,9 @@ void ipc_watch_wait_end(struct ipc_port *port, struct ipc_watch_waiter *waiter)
     /* The last waiter on a dead port takes it off the kick list now, so
      * that its descriptors close when its last right goes, not at the
      * watchdog's next pass.  (The caller still holds a reference.) */
+    if (port->waiters == NULL) {
+        ipc_watch_owner_stop(port);
+    }
     if (port->waiters == NULL && u64map_remove(&ipc_watch_dead, port->serial) != NULL) {
         ipc_port_unref(port);
     }
@@ -153,6 +218,7 @@ void ipc_watch_wait_end(struct ipc_port *port, struct ipc_watch_waiter *waiter)
 
 void ipc_watch_forget(struct ipc_port *port)
 {
+    ipc_watch_owner_stop(port);
     if (port->watched) {
         epoll_ctl(ipc_watch_epoll, EPOLL_CTL_DEL, port->send_fd, NULL);
         u64map_remove(&ipc_watch_ports, port->serial);
@@ -194,4 +260,5 @@ void ipc_watch_fork_child(void)
     ipc_watch_ports = (struct u64map){0};
     ipc_watch_ns = (struct u64map){0};
     ipc_watch_dead = (struct u64map){0};
+    ipc_watch_owners = (struct u64map){0};
 }

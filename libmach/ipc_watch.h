@@ -5,10 +5,14 @@
  * dead-name requests for), and the counting pipes of ports with a
  * no-senders request.  When one
  * hangs up (its receive right died, with its task or not), the port is
- * marked dead and every thread waiting on it is interrupted, so that its
+ * marked dead and, once nobody owes replies to requests sent to it
+ * (server_gone), every thread waiting on it is interrupted, so that its
  * RPC ends with the send-once notification of its destroyed reply right
- * instead of hanging.  Nothing is paid per RPC: a destination is added
- * to the epoll set once, the first time a reply is awaited from it.
+ * instead of hanging.  A receiver that destroyed the right itself may
+ * still answer what it took: then the watchdog waits for that task's
+ * death instead (a pidfd), as GNU Mach keeps a reply right alive as long
+ * as its holder.  Nothing is paid per RPC: a destination is added to the
+ * epoll set once, the first time a reply is awaited from it.
  *
  * Every function here expects ipc_lock held ([G]).
  */
@@ -34,6 +38,11 @@ void ipc_watch_wait_end(struct ipc_port *port, struct ipc_watch_waiter *waiter);
 /* Watches PORT's send end (a dead-name request): when it hangs up,
  * kern_notify_port_died runs. */
 void ipc_watch_port(struct ipc_port *port);
+
+/* PORT is dead (its receive right is gone): decides whether requests
+ * sent to it can still be answered, sets server_gone if not (and
+ * interrupts its waiters), else watches the task that destroyed it. */
+void ipc_watch_port_died(struct ipc_port *port);
 
 /* PORT is being freed: stop watching it (before its send end closes). */
 void ipc_watch_forget(struct ipc_port *port);

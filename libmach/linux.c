@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -326,8 +327,12 @@ void linux_close_untrusted(int fd)
     linux_close(fd);
 }
 
+/* This process's start time, 0 until read; reset in a fork child. */
+static _Atomic uint64_t linux_self_start;
+
 void linux_fork_child(void)
 {
+    atomic_store(&linux_self_start, 0);
     /* The helpers did not survive the fork. */
     pthread_mutex_init(&linux_helpers_lock, NULL);
     memset(linux_helpers, 0, sizeof linux_helpers);
@@ -339,4 +344,54 @@ void linux_fork_child(void)
     linux_reaper_n = 0;
     linux_reaper_running = false;
     linux_reaper_closing = false;
+}
+
+uint64_t linux_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    ssize_t len = read(fd, buf, sizeof buf - 1);
+    linux_close(fd);
+    if (len <= 0) {
+        return 0;
+    }
+    buf[len] = '\0';
+    /* Field 22, counted after "pid (comm)": comm may hold anything. */
+    char *p = strrchr(buf, ')');
+    for (int field = 2; p != NULL && field < 22; field++) {
+        p = strchr(p + 1, ' ');
+    }
+    return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+uint64_t linux_self_start_time(void)
+{
+    uint64_t start = atomic_load_explicit(&linux_self_start, memory_order_relaxed);
+    if (start == 0) {
+        start = linux_start_time(getpid());
+        atomic_store_explicit(&linux_self_start, start, memory_order_relaxed);
+    }
+    return start;
+}
+
+int linux_pidfd_of(pid_t pid, uint64_t start)
+{
+    if (pid <= 0 || start == 0) {
+        return -1;
+    }
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    /* The pidfd pins the pid: if the start time matches now, it is the
+     * process meant, and it stays so. */
+    if (linux_start_time(pid) != start) {
+        linux_close(fd);
+        return -1;
+    }
+    return fd;
 }

@@ -94,4 +94,16 @@ void linux_raise_nofile(void);
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t linux_now_ms(void);
 
+/* When process PID started (/proc/PID/stat, clock ticks since boot), or
+ * 0 when it is gone or unreadable.  With a pid, it names one process for
+ * good: a pid can be reused, the pair cannot. */
+uint64_t linux_start_time(pid_t pid);
+
+/* This process's start time (linux_start_time), read once per process. */
+uint64_t linux_self_start_time(void);
+
+/* A pidfd of the process PID that started at START (linux_start_time),
+ * or -1 when that process is gone. */
+int linux_pidfd_of(pid_t pid, uint64_t start);
+
 #endif

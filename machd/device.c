@@ -244,26 +244,6 @@ kern_return_t ds_device_open(mach_port_t master_port, mach_port_t reply_port,
 static void device_port_destroy(mach_port_t port);
 static void device_console_bury(mach_port_t port);
 
-/* Answers the request being served with KR at once (the routine then
- * returns MIG_NO_REPLY).  Returns false when there is no request to
- * answer this way (the caller returns KR itself). */
-static bool device_reply_now(kern_return_t kr)
-{
-    if (device_request == NULL) {
-        return false;
-    }
-    if (MACH_PORT_VALID(device_request->msgh_remote_port)) {
-        mig_reply_header_t reply;
-        mig_reply_setup(device_request, &reply.Head);
-        reply.RetCode = kr;
-        if (mach_msg(&reply.Head, MACH_SEND_MSG, sizeof reply, 0, MACH_PORT_NULL,
-                     MACH_MSG_TIMEOUT_NONE, MACH_PORT_NULL) != MACH_MSG_SUCCESS) {
-            mach_msg_destroy(&reply.Head);
-        }
-    }
-    return true;
-}
-
 kern_return_t ds_device_close(mach_port_t device)
 {
     struct device_ref ref;
@@ -284,16 +264,15 @@ kern_return_t ds_device_close(mach_port_t device)
     if (!last) {
         return kr;
     }
-    /* Answer first, then destroy the port (see the top of the file).
-     * Requests still queued on it die with it, and their clients get
-     * MIG_SERVER_DIED, as when GNU Mach destroys a port. */
-    bool answered = device_reply_now(D_SUCCESS);
+    /* The reply goes out after the port is destroyed, as in GNU Mach:
+     * the caller still gets it.  Requests still queued on the port die
+     * with it, and their clients get MIG_SERVER_DIED. */
     if (ref.unit->kind == DEVICE_CONSOLE && device_console.in >= 0) {
         device_console_bury(device); /* by the console thread */
     } else {
         device_port_destroy(device);
     }
-    return answered ? MIG_NO_REPLY : D_SUCCESS;
+    return D_SUCCESS;
 }
 
 /* ---- disks ---- */

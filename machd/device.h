@@ -21,12 +21,9 @@
  *   read-only disk: D_READ_ONLY.
  * - device_close counts an open down; the last close destroys the port
  *   (calls through it then fail with MACH_SEND_INVALID_DEST, as with
- *   GNU Mach) and a later open makes a new one.  The port dies just after
- *   the close is answered and the console reads waiting on it are
- *   answered (D_NO_SUCH_DEVICE): a HELL client takes the death of the
- *   port it waits on for its server's (docs/ARCHITECTURE.md), so answers
- *   sent later would be lost.  A call that overtakes the death gets
- *   D_NO_SUCH_DEVICE.  No-senders is not requested (GNU Mach's native
+ *   GNU Mach) and a later open makes a new one.  Console reads waiting on
+ *   it are answered D_NO_SUCH_DEVICE, then the port dies; a call that
+ *   overtakes the death gets D_NO_SUCH_DEVICE.  No-senders is not requested (GNU Mach's native
  *   devices ignore it too): a task that dies with a device open leaves
  *   the open counted, and one port per device and mode cannot pile up.
  * - Every call but device_open on the master port, or on a port that is

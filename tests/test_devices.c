@@ -252,11 +252,9 @@ static void task_disks(void)
     CHECK_KR(device_close(hd), D_SUCCESS);
     check_read(hd, 0, REC, D_SUCCESS, REC, hd_byte);
     CHECK_KR(device_close(hd), D_SUCCESS);
-    /* The port dies just after machd answers the last close (before, the
-     * answer would be lost: a HELL client takes the death of the port it
-     * waits on for its server's).  A call that overtakes the death gets
-     * D_NO_SUCH_DEVICE, as through the port of a closed GNU Mach device,
-     * or MIG_SERVER_DIED when the port dies with the call on it. */
+    /* The last close destroys the port.  A call that overtakes the
+     * death gets D_NO_SUCH_DEVICE, as through the port of a closed GNU
+     * Mach device, or MIG_SERVER_DIED when it was still queued there. */
     io_buf_ptr_t data = NULL;
     mach_msg_type_number_t len = 0;
     kern_return_t kr = device_read(hd, 0, 0, REC, &data, &len);

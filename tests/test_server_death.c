@@ -4,7 +4,11 @@
  * client's MIG call ends with MIG_SERVER_DIED (the send-once notification
  * of its destroyed reply right), whether the server died before reading
  * the request or while holding the reply right; a reply sent just before
- * the death is still delivered.  Each case runs the server in a child task;
+ * the death is still delivered.  A server that destroys the port it was
+ * asked on (libports does, when a port's last reference goes during an
+ * RPC on it) still owes the reply: it arrives, or the server's death or
+ * its destroying the reply right ends the call.  Each case runs the
+ * server in a child task;
  * the watchdog notices the death at once (the whole test takes well under
  * a second), though only "never hangs" is asserted.
  */
@@ -26,7 +30,13 @@ enum server_fate {
     DIES_BEFORE_READING, /* killed by the client's parent while idle */
     DIES_HOLDING_REPLY,  /* reads the request, then SIGKILLs itself */
     REPLIES_THEN_DIES,   /* answers, then SIGKILLs itself */
+    DESTROYS_THEN_REPLIES, /* reads, destroys its port, answers later */
+    DESTROYS_THEN_DIES,    /* reads, destroys its port, dies later */
+    DESTROYS_THEN_DROPS,   /* reads, destroys its port, then the reply right */
 };
+
+/* Long enough for the client's watchdog to see the port die first. */
+#define LATER_US 100000
 
 /* Starts a server child that makes a port, sends us a send right to it,
  * and meets FATE on the first request. */
@@ -52,7 +62,15 @@ static pid_t start_server(enum server_fate fate, mach_port_t *server)
             char buf[1024];
         } req, rep;
         mach_msg(&req.h, MACH_RCV_MSG, 0, sizeof req, svc, 0, MACH_PORT_NULL);
-        if (fate == REPLIES_THEN_DIES) {
+        if (fate >= DESTROYS_THEN_REPLIES) {
+            mach_port_destroy(mach_task_self(), svc);
+            usleep(LATER_US);
+        }
+        if (fate == DESTROYS_THEN_DROPS) {
+            mach_port_deallocate(mach_task_self(), req.h.msgh_remote_port);
+            usleep(LATER_US);
+        }
+        if (fate == REPLIES_THEN_DIES || fate == DESTROYS_THEN_REPLIES) {
             hell_test_server(&req.h, &rep.h);
             mach_msg(&rep.h, MACH_SEND_MSG, rep.h.msgh_size, 0, MACH_PORT_NULL, 0,
                      MACH_PORT_NULL);
@@ -150,6 +168,9 @@ int main(void)
     run_case(DIES_HOLDING_REPLY, MIG_SERVER_DIED);
     run_case(DIES_BEFORE_READING, MIG_SERVER_DIED);
     run_case(REPLIES_THEN_DIES, KERN_SUCCESS);
+    run_case(DESTROYS_THEN_REPLIES, KERN_SUCCESS);
+    run_case(DESTROYS_THEN_DIES, MIG_SERVER_DIED);
+    run_case(DESTROYS_THEN_DROPS, MIG_SERVER_DIED);
     client_dies();
     /* Nothing leaked but the watchdog's epoll instance, made once per task
      * on its first RPC to another task. */

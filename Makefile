@@ -38,7 +38,7 @@ CFLAGS    := $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -fPIC -pthread
 # libmach is linked at start-up, not dlopen()ed: its thread-locals (reply
 # port, receive buffer) can use the initial-exec model, without a call to
 # __tls_get_addr on every message.
-LIBCFLAGS := $(CFLAGS) -fvisibility=hidden -ftls-model=initial-exec -Ilibmach -I$(GEN) \
+LIBCFLAGS := $(CFLAGS) -fvisibility=hidden -ftls-model=initial-exec -Ilibmach -Imachd -I$(GEN) \
              -DHELL_VERSION='"$(VERSION)"'
 # MIG output is not ours: keep -Werror for our code, relax what MIG emits.
 MIGCFLAGS := $(LIBCFLAGS) -I$(GEN)/include/mach -I$(GEN)/include/device -Wno-error -Wno-unused-variable -Wno-unused-function \
@@ -112,7 +112,8 @@ $(GEN)/demo/%.user.c $(GEN)/demo/%.server.c: demo/%.defs $(DEPS)/.ok
 	    -server $(GEN)/demo/$*.server.c -sheader $(GEN)/demo/$*.server.h $<
 
 # ---- the library ----
-$(OBJ)/libmach/%.o: libmach/%.c $(GEN_HDRS) $(wildcard libmach/*.h include/*.h include/mach/*.h)
+$(OBJ)/libmach/%.o: libmach/%.c $(GEN_HDRS) $(wildcard libmach/*.h include/*.h include/mach/*.h) \
+                    machd/protocol.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(LIBCFLAGS) -c -o $@ $<
 # User stubs are the exported Mach ABI; server stubs stay hidden.
@@ -191,7 +192,8 @@ $(BUILD)/bin/hell: tools/hell.c machd/protocol.c machd/protocol.h
 # and UBSan; the run is a test (tests/test_fuzz.sh) of FUZZ_SECONDS.
 FUZZ_SECONDS ?= 30
 FUZZ_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-unknown-warning-option -fvisibility=hidden -DHELL_VERSION='"$(VERSION)"' \
-               -Ilibmach -I$(GEN) -I$(GEN)/include/mach -I$(GEN)/include/device -DMIG_EOPNOTSUPP=MIG_BAD_ID \
+               -Ilibmach -Imachd -I$(GEN) -I$(GEN)/include/mach -I$(GEN)/include/device \
+               -DMIG_EOPNOTSUPP=MIG_BAD_ID \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -pthread
 FUZZ_SRCS   := $(LIB_SRCS) $(MIG_USER_DEFS:%=$(GEN)/%.user.c) $(MIG_SERVER_DEFS:%=$(GEN)/%.server.c) \
                $(GEN)/exc.kuser.c

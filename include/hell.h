@@ -66,6 +66,12 @@ pid_t hell_spawn_attr(const char *path, char *const argv[], const struct hell_sp
  * Later calls return another send right to the same port. */
 mach_port_t hell_host_priv_create(void (*on_reboot)(int options));
 
+/* Sends the send-once notification of the right NONCE through SEND_FD,
+ * a port's send end.  For the kernel process: it destroys the send-once
+ * rights a task of the instance held when it died.  Returns 0, or -1
+ * when the port is dead or its queue full. */
+int hell_janitor_send_once(int send_fd, uint64_t nonce);
+
 /* Messages this task dropped as malformed or forged. */
 unsigned long hell_dropped_messages(void);
 

@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "ipc_janitor.h"
 #include "ipc_notify.h"
 #include "ipc_port.h"
 #include "ipc_qlimit.h"
@@ -124,6 +125,7 @@ bool ipc_right_check(struct ipc_space *space, struct ipc_entry *entry, bool prob
     if (entry->type & MACH_PORT_TYPE_SEND) {
         ipc_port_srights_drop(entry->port);
     } else {
+        ipc_janitor_release(entry->nonce); /* a send-once right */
         entry->urefs = 1;
     }
     if (space->id == SPACE_USER) {
@@ -271,6 +273,7 @@ kern_return_t ipc_right_copyin_entry(struct ipc_space *space, struct ipc_entry *
         }
         *out = (struct kright){
             .kind = KRIGHT_SEND_ONCE, .port = port, .nonce = entry->nonce};
+        ipc_janitor_release(entry->nonce);
         if (space->id == SPACE_USER) {
             kern_notify_entry_deleted(entry);
         }
@@ -325,6 +328,7 @@ static void ipc_entry_fill(struct ipc_space *space, struct ipc_entry *entry,
         entry->type = MACH_PORT_TYPE_SEND_ONCE;
         entry->urefs = 1;
         entry->nonce = right->nonce;
+        ipc_janitor_hold(right->port, right->nonce);
         break;
     case KRIGHT_RECEIVE:
         entry->type = MACH_PORT_TYPE_RECEIVE;
@@ -460,6 +464,7 @@ static void ipc_right_send_once_destroy(struct ipc_space *space,
 {
     struct kright right = {
         .kind = KRIGHT_SEND_ONCE, .port = entry->port, .nonce = entry->nonce};
+    ipc_janitor_release(entry->nonce);
     if (space->id == SPACE_USER) {
         kern_notify_entry_deleted(entry);
     }

@@ -89,6 +89,7 @@ struct ipc_port {
     struct ipc_qstate *_Atomic q; /* [G] to set: the queue page mapped
                                      (ipc_qlimit.h), or NULL */
     bool watched;                 /* [G] in the watchdog's epoll set */
+    bool janitor_known;           /* [G] its send end shown to machd */
     _Atomic bool server_gone;     /* [G] to write: dead, and nobody owes
                                      replies to requests sent to it any
                                      more (its receiver died) */

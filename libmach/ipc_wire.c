@@ -1578,6 +1578,11 @@ int wire_recv_bootstrap(int fd, struct kright *rights, unsigned max)
 mach_msg_return_t wire_send_notify_locked(struct ipc_port *port, uint64_t nonce,
                                           mach_msg_id_t id)
 {
+    return wire_send_notify_fd(port->send_fd, nonce, id);
+}
+
+mach_msg_return_t wire_send_notify_fd(int send_fd, uint64_t nonce, mach_msg_id_t id)
+{
     struct wire_hdr hdr = {
         .magic = WIRE_MAGIC,
         .auth_kind = WIRE_AUTH_SEND_ONCE,
@@ -1591,7 +1596,7 @@ mach_msg_return_t wire_send_notify_locked(struct ipc_port *port, uint64_t nonce,
     struct wire_right none = {.kind = KRIGHT_NONE};
     struct iovec iov[2] = {{.iov_base = &hdr, .iov_len = sizeof hdr},
                            {.iov_base = &none, .iov_len = sizeof none}};
-    if (wire_sendmsg(port->send_fd, iov, 2, NULL, 0, MSG_DONTWAIT) < 0) {
+    if (wire_sendmsg(send_fd, iov, 2, NULL, 0, MSG_DONTWAIT) < 0) {
         return errno == EAGAIN ? MACH_SEND_TIMED_OUT : MACH_SEND_INVALID_DEST;
     }
     return MACH_MSG_SUCCESS;

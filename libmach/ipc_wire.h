@@ -60,6 +60,10 @@ int wire_recv_bootstrap(int fd, struct kright *rights, unsigned max);
 mach_msg_return_t wire_send_notify_locked(struct ipc_port *port, uint64_t nonce,
                                           mach_msg_id_t id);
 
+/* The same through a bare send end SEND_FD (machd's janitor, which holds
+ * no port).  Needs no lock. */
+mach_msg_return_t wire_send_notify_fd(int send_fd, uint64_t nonce, mach_msg_id_t id);
+
 /* Messages dropped as malformed or forged since the process started. */
 unsigned long wire_dropped_count(void);
 

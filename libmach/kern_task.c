@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ipc_janitor.h"
 #include "ipc_msg.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
@@ -691,6 +692,9 @@ void kern_task_fork_child(void)
      * no longer exist.  Start over with a fresh name space. */
     atomic_store(&ipc_lock_state.state, 0);
     futex_locks_held = 0;
+    /* First: the parent's table of send-once rights is still mapped,
+     * shared with it. */
+    ipc_janitor_fork_child();
     linux_fork_child();
     ipc_watch_fork_child();
     ipc_pset_forget_all();
@@ -715,6 +719,7 @@ void kern_task_fork_child(void)
 void kern_task_init(void)
 {
     linux_raise_nofile();
+    ipc_janitor_init();
     struct sigaction sa = {.sa_handler = kern_wake_handler};
     sigemptyset(&sa.sa_mask);
     sigaction(ipc_wake_signal(), &sa, NULL);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "descendants.h"
+#include "janitor.h"
 #include "protocol.h"
 
 #define CONTROL_MAX_STRINGS 65536 /* arguments and environment entries */
@@ -293,11 +294,28 @@ static void control_run(int client_fd, struct control_request *req)
             return;
         }
     }
+    /* The task's environment, with the instance it belongs to (its
+     * rights are listed with our janitor). */
+    char instance[sizeof control_path + sizeof HELL_INSTANCE_ENV + 1];
+    snprintf(instance, sizeof instance, "%s=%s", HELL_INSTANCE_ENV, control_path);
+    char **envp = calloc(req->hdr.envc + 2, sizeof *envp);
+    if (envp == NULL) {
+        control_reply(client_fd, HELL_REPLY_ERROR, ENOMEM);
+        close(client_fd);
+        return;
+    }
+    size_t n = 0;
+    for (uint32_t i = 0; i < req->hdr.envc; i++) {
+        if (strncmp(req->envp[i], HELL_INSTANCE_ENV "=", strlen(HELL_INSTANCE_ENV) + 1) != 0) {
+            envp[n++] = req->envp[i];
+        }
+    }
+    envp[n] = instance;
     struct hell_spawn_attr attr = {
         .grants = priv ? grants : NULL,
         .ngrants = priv ? 2 : 0,
         .stdio = req->fds,
-        .envp = req->envp,
+        .envp = envp,
         .cwd = req->cwd,
     };
     pthread_mutex_lock(&control_lock);
@@ -315,6 +333,7 @@ static void control_run(int client_fd, struct control_request *req)
         control_reply(client_fd, HELL_REPLY_STARTED, pid);
     }
     pthread_mutex_unlock(&control_lock);
+    free(envp);
     if (err != 0) {
         control_reply(client_fd, HELL_REPLY_ERROR, err);
         close(client_fd);
@@ -331,6 +350,9 @@ static void *control_client_main(void *arg)
         close(fd);
     } else if (req.hdr.op == HELL_OP_RUN) {
         control_run(fd, &req);
+    } else if (req.hdr.op == HELL_OP_JANITOR && req.nfds == 1) {
+        janitor_adopt(fd, req.fds[0]); /* both taken */
+        req.nfds = 0;
     } else if (req.hdr.op == HELL_OP_PING) {
         control_reply(fd, HELL_REPLY_STARTED, getpid());
         close(fd);

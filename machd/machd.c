@@ -20,6 +20,7 @@
 
 #include "control.h"
 #include "device.h"
+#include "janitor.h"
 
 #define MACHD_DEVICE_THREADS 4
 #define MACHD_MAX_DISKS 32
@@ -126,6 +127,10 @@ int main(int argc, char **argv)
         control_end_instance();
     }
     control_set_priv_ports(host_priv, master);
+    if (janitor_start() != 0) {
+        perror("machd: janitor");
+        control_end_instance();
+    }
 
     pthread_t thread;
     if (pthread_create(&thread, NULL, machd_signal_main, &stop_signals) != 0) {

@@ -16,6 +16,13 @@
  * HELL_OP_STOP  ends every task of the instance, then machd: replies
  *               HELL_REPLY_STOPPED just before machd exits.
  * HELL_OP_PING  replies HELL_REPLY_STARTED with machd's pid.
+ * HELL_OP_JANITOR  from libmach in a task of the instance: SCM_RIGHTS,
+ *               the task's table of send-once rights (a memfd of struct
+ *               hell_janitor_slot).  No reply; the connection stays open
+ *               for the task's life and carries struct hell_janitor_port
+ *               datagrams, each with the send end of port KEY.  When it
+ *               closes, machd sends the send-once notification of every
+ *               right the table still lists (libmach/ipc_janitor.h).
  */
 #ifndef HELL_MACHD_PROTOCOL_H
 #define HELL_MACHD_PROTOCOL_H
@@ -26,7 +33,28 @@
 #define HELL_PROTO_MAGIC 0x4c4c4548u /* "HELL" */
 #define HELL_PROTO_MAX (128 * 1024)  /* the largest request */
 
-enum hell_op { HELL_OP_RUN = 1, HELL_OP_STOP = 2, HELL_OP_PING = 3 };
+enum hell_op { HELL_OP_RUN = 1, HELL_OP_STOP = 2, HELL_OP_PING = 3, HELL_OP_JANITOR = 4 };
+
+/* The environment variable naming the control socket of the instance a
+ * task belongs to (machd sets it in the tasks it starts). */
+#define HELL_INSTANCE_ENV "HELL_INSTANCE"
+
+/* The largest table machd reads (in slots): 2^24 rights at once.  The
+ * table is a memfd sealed with F_SEAL_SHRINK. */
+#define HELL_JANITOR_MAX_SLOTS (1u << 24)
+
+/* A slot of a task's table of send-once rights: free when NONCE is 0. */
+struct hell_janitor_slot {
+    uint64_t key;   /* the port, as shown with struct hell_janitor_port */
+    uint64_t nonce; /* the right's authenticator */
+};
+
+/* A port shown to machd (with its send end as SCM_RIGHTS). */
+struct hell_janitor_port {
+    uint32_t magic;
+    uint32_t reserved;
+    uint64_t key;
+};
 
 /* HELL_OP_RUN flags. */
 #define HELL_RUN_PRIV 0x1u /* give the privileged host and device master ports */

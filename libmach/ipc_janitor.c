@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "ipc_janitor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hell.h>
+#include <mach/notify.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ipc_wire.h"
+#include "linux.h"
+#include "protocol.h"
+#include "u64map.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+#define JANITOR_FIRST_SLOTS 256
+
+/* The table machd reads: slot I is free when its nonce is 0. */
+struct janitor_slot {
+    _Atomic uint64_t key;   /* the port's serial */
+    _Atomic uint64_t nonce;
+};
+
+_Static_assert(sizeof(struct janitor_slot) == sizeof(struct hell_janitor_slot),
+               "the table is machd's struct hell_janitor_slot");
+
+static char *janitor_path;           /* [c] HELL_INSTANCE, or NULL */
+static bool janitor_failed;          /* [G] gave up: listing nothing */
+static int janitor_sock = -1;        /* [G] connection to machd */
+static int janitor_table_fd = -1;    /* [G] the table's memfd */
+static struct janitor_slot *janitor_slots; /* [G] the table, mapped */
+static size_t janitor_nslots;        /* [G] its size in slots */
+static size_t janitor_top;           /* [G] slots ever used */
+static uint32_t *janitor_free;       /* [G] freed slots, a stack */
+static size_t janitor_nfree, janitor_free_cap; /* [G] */
+static struct u64map janitor_by_nonce; /* [G] nonce -> slot + 1 */
+
+void ipc_janitor_init(void)
+{
+    const char *path = getenv(HELL_INSTANCE_ENV);
+    if (path != NULL && path[0] != '\0') {
+        janitor_path = strdup(path);
+    }
+}
+
+static void janitor_give_up(const char *why)
+{
+    fprintf(stderr, "hell[%d]: send-once rights not listed with the instance: %s\n",
+            (int)getpid(), why);
+    janitor_failed = true;
+}
+
+/* Connects to machd and hands it the table.  Returns whether the task
+ * lists its rights (false outside an instance or once it gave up). */
+static bool janitor_connect(void)
+{
+    if (janitor_sock >= 0) {
+        return true;
+    }
+    if (janitor_path == NULL || janitor_failed) {
+        return false;
+    }
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(janitor_path) >= sizeof addr.sun_path) {
+        janitor_give_up("socket path too long");
+        return false;
+    }
+    strcpy(addr.sun_path, janitor_path);
+    size_t size = JANITOR_FIRST_SLOTS * sizeof(struct janitor_slot);
+    /* Sealed against shrinking: machd maps it after our death, and a
+     * table made shorter under it would fault machd. */
+    int table = memfd_create("hell-janitor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    /* Non-blocking: [G] is held, and a full backlog must not stop us. */
+    int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    void *slots = MAP_FAILED;
+    if (table >= 0 && ftruncate(table, (off_t)size) == 0 &&
+        fcntl(table, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) == 0) {
+        slots = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, table, 0);
+    }
+    struct hell_request req = {.magic = HELL_PROTO_MAGIC, .op = HELL_OP_JANITOR};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct iovec iov = {.iov_base = &req, .iov_len = sizeof req};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &table, sizeof table);
+    if (slots == MAP_FAILED || sock < 0 ||
+        connect(sock, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof req) {
+        janitor_give_up(strerror(errno));
+        if (slots != MAP_FAILED) {
+            munmap(slots, size);
+        }
+        if (table >= 0) {
+            linux_close(table);
+        }
+        if (sock >= 0) {
+            linux_close(sock);
+        }
+        return false;
+    }
+    janitor_sock = sock;
+    janitor_table_fd = table;
+    janitor_slots = slots;
+    janitor_nslots = JANITOR_FIRST_SLOTS;
+    return true;
+}
+
+/* Shows machd PORT's send end, once per port.  Returns whether it knows
+ * it. */
+static bool janitor_show_port(struct ipc_port *port)
+{
+    if (port->janitor_known) {
+        return true;
+    }
+    struct hell_janitor_port reg = {.magic = HELL_PROTO_MAGIC, .key = port->serial};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct iovec iov = {.iov_base = &reg, .iov_len = sizeof reg};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &port->send_fd, sizeof port->send_fd);
+    /* A full connection (machd behind) leaves this right unlisted; the
+     * next right to the port tries again. */
+    port->janitor_known =
+        sendmsg(janitor_sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof reg;
+    return port->janitor_known;
+}
+
+/* Gives SLOT back for reuse. */
+static void janitor_slot_put(size_t slot)
+{
+    if (janitor_nfree == janitor_free_cap) {
+        size_t cap = janitor_free_cap ? janitor_free_cap * 2 : 64;
+        uint32_t *p = realloc(janitor_free, cap * sizeof *p);
+        if (p == NULL) {
+            return; /* the slot is lost to reuse, not to correctness */
+        }
+        janitor_free = p;
+        janitor_free_cap = cap;
+    }
+    janitor_free[janitor_nfree++] = (uint32_t)slot;
+}
+
+/* A free slot, the table grown if needed.  Returns its index, or -1. */
+static long janitor_slot_take(void)
+{
+    if (janitor_nfree > 0) {
+        return janitor_free[--janitor_nfree];
+    }
+    if (janitor_top == janitor_nslots) {
+        size_t old = janitor_nslots * sizeof(struct janitor_slot);
+        void *p = MAP_FAILED;
+        if (janitor_nslots < HELL_JANITOR_MAX_SLOTS &&
+            ftruncate(janitor_table_fd, (off_t)(old * 2)) == 0) {
+            p = mremap(janitor_slots, old, old * 2, MREMAP_MAYMOVE);
+        }
+        if (p == MAP_FAILED) {
+            return -1;
+        }
+        janitor_slots = p;
+        janitor_nslots *= 2;
+    }
+    return (long)janitor_top++;
+}
+
+void ipc_janitor_hold(struct ipc_port *port, uint64_t nonce)
+{
+    if (!janitor_connect() || !janitor_show_port(port) ||
+        u64map_lookup(&janitor_by_nonce, nonce) != NULL) {
+        return;
+    }
+    long slot = janitor_slot_take();
+    if (slot < 0) {
+        return;
+    }
+    if (!u64map_insert(&janitor_by_nonce, nonce, (void *)(uintptr_t)(slot + 1))) {
+        janitor_slot_put((size_t)slot);
+        return;
+    }
+    /* The key before the nonce that makes the slot live. */
+    atomic_store_explicit(&janitor_slots[slot].key, port->serial, memory_order_relaxed);
+    atomic_store_explicit(&janitor_slots[slot].nonce, nonce, memory_order_release);
+}
+
+void ipc_janitor_release(uint64_t nonce)
+{
+    void *v = janitor_slots != NULL ? u64map_remove(&janitor_by_nonce, nonce) : NULL;
+    if (v == NULL) {
+        return;
+    }
+    size_t slot = (uintptr_t)v - 1;
+    atomic_store_explicit(&janitor_slots[slot].nonce, 0, memory_order_release);
+    janitor_slot_put(slot);
+}
+
+void ipc_janitor_fork_child(void)
+{
+    if (janitor_slots != NULL) {
+        munmap(janitor_slots, janitor_nslots * sizeof(struct janitor_slot));
+    }
+    if (janitor_sock >= 0) {
+        linux_close(janitor_sock);
+    }
+    if (janitor_table_fd >= 0) {
+        linux_close(janitor_table_fd);
+    }
+    janitor_sock = janitor_table_fd = -1;
+    janitor_slots = NULL;
+    janitor_nslots = janitor_top = 0;
+    janitor_nfree = 0; /* (the stack's memory is reused) */
+    janitor_by_nonce = (struct u64map){0};
+    janitor_failed = false;
+}
+
+EXPORT int hell_janitor_send_once(int send_fd, uint64_t nonce)
+{
+    return wire_send_notify_fd(send_fd, nonce, MACH_NOTIFY_SEND_ONCE) == MACH_MSG_SUCCESS ? 0
+                                                                                          : -1;
+}

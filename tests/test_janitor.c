@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Send-once rights held by a task that dies are destroyed as GNU Mach
+ * destroys them with its space: the holder of the receive right gets the
+ * send-once notification, from the instance's machd.  Run as a task of
+ * an instance (the driver starts one and runs itself in it):
+ *
+ * - a reply right forwarded to a third task that is killed: the client's
+ *   RPC ends with MIG_SERVER_DIED although the server it called lives;
+ * - a server that gave the receive right of the port it was called on
+ *   away, then was killed: the same;
+ * - rights in a killed task's user space and in its kernel space (the
+ *   notify right of a dead-name request), and in a task that exits
+ *   normally: each notified once;
+ * - a right the task used before it was killed: no notification (the
+ *   message came, nothing else).
+ */
+#include <errno.h>
+#include <hell.h>
+#include <limits.h>
+#include <mach/notify.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hell_test.h"
+#include "test.h"
+
+#define SELF mach_task_self()
+#define WAIT_MS 10000
+#define QUIET_MS 300 /* no notification comes within this */
+
+boolean_t hell_test_server(mach_msg_header_t *in, mach_msg_header_t *out);
+
+kern_return_t S_test_null(mach_port_t server)
+{
+    return KERN_SUCCESS;
+}
+
+typedef union {
+    mach_msg_header_t h;
+    char buf[1024];
+} msgbuf_t;
+
+static mach_msg_return_t receive(msgbuf_t *m, mach_port_t port, mach_msg_timeout_t ms)
+{
+    return mach_msg(&m->h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof *m, port, ms,
+                    MACH_PORT_NULL);
+}
+
+/* Sends to DEST a header-only message with id ID carrying RIGHT (with
+ * DISP) as its reply port. */
+static mach_msg_return_t send_right(mach_port_t dest, mach_msg_id_t id, mach_port_t right,
+                                    mach_msg_type_name_t disp)
+{
+    mach_msg_header_t h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, disp),
+                           .msgh_remote_port = dest, .msgh_local_port = right,
+                           .msgh_id = id};
+    return mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL);
+}
+
+/* Starts a child task running FN(ARG) with our port BOOT (send right
+ * made) as its bootstrap port.  Returns its pid. */
+static pid_t start_child(mach_port_t boot, void (*fn)(mach_port_t parent, void *arg), void *arg)
+{
+    mach_port_t child_task;
+    pid_t pid = hell_fork(boot, &child_task);
+    if (pid == 0) {
+        mach_port_t parent = MACH_PORT_NULL;
+        task_get_bootstrap_port(SELF, &parent);
+        fn(parent, arg);
+        _exit(test_failures == 0 ? 0 : 1);
+    }
+    CHECK(pid > 0);
+    CHECK_KR(mach_port_deallocate(SELF, child_task), KERN_SUCCESS);
+    return pid;
+}
+
+static void kill_and_reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+}
+
+/* ---- a reply right forwarded to a task that is killed ---- */
+
+/* The holder: takes what the forwarder sends, says so, waits. */
+static void holder_main(mach_port_t parent, void *arg)
+{
+    mach_port_t inbox = test_new_port(true);
+    CHECK_KR(test_send_port(parent, inbox, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, inbox, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(MACH_MSGH_BITS_REMOTE(m.h.msgh_bits) == MACH_MSG_TYPE_PORT_SEND_ONCE);
+    CHECK_KR(send_right(parent, 2, MACH_PORT_NULL, 0), MACH_MSG_SUCCESS);
+    for (;;) {
+        pause();
+    }
+}
+
+/* The forwarder: is given the holder's port, then serves one request by
+ * passing its reply right on to the holder, and lives on. */
+static void forwarder_main(mach_port_t parent, void *arg)
+{
+    mach_port_t svc = test_new_port(false);
+    CHECK_KR(test_send_port(parent, svc, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
+    mach_port_t to_holder = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(svc, WAIT_MS, &to_holder, &type), MACH_MSG_SUCCESS);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, svc, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK_KR(send_right(to_holder, 7, m.h.msgh_remote_port, MACH_MSG_TYPE_MOVE_SEND_ONCE),
+             MACH_MSG_SUCCESS);
+    for (;;) {
+        pause();
+    }
+}
+
+struct rpc {
+    mach_port_t server;
+    kern_return_t kr;
+};
+
+static void *rpc_main(void *arg)
+{
+    struct rpc *r = arg;
+    r->kr = test_null(r->server);
+    return NULL;
+}
+
+/* Waits for the RPC thread: a call that never ends fails the test
+ * instead of hanging it. */
+static void rpc_join(pthread_t thread, struct rpc *r)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += WAIT_MS / 1000;
+    if (pthread_timedjoin_np(thread, NULL, &deadline) != 0) {
+        CHECK(!"the RPC never ended");
+        r->kr = KERN_FAILURE;
+        pthread_detach(thread);
+    }
+}
+
+static void forwarded_reply(void)
+{
+    mach_port_t boot = test_new_port(true);
+    pid_t holder = start_child(boot, holder_main, NULL);
+    mach_port_t holder_inbox = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(boot, WAIT_MS, &holder_inbox, &type), MACH_MSG_SUCCESS);
+    pid_t forwarder = start_child(boot, forwarder_main, NULL);
+    mach_port_t svc = MACH_PORT_NULL;
+    CHECK_KR(test_receive_port(boot, WAIT_MS, &svc, &type), MACH_MSG_SUCCESS);
+    CHECK_KR(test_send_port(svc, holder_inbox, MACH_MSG_TYPE_COPY_SEND, 1), MACH_MSG_SUCCESS);
+
+    struct rpc r = {.server = svc};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, rpc_main, &r) == 0);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, boot, WAIT_MS), MACH_MSG_SUCCESS); /* the holder has it */
+    CHECK(m.h.msgh_id == 2);
+    kill_and_reap(holder);
+    rpc_join(thread, &r);
+    CHECK_KR(r.kr, MIG_SERVER_DIED);
+
+    kill_and_reap(forwarder);
+    mach_port_deallocate(SELF, svc);
+    mach_port_deallocate(SELF, holder_inbox);
+    CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
+}
+
+/* ---- a server that gave its port away ---- */
+
+static void giver_main(mach_port_t parent, void *arg)
+{
+    mach_port_t svc = test_new_port(false);
+    CHECK_KR(test_send_port(parent, svc, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, svc, WAIT_MS), MACH_MSG_SUCCESS);
+    /* Keeps the reply right, gives the port to the client itself. */
+    CHECK_KR(test_send_port(parent, svc, MACH_MSG_TYPE_MOVE_RECEIVE, 3), MACH_MSG_SUCCESS);
+    for (;;) {
+        pause();
+    }
+}
+
+static void port_given_away(void)
+{
+    mach_port_t boot = test_new_port(true);
+    pid_t giver = start_child(boot, giver_main, NULL);
+    mach_port_t svc = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(boot, WAIT_MS, &svc, &type), MACH_MSG_SUCCESS);
+    struct rpc r = {.server = svc};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, rpc_main, &r) == 0);
+    mach_port_t received = MACH_PORT_NULL;
+    CHECK_KR(test_receive_port(boot, WAIT_MS, &received, &type), MACH_MSG_SUCCESS);
+    CHECK(received == svc && type == MACH_MSG_TYPE_PORT_RECEIVE);
+    kill_and_reap(giver);
+    rpc_join(thread, &r);
+    CHECK_KR(r.kr, MIG_SERVER_DIED);
+    CHECK_KR(mach_port_destroy(SELF, svc), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
+}
+
+/* ---- rights in both spaces of a task that ends ---- */
+
+enum holder_end { KILLED, EXITS, USES_THEN_KILLED };
+
+struct keeper_arg {
+    enum holder_end end;
+};
+
+/* Receives two send-once rights: keeps the first in its space, makes the
+ * second the notify right of a dead-name request on a send right to the
+ * parent's port; or uses the first. */
+static void keeper_main(mach_port_t parent, void *arg)
+{
+    struct keeper_arg *k = arg;
+    mach_port_t inbox = test_new_port(true);
+    CHECK_KR(test_send_port(parent, inbox, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
+    msgbuf_t m1, m2;
+    CHECK_KR(receive(&m1, inbox, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK_KR(receive(&m2, inbox, WAIT_MS), MACH_MSG_SUCCESS);
+    mach_port_t previous;
+    CHECK_KR(mach_port_request_notification(SELF, parent, MACH_NOTIFY_DEAD_NAME, 0,
+                                            m2.h.msgh_remote_port,
+                                            MACH_MSG_TYPE_MOVE_SEND_ONCE, &previous),
+             KERN_SUCCESS);
+    if (k->end == USES_THEN_KILLED) {
+        mach_msg_header_t h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+                               .msgh_remote_port = m1.h.msgh_remote_port, .msgh_id = 42};
+        CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+                 MACH_MSG_SUCCESS);
+    }
+    CHECK_KR(send_right(parent, 2, MACH_PORT_NULL, 0), MACH_MSG_SUCCESS);
+    if (k->end == EXITS) {
+        return; /* exits */
+    }
+    for (;;) {
+        pause();
+    }
+}
+
+static void rights_of_a_task(enum holder_end end)
+{
+    mach_port_t boot = test_new_port(true);
+    mach_port_t n1 = test_new_port(false), n2 = test_new_port(false);
+    struct keeper_arg arg = {.end = end};
+    pid_t keeper = start_child(boot, keeper_main, &arg);
+    mach_port_t inbox = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(boot, WAIT_MS, &inbox, &type), MACH_MSG_SUCCESS);
+    CHECK_KR(send_right(inbox, 1, n1, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
+    CHECK_KR(send_right(inbox, 1, n2, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, boot, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 2);
+    if (end == EXITS) {
+        int status;
+        CHECK(waitpid(keeper, &status, 0) == keeper && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 0);
+    } else {
+        kill_and_reap(keeper);
+    }
+    /* N1: its message if it was used, else the notification; then no
+     * more.  N2 (a notify right in the keeper's kernel space): the
+     * notification. */
+    CHECK_KR(receive(&m, n1, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == (end == USES_THEN_KILLED ? 42 : MACH_NOTIFY_SEND_ONCE));
+    CHECK_KR(receive(&m, n1, QUIET_MS), MACH_RCV_TIMED_OUT);
+    CHECK_KR(receive(&m, n2, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == MACH_NOTIFY_SEND_ONCE);
+    CHECK_KR(receive(&m, n2, QUIET_MS), MACH_RCV_TIMED_OUT);
+
+    mach_port_deallocate(SELF, inbox);
+    CHECK_KR(mach_port_destroy(SELF, n1), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, n2), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
+}
+
+static int task_main(void)
+{
+    CHECK(getenv("HELL_INSTANCE") != NULL);
+    forwarded_reply();
+    port_given_away();
+    rights_of_a_task(KILLED);
+    rights_of_a_task(EXITS);
+    rights_of_a_task(USES_THEN_KILLED);
+    return test_failures == 0 ? 0 : 1;
+}
+
+/* ---- the driver ---- */
+
+static int run(char *const argv[])
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(argv[0], argv);
+        _exit(126);
+    }
+    int status;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--task") == 0) {
+        return task_main();
+    }
+    char self[PATH_MAX], hell[PATH_MAX + 16], dir[] = "/tmp/hell-test-janitor-XXXXXX";
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    CHECK(len > 0);
+    self[len > 0 ? len : 0] = '\0';
+    snprintf(hell, sizeof hell, "%s", self);
+    *strrchr(hell, '/') = '\0';
+    strcat(hell, "/../bin/hell");
+    CHECK(mkdtemp(dir) != NULL);
+    setenv("HELL_RUNTIME_DIR", dir, 1);
+    CHECK(run((char *[]){hell, "start", "J", NULL}) == 0);
+    CHECK(run((char *[]){hell, "run", "J", self, "--task", NULL}) == 0);
+    CHECK(run((char *[]){hell, "stop", "J", NULL}) == 0);
+    CHECK(rmdir(dir) == 0);
+    return test_done("janitor");
+}

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -251,6 +252,9 @@ static pid_t hell_start(const char *path, char *const argv[], const struct hell_
         return 0;
     }
     int err = errno;
+    /* Our handle on the child: a failed start kills it through this, not
+     * by a pid another thread's waitpid may have freed for reuse. */
+    int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
     free(env);
     free(slot);
     if (sv[1] >= 0) {
@@ -274,9 +278,14 @@ static pid_t hell_start(const char *path, char *const argv[], const struct hell_
                                     (ssize_t)sizeof child_err) {
             err = child_err;
         }
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+        if (pidfd >= 0) {
+            (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+            }
         }
+    }
+    if (pidfd >= 0) {
+        linux_close(pidfd);
     }
     if (err_pipe[0] >= 0) {
         linux_close(err_pipe[0]);

@@ -98,10 +98,17 @@ static bool janitor_connect(void)
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &table, sizeof table);
+    bool ours = true;
     if (slots == MAP_FAILED || sock < 0 ||
         connect(sock, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        !(ours = hell_peer_is_us(sock)) ||
         sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof req) {
-        janitor_give_up(strerror(errno));
+        if (!ours) {
+            errno = EACCES; /* another user's socket gets no send ends */
+        }
+        if (errno != EAGAIN && errno != EINTR) {
+            janitor_give_up(strerror(errno));
+        } /* else machd's backlog is full: the next right tries again */
         if (slots != MAP_FAILED) {
             munmap(slots, size);
         }
@@ -145,6 +152,19 @@ static bool janitor_show_port(struct ipc_port *port)
     port->janitor_known =
         sendmsg(janitor_sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof reg;
     return port->janitor_known;
+}
+
+void ipc_janitor_port_freed(struct ipc_port *port)
+{
+    if (!port->janitor_known || janitor_sock < 0) {
+        return;
+    }
+    struct hell_janitor_port forget = {
+        .magic = HELL_PROTO_MAGIC, .flags = HELL_JANITOR_FORGET, .key = port->serial};
+    /* Lost when machd is behind: it then keeps the send end until this
+     * task ends, or until the port dies. */
+    (void)send(janitor_sock, &forget, sizeof forget, MSG_DONTWAIT | MSG_NOSIGNAL);
+    port->janitor_known = false;
 }
 
 /* Gives SLOT back for reuse. */

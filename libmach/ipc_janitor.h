@@ -41,6 +41,10 @@ void ipc_janitor_hold(struct ipc_port *port, uint64_t nonce);
  * its port died). */
 void ipc_janitor_release(uint64_t nonce);
 
+/* PORT is being freed here: machd may close its copy of the send end
+ * (a right to the same port later comes with a new serial). */
+void ipc_janitor_port_freed(struct ipc_port *port);
+
 /* The child side of fork(): a new task, with nothing listed yet. */
 void ipc_janitor_fork_child(void);
 

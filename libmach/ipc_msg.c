@@ -382,6 +382,12 @@ static mach_msg_return_t ipc_msg_receive_port(int space_id, mach_msg_header_t *m
 
     uint64_t deadline = timeout_ms > 0 ? linux_now_ms() + (uint64_t)timeout_ms : 0;
     bool interruptible = (option & MACH_RCV_INTERRUPT) != 0;
+    if (wait != NULL && wait->reply != port) {
+        wait = NULL; /* the reply goes elsewhere: an ordinary receive */
+    }
+    /* Set once the reply right is known to have been used: its message
+     * is coming, waited for like any other. */
+    bool reply_coming = false;
     futex_lock_acquire(&rcv->rlock);
     struct kmsg kmsg;
     mach_msg_return_t mr;
@@ -399,22 +405,26 @@ static mach_msg_return_t ipc_msg_receive_port(int space_id, mach_msg_header_t *m
             break;
         }
         int wait_ms = ipc_msg_time_left(timeout_ms, deadline);
-        bool server_gone =
-            wait != NULL && wait->dest != NULL && atomic_load(&wait->dest->server_gone);
+        bool server_gone = wait != NULL && wait->dest != NULL && !reply_coming &&
+                           atomic_load(&wait->dest->server_gone);
+        mr = MACH_RCV_IN_PROGRESS;
         if (!server_gone) {
             atomic_store(&rcv->waiter, ipc_self_tid());
             mr = wire_recv(port, wait_ms, true, &kmsg);
             atomic_store(&rcv->waiter, 0);
         }
         if (server_gone || (mr == MACH_RCV_INTERRUPTED && wait != NULL && wait->dest != NULL &&
-                            atomic_load(&wait->dest->dead))) {
+                            !reply_coming && atomic_load(&wait->dest->dead))) {
             mach_msg_return_t checked = ipc_msg_check_server(port, wait, &kmsg);
-            /* A dead port whose receiver still owes us a reply: an
-             * interruption is handled as on a live one. */
-            if (checked == MACH_MSG_SUCCESS || server_gone ||
-                atomic_load(&wait->dest->server_gone)) {
+            if (checked == MACH_MSG_SUCCESS) {
+                mr = checked;
+            } else if (atomic_load(&wait->dest->server_gone)) {
+                /* Gone, yet the right was used: its message comes. */
+                reply_coming = true;
                 mr = checked;
             }
+            /* Otherwise the port's receiver still owes us the reply: an
+             * interruption is handled as on a live port. */
         }
         if (mr == MACH_MSG_SUCCESS) {
             break;

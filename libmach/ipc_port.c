@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ipc_janitor.h"
 #include "ipc_kmsg.h"
 #include "ipc_pset.h"
 #include "ipc_qlimit.h"
@@ -143,6 +144,7 @@ void ipc_port_unref(struct ipc_port *port)
     }
     assert(port->rcv == NULL && port->srights == 0 && port->waiters == NULL);
     ipc_watch_forget(port);
+    ipc_janitor_port_freed(port);
     u64map_remove(&ipc_port_table, port->ino);
     u64map_destroy(&port->peer_has);
     linux_close(port->send_fd);

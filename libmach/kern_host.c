@@ -260,6 +260,10 @@ kern_return_t kern_host_set_time(mach_port_t host_priv, time_value_t new_time)
     if (!kern_is_host_priv(host_priv)) {
         return KERN_INVALID_HOST;
     }
+    if (new_time.seconds < 0 || new_time.microseconds < 0 ||
+        new_time.microseconds >= 1000000) {
+        return KERN_INVALID_ARGUMENT;
+    }
     struct timespec ts = {.tv_sec = new_time.seconds,
                           .tv_nsec = (long)new_time.microseconds * 1000};
     return kern_set_clock(&ts);
@@ -270,14 +274,25 @@ kern_return_t kern_host_set_time64(mach_port_t host_priv, time_value64_t new_tim
     if (!kern_is_host_priv(host_priv)) {
         return KERN_INVALID_HOST;
     }
+    if (new_time.seconds < 0 || new_time.nanoseconds < 0 ||
+        new_time.nanoseconds >= 1000000000) {
+        return KERN_INVALID_ARGUMENT;
+    }
     struct timespec ts = {.tv_sec = new_time.seconds, .tv_nsec = new_time.nanoseconds};
     return kern_set_clock(&ts);
 }
+
+/* The largest adjustment taken, in microseconds: Linux's adjtime takes
+ * about 2145 seconds (its 32-bit microsecond offset). */
+#define KERN_ADJUST_MAX_US (2000ll * 1000000)
 
 /* Gradual adjustment (adjtime) needs CAP_SYS_TIME as well: refused
  * with KERN_NO_ACCESS without it. */
 static kern_return_t kern_adjust_clock(int64_t delta_us, int64_t *old_us)
 {
+    if (delta_us < -KERN_ADJUST_MAX_US || delta_us > KERN_ADJUST_MAX_US) {
+        return KERN_INVALID_ARGUMENT;
+    }
     struct timeval delta = {.tv_sec = delta_us / 1000000, .tv_usec = delta_us % 1000000};
     struct timeval old;
     if (adjtime(&delta, &old) != 0) {
@@ -294,6 +309,7 @@ kern_return_t kern_host_adjust_time(mach_port_t host_priv, time_value_t delta,
         return KERN_INVALID_HOST;
     }
     int64_t old_us = 0;
+    /* (32-bit fields: no overflow in 64 bits.) */
     kern_return_t kr =
         kern_adjust_clock((int64_t)delta.seconds * 1000000 + delta.microseconds, &old_us);
     if (kr == KERN_SUCCESS) {
@@ -310,6 +326,10 @@ kern_return_t kern_host_adjust_time64(mach_port_t host_priv, time_value64_t delt
         return KERN_INVALID_HOST;
     }
     int64_t old_us = 0;
+    if (delta.seconds < -KERN_ADJUST_MAX_US / 1000000 ||
+        delta.seconds > KERN_ADJUST_MAX_US / 1000000) {
+        return KERN_INVALID_ARGUMENT; /* before the product can overflow */
+    }
     kern_return_t kr =
         kern_adjust_clock(delta.seconds * 1000000 + delta.nanoseconds / 1000, &old_us);
     if (kr == KERN_SUCCESS) {

@@ -10,6 +10,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <hell.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -38,12 +40,22 @@ struct control_task {
 static pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t control_children = PTHREAD_COND_INITIALIZER; /* [L] a task started */
 static unsigned long control_started;        /* [L] tasks started so far */
+/* [L] Children reaped before their task was recorded (a task can end
+ * while its spawner, which holds no lock, is still finishing). */
+#define CONTROL_EARLY_MAX 64
+static struct {
+    pid_t pid;
+    int status;
+    unsigned long seq;
+} control_early[CONTROL_EARLY_MAX];
+static unsigned long control_reaps; /* [L] children reaped so far */
 static struct control_task *control_tasks;   /* [L] */
 static size_t control_ntasks, control_cap;   /* [L] */
 static bool control_stopping;                /* [L] no new task once set */
 static int control_stop_clients[16];         /* [L] waiting for HELL_REPLY_STOPPED */
 static unsigned control_nstop_clients;       /* [L] */
 static char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static char control_lock_path[sizeof control_path + 8];
 static mach_port_t control_host_priv, control_device_master;
 
 static void control_reply(int fd, enum hell_reply_kind kind, int32_t value)
@@ -62,6 +74,18 @@ int control_listen(const char *name)
     if (hell_socket_dir_make() != 0) {
         fprintf(stderr, "machd: cannot use the directory of %s: %s\n", addr.sun_path,
                 strerror(errno));
+        return -1;
+    }
+    /* Held for machd's life: two starts of one name cannot both decide
+     * that the socket they find is a dead instance's. */
+    snprintf(control_lock_path, sizeof control_lock_path, "%.*s.lock",
+             (int)(strlen(addr.sun_path) - strlen(".sock")), addr.sun_path);
+    int lock_fd = open(control_lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "machd: instance %s is already running (or starting)\n", name);
+        if (lock_fd >= 0) {
+            close(lock_fd);
+        }
         return -1;
     }
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -119,19 +143,43 @@ static bool control_task_add(pid_t pid, int client_fd)
     return true;
 }
 
-/* A child was reaped: its client, if any, learns how it ended. */
+/* A child was reaped: its client, if any, learns how it ended; a child
+ * not recorded (yet) is remembered a while. */
 static void control_reaped(pid_t pid, int status)
 {
     pthread_mutex_lock(&control_lock);
-    for (size_t i = 0; i < control_ntasks; i++) {
+    unsigned long seq = ++control_reaps;
+    bool known = false;
+    for (size_t i = 0; i < control_ntasks && !known; i++) {
         if (control_tasks[i].pid == pid) {
             control_reply(control_tasks[i].client_fd, HELL_REPLY_EXITED, status);
             close(control_tasks[i].client_fd);
             control_tasks[i] = control_tasks[--control_ntasks];
-            break;
+            known = true;
         }
     }
+    if (!known) {
+        unsigned slot = (unsigned)(seq % CONTROL_EARLY_MAX);
+        control_early[slot].pid = pid;
+        control_early[slot].status = status;
+        control_early[slot].seq = seq;
+    }
     pthread_mutex_unlock(&control_lock);
+}
+
+/* Whether PID was reaped after reap number SINCE, before it was
+ * recorded; its wait status in *STATUS.  Expects [L]. */
+static bool control_reaped_early(pid_t pid, unsigned long since, int *status)
+{
+    unsigned long best = 0;
+    for (unsigned i = 0; i < CONTROL_EARLY_MAX; i++) {
+        if (control_early[i].pid == pid && control_early[i].seq > since &&
+            control_early[i].seq > best) {
+            best = control_early[i].seq;
+            *status = control_early[i].status;
+        }
+    }
+    return best != 0;
 }
 
 /* Reaps every process of the instance that ends: tasks, and orphans the
@@ -318,18 +366,29 @@ static void control_run(int client_fd, struct control_request *req)
         .envp = envp,
         .cwd = req->cwd,
     };
+    /* The spawn waits for the task's handshake: without the lock, so
+     * that a program slow to answer (or never: one not linked with
+     * libmach answers by exiting) holds up only its own client. */
     pthread_mutex_lock(&control_lock);
-    int err = 0;
+    bool stopping = control_stopping;
+    unsigned long reaps_before = control_reaps;
+    pthread_mutex_unlock(&control_lock);
+    int err = 0, status = 0;
     pid_t pid = -1;
-    if (control_stopping) {
+    if (stopping) {
         err = ESHUTDOWN;
     } else if ((pid = hell_spawn_attr(req->argv[0], req->argv, &attr, NULL)) < 0) {
         err = errno;
-    } else if (!control_task_add(pid, client_fd)) {
-        kill(pid, SIGKILL); /* the reaper reaps it */
-        err = ENOMEM;
     }
-    if (err == 0) {
+    pthread_mutex_lock(&control_lock);
+    if (err == 0 && control_reaped_early(pid, reaps_before, &status)) {
+        control_reply(client_fd, HELL_REPLY_STARTED, pid);
+        control_reply(client_fd, HELL_REPLY_EXITED, status);
+        close(client_fd);
+    } else if (err == 0 && !control_task_add(pid, client_fd)) {
+        kill(pid, SIGKILL); /* not reaped: the reaper reaps it */
+        err = ENOMEM;
+    } else if (err == 0) {
         control_reply(client_fd, HELL_REPLY_STARTED, pid);
     }
     pthread_mutex_unlock(&control_lock);
@@ -376,14 +435,6 @@ static void *control_client_main(void *arg)
     return NULL;
 }
 
-/* Whether the peer of FD runs as our user (the socket's directory is
- * private already; this is the second lock). */
-static bool control_peer_is_ours(int fd)
-{
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == getuid();
-}
 
 void control_serve(int listen_fd)
 {
@@ -404,7 +455,7 @@ void control_serve(int listen_fd)
             }
             continue;
         }
-        if (!control_peer_is_ours(fd) ||
+        if (!hell_peer_is_us(fd) || /* (the directory is private too) */
             pthread_create(&thread, &attr, control_client_main, (void *)(intptr_t)fd) != 0) {
             close(fd);
         }
@@ -424,6 +475,7 @@ void control_end_instance(void)
     }
     if (control_path[0] != '\0') {
         unlink(control_path);
+        unlink(control_lock_path); /* still ours: we hold it */
     }
     descendants_kill_all(control_reaped);
     pthread_mutex_lock(&control_lock);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +48,21 @@ static pid_t descendants_parent_of(pid_t pid)
         return -1;
     }
     return ppid;
+}
+
+/* Kills PID if its parent is still PPID: through a pidfd, so that a
+ * process reaped since the walk and its pid reused is not hit.  Returns
+ * 1 if killed, else 0. */
+static unsigned descendants_kill(pid_t pid, pid_t ppid)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) {
+        return 0;
+    }
+    unsigned killed = descendants_parent_of(pid) == ppid &&
+                      syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) == 0;
+    close(pidfd);
+    return killed;
 }
 
 struct descendants_proc {
@@ -101,9 +117,7 @@ static unsigned descendants_kill_pass(pid_t root)
             }
             if (child) {
                 mine[i] = grew = true;
-                if (kill(procs[i].pid, SIGKILL) == 0) {
-                    killed++;
-                }
+                killed += descendants_kill(procs[i].pid, procs[i].ppid);
             }
         }
     }

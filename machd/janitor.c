@@ -84,6 +84,22 @@ static void janitor_add_port(struct janitor_task *t, uint64_t key, int fd)
     t->ports[t->nports++] = (struct janitor_port){key, fd};
 }
 
+static int janitor_port_cmp(const void *a, const void *b);
+
+/* T forgets the port KEY.  (Keys grow as a task shows ports, and the
+ * array keeps their order, so it is sorted.) */
+static void janitor_forget_port(struct janitor_task *t, uint64_t key)
+{
+    struct janitor_port probe = {.key = key};
+    struct janitor_port *p =
+        bsearch(&probe, t->ports, t->nports, sizeof *t->ports, janitor_port_cmp);
+    if (p != NULL) {
+        close(p->send_fd);
+        memmove(p, p + 1, (size_t)(t->ports + t->nports - (p + 1)) * sizeof *p);
+        t->nports--;
+    }
+}
+
 /* Takes the ports waiting on T's connection.  Returns false once it
  * has ended. */
 static bool janitor_read(struct janitor_task *t)
@@ -110,8 +126,16 @@ static bool janitor_read(struct janitor_task *t)
             c->cmsg_len == CMSG_LEN(sizeof(int))) {
             memcpy(&fd, CMSG_DATA(c), sizeof fd);
         }
-        if (len != (ssize_t)sizeof reg || reg.magic != HELL_PROTO_MAGIC || fd < 0 ||
-            (msg.msg_flags & MSG_CTRUNC)) {
+        bool ok = len == (ssize_t)sizeof reg && reg.magic == HELL_PROTO_MAGIC &&
+                  !(msg.msg_flags & MSG_CTRUNC);
+        if (ok && reg.flags == HELL_JANITOR_FORGET && fd < 0) {
+            janitor_forget_port(t, reg.key);
+            continue;
+        }
+        /* Only a socket is a send end: anything else (whose close might
+         * even block this thread) is refused. */
+        struct stat st;
+        if (!ok || reg.flags != 0 || fd < 0 || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
             if (fd >= 0) {
                 close(fd);
             }
@@ -136,11 +160,9 @@ static void janitor_task_end(struct janitor_task *t)
     struct stat st;
     struct hell_janitor_slot *slots = MAP_FAILED;
     size_t n = 0;
-    /* Only a table that cannot shrink under us (a hostile task's could
-     * fault machd), and no larger than a task may list. */
-    if (fcntl(t->table_fd, F_GET_SEALS) > 0 &&
-        (fcntl(t->table_fd, F_GET_SEALS) & F_SEAL_SHRINK) && fstat(t->table_fd, &st) == 0 &&
-        st.st_size >= (off_t)sizeof *slots) {
+    /* (Sealed against shrinking, checked on adoption: it cannot fault
+     * us.)  No larger than a task may list. */
+    if (fstat(t->table_fd, &st) == 0 && st.st_size >= (off_t)sizeof *slots) {
         n = (size_t)st.st_size / sizeof *slots;
         if (n > HELL_JANITOR_MAX_SLOTS) {
             n = HELL_JANITOR_MAX_SLOTS;
@@ -210,7 +232,11 @@ int janitor_start(void)
 
 void janitor_adopt(int conn_fd, int table_fd)
 {
-    struct janitor_task *t = calloc(1, sizeof *t);
+    /* Only a memfd sealed against shrinking is a table (anything else
+     * might fault us when mapped, or block when closed). */
+    int seals = fcntl(table_fd, F_GET_SEALS);
+    struct janitor_task *t =
+        seals >= 0 && (seals & F_SEAL_SHRINK) ? calloc(1, sizeof *t) : NULL;
     if (t == NULL || janitor_epoll < 0) {
         free(t);
         close(conn_fd);

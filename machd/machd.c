@@ -45,12 +45,14 @@ static void machd_reboot(int options)
     control_end_instance();
 }
 
-/* Ends the instance on SIGTERM or SIGINT. */
+/* Ends the instance on SIGTERM or SIGINT; SIGHUP and SIGPIPE are taken
+ * and dropped (blocked rather than ignored: an ignored signal would stay
+ * ignored in the tasks machd starts). */
 static void *machd_signal_main(void *arg)
 {
     sigset_t *set = arg;
-    int sig;
-    while (sigwait(set, &sig) != 0) {
+    int sig = 0;
+    while (sigwait(set, &sig) != 0 || sig == SIGHUP || sig == SIGPIPE) {
     }
     control_end_instance();
 }
@@ -104,9 +106,9 @@ int main(int argc, char **argv)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP);
+    sigaddset(&stop_signals, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
 
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
         perror("machd: PR_SET_CHILD_SUBREAPER");

@@ -40,6 +40,26 @@ int hell_socket_path(const char *name, char *buf, size_t size)
     return len >= 0 && (size_t)len < size ? 0 : -1;
 }
 
+int hell_socket_dir_check(void)
+{
+    char dir[256];
+    if (hell_socket_dir(dir, sizeof dir) != 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    /* Someone else's directory (a /tmp squatter, or a link to one) is not
+     * ours to use. */
+    struct stat st;
+    if (lstat(dir, &st) != 0) {
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077) != 0) {
+        errno = EACCES;
+        return -1;
+    }
+    return 0;
+}
+
 int hell_socket_dir_make(void)
 {
     char dir[256];
@@ -50,14 +70,6 @@ int hell_socket_dir_make(void)
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         return -1;
     }
-    /* Someone else's directory (a /tmp squatter) is not ours to use. */
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        return -1;
-    }
-    if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077) != 0) {
-        errno = EACCES;
-        return -1;
-    }
-    return 0;
+    return hell_socket_dir_check();
 }
+

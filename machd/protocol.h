@@ -20,15 +20,19 @@
  *               the task's table of send-once rights (a memfd of struct
  *               hell_janitor_slot).  No reply; the connection stays open
  *               for the task's life and carries struct hell_janitor_port
- *               datagrams, each with the send end of port KEY.  When it
+ *               datagrams, each with the send end of port KEY (or
+ *               forgetting KEY).  When it
  *               closes, machd sends the send-once notification of every
  *               right the table still lists (libmach/ipc_janitor.h).
  */
 #ifndef HELL_MACHD_PROTOCOL_H
 #define HELL_MACHD_PROTOCOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define HELL_PROTO_MAGIC 0x4c4c4548u /* "HELL" */
 #define HELL_PROTO_MAX (128 * 1024)  /* the largest request */
@@ -49,12 +53,15 @@ struct hell_janitor_slot {
     uint64_t nonce; /* the right's authenticator */
 };
 
-/* A port shown to machd (with its send end as SCM_RIGHTS). */
+/* A port shown to machd (with its send end as SCM_RIGHTS), or with
+ * HELL_JANITOR_FORGET and no descriptor, forgotten: the task no longer
+ * knows it by KEY (a later right to the same port comes with a new key). */
 struct hell_janitor_port {
     uint32_t magic;
-    uint32_t reserved;
+    uint32_t flags;
     uint64_t key;
 };
+#define HELL_JANITOR_FORGET 0x1u
 
 /* HELL_OP_RUN flags. */
 #define HELL_RUN_PRIV 0x1u /* give the privileged host and device master ports */
@@ -93,8 +100,23 @@ struct hell_reply {
  * (empty, '/', leading '.') or the path does not fit. */
 int hell_socket_path(const char *name, char *buf, size_t size);
 
-/* Makes the directory of the instance sockets (mode 0700) if needed.
- * Returns 0 or -1 with errno set. */
+/* Makes the directory of the instance sockets (mode 0700) if needed,
+ * then checks it as hell_socket_dir_check.  Returns 0 or -1 with errno
+ * set. */
 int hell_socket_dir_make(void);
+
+/* Whether the directory of the instance sockets is ours alone: a real
+ * directory (not a link), owned by our uid, mode 0700 or stricter.
+ * Returns 0, or -1 with errno set (EACCES: it is not). */
+int hell_socket_dir_check(void);
+
+/* Whether the peer of the connected Unix socket FD runs as our uid
+ * (inline: libmach uses it too). */
+static inline bool hell_peer_is_us(int fd)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == getuid();
+}
 
 #endif

@@ -13,8 +13,11 @@
  *   notify right of a dead-name request), and in a task that exits
  *   normally: each notified once;
  * - a right the task used before it was killed: no notification (the
- *   message came, nothing else).
+ *   message came, nothing else);
+ * - a server that makes and destroys a port per call leaves machd with no
+ *   more descriptors than it had.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <hell.h>
 #include <limits.h>
@@ -285,6 +288,67 @@ static void rights_of_a_task(enum holder_end end)
     CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
 }
 
+/* ---- machd keeps no descriptor for a port the task forgot ---- */
+
+#define FRESH_RPCS 300
+
+/* A server that makes a port per call (as libports makes one per open
+ * object), answers one call on it, destroys it. */
+static void fresh_server_main(mach_port_t parent, void *arg)
+{
+    for (int i = 0; i < FRESH_RPCS; i++) {
+        mach_port_t port = test_new_port(false);
+        CHECK_KR(test_send_port(parent, port, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
+        msgbuf_t req, rep;
+        CHECK_KR(receive(&req, port, WAIT_MS), MACH_MSG_SUCCESS);
+        CHECK(hell_test_server(&req.h, &rep.h));
+        CHECK_KR(mach_msg(&rep.h, MACH_SEND_MSG, rep.h.msgh_size, 0, MACH_PORT_NULL, 0,
+                          MACH_PORT_NULL),
+                 MACH_MSG_SUCCESS);
+        CHECK_KR(mach_port_destroy(SELF, port), KERN_SUCCESS);
+    }
+}
+
+static int count_fds_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    int n = 0;
+    while (d != NULL && readdir(d) != NULL) {
+        n++;
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    return n;
+}
+
+static void fresh_ports(void)
+{
+    pid_t machd = getppid(); /* hell run's tasks are machd's children */
+    mach_port_t boot = test_new_port(true);
+    pid_t server = start_child(boot, fresh_server_main, NULL);
+    int before = 0;
+    for (int i = 0; i < FRESH_RPCS; i++) {
+        mach_port_t port = MACH_PORT_NULL;
+        mach_msg_type_name_t type;
+        CHECK_KR(test_receive_port(boot, WAIT_MS, &port, &type), MACH_MSG_SUCCESS);
+        CHECK_KR(test_null(port), KERN_SUCCESS);
+        CHECK_KR(mach_port_deallocate(SELF, port), KERN_SUCCESS);
+        if (i == 10) {
+            before = count_fds_of(machd);
+        }
+    }
+    int status;
+    CHECK(waitpid(server, &status, 0) == server && WIFEXITED(status) &&
+          WEXITSTATUS(status) == 0);
+    /* One reply port all along: machd holds a copy of its send end at
+     * most, not one per call. */
+    CHECK(count_fds_of(machd) < before + 20);
+    CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
+}
+
 static int task_main(void)
 {
     CHECK(getenv("HELL_INSTANCE") != NULL);
@@ -293,6 +357,7 @@ static int task_main(void)
     rights_of_a_task(KILLED);
     rights_of_a_task(EXITS);
     rights_of_a_task(USES_THEN_KILLED);
+    fresh_ports();
     return test_failures == 0 ? 0 : 1;
 }
 

@@ -115,6 +115,32 @@ static void run_case(enum server_fate fate, kern_return_t want)
     CHECK_KR(mach_port_type(mach_task_self(), mach_task_self(), &self_type), KERN_SUCCESS);
 }
 
+/* A call whose reply goes to one port while it receives on another: the
+ * server's death ends nothing there, the receive times out as asked
+ * (it used to spin, looking for a reply where none could come). */
+static void receive_elsewhere(void)
+{
+    mach_port_t server;
+    pid_t pid = start_server(DIES_HOLDING_REPLY, &server);
+    mach_port_t reply = test_new_port(false), other = test_new_port(false);
+    union {
+        mach_msg_header_t h;
+        char buf[256];
+    } m = {.h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND,
+                                             MACH_MSG_TYPE_MAKE_SEND_ONCE),
+                 .msgh_remote_port = server, .msgh_local_port = reply, .msgh_id = 1}};
+    CHECK_KR(mach_msg(&m.h, MACH_SEND_MSG | MACH_RCV_MSG | MACH_RCV_TIMEOUT,
+                      sizeof(mach_msg_header_t), sizeof m, other, 500, MACH_PORT_NULL),
+             MACH_RCV_TIMED_OUT);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
+    /* (The reply right died with the server; its notification comes
+     * only in an instance, from the janitor: test_janitor.) */
+    CHECK_KR(mach_port_destroy(mach_task_self(), reply), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(mach_task_self(), other), KERN_SUCCESS);
+    CHECK_KR(mach_port_deallocate(mach_task_self(), server), KERN_SUCCESS);
+}
+
 /* The other side: the client is killed while we hold its reply right.
  * Replying fails with MACH_SEND_INVALID_DEST and the server goes on. */
 static void client_dies(void)
@@ -171,6 +197,7 @@ int main(void)
     run_case(DESTROYS_THEN_REPLIES, KERN_SUCCESS);
     run_case(DESTROYS_THEN_DIES, MIG_SERVER_DIED);
     run_case(DESTROYS_THEN_DROPS, MIG_SERVER_DIED);
+    receive_elsewhere();
     client_dies();
     /* Nothing leaked but the watchdog's epoll instance, made once per task
      * on its first RPC to another task. */

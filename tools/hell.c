@@ -58,9 +58,19 @@ static int hell_connect(const char *name, bool quiet)
         fprintf(stderr, "hell: bad instance name '%s'\n", name);
         return -1;
     }
+    if (hell_socket_dir_check() != 0 && errno == EACCES) {
+        fprintf(stderr, "hell: the directory of %s is not private to this user\n",
+                addr.sun_path);
+        return -1;
+    }
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) {
-        return fd;
+        if (hell_peer_is_us(fd)) {
+            return fd;
+        }
+        fprintf(stderr, "hell: %s belongs to another user\n", addr.sun_path);
+        close(fd);
+        return -1;
     }
     if (!quiet) {
         fprintf(stderr, "hell: instance %s is not running\n", name);
@@ -133,6 +143,10 @@ static int hell_start(const char *name, int argc, char **argv)
         fprintf(stderr, "hell: instance %s is already running\n", name);
         return 1;
     }
+    /* Started from a task of another instance, the new one would still be
+     * below that one's machd (its subreaper) and end with it; at least it
+     * lists its rights with no one. */
+    unsetenv(HELL_INSTANCE_ENV);
     char machd[PATH_MAX];
     const char *env = getenv("HELL_MACHD");
     if (env != NULL && env[0] != '\0') {

@@ -4,21 +4,19 @@
  * of the open devices, all in one port set served by a pool of threads.
  *
  * What callers see (GNU Mach's semantics, and where HELL differs) is in
- * device.h.  A read of the console that has to wait is not waited for
- * in a server thread: its request (with its reply right) is queued and
- * the console thread serves it again once input comes, then sends the
- * reply; GNU Mach likewise queues I/O and replies when it completes.
+ * device.h.  This file serves the master port, opens and closes, disks
+ * and status; the console's reads and writes, its queue of reads that
+ * have to wait and the console thread that answers them are in
+ * device_console.c (device_console.h), which shares device_i.h.
  *
  * Locking keys:
  *   (c) constant once device_setup has returned
  *   (L) device_lock: the open state of every device
- *   (Q) device_console.lock: the console's queue of waiting reads
- *   (R) device_console.read_lock: reading the console
- *   (W) device_console.write_lock: writing to the console
- * L is never held with another lock; R is taken under Q only with a
- * try-lock.  Disk I/O runs without a lock (each call positions itself
- * with pread/pwrite), so a slow disk or console holds up only the thread
- * serving it, and no server thread waits for console input.
+ * L is never held with another lock, the console's (Q), (R) and (W) of
+ * device_console.c included.  Disk I/O runs without a lock (each call
+ * positions itself with pread/pwrite), so a slow disk or console holds up
+ * only the thread serving it, and no server thread waits for console
+ * input.
  */
 #include "device.h"
 
@@ -28,28 +26,25 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "device.server.h"
+#include "device_console.h"
+#include "device_i.h"
 
 /* The demultiplexer MIG generates for device.defs (not in its header). */
 boolean_t device_server(mach_msg_header_t *in, mach_msg_header_t *out);
 
 #define DEVICE_RECORD_SIZE 512u
 #define DEVICE_READ_MAX (16u << 20)          /* bytes per device_read */
-#define DEVICE_CONSOLE_READ_MAX 4096u        /* bytes per console read */
-#define DEVICE_CONSOLE_QUEUE_MAX 64u         /* console reads waiting */
-#define DEVICE_MSG_MAX 8192u                 /* largest request or reply */
 #define DEVICE_PAGE 4096u
 
 enum device_kind { DEVICE_CONSOLE, DEVICE_DISK };
@@ -80,49 +75,19 @@ struct device_ref {
     dev_mode_t access;
 };
 
-/* A console read waiting for input: a copy of its request, which owns
- * the reply right; or, with BURY, a closed console port to destroy once
- * the reads queued before it are answered. */
-struct device_pending {
-    struct device_pending *next;
-    mach_port_t bury;
-    mach_msg_header_t request[];
-};
-
 static pthread_mutex_t device_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct device_unit *device_units; /* (c) console first, then disks */
 static unsigned device_nunits;           /* (c) */
 static mach_port_t device_master;        /* (c) receive right */
 static mach_port_t device_set;           /* (c) master + open devices */
 
-static struct {
-    pthread_mutex_t lock;
-    pthread_mutex_t read_lock;
-    pthread_mutex_t write_lock;
-    int in;                          /* (c) */
-    int out;                         /* (c) */
-    int wake;                        /* (c) eventfd: queue or state changed */
-    struct device_pending *head;     /* (Q) oldest waiting read */
-    struct device_pending **tail;    /* (Q) */
-    unsigned queued;                 /* (Q) */
-} device_console = {
-    .lock = PTHREAD_MUTEX_INITIALIZER,
-    .read_lock = PTHREAD_MUTEX_INITIALIZER,
-    .write_lock = PTHREAD_MUTEX_INITIALIZER,
-    .in = -1,
-    .out = -1,
-    .wake = -1,
-};
-
-/* The request the calling thread is serving (for a console read that
- * has to wait), and whether it is the console thread, which may wait. */
-static _Thread_local mach_msg_header_t *device_request;
-static _Thread_local bool device_console_thread_self;
+/* Set by device_demux; a console read that has to wait copies it. */
+_Thread_local mach_msg_header_t *device_request;
 
 /* ---- errors and lookups ---- */
 
 /* The one place where Linux errors become device errors. */
-static kern_return_t device_errno(int err)
+kern_return_t device_errno(int err)
 {
     switch (err) {
     case EROFS:
@@ -176,6 +141,14 @@ static kern_return_t device_lookup(mach_port_t port, struct device_ref *ref)
     }
     pthread_mutex_unlock(&device_lock);
     return kr;
+}
+
+bool device_is_open_console(mach_port_t port)
+{
+    pthread_mutex_lock(&device_lock);
+    bool open = device_units[0].handles[DEVICE_ACCESS_MODES - 1].port == port;
+    pthread_mutex_unlock(&device_lock);
+    return open && MACH_PORT_VALID(port);
 }
 
 /* ---- open and close ---- */
@@ -241,8 +214,10 @@ kern_return_t ds_device_open(mach_port_t master_port, mach_port_t reply_port,
     return kr;
 }
 
-static void device_port_destroy(mach_port_t port);
-static void device_console_bury(mach_port_t port);
+void device_port_destroy(mach_port_t port)
+{
+    (void)mach_port_mod_refs(mach_task_self(), port, MACH_PORT_RIGHT_RECEIVE, -1);
+}
 
 kern_return_t ds_device_close(mach_port_t device)
 {
@@ -267,7 +242,7 @@ kern_return_t ds_device_close(mach_port_t device)
     /* The reply goes out after the port is destroyed, as in GNU Mach:
      * the caller still gets it.  Requests still queued on the port die
      * with it, and their clients get MIG_SERVER_DIED. */
-    if (ref.unit->kind == DEVICE_CONSOLE && device_console.in >= 0) {
+    if (ref.unit->kind == DEVICE_CONSOLE && device_console_has_input()) {
         device_console_bury(device); /* by the console thread */
     } else {
         device_port_destroy(device);
@@ -316,221 +291,6 @@ static kern_return_t device_disk_io(int fd, bool write, char *buf, size_t count,
         *done += (size_t)n;
     }
     return D_SUCCESS;
-}
-
-/* ---- the console ---- */
-
-static void device_console_wake(void)
-{
-    uint64_t one = 1;
-    if (device_console.wake >= 0) {
-        (void)!write(device_console.wake, &one, sizeof one);
-    }
-}
-
-/* Whether input (or its end) can be read from the console now. */
-static bool device_console_ready(int timeout_ms)
-{
-    struct pollfd p = {.fd = device_console.in, .events = POLLIN};
-    return poll(&p, 1, timeout_ms) > 0;
-}
-
-/* Queues the request being served for the console thread.  Expects (Q).
- * Returns MIG_NO_REPLY (the request, with its reply right, is kept) or
- * D_NO_MEMORY. */
-static kern_return_t device_console_defer(void)
-{
-    mach_msg_header_t *req = device_request;
-    if (req == NULL || device_console.queued >= DEVICE_CONSOLE_QUEUE_MAX) {
-        return D_NO_MEMORY;
-    }
-    struct device_pending *p = malloc(sizeof *p + req->msgh_size);
-    if (p == NULL) {
-        return D_NO_MEMORY;
-    }
-    p->next = NULL;
-    p->bury = MACH_PORT_NULL;
-    memcpy(p->request, req, req->msgh_size);
-    *device_console.tail = p;
-    device_console.tail = &p->next;
-    device_console.queued++;
-    device_console_wake();
-    return MIG_NO_REPLY;
-}
-
-static void device_port_destroy(mach_port_t port)
-{
-    (void)mach_port_mod_refs(mach_task_self(), port, MACH_PORT_RIGHT_RECEIVE, -1);
-}
-
-/* Destroys PORT, a console port just closed, after the reads queued on
- * it are answered (by the console thread).  Takes and releases (Q). */
-static void device_console_bury(mach_port_t port)
-{
-    struct device_pending *p = malloc(sizeof *p);
-    if (p == NULL) {
-        device_port_destroy(port); /* its waiting reads die with it */
-        return;
-    }
-    *p = (struct device_pending){.bury = port};
-    pthread_mutex_lock(&device_console.lock);
-    *device_console.tail = p;
-    device_console.tail = &p->next;
-    pthread_mutex_unlock(&device_console.lock);
-    device_console_wake();
-}
-
-/* Reads at most COUNT (> 0) bytes of console input into BUF and stores
- * how many in *DONE.  In a server thread, when none is available or
- * older reads wait: D_WOULD_BLOCK with D_NOWAIT in MODE, else the request
- * is queued (MIG_NO_REPLY, or D_NO_MEMORY when the queue is full).
- * Takes and releases (Q) and (R). */
-static kern_return_t device_console_read(dev_mode_t mode, char *buf, size_t count, size_t *done)
-{
-    *done = 0;
-    if (device_console.in < 0) {
-        return D_INVALID_OPERATION;
-    }
-    kern_return_t kr = D_SUCCESS;
-    if (device_console_thread_self) {
-        pthread_mutex_lock(&device_console.read_lock);
-    } else {
-        /* A server thread reads only what is there, and never waits for
-         * (R): the console thread may hold it in a read that blocks
-         * (another process took the input it polled for). */
-        pthread_mutex_lock(&device_console.lock);
-        if (device_console.head != NULL || !device_console_ready(0) ||
-            pthread_mutex_trylock(&device_console.read_lock) != 0) {
-            kr = (mode & D_NOWAIT) ? D_WOULD_BLOCK : device_console_defer();
-        }
-        pthread_mutex_unlock(&device_console.lock);
-        if (kr != D_SUCCESS) {
-            return kr;
-        }
-    }
-    for (;;) {
-        ssize_t n = read(device_console.in, buf, count);
-        if (n >= 0) {
-            *done = (size_t)n;
-            break;
-        }
-        if (errno != EINTR) {
-            kr = device_errno(errno);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&device_console.read_lock);
-    return kr;
-}
-
-/* Writes COUNT bytes of BUF to the console, all of them unless an error
- * stops it.  Takes and releases (W). */
-static kern_return_t device_console_write(const char *buf, size_t count, size_t *done)
-{
-    *done = 0;
-    if (device_console.out < 0) {
-        return D_INVALID_OPERATION;
-    }
-    kern_return_t kr = D_SUCCESS;
-    pthread_mutex_lock(&device_console.write_lock);
-    while (*done < count) {
-        ssize_t n = write(device_console.out, buf + *done, count - *done);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            kr = n < 0 ? device_errno(errno) : D_IO_ERROR;
-            break;
-        }
-        *done += (size_t)n;
-    }
-    pthread_mutex_unlock(&device_console.write_lock);
-    return kr;
-}
-
-/* Whether PORT is the console's open port.  Takes and releases (L). */
-static bool device_console_is_open(mach_port_t port)
-{
-    pthread_mutex_lock(&device_lock);
-    bool open = device_units[0].handles[DEVICE_ACCESS_MODES - 1].port == port;
-    pthread_mutex_unlock(&device_lock);
-    return open && MACH_PORT_VALID(port);
-}
-
-static boolean_t device_demux(mach_msg_header_t *in, mach_msg_header_t *out);
-
-/* Serves REQ again (now that input is there, or the console closed) and
- * sends its reply from REPLY (DEVICE_MSG_MAX bytes), as mach_msg_server
- * would.  Consumes the rights and memory of REQ. */
-static void device_console_answer(mach_msg_header_t *req, mach_msg_header_t *reply)
-{
-    (void)device_demux(req, reply);
-    kern_return_t kr = ((mig_reply_header_t *)reply)->RetCode;
-    assert(kr != MIG_NO_REPLY);
-    if (kr != KERN_SUCCESS) {
-        req->msgh_remote_port = MACH_PORT_NULL; /* the reply right goes with the reply */
-        mach_msg_destroy(req);
-    }
-    mach_msg_return_t mr = mach_msg(reply, MACH_SEND_MSG, reply->msgh_size, 0, MACH_PORT_NULL,
-                                    MACH_MSG_TIMEOUT_NONE, MACH_PORT_NULL);
-    if (mr != MACH_MSG_SUCCESS) {
-        mach_msg_destroy(reply);
-    }
-}
-
-/* Waits until the console has input or the state changes (a read queued,
- * the console closed): reads the wake-up counter when it fired. */
-static void device_console_wait(bool for_input)
-{
-    struct pollfd p[2] = {
-        {.fd = device_console.wake, .events = POLLIN},
-        {.fd = for_input ? device_console.in : -1, .events = POLLIN},
-    };
-    if (poll(p, 2, -1) > 0 && (p[0].revents & POLLIN)) {
-        uint64_t n;
-        (void)!read(device_console.wake, &n, sizeof n);
-    }
-}
-
-/* The console thread: answers the queued reads, oldest first, as input
- * comes.  The request being answered stays at the head of the queue so
- * that no server thread reads before it. */
-static void *device_console_main(void *arg)
-{
-    (void)arg;
-    device_console_thread_self = true;
-    mach_msg_header_t *reply = malloc(DEVICE_MSG_MAX);
-    if (reply == NULL) {
-        fprintf(stderr, "machd: console thread: out of memory\n");
-        return NULL;
-    }
-    for (;;) {
-        pthread_mutex_lock(&device_console.lock);
-        struct device_pending *p = device_console.head;
-        pthread_mutex_unlock(&device_console.lock);
-        if (p == NULL) {
-            device_console_wait(false);
-            continue;
-        }
-        if (p->bury != MACH_PORT_NULL) {
-            device_port_destroy(p->bury);
-        } else if (device_console_is_open(p->request->msgh_local_port) &&
-                   !device_console_ready(0)) {
-            device_console_wait(true);
-            continue; /* look again: input, or the console closed */
-        } else {
-            device_console_answer(p->request, reply);
-        }
-        pthread_mutex_lock(&device_console.lock);
-        device_console.head = p->next;
-        if (device_console.head == NULL) {
-            device_console.tail = &device_console.head;
-        }
-        device_console.queued -= p->bury == MACH_PORT_NULL;
-        pthread_mutex_unlock(&device_console.lock);
-        free(p);
-    }
-    return NULL;
 }
 
 /* ---- reads and writes ---- */
@@ -762,7 +522,7 @@ kern_return_t ds_device_intr_ack(mach_port_t device, mach_port_t receive_port)
 
 /* ---- set-up and service ---- */
 
-static boolean_t device_demux(mach_msg_header_t *in, mach_msg_header_t *out)
+boolean_t device_demux(mach_msg_header_t *in, mach_msg_header_t *out)
 {
     device_request = in;
     boolean_t handled = device_server(in, out);
@@ -896,12 +656,7 @@ int device_setup(const struct device_disk *disks, unsigned ndisks, int console_i
             device_units[i].handles[m].access = (dev_mode_t)(m + 1);
         }
     }
-    device_console.in = console_in;
-    device_console.out = console_out;
-    device_console.tail = &device_console.head;
-    device_console.wake = eventfd(0, EFD_CLOEXEC);
-    if (device_console.wake < 0) {
-        fprintf(stderr, "machd: eventfd: %s\n", strerror(errno));
+    if (device_console_init(console_in, console_out) != 0) {
         goto error;
     }
     kern_return_t kr = device_ports_make();
@@ -913,8 +668,7 @@ int device_setup(const struct device_disk *disks, unsigned ndisks, int console_i
     return 0;
 
 error_ports:
-    close(device_console.wake);
-    device_console.wake = -1;
+    device_console_destroy();
 error:
     device_units_destroy();
     return -1;
@@ -960,7 +714,7 @@ int device_serve(unsigned nthreads)
         errno = EINVAL;
         return -1;
     }
-    int err = device_console.in >= 0 ? device_thread_start(device_console_main) : 0;
+    int err = device_console_has_input() ? device_thread_start(device_console_main) : 0;
     for (unsigned i = 0; err == 0 && i < nthreads; i++) {
         err = device_thread_start(device_server_main);
     }

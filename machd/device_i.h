@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * What device.c, machd's device server, shares with the file serving the
+ * console (device_console.c).  Private to machd/device*.c.
+ */
+#ifndef HELL_MACHD_DEVICE_I_H
+#define HELL_MACHD_DEVICE_I_H
+
+#include <mach.h>
+#include <stdbool.h>
+
+#define DEVICE_MSG_MAX 8192u /* largest request or reply */
+
+/* The request the calling thread is serving while device_demux serves
+ * it, NULL otherwise: a console read that has to wait keeps a copy. */
+extern _Thread_local mach_msg_header_t *device_request;
+
+/* The one place where Linux errors become device errors: returns the
+ * device error (D_*) for the errno value ERR, D_IO_ERROR for one with no
+ * closer match. */
+kern_return_t device_errno(int err);
+
+/* Serves IN, a device.defs request, into OUT (DEVICE_MSG_MAX bytes), with
+ * device_request set to IN meanwhile: the MIG demultiplexer's contract
+ * (returns whether IN was a device.defs request; the reply's RetCode says
+ * what became of IN's rights and memory). */
+boolean_t device_demux(mach_msg_header_t *in, mach_msg_header_t *out);
+
+/* Whether PORT is the console's open port.  Takes and releases (L). */
+bool device_is_open_console(mach_port_t port);
+
+/* Destroys PORT, a device port's receive right (consumed): requests still
+ * queued on it die with it, their clients get MIG_SERVER_DIED. */
+void device_port_destroy(mach_port_t port);
+
+#endif

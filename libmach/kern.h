@@ -68,6 +68,11 @@ mach_port_name_t kern_host_name(void);
 /* Whether TASK (a kernel-space name) is this task's port.  Expects [G]. */
 bool kern_is_task(mach_port_t task);
 
+/* KNAME, a kernel-space send right the routine being served returns as
+ * an out port, is the caller's alone: released once the reply is sent
+ * (MIG's user-level server copies it).  Expects no lock. */
+void kern_drop_after_reply(mach_port_name_t kname);
+
 /* The request the calling thread is serving (its header names rights in
  * the kernel space), or NULL outside kern_serve: a routine that answers
  * later keeps its reply right (msgh_remote_port) and returns

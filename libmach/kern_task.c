@@ -34,6 +34,7 @@
 #include "kern_thread.h"
 #include "linux.h"
 #include "msg_destroy.h"
+#include "vm_attr.h"
 #include "mach.server.h"
 #include "gnumach.server.h"
 #include "mach_port.server.h"
@@ -297,6 +298,24 @@ mach_msg_return_t kern_deliver(struct kmsg *kmsg)
     return MACH_MSG_SUCCESS;
 }
 
+/* Kernel-space send rights the routine being served put in its reply
+ * and that are not the kernel's to keep (MIG's user-level servers copy
+ * an out port; GNU Mach's kernel moves it). */
+#define KERN_DROPS_MAX 4
+static __thread mach_port_name_t kern_drops[KERN_DROPS_MAX];
+static __thread unsigned kern_ndrops;
+
+void kern_drop_after_reply(mach_port_name_t kname)
+{
+    if (kern_ndrops < KERN_DROPS_MAX) {
+        kern_drops[kern_ndrops++] = kname;
+    }
+}
+
+/* Sends REPLY (the head of a KERN_REPLY_MAX buffer) to REQUEST, the
+ * routine having run. */
+static void kern_serve_reply(mach_msg_header_t *request, mig_reply_header_t *reply);
+
 void kern_serve(mach_msg_header_t *request)
 {
     union {
@@ -304,6 +323,7 @@ void kern_serve(mach_msg_header_t *request)
         char buf[KERN_REPLY_MAX];
     } reply;
     const mach_msg_header_t *outer = kern_request;
+    unsigned drops = kern_ndrops; /* (a kernel call served inside another) */
     kern_request = request;
     for (size_t i = 0; i < sizeof kern_servers / sizeof kern_servers[0]; i++) {
         if (kern_servers[i](request, &reply.header.Head)) {
@@ -312,7 +332,20 @@ void kern_serve(mach_msg_header_t *request)
     }
     kern_request = outer;
     kern_notify_flush_pending();
-    kern_return_t rc = reply.header.RetCode;
+    kern_serve_reply(request, &reply.header);
+    if (kern_ndrops > drops) {
+        ipc_lock();
+        for (unsigned i = drops; i < kern_ndrops; i++) {
+            (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], kern_drops[i]);
+        }
+        ipc_unlock();
+        kern_ndrops = drops;
+    }
+}
+
+static void kern_serve_reply(mach_msg_header_t *request, mig_reply_header_t *reply)
+{
+    kern_return_t rc = reply->RetCode;
     if (rc == MIG_NO_REPLY) {
         return;
     }
@@ -321,25 +354,25 @@ void kern_serve(mach_msg_header_t *request)
          * carried, except the reply port. */
         msg_destroy_in(SPACE_KERNEL, request, false);
     }
-    if (!MACH_PORT_VALID((mach_port_name_t)reply.header.Head.msgh_remote_port)) {
-        msg_destroy_in(SPACE_KERNEL, &reply.header.Head, false);
+    if (!MACH_PORT_VALID((mach_port_name_t)reply->Head.msgh_remote_port)) {
+        msg_destroy_in(SPACE_KERNEL, &reply->Head, false);
         return;
     }
-    mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, &reply.header.Head,
+    mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, &reply->Head,
                                         MACH_SEND_MSG | MACH_SEND_TIMEOUT,
-                                        reply.header.Head.msgh_size, 0,
+                                        reply->Head.msgh_size, 0,
                                         MACH_PORT_NULL, 0);
     if (mr == MACH_SEND_NO_BUFFER) {
         /* The reply needs descriptors this process lacks (an out-of-line
          * region, a first send right).  The send did nothing, so the
          * reply right is still ours: answer that the kernel ran short,
          * as GNU Mach does when it cannot allocate a reply. */
-        mach_port_name_t reply_port = (mach_port_name_t)reply.header.Head.msgh_remote_port;
-        msg_destroy_in(SPACE_KERNEL, &reply.header.Head, false);
+        mach_port_name_t reply_port = (mach_port_name_t)reply->Head.msgh_remote_port;
+        msg_destroy_in(SPACE_KERNEL, &reply->Head, false);
         kern_reply(reply_port, request->msgh_id, KERN_RESOURCE_SHORTAGE);
     } else if (mr != MACH_MSG_SUCCESS) {
         /* The client's reply port died: what the reply moved is lost. */
-        msg_destroy_in(SPACE_KERNEL, &reply.header.Head, true);
+        msg_destroy_in(SPACE_KERNEL, &reply->Head, true);
     }
 }
 
@@ -428,6 +461,9 @@ kern_return_t kern_task_create(mach_port_t parent, boolean_t inherit_memory,
     kern_return_t kr = ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &task, &kname);
     ipc_unlock();
     *child = kname;
+    if (kr == KERN_SUCCESS) {
+        kern_drop_after_reply(kname); /* the right is the caller's */
+    }
     return kr;
 }
 
@@ -712,6 +748,7 @@ void kern_task_fork_child(void)
     kern_task_suspends = 0;
     kern_thread_fork_child();
     kern_host_fork_child();
+    vm_attr_fork_child();
     atomic_fetch_add(&kern_fork_generation, 1);
     kern_task_create_objects();
 }

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The part of mach.defs' virtual memory calls that tasks need today:
- * vm_allocate, vm_deallocate, vm_read and vm_write, on the task that
- * serves the call (its own calls inline, another task's through its
- * service thread: so they work on any task whose port one holds).  The
- * rest of the VM is issue 5.
+ * mach.defs' calls that make, free and copy memory: vm_allocate,
+ * vm_deallocate, vm_read, vm_write and vm_copy, served by the task that
+ * owns the memory (its own calls inline, another task's through its
+ * service thread: so they work on any task whose port one holds).
+ * Attributes are in kern_vm_attr.c; memory objects are issue 5.
+ *
+ * A port that is no task port gives KERN_INVALID_ARGUMENT, as GNU Mach's
+ * null map does.
  */
 #include <errno.h>
 #include <sys/mman.h>
@@ -14,6 +17,8 @@
 #include "ipc_space.h"
 #include "kern.h"
 #include "mach.server.h"
+#include "vm_attr.h"
+#include "vm_maps.h"
 
 
 static bool kern_vm_task_ok(mach_port_t task)
@@ -28,43 +33,59 @@ kern_return_t kern_vm_allocate(mach_port_t target_task, vm_address_t *address,
                                vm_size_t size, boolean_t anywhere)
 {
     if (!kern_vm_task_ok(target_task)) {
-        return KERN_INVALID_TASK;
+        return KERN_INVALID_ARGUMENT;
     }
     if (size == 0) {
-        *address = anywhere ? 0 : *address;
+        *address = 0;
         return KERN_SUCCESS;
     }
     vm_size_t len = (size + 4095) & ~(vm_size_t)4095;
+    if (len == 0) {
+        return KERN_INVALID_ARGUMENT; /* rounds past the top */
+    }
     int flags = MAP_PRIVATE | MAP_ANONYMOUS;
     void *hint = NULL;
     if (!anywhere) {
-        if (*address & 4095) {
-            *address &= ~(vm_address_t)4095;
+        vm_address_t start = *address & ~(vm_address_t)4095;
+        if (start + len < start || start + len > VM_MAPS_USER_MAX) {
+            return KERN_INVALID_ADDRESS;
         }
-        hint = (void *)*address;
+        *address = start;
+        hint = (void *)start;
         flags |= MAP_FIXED_NOREPLACE;
     }
     void *p = mmap(hint, len, PROT_READ | PROT_WRITE, flags, -1, 0);
     if (p == MAP_FAILED) {
-        return errno == EEXIST ? KERN_NO_SPACE : KERN_RESOURCE_SHORTAGE;
+        /* Taken (EEXIST), or below what Linux lets a process map
+         * (vm.mmap_min_addr): no room there, as GNU Mach would say. */
+        return errno == EEXIST || errno == EPERM ? KERN_NO_SPACE : KERN_RESOURCE_SHORTAGE;
     }
     *address = (vm_address_t)p;
     return KERN_SUCCESS;
 }
 
+/* GNU Mach removes what is mapped in the pages of the range, clipped to
+ * the user range, and always succeeds (holes and all). */
 kern_return_t kern_vm_deallocate(mach_port_t target_task, vm_address_t address,
                                  vm_size_t size)
 {
     if (!kern_vm_task_ok(target_task)) {
-        return KERN_INVALID_TASK;
-    }
-    if (size == 0) {
-        return KERN_SUCCESS;
+        return KERN_INVALID_ARGUMENT;
     }
     vm_address_t start = address & ~(vm_address_t)4095;
-    vm_size_t len = ((address + size + 4095) & ~(vm_address_t)4095) - start;
-    if (munmap((void *)start, len) != 0) {
-        return KERN_INVALID_ADDRESS;
+    vm_address_t end = address + size;
+    if (size == 0 || end < address) {
+        return KERN_SUCCESS;
+    }
+    end = (end + 4095) & ~(vm_address_t)4095;
+    if (end == 0 || end > VM_MAPS_USER_MAX) {
+        end = VM_MAPS_USER_MAX;
+    }
+    if (start < end) {
+        (void)munmap((void *)start, end - start);
+        vm_attr_lock();
+        vm_attr_clear(start, end);
+        vm_attr_unlock();
     }
     return KERN_SUCCESS;
 }
@@ -107,7 +128,7 @@ kern_return_t kern_vm_read(mach_port_t target_task, vm_address_t address, vm_siz
                            vm_offset_t *data, mach_msg_type_number_t *count)
 {
     if (!kern_vm_task_ok(target_task)) {
-        return KERN_INVALID_TASK;
+        return KERN_INVALID_ARGUMENT;
     }
     /* GNU Mach reads whole pages. */
     if (address & 4095 || size & 4095) {
@@ -136,7 +157,7 @@ kern_return_t kern_vm_write(mach_port_t target_task, vm_address_t address, vm_of
                             mach_msg_type_number_t count)
 {
     if (!kern_vm_task_ok(target_task)) {
-        return KERN_INVALID_TASK;
+        return KERN_INVALID_ARGUMENT;
     }
     if (address & 4095 || count & 4095) {
         return KERN_INVALID_ARGUMENT;
@@ -149,5 +170,73 @@ kern_return_t kern_vm_write(mach_port_t target_task, vm_address_t address, vm_of
     if (kr == KERN_SUCCESS && count > 0) {
         munmap((void *)data, count);
     }
+    return kr;
+}
+
+/* What vm_copy finds wrong with [START, START + SIZE) in the order GNU
+ * Mach checks it: a hole (or an unmapped start) is KERN_INVALID_ADDRESS,
+ * a page without ACCESS KERN_PROTECTION_FAILURE, whichever comes first
+ * in address order.  Returns KERN_SUCCESS when all is well. */
+static kern_return_t kern_vm_check_range(vm_address_t start, vm_size_t size, vm_prot_t access)
+{
+    struct vm_maps maps;
+    if (!vm_maps_open(&maps)) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    vm_address_t end = start + size, at = start;
+    kern_return_t kr = KERN_SUCCESS;
+    struct vm_maps_entry m;
+    while (kr == KERN_SUCCESS && at < end && vm_maps_next(&maps, &m)) {
+        if (m.end <= at) {
+            continue;
+        }
+        if (m.start > at) {
+            kr = KERN_INVALID_ADDRESS;
+        } else if ((access & ~m.protection) != 0) {
+            kr = KERN_PROTECTION_FAILURE;
+        }
+        at = m.end;
+    }
+    vm_maps_close(&maps);
+    return kr == KERN_SUCCESS && at < end ? KERN_INVALID_ADDRESS : kr;
+}
+
+kern_return_t kern_vm_copy(mach_port_t target_task, vm_address_t source_address,
+                           vm_size_t size, vm_address_t dest_address)
+{
+    if (!kern_vm_task_ok(target_task)) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    if (size == 0) {
+        return KERN_SUCCESS;
+    }
+    if (source_address + size < source_address || source_address + size > VM_MAPS_USER_MAX) {
+        return KERN_INVALID_ADDRESS;
+    }
+    kern_return_t kr = kern_vm_check_range(source_address, size, VM_PROT_READ);
+    if (kr != KERN_SUCCESS) {
+        return kr;
+    }
+    if ((source_address | size | dest_address) & 4095) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    if (dest_address + size < dest_address || dest_address + size > VM_MAPS_USER_MAX) {
+        return KERN_INVALID_ADDRESS;
+    }
+    kr = kern_vm_check_range(dest_address, size, VM_PROT_WRITE);
+    if (kr != KERN_SUCCESS) {
+        return kr;
+    }
+    /* A snapshot of the source first: overlapping ranges copy as memmove,
+     * as GNU Mach's copy-on-write snapshot does. */
+    void *copy = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (copy == MAP_FAILED) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    kr = kern_vm_copy_checked(copy, NULL, size, false, source_address);
+    if (kr == KERN_SUCCESS) {
+        kr = kern_vm_copy_checked(NULL, copy, size, true, dest_address);
+    }
+    munmap(copy, size);
     return kr;
 }

@@ -1,0 +1,423 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The attributes of a task's memory (mach.defs, mach_host.defs,
+ * gnumach.defs): vm_protect, vm_inherit, vm_region, vm_wire, vm_wire_all,
+ * vm_msync.  Served by the task that owns the memory (its own calls
+ * inline, another task's through its service thread).  Linux keeps the
+ * mappings and their current protection; vm_attr.c keeps what Mach adds
+ * (maximum protection, inheritance).
+ *
+ * GNU Mach's rules, from its vm_user.c and vm_map.c: ranges are the
+ * pages holding [address, address + size), clipped to the user range;
+ * holes in a range are skipped (vm_protect and vm_inherit succeed on
+ * them); a protection is checked against every mapped page's maximum
+ * before anything changes.
+ */
+#include <errno.h>
+#include <mach/vm_sync.h>
+#include <mach/vm_wire.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ipc_space.h"
+#include "kern.h"
+#include "gnumach.server.h"
+#include "linux.h"
+#include "mach.server.h"
+#include "mach_host.server.h"
+#include "vm_attr.h"
+#include "vm_maps.h"
+
+#define KERN_VM_PAGE 4096ul
+/* What a task may wire through the unprivileged host port (GNU Mach's
+ * VM_MAP_MAX_WIRE_UNPRIVILEGED). */
+#define KERN_VM_WIRE_UNPRIVILEGED (8ul << 20)
+
+static _Atomic vm_size_t kern_vm_wired; /* bytes wired through vm_wire */
+
+static bool kern_vm_task_ok(mach_port_t task)
+{
+    ipc_lock();
+    bool ok = kern_is_task(task);
+    ipc_unlock();
+    return ok;
+}
+
+/* The pages of [ADDRESS, ADDRESS + SIZE) clipped to the user range, in
+ * [*START, *END).  Returns false when the range is empty (a wrap-around
+ * makes it so, as in GNU Mach). */
+static bool kern_vm_range(vm_address_t address, vm_size_t size, vm_address_t *start,
+                          vm_address_t *end)
+{
+    vm_address_t s = address & ~(KERN_VM_PAGE - 1);
+    vm_address_t e = address + size;
+    if (e < address) {
+        return false;
+    }
+    e = (e + KERN_VM_PAGE - 1) & ~(KERN_VM_PAGE - 1);
+    if (e == 0 || e > VM_MAPS_USER_MAX) {
+        e = VM_MAPS_USER_MAX;
+    }
+    *start = s;
+    *end = e;
+    return s < e;
+}
+
+static int kern_vm_linux_prot(vm_prot_t prot)
+{
+    return (prot & VM_PROT_READ ? PROT_READ : 0) | (prot & VM_PROT_WRITE ? PROT_WRITE : 0) |
+           (prot & VM_PROT_EXECUTE ? PROT_EXEC : 0);
+}
+
+/* ---- vm_protect ---- */
+
+/* Whether every mapped page of [START, END) allows PROT as its maximum.
+ * Expects vm_attr_lock. */
+static bool kern_vm_max_allows(vm_address_t start, vm_address_t end, vm_prot_t prot)
+{
+    struct vm_maps maps;
+    if (!vm_maps_open(&maps)) {
+        return false;
+    }
+    struct vm_maps_entry m;
+    bool ok = true;
+    while (ok && vm_maps_next(&maps, &m) && m.start < end) {
+        vm_address_t a = m.start > start ? m.start : start;
+        vm_address_t b = m.end < end ? m.end : end;
+        while (ok && a < b) {
+            struct vm_attr attr;
+            vm_address_t run_end = vm_attr_get(a, b, &attr);
+            ok = (prot & ~attr.max_protection) == 0;
+            a = run_end;
+        }
+    }
+    vm_maps_close(&maps);
+    return ok;
+}
+
+/* Gives every mapped page of [START, END) the protection PROT, or with
+ * CLIP its own ANDed with PROT.  Returns KERN_SUCCESS, or
+ * KERN_PROTECTION_FAILURE when Linux refuses (a file opened read-only).
+ * Expects vm_attr_lock. */
+static kern_return_t kern_vm_apply(vm_address_t start, vm_address_t end, vm_prot_t prot,
+                                   bool clip)
+{
+    struct vm_maps maps;
+    if (!vm_maps_open(&maps)) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    struct vm_maps_entry m;
+    kern_return_t kr = KERN_SUCCESS;
+    while (kr == KERN_SUCCESS && vm_maps_next(&maps, &m) && m.start < end) {
+        vm_address_t a = m.start > start ? m.start : start;
+        vm_address_t b = m.end < end ? m.end : end;
+        vm_prot_t want = clip ? (m.protection & prot) : prot;
+        if (a < b && mprotect((void *)a, b - a, kern_vm_linux_prot(want)) != 0) {
+            kr = errno == ENOMEM ? KERN_SUCCESS /* unmapped meanwhile */
+                                 : KERN_PROTECTION_FAILURE;
+        }
+    }
+    vm_maps_close(&maps);
+    return kr;
+}
+
+kern_return_t kern_vm_protect(mach_port_t target_task, vm_address_t address, vm_size_t size,
+                              boolean_t set_maximum, vm_prot_t new_protection)
+{
+    if (!kern_vm_task_ok(target_task) ||
+        (new_protection & ~(VM_PROT_ALL | VM_PROT_NOTIFY)) != 0) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    vm_prot_t prot = new_protection & VM_PROT_ALL;
+    vm_address_t start, end;
+    if (!kern_vm_range(address, size, &start, &end)) {
+        return KERN_SUCCESS;
+    }
+    vm_attr_lock();
+    kern_return_t kr = KERN_SUCCESS;
+    if (!kern_vm_max_allows(start, end, prot)) {
+        kr = KERN_PROTECTION_FAILURE; /* the maximum can only be lowered */
+    } else if (set_maximum) {
+        kr = vm_attr_set_max(start, end, prot) ? kern_vm_apply(start, end, prot, true)
+                                               : KERN_RESOURCE_SHORTAGE;
+    } else {
+        kr = kern_vm_apply(start, end, prot, false);
+    }
+    vm_attr_unlock();
+    return kr;
+}
+
+/* ---- vm_inherit ---- */
+
+/* Makes the private mapping [START, END) (protection PROT) shared, with
+ * its contents: a memfd mapped over it.  Returns KERN_SUCCESS or
+ * KERN_RESOURCE_SHORTAGE (the mapping unchanged). */
+static kern_return_t kern_vm_make_shared(vm_address_t start, vm_address_t end, vm_prot_t prot)
+{
+    size_t len = end - start;
+    int fd = memfd_create("hell-shared", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)len) != 0) {
+        if (fd >= 0) {
+            linux_close(fd);
+        }
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    /* Unreadable pages are read for the copy, then protected again. */
+    if (!(prot & VM_PROT_READ)) {
+        mprotect((void *)start, len, PROT_READ);
+    }
+    void *shared = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    kern_return_t kr = KERN_RESOURCE_SHORTAGE;
+    if (shared != MAP_FAILED) {
+        memcpy(shared, (void *)start, len);
+        munmap(shared, len);
+        if (mmap((void *)start, len, kern_vm_linux_prot(prot), MAP_SHARED | MAP_FIXED, fd, 0) !=
+            MAP_FAILED) {
+            kr = KERN_SUCCESS;
+        }
+    }
+    if (kr != KERN_SUCCESS && !(prot & VM_PROT_READ)) {
+        mprotect((void *)start, len, kern_vm_linux_prot(prot));
+    }
+    linux_close(fd); /* the mapping keeps the memory */
+    return kr;
+}
+
+/* Makes the shared mapping [START, END) private again, with its
+ * contents (a child will get a copy, not the pages). */
+static kern_return_t kern_vm_make_private(vm_address_t start, vm_address_t end, vm_prot_t prot)
+{
+    size_t len = end - start;
+    void *copy = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (copy == MAP_FAILED) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    if (!(prot & VM_PROT_READ)) {
+        mprotect((void *)start, len, PROT_READ);
+    }
+    memcpy(copy, (void *)start, len);
+    mprotect(copy, len, kern_vm_linux_prot(prot));
+    /* Moves the copy over the shared pages, atomically. */
+    void *p = mremap(copy, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)start);
+    if (p == MAP_FAILED) {
+        munmap(copy, len);
+        if (!(prot & VM_PROT_READ)) {
+            mprotect((void *)start, len, kern_vm_linux_prot(prot));
+        }
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    return KERN_SUCCESS;
+}
+
+/* Gives the mapped pages of [START, END) the inheritance INHERIT as Linux
+ * understands it: fork copies a private mapping (COPY), shares a shared
+ * one (SHARE), leaves out one marked MADV_DONTFORK (NONE).  Expects
+ * vm_attr_lock. */
+static kern_return_t kern_vm_inherit_apply(vm_address_t start, vm_address_t end,
+                                           vm_inherit_t inherit)
+{
+    struct vm_maps_entry m;
+    kern_return_t kr = KERN_SUCCESS;
+    /* Looked up afresh each time: remapping changes the maps. */
+    for (vm_address_t at = start; kr == KERN_SUCCESS && at < end &&
+                                  vm_maps_find(at, &m) && m.start < end;
+         at = m.end) {
+        vm_address_t a = m.start > start ? m.start : start;
+        vm_address_t b = m.end < end ? m.end : end;
+        if (inherit == VM_INHERIT_SHARE && !m.shared) {
+            kr = kern_vm_make_shared(a, b, m.protection);
+        } else if (inherit == VM_INHERIT_COPY && m.shared) {
+            kr = kern_vm_make_private(a, b, m.protection);
+        }
+        if (kr == KERN_SUCCESS &&
+            madvise((void *)a, b - a, inherit == VM_INHERIT_NONE ? MADV_DONTFORK
+                                                                   : MADV_DOFORK) != 0) {
+            kr = KERN_RESOURCE_SHORTAGE;
+        }
+        m.end = b;
+    }
+    return kr;
+}
+
+kern_return_t kern_vm_inherit(mach_port_t target_task, vm_address_t address, vm_size_t size,
+                              vm_inherit_t new_inheritance)
+{
+    if (!kern_vm_task_ok(target_task) ||
+        (new_inheritance != VM_INHERIT_SHARE && new_inheritance != VM_INHERIT_COPY &&
+         new_inheritance != VM_INHERIT_NONE)) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    vm_address_t start, end;
+    if (!kern_vm_range(address, size, &start, &end)) {
+        return KERN_SUCCESS;
+    }
+    vm_attr_lock();
+    kern_return_t kr = kern_vm_inherit_apply(start, end, new_inheritance);
+    if (kr == KERN_SUCCESS && !vm_attr_set_inheritance(start, end, new_inheritance)) {
+        kr = KERN_RESOURCE_SHORTAGE;
+    }
+    vm_attr_unlock();
+    return kr;
+}
+
+/* ---- vm_region ---- */
+
+kern_return_t kern_vm_region(mach_port_t target_task, vm_address_t *address, vm_size_t *size,
+                             vm_prot_t *protection, vm_prot_t *max_protection,
+                             vm_inherit_t *inheritance, boolean_t *is_shared,
+                             mach_port_t *object_name, vm_offset_t *offset)
+{
+    if (!kern_vm_task_ok(target_task)) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    struct vm_maps_entry m;
+    if (!vm_maps_find(*address, &m)) {
+        return KERN_NO_SPACE;
+    }
+    /* The region is the Linux mapping, cut where Mach's attributes
+     * change, holding the address or following it. */
+    vm_address_t at = *address > m.start ? *address & ~(KERN_VM_PAGE - 1) : m.start;
+    vm_attr_lock();
+    vm_address_t start = m.start;
+    struct vm_attr attr;
+    for (;;) {
+        vm_address_t run_end = vm_attr_get(start, m.end, &attr);
+        if (run_end > at) {
+            break;
+        }
+        start = run_end;
+    }
+    vm_address_t end = vm_attr_get(start, m.end, &attr);
+    vm_attr_unlock();
+    *address = start;
+    *size = end - start;
+    *protection = m.protection;
+    *max_protection = attr.max_protection;
+    *inheritance = attr.inheritance != VM_ATTR_INHERIT_UNSET ? attr.inheritance
+                   : m.shared                                ? VM_INHERIT_SHARE
+                                                             : VM_INHERIT_COPY;
+    *is_shared = m.shared;
+    *object_name = MACH_PORT_NULL; /* no memory object name ports (yet) */
+    *offset = m.offset + (start - m.start);
+    return KERN_SUCCESS;
+}
+
+/* ---- wiring ---- */
+
+/* Whether HOST is a host port served here, and whether it is the
+ * privileged one. */
+static bool kern_vm_host(mach_port_t host, bool *privileged)
+{
+    ipc_lock();
+    *privileged = kern_object_is(host, IKOT_HOST_PRIV);
+    bool ok = *privileged || kern_object_is(host, IKOT_HOST);
+    ipc_unlock();
+    return ok;
+}
+
+/* Whether every page of [START, END) is mapped with at least ACCESS. */
+static bool kern_vm_mapped_with(vm_address_t start, vm_address_t end, vm_prot_t access)
+{
+    struct vm_maps maps;
+    if (!vm_maps_open(&maps)) {
+        return false;
+    }
+    struct vm_maps_entry m;
+    vm_address_t at = start;
+    while (at < end && vm_maps_next(&maps, &m)) {
+        if (m.end <= at) {
+            continue;
+        }
+        if (m.start > at || (access & ~m.protection) != 0) {
+            break; /* a hole, or too little access */
+        }
+        at = m.end;
+    }
+    vm_maps_close(&maps);
+    return at >= end;
+}
+
+/* The task's memory is wired by the process that owns it: a host port
+ * served elsewhere (machd's privileged one, for another task) cannot
+ * wire it yet. */
+kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t address,
+                           vm_size_t size, vm_prot_t access)
+{
+    bool privileged;
+    if (!kern_vm_host(host, &privileged)) {
+        return KERN_INVALID_HOST;
+    }
+    if (!kern_vm_task_ok(task)) {
+        return KERN_INVALID_TASK;
+    }
+    if ((access & ~VM_PROT_ALL) != 0) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    vm_address_t start, end;
+    if (!kern_vm_range(address, size, &start, &end)) {
+        return KERN_SUCCESS;
+    }
+    if (access == VM_PROT_NONE) {
+        (void)munlock((void *)start, end - start);
+        vm_size_t wired = atomic_load(&kern_vm_wired);
+        while (!atomic_compare_exchange_weak(&kern_vm_wired, &wired,
+                                             wired > end - start ? wired - (end - start) : 0)) {
+        }
+        return KERN_SUCCESS;
+    }
+    if (!privileged &&
+        atomic_load(&kern_vm_wired) + (end - start) > KERN_VM_WIRE_UNPRIVILEGED) {
+        return KERN_NO_ACCESS;
+    }
+    if (!kern_vm_mapped_with(start, end, access)) {
+        return KERN_NO_SPACE;
+    }
+    if (mlock((void *)start, end - start) != 0) {
+        return KERN_NO_ACCESS; /* Linux's RLIMIT_MEMLOCK, without CAP_IPC_LOCK */
+    }
+    atomic_fetch_add(&kern_vm_wired, end - start);
+    return KERN_SUCCESS;
+}
+
+kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t flags)
+{
+    bool privileged;
+    if (!kern_vm_host(host, &privileged) || !privileged) {
+        return KERN_INVALID_HOST;
+    }
+    if (!kern_vm_task_ok(task)) {
+        return KERN_INVALID_TASK;
+    }
+    if ((flags & ~VM_WIRE_ALL) != 0) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    if (flags == VM_WIRE_NONE) {
+        (void)munlockall();
+        atomic_store(&kern_vm_wired, 0);
+        return KERN_SUCCESS;
+    }
+    int how = (flags & VM_WIRE_CURRENT ? MCL_CURRENT : 0) |
+              (flags & VM_WIRE_FUTURE ? MCL_FUTURE : 0);
+    return mlockall(how) == 0 ? KERN_SUCCESS : KERN_NO_ACCESS;
+}
+
+/* ---- vm_msync ---- */
+
+/* As GNU Mach today: the flags are checked, an empty range succeeds, and
+ * anything else is refused (its vm_map_msync is still to be written).
+ * Memory objects (issue 5) will make it write back. */
+kern_return_t kern_vm_msync(mach_port_t target_task, vm_address_t address, vm_size_t size,
+                            vm_sync_t sync_flags)
+{
+    if (!kern_vm_task_ok(target_task) ||
+        ((sync_flags & VM_SYNC_ASYNCHRONOUS) && (sync_flags & VM_SYNC_SYNCHRONOUS))) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    vm_address_t start, end;
+    if (!kern_vm_range(address, size, &start, &end)) {
+        return KERN_SUCCESS;
+    }
+    return KERN_INVALID_ARGUMENT;
+}

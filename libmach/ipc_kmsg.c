@@ -9,6 +9,7 @@
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "linux.h"
+#include "vm_attr.h"
 
 mach_msg_type_name_t ipc_received_type(mach_msg_type_name_t disposition)
 {
@@ -424,6 +425,7 @@ void ipc_kmsg_destroy(struct kmsg *kmsg)
         linux_close(ool->memfd);
         if (ool->dealloc && ool->addr != NULL && ool->size > 0) {
             munmap(ool->addr, ool->size);
+            vm_attr_forget(ool->addr, ool->size);
         }
     }
     free(kmsg->rights);

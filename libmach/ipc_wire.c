@@ -25,6 +25,7 @@
 #include "kern_control.h"
 #include "kern_notify.h"
 #include "linux.h"
+#include "vm_attr.h"
 
 #define WIRE_MAGIC 0x4c4c4548u /* "HELL" */
 #define WIRE_MAX_FDS 253       /* SCM_MAX_FD: descriptors one sendmsg carries */
@@ -385,6 +386,7 @@ static void wire_release_sent(struct kmsg *kmsg)
             uintptr_t start = (uintptr_t)ool->addr & ~(uintptr_t)4095;
             uintptr_t end = ((uintptr_t)ool->addr + ool->size + 4095) & ~(uintptr_t)4095;
             munmap((void *)start, end - start);
+            vm_attr_forget((void *)start, end - start);
         }
     }
     kmsg->nool = 0;

@@ -7,6 +7,7 @@
 #include "ipc_kmsg.h"
 #include "ipc_space.h"
 #include "kern_notify.h"
+#include "vm_attr.h"
 
 /* Destroys one right named NAME carried as TYPE.  Only rights the message
  * owns are destroyed: received ones (PORT_*) and moved ones (MOVE_*,
@@ -60,6 +61,7 @@ static mach_msg_return_t msg_destroy_visit(void *ctx, mach_msg_type_t *type,
     }
     if (!type->msgt_inline && addr != NULL && length > 0) {
         munmap(addr, length);
+        vm_attr_forget(addr, length);
     }
     return MACH_MSG_SUCCESS;
 }

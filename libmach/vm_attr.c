@@ -158,6 +158,17 @@ void vm_attr_clear(vm_address_t start, vm_address_t end)
     (void)vm_attr_update(start, end, vm_attr_put_default, NULL);
 }
 
+void vm_attr_forget(const void *addr, size_t size)
+{
+    vm_address_t start = (vm_address_t)addr & ~(vm_address_t)4095;
+    vm_address_t end = ((vm_address_t)addr + size + 4095) & ~(vm_address_t)4095;
+    vm_attr_lock();
+    if (vm_attr_nruns > 0) {
+        vm_attr_clear(start, end);
+    }
+    vm_attr_unlock();
+}
+
 void vm_attr_fork_child(void)
 {
     pthread_mutex_init(&vm_attr_mutex, NULL);

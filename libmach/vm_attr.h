@@ -16,6 +16,7 @@
 #include <mach/vm_prot.h>
 #include <mach/std_types.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 /* The inheritance of a page nobody set: the mapping's own (COPY for a
  * private mapping, SHARE for a shared one). */
@@ -44,6 +45,12 @@ bool vm_attr_set_inheritance(vm_address_t start, vm_address_t end, vm_inherit_t 
 
 /* [START, END) is no longer mapped: back to the defaults. */
 void vm_attr_clear(vm_address_t start, vm_address_t end);
+
+/* [ADDR, ADDR + SIZE) (pages rounded out) is being unmapped by libmach
+ * (an out-of-line region moved or destroyed): forgets its attributes.
+ * Takes and releases vm_attr_lock; may be called with ipc_lock held
+ * (never the other way round). */
+void vm_attr_forget(const void *addr, size_t size);
 
 /* The child side of fork(): the parent's attributes hold in the child
  * (it inherited the mappings), except where the inheritance was NONE:

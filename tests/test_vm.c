@@ -136,6 +136,34 @@ static void protect_rules(void)
     }
 }
 
+/* A region moved away out of line leaves no attribute behind. */
+static void moved_region_forgotten(void)
+{
+    vm_address_t a = alloc(PAGE);
+    CHECK_KR(vm_protect(SELF, a, PAGE, TRUE, VM_PROT_READ), KERN_SUCCESS);
+    mach_port_t port = test_new_port(true);
+    struct {
+        mach_msg_header_t h;
+        mach_msg_type_long_t t;
+        vm_address_t addr;
+    } m = {
+        .h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0) | MACH_MSGH_BITS_COMPLEX,
+              .msgh_remote_port = port, .msgh_id = 1},
+        .t = {.msgtl_name = MACH_MSG_TYPE_BYTE, .msgtl_size = 8, .msgtl_number = PAGE,
+              .msgtl_inline = FALSE, .msgtl_deallocate = TRUE, .msgtl_longform = TRUE},
+        .addr = a,
+    };
+    CHECK_KR(mach_msg(&m.h, MACH_SEND_MSG, sizeof m, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    vm_address_t again = a;
+    CHECK_KR(vm_allocate(SELF, &again, PAGE, FALSE), KERN_SUCCESS);
+    struct region r;
+    CHECK_KR(region_of(SELF, a, &r), KERN_SUCCESS);
+    CHECK(r.max == VM_PROT_ALL);
+    CHECK_KR(vm_deallocate(SELF, a, PAGE), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, port), KERN_SUCCESS); /* and the queued region */
+}
+
 static void region_rules(void)
 {
     vm_address_t a = alloc(3 * PAGE);
@@ -277,6 +305,7 @@ int main(void)
     allocate_rules();
     protect_rules();
     region_rules();
+    moved_region_forgotten();
     inherit_rules();
     copy_rules();
     statistics_and_wiring();

@@ -86,23 +86,12 @@ static bool janitor_connect(void)
         slots = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, table, 0);
     }
     struct hell_request req = {.magic = HELL_PROTO_MAGIC, .op = HELL_OP_JANITOR};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
     struct iovec iov = {.iov_base = &req, .iov_len = sizeof req};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                         .msg_controllen = sizeof control.buf};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &table, sizeof table);
     bool ours = true;
     if (slots == MAP_FAILED || sock < 0 ||
         connect(sock, (struct sockaddr *)&addr, sizeof addr) != 0 ||
         !(ours = hell_peer_is_us(sock)) ||
-        sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof req) {
+        wire_sendmsg(sock, &iov, 1, &table, 1, MSG_DONTWAIT) != (int)sizeof req) {
         if (!ours) {
             errno = EACCES; /* another user's socket gets no send ends */
         }
@@ -135,22 +124,11 @@ static bool janitor_show_port(struct ipc_port *port)
         return true;
     }
     struct hell_janitor_port reg = {.magic = HELL_PROTO_MAGIC, .key = port->serial};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
     struct iovec iov = {.iov_base = &reg, .iov_len = sizeof reg};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                         .msg_controllen = sizeof control.buf};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &port->send_fd, sizeof port->send_fd);
     /* A full connection (machd behind) leaves this right unlisted; the
      * next right to the port tries again. */
     port->janitor_known =
-        sendmsg(janitor_sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof reg;
+        wire_sendmsg(janitor_sock, &iov, 1, &port->send_fd, 1, MSG_DONTWAIT) == (int)sizeof reg;
     return port->janitor_known;
 }
 

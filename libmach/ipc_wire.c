@@ -392,8 +392,8 @@ static void wire_release_sent(struct kmsg *kmsg)
     kmsg->nool = 0;
 }
 
-static int wire_sendmsg(int fd, struct iovec *iov, int iovcnt, const int *fds,
-                        unsigned nfds, int flags)
+int wire_sendmsg(int fd, struct iovec *iov, int iovcnt, const int *fds, unsigned nfds,
+                 int flags)
 {
     union {
         char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];

@@ -14,6 +14,8 @@
 #ifndef HELL_IPC_WIRE_H
 #define HELL_IPC_WIRE_H
 
+#include <sys/uio.h>
+
 #include "ipc_kmsg.h"
 
 /* The largest message body carried inline. */
@@ -59,6 +61,12 @@ int wire_recv_bootstrap(int fd, struct kright *rights, unsigned max);
  * generated while a space is being changed). */
 mach_msg_return_t wire_send_notify_locked(struct ipc_port *port, uint64_t nonce,
                                           mach_msg_id_t id);
+
+/* Sends IOV (IOVCNT pieces) on socket FD with the NFDS descriptors FDS
+ * (at most WIRE_MAX_FDS) as SCM_RIGHTS, with FLAGS | MSG_NOSIGNAL.
+ * Returns what sendmsg returns (-1 with errno).  Needs no lock. */
+int wire_sendmsg(int fd, struct iovec *iov, int iovcnt, const int *fds, unsigned nfds,
+                 int flags);
 
 /* The same through a bare send end SEND_FD (machd's janitor, which holds
  * no port).  Needs no lock. */

@@ -32,6 +32,10 @@ struct ipc_port *kern_task_port(void);
  * KERN_RESOURCE_SHORTAGE.  Expects [G]. */
 kern_return_t kern_object_create(int kotype, struct ipc_port **port, mach_port_name_t *kname);
 
+/* Whether HOST, a kernel-space name, is a host port served here; in
+ * *PRIVILEGED whether it is the privileged one.  Expects no lock. */
+bool kern_host_port_ok(mach_port_t host, bool *privileged);
+
 /* Forgets the host's ports in a child after fork(): the default
  * processor set's is made again on demand, the privileged one does not
  * pass to children.  Expects [G] or a single thread. */

@@ -40,21 +40,26 @@ static mach_port_name_t kern_pset_name_kname;
 static mach_port_name_t kern_host_priv_kname;
 static void (*kern_reboot_handler)(int options);
 
-/* Whether HOST (kernel space) is a host port, privileged or not. */
-static bool kern_is_host(mach_port_t host)
+bool kern_host_port_ok(mach_port_t host, bool *privileged)
 {
     ipc_lock();
-    bool ok = kern_object_is(host, IKOT_HOST) || kern_object_is(host, IKOT_HOST_PRIV);
+    *privileged = kern_object_is(host, IKOT_HOST_PRIV);
+    bool ok = *privileged || kern_object_is(host, IKOT_HOST);
     ipc_unlock();
     return ok;
 }
 
+/* Whether HOST (kernel space) is a host port, privileged or not. */
+static bool kern_is_host(mach_port_t host)
+{
+    bool privileged;
+    return kern_host_port_ok(host, &privileged);
+}
+
 static bool kern_is_host_priv(mach_port_t host)
 {
-    ipc_lock();
-    bool ok = kern_object_is(host, IKOT_HOST_PRIV);
-    ipc_unlock();
-    return ok;
+    bool privileged;
+    return kern_host_port_ok(host, &privileged) && privileged;
 }
 
 void kern_host_fork_child(void)
@@ -249,37 +254,29 @@ kern_return_t kern_host_reboot(mach_port_t host_priv, int options)
     return KERN_SUCCESS;
 }
 
-/* Setting the clock is Linux's business: it takes CAP_SYS_TIME. */
-static kern_return_t kern_set_clock(const struct timespec *ts)
+/* Sets the clock to SECONDS and NANOSECONDS through HOST_PRIV.  Setting
+ * it is Linux's business: it takes CAP_SYS_TIME (else KERN_NO_ACCESS). */
+static kern_return_t kern_set_clock(mach_port_t host_priv, int64_t seconds,
+                                    int64_t nanoseconds)
 {
-    return clock_settime(CLOCK_REALTIME, ts) == 0 ? KERN_SUCCESS : KERN_NO_ACCESS;
+    if (!kern_is_host_priv(host_priv)) {
+        return KERN_INVALID_HOST;
+    }
+    if (seconds < 0 || nanoseconds < 0 || nanoseconds >= 1000000000) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    struct timespec ts = {.tv_sec = seconds, .tv_nsec = nanoseconds};
+    return clock_settime(CLOCK_REALTIME, &ts) == 0 ? KERN_SUCCESS : KERN_NO_ACCESS;
 }
 
 kern_return_t kern_host_set_time(mach_port_t host_priv, time_value_t new_time)
 {
-    if (!kern_is_host_priv(host_priv)) {
-        return KERN_INVALID_HOST;
-    }
-    if (new_time.seconds < 0 || new_time.microseconds < 0 ||
-        new_time.microseconds >= 1000000) {
-        return KERN_INVALID_ARGUMENT;
-    }
-    struct timespec ts = {.tv_sec = new_time.seconds,
-                          .tv_nsec = (long)new_time.microseconds * 1000};
-    return kern_set_clock(&ts);
+    return kern_set_clock(host_priv, new_time.seconds, (int64_t)new_time.microseconds * 1000);
 }
 
 kern_return_t kern_host_set_time64(mach_port_t host_priv, time_value64_t new_time)
 {
-    if (!kern_is_host_priv(host_priv)) {
-        return KERN_INVALID_HOST;
-    }
-    if (new_time.seconds < 0 || new_time.nanoseconds < 0 ||
-        new_time.nanoseconds >= 1000000000) {
-        return KERN_INVALID_ARGUMENT;
-    }
-    struct timespec ts = {.tv_sec = new_time.seconds, .tv_nsec = new_time.nanoseconds};
-    return kern_set_clock(&ts);
+    return kern_set_clock(host_priv, new_time.seconds, new_time.nanoseconds);
 }
 
 /* The largest adjustment taken, in microseconds: Linux's adjtime takes

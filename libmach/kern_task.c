@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <hell.h>
 #include <mach/mig_errors.h>
+#include <mach/mig_support.h>
 #include <mach/task_special_ports.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -58,16 +59,9 @@ static boolean_t kern_device_refuse(mach_msg_header_t *in, mach_msg_header_t *ou
     if (in->msgh_id < KERN_DEVICE_FIRST_ID || in->msgh_id > KERN_DEVICE_LAST_ID) {
         return FALSE;
     }
-    mig_reply_header_t *r = (mig_reply_header_t *)out;
-    *r = (mig_reply_header_t){
-        .Head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSGH_BITS_REMOTE(in->msgh_bits), 0),
-                 .msgh_size = sizeof *r,
-                 .msgh_remote_port = in->msgh_remote_port,
-                 .msgh_id = in->msgh_id + 100},
-        .RetCodeType = {.msgt_name = MACH_MSG_TYPE_INTEGER_32, .msgt_size = 32,
-                        .msgt_number = 1, .msgt_inline = TRUE},
-        .RetCode = in->msgh_id == KERN_DEVICE_FIRST_ID ? D_INVALID_OPERATION : D_NO_SUCH_DEVICE,
-    };
+    mig_reply_setup(in, out);
+    ((mig_reply_header_t *)out)->RetCode =
+        in->msgh_id == KERN_DEVICE_FIRST_ID ? D_INVALID_OPERATION : D_NO_SUCH_DEVICE;
     return TRUE;
 }
 

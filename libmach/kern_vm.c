@@ -16,17 +16,35 @@
 
 #include "ipc_space.h"
 #include "kern.h"
+#include "kern_vm.h"
 #include "mach.server.h"
 #include "vm_attr.h"
 #include "vm_maps.h"
 
 
-static bool kern_vm_task_ok(mach_port_t task)
+bool kern_vm_task_ok(mach_port_t task)
 {
     ipc_lock();
     bool ok = kern_is_task(task);
     ipc_unlock();
     return ok;
+}
+
+bool kern_vm_range(vm_address_t address, vm_size_t size, vm_address_t *start,
+                   vm_address_t *end)
+{
+    vm_address_t s = address & ~(vm_address_t)4095;
+    vm_address_t e = address + size;
+    if (e < address) {
+        return false;
+    }
+    e = (e + 4095) & ~(vm_address_t)4095;
+    if (e == 0 || e > VM_MAPS_USER_MAX) {
+        e = VM_MAPS_USER_MAX;
+    }
+    *start = s;
+    *end = e;
+    return s < e;
 }
 
 kern_return_t kern_vm_allocate(mach_port_t target_task, vm_address_t *address,
@@ -72,16 +90,8 @@ kern_return_t kern_vm_deallocate(mach_port_t target_task, vm_address_t address,
     if (!kern_vm_task_ok(target_task)) {
         return KERN_INVALID_ARGUMENT;
     }
-    vm_address_t start = address & ~(vm_address_t)4095;
-    vm_address_t end = address + size;
-    if (size == 0 || end < address) {
-        return KERN_SUCCESS;
-    }
-    end = (end + 4095) & ~(vm_address_t)4095;
-    if (end == 0 || end > VM_MAPS_USER_MAX) {
-        end = VM_MAPS_USER_MAX;
-    }
-    if (start < end) {
+    vm_address_t start, end;
+    if (size != 0 && kern_vm_range(address, size, &start, &end)) {
         (void)munmap((void *)start, end - start);
         vm_attr_lock();
         vm_attr_clear(start, end);
@@ -173,11 +183,7 @@ kern_return_t kern_vm_write(mach_port_t target_task, vm_address_t address, vm_of
     return kr;
 }
 
-/* What vm_copy finds wrong with [START, START + SIZE) in the order GNU
- * Mach checks it: a hole (or an unmapped start) is KERN_INVALID_ADDRESS,
- * a page without ACCESS KERN_PROTECTION_FAILURE, whichever comes first
- * in address order.  Returns KERN_SUCCESS when all is well. */
-static kern_return_t kern_vm_check_range(vm_address_t start, vm_size_t size, vm_prot_t access)
+kern_return_t kern_vm_check_range(vm_address_t start, vm_size_t size, vm_prot_t access)
 {
     struct vm_maps maps;
     if (!vm_maps_open(&maps)) {

@@ -21,8 +21,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "ipc_space.h"
 #include "kern.h"
+#include "kern_vm.h"
 #include "gnumach.server.h"
 #include "linux.h"
 #include "mach.server.h"
@@ -36,34 +36,6 @@
 #define KERN_VM_WIRE_UNPRIVILEGED (8ul << 20)
 
 static _Atomic vm_size_t kern_vm_wired; /* bytes wired through vm_wire */
-
-static bool kern_vm_task_ok(mach_port_t task)
-{
-    ipc_lock();
-    bool ok = kern_is_task(task);
-    ipc_unlock();
-    return ok;
-}
-
-/* The pages of [ADDRESS, ADDRESS + SIZE) clipped to the user range, in
- * [*START, *END).  Returns false when the range is empty (a wrap-around
- * makes it so, as in GNU Mach). */
-static bool kern_vm_range(vm_address_t address, vm_size_t size, vm_address_t *start,
-                          vm_address_t *end)
-{
-    vm_address_t s = address & ~(KERN_VM_PAGE - 1);
-    vm_address_t e = address + size;
-    if (e < address) {
-        return false;
-    }
-    e = (e + KERN_VM_PAGE - 1) & ~(KERN_VM_PAGE - 1);
-    if (e == 0 || e > VM_MAPS_USER_MAX) {
-        e = VM_MAPS_USER_MAX;
-    }
-    *start = s;
-    *end = e;
-    return s < e;
-}
 
 static int kern_vm_linux_prot(vm_prot_t prot)
 {
@@ -306,39 +278,6 @@ kern_return_t kern_vm_region(mach_port_t target_task, vm_address_t *address, vm_
 
 /* ---- wiring ---- */
 
-/* Whether HOST is a host port served here, and whether it is the
- * privileged one. */
-static bool kern_vm_host(mach_port_t host, bool *privileged)
-{
-    ipc_lock();
-    *privileged = kern_object_is(host, IKOT_HOST_PRIV);
-    bool ok = *privileged || kern_object_is(host, IKOT_HOST);
-    ipc_unlock();
-    return ok;
-}
-
-/* Whether every page of [START, END) is mapped with at least ACCESS. */
-static bool kern_vm_mapped_with(vm_address_t start, vm_address_t end, vm_prot_t access)
-{
-    struct vm_maps maps;
-    if (!vm_maps_open(&maps)) {
-        return false;
-    }
-    struct vm_maps_entry m;
-    vm_address_t at = start;
-    while (at < end && vm_maps_next(&maps, &m)) {
-        if (m.end <= at) {
-            continue;
-        }
-        if (m.start > at || (access & ~m.protection) != 0) {
-            break; /* a hole, or too little access */
-        }
-        at = m.end;
-    }
-    vm_maps_close(&maps);
-    return at >= end;
-}
-
 /* The task's memory is wired by the process that owns it: a host port
  * served elsewhere (machd's privileged one, for another task) cannot
  * wire it yet. */
@@ -346,7 +285,7 @@ kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t addr
                            vm_size_t size, vm_prot_t access)
 {
     bool privileged;
-    if (!kern_vm_host(host, &privileged)) {
+    if (!kern_host_port_ok(host, &privileged)) {
         return KERN_INVALID_HOST;
     }
     if (!kern_vm_task_ok(task)) {
@@ -371,8 +310,8 @@ kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t addr
         atomic_load(&kern_vm_wired) + (end - start) > KERN_VM_WIRE_UNPRIVILEGED) {
         return KERN_NO_ACCESS;
     }
-    if (!kern_vm_mapped_with(start, end, access)) {
-        return KERN_NO_SPACE;
+    if (kern_vm_check_range(start, end - start, access) != KERN_SUCCESS) {
+        return KERN_NO_SPACE; /* a hole, or too little access */
     }
     if (mlock((void *)start, end - start) != 0) {
         return KERN_NO_ACCESS; /* Linux's RLIMIT_MEMLOCK, without CAP_IPC_LOCK */
@@ -384,7 +323,7 @@ kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t addr
 kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t flags)
 {
     bool privileged;
-    if (!kern_vm_host(host, &privileged) || !privileged) {
+    if (!kern_host_port_ok(host, &privileged) || !privileged) {
         return KERN_INVALID_HOST;
     }
     if (!kern_vm_task_ok(task)) {

@@ -10,18 +10,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ipc_space.h"
 #include "kern.h"
+#include "kern_vm.h"
 #include "gnumach.server.h"
 #include "mach.server.h"
-
-static bool kern_vm_stat_task_ok(mach_port_t task)
-{
-    ipc_lock();
-    bool ok = kern_is_task(task);
-    ipc_unlock();
-    return ok;
-}
 
 /* The value of KEY in the "key value" (or "key: value kB") file PATH, or
  * 0. */
@@ -51,7 +43,7 @@ static integer_t kern_vm_stat_int(uint64_t v)
 
 kern_return_t kern_vm_statistics(mach_port_t target_task, vm_statistics_data_t *stats)
 {
-    if (!kern_vm_stat_task_ok(target_task)) {
+    if (!kern_vm_task_ok(target_task)) {
         return KERN_INVALID_ARGUMENT;
     }
     const char *mem = "/proc/meminfo", *vm = "/proc/vmstat";
@@ -83,7 +75,7 @@ kern_return_t kern_vm_statistics(mach_port_t target_task, vm_statistics_data_t *
 kern_return_t kern_vm_cache_statistics(mach_port_t target_task,
                                        vm_cache_statistics_data_t *stats)
 {
-    if (!kern_vm_stat_task_ok(target_task)) {
+    if (!kern_vm_task_ok(target_task)) {
         return KERN_INVALID_ARGUMENT;
     }
     memset(stats, 0, sizeof *stats);

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * What the VM calls' files (kern_vm*.c) share.
+ */
+#ifndef HELL_KERN_VM_H
+#define HELL_KERN_VM_H
+
+#include <mach/kern_return.h>
+#include <mach/message.h>
+#include <mach/vm_prot.h>
+#include <stdbool.h>
+
+/* Whether TASK, a kernel-space name, is this task's port (a call on any
+ * other port gets KERN_INVALID_ARGUMENT, as GNU Mach's null map, or
+ * KERN_INVALID_TASK where GNU Mach says so).  Expects no lock. */
+bool kern_vm_task_ok(mach_port_t task);
+
+/* The pages of [ADDRESS, ADDRESS + SIZE) clipped to the user range, in
+ * [*START, *END), as GNU Mach rounds a range.  Returns false when the
+ * range is empty (a wrap-around makes it so, as in GNU Mach). */
+bool kern_vm_range(vm_address_t address, vm_size_t size, vm_address_t *start,
+                   vm_address_t *end);
+
+/* What is wrong with [START, START + SIZE) for ACCESS, in the order GNU
+ * Mach finds it walking the range: a hole (or an unmapped start) is
+ * KERN_INVALID_ADDRESS, a page without ACCESS KERN_PROTECTION_FAILURE,
+ * whichever comes first; KERN_RESOURCE_SHORTAGE when the maps cannot be
+ * read.  Returns KERN_SUCCESS when all is well. */
+kern_return_t kern_vm_check_range(vm_address_t start, vm_size_t size, vm_prot_t access);
+
+#endif

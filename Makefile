@@ -68,9 +68,10 @@ LIB_SRCS  := $(wildcard libmach/*.c)
 LIB_OBJS  := $(LIB_SRCS:libmach/%.c=$(OBJ)/libmach/%.o) \
              $(MIG_USER_DEFS:%=$(OBJ)/gen/%.user.o) \
              $(MIG_SERVER_DEFS:%=$(OBJ)/gen/%.server.o) \
-             $(OBJ)/gen/exc.kuser.o
+             $(OBJ)/gen/exc.kuser.o $(OBJ)/gen/memory_object.kuser.o
 GEN_HDRS  := $(foreach d,$(MIG_USER_DEFS),$(GEN)/include/mach/$($(d)_HDR)) \
-             $(MIG_SERVER_DEFS:%=$(GEN)/%.server.h) $(GEN)/exc.kuser.h
+             $(MIG_SERVER_DEFS:%=$(GEN)/%.server.h) $(GEN)/exc.kuser.h \
+             $(GEN)/memory_object.kuser.h
 
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_install
@@ -106,6 +107,12 @@ $(GEN)/tests/%.user.c $(GEN)/tests/%.server.c: tests/%.defs $(DEPS)/.ok
 	@mkdir -p $(GEN)/tests
 	$(MIG) -I$(MACH_INC) -user $(GEN)/tests/$*.user.c -header $(GEN)/tests/$*.h \
 	    -server $(GEN)/tests/$*.server.c -sheader $(GEN)/tests/$*.server.h $<
+# The sample pager's side of memory_object.defs.
+$(GEN)/pager/memory_object.server.c: $(DEPS)/.ok
+	@mkdir -p $(GEN)/pager
+	$(MIG) -I$(MACH_INC) -DSERVERPREFIX=filepager_ -user /dev/null -header /dev/null \
+	    -server $@ -sheader $(GEN)/pager/memory_object.server.h $(MACH_INC)/mach/memory_object.defs
+$(GEN)/pager/memory_object.server.h: $(GEN)/pager/memory_object.server.c ;
 $(GEN)/demo/%.user.c $(GEN)/demo/%.server.c: demo/%.defs $(DEPS)/.ok
 	@mkdir -p $(GEN)/demo
 	$(MIG) -I$(MACH_INC) -user $(GEN)/demo/$*.user.c -header $(GEN)/demo/$*.h \
@@ -136,7 +143,17 @@ $(GEN)/exc.kuser.c: $(DEPS)/.ok
 	    -e 's/\bmig_put_reply_port(/kern_exc_put_reply_port(/g' $@.tmp > $@
 	rm -f $@.tmp
 $(GEN)/exc.kuser.h: $(GEN)/exc.kuser.c ;
-$(OBJ)/gen/exc.kuser.o: $(GEN)/exc.kuser.c $(GEN_HDRS)
+# The kernel's side of memory_object.defs: what the VM sends pagers from
+# the kernel space (vm_object.c), never blocking (vm_pager_stub.h).
+$(GEN)/memory_object.kuser.c: $(DEPS)/.ok
+	@mkdir -p $(GEN)
+	$(MIG) -I$(MACH_INC) -DUSERPREFIX=kmo_ -user $@.tmp \
+	    -header $(GEN)/memory_object.kuser.h -server /dev/null -sheader /dev/null \
+	    $(MACH_INC)/mach/memory_object.defs
+	sed -e '1i #include "vm_pager_stub.h"' -e 's/\bmach_msg(/vm_pager_mach_msg(/g' $@.tmp > $@
+	rm -f $@.tmp
+$(GEN)/memory_object.kuser.h: $(GEN)/memory_object.kuser.c ;
+$(OBJ)/gen/%.kuser.o: $(GEN)/%.kuser.c $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(MIGCFLAGS) -c -o $@ $<
 $(LIB): $(LIB_OBJS)
@@ -145,10 +162,12 @@ $(LIB): $(LIB_OBJS)
 	@ln -sf libmach.so $(BUILD)/lib/libmach.so.0
 
 # ---- programs linked against libmach ----
-PROG_CFLAGS  := $(CFLAGS) -I$(GEN)/tests -I$(GEN)/demo -Itests -DMIG_EOPNOTSUPP=MIG_BAD_ID
+PROG_CFLAGS  := $(CFLAGS) -I$(GEN)/tests -I$(GEN)/demo -I$(GEN)/pager -Itests -Ipager \
+                -DMIG_EOPNOTSUPP=MIG_BAD_ID
 PROG_LDFLAGS := $(LDFLAGS) -L$(BUILD)/lib -Wl,-rpath,'$$ORIGIN/../lib' -lmach
 TEST_GEN_OBJS := $(GEN)/tests/hell_test.user.c $(GEN)/tests/hell_test.server.c \
-                 $(GEN)/tests/hell_exc.user.c $(GEN)/tests/hell_exc.server.c
+                 $(GEN)/tests/hell_exc.user.c $(GEN)/tests/hell_exc.server.c \
+                 pager/filepager.c $(GEN)/pager/memory_object.server.c
 
 $(BUILD)/tests/%: tests/%.c tests/test.h tests/test_types.h $(TEST_GEN_OBJS) $(LIB)
 	@mkdir -p $(dir $@)

@@ -106,9 +106,7 @@ static void ipc_entry_forget_port(struct ipc_space *space,
 /* The entry lost its last right: free it. */
 static void ipc_entry_release(struct ipc_space *space, struct ipc_entry *entry)
 {
-    if (space->id == SPACE_USER) {
-        kern_notify_entry_deleted(entry);
-    }
+    kern_notify_entry_deleted(entry); /* (requests: user space, and the VM's) */
     if (entry->port != NULL) {
         ipc_entry_forget_port(space, entry);
     }
@@ -128,9 +126,7 @@ bool ipc_right_check(struct ipc_space *space, struct ipc_entry *entry, bool prob
         ipc_janitor_release(entry->nonce); /* a send-once right */
         entry->urefs = 1;
     }
-    if (space->id == SPACE_USER) {
-        kern_notify_entry_dead(entry);
-    }
+    kern_notify_entry_dead(entry);
     ipc_entry_forget_port(space, entry);
     entry->type = MACH_PORT_TYPE_DEAD_NAME;
     return true;

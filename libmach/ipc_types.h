@@ -155,6 +155,9 @@ enum {
     IKOT_THREAD = 3,
     IKOT_PSET_NAME = 4,
     IKOT_HOST_PRIV = 5,
+    IKOT_PAGER_CONTROL = 6, /* a memory object's control port (vm_object.c) */
+    IKOT_PAGER_NAME = 7,    /* a memory object's name port */
+    IKOT_VM_NOTIFY = 8,     /* where the VM hears of its pagers' deaths */
 };
 
 #endif

@@ -93,6 +93,12 @@ void kern_reply(mach_port_name_t reply_port, mach_msg_id_t request_id, kern_retu
  * thread, which must never block).  Needs no lock. */
 bool kern_serving_other_task(void);
 
+/* The service thread, waiting inside a routine for what another kernel
+ * object must receive (a pager's answer): serves at most one request,
+ * waiting at most TIMEOUT_MS for it.  A request too large for the
+ * service's buffer is left queued.  Expects no lock. */
+void kern_service_once(int timeout_ms);
+
 /* Runs one request through the kernel servers and sends the reply.
  * REQUEST names rights in the kernel space.  Expects no lock. */
 void kern_serve(mach_msg_header_t *request);

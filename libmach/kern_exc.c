@@ -151,10 +151,13 @@ static void kern_fault_to_exception(int sig, const siginfo_t *si, const ucontext
         }
         break;
     case SIGBUS:
-        /* Memory its pager could not supply (past the end of a memfd). */
+        /* Memory its pager could not supply: past the end of a memfd, or
+         * a page the pager failed to give (vm_object.c queues the signal
+         * with the address as its value). */
         *exc = EXC_BAD_ACCESS;
         *code = KERN_MEMORY_ERROR;
-        *subcode = (rpc_long_integer_t)(uintptr_t)si->si_addr;
+        *subcode = si->si_code == SI_QUEUE ? (rpc_long_integer_t)(uintptr_t)si->si_value.sival_ptr
+                                           : (rpc_long_integer_t)(uintptr_t)si->si_addr;
         break;
     case SIGILL:
         *exc = EXC_BAD_INSTRUCTION;

@@ -124,9 +124,15 @@ void kern_notify_entry_deleted(struct ipc_entry *entry)
 
 void kern_notify_port_died(struct ipc_port *port)
 {
-    struct ipc_space *space = &ipc_spaces[SPACE_USER];
     ipc_port_ref(port); /* the entries that go may hold the last references */
-    struct ipc_entry *entry = ipc_entry_lookup(space, port->name[SPACE_USER]);
+    /* The kernel space's own requests (the VM watching its pagers). */
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
+    struct ipc_entry *entry = ipc_entry_lookup(kspace, port->name[SPACE_KERNEL]);
+    if (entry != NULL && entry->port == port && entry->dnrequest != 0) {
+        ipc_right_check(kspace, entry, false);
+    }
+    struct ipc_space *space = &ipc_spaces[SPACE_USER];
+    entry = ipc_entry_lookup(space, port->name[SPACE_USER]);
     if (entry != NULL && entry->port == port) {
         ipc_right_check(space, entry, false);
     }
@@ -361,5 +367,21 @@ kern_return_t kern_mach_port_request_notification(mach_port_t task, mach_port_na
     }
     ipc_unlock();
     kern_notify_flush();
+    return kr;
+}
+
+kern_return_t kern_notify_request_dead_name_kernel(mach_port_name_t name,
+                                                   mach_port_name_t notify)
+{
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
+    struct ipc_entry *entry = ipc_entry_lookup(kspace, name);
+    if (entry == NULL) {
+        return KERN_INVALID_NAME;
+    }
+    mach_port_t previous = MACH_PORT_NULL;
+    kern_return_t kr = kern_request_dead_name(kspace, entry, 1, notify, &previous);
+    if (MACH_PORT_VALID(previous)) {
+        (void)ipc_right_dealloc(kspace, previous);
+    }
     return kr;
 }

@@ -77,6 +77,13 @@ bool kern_notify_port_destroyed(struct ipc_space *space, mach_port_name_t name);
 void kern_notify_flush(void);
 
 /* Whether notifications are queued (read without [G]: a hint). */
+/* Asks for a dead-name notification of NAME, a send right of the kernel
+ * space, through NOTIFY, a kernel-space send-once right (consumed): how
+ * the kernel learns that a pager died.  A dead NAME is notified at once.
+ * Expects [G]; the notification is sent at the next flush. */
+kern_return_t kern_notify_request_dead_name_kernel(mach_port_name_t name,
+                                                   mach_port_name_t notify);
+
 extern atomic_bool kern_notify_pending;
 
 /* Flushes when something is queued: one load on the message path. */

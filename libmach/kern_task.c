@@ -36,6 +36,8 @@
 #include "linux.h"
 #include "msg_destroy.h"
 #include "vm_attr.h"
+#include "vm_fault.h"
+#include "vm_object.h"
 #include "mach.server.h"
 #include "gnumach.server.h"
 #include "mach_port.server.h"
@@ -66,8 +68,8 @@ static boolean_t kern_device_refuse(mach_msg_header_t *in, mach_msg_header_t *ou
 }
 
 static boolean_t (*const kern_servers[])(mach_msg_header_t *, mach_msg_header_t *) = {
-    mach_port_server, mach_server,       mach_host_server,
-    gnumach_server,   mach_i386_server, kern_device_refuse,
+    mach_port_server, mach_server,      mach_host_server,   gnumach_server,
+    mach_i386_server, vm_notify_server, kern_device_refuse,
 };
 #define KERN_REQUEST_MAX (64 * 1024)
 
@@ -178,6 +180,26 @@ __attribute__((visibility("default"))) mach_port_t mach_reply_port(void)
 
 /* Requests from other tasks: one hidden thread receives on the task
  * port in the kernel space. */
+void kern_service_once(int timeout_ms)
+{
+    union {
+        mach_msg_header_t head;
+        char buf[KERN_REQUEST_MAX];
+    } *msg = malloc(sizeof *msg);
+    if (msg == NULL) {
+        return;
+    }
+    ipc_lock();
+    mach_port_name_t kname = kern_objects_kname;
+    ipc_unlock();
+    if (ipc_mach_msg(SPACE_KERNEL, &msg->head, MACH_RCV_MSG | MACH_RCV_TIMEOUT | MACH_RCV_LARGE, 0,
+                     sizeof msg->buf, kname, (mach_msg_timeout_t)timeout_ms) ==
+        MACH_MSG_SUCCESS) {
+        kern_serve(&msg->head);
+    }
+    free(msg);
+}
+
 static void *kern_service_main(void *arg)
 {
     (void)arg;
@@ -743,6 +765,8 @@ void kern_task_fork_child(void)
     kern_thread_fork_child();
     kern_host_fork_child();
     vm_attr_fork_child();
+    vm_fault_fork_child();
+    vm_object_fork_child();
     atomic_fetch_add(&kern_fork_generation, 1);
     kern_task_create_objects();
 }

@@ -19,6 +19,7 @@
 #include "kern_vm.h"
 #include "mach.server.h"
 #include "vm_attr.h"
+#include "vm_fault.h"
 #include "vm_maps.h"
 
 
@@ -96,6 +97,12 @@ kern_return_t kern_vm_deallocate(mach_port_t target_task, vm_address_t address,
         vm_attr_lock();
         vm_attr_clear(start, end);
         vm_attr_unlock();
+        vm_lock();
+        struct vm_space *space = vm_space_self_if_any();
+        if (space != NULL) {
+            vm_space_unmap(space, start, end);
+        }
+        vm_unlock();
     }
     return KERN_SUCCESS;
 }

@@ -1,0 +1,1185 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Memory objects: the cache, the faults, and the kernel's side of the
+ * memory object protocol (vm_object.h).
+ *
+ * GNU Mach's rules followed here (its vm/memory_object.c and
+ * vm/vm_fault.c): data supplied for a page already cached is ignored;
+ * partial pages are discarded; a lock request restricts access, then
+ * returns, then flushes, and is acknowledged once; only threads waiting
+ * when data_error arrives are affected; an object whose pager lets it
+ * be cached outlives its last mapping.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <mach/memory_object.h>
+#include <mach/mig_errors.h>
+#include <mach/notify.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "futex_lock.h"
+#include "ipc_msg.h"
+#include "ipc_port.h"
+#include "ipc_space.h"
+#include "kern.h"
+#include "kern_notify.h"
+#include "linux.h"
+#include "memory_object.kuser.h"
+#include "u64map.h"
+#include "vm_object.h"
+#include "vm_pager_stub.h"
+
+/* The state of a page of an object's cache. */
+enum {
+    PG_PRESENT = 0x01,   /* in the memfd */
+    PG_REQUESTED = 0x02, /* asked of the pager, not yet answered */
+    PG_DIRTY = 0x04,     /* written since supplied or last returned */
+    PG_PRECIOUS = 0x08,  /* the pager wants it back even clean */
+    PG_UNLOCKING = 0x80, /* data_unlock sent, not yet answered */
+};
+#define PG_LOCK_SHIFT 4 /* bits 4-6: the access the pager locked out */
+#define PG_LOCK(st) ((vm_prot_t)(((st) >> PG_LOCK_SHIFT) & VM_PROT_ALL))
+
+#define VM_CHUNK_PAGES 512
+struct vm_chunk {
+    uint8_t page[VM_CHUNK_PAGES];
+};
+
+/* The largest run asked (data_request) or returned (data_return) in one
+ * message; sequential faults grow the run up to it. */
+#define VM_CLUSTER_MAX 64
+/* Unreferenced objects the kernel keeps cached (may_cache). */
+#define VM_CACHED_MAX 64
+
+/* A thread waiting for a page: a faulting thread of a space (MAPPING
+ * set), or this process reading the object (vm_object_read). */
+struct vm_waiter {
+    struct vm_mapping *mapping;
+    uint64_t offset; /* the page, in the object */
+    uint64_t addr;   /* the page, in the space */
+    pid_t tid;
+    bool unlock;     /* waits for the answer to data_unlock */
+    uint64_t deadline_ms;
+    _Atomic int *done; /* a reader's: 1 supplied, -1 failed */
+    struct vm_waiter *next;
+};
+
+struct vm_object {
+    mach_port_name_t pager;   /* kernel-space send right */
+    mach_port_name_t control; /* kernel-space receive right (and send) */
+    mach_port_name_t name;    /* kernel-space receive right */
+    int memfd;
+    uint64_t memfd_size;
+    bool ready, may_cache;
+    memory_object_copy_strategy_t copy_strategy;
+    bool destroyed;           /* memory_object_destroy: faults fail */
+    bool pager_dead;          /* sends to the pager fail: faults fail */
+    bool terminated;          /* its ports went back to the pager */
+    unsigned refs;
+    struct vm_mapping *maps;
+    struct u64map chunks;     /* page index / VM_CHUNK_PAGES -> struct vm_chunk */
+    struct vm_waiter *waiters;
+    uint64_t seq_next;        /* the offset after the last request */
+    unsigned cluster;         /* pages of the next sequential request */
+    struct vm_object *next;
+};
+
+static struct futex_lock vm_lock_word = FUTEX_LOCK_INIT;
+static struct u64map vm_by_pager;   /* [V] pager kname -> object */
+static struct u64map vm_by_control; /* [V] control kname -> object */
+static struct vm_object *vm_objects; /* [V] every object */
+/* Bumped (and futex-woken) whenever a reader's wait ends. */
+static _Atomic unsigned vm_generation;
+
+void vm_lock(void)
+{
+    futex_lock_acquire(&vm_lock_word);
+}
+
+void vm_unlock(void)
+{
+    futex_lock_release(&vm_lock_word);
+}
+
+int vm_pager_timeout_ms(void)
+{
+    /* Read at each wait: a task may set it after it starts. */
+    const char *env = getenv("HELL_PAGER_TIMEOUT_MS");
+    long ms = env != NULL ? strtol(env, NULL, 10) : 0;
+    return ms > 0 && ms < 3600000 ? (int)ms : 30000;
+}
+
+mach_msg_return_t vm_pager_mach_msg(mach_msg_header_t *msg, mach_msg_option_t option,
+                                    mach_msg_size_t send_size, mach_msg_size_t rcv_size,
+                                    mach_port_name_t rcv_name, mach_msg_timeout_t timeout,
+                                    mach_port_name_t notify)
+{
+    (void)timeout;
+    (void)notify;
+    return ipc_mach_msg(SPACE_KERNEL, msg, option | MACH_SEND_ALWAYS | MACH_SEND_TIMEOUT,
+                        send_size, rcv_size, rcv_name, 0);
+}
+
+/* ---- page state ---- */
+
+/* The state byte of the page at OFFSET, made when CREATE (NULL when out
+ * of memory), else NULL when the page never had one. */
+static uint8_t *vm_page(struct vm_object *object, uint64_t offset, bool create)
+{
+    uint64_t index = offset / VM_PAGE;
+    uint64_t key = index / VM_CHUNK_PAGES + 1;
+    struct vm_chunk *chunk = u64map_lookup(&object->chunks, key);
+    if (chunk == NULL) {
+        if (!create || (chunk = calloc(1, sizeof *chunk)) == NULL) {
+            return NULL;
+        }
+        if (!u64map_insert(&object->chunks, key, chunk)) {
+            free(chunk);
+            return NULL;
+        }
+    }
+    return &chunk->page[index % VM_CHUNK_PAGES];
+}
+
+static uint8_t vm_page_state(struct vm_object *object, uint64_t offset)
+{
+    uint8_t *st = vm_page(object, offset, false);
+    return st != NULL ? *st : 0;
+}
+
+/* ---- userfaultfd on the mappings ---- */
+
+/* Write-protects (WP) or unprotects [OFFSET, OFFSET + SIZE) of OBJECT in
+ * MAPPING, or in every mapping when MAPPING is NULL.  Unprotecting wakes
+ * the threads faulting there. */
+static void vm_protect_range(struct vm_object *object, struct vm_mapping *mapping,
+                             uint64_t offset, uint64_t size, bool wp)
+{
+    for (struct vm_mapping *m = mapping != NULL ? mapping : object->maps; m != NULL;
+         m = mapping != NULL ? NULL : m->object_next) {
+        uint64_t lo = offset > m->offset ? offset : m->offset;
+        uint64_t hi = offset + size;
+        uint64_t mend = m->offset + (m->end - m->start);
+        if (hi > mend) {
+            hi = mend;
+        }
+        if (lo >= hi) {
+            continue;
+        }
+        struct uffdio_writeprotect arg = {
+            .range = {.start = m->start + (lo - m->offset), .len = hi - lo},
+            .mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+        };
+        if (ioctl(m->space->uffd, UFFDIO_WRITEPROTECT, &arg) != 0 && errno != ENOENT) {
+            fprintf(stderr, "hell: write-protecting a mapped object: %s\n", strerror(errno));
+        }
+    }
+}
+
+/* Wakes the threads of MAPPING faulting on the page at ADDR. */
+static void vm_wake(struct vm_mapping *mapping, uint64_t addr)
+{
+    struct uffdio_range range = {.start = addr, .len = VM_PAGE};
+    (void)ioctl(mapping->space->uffd, UFFDIO_WAKE, &range);
+}
+
+/* Gives thread TID of process PID a memory error at ADDR: a SIGBUS whose
+ * value is the address, which the fault handler turns into
+ * EXC_BAD_ACCESS / KERN_MEMORY_ERROR (kern_exc.c).  The signal also ends
+ * the thread's wait in Linux for the page. */
+static void vm_memory_error(pid_t pid, pid_t tid, uint64_t addr)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    si.si_signo = SIGBUS;
+    si.si_code = SI_QUEUE;
+    si.si_pid = getpid();
+    si.si_uid = getuid();
+    si.si_value.sival_ptr = (void *)(uintptr_t)addr;
+    (void)syscall(SYS_rt_tgsigqueueinfo, pid, tid, SIGBUS, &si);
+}
+
+/* ---- waiters ---- */
+
+static void vm_reader_signal(_Atomic int *done, int value)
+{
+    atomic_store(done, value);
+    atomic_fetch_add(&vm_generation, 1);
+    linux_futex_wake(&vm_generation, INT32_MAX, false);
+}
+
+/* Ends the wait of W: woken to fault again (FAILED false) or failed with
+ * a memory error.  Frees W. */
+static void vm_waiter_end(struct vm_waiter *w, bool failed)
+{
+    if (w->done != NULL) {
+        vm_reader_signal(w->done, failed ? -1 : 1);
+    } else if (failed) {
+        vm_memory_error(w->mapping->space->pid, w->tid, w->addr);
+    } else {
+        vm_wake(w->mapping, w->addr);
+    }
+    free(w);
+}
+
+/* Ends the waits of OBJECT on pages in [OFFSET, OFFSET + SIZE) that MATCH
+ * accepts (NULL: all). */
+static void vm_waiters_end(struct vm_object *object, uint64_t offset, uint64_t size,
+                           bool failed, bool (*match)(struct vm_object *, struct vm_waiter *))
+{
+    struct vm_waiter **link = &object->waiters;
+    while (*link != NULL) {
+        struct vm_waiter *w = *link;
+        if (w->offset >= offset && w->offset - offset < size &&
+            (match == NULL || match(object, w))) {
+            *link = w->next;
+            vm_waiter_end(w, failed);
+        } else {
+            link = &w->next;
+        }
+    }
+}
+
+/* Whether W waits for data that is now there. */
+static bool vm_waiter_supplied(struct vm_object *object, struct vm_waiter *w)
+{
+    return !w->unlock && (vm_page_state(object, w->offset) & PG_PRESENT);
+}
+
+/* Whether W waits for an unlock: the page is gone, or writes are allowed. */
+static bool vm_waiter_unlocked(struct vm_object *object, struct vm_waiter *w)
+{
+    uint8_t st = vm_page_state(object, w->offset);
+    return w->unlock && (!(st & PG_PRESENT) || !(PG_LOCK(st) & VM_PROT_WRITE));
+}
+
+/* Whether W waits for data, not for an unlock. */
+static bool vm_waiter_wants_data(struct vm_object *object, struct vm_waiter *w)
+{
+    (void)object;
+    return !w->unlock;
+}
+
+static bool vm_waiter_add(struct vm_object *object, struct vm_mapping *mapping,
+                          uint64_t offset, uint64_t addr, pid_t tid, bool unlock,
+                          _Atomic int *done)
+{
+    struct vm_waiter *w = malloc(sizeof *w);
+    if (w == NULL) {
+        return false;
+    }
+    *w = (struct vm_waiter){.mapping = mapping, .offset = offset, .addr = addr, .tid = tid,
+                            .unlock = unlock, .done = done,
+                            .deadline_ms = linux_now_ms() + (uint64_t)vm_pager_timeout_ms(),
+                            .next = object->waiters};
+    object->waiters = w;
+    return true;
+}
+
+/* The pager is gone or refused: every wait fails. */
+static void vm_object_fail_all(struct vm_object *object)
+{
+    vm_waiters_end(object, 0, UINT64_MAX, true, NULL);
+}
+
+/* ---- requests to the pager ---- */
+
+/* Asks the pager for the page at OFFSET and the absent pages after it,
+ * up to a cluster, and no further than LIMIT (the end of the mapping
+ * that faulted, in the object). */
+static void vm_request(struct vm_object *object, uint64_t offset, uint64_t limit,
+                       vm_prot_t access)
+{
+    if (!object->ready) {
+        return; /* asked once the pager says it is ready */
+    }
+    if (offset != object->seq_next) {
+        object->cluster = 1;
+    } else if (object->cluster < VM_CLUSTER_MAX) {
+        object->cluster *= 2;
+    }
+    unsigned want = object->cluster;
+    unsigned n = 0;
+    while (n < want && offset + (uint64_t)n * VM_PAGE < limit) {
+        uint8_t *st = vm_page(object, offset + (uint64_t)n * VM_PAGE, true);
+        if (st == NULL || (*st & (PG_PRESENT | PG_REQUESTED))) {
+            break;
+        }
+        *st |= PG_REQUESTED;
+        n++;
+    }
+    if (n == 0) {
+        return;
+    }
+    object->seq_next = offset + (uint64_t)n * VM_PAGE;
+    kern_return_t kr = kmo_memory_object_data_request(object->pager, object->control, offset,
+                                                      (vm_size_t)n * VM_PAGE, access);
+    if (kr != KERN_SUCCESS) {
+        object->pager_dead = true;
+        vm_object_fail_all(object);
+    }
+}
+
+/* Asks again for what waiters want that was never asked (the pager was
+ * not ready). */
+static void vm_request_waited(struct vm_object *object)
+{
+    for (struct vm_waiter *w = object->waiters; w != NULL && !object->pager_dead; w = w->next) {
+        if (!w->unlock && !(vm_page_state(object, w->offset) & (PG_PRESENT | PG_REQUESTED))) {
+            vm_request(object, w->offset, w->offset + VM_PAGE, VM_PROT_READ);
+        }
+    }
+}
+
+/* ---- objects ---- */
+
+static void vm_object_free(struct vm_object *object)
+{
+    for (struct vm_object **link = &vm_objects; *link != NULL; link = &(*link)->next) {
+        if (*link == object) {
+            *link = object->next;
+            break;
+        }
+    }
+    size_t cursor = 0;
+    uint64_t key;
+    void *chunk;
+    while (u64map_next(&object->chunks, &cursor, &key, &chunk)) {
+        free(chunk);
+    }
+    u64map_destroy(&object->chunks);
+    linux_close(object->memfd);
+    free(object);
+}
+
+/* Whether a page in state ST goes back for SHOULD_RETURN: dirty ones for
+ * RETURN_DIRTY, dirty and precious ones for RETURN_ALL. */
+static bool vm_page_wanted(uint8_t st, int should_return)
+{
+    return (st & PG_PRESENT) &&
+           ((should_return >= MEMORY_OBJECT_RETURN_DIRTY && (st & PG_DIRTY)) ||
+            (should_return >= MEMORY_OBJECT_RETURN_ALL && (st & PG_PRECIOUS)));
+}
+
+/* Sends DATA_RETURN for the pages of [OFFSET, OFFSET + SIZE) the
+ * request asks back (RETURN: memory_object_return_t), write-protecting
+ * them first so that later writes dirty them again.  KERNEL_COPY: the
+ * cache keeps them. */
+static void vm_return_range(struct vm_object *object, uint64_t offset, uint64_t size,
+                            int should_return, bool kernel_copy)
+{
+    if (should_return == MEMORY_OBJECT_RETURN_NONE || object->pager_dead) {
+        return;
+    }
+    uint64_t end = offset + size < offset ? UINT64_MAX : offset + size;
+    if (end > object->memfd_size) {
+        end = object->memfd_size;
+    }
+    uint64_t at = offset;
+    while (at < end) {
+        uint8_t st = vm_page_state(object, at);
+        bool want = vm_page_wanted(st, should_return);
+        if (!want) {
+            at += VM_PAGE;
+            continue;
+        }
+        /* A run of pages to return with the same dirtiness. */
+        bool dirty = (st & PG_DIRTY) != 0;
+        uint64_t run = at;
+        unsigned n = 0;
+        while (run < end && n < VM_CLUSTER_MAX) {
+            uint8_t s = vm_page_state(object, run);
+            if (!vm_page_wanted(s, should_return) || ((s & PG_DIRTY) != 0) != dirty) {
+                break;
+            }
+            run += VM_PAGE;
+            n++;
+        }
+        size_t len = (size_t)n * VM_PAGE;
+        vm_protect_range(object, NULL, at, len, true);
+        void *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (buf == MAP_FAILED || pread(object->memfd, buf, len, (off_t)at) != (ssize_t)len) {
+            fprintf(stderr, "hell: cannot read back pages of a memory object\n");
+            if (buf != MAP_FAILED) {
+                munmap(buf, len);
+            }
+            return;
+        }
+        for (uint64_t p = at; p < run; p += VM_PAGE) {
+            *vm_page(object, p, false) &= (uint8_t)~PG_DIRTY;
+        }
+        kern_return_t kr = kmo_memory_object_data_return(object->pager, object->control, at,
+                                                         (vm_offset_t)buf, (mach_msg_type_number_t)len,
+                                                         dirty, kernel_copy);
+        munmap(buf, len);
+        if (kr != KERN_SUCCESS) {
+            object->pager_dead = true;
+            return;
+        }
+        at = run;
+    }
+}
+
+/* Removes the pages of [OFFSET, OFFSET + SIZE) from the cache (and so
+ * from every mapping): they will be asked for again. */
+static void vm_flush_range(struct vm_object *object, uint64_t offset, uint64_t size)
+{
+    uint64_t end = offset + size < offset ? UINT64_MAX : offset + size;
+    if (end > object->memfd_size) {
+        end = object->memfd_size;
+    }
+    if (offset >= end) {
+        return;
+    }
+    (void)fallocate(object->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
+                    (off_t)(end - offset));
+    for (uint64_t p = offset; p < end; p += VM_PAGE) {
+        uint8_t *st = vm_page(object, p, false);
+        if (st != NULL) {
+            *st &= PG_REQUESTED; /* an outstanding request stays outstanding */
+        }
+    }
+    /* Whoever waited to write a flushed page faults again for its data. */
+    vm_waiters_end(object, offset, end - offset, false, vm_waiter_unlocked);
+}
+
+/* Ends OBJECT for this kernel: its pages go back (GIVE_BACK), then
+ * memory_object_terminate gives the pager the control and name ports.
+ * The cache stays until vm_object_terminate frees it.  Expects no
+ * waiter. */
+static void vm_object_disconnect(struct vm_object *object, bool give_back)
+{
+    if (object->terminated) {
+        return;
+    }
+    object->terminated = true;
+    u64map_remove(&vm_by_pager, object->pager);
+    u64map_remove(&vm_by_control, object->control);
+    if (give_back) {
+        vm_return_range(object, 0, object->memfd_size, MEMORY_OBJECT_RETURN_ALL, false);
+    }
+    kern_return_t kr = object->pager_dead
+                           ? KERN_FAILURE
+                           : kmo_memory_object_terminate(object->pager, object->control,
+                                                         object->name);
+    if (kr != KERN_SUCCESS) {
+        ipc_lock();
+        struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
+        (void)ipc_right_dealloc(kspace, object->pager);
+        (void)ipc_right_destroy(kspace, object->control);
+        (void)ipc_right_destroy(kspace, object->name);
+        ipc_unlock();
+    }
+    object->pager_dead = true; /* nothing more goes to the pager */
+}
+
+/* Disconnects OBJECT (returning its pages unless destroyed) and frees
+ * its cache.  Expects no mapping and no waiter. */
+static void vm_object_terminate(struct vm_object *object)
+{
+    vm_object_disconnect(object, !object->destroyed);
+    vm_object_free(object);
+}
+
+/* The kernel object port on which the VM hears of its pagers' deaths. */
+static mach_port_name_t vm_notify_kname;
+
+/* Asks for the dead-name notification of PAGER (kernel space).  Expects
+ * [V]. */
+static void vm_watch_pager(mach_port_name_t pager)
+{
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
+    ipc_lock();
+    struct ipc_port *port;
+    if (vm_notify_kname == MACH_PORT_NULL &&
+        kern_object_create(IKOT_VM_NOTIFY, &port, &vm_notify_kname) != KERN_SUCCESS) {
+        vm_notify_kname = MACH_PORT_NULL;
+    }
+    struct kright once;
+    mach_port_name_t notify;
+    if (vm_notify_kname != MACH_PORT_NULL &&
+        ipc_right_copyin(kspace, vm_notify_kname, MACH_MSG_TYPE_MAKE_SEND_ONCE, false, &once) ==
+            KERN_SUCCESS) {
+        if (ipc_right_copyout(kspace, &once, &notify) == KERN_SUCCESS &&
+            kern_notify_request_dead_name_kernel(pager, notify) != KERN_SUCCESS) {
+            (void)ipc_right_dealloc(kspace, notify);
+        }
+    }
+    ipc_unlock();
+}
+
+boolean_t vm_notify_server(mach_msg_header_t *in, mach_msg_header_t *out)
+{
+    if (vm_notify_kname == MACH_PORT_NULL ||
+        (mach_port_name_t)in->msgh_local_port != vm_notify_kname) {
+        return FALSE;
+    }
+    mig_reply_header_t *reply = (mig_reply_header_t *)out;
+    reply->Head = (mach_msg_header_t){.msgh_bits = 0, .msgh_size = sizeof *reply,
+                                      .msgh_id = in->msgh_id + 100};
+    reply->RetCode = MIG_NO_REPLY;
+    if (in->msgh_id != MACH_NOTIFY_DEAD_NAME || in->msgh_size < sizeof(mach_dead_name_notification_t)) {
+        return TRUE; /* port deleted (the VM gave the right away), send-once */
+    }
+    mach_port_name_t name = ((mach_dead_name_notification_t *)in)->not_port;
+    vm_lock();
+    struct vm_object *object = u64map_lookup(&vm_by_pager, name);
+    if (object != NULL) {
+        object->pager_dead = true;
+        vm_object_fail_all(object);
+        if (object->refs == 0) {
+            vm_object_terminate(object); /* cached: nothing keeps it */
+        }
+    }
+    vm_unlock();
+    /* The notification's own reference to the dead name. */
+    ipc_lock();
+    (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], name);
+    ipc_unlock();
+    return TRUE;
+}
+
+kern_return_t vm_object_enter(mach_port_name_t pager, struct vm_object **result)
+{
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
+    struct vm_object *object = u64map_lookup(&vm_by_pager, pager);
+    if (object != NULL) {
+        ipc_lock();
+        (void)ipc_right_dealloc(kspace, pager); /* the object holds one */
+        ipc_unlock();
+        object->refs++;
+        *result = object;
+        return KERN_SUCCESS;
+    }
+    object = calloc(1, sizeof *object);
+    if (object == NULL) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    object->memfd = memfd_create("hell-object", MFD_CLOEXEC);
+    object->pager = pager;
+    object->cluster = 1;
+    object->seq_next = UINT64_MAX;
+    object->copy_strategy = MEMORY_OBJECT_COPY_DELAY;
+    if (object->memfd < 0) {
+        free(object);
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    ipc_lock();
+    struct ipc_port *port;
+    kern_return_t kr = kern_object_create(IKOT_PAGER_CONTROL, &port, &object->control);
+    if (kr == KERN_SUCCESS &&
+        (kr = kern_object_create(IKOT_PAGER_NAME, &port, &object->name)) != KERN_SUCCESS) {
+        (void)ipc_right_destroy(kspace, object->control);
+    }
+    ipc_unlock();
+    if (kr != KERN_SUCCESS) {
+        linux_close(object->memfd);
+        free(object);
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    if (!u64map_insert(&vm_by_pager, pager, object) ||
+        !u64map_insert(&vm_by_control, object->control, object)) {
+        kr = KERN_RESOURCE_SHORTAGE;
+    } else {
+        kern_service_start(); /* the pager will call the control port */
+        vm_watch_pager(pager);
+        kr = kmo_memory_object_init(pager, object->control, object->name, VM_PAGE);
+        if (kr != KERN_SUCCESS) {
+            kr = KERN_INVALID_ARGUMENT;
+        }
+    }
+    if (kr != KERN_SUCCESS) {
+        u64map_remove(&vm_by_pager, pager);
+        u64map_remove(&vm_by_control, object->control);
+        ipc_lock();
+        (void)ipc_right_destroy(kspace, object->control);
+        (void)ipc_right_destroy(kspace, object->name);
+        ipc_unlock();
+        linux_close(object->memfd);
+        free(object);
+        return kr; /* the pager right stays the caller's */
+    }
+    object->refs = 1;
+    object->next = vm_objects;
+    vm_objects = object;
+    *result = object;
+    return KERN_SUCCESS;
+}
+
+void vm_object_release(struct vm_object *object)
+{
+    if (--object->refs > 0) {
+        return;
+    }
+    if (!object->may_cache || object->pager_dead || object->destroyed) {
+        vm_object_terminate(object);
+        return;
+    }
+    /* Cached: the oldest unreferenced objects beyond the bound go. */
+    unsigned cached = 0;
+    struct vm_object *oldest = NULL;
+    for (struct vm_object *o = vm_objects; o != NULL; o = o->next) {
+        if (o->refs == 0) {
+            cached++;
+            oldest = o;
+        }
+    }
+    if (cached > VM_CACHED_MAX && oldest != NULL) {
+        vm_object_terminate(oldest);
+    }
+}
+
+int vm_object_memfd(struct vm_object *object, uint64_t end)
+{
+    if (end > object->memfd_size) {
+        if (end > (uint64_t)INT64_MAX || ftruncate(object->memfd, (off_t)end) != 0) {
+            return -1;
+        }
+        object->memfd_size = end;
+    }
+    return object->memfd;
+}
+
+mach_port_name_t vm_object_name(struct vm_object *object)
+{
+    return object->name;
+}
+
+/* ---- mappings ---- */
+
+struct vm_mapping *vm_space_lookup(struct vm_space *space, uint64_t addr)
+{
+    for (struct vm_mapping *m = space->maps; m != NULL; m = m->space_next) {
+        if (addr >= m->start && addr < m->end) {
+            return m;
+        }
+    }
+    return NULL;
+}
+
+kern_return_t vm_mapping_add(struct vm_space *space, struct vm_object *object, uint64_t start,
+                             uint64_t end, uint64_t offset)
+{
+    struct vm_mapping *m = malloc(sizeof *m);
+    if (m == NULL) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    struct uffdio_register reg = {
+        .range = {.start = start, .len = end - start},
+        .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+    };
+    if (ioctl(space->uffd, UFFDIO_REGISTER, &reg) != 0) {
+        free(m);
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    *m = (struct vm_mapping){.space = space, .object = object, .start = start, .end = end,
+                             .offset = offset, .space_next = space->maps,
+                             .object_next = object->maps};
+    space->maps = m;
+    object->maps = m;
+    /* Every page starts write-protected: its first write is seen. */
+    vm_protect_range(object, m, offset, end - start, true);
+    return KERN_SUCCESS;
+}
+
+/* Unlinks M from its object's list and frees it, its waiters woken (the
+ * range is gone: they fault again and find no mapping). */
+static void vm_mapping_free(struct vm_mapping *m)
+{
+    struct vm_object *object = m->object;
+    for (struct vm_mapping **link = &object->maps; *link != NULL; link = &(*link)->object_next) {
+        if (*link == m) {
+            *link = m->object_next;
+            break;
+        }
+    }
+    struct vm_waiter **link = &object->waiters;
+    while (*link != NULL) {
+        struct vm_waiter *w = *link;
+        if (w->mapping == m) {
+            *link = w->next;
+            vm_waiter_end(w, false);
+        } else {
+            link = &w->next;
+        }
+    }
+    free(m);
+    vm_object_release(object);
+}
+
+void vm_space_unmap(struct vm_space *space, uint64_t start, uint64_t end)
+{
+    struct vm_mapping **link = &space->maps;
+    while (*link != NULL) {
+        struct vm_mapping *m = *link;
+        if (m->end <= start || m->start >= end) {
+            link = &m->space_next;
+            continue;
+        }
+        if (start > m->start && end < m->end) {
+            /* A hole in the middle: the tail becomes a mapping of its own. */
+            struct vm_mapping *tail = malloc(sizeof *tail);
+            if (tail != NULL) {
+                *tail = *m;
+                tail->start = end;
+                tail->offset = m->offset + (end - m->start);
+                tail->space_next = m->space_next;
+                tail->object_next = m->object->maps;
+                m->object->maps = tail;
+                m->object->refs++;
+                m->space_next = tail;
+            }
+            m->end = start;
+            link = &m->space_next;
+        } else if (start > m->start) {
+            m->end = start;
+            link = &m->space_next;
+        } else if (end < m->end) {
+            m->offset += end - m->start;
+            m->start = end;
+            link = &m->space_next;
+        } else {
+            *link = m->space_next;
+            vm_mapping_free(m);
+        }
+    }
+}
+
+/* ---- faults ---- */
+
+void vm_object_fault(struct vm_mapping *mapping, uint64_t addr, unsigned flags, pid_t tid)
+{
+    struct vm_object *object = mapping->object;
+    uint64_t page = addr & ~(uint64_t)(VM_PAGE - 1);
+    uint64_t offset = mapping->offset + (page - mapping->start);
+    uint8_t *st = vm_page(object, offset, true);
+    if (st == NULL) {
+        vm_memory_error(mapping->space->pid, tid, page);
+        return;
+    }
+    if ((flags & UFFD_PAGEFAULT_FLAG_WP) && (*st & PG_PRESENT)) {
+        if (!(PG_LOCK(*st) & VM_PROT_WRITE)) {
+            *st |= PG_DIRTY;
+            vm_protect_range(object, mapping, offset, VM_PAGE, false);
+            return;
+        }
+        /* The pager locked writes out: ask it to unlock (once). */
+        if (object->destroyed || object->pager_dead ||
+            !vm_waiter_add(object, mapping, offset, page, tid, true, NULL)) {
+            vm_memory_error(mapping->space->pid, tid, page);
+            return;
+        }
+        if (!(*st & PG_UNLOCKING)) {
+            *st |= PG_UNLOCKING;
+            if (kmo_memory_object_data_unlock(object->pager, object->control, offset, VM_PAGE,
+                                              VM_PROT_WRITE) != KERN_SUCCESS) {
+                object->pager_dead = true;
+                vm_object_fail_all(object);
+            }
+        }
+        return;
+    }
+    if (*st & PG_PRESENT) {
+        vm_wake(mapping, page); /* supplied since the fault */
+        return;
+    }
+    if (object->destroyed || object->pager_dead ||
+        !vm_waiter_add(object, mapping, offset, page, tid, false, NULL)) {
+        vm_memory_error(mapping->space->pid, tid, page);
+        return;
+    }
+    if (!(*st & PG_REQUESTED)) {
+        vm_prot_t access = VM_PROT_READ;
+        if (flags & UFFD_PAGEFAULT_FLAG_WRITE) {
+            access |= VM_PROT_WRITE;
+        }
+        vm_request(object, offset, mapping->offset + (mapping->end - mapping->start), access);
+    }
+}
+
+int vm_object_expire(void)
+{
+    uint64_t now = linux_now_ms();
+    uint64_t next = UINT64_MAX;
+    for (struct vm_object *object = vm_objects; object != NULL; object = object->next) {
+        if (object->waiters == NULL) {
+            continue;
+        }
+        struct vm_waiter **link = &object->waiters;
+        while (*link != NULL) {
+            struct vm_waiter *w = *link;
+            if (object->pager_dead || w->deadline_ms <= now) {
+                *link = w->next;
+                vm_waiter_end(w, true);
+            } else {
+                if (w->deadline_ms < next) {
+                    next = w->deadline_ms;
+                }
+                link = &w->next;
+            }
+        }
+    }
+    return next == UINT64_MAX ? -1 : (int)(next - now);
+}
+
+kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t size,
+                             void *dst)
+{
+    kern_return_t kr = KERN_SUCCESS;
+    vm_lock();
+    for (uint64_t at = offset; at < offset + size && kr == KERN_SUCCESS;) {
+        if (vm_page_state(object, at) & PG_PRESENT) {
+            at += VM_PAGE;
+            continue;
+        }
+        _Atomic int done = 0;
+        if (object->destroyed || object->pager_dead ||
+            !vm_waiter_add(object, NULL, at, 0, 0, false, &done)) {
+            kr = KERN_MEMORY_ERROR;
+            break;
+        }
+        if (!(vm_page_state(object, at) & PG_REQUESTED)) {
+            vm_request(object, at, offset + size, VM_PROT_READ);
+        }
+        while (atomic_load(&done) == 0) {
+            unsigned gen = atomic_load(&vm_generation);
+            vm_unlock();
+            if (kern_serving_other_task()) {
+                /* The service thread answers the pager itself. */
+                kern_service_once(10);
+            } else if (atomic_load(&done) == 0) {
+                (void)linux_futex_wait(&vm_generation, gen, 50, false);
+            }
+            vm_lock();
+            (void)vm_object_expire();
+        }
+        if (atomic_load(&done) < 0) {
+            kr = KERN_MEMORY_ERROR;
+        }
+    }
+    if (kr == KERN_SUCCESS && size > 0 &&
+        pread(object->memfd, dst, size, (off_t)offset) != (ssize_t)size) {
+        kr = KERN_MEMORY_ERROR;
+    }
+    vm_unlock();
+    return kr;
+}
+
+/* ---- the pager's calls on the control port (mach.defs) ---- */
+
+/* The object whose control port is CONTROL.  Expects [V]. */
+static struct vm_object *vm_control(mach_port_t control)
+{
+    struct vm_object *object = u64map_lookup(&vm_by_control, control);
+    return object != NULL && !object->destroyed ? object : NULL;
+}
+
+/* Fills the absent pages of [OFFSET, OFFSET + SIZE) of OBJECT: from DATA
+ * (NULL: zeros), with LOCK and PRECIOUS.  Pages already cached keep their
+ * data.  Returns false when the cache cannot grow. */
+static bool vm_fill(struct vm_object *object, uint64_t offset, uint64_t size, const char *data,
+                    vm_prot_t lock, bool precious)
+{
+    uint64_t end = offset + size;
+    if (vm_object_memfd(object, end) < 0) {
+        return false;
+    }
+    uint64_t at = offset;
+    while (at < end) {
+        if (vm_page_state(object, at) & PG_PRESENT) {
+            at += VM_PAGE;
+            continue;
+        }
+        uint64_t run = at;
+        while (run < end && !(vm_page_state(object, run) & PG_PRESENT)) {
+            run += VM_PAGE;
+        }
+        /* Protected before the data appears, so that no write goes unseen. */
+        vm_protect_range(object, NULL, at, run - at, true);
+        bool ok;
+        if (data != NULL) {
+            const char *src = data + (at - offset);
+            uint64_t done = 0;
+            ok = true;
+            while (ok && done < run - at) {
+                ssize_t n = pwrite(object->memfd, src + done, run - at - done, (off_t)(at + done));
+                ok = n > 0 || (n < 0 && errno == EINTR);
+                done += n > 0 ? (uint64_t)n : 0;
+            }
+        } else {
+            ok = fallocate(object->memfd, 0, (off_t)at, (off_t)(run - at)) == 0;
+        }
+        if (!ok) {
+            return false;
+        }
+        for (uint64_t p = at; p < run; p += VM_PAGE) {
+            uint8_t *st = vm_page(object, p, true);
+            if (st == NULL) {
+                return false;
+            }
+            *st = (uint8_t)(PG_PRESENT | (precious ? PG_PRECIOUS : 0) |
+                            ((lock & VM_PROT_ALL) << PG_LOCK_SHIFT));
+        }
+        at = run;
+    }
+    vm_waiters_end(object, offset, size, false, vm_waiter_supplied);
+    return true;
+}
+
+/* The whole pages of [OFFSET, OFFSET + SIZE): partial ones are dropped. */
+static bool vm_whole_pages(uint64_t *offset, uint64_t *size)
+{
+    uint64_t start = (*offset + VM_PAGE - 1) & ~(uint64_t)(VM_PAGE - 1);
+    uint64_t end = (*offset + *size) & ~(uint64_t)(VM_PAGE - 1);
+    if (*offset + *size < *offset || start >= end) {
+        return false;
+    }
+    *offset = start;
+    *size = end - start;
+    return true;
+}
+
+kern_return_t kern_memory_object_data_supply(mach_port_t control, vm_offset_t offset,
+                                             vm_offset_t data, mach_msg_type_number_t dataCnt,
+                                             vm_prot_t lock_value, boolean_t precious,
+                                             mach_port_t reply_to,
+                                             mach_msg_type_name_t reply_toPoly)
+{
+    (void)reply_toPoly;
+    vm_lock();
+    struct vm_object *object = vm_control(control);
+    kern_return_t result = KERN_SUCCESS;
+    if (object == NULL) {
+        vm_unlock();
+        return KERN_INVALID_ARGUMENT;
+    }
+    uint64_t at = offset, size = dataCnt;
+    uint64_t skip = ((at + VM_PAGE - 1) & ~(uint64_t)(VM_PAGE - 1)) - at;
+    if (vm_whole_pages(&at, &size) &&
+        !vm_fill(object, at, size, (const char *)data + skip, lock_value, precious)) {
+        result = KERN_RESOURCE_SHORTAGE;
+    }
+    if (MACH_PORT_VALID(reply_to)) {
+        (void)kmo_memory_object_supply_completed(reply_to, MACH_MSG_TYPE_MOVE_SEND_ONCE,
+                                                 object->control, offset, dataCnt, result, 0);
+    }
+    vm_unlock();
+    if (dataCnt > 0) {
+        (void)munmap((void *)(data & ~(vm_offset_t)(VM_PAGE - 1)),
+                     ((data & (VM_PAGE - 1)) + dataCnt + VM_PAGE - 1) & ~(vm_offset_t)(VM_PAGE - 1));
+    }
+    return KERN_SUCCESS;
+}
+
+kern_return_t kern_memory_object_data_unavailable(mach_port_t control, vm_offset_t offset,
+                                                  vm_size_t size)
+{
+    vm_lock();
+    struct vm_object *object = vm_control(control);
+    kern_return_t kr = object != NULL ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
+    uint64_t at = offset, len = size;
+    if (object != NULL && vm_whole_pages(&at, &len) &&
+        !vm_fill(object, at, len, NULL, VM_PROT_NONE, false)) {
+        kr = KERN_RESOURCE_SHORTAGE;
+    }
+    vm_unlock();
+    return kr;
+}
+
+kern_return_t kern_memory_object_data_error(mach_port_t control, vm_offset_t offset,
+                                            vm_size_t size, kern_return_t error_value)
+{
+    (void)error_value; /* GNU Mach reports every such fault as KERN_MEMORY_ERROR */
+    vm_lock();
+    struct vm_object *object = vm_control(control);
+    if (object == NULL) {
+        vm_unlock();
+        return KERN_INVALID_ARGUMENT;
+    }
+    uint64_t at = offset & ~(uint64_t)(VM_PAGE - 1);
+    uint64_t end = offset + size < offset ? UINT64_MAX : offset + size;
+    for (uint64_t p = at; p < end && p < object->memfd_size; p += VM_PAGE) {
+        uint8_t *st = vm_page(object, p, false);
+        if (st != NULL && !(*st & PG_PRESENT)) {
+            *st &= (uint8_t)~PG_REQUESTED;
+        }
+    }
+    vm_waiters_end(object, at, end - at, true, vm_waiter_wants_data);
+    vm_unlock();
+    return KERN_SUCCESS;
+}
+
+kern_return_t kern_memory_object_lock_request(mach_port_t control, vm_offset_t offset,
+                                              vm_size_t size,
+                                              memory_object_return_t should_return,
+                                              boolean_t should_flush, vm_prot_t lock_value,
+                                              mach_port_t reply_to,
+                                              mach_msg_type_name_t reply_toPoly)
+{
+    (void)reply_toPoly;
+    if (should_return < MEMORY_OBJECT_RETURN_NONE ||
+        should_return > MEMORY_OBJECT_RETURN_ALL ||
+        (lock_value != VM_PROT_NO_CHANGE && (lock_value & ~VM_PROT_ALL))) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    vm_lock();
+    struct vm_object *object = vm_control(control);
+    if (object == NULL) {
+        vm_unlock();
+        return KERN_INVALID_ARGUMENT;
+    }
+    uint64_t at = offset & ~(uint64_t)(VM_PAGE - 1);
+    uint64_t end = offset + size < offset ? UINT64_MAX : offset + size;
+    if (end > object->memfd_size) {
+        end = object->memfd_size;
+    }
+    /* 1: restrict access. */
+    if (lock_value != VM_PROT_NO_CHANGE) {
+        for (uint64_t p = at; p < end; p += VM_PAGE) {
+            uint8_t *st = vm_page(object, p, false);
+            if (st == NULL || !(*st & PG_PRESENT)) {
+                continue;
+            }
+            bool was_locked = PG_LOCK(*st) & VM_PROT_WRITE;
+            *st = (uint8_t)((*st & ~(VM_PROT_ALL << PG_LOCK_SHIFT)) |
+                            (lock_value << PG_LOCK_SHIFT));
+            if ((lock_value & VM_PROT_WRITE) && !was_locked) {
+                vm_protect_range(object, NULL, p, VM_PAGE, true);
+            }
+            if (!(lock_value & VM_PROT_WRITE)) {
+                *st &= (uint8_t)~PG_UNLOCKING;
+            }
+        }
+        /* Writers waiting for an unlock that came: they fault again and
+         * find the page writable (dirtying it). */
+        if (at < end) {
+            vm_waiters_end(object, at, end - at, false, vm_waiter_unlocked);
+        }
+    }
+    /* 2: write back; 3: flush. */
+    if (at < end) {
+        vm_return_range(object, at, end - at, should_return, !should_flush);
+        if (should_flush) {
+            vm_flush_range(object, at, end - at);
+        }
+    }
+    if (MACH_PORT_VALID(reply_to)) {
+        (void)kmo_memory_object_lock_completed(reply_to, MACH_MSG_TYPE_MOVE_SEND_ONCE,
+                                               object->control, offset, size);
+    }
+    vm_unlock();
+    return KERN_SUCCESS;
+}
+
+/* memory_object_ready and change_attributes. */
+static kern_return_t vm_set_attributes(mach_port_t control, boolean_t may_cache,
+                                       memory_object_copy_strategy_t copy_strategy,
+                                       mach_port_t reply_to)
+{
+    vm_lock();
+    struct vm_object *object = vm_control(control);
+    if (object == NULL) {
+        vm_unlock();
+        return KERN_INVALID_ARGUMENT;
+    }
+    object->may_cache = may_cache != 0;
+    object->copy_strategy = copy_strategy;
+    if (!object->ready) {
+        object->ready = true;
+        vm_request_waited(object);
+    }
+    if (MACH_PORT_VALID(reply_to)) {
+        (void)kmo_memory_object_change_completed(reply_to, MACH_MSG_TYPE_MOVE_SEND_ONCE,
+                                                 may_cache, copy_strategy);
+    }
+    if (object->refs == 0 && !object->may_cache) {
+        vm_object_terminate(object); /* cached no longer */
+    }
+    vm_unlock();
+    return KERN_SUCCESS;
+}
+
+kern_return_t kern_memory_object_ready(mach_port_t control, boolean_t may_cache,
+                                       memory_object_copy_strategy_t copy_strategy)
+{
+    return vm_set_attributes(control, may_cache, copy_strategy, MACH_PORT_NULL);
+}
+
+kern_return_t kern_memory_object_change_attributes(mach_port_t control, boolean_t may_cache,
+                                                   memory_object_copy_strategy_t copy_strategy,
+                                                   mach_port_t reply_to,
+                                                   mach_msg_type_name_t reply_toPoly)
+{
+    (void)reply_toPoly;
+    return vm_set_attributes(control, may_cache, copy_strategy, reply_to);
+}
+
+kern_return_t kern_memory_object_get_attributes(mach_port_t control, boolean_t *object_ready,
+                                                boolean_t *may_cache,
+                                                memory_object_copy_strategy_t *copy_strategy)
+{
+    vm_lock();
+    struct vm_object *object = vm_control(control);
+    if (object != NULL) {
+        *object_ready = object->ready;
+        *may_cache = object->may_cache;
+        *copy_strategy = object->copy_strategy;
+    }
+    vm_unlock();
+    return object != NULL ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
+}
+
+kern_return_t kern_memory_object_destroy(mach_port_t control, kern_return_t reason)
+{
+    (void)reason;
+    vm_lock();
+    struct vm_object *object = vm_control(control);
+    if (object == NULL) {
+        vm_unlock();
+        return KERN_INVALID_ARGUMENT;
+    }
+    /* Its data is gone: mapped pages fault, and faults fail. */
+    object->destroyed = true;
+    vm_object_fail_all(object);
+    vm_flush_range(object, 0, object->memfd_size);
+    if (object->refs == 0) {
+        vm_object_terminate(object);
+    } else {
+        vm_object_disconnect(object, false); /* the mappings keep the cache */
+    }
+    vm_unlock();
+    return KERN_SUCCESS;
+}
+
+void vm_object_fork_child(void)
+{
+    /* The parent's objects are the parent's: their ports were not
+     * inherited and their mappings are holes here (MADV_DONTFORK).  Only
+     * the descriptors and the memory are let go. */
+    for (struct vm_object *object = vm_objects, *next; object != NULL; object = next) {
+        next = object->next;
+        for (struct vm_mapping *m = object->maps, *mnext; m != NULL; m = mnext) {
+            mnext = m->object_next;
+            free(m);
+        }
+        for (struct vm_waiter *w = object->waiters, *wnext; w != NULL; w = wnext) {
+            wnext = w->next;
+            free(w);
+        }
+        object->maps = NULL;
+        object->waiters = NULL;
+        vm_object_free(object);
+    }
+    u64map_destroy(&vm_by_pager);
+    u64map_destroy(&vm_by_control);
+    vm_lock_word = (struct futex_lock)FUTEX_LOCK_INIT;
+}

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A sample external pager serving a Linux file (filepager.h).
+ */
+#include <errno.h>
+#include <mach/memory_object.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "filepager.h"
+#include "memory_object.server.h"
+
+/* The server stubs reach the pager through its port's name: one pager
+ * per process is served by filepager_serve at a time per thread. */
+static __thread struct filepager *filepager_current;
+
+static struct filepager *filepager_of(mach_port_t object)
+{
+    struct filepager *pager = filepager_current;
+    return pager != NULL && pager->object == object ? pager : NULL;
+}
+
+struct filepager *filepager_create(int fd, bool writable)
+{
+    struct filepager *pager = calloc(1, sizeof *pager);
+    if (pager == NULL) {
+        return NULL;
+    }
+    pager->fd = fd;
+    pager->writable = writable;
+    if (mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &pager->object) !=
+        KERN_SUCCESS) {
+        free(pager);
+        return NULL;
+    }
+    return pager;
+}
+
+kern_return_t filepager_memory_object_init(mach_port_t object, mach_port_t control,
+                                           mach_port_t name, vm_size_t page_size)
+{
+    struct filepager *pager = filepager_of(object);
+    if (pager == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    atomic_fetch_add(&pager->stats.inits, 1);
+    if (MACH_PORT_VALID(pager->control) || page_size != (vm_size_t)getpagesize()) {
+        /* One kernel at a time: a second one is turned away. */
+        (void)memory_object_destroy(control, KERN_FAILURE);
+        mach_port_deallocate(mach_task_self(), control);
+        mach_port_deallocate(mach_task_self(), name);
+        return KERN_SUCCESS;
+    }
+    pager->control = control;
+    mach_port_deallocate(mach_task_self(), name); /* vm_region's business */
+    return memory_object_ready(control, TRUE, MEMORY_OBJECT_COPY_DELAY);
+}
+
+kern_return_t filepager_memory_object_terminate(mach_port_t object, mach_port_t control,
+                                                mach_port_t name)
+{
+    struct filepager *pager = filepager_of(object);
+    if (pager != NULL && control == pager->control) {
+        pager->control = MACH_PORT_NULL;
+        atomic_fetch_add(&pager->stats.terminates, 1);
+    }
+    /* The receive rights of both ports come with the call. */
+    mach_port_mod_refs(mach_task_self(), control, MACH_PORT_RIGHT_RECEIVE, -1);
+    mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_RECEIVE, -1);
+    return KERN_SUCCESS;
+}
+
+kern_return_t filepager_memory_object_copy(mach_port_t old_object, mach_port_t old_control,
+                                           vm_offset_t offset, vm_size_t length,
+                                           mach_port_t new_object)
+{
+    (void)old_object;
+    (void)offset;
+    (void)length;
+    mach_port_deallocate(mach_task_self(), old_control);
+    mach_port_mod_refs(mach_task_self(), new_object, MACH_PORT_RIGHT_RECEIVE, -1);
+    return KERN_SUCCESS; /* asked only of COPY_CALL objects, which this is not */
+}
+
+kern_return_t filepager_memory_object_data_request(mach_port_t object, mach_port_t control,
+                                                   vm_offset_t offset, vm_size_t length,
+                                                   vm_prot_t desired_access)
+{
+    (void)desired_access;
+    struct filepager *pager = filepager_of(object);
+    if (pager == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    atomic_fetch_add(&pager->stats.requests, 1);
+    atomic_fetch_add(&pager->stats.pages_requested, (unsigned)(length / getpagesize()));
+    kern_return_t kr = KERN_SUCCESS;
+    struct stat st;
+    switch (atomic_load(&pager->mode)) {
+    case FILEPAGER_SILENT:
+        break;
+    case FILEPAGER_ERROR:
+        kr = memory_object_data_error(control, offset, length, KERN_MEMORY_ERROR);
+        break;
+    default:
+        if (fstat(pager->fd, &st) != 0 || (vm_offset_t)st.st_size <= offset) {
+            kr = memory_object_data_unavailable(control, offset, length);
+            break;
+        }
+        void *buf = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                         -1, 0);
+        if (buf == MAP_FAILED) {
+            kr = memory_object_data_error(control, offset, length, KERN_RESOURCE_SHORTAGE);
+            break;
+        }
+        ssize_t n = pread(pager->fd, buf, length, (off_t)offset);
+        if (n < 0) {
+            munmap(buf, length);
+            kr = memory_object_data_error(control, offset, length, KERN_MEMORY_ERROR);
+            break;
+        }
+        /* The tail past the end of the file stays zero. */
+        kr = memory_object_data_supply(control, offset, (vm_offset_t)buf,
+                                       (mach_msg_type_number_t)length, TRUE,
+                                       pager->supply_lock, pager->precious, MACH_PORT_NULL);
+        break;
+    }
+    mach_port_deallocate(mach_task_self(), control);
+    return kr;
+}
+
+kern_return_t filepager_memory_object_data_unlock(mach_port_t object, mach_port_t control,
+                                                  vm_offset_t offset, vm_size_t length,
+                                                  vm_prot_t desired_access)
+{
+    (void)desired_access;
+    struct filepager *pager = filepager_of(object);
+    if (pager == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    atomic_fetch_add(&pager->stats.unlocks, 1);
+    kern_return_t kr = pager->writable
+                           ? memory_object_lock_request(control, offset, length,
+                                                        MEMORY_OBJECT_RETURN_NONE, FALSE,
+                                                        VM_PROT_NONE, MACH_PORT_NULL)
+                           : memory_object_data_error(control, offset, length, KERN_PROTECTION_FAILURE);
+    mach_port_deallocate(mach_task_self(), control);
+    return kr;
+}
+
+kern_return_t filepager_memory_object_lock_completed(mach_port_t object, mach_port_t control,
+                                                     vm_offset_t offset, vm_size_t length)
+{
+    (void)offset;
+    (void)length;
+    struct filepager *pager = filepager_of(object);
+    if (pager != NULL) {
+        atomic_fetch_add(&pager->stats.lock_completed, 1);
+    }
+    mach_port_deallocate(mach_task_self(), control);
+    return KERN_SUCCESS;
+}
+
+kern_return_t filepager_memory_object_supply_completed(mach_port_t object, mach_port_t control,
+                                                       vm_offset_t offset, vm_size_t length,
+                                                       kern_return_t result,
+                                                       vm_offset_t error_offset)
+{
+    (void)object;
+    (void)offset;
+    (void)length;
+    (void)result;
+    (void)error_offset;
+    mach_port_deallocate(mach_task_self(), control);
+    return KERN_SUCCESS;
+}
+
+kern_return_t filepager_memory_object_data_return(mach_port_t object, mach_port_t control,
+                                                  vm_offset_t offset, vm_offset_t data,
+                                                  mach_msg_type_number_t size, boolean_t dirty,
+                                                  boolean_t kernel_copy)
+{
+    (void)kernel_copy;
+    struct filepager *pager = filepager_of(object);
+    kern_return_t kr = KERN_SUCCESS;
+    if (pager == NULL) {
+        kr = KERN_INVALID_ARGUMENT;
+    } else {
+        atomic_fetch_add(&pager->stats.returns, 1);
+        atomic_fetch_add(&pager->stats.pages_returned, size / (unsigned)getpagesize());
+        if (dirty) {
+            atomic_fetch_add(&pager->stats.dirty_returned, size / (unsigned)getpagesize());
+        }
+        if (dirty && pager->writable &&
+            pwrite(pager->fd, (void *)data, size, (off_t)offset) != (ssize_t)size) {
+            fprintf(stderr, "filepager: cannot write back %u bytes at %lu: %s\n", size,
+                    (unsigned long)offset, strerror(errno));
+        }
+    }
+    vm_deallocate(mach_task_self(), data, size);
+    mach_port_deallocate(mach_task_self(), control);
+    return kr;
+}
+
+kern_return_t filepager_memory_object_change_completed(mach_port_t object, boolean_t may_cache,
+                                                       memory_object_copy_strategy_t strategy)
+{
+    (void)object;
+    (void)may_cache;
+    (void)strategy;
+    return KERN_SUCCESS;
+}
+
+extern boolean_t memory_object_server(mach_msg_header_t *in, mach_msg_header_t *out);
+
+void filepager_serve(struct filepager *pager)
+{
+    filepager_current = pager;
+    (void)mach_msg_server(memory_object_server, 64 * 1024, pager->object);
+}
+
+static void *filepager_main(void *arg)
+{
+    filepager_serve(arg);
+    return NULL;
+}
+
+bool filepager_start(struct filepager *pager)
+{
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, filepager_main, pager) != 0) {
+        return false;
+    }
+    pthread_detach(thread);
+    return true;
+}
+
+/* Sends a lock request and waits for its completion. */
+static kern_return_t filepager_lock(struct filepager *pager, vm_offset_t offset,
+                                    vm_size_t size, memory_object_return_t should_return,
+                                    bool flush, vm_prot_t lock, int timeout_ms)
+{
+    if (!MACH_PORT_VALID(pager->control)) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    unsigned seen = atomic_load(&pager->stats.lock_completed);
+    kern_return_t kr = memory_object_lock_request(pager->control, offset, size, should_return,
+                                                  flush, lock, pager->object);
+    if (kr != KERN_SUCCESS) {
+        return kr;
+    }
+    for (int waited = 0; atomic_load(&pager->stats.lock_completed) == seen; waited++) {
+        if (waited >= timeout_ms) {
+            return KERN_TIMEDOUT;
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+    return KERN_SUCCESS;
+}
+
+kern_return_t filepager_sync(struct filepager *pager, vm_offset_t offset, vm_size_t size,
+                             bool flush, int timeout_ms)
+{
+    return filepager_lock(pager, offset, size, MEMORY_OBJECT_RETURN_DIRTY, flush,
+                          VM_PROT_NO_CHANGE, timeout_ms);
+}
+
+kern_return_t filepager_lock_writes(struct filepager *pager, vm_offset_t offset,
+                                    vm_size_t size, int timeout_ms)
+{
+    return filepager_lock(pager, offset, size, MEMORY_OBJECT_RETURN_NONE, false,
+                          VM_PROT_WRITE, timeout_ms);
+}

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A sample external pager: serves a Linux file as a memory object, read
+ * and write, through the GNU Mach memory object protocol
+ * (memory_object.defs), the way a Hurd file system's pager does.
+ *
+ * Pages are read from the file on memory_object_data_request and given
+ * with memory_object_data_supply; pages past the end of the file are
+ * zero-filled (memory_object_data_unavailable).  Pages coming back with
+ * memory_object_data_return are written to the file when it is writable.
+ * A write to a page the pager supplied write-locked becomes
+ * memory_object_data_unlock, which the pager grants.  The pager asks the
+ * kernel for dirty pages with filepager_sync (lock_request), and can
+ * misbehave on purpose for tests (answer errors, or never answer).
+ *
+ * One pager serves one object to one kernel; a second memory_object_init
+ * is refused with memory_object_destroy.
+ */
+#ifndef HELL_FILEPAGER_H
+#define HELL_FILEPAGER_H
+
+#include <mach.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+/* What the pager saw, for tests and the demo. */
+struct filepager_stats {
+    atomic_uint inits;          /* memory_object_init */
+    atomic_uint terminates;     /* memory_object_terminate */
+    atomic_uint requests;       /* memory_object_data_request */
+    atomic_uint pages_requested;
+    atomic_uint unlocks;        /* memory_object_data_unlock */
+    atomic_uint returns;        /* memory_object_data_return */
+    atomic_uint pages_returned;
+    atomic_uint dirty_returned; /* pages returned marked dirty */
+    atomic_uint lock_completed; /* memory_object_lock_completed */
+};
+
+/* How the pager answers data requests. */
+enum filepager_mode {
+    FILEPAGER_NORMAL = 0,
+    FILEPAGER_ERROR = 1,  /* memory_object_data_error(KERN_MEMORY_ERROR) */
+    FILEPAGER_SILENT = 2, /* never answers */
+};
+
+struct filepager {
+    int fd;                  /* the file (owned) */
+    bool writable;
+    mach_port_t object;      /* the memory object: receive right */
+    mach_port_t control;     /* the kernel's control port, after init */
+    vm_prot_t supply_lock;   /* lock value of supplied pages */
+    bool precious;           /* supply pages precious */
+    _Atomic int mode;        /* enum filepager_mode */
+    struct filepager_stats stats;
+};
+
+/* Makes a pager for FD (its descriptor is taken over) and its memory
+ * object port.  WRITABLE: data returned is written to the file.  Returns
+ * NULL when out of memory or ports. */
+struct filepager *filepager_create(int fd, bool writable);
+
+/* Serves the pager's port forever (or until it is destroyed).  Expects to
+ * be the only receiver. */
+void filepager_serve(struct filepager *pager);
+
+/* Serves the pager from a thread of its own.  Returns whether it
+ * started. */
+bool filepager_start(struct filepager *pager);
+
+/* Asks the kernel for the dirty pages of [OFFSET, OFFSET + SIZE) (and
+ * drops them from its cache when FLUSH), and waits up to TIMEOUT_MS for
+ * memory_object_lock_completed.  Returns KERN_SUCCESS, KERN_INVALID_ARGUMENT
+ * (no kernel yet) or the error of the request. */
+kern_return_t filepager_sync(struct filepager *pager, vm_offset_t offset, vm_size_t size,
+                             bool flush, int timeout_ms);
+
+/* Locks writes out of the cached pages of [OFFSET, OFFSET + SIZE): the
+ * next write to each becomes memory_object_data_unlock.  Waits as
+ * filepager_sync. */
+kern_return_t filepager_lock_writes(struct filepager *pager, vm_offset_t offset,
+                                    vm_size_t size, int timeout_ms);
+
+#endif

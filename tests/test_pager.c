@@ -1,0 +1,522 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Memory objects through an external pager in another process (the
+ * sample file pager, pager/filepager.c), with GNU Mach's protocol:
+ *
+ * - vm_map of an object: one memory_object_init, data asked only for
+ *   pages touched, and pages cached (a second touch asks nothing);
+ * - cleaning returns exactly the pages written, and nothing the second
+ *   time; the file gets the data; flushing makes the next touch ask again;
+ * - pages supplied write-locked: a write becomes memory_object_data_unlock
+ *   and goes on once the pager unlocks; lock_request locks cached pages;
+ * - a copy mapping is private both ways; a mapping past the end of the
+ *   file reads zeros (data_unavailable);
+ * - failures: a pager answering data_error, a pager that never answers
+ *   (the pager timeout), and a pager killed in the middle of a request:
+ *   the faulting thread gets EXC_BAD_ACCESS / KERN_MEMORY_ERROR at the
+ *   faulting address, or, without an exception port, its task dies of
+ *   SIGBUS as a Linux program would;
+ * - vm_map's own rules: anonymous memory, masks, fixed addresses, bad
+ *   arguments.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <hell.h>
+#include <mach.h>
+#include <mach/exception.h>
+#include <mach/memory_object.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "filepager.h"
+#include "hell_exc.h"
+#include "test.h"
+
+boolean_t exc_server(mach_msg_header_t *in, mach_msg_header_t *out);
+
+#define SELF mach_task_self()
+#define PAGE 4096u
+#define FILE_PAGES 32
+
+/* ---- the pager process, driven over a socket ---- */
+
+enum { CMD_STATS, CMD_SYNC, CMD_FLUSH, CMD_LOCK_WRITES, CMD_MODE, CMD_SUPPLY_LOCK };
+
+struct cmd {
+    int op;
+    int arg;
+    uint64_t offset, size;
+};
+
+struct answer {
+    kern_return_t kr;
+    unsigned inits, terminates, requests, pages_requested, unlocks, returns, pages_returned,
+        dirty_returned;
+};
+
+struct pager_proc {
+    pid_t pid;
+    int sock;
+    mach_port_t object; /* send right to the memory object */
+};
+
+static void pager_main(int fd, int sock, int mode)
+{
+    struct filepager *p = filepager_create(dup(fd), true);
+    mach_port_t boot = MACH_PORT_NULL;
+    if (p == NULL || task_get_bootstrap_port(SELF, &boot) != KERN_SUCCESS) {
+        _exit(2);
+    }
+    p->mode = mode;
+    if (test_send_port(boot, p->object, MACH_MSG_TYPE_MAKE_SEND, 1) != MACH_MSG_SUCCESS ||
+        !filepager_start(p)) {
+        _exit(3);
+    }
+    struct cmd c;
+    while (read(sock, &c, sizeof c) == sizeof c) {
+        struct answer a = {.kr = KERN_SUCCESS};
+        switch (c.op) {
+        case CMD_SYNC:
+            a.kr = filepager_sync(p, c.offset, c.size, false, 5000);
+            break;
+        case CMD_FLUSH:
+            a.kr = filepager_sync(p, c.offset, c.size, true, 5000);
+            break;
+        case CMD_LOCK_WRITES:
+            a.kr = filepager_lock_writes(p, c.offset, c.size, 5000);
+            break;
+        case CMD_MODE:
+            p->mode = c.arg;
+            break;
+        case CMD_SUPPLY_LOCK:
+            p->supply_lock = c.arg;
+            break;
+        default:
+            break;
+        }
+        a.inits = p->stats.inits;
+        a.terminates = p->stats.terminates;
+        a.requests = p->stats.requests;
+        a.pages_requested = p->stats.pages_requested;
+        a.unlocks = p->stats.unlocks;
+        a.returns = p->stats.returns;
+        a.pages_returned = p->stats.pages_returned;
+        a.dirty_returned = p->stats.dirty_returned;
+        if (write(sock, &a, sizeof a) != sizeof a) {
+            break;
+        }
+    }
+    _exit(0);
+}
+
+static struct pager_proc pager_spawn(int fd, int mode)
+{
+    struct pager_proc pp = {.pid = -1, .sock = -1};
+    mach_port_t rcv = test_new_port(true);
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    pid_t pid = hell_fork(rcv, NULL);
+    if (pid == 0) {
+        close(sv[0]);
+        pager_main(fd, sv[1], mode);
+    }
+    CHECK(pid > 0);
+    close(sv[1]);
+    pp.pid = pid;
+    pp.sock = sv[0];
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(rcv, 10000, &pp.object, &type), MACH_MSG_SUCCESS);
+    mach_port_mod_refs(SELF, rcv, MACH_PORT_RIGHT_RECEIVE, -1);
+    mach_port_deallocate(SELF, rcv);
+    return pp;
+}
+
+static struct answer pager_cmd(struct pager_proc *pp, int op, uint64_t offset, uint64_t size,
+                               int arg)
+{
+    struct cmd c = {.op = op, .arg = arg, .offset = offset, .size = size};
+    struct answer a = {.kr = KERN_FAILURE};
+    CHECK(write(pp->sock, &c, sizeof c) == sizeof c);
+    CHECK(read(pp->sock, &a, sizeof a) == sizeof a);
+    return a;
+}
+
+static void pager_end(struct pager_proc *pp)
+{
+    mach_port_deallocate(SELF, pp->object);
+    close(pp->sock); /* the pager exits */
+    test_wait_ok(pp->pid);
+}
+
+/* A file of FILE_PAGES pages, page I filled with 'A' + I; its descriptor. */
+static int make_file(void)
+{
+    char path[] = "/tmp/hell-pager-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    char page[PAGE];
+    for (int i = 0; i < FILE_PAGES; i++) {
+        memset(page, 'A' + i, sizeof page);
+        CHECK(pwrite(fd, page, sizeof page, (off_t)i * PAGE) == (ssize_t)PAGE);
+    }
+    return fd;
+}
+
+static char file_byte(int fd, uint64_t at)
+{
+    char c = 0;
+    CHECK(pread(fd, &c, 1, (off_t)at) == 1);
+    return c;
+}
+
+static volatile char *map_object(mach_port_t object, vm_offset_t offset, vm_size_t size,
+                                 boolean_t copy)
+{
+    vm_address_t a = 0;
+    CHECK_KR(vm_map(SELF, &a, size, 0, TRUE, object, offset, copy,
+                    VM_PROT_READ | VM_PROT_WRITE, VM_PROT_ALL, VM_INHERIT_COPY),
+             KERN_SUCCESS);
+    return (volatile char *)a;
+}
+
+/* ---- sharing, caching, cleaning, flushing ---- */
+
+static void read_write_clean_flush(void)
+{
+    int fd = make_file();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL);
+    volatile char *m = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+
+    /* Data comes only for pages touched, once. */
+    CHECK(m[0] == 'A' && m[PAGE * 3 + 17] == 'D');
+    struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.inits == 1);
+    unsigned asked = a.pages_requested;
+    CHECK(asked >= 2 && asked < FILE_PAGES);
+    CHECK(m[1] == 'A' && m[PAGE * 3] == 'D');
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).pages_requested == asked);
+
+    /* Cleaning returns the pages written, and only them. */
+    m[2 * PAGE + 5] = 'x';
+    m[9 * PAGE] = 'y';
+    a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK_KR(a.kr, KERN_SUCCESS);
+    CHECK(a.dirty_returned == 2 && a.pages_returned == 2);
+    CHECK(file_byte(fd, 2 * PAGE + 5) == 'x' && file_byte(fd, 9 * PAGE) == 'y');
+    CHECK(file_byte(fd, 2 * PAGE + 6) == 'C');
+    a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK(a.dirty_returned == 2); /* clean now */
+    m[2 * PAGE] = 'z'; /* written again after the clean: dirty again */
+    a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK(a.dirty_returned == 3);
+    CHECK(file_byte(fd, 2 * PAGE) == 'z');
+
+    /* Flushing drops the cache: the next touch asks again, and what the
+     * file now says comes back. */
+    CHECK(m[4 * PAGE] == 'E');
+    char changed = 'Q';
+    CHECK(pwrite(fd, &changed, 1, 4 * PAGE) == 1);
+    CHECK(m[4 * PAGE] == 'E'); /* cached */
+    m[5 * PAGE] = 'w';
+    a = pager_cmd(&pp, CMD_FLUSH, 0, FILE_PAGES * PAGE, 0);
+    CHECK(a.dirty_returned == 4); /* the dirty page went back first */
+    asked = a.pages_requested;
+    CHECK(m[4 * PAGE] == 'Q');
+    CHECK(m[5 * PAGE] == 'w');
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).pages_requested > asked);
+
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
+    pager_end(&pp);
+    close(fd);
+}
+
+/* ---- write locks and data_unlock ---- */
+
+static void write_locks(void)
+{
+    int fd = make_file();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL);
+    pager_cmd(&pp, CMD_SUPPLY_LOCK, 0, 0, VM_PROT_WRITE);
+    volatile char *m = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+    CHECK(m[7 * PAGE] == 'H');
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 0);
+    m[7 * PAGE] = 'h'; /* locked: asks the pager, which unlocks */
+    CHECK(m[7 * PAGE] == 'h');
+    struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.unlocks == 1);
+    m[7 * PAGE + 1] = 'i'; /* unlocked now */
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 1);
+    /* A write that faults the page in asks for it, then to unlock it. */
+    m[8 * PAGE] = 'j';
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 2);
+
+    /* lock_request locks cached pages again. */
+    pager_cmd(&pp, CMD_SUPPLY_LOCK, 0, 0, VM_PROT_NONE);
+    CHECK(m[10 * PAGE] == 'K');
+    m[10 * PAGE] = 'k';
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 2);
+    CHECK_KR(pager_cmd(&pp, CMD_LOCK_WRITES, 0, FILE_PAGES * PAGE, 0).kr, KERN_SUCCESS);
+    CHECK(m[10 * PAGE] == 'k'); /* reads go on */
+    m[10 * PAGE] = 'l';
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 3);
+    a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK(a.dirty_returned == 3); /* pages 7, 8 and 10 */
+    CHECK(file_byte(fd, 7 * PAGE + 1) == 'i' && file_byte(fd, 10 * PAGE) == 'l');
+
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
+    pager_end(&pp);
+    close(fd);
+}
+
+/* ---- copy mappings and pages past the end ---- */
+
+static void copies_and_zeros(void)
+{
+    int fd = make_file();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL);
+    volatile char *shared = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+    shared[PAGE] = 'S'; /* in the cache, not yet in the file */
+    volatile char *copy = map_object(pp.object, PAGE, 4 * PAGE, TRUE);
+    CHECK(copy[0] == 'S' && copy[PAGE] == 'C' && copy[3 * PAGE + 9] == 'E');
+    copy[PAGE] = 'c';
+    shared[3 * PAGE] = 's';
+    CHECK(shared[2 * PAGE] == 'C' && copy[2 * PAGE] == 's' - 's' + 'D');
+    CHECK(copy[2 * PAGE] == 'D');
+    struct answer a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK(a.dirty_returned == 2); /* the shared pages 1 and 3, not the copy's */
+    CHECK(file_byte(fd, 2 * PAGE) == 'C');
+
+    /* Past the end of the file: zeros. */
+    volatile char *past = map_object(pp.object, FILE_PAGES * PAGE, 2 * PAGE, FALSE);
+    CHECK(past[0] == 0 && past[2 * PAGE - 1] == 0);
+
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)copy, 4 * PAGE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)past, 2 * PAGE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)shared, FILE_PAGES * PAGE), KERN_SUCCESS);
+    pager_end(&pp);
+    close(fd);
+}
+
+/* ---- failures ---- */
+
+static struct {
+    int calls;
+    integer_t exception, code;
+    rpc_long_integer_t subcode;
+} seen;
+
+kern_return_t catch_exception_raise(mach_port_t port, mach_port_t thread, mach_port_t task,
+                                    integer_t exception, integer_t code,
+                                    rpc_long_integer_t subcode)
+{
+    (void)port;
+    seen.calls++;
+    seen.exception = exception;
+    seen.code = code;
+    seen.subcode = subcode;
+    mach_port_deallocate(SELF, thread);
+    mach_port_deallocate(SELF, task);
+    _exit(seen.exception == EXC_BAD_ACCESS && seen.code == KERN_MEMORY_ERROR ? 42 : 43);
+}
+
+static mach_port_t exc_port;
+
+static void *exc_main(void *arg)
+{
+    (void)arg;
+    mach_msg_server(exc_server, 0, exc_port);
+    return NULL;
+}
+
+/* A task that gets PP's object from us, maps it and touches a page:
+ * with an exception port when HANDLER (it exits 42 on EXC_BAD_ACCESS /
+ * KERN_MEMORY_ERROR), else it dies of the touch.  TIMEOUT_MS > 0 sets
+ * its pager timeout.  Returns its pid. */
+static pid_t victim_with(struct pager_proc *pp, bool handler, int timeout_ms)
+{
+    mach_port_t rcv = test_new_port(true);
+    pid_t pid = hell_fork(rcv, NULL);
+    if (pid == 0) {
+        if (timeout_ms > 0) {
+            char buf[16];
+            snprintf(buf, sizeof buf, "%d", timeout_ms);
+            setenv("HELL_PAGER_TIMEOUT_MS", buf, 1);
+        }
+        mach_port_t boot = MACH_PORT_NULL, object = MACH_PORT_NULL;
+        mach_msg_type_name_t type;
+        if (task_get_bootstrap_port(SELF, &boot) != KERN_SUCCESS) {
+            _exit(2);
+        }
+        /* The parent sends the object back on our own bootstrap port. */
+        mach_port_t mine = test_new_port(true);
+        if (test_send_port(boot, mine, MACH_MSG_TYPE_MAKE_SEND, 2) != MACH_MSG_SUCCESS ||
+            test_receive_port(mine, 10000, &object, &type) != MACH_MSG_SUCCESS) {
+            _exit(3);
+        }
+        if (handler) {
+            exc_port = test_new_port(true);
+            pthread_t t;
+            if (task_set_special_port(SELF, TASK_EXCEPTION_PORT, exc_port) != KERN_SUCCESS ||
+                pthread_create(&t, NULL, exc_main, NULL) != 0) {
+                _exit(4);
+            }
+        }
+        vm_address_t a = 0;
+        if (vm_map(SELF, &a, 4 * PAGE, 0, TRUE, object, 0, FALSE, VM_PROT_READ,
+                   VM_PROT_READ, VM_INHERIT_NONE) != KERN_SUCCESS) {
+            _exit(5);
+        }
+        volatile char c = ((volatile char *)a)[PAGE + 3];
+        (void)c;
+        _exit(6); /* the touch must not succeed */
+    }
+    CHECK(pid > 0);
+    mach_port_t child_port = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(rcv, 10000, &child_port, &type), MACH_MSG_SUCCESS);
+    CHECK_KR(test_send_port(child_port, pp->object, MACH_MSG_TYPE_COPY_SEND, 3),
+             MACH_MSG_SUCCESS);
+    mach_port_deallocate(SELF, child_port);
+    mach_port_mod_refs(SELF, rcv, MACH_PORT_RIGHT_RECEIVE, -1);
+    mach_port_deallocate(SELF, rcv);
+    return pid;
+}
+
+/* Waits at most 20 s for PID; returns its wait status, or -1. */
+static int wait_bounded(pid_t pid)
+{
+    int status;
+    for (int i = 0; i < 2000; i++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            return status;
+        }
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+static void failures(void)
+{
+    int fd = make_file();
+
+    /* data_error: the exception, then, without a handler, SIGBUS. */
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_ERROR);
+    int status = wait_bounded(victim_with(&pp, true, 0));
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42);
+    pager_end(&pp);
+    pp = pager_spawn(fd, FILEPAGER_ERROR);
+    status = wait_bounded(victim_with(&pp, false, 0));
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS);
+    pager_end(&pp);
+
+    /* A pager that never answers: the wait ends at the timeout. */
+    pp = pager_spawn(fd, FILEPAGER_SILENT);
+    status = wait_bounded(victim_with(&pp, true, 300));
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42);
+    pager_end(&pp);
+
+    /* A pager killed while a thread waits for it: the wait ends at once
+     * (the timeout is far). */
+    pp = pager_spawn(fd, FILEPAGER_SILENT);
+    pid_t v = victim_with(&pp, false, 600000);
+    /* Let the victim fault and wait, then kill the pager. */
+    for (int i = 0; i < 100 && pager_cmd(&pp, CMD_STATS, 0, 0, 0).requests == 0; i++) {
+        usleep(10000);
+    }
+    kill(pp.pid, SIGKILL);
+    waitpid(pp.pid, NULL, 0);
+    status = wait_bounded(v);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS);
+    mach_port_deallocate(SELF, pp.object);
+    close(pp.sock);
+    close(fd);
+}
+
+/* ---- vm_map's rules ---- */
+
+static void map_rules(void)
+{
+    vm_address_t a = 0;
+    CHECK_KR(vm_map(SELF, &a, 0, 0, TRUE, MACH_PORT_NULL, 0, FALSE, VM_PROT_ALL, VM_PROT_ALL,
+                    VM_INHERIT_COPY),
+             KERN_INVALID_ARGUMENT);
+    CHECK_KR(vm_map(SELF, &a, PAGE, 0, TRUE, MACH_PORT_NULL, 0, FALSE, 8, VM_PROT_ALL,
+                    VM_INHERIT_COPY),
+             KERN_INVALID_ARGUMENT);
+    CHECK_KR(vm_map(SELF, &a, PAGE, 0, TRUE, MACH_PORT_NULL, 0, FALSE, VM_PROT_ALL, VM_PROT_ALL,
+                    7),
+             KERN_INVALID_ARGUMENT);
+    CHECK_KR(vm_map(SELF, &a, PAGE, 0, TRUE, SELF, 0, FALSE, VM_PROT_ALL, VM_PROT_ALL,
+                    VM_INHERIT_COPY),
+             KERN_INVALID_ARGUMENT); /* a kernel port is no pager */
+    mach_port_t port = test_new_port(false);
+    CHECK_KR(vm_map(port, &a, PAGE, 0, TRUE, MACH_PORT_NULL, 0, FALSE, VM_PROT_ALL,
+                    VM_PROT_ALL, VM_INHERIT_COPY),
+             MACH_SEND_INVALID_DEST); /* no send right to it */
+    /* Anonymous, aligned by the mask, zero-filled, protections kept. */
+    a = 0;
+    vm_address_t mask = (1u << 20) - 1;
+    CHECK_KR(vm_map(SELF, &a, 3 * PAGE + 1, mask, TRUE, MACH_PORT_NULL, 0, FALSE, VM_PROT_READ,
+                    VM_PROT_READ | VM_PROT_WRITE, VM_INHERIT_SHARE),
+             KERN_SUCCESS);
+    CHECK(a != 0 && (a & mask) == 0 && ((volatile char *)a)[4 * PAGE - 1] == 0);
+    vm_address_t r = a;
+    vm_size_t size;
+    vm_prot_t prot, max;
+    vm_inherit_t inherit;
+    boolean_t shared;
+    mach_port_t name;
+    vm_offset_t offset;
+    CHECK_KR(vm_region(SELF, &r, &size, &prot, &max, &inherit, &shared, &name, &offset),
+             KERN_SUCCESS);
+    CHECK(r == a && size == 4 * PAGE && prot == VM_PROT_READ &&
+          max == (VM_PROT_READ | VM_PROT_WRITE) && inherit == VM_INHERIT_SHARE);
+    CHECK_KR(vm_protect(SELF, a, PAGE, FALSE, VM_PROT_ALL), KERN_PROTECTION_FAILURE);
+    /* Fixed: taken, misaligned for the mask, outside the user range. */
+    vm_address_t b = a;
+    CHECK_KR(vm_map(SELF, &b, PAGE, 0, FALSE, MACH_PORT_NULL, 0, FALSE, VM_PROT_ALL,
+                    VM_PROT_ALL, VM_INHERIT_COPY),
+             KERN_NO_SPACE);
+    CHECK_KR(vm_deallocate(SELF, a, 4 * PAGE), KERN_SUCCESS);
+    b = a + PAGE;
+    CHECK_KR(vm_map(SELF, &b, PAGE, mask, FALSE, MACH_PORT_NULL, 0, FALSE, VM_PROT_ALL,
+                    VM_PROT_ALL, VM_INHERIT_COPY),
+             KERN_NO_SPACE);
+    b = a + PAGE + 123;
+    CHECK_KR(vm_map(SELF, &b, PAGE, 0, FALSE, MACH_PORT_NULL, 0, FALSE, VM_PROT_ALL,
+                    VM_PROT_ALL, VM_INHERIT_COPY),
+             KERN_SUCCESS);
+    CHECK(b == a + PAGE);
+    CHECK_KR(vm_deallocate(SELF, b, PAGE), KERN_SUCCESS);
+    b = 0x800000000000ull - PAGE;
+    CHECK_KR(vm_map(SELF, &b, 2 * PAGE, 0, FALSE, MACH_PORT_NULL, 0, FALSE, VM_PROT_ALL,
+                    VM_PROT_ALL, VM_INHERIT_COPY),
+             KERN_INVALID_ADDRESS);
+    mach_port_mod_refs(SELF, port, MACH_PORT_RIGHT_RECEIVE, -1);
+}
+
+int main(void)
+{
+    map_rules();
+    read_write_clean_flush();
+    /* What stays from here: the fault thread's userfaultfd, the port on
+     * which the VM hears of pagers' deaths, the kernel service's ports. */
+    int fds = test_count_fds();
+    write_locks();
+    copies_and_zeros();
+    failures();
+    read_write_clean_flush();
+    CHECK(test_count_fds() == fds); /* every object went with its pager */
+    return test_done("pager");
+}

@@ -76,7 +76,8 @@ GEN_HDRS  := $(foreach d,$(MIG_USER_DEFS),$(GEN)/include/mach/$($(d)_HDR)) \
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_install
 TEST_DEFS := tests/hell_test.defs tests/hell_exc.defs
-BENCHES   := $(BUILD)/bench/bench_rpc $(BUILD)/bench/bench_ool $(BUILD)/bench/bench_kern
+BENCHES   := $(BUILD)/bench/bench_rpc $(BUILD)/bench/bench_ool $(BUILD)/bench/bench_kern \
+             $(BUILD)/bench/bench_pager
 DEMOS     := $(BUILD)/demo/hell-demo
 PROGRAMS  := $(BUILD)/bin/machd $(BUILD)/bin/hell
 
@@ -215,7 +216,7 @@ FUZZ_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-unknown-warning-option -fvisibility=h
                -DMIG_EOPNOTSUPP=MIG_BAD_ID \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -pthread
 FUZZ_SRCS   := $(LIB_SRCS) $(MIG_USER_DEFS:%=$(GEN)/%.user.c) $(MIG_SERVER_DEFS:%=$(GEN)/%.server.c) \
-               $(GEN)/exc.kuser.c
+               $(GEN)/exc.kuser.c $(GEN)/memory_object.kuser.c
 $(BUILD)/fuzz/fuzz_receive: fuzz/fuzz_receive.c $(FUZZ_SRCS) $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -Wno-error -o $@ $< $(FUZZ_SRCS)

@@ -964,6 +964,15 @@ kern_return_t kern_memory_object_data_supply(mach_port_t control, vm_offset_t of
     }
     uint64_t at = offset, size = dataCnt;
     uint64_t skip = ((at + VM_PAGE - 1) & ~(uint64_t)(VM_PAGE - 1)) - at;
+    /* A large region arrives as a private mapping of the sender's sealed
+     * memfd, not yet in our page tables: populated first, the copy into
+     * the cache runs at memcpy speed instead of faulting a page at a time
+     * inside pwrite (4x slower). */
+    if (dataCnt > 4 * VM_PAGE) {
+        vm_offset_t lo = data & ~(vm_offset_t)(VM_PAGE - 1);
+        vm_offset_t hi = (data + dataCnt + VM_PAGE - 1) & ~(vm_offset_t)(VM_PAGE - 1);
+        (void)madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
+    }
     if (vm_whole_pages(&at, &size) &&
         !vm_fill(object, at, size, (const char *)data + skip, lock_value, precious)) {
         result = KERN_RESOURCE_SHORTAGE;

@@ -153,14 +153,23 @@ static void allocate_until_failure(int base)
     }
     CHECK_KR(kr, KERN_RESOURCE_SHORTAGE);
     CHECK(n >= 5 && n < 1000);
-    /* A kernel call whose reply needs descriptors (mach_port_names
-     * returns two out-of-line arrays) says so and loses nothing. */
+    /* A kernel call whose reply needs descriptors (vm_read of 64 KiB
+     * returns a region too large to travel inline) says so and loses
+     * nothing; small out-of-line arrays (mach_port_names) need none. */
+    static char big[64 * 1024] __attribute__((aligned(4096)));
     exhaust();
+    vm_offset_t data = 0;
+    mach_msg_type_number_t count = 0;
+    CHECK_KR(vm_read(SELF, (vm_address_t)big, sizeof big, &data, &count),
+             KERN_RESOURCE_SHORTAGE);
     mach_port_array_t names = NULL;
     mach_port_type_array_t types = NULL;
     mach_msg_type_number_t nnames = 0, ntypes = 0;
-    CHECK_KR(mach_port_names(SELF, &names, &nnames, &types, &ntypes), KERN_RESOURCE_SHORTAGE);
+    CHECK_KR(mach_port_names(SELF, &names, &nnames, &types, &ntypes), KERN_SUCCESS);
     release();
+    CHECK(nnames == names_before + (mach_msg_type_number_t)n && ntypes == nnames);
+    vm_deallocate(SELF, (vm_address_t)names, nnames * sizeof *names);
+    vm_deallocate(SELF, (vm_address_t)types, ntypes * sizeof *types);
     /* Counting the names takes descriptors: a few more than are left. */
     set_nofile((rlim_t)base + HEADROOM + 4);
     CHECK(count_names() == names_before + (mach_msg_type_number_t)n);
@@ -189,7 +198,7 @@ static void send_without_descriptors(mach_port_t parent)
 {
     mach_port_t sp = test_new_port(true), r = test_new_port(false);
     mach_port_t s = sp;
-    static char region[3 * 4096];
+    static char region[64 * 1024]; /* past the size that travels inline */
     struct {
         mach_msg_header_t h;
         mach_msg_type_t t1;
@@ -230,7 +239,7 @@ static void send_without_descriptors(mach_port_t parent)
              MACH_SEND_NO_BUFFER);
     /* The same as the reply right. */
     CHECK_KR(send_id(parent, 4, r, MACH_MSG_TYPE_MAKE_SEND), MACH_SEND_NO_BUFFER);
-    /* An out-of-line region travels in a memfd. */
+    /* A region past the inline size travels in a memfd. */
     CHECK_KR(mach_msg(&ool.h, MACH_SEND_MSG, sizeof ool, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
              MACH_SEND_NO_BUFFER);
     release();

@@ -41,6 +41,14 @@
 
 boolean_t exc_server(mach_msg_header_t *in, mach_msg_header_t *out);
 
+/* Under AddressSanitizer a memory error (SIGBUS) is ours to turn into an
+ * exception: its own handler would otherwise be installed first. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "handle_sigbus=0:detect_leaks=0";
+}
+
 #define SELF mach_task_self()
 #define PAGE 4096u
 #define FILE_PAGES 32

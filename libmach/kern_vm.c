@@ -4,7 +4,7 @@
  * vm_deallocate, vm_read, vm_write and vm_copy, served by the task that
  * owns the memory (its own calls inline, another task's through its
  * service thread: so they work on any task whose port one holds).
- * Attributes are in kern_vm_attr.c; memory objects are issue 5.
+ * Attributes are in kern_vm_attr.c, vm_map in kern_vm_map.c.
  *
  * A port that is no task port gives KERN_INVALID_ARGUMENT, as GNU Mach's
  * null map does.

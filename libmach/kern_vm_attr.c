@@ -28,6 +28,7 @@
 #include "mach.server.h"
 #include "mach_host.server.h"
 #include "vm_attr.h"
+#include "vm_fault.h"
 #include "vm_maps.h"
 
 #define KERN_VM_PAGE 4096ul
@@ -344,9 +345,12 @@ kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t fla
 
 /* ---- vm_msync ---- */
 
-/* As GNU Mach today: the flags are checked, an empty range succeeds, and
- * anything else is refused (its vm_map_msync is still to be written).
- * Memory objects (issue 5) will make it write back. */
+/* The flags are checked and an empty range succeeds, as in GNU Mach.  The
+ * dirty pages of memory objects mapped in the range go back to their
+ * pagers (dropped from the cache with VM_SYNC_INVALIDATE); the data is on
+ * its way when the call returns (the protocol has no acknowledgement of
+ * data_return).  A range mapping no object is refused as GNU Mach, whose
+ * vm_map_msync is still to be written, refuses every range. */
 kern_return_t kern_vm_msync(mach_port_t target_task, vm_address_t address, vm_size_t size,
                             vm_sync_t sync_flags)
 {
@@ -358,5 +362,10 @@ kern_return_t kern_vm_msync(mach_port_t target_task, vm_address_t address, vm_si
     if (!kern_vm_range(address, size, &start, &end)) {
         return KERN_SUCCESS;
     }
-    return KERN_INVALID_ARGUMENT;
+    vm_lock();
+    struct vm_space *space = vm_space_self_if_any();
+    bool any = space != NULL &&
+               vm_space_sync(space, start, end, (sync_flags & VM_SYNC_INVALIDATE) != 0);
+    vm_unlock();
+    return any ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
 }

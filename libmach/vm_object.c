@@ -471,14 +471,18 @@ static void vm_object_disconnect(struct vm_object *object, bool give_back)
                            ? KERN_FAILURE
                            : kmo_memory_object_terminate(object->pager, object->control,
                                                          object->name);
+    ipc_lock();
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
     if (kr != KERN_SUCCESS) {
-        ipc_lock();
-        struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
         (void)ipc_right_dealloc(kspace, object->pager);
         (void)ipc_right_destroy(kspace, object->control);
         (void)ipc_right_destroy(kspace, object->name);
-        ipc_unlock();
+    } else {
+        /* The receive rights went; the send rights made with them stay. */
+        (void)ipc_right_dealloc(kspace, object->control);
+        (void)ipc_right_dealloc(kspace, object->name);
     }
+    ipc_unlock();
     object->pager_dead = true; /* nothing more goes to the pager */
 }
 
@@ -754,7 +758,43 @@ void vm_space_unmap(struct vm_space *space, uint64_t start, uint64_t end)
     }
 }
 
+bool vm_space_sync(struct vm_space *space, uint64_t start, uint64_t end, bool invalidate)
+{
+    bool any = false;
+    for (struct vm_mapping *m = space->maps; m != NULL; m = m->space_next) {
+        uint64_t lo = start > m->start ? start : m->start;
+        uint64_t hi = end < m->end ? end : m->end;
+        if (lo >= hi) {
+            continue;
+        }
+        any = true;
+        struct vm_object *object = m->object;
+        uint64_t offset = m->offset + (lo - m->start);
+        vm_return_range(object, offset, hi - lo, MEMORY_OBJECT_RETURN_DIRTY, !invalidate);
+        if (invalidate) {
+            vm_flush_range(object, offset, hi - lo);
+        }
+    }
+    return any;
+}
+
 /* ---- faults ---- */
+
+/* Makes thread TID, faulting on PAGE (object offset OFFSET) of MAPPING,
+ * wait for its data or, with UNLOCK, for an unlock.  Returns false when
+ * it cannot wait (the object is gone, or out of memory): it got a memory
+ * error instead. */
+static bool vm_fault_wait(struct vm_mapping *mapping, uint64_t offset, uint64_t page, pid_t tid,
+                          bool unlock)
+{
+    struct vm_object *object = mapping->object;
+    if (object->destroyed || object->pager_dead ||
+        !vm_waiter_add(object, mapping, offset, page, tid, unlock, NULL)) {
+        vm_memory_error(mapping->space->pid, tid, page);
+        return false;
+    }
+    return true;
+}
 
 void vm_object_fault(struct vm_mapping *mapping, uint64_t addr, unsigned flags, pid_t tid)
 {
@@ -773,9 +813,7 @@ void vm_object_fault(struct vm_mapping *mapping, uint64_t addr, unsigned flags, 
             return;
         }
         /* The pager locked writes out: ask it to unlock (once). */
-        if (object->destroyed || object->pager_dead ||
-            !vm_waiter_add(object, mapping, offset, page, tid, true, NULL)) {
-            vm_memory_error(mapping->space->pid, tid, page);
+        if (!vm_fault_wait(mapping, offset, page, tid, true)) {
             return;
         }
         if (!(*st & PG_UNLOCKING)) {
@@ -792,9 +830,7 @@ void vm_object_fault(struct vm_mapping *mapping, uint64_t addr, unsigned flags, 
         vm_wake(mapping, page); /* supplied since the fault */
         return;
     }
-    if (object->destroyed || object->pager_dead ||
-        !vm_waiter_add(object, mapping, offset, page, tid, false, NULL)) {
-        vm_memory_error(mapping->space->pid, tid, page);
+    if (!vm_fault_wait(mapping, offset, page, tid, false)) {
         return;
     }
     if (!(*st & PG_REQUESTED)) {

@@ -95,6 +95,12 @@ kern_return_t vm_mapping_add(struct vm_space *space, struct vm_object *object,
  * Expects [V]. */
 void vm_space_unmap(struct vm_space *space, uint64_t start, uint64_t end);
 
+/* vm_msync of [START, END) of SPACE: the dirty pages of the objects
+ * mapped there go back to their pagers (memory_object_data_return), and
+ * with INVALIDATE leave the cache.  Returns whether the range maps any
+ * object.  Expects [V]. */
+bool vm_space_sync(struct vm_space *space, uint64_t start, uint64_t end, bool invalidate);
+
 /* The mapping of SPACE holding ADDR, or NULL.  Expects [V]. */
 struct vm_mapping *vm_space_lookup(struct vm_space *space, uint64_t addr);
 

@@ -59,7 +59,7 @@ kern_return_t filepager_memory_object_init(mach_port_t object, mach_port_t contr
     }
     pager->control = control;
     mach_port_deallocate(mach_task_self(), name); /* vm_region's business */
-    return memory_object_ready(control, TRUE, MEMORY_OBJECT_COPY_DELAY);
+    return memory_object_ready(control, !pager->uncached, MEMORY_OBJECT_COPY_DELAY);
 }
 
 kern_return_t filepager_memory_object_terminate(mach_port_t object, mach_port_t control,

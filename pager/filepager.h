@@ -50,6 +50,7 @@ struct filepager {
     mach_port_t control;     /* the kernel's control port, after init */
     vm_prot_t supply_lock;   /* lock value of supplied pages */
     bool precious;           /* supply pages precious */
+    bool uncached;           /* may_cache FALSE: terminated at the last unmapping */
     _Atomic int mode;        /* enum filepager_mode */
     struct filepager_stats stats;
 };

@@ -10,7 +10,10 @@
  * - pages supplied write-locked: a write becomes memory_object_data_unlock
  *   and goes on once the pager unlocks; lock_request locks cached pages;
  * - a copy mapping is private both ways; a mapping past the end of the
- *   file reads zeros (data_unavailable);
+ *   file reads zeros (data_unavailable); vm_msync returns what was
+ *   written in its range;
+ * - the last unmapping of an object that may not be cached returns its
+ *   dirty pages, then terminates it;
  * - failures: a pager answering data_error, a pager that never answers
  *   (the pager timeout), and a pager killed in the middle of a request:
  *   the faulting thread gets EXC_BAD_ACCESS / KERN_MEMORY_ERROR at the
@@ -25,6 +28,7 @@
 #include <mach.h>
 #include <mach/exception.h>
 #include <mach/memory_object.h>
+#include <mach/vm_sync.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -55,6 +59,9 @@ const char *__asan_default_options(void)
 
 /* ---- the pager process, driven over a socket ---- */
 
+/* With the mode of pager_spawn: the object may not be cached. */
+#define PAGER_UNCACHED 0x100
+
 enum { CMD_STATS, CMD_SYNC, CMD_FLUSH, CMD_LOCK_WRITES, CMD_MODE, CMD_SUPPLY_LOCK };
 
 struct cmd {
@@ -82,7 +89,8 @@ static void pager_main(int fd, int sock, int mode)
     if (p == NULL || task_get_bootstrap_port(SELF, &boot) != KERN_SUCCESS) {
         _exit(2);
     }
-    p->mode = mode;
+    p->mode = mode & 3;
+    p->uncached = (mode & PAGER_UNCACHED) != 0;
     if (test_send_port(boot, p->object, MACH_MSG_TYPE_MAKE_SEND, 1) != MACH_MSG_SUCCESS ||
         !filepager_start(p)) {
         _exit(3);
@@ -227,6 +235,18 @@ static void read_write_clean_flush(void)
     CHECK(a.dirty_returned == 3);
     CHECK(file_byte(fd, 2 * PAGE) == 'z');
 
+    /* vm_msync sends back what was written in its range only. */
+    m[6 * PAGE] = 'v';
+    m[11 * PAGE] = 'u';
+    CHECK_KR(vm_msync(SELF, (vm_address_t)m + 6 * PAGE, PAGE, VM_SYNC_SYNCHRONOUS),
+             KERN_SUCCESS);
+    for (int i = 0; i < 500 && file_byte(fd, 6 * PAGE) != 'v'; i++) {
+        usleep(1000); /* on its way when vm_msync returns */
+    }
+    CHECK(file_byte(fd, 6 * PAGE) == 'v' && file_byte(fd, 11 * PAGE) == 'L');
+    a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK(a.dirty_returned == 5); /* 6 by vm_msync, then 11 */
+
     /* Flushing drops the cache: the next touch asks again, and what the
      * file now says comes back. */
     CHECK(m[4 * PAGE] == 'E');
@@ -235,7 +255,7 @@ static void read_write_clean_flush(void)
     CHECK(m[4 * PAGE] == 'E'); /* cached */
     m[5 * PAGE] = 'w';
     a = pager_cmd(&pp, CMD_FLUSH, 0, FILE_PAGES * PAGE, 0);
-    CHECK(a.dirty_returned == 4); /* the dirty page went back first */
+    CHECK(a.dirty_returned == 6); /* the dirty page went back first */
     asked = a.pages_requested;
     CHECK(m[4 * PAGE] == 'Q');
     CHECK(m[5 * PAGE] == 'w');
@@ -309,6 +329,33 @@ static void copies_and_zeros(void)
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)copy, 4 * PAGE), KERN_SUCCESS);
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)past, 2 * PAGE), KERN_SUCCESS);
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)shared, FILE_PAGES * PAGE), KERN_SUCCESS);
+    pager_end(&pp);
+    close(fd);
+}
+
+/* ---- the end of an object ---- */
+
+/* An object its pager does not let be cached ends with its last mapping:
+ * its dirty pages go back, then memory_object_terminate. */
+static void terminate_at_last_unmapping(void)
+{
+    int fd = make_file();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL | PAGER_UNCACHED);
+    volatile char *m = map_object(pp.object, 0, 4 * PAGE, FALSE);
+    volatile char *m2 = map_object(pp.object, 2 * PAGE, 2 * PAGE, FALSE);
+    m[PAGE] = 't';
+    CHECK(m2[0] == 'C');
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, 4 * PAGE), KERN_SUCCESS);
+    struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.terminates == 0 && a.dirty_returned == 0); /* still mapped once */
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m2 + PAGE, PAGE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m2, PAGE), KERN_SUCCESS);
+    for (int i = 0; i < 500 && a.terminates == 0; i++) {
+        usleep(1000);
+        a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    }
+    CHECK(a.terminates == 1 && a.dirty_returned == 1 && a.inits == 1);
+    CHECK(file_byte(fd, PAGE) == 't');
     pager_end(&pp);
     close(fd);
 }
@@ -523,6 +570,7 @@ int main(void)
     int fds = test_count_fds();
     write_locks();
     copies_and_zeros();
+    terminate_at_last_unmapping();
     failures();
     read_write_clean_flush();
     CHECK(test_count_fds() == fds); /* every object went with its pager */

@@ -26,6 +26,7 @@
 #include "kern_notify.h"
 #include "linux.h"
 #include "vm_attr.h"
+#include "vm_fault.h"
 
 #define WIRE_MAGIC 0x4c4c4548u /* "HELL" */
 #define WIRE_MAX_FDS 253       /* SCM_MAX_FD: descriptors one sendmsg carries */
@@ -345,6 +346,31 @@ static void wire_put_right(struct wire_out *out, struct kright *right,
     }
 }
 
+/* In a task that maps memory objects, faults in the regions of KMSG
+ * before they are copied under [G]: a page its pager has yet to supply
+ * would otherwise wait for a request that needs [G].  Expects [G];
+ * releases it meanwhile (wire_send may). */
+static void wire_ool_prepare(struct kmsg *kmsg)
+{
+    if (!vm_fault_active()) {
+        return;
+    }
+    bool any = false;
+    for (unsigned i = 0; i < kmsg->nool && !any; i++) {
+        any = !kmsg->ool[i].ports && kmsg->ool[i].size > 0;
+    }
+    if (!any) {
+        return;
+    }
+    ipc_unlock();
+    for (unsigned i = 0; i < kmsg->nool; i++) {
+        if (!kmsg->ool[i].ports) {
+            vm_fault_prepare(kmsg->ool[i].addr, kmsg->ool[i].size);
+        }
+    }
+    ipc_lock();
+}
+
 /* Makes a sealed memfd holding a copy of the region: the receiver maps
  * it privately and no one can change it after the send. */
 static mach_msg_return_t wire_ool_seal(struct kool *ool)
@@ -576,6 +602,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
     if (kmsg->body_size > WIRE_BODY_MAX) {
         return MACH_SEND_NO_BUFFER;
     }
+    wire_ool_prepare(kmsg);
     struct wire_out out;
     wire_out_init(&out);
     struct wire_hdr hdr;

@@ -286,7 +286,17 @@ mach_msg_return_t kern_deliver(struct kmsg *kmsg)
 {
     struct ipc_port *dest = kmsg->dest.port;
     mach_msg_header_t *request = malloc(kmsg->hdr.msgh_size);
-    /* Regions the sender keeps are copied: the kernel owns what it gets. */
+    /* Regions the sender keeps are copied: the kernel owns what it gets
+     * (faulted in first without [G] when they may come from a pager). */
+    if (vm_fault_active() && kmsg->nool > 0) {
+        ipc_unlock();
+        for (unsigned i = 0; i < kmsg->nool; i++) {
+            if (!kmsg->ool[i].dealloc && !kmsg->ool[i].ports) {
+                vm_fault_prepare(kmsg->ool[i].addr, kmsg->ool[i].size);
+            }
+        }
+        ipc_lock();
+    }
     for (unsigned i = 0; i < kmsg->nool; i++) {
         struct kool *ool = &kmsg->ool[i];
         if (!ool->dealloc && !ool->ports && ool->size > 0) {

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -76,6 +77,20 @@ static void *vm_fault_main(void *arg)
     }
 }
 
+bool vm_fault_active(void)
+{
+    return __atomic_load_n(&vm_self_ready, __ATOMIC_ACQUIRE);
+}
+
+void vm_fault_prepare(const void *addr, size_t size)
+{
+    uintptr_t lo = (uintptr_t)addr & ~(uintptr_t)(VM_PAGE - 1);
+    uintptr_t hi = ((uintptr_t)addr + size + VM_PAGE - 1) & ~(uintptr_t)(VM_PAGE - 1);
+    if (size > 0 && hi > lo) {
+        (void)madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
+    }
+}
+
 struct vm_space *vm_space_self_if_any(void)
 {
     return vm_self_ready ? &vm_self : NULL;
@@ -110,7 +125,7 @@ struct vm_space *vm_space_self(void)
         errno = EAGAIN;
         return NULL;
     }
-    vm_self_ready = true;
+    __atomic_store_n(&vm_self_ready, true, __ATOMIC_RELEASE);
     return &vm_self;
 }
 

@@ -19,6 +19,16 @@ struct vm_space *vm_space_self(void);
 /* The space of this process if it has one yet, else NULL.  Expects [V]. */
 struct vm_space *vm_space_self_if_any(void);
 
+/* Whether this process maps memory objects (then memory it reads may
+ * fault to a pager).  Needs no lock. */
+bool vm_fault_active(void);
+
+/* Faults in [ADDR, ADDR + SIZE) for reading, so that a copy made later
+ * under [G] cannot wait for a pager (whose request needs [G]): a region
+ * sent out of line from a mapped object.  Errors are left for the copy
+ * to find.  Expects [G] not held. */
+void vm_fault_prepare(const void *addr, size_t size);
+
 /* The child side of fork(): the parent's space is not the child's (its
  * userfaultfd serves the parent's memory); the child starts without one.
  * Expects a single thread. */

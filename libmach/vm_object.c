@@ -150,6 +150,24 @@ static uint8_t *vm_page(struct vm_object *object, uint64_t offset, bool create)
     return &chunk->page[index % VM_CHUNK_PAGES];
 }
 
+/* The first page at or after AT, before END, whose chunk has states (the
+ * walks of large ranges skip what was never touched), or END. */
+static uint64_t vm_next_state(struct vm_object *object, uint64_t at, uint64_t end)
+{
+    while (at < end) {
+        uint64_t chunk = at / VM_PAGE / VM_CHUNK_PAGES;
+        if (u64map_lookup(&object->chunks, chunk + 1) != NULL) {
+            return at;
+        }
+        uint64_t next = (chunk + 1) * VM_CHUNK_PAGES * VM_PAGE;
+        if (next <= at) {
+            break;
+        }
+        at = next;
+    }
+    return end;
+}
+
 static uint8_t vm_page_state(struct vm_object *object, uint64_t offset)
 {
     uint8_t *st = vm_page(object, offset, false);
@@ -293,6 +311,21 @@ static void vm_object_fail_all(struct vm_object *object)
 
 /* ---- requests to the pager ---- */
 
+/* What a failed send KR to the pager of OBJECT means: a dead pager
+ * (every wait fails), or a message lost to a full queue or a lack of
+ * descriptors (the waits end at their deadline, the faults ask again).
+ * Returns whether the pager is dead. */
+static bool vm_pager_failed(struct vm_object *object, kern_return_t kr)
+{
+    if (kr != MACH_SEND_INVALID_DEST && kr != MACH_SEND_INVALID_RIGHT) {
+        fprintf(stderr, "hell: a message to a pager was lost (0x%x)\n", (unsigned)kr);
+        return false;
+    }
+    object->pager_dead = true;
+    vm_object_fail_all(object);
+    return true;
+}
+
 /* Asks the pager for the page at OFFSET and the absent pages after it,
  * up to a cluster, and no further than LIMIT (the end of the mapping
  * that faulted, in the object). */
@@ -323,9 +356,10 @@ static void vm_request(struct vm_object *object, uint64_t offset, uint64_t limit
     object->seq_next = offset + (uint64_t)n * VM_PAGE;
     kern_return_t kr = kmo_memory_object_data_request(object->pager, object->control, offset,
                                                       (vm_size_t)n * VM_PAGE, access);
-    if (kr != KERN_SUCCESS) {
-        object->pager_dead = true;
-        vm_object_fail_all(object);
+    if (kr != KERN_SUCCESS && !vm_pager_failed(object, kr)) {
+        for (unsigned i = 0; i < n; i++) {
+            *vm_page(object, offset + (uint64_t)i * VM_PAGE, false) &= (uint8_t)~PG_REQUESTED;
+        }
     }
 }
 
@@ -333,9 +367,13 @@ static void vm_request(struct vm_object *object, uint64_t offset, uint64_t limit
  * not ready). */
 static void vm_request_waited(struct vm_object *object)
 {
-    for (struct vm_waiter *w = object->waiters; w != NULL && !object->pager_dead; w = w->next) {
+    for (struct vm_waiter *w = object->waiters, *next; w != NULL; w = next) {
+        next = w->next;
         if (!w->unlock && !(vm_page_state(object, w->offset) & (PG_PRESENT | PG_REQUESTED))) {
             vm_request(object, w->offset, w->offset + VM_PAGE, VM_PROT_READ);
+            if (object->pager_dead) {
+                return; /* every waiter is gone, NEXT with them */
+            }
         }
     }
 }
@@ -385,7 +423,7 @@ static void vm_return_range(struct vm_object *object, uint64_t offset, uint64_t 
         end = object->memfd_size;
     }
     uint64_t at = offset;
-    while (at < end) {
+    while ((at = vm_next_state(object, at, end)) < end) {
         uint8_t st = vm_page_state(object, at);
         bool want = vm_page_wanted(st, should_return);
         if (!want) {
@@ -414,16 +452,16 @@ static void vm_return_range(struct vm_object *object, uint64_t offset, uint64_t 
             }
             return;
         }
-        for (uint64_t p = at; p < run; p += VM_PAGE) {
-            *vm_page(object, p, false) &= (uint8_t)~PG_DIRTY;
-        }
         kern_return_t kr = kmo_memory_object_data_return(object->pager, object->control, at,
                                                          (vm_offset_t)buf, (mach_msg_type_number_t)len,
                                                          dirty, kernel_copy);
         munmap(buf, len);
         if (kr != KERN_SUCCESS) {
-            object->pager_dead = true;
-            return;
+            (void)vm_pager_failed(object, kr);
+            return; /* the pages stay dirty */
+        }
+        for (uint64_t p = at; p < run; p += VM_PAGE) {
+            *vm_page(object, p, false) &= (uint8_t)~PG_DIRTY;
         }
         at = run;
     }
@@ -442,7 +480,7 @@ static void vm_flush_range(struct vm_object *object, uint64_t offset, uint64_t s
     }
     (void)fallocate(object->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
                     (off_t)(end - offset));
-    for (uint64_t p = offset; p < end; p += VM_PAGE) {
+    for (uint64_t p = offset; (p = vm_next_state(object, p, end)) < end; p += VM_PAGE) {
         uint8_t *st = vm_page(object, p, false);
         if (st != NULL) {
             *st &= PG_REQUESTED; /* an outstanding request stays outstanding */
@@ -720,6 +758,26 @@ static void vm_mapping_free(struct vm_mapping *m)
     vm_object_release(object);
 }
 
+/* M lost [LO, HI): its threads waiting there fault again (on nothing
+ * now); those at or past TAIL's start (a split) wait in TAIL. */
+static void vm_mapping_cut_waiters(struct vm_mapping *m, uint64_t lo, uint64_t hi,
+                                   struct vm_mapping *tail)
+{
+    struct vm_waiter **link = &m->object->waiters;
+    while (*link != NULL) {
+        struct vm_waiter *w = *link;
+        if (w->mapping == m && w->addr >= lo && w->addr < hi) {
+            *link = w->next;
+            vm_waiter_end(w, false);
+            continue;
+        }
+        if (tail != NULL && w->mapping == m && w->addr >= tail->start) {
+            w->mapping = tail;
+        }
+        link = &w->next;
+    }
+}
+
 void vm_space_unmap(struct vm_space *space, uint64_t start, uint64_t end)
 {
     struct vm_mapping **link = &space->maps;
@@ -729,19 +787,27 @@ void vm_space_unmap(struct vm_space *space, uint64_t start, uint64_t end)
             link = &m->space_next;
             continue;
         }
-        if (start > m->start && end < m->end) {
-            /* A hole in the middle: the tail becomes a mapping of its own. */
-            struct vm_mapping *tail = malloc(sizeof *tail);
-            if (tail != NULL) {
-                *tail = *m;
-                tail->start = end;
-                tail->offset = m->offset + (end - m->start);
-                tail->space_next = m->space_next;
-                tail->object_next = m->object->maps;
-                m->object->maps = tail;
-                m->object->refs++;
-                m->space_next = tail;
+        if (start > m->start || end < m->end) {
+            uint64_t lo = start > m->start ? start : m->start;
+            uint64_t hi = end < m->end ? end : m->end;
+            struct vm_mapping *tail = NULL;
+            if (start > m->start && end < m->end) {
+                tail = malloc(sizeof *tail);
+                if (tail != NULL) {
+                    *tail = *m;
+                    tail->start = end;
+                    tail->offset = m->offset + (end - m->start);
+                    tail->space_next = m->space_next;
+                    tail->object_next = m->object->maps;
+                    m->object->maps = tail;
+                    m->object->refs++;
+                    m->space_next = tail;
+                }
             }
+            vm_mapping_cut_waiters(m, lo, hi, tail);
+        }
+        if (start > m->start && end < m->end) {
+            /* A hole in the middle: the tail became a mapping of its own. */
             m->end = start;
             link = &m->space_next;
         } else if (start > m->start) {
@@ -818,10 +884,10 @@ void vm_object_fault(struct vm_mapping *mapping, uint64_t addr, unsigned flags, 
         }
         if (!(*st & PG_UNLOCKING)) {
             *st |= PG_UNLOCKING;
-            if (kmo_memory_object_data_unlock(object->pager, object->control, offset, VM_PAGE,
-                                              VM_PROT_WRITE) != KERN_SUCCESS) {
-                object->pager_dead = true;
-                vm_object_fail_all(object);
+            kern_return_t kr = kmo_memory_object_data_unlock(object->pager, object->control,
+                                                             offset, VM_PAGE, VM_PROT_WRITE);
+            if (kr != KERN_SUCCESS && !vm_pager_failed(object, kr)) {
+                *st &= (uint8_t)~PG_UNLOCKING;
             }
         }
         return;
@@ -912,6 +978,17 @@ kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t
 
 /* ---- the pager's calls on the control port (mach.defs) ---- */
 
+/* A completion reply through REPLY_TO (kernel space) was sent with
+ * result KR: when it failed the right is still ours, and goes. */
+static void vm_reply_sent(mach_port_name_t reply_to, kern_return_t kr)
+{
+    if (kr != KERN_SUCCESS) {
+        ipc_lock();
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], reply_to);
+        ipc_unlock();
+    }
+}
+
 /* The object whose control port is CONTROL.  Expects [V]. */
 static struct vm_object *vm_control(mach_port_t control)
 {
@@ -919,19 +996,24 @@ static struct vm_object *vm_control(mach_port_t control)
     return object != NULL && !object->destroyed ? object : NULL;
 }
 
-/* Fills the absent pages of [OFFSET, OFFSET + SIZE) of OBJECT: from DATA
- * (NULL: zeros), with LOCK and PRECIOUS.  Pages already cached keep their
- * data.  Returns false when the cache cannot grow. */
+/* Fills the absent pages of [OFFSET, OFFSET + SIZE) of OBJECT (up to the
+ * reach of its mappings): from DATA (NULL: zeros), with LOCK and
+ * PRECIOUS.  Pages already cached keep their data; with PRESENT_AT, the
+ * first one ends the fill and its offset is stored there.  Returns false
+ * when Linux refuses the data. */
 static bool vm_fill(struct vm_object *object, uint64_t offset, uint64_t size, const char *data,
-                    vm_prot_t lock, bool precious)
+                    vm_prot_t lock, bool precious, uint64_t *present_at)
 {
-    uint64_t end = offset + size;
-    if (vm_object_memfd(object, end) < 0) {
-        return false;
-    }
+    /* Nothing is kept past what mappings reach (the memfd's size): a
+     * pager cannot make the cache grow. */
+    uint64_t end = offset + size < object->memfd_size ? offset + size : object->memfd_size;
     uint64_t at = offset;
     while (at < end) {
         if (vm_page_state(object, at) & PG_PRESENT) {
+            if (present_at != NULL) {
+                *present_at = at; /* GNU Mach stops there */
+                break;
+            }
             at += VM_PAGE;
             continue;
         }
@@ -1009,13 +1091,20 @@ kern_return_t kern_memory_object_data_supply(mach_port_t control, vm_offset_t of
         vm_offset_t hi = (data + dataCnt + VM_PAGE - 1) & ~(vm_offset_t)(VM_PAGE - 1);
         (void)madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
     }
+    uint64_t present_at = UINT64_MAX;
     if (vm_whole_pages(&at, &size) &&
-        !vm_fill(object, at, size, (const char *)data + skip, lock_value, precious)) {
+        !vm_fill(object, at, size, (const char *)data + skip, lock_value, precious,
+                 &present_at)) {
         result = KERN_RESOURCE_SHORTAGE;
     }
+    if (result == KERN_SUCCESS && present_at != UINT64_MAX) {
+        result = KERN_MEMORY_PRESENT;
+    }
     if (MACH_PORT_VALID(reply_to)) {
-        (void)kmo_memory_object_supply_completed(reply_to, MACH_MSG_TYPE_MOVE_SEND_ONCE,
-                                                 object->control, offset, dataCnt, result, 0);
+        vm_reply_sent(reply_to, kmo_memory_object_supply_completed(
+                                    reply_to, MACH_MSG_TYPE_MOVE_SEND_ONCE, object->control,
+                                    offset, dataCnt, result,
+                                    present_at != UINT64_MAX ? present_at : 0));
     }
     vm_unlock();
     if (dataCnt > 0) {
@@ -1033,7 +1122,7 @@ kern_return_t kern_memory_object_data_unavailable(mach_port_t control, vm_offset
     kern_return_t kr = object != NULL ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
     uint64_t at = offset, len = size;
     if (object != NULL && vm_whole_pages(&at, &len) &&
-        !vm_fill(object, at, len, NULL, VM_PROT_NONE, false)) {
+        !vm_fill(object, at, len, NULL, VM_PROT_NONE, false, NULL)) {
         kr = KERN_RESOURCE_SHORTAGE;
     }
     vm_unlock();
@@ -1052,7 +1141,8 @@ kern_return_t kern_memory_object_data_error(mach_port_t control, vm_offset_t off
     }
     uint64_t at = offset & ~(uint64_t)(VM_PAGE - 1);
     uint64_t end = offset + size < offset ? UINT64_MAX : offset + size;
-    for (uint64_t p = at; p < end && p < object->memfd_size; p += VM_PAGE) {
+    uint64_t limit = end < object->memfd_size ? end : object->memfd_size;
+    for (uint64_t p = at; (p = vm_next_state(object, p, limit)) < limit; p += VM_PAGE) {
         uint8_t *st = vm_page(object, p, false);
         if (st != NULL && !(*st & PG_PRESENT)) {
             *st &= (uint8_t)~PG_REQUESTED;
@@ -1089,7 +1179,7 @@ kern_return_t kern_memory_object_lock_request(mach_port_t control, vm_offset_t o
     }
     /* 1: restrict access. */
     if (lock_value != VM_PROT_NO_CHANGE) {
-        for (uint64_t p = at; p < end; p += VM_PAGE) {
+        for (uint64_t p = at; (p = vm_next_state(object, p, end)) < end; p += VM_PAGE) {
             uint8_t *st = vm_page(object, p, false);
             if (st == NULL || !(*st & PG_PRESENT)) {
                 continue;
@@ -1118,8 +1208,9 @@ kern_return_t kern_memory_object_lock_request(mach_port_t control, vm_offset_t o
         }
     }
     if (MACH_PORT_VALID(reply_to)) {
-        (void)kmo_memory_object_lock_completed(reply_to, MACH_MSG_TYPE_MOVE_SEND_ONCE,
-                                               object->control, offset, size);
+        vm_reply_sent(reply_to, kmo_memory_object_lock_completed(
+                                    reply_to, MACH_MSG_TYPE_MOVE_SEND_ONCE, object->control,
+                                    offset, size));
     }
     vm_unlock();
     return KERN_SUCCESS;
@@ -1143,8 +1234,9 @@ static kern_return_t vm_set_attributes(mach_port_t control, boolean_t may_cache,
         vm_request_waited(object);
     }
     if (MACH_PORT_VALID(reply_to)) {
-        (void)kmo_memory_object_change_completed(reply_to, MACH_MSG_TYPE_MOVE_SEND_ONCE,
-                                                 may_cache, copy_strategy);
+        vm_reply_sent(reply_to, kmo_memory_object_change_completed(
+                                    reply_to, MACH_MSG_TYPE_MOVE_SEND_ONCE, may_cache,
+                                    copy_strategy));
     }
     if (object->refs == 0 && !object->may_cache) {
         vm_object_terminate(object); /* cached no longer */

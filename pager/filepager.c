@@ -66,13 +66,18 @@ kern_return_t filepager_memory_object_terminate(mach_port_t object, mach_port_t 
                                                 mach_port_t name)
 {
     struct filepager *pager = filepager_of(object);
-    if (pager != NULL && control == pager->control) {
+    bool ours = pager != NULL && control == pager->control;
+    if (ours) {
         pager->control = MACH_PORT_NULL;
         atomic_fetch_add(&pager->stats.terminates, 1);
     }
-    /* The receive rights of both ports come with the call. */
+    /* The receive rights of both ports come with the call; the send right
+     * to the control port kept since init goes too (a dead name by now). */
     mach_port_mod_refs(mach_task_self(), control, MACH_PORT_RIGHT_RECEIVE, -1);
     mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_RECEIVE, -1);
+    if (ours) {
+        mach_port_deallocate(mach_task_self(), control);
+    }
     return KERN_SUCCESS;
 }
 
@@ -187,10 +192,7 @@ kern_return_t filepager_memory_object_data_return(mach_port_t object, mach_port_
 {
     (void)kernel_copy;
     struct filepager *pager = filepager_of(object);
-    kern_return_t kr = KERN_SUCCESS;
-    if (pager == NULL) {
-        kr = KERN_INVALID_ARGUMENT;
-    } else {
+    if (pager != NULL) {
         atomic_fetch_add(&pager->stats.returns, 1);
         atomic_fetch_add(&pager->stats.pages_returned, size / (unsigned)getpagesize());
         if (dirty) {
@@ -202,9 +204,11 @@ kern_return_t filepager_memory_object_data_return(mach_port_t object, mach_port_
                     (unsigned long)offset, strerror(errno));
         }
     }
+    /* The request is consumed whatever happened: no error (MIG would
+     * destroy what it carried a second time). */
     vm_deallocate(mach_task_self(), data, size);
     mach_port_deallocate(mach_task_self(), control);
-    return kr;
+    return KERN_SUCCESS;
 }
 
 kern_return_t filepager_memory_object_change_completed(mach_port_t object, boolean_t may_cache,

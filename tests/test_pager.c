@@ -561,18 +561,34 @@ static void map_rules(void)
     mach_port_mod_refs(SELF, port, MACH_PORT_RIGHT_RECEIVE, -1);
 }
 
+/* The descriptor count once the objects of dead pagers are gone (their
+ * deaths come asynchronously): the same count three times 30 ms apart. */
+static int settled_fds(void)
+{
+    int count = test_count_fds(), same = 0;
+    for (int i = 0; i < 200 && same < 3; i++) {
+        usleep(30000);
+        int now = test_count_fds();
+        same = now == count ? same + 1 : 0;
+        count = now;
+    }
+    return count;
+}
+
 int main(void)
 {
     map_rules();
     read_write_clean_flush();
     /* What stays from here: the fault thread's userfaultfd, the port on
      * which the VM hears of pagers' deaths, the kernel service's ports. */
-    int fds = test_count_fds();
+    int fds = settled_fds();
     write_locks();
     copies_and_zeros();
     terminate_at_last_unmapping();
     failures();
     read_write_clean_flush();
-    CHECK(test_count_fds() == fds); /* every object went with its pager */
+    /* Every object went with its pager (told by a dead-name notification,
+     * which comes when the watchdog sees the pager's port die). */
+    CHECK(settled_fds() == fds);
     return test_done("pager");
 }

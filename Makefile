@@ -170,7 +170,8 @@ TEST_GEN_OBJS := $(GEN)/tests/hell_test.user.c $(GEN)/tests/hell_test.server.c \
                  $(GEN)/tests/hell_exc.user.c $(GEN)/tests/hell_exc.server.c \
                  pager/filepager.c $(GEN)/pager/memory_object.server.c
 
-$(BUILD)/tests/%: tests/%.c tests/test.h tests/test_types.h $(TEST_GEN_OBJS) $(LIB)
+$(BUILD)/tests/%: tests/%.c tests/test.h tests/test_types.h pager/filepager.h $(TEST_GEN_OBJS) \
+                 $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -Wno-error=unused-variable -o $@ $< \
 	    $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
@@ -179,7 +180,7 @@ $(BUILD)/tests/test_install: tests/test_install.sh $(LIB)
 	sed -e 's|@TOP@|$(CURDIR)|; s|@BUILD@|$(BUILD)|; s|@SANFLAGS@|$(SANFLAGS)|' \
 	    -e 's|@SAN@|$(SAN)|; s|@OPT@|$(OPT)|' $< > $@
 	chmod +x $@
-$(BUILD)/bench/%: bench/%.c $(TEST_GEN_OBJS) $(LIB)
+$(BUILD)/bench/%: bench/%.c bench/bench.h tests/test.h pager/filepager.h $(TEST_GEN_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -o $@ $< $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
 $(BUILD)/demo/hell-demo: demo/hell-demo.c $(TEST_GEN_OBJS) $(LIB)

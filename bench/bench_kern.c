@@ -30,22 +30,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #define SELF mach_task_self()
 #define ROUNDS 5
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static void report(const char *name, double value, const char *base, double baseline,
-                   const char *unit)
-{
-    printf("bench: %s: %.1f %s; baseline %s: %.1f %s; ratio %.2f\n", name, value, unit, base,
-           baseline, unit, value / baseline);
-}
 
 /* mov %rdi,(%rsi); 1: pause; jmp 1b */
 static const uint8_t store_code[] = {0x48, 0x89, 0x3e, 0xf3, 0x90, 0xeb, 0xfc};
@@ -58,7 +46,7 @@ struct area {
 
 static double mach_thread_once(struct area *a, uint64_t value)
 {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     mach_port_t th;
     if (thread_create(SELF, &th) != KERN_SUCCESS) {
         fprintf(stderr, "bench: thread_create failed\n");
@@ -75,7 +63,7 @@ static double mach_thread_once(struct area *a, uint64_t value)
         sched_yield();
     }
     thread_terminate(th);
-    double t = now_us() - t0;
+    double t = bench_now_us() - t0;
     mach_port_mod_refs(SELF, th, MACH_PORT_RIGHT_DEAD_NAME, -1);
     return t;
 }
@@ -90,14 +78,14 @@ static void *pthread_store(void *arg)
 
 static double linux_thread_once(uint64_t value)
 {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     pthread_t t;
     pthread_create(&t, NULL, pthread_store, (void *)(uintptr_t)value);
     while (pthread_word != value) {
         sched_yield();
     }
     pthread_join(t, NULL);
-    return now_us() - t0;
+    return bench_now_us() - t0;
 }
 
 static void bench_threads(void)
@@ -116,34 +104,34 @@ static void bench_threads(void)
         best_mach = m / 50 < best_mach ? m / 50 : best_mach;
         best_linux = l / 50 < best_linux ? l / 50 : best_linux;
     }
-    report("thread_create_resume_terminate", best_mach, "pthread_create_join", best_linux,
-           "us");
+    bench_report("thread_create_resume_terminate", best_mach, "us", "pthread_create_join",
+                 best_linux);
     munmap(a, sizeof *a);
 }
 
 static double task_once(void)
 {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     mach_port_t child;
     if (task_create(SELF, TRUE, &child) != KERN_SUCCESS) {
         fprintf(stderr, "bench: task_create failed\n");
         exit(1);
     }
     task_terminate(child);
-    double t = now_us() - t0;
+    double t = bench_now_us() - t0;
     mach_port_deallocate(SELF, child);
     return t;
 }
 
 static double fork_once(void)
 {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     pid_t pid = fork();
     if (pid == 0) {
         _exit(0);
     }
     waitpid(pid, NULL, 0);
-    return now_us() - t0;
+    return bench_now_us() - t0;
 }
 
 static void bench_tasks(void)
@@ -158,7 +146,7 @@ static void bench_tasks(void)
         best_mach = m / 20 < best_mach ? m / 20 : best_mach;
         best_linux = l / 20 < best_linux ? l / 20 : best_linux;
     }
-    report("task_create_terminate", best_mach, "fork_exit_waitpid", best_linux, "us");
+    bench_report("task_create_terminate", best_mach, "us", "fork_exit_waitpid", best_linux);
 }
 
 /* ---- stopping a running thread ---- */
@@ -201,7 +189,7 @@ static void bench_control(void)
     enum { N = 500 };
     double best_mach = 1e18, best_linux = 1e18;
     for (int r = 0; r < ROUNDS; r++) {
-        double t0 = now_us();
+        double t0 = bench_now_us();
         for (int i = 0; i < N; i++) {
             struct i386_thread_state regs;
             mach_msg_type_number_t count = i386_THREAD_STATE_COUNT;
@@ -209,7 +197,7 @@ static void bench_control(void)
             thread_get_state(spin_port, i386_THREAD_STATE, (thread_state_t)&regs, &count);
             thread_resume(spin_port);
         }
-        double m = (now_us() - t0) / N;
+        double m = (bench_now_us() - t0) / N;
         best_mach = m < best_mach ? m : best_mach;
     }
     spin_stop = 1;
@@ -221,7 +209,7 @@ static void bench_control(void)
         atomic_store(&pong, 0);
         pthread_t p;
         pthread_create(&p, NULL, ponger, (void *)(uintptr_t)N);
-        double t0 = now_us();
+        double t0 = bench_now_us();
         for (uint32_t i = 1; i <= N; i++) {
             atomic_store(&ping, i);
             syscall(SYS_futex, &ping, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
@@ -229,11 +217,12 @@ static void bench_control(void)
                 syscall(SYS_futex, &pong, FUTEX_WAIT_PRIVATE, i - 1, NULL, NULL, 0);
             }
         }
-        double l = (now_us() - t0) / N;
+        double l = (bench_now_us() - t0) / N;
         pthread_join(p, NULL);
         best_linux = l < best_linux ? l : best_linux;
     }
-    report("thread_suspend_get_state_resume", best_mach, "futex_round_trip", best_linux, "us");
+    bench_report("thread_suspend_get_state_resume", best_mach, "us", "futex_round_trip",
+                 best_linux);
 }
 
 int main(void)
@@ -243,10 +232,7 @@ int main(void)
      * thread on one CPU, as its futex baseline. */
     bench_threads();
     bench_tasks();
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(0, &set);
-    sched_setaffinity(0, sizeof set, &set);
+    bench_pin(0);
     bench_control();
     return 0;
 }

@@ -21,14 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "test.h"
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 struct ool_msg {
     mach_msg_header_t head;
@@ -90,7 +84,7 @@ static double ool_send(mach_port_t sink, mach_port_t ack, void *addr, size_t siz
                  .msgtl_inline = FALSE, .msgtl_longform = TRUE, .msgtl_deallocate = dealloc},
         .addr = addr,
     };
-    double t0 = now_us();
+    double t0 = bench_now_us();
     if (mach_msg(&m.head, MACH_SEND_MSG, sizeof m, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL) !=
         MACH_MSG_SUCCESS) {
         fprintf(stderr, "bench: out-of-line send failed\n");
@@ -98,12 +92,12 @@ static double ool_send(mach_port_t sink, mach_port_t ack, void *addr, size_t siz
     }
     mach_msg_header_t done;
     mach_msg(&done, MACH_RCV_MSG, 0, sizeof done, ack, 0, MACH_PORT_NULL);
-    return now_us() - t0;
+    return bench_now_us() - t0;
 }
 
 static double memcpy_touch(void *src, size_t size)
 {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     char *dst = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     memcpy(dst, src, size);
     volatile char sum = 0;
@@ -111,7 +105,7 @@ static double memcpy_touch(void *src, size_t size)
         sum += dst[off];
     }
     munmap(dst, size);
-    return now_us() - t0;
+    return bench_now_us() - t0;
 }
 
 static void bench_ool(mach_port_t sink, mach_port_t ack, size_t size, const char *label)
@@ -147,10 +141,10 @@ static void bench_dead_name(void)
             _exit(0);
         }
         usleep(1000);
-        double t0 = now_us();
+        double t0 = bench_now_us();
         kill(plain, SIGKILL);
         waitpid(plain, NULL, 0);
-        double t = now_us() - t0;
+        double t = bench_now_us() - t0;
         best_wait = t < best_wait ? t : best_wait;
 
         mach_port_t sink, ack;
@@ -163,10 +157,10 @@ static void bench_dead_name(void)
             mach_msg_header_t head;
             char buf[128];
         } n;
-        t0 = now_us();
+        t0 = bench_now_us();
         kill(pid, SIGKILL);
         mach_msg(&n.head, MACH_RCV_MSG, 0, sizeof n, notify, 0, MACH_PORT_NULL);
-        t = now_us() - t0;
+        t = bench_now_us() - t0;
         best_notify = t < best_notify ? t : best_notify;
         waitpid(pid, NULL, 0);
         mach_port_mod_refs(mach_task_self(), sink, MACH_PORT_RIGHT_DEAD_NAME, -2);

@@ -29,24 +29,10 @@
 #include <unistd.h>
 
 #include "filepager.h"
+#include "bench.h"
 #include "test.h"
 
 #define PAGE 4096u
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static void pin(int cpu)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    sched_setaffinity(0, sizeof set, &set);
-}
 
 /* A memfd of SIZE bytes, every page holding its index. */
 static int make_file(size_t size)
@@ -71,14 +57,14 @@ static int make_file(size_t size)
  * per touch in us. */
 static double touch_faults(volatile char *p, size_t pages)
 {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     unsigned sum = 0;
     size_t n = 0;
     for (size_t i = pages; i >= 2; i -= 2) {
         sum += (unsigned char)p[(i - 1) * PAGE];
         n++;
     }
-    double t = (now_us() - t0) / (double)n;
+    double t = (bench_now_us() - t0) / (double)n;
     (void)sum;
     return t;
 }
@@ -169,16 +155,9 @@ static pid_t remote_pager(int fd, mach_port_t *object)
     return pid;
 }
 
-static void report(const char *name, double value, const char *unit, const char *base_name,
-                   double base)
-{
-    printf("bench: %s: %.2f %s; baseline %s: %.2f %s; ratio %.2f\n", name, value, unit,
-           base_name, base, unit, value / base);
-}
-
 int main(void)
 {
-    pin(0);
+    bench_pin(0);
     const size_t fault_pages = 4096;
     int fd = make_file(fault_pages * PAGE);
 
@@ -206,34 +185,35 @@ int main(void)
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
-    report("first-touch fault, pager in the same task", local, "us", "userfaultfd fault", base);
-    report("first-touch fault, pager in another task", remote, "us", "userfaultfd fault", base);
+    bench_report("first-touch fault, pager in the same task", local, "us", "userfaultfd fault",
+                 base);
+    bench_report("first-touch fault, pager in another task", remote, "us", "userfaultfd fault",
+                 base);
     close(fd);
 
     /* Sequential read of 256 MiB: best of 3. */
     const size_t big = 256u << 20;
     fd = make_file(big);
     double mmap_us = 1e18, pager_us = 1e18;
-    unsigned requests = 0;
     for (int run = 0; run < 3; run++) {
         volatile char *plain = mmap(NULL, big, PROT_READ, MAP_SHARED, fd, 0);
-        double t0 = now_us();
+        double t0 = bench_now_us();
         unsigned sum = 0;
         for (size_t at = 0; at < big; at += 64) {
             sum += (unsigned char)plain[at];
         }
-        double t = now_us() - t0;
+        double t = bench_now_us() - t0;
         mmap_us = t < mmap_us ? t : mmap_us;
         munmap((void *)plain, big);
 
         mach_port_t object;
         pid_t pid = remote_pager(dup(fd), &object);
         volatile char *m = map_object(object, big);
-        t0 = now_us();
+        t0 = bench_now_us();
         for (size_t at = 0; at < big; at += 64) {
             sum += (unsigned char)m[at];
         }
-        t = now_us() - t0;
+        t = bench_now_us() - t0;
         pager_us = t < pager_us ? t : pager_us;
         vm_deallocate(mach_task_self(), (vm_address_t)m, big);
         mach_port_deallocate(mach_task_self(), object);
@@ -241,9 +221,8 @@ int main(void)
         waitpid(pid, NULL, 0);
         (void)sum;
     }
-    (void)requests;
-    report("sequential read 256 MiB through a pager", pager_us / 1000, "ms", "mmap of the file",
-           mmap_us / 1000);
+    bench_report("sequential read 256 MiB through a pager", pager_us / 1000, "ms",
+                 "mmap of the file", mmap_us / 1000);
     close(fd);
     return 0;
 }

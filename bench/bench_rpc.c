@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "hell_test.h"
+#include "bench.h"
 #include "test.h"
 
 boolean_t hell_test_server(mach_msg_header_t *in, mach_msg_header_t *out);
@@ -28,21 +29,6 @@ boolean_t hell_test_server(mach_msg_header_t *in, mach_msg_header_t *out);
 kern_return_t S_test_null(mach_port_t server)
 {
     return KERN_SUCCESS;
-}
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static void pin(int cpu)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    sched_setaffinity(0, sizeof set, &set);
 }
 
 /* A raw echo server: a process answering every datagram on a socket pair.
@@ -55,7 +41,7 @@ static int raw_start(int server_cpu, pid_t *pid)
     if (*pid == 0) {
         char buf[64];
         close(sv[1]);
-        pin(server_cpu);
+        bench_pin(server_cpu);
         while (recv(sv[0], buf, sizeof buf, 0) > 0) {
             send(sv[0], buf, 32, 0);
         }
@@ -69,12 +55,12 @@ static int raw_start(int server_cpu, pid_t *pid)
 static double raw_batch(int fd, int n)
 {
     char buf[64] = {0};
-    double t0 = now_us();
+    double t0 = bench_now_us();
     for (int i = 0; i < n; i++) {
         send(fd, buf, 32, 0);
         recv(fd, buf, sizeof buf, 0);
     }
-    return (now_us() - t0) / n;
+    return (bench_now_us() - t0) / n;
 }
 
 static pid_t start_server(int server_cpu, mach_port_t *server)
@@ -87,7 +73,7 @@ static pid_t start_server(int server_cpu, mach_port_t *server)
      * through its bootstrap port, and serves it. */
     pid_t pid = hell_fork(port, &child_task);
     if (pid == 0) {
-        pin(server_cpu);
+        bench_pin(server_cpu);
         mach_port_t boot, svc;
         task_get_bootstrap_port(mach_task_self(), &boot);
         mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &svc);
@@ -108,14 +94,14 @@ static pid_t start_server(int server_cpu, mach_port_t *server)
 /* N null RPCs, in microseconds per call. */
 static double mig_batch(mach_port_t server, int n)
 {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     for (int i = 0; i < n; i++) {
         if (test_null(server) != KERN_SUCCESS) {
             fprintf(stderr, "bench: test_null failed\n");
             exit(1);
         }
     }
-    return (now_us() - t0) / n;
+    return (bench_now_us() - t0) / n;
 }
 
 struct worker {
@@ -192,7 +178,7 @@ static void throughput(mach_port_t server, int threads, int n)
         close(pairs[i][0]);
         fds[i] = pairs[i][1];
     }
-    double t0 = now_us();
+    double t0 = bench_now_us();
     for (int i = 0; i < threads; i++) {
         w[i] = (struct worker){.n = n, .raw_fd = fds[i]};
         pthread_create(&t[i], NULL, raw_worker, &w[i]);
@@ -200,13 +186,13 @@ static void throughput(mach_port_t server, int threads, int n)
     for (int i = 0; i < threads; i++) {
         pthread_join(t[i], NULL);
     }
-    double raw = threads * n / ((now_us() - t0) / 1e6);
+    double raw = threads * n / ((bench_now_us() - t0) / 1e6);
     for (int i = 0; i < threads; i++) {
         close(fds[i]);
     }
     waitpid(raw_pid, NULL, 0); /* the echo loop ends when every client closed */
 
-    t0 = now_us();
+    t0 = bench_now_us();
     for (int i = 0; i < threads; i++) {
         w[i] = (struct worker){.server = server, .n = n};
         pthread_create(&t[i], NULL, rpc_worker, &w[i]);
@@ -214,7 +200,7 @@ static void throughput(mach_port_t server, int threads, int n)
     for (int i = 0; i < threads; i++) {
         pthread_join(t[i], NULL);
     }
-    double rpc = threads * n / ((now_us() - t0) / 1e6);
+    double rpc = threads * n / ((bench_now_us() - t0) / 1e6);
     printf("bench: mig_null_rpc_throughput_%dthreads: %.0f calls/s; baseline "
            "raw_seqpacket_throughput_%dthreads: %.0f calls/s; ratio %.2f\n",
            threads, rpc, threads, raw, raw / rpc);
@@ -235,7 +221,7 @@ int main(int argc, char **argv)
         int raw_fd = raw_start(server_cpu, &raw_pid);
         mach_port_t server;
         pid_t pid = start_server(server_cpu, &server);
-        pin(0);
+        bench_pin(0);
         double raw = 1e9, mig = 1e9;
         for (int r = 0; r < ROUNDS; r++) {
             double t = raw_batch(raw_fd, n / ROUNDS);

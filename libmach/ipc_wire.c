@@ -352,7 +352,7 @@ static void wire_put_right(struct wire_out *out, struct kright *right,
  * releases it meanwhile (wire_send may). */
 static void wire_ool_prepare(struct kmsg *kmsg)
 {
-    if (!vm_fault_active()) {
+    if (kmsg->nool == 0 || !vm_fault_active()) {
         return;
     }
     bool any = false;

@@ -93,7 +93,7 @@ void vm_fault_prepare(const void *addr, size_t size)
 
 struct vm_space *vm_space_self_if_any(void)
 {
-    return vm_self_ready ? &vm_self : NULL;
+    return vm_fault_active() ? &vm_self : NULL;
 }
 
 struct vm_space *vm_space_self(void)

@@ -110,12 +110,19 @@ void vm_unlock(void)
     futex_lock_release(&vm_lock_word);
 }
 
-int vm_pager_timeout_ms(void)
+/* [V] How long a fault waits for its pager before it fails, in
+ * milliseconds: HELL_PAGER_TIMEOUT_MS (default 30000), read at the first
+ * wait (0: not yet; again in a child of fork, which may set its own). */
+static int vm_timeout_ms;
+
+static int vm_pager_timeout_ms(void)
 {
-    /* Read at each wait: a task may set it after it starts. */
-    const char *env = getenv("HELL_PAGER_TIMEOUT_MS");
-    long ms = env != NULL ? strtol(env, NULL, 10) : 0;
-    return ms > 0 && ms < 3600000 ? (int)ms : 30000;
+    if (vm_timeout_ms == 0) {
+        const char *env = getenv("HELL_PAGER_TIMEOUT_MS");
+        long ms = env != NULL ? strtol(env, NULL, 10) : 0;
+        vm_timeout_ms = ms > 0 && ms < 3600000 ? (int)ms : 30000;
+    }
+    return vm_timeout_ms;
 }
 
 mach_msg_return_t vm_pager_mach_msg(mach_msg_header_t *msg, mach_msg_option_t option,
@@ -172,6 +179,14 @@ static uint8_t vm_page_state(struct vm_object *object, uint64_t offset)
 {
     uint8_t *st = vm_page(object, offset, false);
     return st != NULL ? *st : 0;
+}
+
+/* The end of [OFFSET, OFFSET + SIZE) (the top of the offsets when it
+ * wraps), no further than the cache reaches. */
+static uint64_t vm_cached_end(const struct vm_object *object, uint64_t offset, uint64_t size)
+{
+    uint64_t end = offset + size < offset ? UINT64_MAX : offset + size;
+    return end < object->memfd_size ? end : object->memfd_size;
 }
 
 /* ---- userfaultfd on the mappings ---- */
@@ -418,10 +433,7 @@ static void vm_return_range(struct vm_object *object, uint64_t offset, uint64_t 
     if (should_return == MEMORY_OBJECT_RETURN_NONE || object->pager_dead) {
         return;
     }
-    uint64_t end = offset + size < offset ? UINT64_MAX : offset + size;
-    if (end > object->memfd_size) {
-        end = object->memfd_size;
-    }
+    uint64_t end = vm_cached_end(object, offset, size);
     uint64_t at = offset;
     while ((at = vm_next_state(object, at, end)) < end) {
         uint8_t st = vm_page_state(object, at);
@@ -452,9 +464,9 @@ static void vm_return_range(struct vm_object *object, uint64_t offset, uint64_t 
             }
             return;
         }
-        kern_return_t kr = kmo_memory_object_data_return(object->pager, object->control, at,
-                                                         (vm_offset_t)buf, (mach_msg_type_number_t)len,
-                                                         dirty, kernel_copy);
+        kern_return_t kr = kmo_memory_object_data_return(
+            object->pager, object->control, at, (vm_offset_t)buf, (mach_msg_type_number_t)len,
+            dirty, kernel_copy);
         munmap(buf, len);
         if (kr != KERN_SUCCESS) {
             (void)vm_pager_failed(object, kr);
@@ -471,10 +483,7 @@ static void vm_return_range(struct vm_object *object, uint64_t offset, uint64_t 
  * from every mapping): they will be asked for again. */
 static void vm_flush_range(struct vm_object *object, uint64_t offset, uint64_t size)
 {
-    uint64_t end = offset + size < offset ? UINT64_MAX : offset + size;
-    if (end > object->memfd_size) {
-        end = object->memfd_size;
-    }
+    uint64_t end = vm_cached_end(object, offset, size);
     if (offset >= end) {
         return;
     }
@@ -569,7 +578,8 @@ boolean_t vm_notify_server(mach_msg_header_t *in, mach_msg_header_t *out)
     reply->Head = (mach_msg_header_t){.msgh_bits = 0, .msgh_size = sizeof *reply,
                                       .msgh_id = in->msgh_id + 100};
     reply->RetCode = MIG_NO_REPLY;
-    if (in->msgh_id != MACH_NOTIFY_DEAD_NAME || in->msgh_size < sizeof(mach_dead_name_notification_t)) {
+    if (in->msgh_id != MACH_NOTIFY_DEAD_NAME ||
+        in->msgh_size < sizeof(mach_dead_name_notification_t)) {
         return TRUE; /* port deleted (the VM gave the right away), send-once */
     }
     mach_port_name_t name = ((mach_dead_name_notification_t *)in)->not_port;
@@ -989,11 +999,17 @@ static void vm_reply_sent(mach_port_name_t reply_to, kern_return_t kr)
     }
 }
 
-/* The object whose control port is CONTROL.  Expects [V]. */
-static struct vm_object *vm_control(mach_port_t control)
+/* Takes [V] and returns the object whose control port is CONTROL, or
+ * returns NULL without [V]. */
+static struct vm_object *vm_control_lock(mach_port_t control)
 {
+    vm_lock();
     struct vm_object *object = u64map_lookup(&vm_by_control, control);
-    return object != NULL && !object->destroyed ? object : NULL;
+    if (object == NULL || object->destroyed) {
+        vm_unlock();
+        return NULL;
+    }
+    return object;
 }
 
 /* Fills the absent pages of [OFFSET, OFFSET + SIZE) of OBJECT (up to the
@@ -1073,24 +1089,23 @@ kern_return_t kern_memory_object_data_supply(mach_port_t control, vm_offset_t of
                                              mach_msg_type_name_t reply_toPoly)
 {
     (void)reply_toPoly;
-    vm_lock();
-    struct vm_object *object = vm_control(control);
-    kern_return_t result = KERN_SUCCESS;
-    if (object == NULL) {
-        vm_unlock();
-        return KERN_INVALID_ARGUMENT;
-    }
-    uint64_t at = offset, size = dataCnt;
-    uint64_t skip = ((at + VM_PAGE - 1) & ~(uint64_t)(VM_PAGE - 1)) - at;
+    /* The region, whole pages, is ours to unmap once used. */
+    vm_offset_t lo = data & ~(vm_offset_t)(VM_PAGE - 1);
+    vm_offset_t hi = (data + dataCnt + VM_PAGE - 1) & ~(vm_offset_t)(VM_PAGE - 1);
     /* A large region arrives as a private mapping of the sender's sealed
      * memfd, not yet in our page tables: populated first, the copy into
      * the cache runs at memcpy speed instead of faulting a page at a time
      * inside pwrite (4x slower). */
     if (dataCnt > 4 * VM_PAGE) {
-        vm_offset_t lo = data & ~(vm_offset_t)(VM_PAGE - 1);
-        vm_offset_t hi = (data + dataCnt + VM_PAGE - 1) & ~(vm_offset_t)(VM_PAGE - 1);
         (void)madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
     }
+    struct vm_object *object = vm_control_lock(control);
+    if (object == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    kern_return_t result = KERN_SUCCESS;
+    uint64_t at = offset, size = dataCnt;
+    uint64_t skip = ((at + VM_PAGE - 1) & ~(uint64_t)(VM_PAGE - 1)) - at;
     uint64_t present_at = UINT64_MAX;
     if (vm_whole_pages(&at, &size) &&
         !vm_fill(object, at, size, (const char *)data + skip, lock_value, precious,
@@ -1108,8 +1123,7 @@ kern_return_t kern_memory_object_data_supply(mach_port_t control, vm_offset_t of
     }
     vm_unlock();
     if (dataCnt > 0) {
-        (void)munmap((void *)(data & ~(vm_offset_t)(VM_PAGE - 1)),
-                     ((data & (VM_PAGE - 1)) + dataCnt + VM_PAGE - 1) & ~(vm_offset_t)(VM_PAGE - 1));
+        (void)munmap((void *)lo, hi - lo);
     }
     return KERN_SUCCESS;
 }
@@ -1117,12 +1131,13 @@ kern_return_t kern_memory_object_data_supply(mach_port_t control, vm_offset_t of
 kern_return_t kern_memory_object_data_unavailable(mach_port_t control, vm_offset_t offset,
                                                   vm_size_t size)
 {
-    vm_lock();
-    struct vm_object *object = vm_control(control);
-    kern_return_t kr = object != NULL ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
+    struct vm_object *object = vm_control_lock(control);
+    if (object == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    kern_return_t kr = KERN_SUCCESS;
     uint64_t at = offset, len = size;
-    if (object != NULL && vm_whole_pages(&at, &len) &&
-        !vm_fill(object, at, len, NULL, VM_PROT_NONE, false, NULL)) {
+    if (vm_whole_pages(&at, &len) && !vm_fill(object, at, len, NULL, VM_PROT_NONE, false, NULL)) {
         kr = KERN_RESOURCE_SHORTAGE;
     }
     vm_unlock();
@@ -1133,15 +1148,13 @@ kern_return_t kern_memory_object_data_error(mach_port_t control, vm_offset_t off
                                             vm_size_t size, kern_return_t error_value)
 {
     (void)error_value; /* GNU Mach reports every such fault as KERN_MEMORY_ERROR */
-    vm_lock();
-    struct vm_object *object = vm_control(control);
+    struct vm_object *object = vm_control_lock(control);
     if (object == NULL) {
-        vm_unlock();
         return KERN_INVALID_ARGUMENT;
     }
     uint64_t at = offset & ~(uint64_t)(VM_PAGE - 1);
     uint64_t end = offset + size < offset ? UINT64_MAX : offset + size;
-    uint64_t limit = end < object->memfd_size ? end : object->memfd_size;
+    uint64_t limit = vm_cached_end(object, offset, size);
     for (uint64_t p = at; (p = vm_next_state(object, p, limit)) < limit; p += VM_PAGE) {
         uint8_t *st = vm_page(object, p, false);
         if (st != NULL && !(*st & PG_PRESENT)) {
@@ -1166,17 +1179,12 @@ kern_return_t kern_memory_object_lock_request(mach_port_t control, vm_offset_t o
         (lock_value != VM_PROT_NO_CHANGE && (lock_value & ~VM_PROT_ALL))) {
         return KERN_INVALID_ARGUMENT;
     }
-    vm_lock();
-    struct vm_object *object = vm_control(control);
+    struct vm_object *object = vm_control_lock(control);
     if (object == NULL) {
-        vm_unlock();
         return KERN_INVALID_ARGUMENT;
     }
     uint64_t at = offset & ~(uint64_t)(VM_PAGE - 1);
-    uint64_t end = offset + size < offset ? UINT64_MAX : offset + size;
-    if (end > object->memfd_size) {
-        end = object->memfd_size;
-    }
+    uint64_t end = vm_cached_end(object, offset, size);
     /* 1: restrict access. */
     if (lock_value != VM_PROT_NO_CHANGE) {
         for (uint64_t p = at; (p = vm_next_state(object, p, end)) < end; p += VM_PAGE) {
@@ -1221,10 +1229,8 @@ static kern_return_t vm_set_attributes(mach_port_t control, boolean_t may_cache,
                                        memory_object_copy_strategy_t copy_strategy,
                                        mach_port_t reply_to)
 {
-    vm_lock();
-    struct vm_object *object = vm_control(control);
+    struct vm_object *object = vm_control_lock(control);
     if (object == NULL) {
-        vm_unlock();
         return KERN_INVALID_ARGUMENT;
     }
     object->may_cache = may_cache != 0;
@@ -1264,24 +1270,22 @@ kern_return_t kern_memory_object_get_attributes(mach_port_t control, boolean_t *
                                                 boolean_t *may_cache,
                                                 memory_object_copy_strategy_t *copy_strategy)
 {
-    vm_lock();
-    struct vm_object *object = vm_control(control);
-    if (object != NULL) {
-        *object_ready = object->ready;
-        *may_cache = object->may_cache;
-        *copy_strategy = object->copy_strategy;
+    struct vm_object *object = vm_control_lock(control);
+    if (object == NULL) {
+        return KERN_INVALID_ARGUMENT;
     }
+    *object_ready = object->ready;
+    *may_cache = object->may_cache;
+    *copy_strategy = object->copy_strategy;
     vm_unlock();
-    return object != NULL ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
+    return KERN_SUCCESS;
 }
 
 kern_return_t kern_memory_object_destroy(mach_port_t control, kern_return_t reason)
 {
     (void)reason;
-    vm_lock();
-    struct vm_object *object = vm_control(control);
+    struct vm_object *object = vm_control_lock(control);
     if (object == NULL) {
-        vm_unlock();
         return KERN_INVALID_ARGUMENT;
     }
     /* Its data is gone: mapped pages fault, and faults fail. */
@@ -1318,5 +1322,6 @@ void vm_object_fork_child(void)
     }
     u64map_destroy(&vm_by_pager);
     u64map_destroy(&vm_by_control);
+    vm_timeout_ms = 0;
     vm_lock_word = (struct futex_lock)FUTEX_LOCK_INIT;
 }

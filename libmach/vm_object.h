@@ -135,8 +135,4 @@ void vm_object_fork_child(void);
  * Expects no lock. */
 boolean_t vm_notify_server(mach_msg_header_t *in, mach_msg_header_t *out);
 
-/* How long a fault waits for its pager before it fails, in milliseconds
- * (HELL_PAGER_TIMEOUT_MS, default 30000). */
-int vm_pager_timeout_ms(void);
-
 #endif

@@ -149,11 +149,13 @@ kern_return_t filepager_memory_object_data_unlock(mach_port_t object, mach_port_
         return KERN_INVALID_ARGUMENT;
     }
     atomic_fetch_add(&pager->stats.unlocks, 1);
-    kern_return_t kr = pager->writable
-                           ? memory_object_lock_request(control, offset, length,
-                                                        MEMORY_OBJECT_RETURN_NONE, FALSE,
-                                                        VM_PROT_NONE, MACH_PORT_NULL)
-                           : memory_object_data_error(control, offset, length, KERN_PROTECTION_FAILURE);
+    kern_return_t kr;
+    if (pager->writable) {
+        kr = memory_object_lock_request(control, offset, length, MEMORY_OBJECT_RETURN_NONE,
+                                        FALSE, VM_PROT_NONE, MACH_PORT_NULL);
+    } else {
+        kr = memory_object_data_error(control, offset, length, KERN_PROTECTION_FAILURE);
+    }
     mach_port_deallocate(mach_task_self(), control);
     return kr;
 }

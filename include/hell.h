@@ -72,6 +72,14 @@ mach_port_t hell_host_priv_create(void (*on_reboot)(int options));
  * when the port is dead or its queue full. */
 int hell_janitor_send_once(int send_fd, uint64_t nonce);
 
+/* Serves the memory objects of the task at the other end of CONN (a
+ * HELL_OP_VM connection to the kernel process of an instance, machd),
+ * whose userfaultfd is UFFD and whose faults wait at most TIMEOUT_MS for
+ * a pager (0: 30 s): maps and unmaps objects as it asks, and serves its
+ * faults in the caller's fault thread.  Returns when the task hangs up
+ * or dies, its mappings removed; CONN and UFFD are taken over. */
+void hell_vm_serve(int conn, int uffd, unsigned timeout_ms);
+
 /* Messages this task dropped as malformed or forged. */
 unsigned long hell_dropped_messages(void);
 

@@ -51,6 +51,11 @@ void ipc_janitor_init(void)
     }
 }
 
+const char *ipc_instance_path(void)
+{
+    return janitor_path;
+}
+
 static void janitor_give_up(const char *why)
 {
     fprintf(stderr, "hell[%d]: send-once rights not listed with the instance: %s\n",
@@ -68,33 +73,20 @@ static bool janitor_connect(void)
     if (janitor_path == NULL || janitor_failed) {
         return false;
     }
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (strlen(janitor_path) >= sizeof addr.sun_path) {
-        janitor_give_up("socket path too long");
-        return false;
-    }
-    strcpy(addr.sun_path, janitor_path);
     size_t size = JANITOR_FIRST_SLOTS * sizeof(struct janitor_slot);
     /* Sealed against shrinking: machd maps it after our death, and a
      * table made shorter under it would fault machd. */
     int table = memfd_create("hell-janitor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    /* Non-blocking: [G] is held, and a full backlog must not stop us. */
-    int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     void *slots = MAP_FAILED;
     if (table >= 0 && ftruncate(table, (off_t)size) == 0 &&
         fcntl(table, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) == 0) {
         slots = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, table, 0);
     }
+    /* Non-blocking: [G] is held, and a full backlog must not stop us. */
+    int sock = slots == MAP_FAILED ? -1 : linux_connect_own(janitor_path, SOCK_NONBLOCK);
     struct hell_request req = {.magic = HELL_PROTO_MAGIC, .op = HELL_OP_JANITOR};
     struct iovec iov = {.iov_base = &req, .iov_len = sizeof req};
-    bool ours = true;
-    if (slots == MAP_FAILED || sock < 0 ||
-        connect(sock, (struct sockaddr *)&addr, sizeof addr) != 0 ||
-        !(ours = hell_peer_is_us(sock)) ||
-        wire_sendmsg(sock, &iov, 1, &table, 1, MSG_DONTWAIT) != (int)sizeof req) {
-        if (!ours) {
-            errno = EACCES; /* another user's socket gets no send ends */
-        }
+    if (sock < 0 || wire_sendmsg(sock, &iov, 1, &table, 1, MSG_DONTWAIT) != (int)sizeof req) {
         if (errno != EAGAIN && errno != EINTR) {
             janitor_give_up(strerror(errno));
         } /* else machd's backlog is full: the next right tries again */

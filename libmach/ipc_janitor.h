@@ -21,7 +21,7 @@
  * task dies before sending, and rights in messages queued on the port of
  * a task that dies (its socket's queue dies with it).
  *
- * Every function here expects ipc_lock held ([G]).
+ * Every function here but the first two expects ipc_lock held ([G]).
  */
 #ifndef HELL_IPC_JANITOR_H
 #define HELL_IPC_JANITOR_H
@@ -32,6 +32,10 @@
 
 /* Reads HELL_INSTANCE (the instance's control socket) once, at start. */
 void ipc_janitor_init(void);
+
+/* The instance's control socket (HELL_INSTANCE at start), or NULL when
+ * the task belongs to no instance.  Needs no lock. */
+const char *ipc_instance_path(void);
 
 /* A send-once right to PORT with NONCE is now held by this task (a name
  * in one of its spaces): listed for machd. */

@@ -38,6 +38,7 @@
 #include "vm_attr.h"
 #include "vm_fault.h"
 #include "vm_object.h"
+#include "vm_remote.h"
 #include "mach.server.h"
 #include "gnumach.server.h"
 #include "mach_port.server.h"
@@ -777,6 +778,7 @@ void kern_task_fork_child(void)
     vm_attr_fork_child();
     vm_fault_fork_child();
     vm_object_fork_child();
+    vm_remote_fork_child();
     atomic_fetch_add(&kern_fork_generation, 1);
     kern_task_create_objects();
 }

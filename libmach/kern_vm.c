@@ -20,6 +20,7 @@
 #include "mach.server.h"
 #include "vm_attr.h"
 #include "vm_fault.h"
+#include "vm_remote.h"
 #include "vm_maps.h"
 
 
@@ -104,6 +105,7 @@ kern_return_t kern_vm_deallocate(mach_port_t target_task, vm_address_t address,
         if (space != NULL) {
             vm_space_unmap(space, start, end);
         }
+        vm_remote_unmap(start, end);
         vm_unlock();
     }
     return KERN_SUCCESS;

@@ -29,6 +29,7 @@
 #include "mach_host.server.h"
 #include "vm_attr.h"
 #include "vm_fault.h"
+#include "vm_remote.h"
 #include "vm_maps.h"
 
 #define KERN_VM_PAGE 4096ul
@@ -364,8 +365,9 @@ kern_return_t kern_vm_msync(mach_port_t target_task, vm_address_t address, vm_si
     }
     vm_lock();
     struct vm_space *space = vm_space_self_if_any();
-    bool any = space != NULL &&
-               vm_space_sync(space, start, end, (sync_flags & VM_SYNC_INVALIDATE) != 0);
+    bool invalidate = (sync_flags & VM_SYNC_INVALIDATE) != 0;
+    bool any = (space != NULL && vm_space_sync(space, start, end, invalidate)) ||
+               vm_remote_sync(start, end, invalidate);
     vm_unlock();
     return any ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
 }

@@ -13,7 +13,8 @@
  *    the address has a bit of MASK set or the range is in use,
  *    KERN_INVALID_ADDRESS outside the user range.
  *
- * A memory object is mapped shared from its cache (vm_object.h).  With
+ * A memory object is mapped shared from its cache (vm_object.h), kept
+ * by machd in an instance (vm_remote.h), else by the task itself.  With
  * copy, the task gets a private copy of the object's data as it is at
  * the call, made at once (GNU Mach's vm_object_copy_slowly): the data is
  * asked of the pager before the call returns.
@@ -24,11 +25,13 @@
 #include "ipc_space.h"
 #include "kern.h"
 #include "kern_vm.h"
+#include "linux.h"
 #include "mach.server.h"
 #include "vm_attr.h"
 #include "vm_fault.h"
 #include "vm_maps.h"
 #include "vm_object.h"
+#include "vm_remote.h"
 
 static int kern_vm_linux_prot(vm_prot_t prot)
 {
@@ -107,10 +110,11 @@ static void kern_vm_map_attrs(vm_address_t start, vm_size_t len, vm_prot_t max,
     vm_attr_unlock();
 }
 
-/* The copy of [OFFSET, OFFSET + LEN) of OBJECT, placed as asked. */
+/* The copy of [OFFSET, OFFSET + LEN) of OBJECT, placed as asked, each
+ * page waited for at most TIMEOUT_MS.  Expects no lock. */
 static kern_return_t kern_vm_map_copy(struct vm_object *object, vm_address_t *address,
                                       vm_size_t len, vm_address_t mask, bool anywhere,
-                                      vm_offset_t offset, vm_prot_t cur)
+                                      vm_offset_t offset, vm_prot_t cur, int timeout_ms)
 {
     vm_address_t at = *address;
     kern_return_t kr = kern_vm_place(&at, len, mask, anywhere, PROT_READ | PROT_WRITE,
@@ -118,7 +122,7 @@ static kern_return_t kern_vm_map_copy(struct vm_object *object, vm_address_t *ad
     if (kr != KERN_SUCCESS) {
         return kr;
     }
-    kr = vm_object_read(object, offset, len, (void *)at);
+    kr = vm_object_read(object, offset, len, (void *)at, timeout_ms);
     if (kr == KERN_SUCCESS && mprotect((void *)at, len, kern_vm_linux_prot(cur)) != 0) {
         kr = KERN_RESOURCE_SHORTAGE;
     }
@@ -157,6 +161,63 @@ static kern_return_t kern_vm_map_shared(struct vm_object *object, vm_address_t *
     }
     *address = at;
     return KERN_SUCCESS;
+}
+
+/* The mapping (or with COPY the copy) of [OFFSET, OFFSET + LEN) of the
+ * object of PAGER (a kernel-space send right, left to the caller), from
+ * machd's cache, placed as asked.  Expects [V]. */
+static kern_return_t kern_vm_map_remote(mach_port_name_t pager, vm_address_t *address,
+                                        vm_size_t len, vm_address_t mask, bool anywhere,
+                                        vm_offset_t offset, bool copy, vm_prot_t cur)
+{
+    uint64_t handle;
+    int memfd;
+    if (offset + len < offset) {
+        return KERN_RESOURCE_SHORTAGE; /* as a cache that cannot grow so far */
+    }
+    kern_return_t kr = vm_remote_enter(pager, offset + len, &handle, &memfd);
+    if (kr != KERN_SUCCESS) {
+        return kr;
+    }
+    vm_address_t at = *address;
+    if (copy) {
+        int copy_fd;
+        kr = vm_remote_copy(handle, offset, len, &copy_fd);
+        vm_remote_release(handle);
+        if (kr == KERN_SUCCESS) {
+            kr = kern_vm_place(&at, len, mask, anywhere, kern_vm_linux_prot(cur), MAP_PRIVATE,
+                               copy_fd, 0);
+            linux_close(copy_fd);
+        }
+    } else {
+        /* Inaccessible until machd serves its faults: a touch before would
+         * put a page into the cache behind the VM's back. */
+        kr = kern_vm_place(&at, len, mask, anywhere, PROT_NONE, MAP_SHARED, memfd,
+                           (off_t)offset);
+        bool added = false;
+        if (kr == KERN_SUCCESS) {
+            /* A child of fork() gets a hole (its faults are not served). */
+            (void)madvise((void *)at, len, MADV_DONTFORK);
+            kr = vm_remote_add(handle, at, at + len, offset);
+            added = kr == KERN_SUCCESS;
+            if (added && mprotect((void *)at, len, kern_vm_linux_prot(cur)) != 0) {
+                kr = KERN_RESOURCE_SHORTAGE;
+            }
+            if (kr != KERN_SUCCESS) {
+                munmap((void *)at, len);
+            }
+        }
+        if (added && kr != KERN_SUCCESS) {
+            vm_remote_unmap(at, at + len); /* the mapping held the reference */
+        } else if (!added) {
+            vm_remote_release(handle);
+        }
+    }
+    linux_close(memfd);
+    if (kr == KERN_SUCCESS) {
+        *address = at;
+    }
+    return kr;
 }
 
 kern_return_t kern_vm_map(mach_port_t target_task, vm_address_t *address, vm_size_t size,
@@ -207,6 +268,18 @@ kern_return_t kern_vm_map(mach_port_t target_task, vm_address_t *address, vm_siz
         return KERN_INVALID_ARGUMENT;
     }
     vm_lock();
+    if (vm_remote_active()) {
+        kern_return_t kr = kern_vm_map_remote(memory_object, &at, len, mask, anywhere, offset,
+                                              copy, cur_protection);
+        vm_unlock();
+        kern_vm_drop_request_right(memory_object); /* the extra one */
+        if (kr == KERN_SUCCESS) {
+            kern_vm_map_attrs(at, len, max_protection, inheritance);
+            kern_vm_drop_request_right(memory_object);
+            *address = at;
+        }
+        return kr;
+    }
     struct vm_object *object;
     kern_return_t kr = vm_object_enter(memory_object, &object);
     if (kr != KERN_SUCCESS) {
@@ -215,8 +288,10 @@ kern_return_t kern_vm_map(mach_port_t target_task, vm_address_t *address, vm_siz
         return kr;
     }
     if (copy) {
+        int timeout_ms = vm_pager_timeout_ms();
         vm_unlock();
-        kr = kern_vm_map_copy(object, &at, len, mask, anywhere, offset, cur_protection);
+        kr = kern_vm_map_copy(object, &at, len, mask, anywhere, offset, cur_protection,
+                              timeout_ms);
         vm_lock();
         vm_object_release(object);
     } else {

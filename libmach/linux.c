@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "linux.h"
+#include "protocol.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -19,6 +20,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -394,4 +396,28 @@ int linux_pidfd_of(pid_t pid, uint64_t start)
         return -1;
     }
     return fd;
+}
+
+int linux_connect_own(const char *path, int sock_flags)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof addr.sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(addr.sun_path, path);
+    int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | sock_flags, 0);
+    if (sock < 0) {
+        return -1;
+    }
+    if (connect(sock, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        linux_close(sock); /* preserves errno */
+        return -1;
+    }
+    if (!hell_peer_is_us(sock)) {
+        linux_close(sock);
+        errno = EACCES; /* another user's socket gets nothing of ours */
+        return -1;
+    }
+    return sock;
 }

@@ -50,6 +50,13 @@ void linux_futex_wake(void *word, int n, bool shared);
 /* Whether the calling thread is one of libmach's hidden threads. */
 bool linux_self_is_helper(void);
 
+/* Connects a new SOCK_SEQPACKET socket (close-on-exec, with SOCK_FLAGS
+ * such as SOCK_NONBLOCK) to the Unix socket PATH, an instance's control
+ * socket, and checks that its peer runs as our uid.  Returns it, or -1
+ * with errno set (EACCES: another user's; ENAMETOOLONG).  Needs no
+ * lock. */
+int linux_connect_own(const char *path, int sock_flags);
+
 /* Closes FD (ignored when negative), preserving errno. */
 void linux_close(int fd);
 

@@ -1,62 +1,56 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * This process's space and its fault thread (vm_fault.h).
+ * The spaces this process serves and their fault thread (vm_fault.h).
  *
- * The userfaultfd reports a fault on a missing page or a write-protected
+ * A userfaultfd reports a fault on a missing page or a write-protected
  * one with the faulting thread's id; the thread waits in Linux until its
  * fault is woken (UFFDIO_WAKE, or unprotecting the page), or until a
- * signal, which is how a memory error reaches it (vm_object.c).
+ * signal, which is how a memory error reaches it (vm_object.c).  The
+ * userfaultfd acts on the address space that made it, whichever process
+ * holds it: machd registers, protects and wakes a task's mappings
+ * through the task's.
+ *
+ * One thread serves every space: it waits on an epoll set holding the
+ * spaces' userfaultfds (each known by an id, never by a pointer a
+ * removal could free under it), and handles each fault under [V].
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "linux.h"
+#include "u64map.h"
 #include "vm_fault.h"
 
-static struct vm_space vm_self = {.uffd = -1};
-static bool vm_self_ready; /* [V] */
+static int vm_epoll = -1;           /* [V] the fault thread's set, or -1 */
+static struct u64map vm_spaces;     /* [V] id -> struct vm_space */
+static uint64_t vm_space_last_id;   /* [V] */
+static struct vm_space *vm_self;    /* [V] this process's space, or NULL */
+static bool vm_active;              /* atomic: vm_fault_active */
 
-/* How many fault messages one read takes. */
+/* How many fault messages one read takes, and reads one wake-up makes. */
 #define VM_FAULT_BATCH 16
+#define VM_FAULT_READS 4
 
-static void *vm_fault_main(void *arg)
+/* Handles the faults SPACE has reported.  Expects [V].  Returns false
+ * when its userfaultfd fails for good (it is then left alone). */
+static bool vm_fault_drain(struct vm_space *space)
 {
-    struct vm_space *space = arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, NULL);
     struct uffd_msg msgs[VM_FAULT_BATCH];
-    for (;;) {
-        vm_lock();
-        int timeout = vm_object_expire();
-        vm_unlock();
-        struct pollfd pfd = {.fd = space->uffd, .events = POLLIN};
-        int rc = poll(&pfd, 1, timeout);
-        if (rc < 0 && errno != EINTR) {
-            fprintf(stderr, "hell: the fault thread stops: %s\n", strerror(errno));
-            return NULL;
-        }
-        if (rc <= 0) {
-            continue;
-        }
+    for (int r = 0; r < VM_FAULT_READS; r++) {
         ssize_t n = read(space->uffd, msgs, sizeof msgs);
         if (n < 0) {
-            if (errno != EAGAIN && errno != EINTR) {
-                fprintf(stderr, "hell: the fault thread stops: %s\n", strerror(errno));
-                return NULL;
-            }
-            continue;
+            return errno == EAGAIN || errno == EINTR;
         }
-        vm_lock();
         for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++) {
             if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
                 continue;
@@ -73,13 +67,119 @@ static void *vm_fault_main(void *arg)
                 (void)ioctl(space->uffd, UFFDIO_WAKE, &range);
             }
         }
+        if ((size_t)n < sizeof msgs) {
+            break;
+        }
+    }
+    return true;
+}
+
+static void *vm_fault_main(void *arg)
+{
+    int epoll = (int)(intptr_t)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    struct epoll_event events[VM_FAULT_BATCH];
+    for (;;) {
+        vm_lock();
+        int timeout = vm_object_expire();
+        vm_unlock();
+        int n = epoll_wait(epoll, events, VM_FAULT_BATCH, timeout);
+        if (n < 0 && errno != EINTR) {
+            fprintf(stderr, "hell: the fault thread stops: %s\n", strerror(errno));
+            return NULL;
+        }
+        vm_lock();
+        for (int i = 0; i < n; i++) {
+            struct vm_space *space = u64map_lookup(&vm_spaces, events[i].data.u64);
+            if (space != NULL && !vm_fault_drain(space)) {
+                fprintf(stderr, "hell: faults of process %d no longer served: %s\n",
+                        (int)space->pid, strerror(errno));
+                (void)epoll_ctl(epoll, EPOLL_CTL_DEL, space->uffd, NULL);
+            }
+        }
         vm_unlock();
     }
 }
 
+int vm_uffd_open(void)
+{
+    int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (uffd < 0) {
+        return -1;
+    }
+    struct uffdio_api api = {
+        .api = UFFD_API,
+        .features = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM |
+                    UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
+    };
+    if (ioctl(uffd, UFFDIO_API, &api) != 0) {
+        int err = errno;
+        linux_close(uffd);
+        errno = err;
+        return -1;
+    }
+    return uffd;
+}
+
+struct vm_space *vm_space_add(int uffd, pid_t pid, int timeout_ms)
+{
+    if (vm_epoll < 0) {
+        int epoll = epoll_create1(EPOLL_CLOEXEC);
+        if (epoll < 0) {
+            return NULL;
+        }
+        if (!linux_thread_start(vm_fault_main, (void *)(intptr_t)epoll)) {
+            linux_close(epoll);
+            errno = EAGAIN;
+            return NULL;
+        }
+        vm_epoll = epoll;
+    }
+    struct vm_space *space = malloc(sizeof *space);
+    if (space == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    *space = (struct vm_space){.id = ++vm_space_last_id, .uffd = uffd, .pid = pid,
+                               .timeout_ms = timeout_ms};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = space->id};
+    if (!u64map_insert(&vm_spaces, space->id, space)) {
+        free(space);
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (epoll_ctl(vm_epoll, EPOLL_CTL_ADD, uffd, &ev) != 0) {
+        int err = errno;
+        u64map_remove(&vm_spaces, space->id);
+        free(space);
+        errno = err;
+        return NULL;
+    }
+    return space;
+}
+
+void vm_space_remove(struct vm_space *space)
+{
+    vm_space_unmap(space, 0, UINT64_MAX);
+    u64map_remove(&vm_spaces, space->id);
+    (void)epoll_ctl(vm_epoll, EPOLL_CTL_DEL, space->uffd, NULL);
+    linux_close(space->uffd);
+    if (space == vm_self) {
+        vm_self = NULL;
+    }
+    free(space);
+}
+
 bool vm_fault_active(void)
 {
-    return __atomic_load_n(&vm_self_ready, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&vm_active, __ATOMIC_ACQUIRE);
+}
+
+void vm_fault_set_active(void)
+{
+    __atomic_store_n(&vm_active, true, __ATOMIC_RELEASE);
 }
 
 void vm_fault_prepare(const void *addr, size_t size)
@@ -93,47 +193,44 @@ void vm_fault_prepare(const void *addr, size_t size)
 
 struct vm_space *vm_space_self_if_any(void)
 {
-    return vm_fault_active() ? &vm_self : NULL;
+    return vm_self;
 }
 
 struct vm_space *vm_space_self(void)
 {
-    if (vm_self_ready) {
-        return &vm_self;
+    if (vm_self != NULL) {
+        return vm_self;
     }
-    int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    int uffd = vm_uffd_open();
     if (uffd < 0) {
         return NULL;
     }
-    struct uffdio_api api = {
-        .api = UFFD_API,
-        .features = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM |
-                    UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
-    };
-    if (ioctl(uffd, UFFDIO_API, &api) != 0) {
+    vm_self = vm_space_add(uffd, getpid(), vm_pager_timeout_ms());
+    if (vm_self == NULL) {
         int err = errno;
         linux_close(uffd);
         errno = err;
         return NULL;
     }
-    vm_self.uffd = uffd;
-    vm_self.pid = getpid();
-    vm_self.maps = NULL;
-    if (!linux_thread_start(vm_fault_main, &vm_self)) {
-        linux_close(uffd);
-        vm_self.uffd = -1;
-        errno = EAGAIN;
-        return NULL;
-    }
-    __atomic_store_n(&vm_self_ready, true, __ATOMIC_RELEASE);
-    return &vm_self;
+    vm_fault_set_active();
+    return vm_self;
 }
 
 void vm_fault_fork_child(void)
 {
-    if (vm_self_ready) {
-        linux_close(vm_self.uffd);
+    /* The mappings are vm_object_fork_child's to free. */
+    size_t cursor = 0;
+    uint64_t id;
+    void *space;
+    while (u64map_next(&vm_spaces, &cursor, &id, &space)) {
+        linux_close(((struct vm_space *)space)->uffd);
+        free(space);
     }
-    vm_self = (struct vm_space){.uffd = -1};
-    vm_self_ready = false;
+    u64map_destroy(&vm_spaces);
+    if (vm_epoll >= 0) {
+        linux_close(vm_epoll);
+    }
+    vm_epoll = -1;
+    vm_self = NULL;
+    vm_active = false;
 }

@@ -110,12 +110,10 @@ void vm_unlock(void)
     futex_lock_release(&vm_lock_word);
 }
 
-/* [V] How long a fault waits for its pager before it fails, in
- * milliseconds: HELL_PAGER_TIMEOUT_MS (default 30000), read at the first
- * wait (0: not yet; again in a child of fork, which may set its own). */
+/* [V] vm_pager_timeout_ms's value (0: not read yet). */
 static int vm_timeout_ms;
 
-static int vm_pager_timeout_ms(void)
+int vm_pager_timeout_ms(void)
 {
     if (vm_timeout_ms == 0) {
         const char *env = getenv("HELL_PAGER_TIMEOUT_MS");
@@ -302,9 +300,11 @@ static bool vm_waiter_wants_data(struct vm_object *object, struct vm_waiter *w)
     return !w->unlock;
 }
 
+/* Adds a waiter for the page at OFFSET: thread TID of MAPPING's space
+ * faulting at ADDR, or a reader (DONE) waiting at most TIMEOUT_MS. */
 static bool vm_waiter_add(struct vm_object *object, struct vm_mapping *mapping,
                           uint64_t offset, uint64_t addr, pid_t tid, bool unlock,
-                          _Atomic int *done)
+                          _Atomic int *done, int timeout_ms)
 {
     struct vm_waiter *w = malloc(sizeof *w);
     if (w == NULL) {
@@ -312,7 +312,7 @@ static bool vm_waiter_add(struct vm_object *object, struct vm_mapping *mapping,
     }
     *w = (struct vm_waiter){.mapping = mapping, .offset = offset, .addr = addr, .tid = tid,
                             .unlock = unlock, .done = done,
-                            .deadline_ms = linux_now_ms() + (uint64_t)vm_pager_timeout_ms(),
+                            .deadline_ms = linux_now_ms() + (uint64_t)timeout_ms,
                             .next = object->waiters};
     object->waiters = w;
     return true;
@@ -865,7 +865,8 @@ static bool vm_fault_wait(struct vm_mapping *mapping, uint64_t offset, uint64_t 
 {
     struct vm_object *object = mapping->object;
     if (object->destroyed || object->pager_dead ||
-        !vm_waiter_add(object, mapping, offset, page, tid, unlock, NULL)) {
+        !vm_waiter_add(object, mapping, offset, page, tid, unlock, NULL,
+                       mapping->space->timeout_ms)) {
         vm_memory_error(mapping->space->pid, tid, page);
         return false;
     }
@@ -944,7 +945,7 @@ int vm_object_expire(void)
 }
 
 kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t size,
-                             void *dst)
+                             void *dst, int timeout_ms)
 {
     kern_return_t kr = KERN_SUCCESS;
     vm_lock();
@@ -955,7 +956,7 @@ kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t
         }
         _Atomic int done = 0;
         if (object->destroyed || object->pager_dead ||
-            !vm_waiter_add(object, NULL, at, 0, 0, false, &done)) {
+            !vm_waiter_add(object, NULL, at, 0, 0, false, &done, timeout_ms)) {
             kr = KERN_MEMORY_ERROR;
             break;
         }

@@ -45,8 +45,10 @@ struct vm_object;
 
 /* An address space whose faults this process serves. */
 struct vm_space {
+    uint64_t id;               /* its key in the fault thread's set */
     int uffd;                  /* its userfaultfd (owned) */
     pid_t pid;                 /* its process: memory errors are sent there */
+    int timeout_ms;            /* how long its faults wait for a pager */
     struct vm_mapping *maps;   /* [V] its mappings of objects, by address */
 };
 
@@ -62,6 +64,11 @@ struct vm_mapping {
 
 void vm_lock(void);
 void vm_unlock(void);
+
+/* How long a fault of this process waits for its pager before it fails,
+ * in milliseconds: HELL_PAGER_TIMEOUT_MS (default 30000), read once (and
+ * again in a child of fork, which may set its own).  Expects [V]. */
+int vm_pager_timeout_ms(void);
 
 /* Finds the object whose pager is PAGER (a kernel-space send right), or
  * makes it: a cache, a control and a name port, and memory_object_init
@@ -116,11 +123,12 @@ int vm_object_expire(void);
 
 /* Copies [OFFSET, OFFSET + SIZE) of OBJECT into DST (memory of this
  * process, not a mapping of any object), asking the pager for what is
- * not cached and waiting for it: a copy mapping (vm_map with copy).
- * Returns KERN_SUCCESS, or KERN_MEMORY_ERROR (the pager failed, died or
- * did not answer in time).  Expects no lock. */
+ * not cached and waiting for it at most TIMEOUT_MS a page: a copy
+ * mapping (vm_map with copy).  Returns KERN_SUCCESS, or
+ * KERN_MEMORY_ERROR (the pager failed, died or did not answer in time).
+ * Expects no lock. */
 kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t size,
-                             void *dst);
+                             void *dst, int timeout_ms);
 
 /* The name port of OBJECT (kernel space, receive right), for vm_region.
  * Expects [V]. */

@@ -412,6 +412,9 @@ static void *control_client_main(void *arg)
     } else if (req.hdr.op == HELL_OP_JANITOR && req.nfds == 1) {
         janitor_adopt(fd, req.fds[0]); /* both taken */
         req.nfds = 0;
+    } else if (req.hdr.op == HELL_OP_VM && req.nfds == 1) {
+        hell_vm_serve(fd, req.fds[0], req.hdr.flags); /* both taken */
+        req.nfds = 0;
     } else if (req.hdr.op == HELL_OP_PING) {
         control_reply(fd, HELL_REPLY_STARTED, getpid());
         close(fd);

@@ -24,6 +24,14 @@
  *               forgetting KEY).  When it
  *               closes, machd sends the send-once notification of every
  *               right the table still lists (libmach/ipc_janitor.h).
+ * HELL_OP_VM    from libmach in a task of the instance that maps a memory
+ *               object: SCM_RIGHTS, the task's userfaultfd; FLAGS, how
+ *               long its faults wait for a pager (milliseconds, 0: 30 s).
+ *               No reply; machd serves the task's faults on objects from
+ *               then on, and the connection stays open for the task's
+ *               life, carrying struct hell_vm_request datagrams, each
+ *               answered by a struct hell_vm_reply (libmach/vm_remote.h).
+ *               When it closes, machd removes the task's mappings.
  */
 #ifndef HELL_MACHD_PROTOCOL_H
 #define HELL_MACHD_PROTOCOL_H
@@ -37,7 +45,13 @@
 #define HELL_PROTO_MAGIC 0x4c4c4548u /* "HELL" */
 #define HELL_PROTO_MAX (128 * 1024)  /* the largest request */
 
-enum hell_op { HELL_OP_RUN = 1, HELL_OP_STOP = 2, HELL_OP_PING = 3, HELL_OP_JANITOR = 4 };
+enum hell_op {
+    HELL_OP_RUN = 1,
+    HELL_OP_STOP = 2,
+    HELL_OP_PING = 3,
+    HELL_OP_JANITOR = 4,
+    HELL_OP_VM = 5,
+};
 
 /* The environment variable naming the control socket of the instance a
  * task belongs to (machd sets it in the tasks it starts). */
@@ -62,6 +76,38 @@ struct hell_janitor_port {
     uint64_t key;
 };
 #define HELL_JANITOR_FORGET 0x1u
+
+/* The requests of a HELL_OP_VM connection (the task's side of each is
+ * documented in libmach/vm_remote.h).  HANDLE names an object reference
+ * machd holds for the task, from HELL_VM_ENTER until it moves into a
+ * mapping (HELL_VM_ADD) or goes (HELL_VM_RELEASE). */
+enum hell_vm_op {
+    HELL_VM_ENTER = 1,   /* then a bootstrap message with the pager's send
+                            right; END: the cache's reach.  Replies HANDLE
+                            with the cache's memfd */
+    HELL_VM_ADD = 2,     /* HANDLE maps [START, END) at OFFSET */
+    HELL_VM_RELEASE = 3, /* HANDLE */
+    HELL_VM_UNMAP = 4,   /* [START, END) unmapped */
+    HELL_VM_SYNC = 5,    /* [START, END); FLAGS: HELL_VM_INVALIDATE */
+    HELL_VM_COPY = 6,    /* [OFFSET, OFFSET + END) of HANDLE: replies a
+                            memfd holding a copy */
+};
+#define HELL_VM_INVALIDATE 0x1u
+
+struct hell_vm_request {
+    uint32_t magic;
+    uint32_t op;
+    uint32_t flags;
+    uint32_t pad;
+    uint64_t handle, start, end, offset;
+};
+
+/* KR is a kern_return_t; a memfd comes as SCM_RIGHTS where said. */
+struct hell_vm_reply {
+    uint32_t magic;
+    int32_t kr;
+    uint64_t handle;
+};
 
 /* HELL_OP_RUN flags. */
 #define HELL_RUN_PRIV 0x1u /* give the privileged host and device master ports */

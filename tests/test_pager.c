@@ -20,7 +20,13 @@
  *   faulting address, or, without an exception port, its task dies of
  *   SIGBUS as a Linux program would;
  * - vm_map's own rules: anonymous memory, masks, fixed addresses, bad
- *   arguments.
+ *   arguments;
+ * - all of it again in an instance, where machd is the kernel of every
+ *   object, with what only an instance has: two tasks mapping one object
+ *   from one cache (a write in one seen by the other, one
+ *   memory_object_init, cleaning and flushing reaching both), and a task
+ *   killed while it maps an object (the object ends with the last
+ *   mapping).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -360,6 +366,166 @@ static void terminate_at_last_unmapping(void)
     close(fd);
 }
 
+/* ---- another task mapping the same object ---- */
+
+/* In a task made by hell_fork(RCV): the object, sent back by the parent
+ * (give_object) on a port we send it on our bootstrap port.  Exits when
+ * it does not come. */
+static mach_port_t child_receive_object(void)
+{
+    mach_port_t boot = MACH_PORT_NULL, object = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    if (task_get_bootstrap_port(SELF, &boot) != KERN_SUCCESS) {
+        _exit(2);
+    }
+    mach_port_t mine = test_new_port(true);
+    if (test_send_port(boot, mine, MACH_MSG_TYPE_MAKE_SEND, 2) != MACH_MSG_SUCCESS ||
+        test_receive_port(mine, 10000, &object, &type) != MACH_MSG_SUCCESS) {
+        _exit(3);
+    }
+    return object;
+}
+
+/* The parent's half: sends PP's object to the child that calls
+ * child_receive_object, then lets RCV go. */
+static void give_object(mach_port_t rcv, struct pager_proc *pp)
+{
+    mach_port_t child_port = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(rcv, 10000, &child_port, &type), MACH_MSG_SUCCESS);
+    CHECK_KR(test_send_port(child_port, pp->object, MACH_MSG_TYPE_COPY_SEND, 3),
+             MACH_MSG_SUCCESS);
+    mach_port_deallocate(SELF, child_port);
+    mach_port_mod_refs(SELF, rcv, MACH_PORT_RIGHT_RECEIVE, -1);
+    mach_port_deallocate(SELF, rcv);
+}
+
+/* A peer: a task mapping the whole file's object, reading and writing
+ * it as told over a socket. */
+struct peer {
+    pid_t pid;
+    int sock;
+};
+
+struct peer_cmd {
+    char op; /* 'r' read, 'w' write */
+    char byte;
+    uint32_t offset;
+};
+
+static struct peer peer_spawn(struct pager_proc *pp)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    mach_port_t rcv = test_new_port(true);
+    pid_t pid = hell_fork(rcv, NULL);
+    if (pid == 0) {
+        close(sv[0]);
+        mach_port_t object = child_receive_object();
+        vm_address_t a = 0;
+        if (vm_map(SELF, &a, FILE_PAGES * PAGE, 0, TRUE, object, 0, FALSE,
+                   VM_PROT_READ | VM_PROT_WRITE, VM_PROT_ALL, VM_INHERIT_NONE) != KERN_SUCCESS) {
+            _exit(5);
+        }
+        volatile char *m = (volatile char *)a;
+        struct peer_cmd c;
+        while (read(sv[1], &c, sizeof c) == sizeof c && c.offset < FILE_PAGES * PAGE) {
+            if (c.op == 'w') {
+                m[c.offset] = c.byte;
+            }
+            char got = m[c.offset];
+            if (write(sv[1], &got, 1) != 1) {
+                break;
+            }
+        }
+        _exit(0);
+    }
+    CHECK(pid > 0);
+    close(sv[1]);
+    give_object(rcv, pp);
+    return (struct peer){.pid = pid, .sock = sv[0]};
+}
+
+/* Has PEER read (or write, when OP is 'w') the byte at OFFSET of its
+ * mapping; returns what it reads there. */
+static char peer_do(struct peer *peer, char op, uint32_t offset, char byte)
+{
+    struct peer_cmd c = {.op = op, .byte = byte, .offset = offset};
+    char got = 0;
+    CHECK(write(peer->sock, &c, sizeof c) == sizeof c);
+    CHECK(read(peer->sock, &got, 1) == 1);
+    return got;
+}
+
+/* Two tasks map one object from one cache (the instance's): one
+ * memory_object_init, a write in one is seen by the other at once,
+ * cleaning returns what both wrote and only that, flushing reaches both. */
+static void shared_between_tasks(void)
+{
+    int fd = make_file();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL);
+    volatile char *m = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+    struct peer peer = peer_spawn(&pp);
+    CHECK(peer_do(&peer, 'r', 3 * PAGE, 0) == 'D');
+    CHECK(m[3 * PAGE] == 'D');
+    m[5 * PAGE + 1] = 's';
+    CHECK(peer_do(&peer, 'r', 5 * PAGE + 1, 0) == 's');
+    CHECK(peer_do(&peer, 'w', 6 * PAGE, 'p') == 'p');
+    CHECK(m[6 * PAGE] == 'p');
+    struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.inits == 1);
+    unsigned asked = a.pages_requested;
+    CHECK(asked >= 3 && asked < FILE_PAGES);
+    a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK_KR(a.kr, KERN_SUCCESS);
+    CHECK(a.dirty_returned == 2 && a.pages_returned == 2); /* pages 5 and 6 */
+    CHECK(file_byte(fd, 5 * PAGE + 1) == 's' && file_byte(fd, 6 * PAGE) == 'p');
+    /* Written again by the peer after the clean: dirty again, once. */
+    CHECK(peer_do(&peer, 'w', 5 * PAGE, 'q') == 'q');
+    a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK(a.dirty_returned == 3);
+    /* A flush reaches both mappings: the file's new data comes back. */
+    char changed = 'N';
+    CHECK(pwrite(fd, &changed, 1, 3 * PAGE) == 1);
+    CHECK(m[3 * PAGE] == 'D');
+    a = pager_cmd(&pp, CMD_FLUSH, 0, FILE_PAGES * PAGE, 0);
+    CHECK(peer_do(&peer, 'r', 3 * PAGE, 0) == 'N');
+    CHECK(m[3 * PAGE] == 'N' && m[5 * PAGE] == 'q');
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).inits == 1);
+    close(peer.sock);
+    test_wait_ok(peer.pid);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
+    pager_end(&pp);
+    close(fd);
+}
+
+/* A task killed while it maps an object: the object ends with the last
+ * mapping, its own, and the page it wrote goes back first. */
+static void mapping_task_dies(void)
+{
+    int fd = make_file();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL | PAGER_UNCACHED);
+    volatile char *m = map_object(pp.object, 0, 4 * PAGE, FALSE);
+    struct peer peer = peer_spawn(&pp);
+    CHECK(peer_do(&peer, 'w', 2 * PAGE, 'k') == 'k');
+    CHECK(m[2 * PAGE] == 'k');
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, 4 * PAGE), KERN_SUCCESS);
+    struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.terminates == 0); /* the peer still maps it */
+    kill(peer.pid, SIGKILL);
+    int status;
+    CHECK(waitpid(peer.pid, &status, 0) == peer.pid && WIFSIGNALED(status));
+    close(peer.sock);
+    for (int i = 0; i < 500 && a.terminates == 0; i++) {
+        usleep(1000);
+        a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    }
+    CHECK(a.terminates == 1 && a.dirty_returned == 1 && a.inits == 1);
+    CHECK(file_byte(fd, 2 * PAGE) == 'k');
+    pager_end(&pp);
+    close(fd);
+}
+
 /* ---- failures ---- */
 
 static struct {
@@ -405,17 +571,7 @@ static pid_t victim_with(struct pager_proc *pp, bool handler, int timeout_ms)
             snprintf(buf, sizeof buf, "%d", timeout_ms);
             setenv("HELL_PAGER_TIMEOUT_MS", buf, 1);
         }
-        mach_port_t boot = MACH_PORT_NULL, object = MACH_PORT_NULL;
-        mach_msg_type_name_t type;
-        if (task_get_bootstrap_port(SELF, &boot) != KERN_SUCCESS) {
-            _exit(2);
-        }
-        /* The parent sends the object back on our own bootstrap port. */
-        mach_port_t mine = test_new_port(true);
-        if (test_send_port(boot, mine, MACH_MSG_TYPE_MAKE_SEND, 2) != MACH_MSG_SUCCESS ||
-            test_receive_port(mine, 10000, &object, &type) != MACH_MSG_SUCCESS) {
-            _exit(3);
-        }
+        mach_port_t object = child_receive_object();
         if (handler) {
             exc_port = test_new_port(true);
             pthread_t t;
@@ -434,14 +590,7 @@ static pid_t victim_with(struct pager_proc *pp, bool handler, int timeout_ms)
         _exit(6); /* the touch must not succeed */
     }
     CHECK(pid > 0);
-    mach_port_t child_port = MACH_PORT_NULL;
-    mach_msg_type_name_t type;
-    CHECK_KR(test_receive_port(rcv, 10000, &child_port, &type), MACH_MSG_SUCCESS);
-    CHECK_KR(test_send_port(child_port, pp->object, MACH_MSG_TYPE_COPY_SEND, 3),
-             MACH_MSG_SUCCESS);
-    mach_port_deallocate(SELF, child_port);
-    mach_port_mod_refs(SELF, rcv, MACH_PORT_RIGHT_RECEIVE, -1);
-    mach_port_deallocate(SELF, rcv);
+    give_object(rcv, pp);
     return pid;
 }
 
@@ -575,20 +724,80 @@ static int settled_fds(void)
     return count;
 }
 
-int main(void)
+/* The whole suite, with this task and its pagers in an instance (machd
+ * is then the kernel of every object) or not (each task is its own). */
+static void suite(bool instance)
 {
     map_rules();
     read_write_clean_flush();
-    /* What stays from here: the fault thread's userfaultfd, the port on
-     * which the VM hears of pagers' deaths, the kernel service's ports. */
+    /* What stays from here: the fault thread's userfaultfd (or the
+     * connection to machd), the port on which the VM hears of pagers'
+     * deaths, the kernel service's ports. */
     int fds = settled_fds();
     write_locks();
     copies_and_zeros();
     terminate_at_last_unmapping();
+    if (instance) {
+        shared_between_tasks();
+        mapping_task_dies();
+    }
     failures();
     read_write_clean_flush();
     /* Every object went with its pager (told by a dead-name notification,
      * which comes when the watchdog sees the pager's port die). */
     CHECK(settled_fds() == fds);
+}
+
+/* Runs `hell ARGS...` (the hell next to this program's directory) and
+ * returns its exit status, or -1. */
+static int hell_cmd(const char *const *args)
+{
+    static char hell_path[4096];
+    if (hell_path[0] == '\0') {
+        ssize_t len = readlink("/proc/self/exe", hell_path, sizeof hell_path - 32);
+        CHECK(len > 0);
+        hell_path[len > 0 ? len : 0] = '\0';
+        *strrchr(hell_path, '/') = '\0';
+        strcat(hell_path, "/../bin/hell");
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        const char *argv[8] = {hell_path};
+        for (int i = 0; args[i] != NULL && i < 6; i++) {
+            argv[i + 1] = args[i];
+        }
+        execv(hell_path, (char **)argv);
+        _exit(126);
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
+        return -1;
+    }
+    return WEXITSTATUS(status);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--in-instance") == 0) {
+        CHECK(getenv("HELL_INSTANCE") != NULL);
+        suite(true);
+        return test_done("pager in an instance");
+    }
+    suite(false);
+    if (test_done("pager, each task its own kernel") != 0) {
+        return 1;
+    }
+    fflush(stdout);
+    /* Again in an instance of our own: machd is the kernel. */
+    char scratch[] = "/tmp/hell-test-pager-XXXXXX";
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    CHECK(len > 0 && mkdtemp(scratch) != NULL);
+    self[len > 0 ? len : 0] = '\0';
+    setenv("HELL_RUNTIME_DIR", scratch, 1);
+    CHECK(hell_cmd((const char *[]){"start", "pager", NULL}) == 0);
+    CHECK(hell_cmd((const char *[]){"run", "pager", self, "--in-instance", NULL}) == 0);
+    CHECK(hell_cmd((const char *[]){"stop", "pager", NULL}) == 0);
+    CHECK(rmdir(scratch) == 0);
     return test_done("pager");
 }

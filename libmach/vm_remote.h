@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Memory objects served by machd, for a task of an instance.
+ *
+ * Every task of an instance maps an object from one cache, machd's:
+ * machd is the kernel its pager talks to (one memory_object_init, one
+ * control port), so what one task writes the others see.  The task hands
+ * machd its userfaultfd once (HELL_OP_VM, machd/protocol.h); machd
+ * registers and write-protects the task's mappings through it and serves
+ * their faults.  The task itself only maps the cache's memfd where vm_map
+ * places it and tells machd what it maps and unmaps, over the
+ * connection, one request and reply at a time.
+ *
+ * Outside an instance, or when the connection cannot be made, the task
+ * is its own kernel (vm_object.h).
+ *
+ * Every function here expects [V] (which orders the requests), and may
+ * take [G] after it.
+ */
+#ifndef HELL_VM_REMOTE_H
+#define HELL_VM_REMOTE_H
+
+#include <mach/kern_return.h>
+#include <mach/port.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Whether machd serves this task's objects: in an instance, connected
+ * (the first call connects; a failure is told on stderr once, and the
+ * task serves its objects itself from then on). */
+bool vm_remote_active(void);
+
+/* Asks machd for the object whose pager is PAGER (a kernel-space send
+ * right, of which a copy is sent), its cache reaching at least END.
+ * Returns KERN_SUCCESS with *HANDLE (machd's reference to the object, to
+ * be added or released) and *MEMFD (the cache, the caller's to close),
+ * KERN_INVALID_ARGUMENT (no pager) or KERN_RESOURCE_SHORTAGE. */
+kern_return_t vm_remote_enter(mach_port_name_t pager, uint64_t end, uint64_t *handle,
+                              int *memfd);
+
+/* [START, END) of this task maps HANDLE's cache at OFFSET (the caller
+ * mapped it there): machd registers it and serves its faults; HANDLE's
+ * reference moves into the mapping.  Returns KERN_SUCCESS, or
+ * KERN_RESOURCE_SHORTAGE (HANDLE stays the caller's). */
+kern_return_t vm_remote_add(uint64_t handle, uint64_t start, uint64_t end, uint64_t offset);
+
+/* Lets HANDLE go. */
+void vm_remote_release(uint64_t handle);
+
+/* A copy of [OFFSET, OFFSET + SIZE) of HANDLE's object, as it is now, in
+ * a new memfd (*MEMFD, the caller's).  Returns KERN_SUCCESS,
+ * KERN_MEMORY_ERROR (the pager failed, died or did not answer in time)
+ * or KERN_RESOURCE_SHORTAGE. */
+kern_return_t vm_remote_copy(uint64_t handle, uint64_t offset, uint64_t size, int *memfd);
+
+/* [START, END) of this task no longer maps what it mapped (the caller
+ * unmapped it): the objects mapped there are told. */
+void vm_remote_unmap(uint64_t start, uint64_t end);
+
+/* vm_msync of [START, END): the dirty pages of the objects mapped there
+ * go back to their pagers (and with INVALIDATE leave the cache).
+ * Returns whether the range maps any object. */
+bool vm_remote_sync(uint64_t start, uint64_t end, bool invalidate);
+
+/* The child side of fork(): the connection and the mappings are the
+ * parent's (the child's copies of its mappings are holes).  Expects a
+ * single thread. */
+void vm_remote_fork_child(void);
+
+#endif

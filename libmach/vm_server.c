@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Memory objects served by machd: machd's side (hell_vm_serve, hell.h;
+ * the task's side is vm_remote.c).
+ *
+ * A connection is a task's space: its userfaultfd joins the fault
+ * thread's set, and its requests map and unmap objects there.  The
+ * references a task holds between HELL_VM_ENTER and HELL_VM_ADD are the
+ * connection's, released when it closes, as are the task's mappings.
+ * Every request is checked: a task can name only its own handles and
+ * ranges, and a kernel object of machd is no pager.
+ */
+#include <errno.h>
+#include <hell.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ipc_space.h"
+#include "ipc_wire.h"
+#include "linux.h"
+#include "protocol.h"
+#include "u64map.h"
+#include "vm_fault.h"
+#include "vm_object.h"
+
+/* A connection: one task's space and the references it holds. */
+struct vm_client {
+    int conn;
+    struct vm_space *space;   /* [V] */
+    struct u64map handles;    /* [V] handle -> struct vm_object */
+    uint64_t last_handle;     /* [V] */
+};
+
+/* Sends REPLY, with FD (not given away) when not negative. */
+static void vm_server_reply(struct vm_client *client, kern_return_t kr, uint64_t handle, int fd)
+{
+    struct hell_vm_reply reply = {.magic = HELL_PROTO_MAGIC, .kr = kr, .handle = handle};
+    struct iovec iov = {.iov_base = &reply, .iov_len = sizeof reply};
+    (void)wire_sendmsg(client->conn, &iov, 1, &fd, fd >= 0 ? 1 : 0, 0);
+}
+
+/* Receives the pager of HELL_VM_ENTER into machd's kernel space.
+ * Returns its name, or MACH_PORT_NULL when none came or it is no pager
+ * (a kernel object of machd's, a dead port). */
+static mach_port_name_t vm_server_recv_pager(struct vm_client *client)
+{
+    struct kright right;
+    if (wire_recv_bootstrap(client->conn, &right, 1) != 1) {
+        return MACH_PORT_NULL;
+    }
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
+    mach_port_name_t name = MACH_PORT_NULL;
+    ipc_lock();
+    if (right.kind != KRIGHT_SEND) {
+        kright_destroy(&right);
+    } else if (ipc_right_copyout(kspace, &right, &name) == KERN_SUCCESS &&
+               MACH_PORT_VALID(name)) {
+        struct ipc_entry *entry = ipc_entry_lookup(kspace, name);
+        if (entry == NULL || (entry->type & (MACH_PORT_TYPE_RECEIVE | MACH_PORT_TYPE_DEAD_NAME))) {
+            (void)ipc_right_dealloc(kspace, name);
+            name = MACH_PORT_NULL;
+        }
+    } else {
+        name = MACH_PORT_NULL;
+    }
+    ipc_unlock();
+    return name;
+}
+
+static void vm_server_enter(struct vm_client *client, const struct hell_vm_request *req)
+{
+    mach_port_name_t pager = vm_server_recv_pager(client);
+    if (!MACH_PORT_VALID(pager)) {
+        vm_server_reply(client, KERN_INVALID_ARGUMENT, 0, -1);
+        return;
+    }
+    vm_lock();
+    struct vm_object *object = NULL;
+    kern_return_t kr = vm_object_enter(pager, &object);
+    if (kr != KERN_SUCCESS) {
+        vm_unlock();
+        ipc_lock();
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], pager);
+        ipc_unlock();
+        vm_server_reply(client, kr, 0, -1);
+        return;
+    }
+    int fd = vm_object_memfd(object, req->end);
+    uint64_t handle = ++client->last_handle;
+    if (fd < 0 || !u64map_insert(&client->handles, handle, object)) {
+        vm_object_release(object);
+        vm_unlock();
+        vm_server_reply(client, KERN_RESOURCE_SHORTAGE, 0, -1);
+        return;
+    }
+    /* The handle's reference keeps the memfd open. */
+    vm_unlock();
+    vm_server_reply(client, KERN_SUCCESS, handle, fd);
+}
+
+/* Whether [START, END) is a page-aligned, non-empty range of user
+ * memory. */
+static bool vm_server_range_ok(uint64_t start, uint64_t end)
+{
+    return start < end && !((start | end) & (VM_PAGE - 1)) && end <= (UINT64_C(1) << 47);
+}
+
+static kern_return_t vm_server_add(struct vm_client *client, const struct hell_vm_request *req)
+{
+    if (!vm_server_range_ok(req->start, req->end) || (req->offset & (VM_PAGE - 1)) ||
+        req->offset + (req->end - req->start) < req->offset) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    struct vm_object *object = u64map_lookup(&client->handles, req->handle);
+    if (object == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    /* Never twice over the same memory: what was there is gone. */
+    vm_space_unmap(client->space, req->start, req->end);
+    kern_return_t kr = vm_mapping_add(client->space, object, req->start, req->end, req->offset);
+    if (kr == KERN_SUCCESS) {
+        u64map_remove(&client->handles, req->handle);
+    }
+    return kr;
+}
+
+static kern_return_t vm_server_copy(struct vm_client *client, const struct hell_vm_request *req,
+                                    int *fd)
+{
+    uint64_t size = req->end;
+    vm_lock();
+    struct vm_object *object = u64map_lookup(&client->handles, req->handle);
+    int timeout_ms = client->space->timeout_ms;
+    vm_unlock();
+    if (object == NULL || size == 0 || (size & (VM_PAGE - 1)) || (req->offset & (VM_PAGE - 1)) ||
+        req->offset + size < req->offset || size > (UINT64_C(1) << 47)) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    /* The handle stays until this task asks again: only this thread
+     * serves its requests, so OBJECT lives while it is read. */
+    *fd = memfd_create("hell-object-copy", MFD_CLOEXEC);
+    void *dst = MAP_FAILED;
+    if (*fd >= 0 && ftruncate(*fd, (off_t)size) == 0) {
+        dst = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+    }
+    if (dst == MAP_FAILED) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    kern_return_t kr = vm_object_read(object, req->offset, size, dst, timeout_ms);
+    munmap(dst, size);
+    return kr;
+}
+
+static void vm_server_request(struct vm_client *client, const struct hell_vm_request *req)
+{
+    kern_return_t kr = KERN_INVALID_ARGUMENT;
+    int fd = -1;
+    switch (req->op) {
+    case HELL_VM_ENTER:
+        vm_server_enter(client, req);
+        return;
+    case HELL_VM_COPY:
+        kr = vm_server_copy(client, req, &fd);
+        vm_server_reply(client, kr, 0, kr == KERN_SUCCESS ? fd : -1);
+        linux_close(fd);
+        return;
+    case HELL_VM_ADD:
+        vm_lock();
+        kr = vm_server_add(client, req);
+        vm_unlock();
+        break;
+    case HELL_VM_RELEASE:
+        vm_lock();
+        struct vm_object *object = u64map_remove(&client->handles, req->handle);
+        if (object != NULL) {
+            vm_object_release(object);
+            kr = KERN_SUCCESS;
+        }
+        vm_unlock();
+        break;
+    case HELL_VM_UNMAP:
+        if (req->start < req->end) {
+            vm_lock();
+            vm_space_unmap(client->space, req->start, req->end);
+            vm_unlock();
+            kr = KERN_SUCCESS;
+        }
+        break;
+    case HELL_VM_SYNC:
+        vm_lock();
+        kr = req->start < req->end && vm_space_sync(client->space, req->start, req->end,
+                                                    (req->flags & HELL_VM_INVALIDATE) != 0)
+                 ? KERN_SUCCESS
+                 : KERN_INVALID_ARGUMENT;
+        vm_unlock();
+        break;
+    default:
+        break;
+    }
+    vm_server_reply(client, kr, 0, -1);
+}
+
+__attribute__((visibility("default"))) void hell_vm_serve(int conn, int uffd,
+                                                          unsigned timeout_ms)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    struct vm_client client = {.conn = conn};
+    if (timeout_ms == 0 || timeout_ms > 3600000) {
+        timeout_ms = 30000;
+    }
+    if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        vm_lock();
+        client.space = vm_space_add(uffd, cred.pid, (int)timeout_ms);
+        vm_unlock();
+    }
+    if (client.space == NULL) {
+        fprintf(stderr, "machd: cannot serve the faults of a task: %s\n", strerror(errno));
+        linux_close(uffd);
+        linux_close(conn);
+        return;
+    }
+    for (;;) {
+        struct hell_vm_request req;
+        ssize_t n = recv(conn, &req, sizeof req, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n != (ssize_t)sizeof req || req.magic != HELL_PROTO_MAGIC) {
+            break; /* the task is gone, or talks nonsense: it is let go */
+        }
+        vm_server_request(&client, &req);
+    }
+    vm_lock();
+    size_t cursor = 0;
+    uint64_t handle;
+    void *object;
+    while (u64map_next(&client.handles, &cursor, &handle, &object)) {
+        vm_object_release(object);
+    }
+    u64map_destroy(&client.handles);
+    vm_space_remove(client.space);
+    vm_unlock();
+    linux_close(conn);
+}

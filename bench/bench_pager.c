@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Memory objects through an external pager, each against a baseline
- * measured in the same run, everything pinned to one CPU:
+ * measured in the same run, everything pinned to one CPU, first with
+ * the cache kept by the mapping task itself (outside an instance), then
+ * by machd (the bench runs again as a task of an instance):
  *   - a first touch of a page mapped from a memory object (a fault, a
  *     data_request to the pager, its data_supply, the wake-up), against a
  *     userfaultfd fault served in the same process by a thread that
@@ -155,13 +157,12 @@ static pid_t remote_pager(int fd, mach_port_t *object)
     return pid;
 }
 
-int main(void)
+/* First touches, best of 3 runs of each (KERNEL names who keeps the
+ * cache, for the report). */
+static void first_touch(const char *kernel)
 {
-    bench_pin(0);
     const size_t fault_pages = 4096;
     int fd = make_file(fault_pages * PAGE);
-
-    /* First touch: best of 3 runs of each. */
     double base = 1e9, local = 1e9, remote = 1e9;
     for (int run = 0; run < 3; run++) {
         double b = uffd_baseline(fault_pages);
@@ -185,15 +186,19 @@ int main(void)
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
-    bench_report("first-touch fault, pager in the same task", local, "us", "userfaultfd fault",
-                 base);
-    bench_report("first-touch fault, pager in another task", remote, "us", "userfaultfd fault",
-                 base);
+    char name[128];
+    snprintf(name, sizeof name, "first-touch fault, %s, pager in the same task", kernel);
+    bench_report(name, local, "us", "userfaultfd fault", base);
+    snprintf(name, sizeof name, "first-touch fault, %s, pager in another task", kernel);
+    bench_report(name, remote, "us", "userfaultfd fault", base);
     close(fd);
+}
 
-    /* Sequential read of 256 MiB: best of 3. */
+/* A sequential read of 256 MiB: best of 3. */
+static void sequential(const char *kernel)
+{
     const size_t big = 256u << 20;
-    fd = make_file(big);
+    int fd = make_file(big);
     double mmap_us = 1e18, pager_us = 1e18;
     for (int run = 0; run < 3; run++) {
         volatile char *plain = mmap(NULL, big, PROT_READ, MAP_SHARED, fd, 0);
@@ -221,8 +226,27 @@ int main(void)
         waitpid(pid, NULL, 0);
         (void)sum;
     }
-    bench_report("sequential read 256 MiB through a pager", pager_us / 1000, "ms",
-                 "mmap of the file", mmap_us / 1000);
+    char name[128];
+    snprintf(name, sizeof name, "sequential read 256 MiB through a pager, %s", kernel);
+    bench_report(name, pager_us / 1000, "ms", "mmap of the file", mmap_us / 1000);
     close(fd);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--in-instance") == 0) {
+        first_touch("cache in machd");
+        if (!getenv("BENCH_FIRST_ONLY")) sequential("cache in machd");
+        return 0;
+    }
+    /* Pinned before the instance starts: machd inherits the CPU. */
+    bench_pin(0);
+    if (getenv("BENCH_FIRST_ONLY")) { first_touch("cache in the task"); return 0; }
+    first_touch("cache in the task");
+    sequential("cache in the task");
+    if (test_rerun_in_instance("--in-instance") != 0) {
+        fprintf(stderr, "bench_pager: the instance run failed\n");
+        return 1;
+    }
     return 0;
 }

@@ -15,6 +15,8 @@ struct kool {
     size_t size;
     bool dealloc;     /* the sender gives the region up */
     bool ports;       /* an out-of-line port array (travels as rights) */
+    bool lent;        /* received: ADDR lies in this thread's receive
+                         buffer (wire_region_release), not a mapping */
     int memfd;        /* sealed copy in transit, or -1 */
 };
 

@@ -6,7 +6,10 @@
 #include <stdatomic.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -131,6 +134,51 @@ static void ipc_rpc_wait_clear(struct ipc_rpc_wait *wait)
     *wait = (struct ipc_rpc_wait){0};
 }
 
+/* Delivers KMSG, a reply of this task's kernel, straight to its
+ * destination when that port's receive right is here and nobody waits
+ * on it: a kernel call served in the calling thread (mach_port_deallocate
+ * on one's own task, say) then costs no socket round trip.  Only a
+ * message carrying nothing but data goes this way, to a port outside any
+ * set whose queue is empty (so that nothing overtakes an older message)
+ * and whose dequeue lock is free (so that no receiver sleeps on the
+ * socket): the message becomes the port's pending one, which the next
+ * receive takes first.  Returns whether it did; then the send-once right
+ * is used and KMSG holds nothing.  Expects [G]. */
+static bool ipc_msg_deliver_local(struct kmsg *kmsg)
+{
+    struct ipc_port *dest = kmsg->dest.port;
+    struct ipc_port_rcv *rcv = dest->rcv;
+    if (kmsg->dest.kind != KRIGHT_SEND_ONCE || kmsg->reply.kind != KRIGHT_NONE ||
+        kmsg->nrights > 0 || kmsg->nool > 0 || rcv == NULL || rcv->space != SPACE_USER ||
+        rcv->pset != NULL || rcv->pending != NULL || atomic_load(&rcv->orphan) ||
+        atomic_load(&rcv->leaving) || !futex_lock_try(&rcv->rlock)) {
+        return false;
+    }
+    int queued = -1;
+    struct kmsg *copy = malloc(sizeof *copy);
+    char *body = malloc(kmsg->body_size + 1);
+    bool ok = copy != NULL && body != NULL && rcv->pending == NULL &&
+              ioctl(rcv->recv_fd, SIOCINQ, &queued) == 0 && queued == 0 &&
+              ipc_port_rcv_consume_nonce(rcv, kmsg->dest.nonce);
+    if (ok) {
+        memcpy(body, kmsg->body, kmsg->body_size);
+        /* As a message off the wire: the header's bits, size and id. */
+        *copy = (struct kmsg){.hdr = {.msgh_bits = kmsg->hdr.msgh_bits,
+                                      .msgh_size = kmsg->hdr.msgh_size,
+                                      .msgh_id = kmsg->hdr.msgh_id,
+                                      .msgh_seqno = rcv->seqno++},
+                              .body = body, .body_size = kmsg->body_size, .body_owned = body};
+        rcv->pending = copy;
+        ipc_port_unref(dest);
+        kmsg->dest = (struct kright){.kind = KRIGHT_NONE};
+    } else {
+        free(copy);
+        free(body);
+    }
+    futex_lock_release(&rcv->rlock);
+    return ok;
+}
+
 /* Sends MSG.  With KEEP_LOCKED (a receive follows), a successful send
  * may return with [G] still held, saying so in *LOCKED; WAIT (or NULL)
  * learns whether the message was a request whose reply comes back to
@@ -196,7 +244,11 @@ static mach_msg_return_t ipc_msg_send(int space_id, mach_msg_header_t *msg,
             .reply = kmsg.reply.port, .dest = dest, .nonce = kmsg.reply.nonce};
         ipc_port_ref(request.dest);
     }
-    mr = wire_send(&kmsg, option, timeout);
+    if (space_id == SPACE_KERNEL && ipc_msg_deliver_local(&kmsg)) {
+        mr = MACH_MSG_SUCCESS;
+    } else {
+        mr = wire_send(&kmsg, option, timeout);
+    }
     if (mr == MACH_MSG_SUCCESS && wait != NULL && request.dest != NULL) {
         *wait = request;
         ipc_rpc_wait_begin(wait);
@@ -239,13 +291,34 @@ static void ipc_msg_too_large_header(struct kmsg *kmsg, mach_port_name_t local,
     msg->msgh_id = kmsg->hdr.msgh_id;
 }
 
+/* Gives KMSG's lent regions (wire_region_release) mappings of their own,
+ * before the receive buffer they lie in is reused.  Returns false when
+ * out of memory. */
+static bool ipc_msg_own_regions(struct kmsg *kmsg)
+{
+    for (unsigned i = 0; i < kmsg->nool; i++) {
+        struct kool *ool = &kmsg->ool[i];
+        if (!ool->lent) {
+            continue;
+        }
+        void *p = mmap(NULL, ool->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
+        if (p == MAP_FAILED) {
+            return false;
+        }
+        memcpy(p, ool->addr, ool->size);
+        *ool = (struct kool){.addr = p, .size = ool->size, .dealloc = true, .memfd = -1};
+    }
+    return true;
+}
+
 /* Keeps KMSG (whose body is in a per-thread buffer) as the port's next
  * message.  Expects [G] and the port's rlock. */
 static void ipc_msg_keep_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
 {
     struct kmsg *copy = malloc(sizeof *copy);
     char *body = malloc(kmsg->body_size + 1);
-    if (copy == NULL || body == NULL) {
+    if (copy == NULL || body == NULL || !ipc_msg_own_regions(kmsg)) {
         free(copy);
         free(body);
         ipc_kmsg_destroy(kmsg);

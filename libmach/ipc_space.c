@@ -495,7 +495,12 @@ kern_return_t ipc_right_dealloc(struct ipc_space *space, mach_port_name_t name)
     if (entry == NULL) {
         return KERN_INVALID_NAME;
     }
-    ipc_right_check(space, entry, true);
+    /* A send right that keeps references is the same whether its port
+     * died or not (its death is seen the next time the name is looked
+     * at): no need to ask Linux. */
+    bool keeps = (entry->type & MACH_PORT_TYPE_SEND) && !(entry->type & MACH_PORT_TYPE_RECEIVE) &&
+                 entry->urefs > 1;
+    ipc_right_check(space, entry, !keeps);
     if (entry->type & MACH_PORT_TYPE_SEND_ONCE) {
         ipc_right_send_once_destroy(space, entry);
     } else if (entry->type & MACH_PORT_TYPE_DEAD_NAME) {

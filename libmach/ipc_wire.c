@@ -250,6 +250,20 @@ static char *wire_thread_buf(void)
     return buf;
 }
 
+void wire_region_release(void *addr, size_t size)
+{
+    char *buf = wire_thread_buf();
+    uintptr_t at = (uintptr_t)addr;
+    if (buf != NULL && at >= (uintptr_t)buf && at - (uintptr_t)buf < WIRE_BUF_SIZE) {
+        return; /* lent */
+    }
+    uintptr_t lo = at & ~(uintptr_t)4095;
+    uintptr_t hi = (at + size + 4095) & ~(uintptr_t)4095;
+    if (size > 0 && hi > lo) {
+        munmap((void *)lo, hi - lo);
+    }
+}
+
 /* ---- serialisation (sender) ---- */
 
 /* Serialises the receive state of PORT after its right descriptor. */
@@ -1352,7 +1366,13 @@ static const char *wire_adopt(struct wire_parsed *parsed, struct ipc_port_rcv *r
         const struct wire_ool *wo = &parsed->ool[i];
         struct kool *ool = &kmsg->ool[kmsg->nool++];
         *ool = (struct kool){.size = (size_t)wo->size, .memfd = -1, .dealloc = true};
-        if (wo->flags == WO_INLINE) {
+        if (wo->flags == WO_INLINE && rcv != NULL && rcv->space == SPACE_KERNEL) {
+            /* Kernel servers take what they need and let the rest go. */
+            ool->addr = (void *)inline_data;
+            ool->lent = true;
+            ool->dealloc = false;
+            inline_data += WIRE_PAD8(ool->size);
+        } else if (wo->flags == WO_INLINE) {
             void *p = mmap(NULL, ool->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                            -1, 0);
             if (p == MAP_FAILED) {

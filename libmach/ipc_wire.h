@@ -72,6 +72,14 @@ int wire_sendmsg(int fd, struct iovec *iov, int iovcnt, const int *fds, unsigned
  * no port).  Needs no lock. */
 mach_msg_return_t wire_send_notify_fd(int send_fd, uint64_t nonce, mach_msg_id_t id);
 
+/* Gives back the region [ADDR, ADDR + SIZE) received out of line: unmaps
+ * it, unless it lies in this thread's receive buffer.  A small region
+ * that came to one of this process's kernel ports is lent from there
+ * instead of mapped (no mapping to make and unmap for a page of data):
+ * valid until the thread's next receive, it is let go here like any
+ * other.  Needs no lock. */
+void wire_region_release(void *addr, size_t size);
+
 /* Messages dropped as malformed or forged since the process started. */
 unsigned long wire_dropped_count(void);
 

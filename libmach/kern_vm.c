@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ipc_space.h"
+#include "ipc_wire.h"
 #include "kern.h"
 #include "kern_vm.h"
 #include "mach.server.h"
@@ -189,7 +190,7 @@ kern_return_t kern_vm_write(mach_port_t target_task, vm_address_t address, vm_of
     /* The request's region is ours once the call succeeded (MIG leaves it
      * to the routine). */
     if (kr == KERN_SUCCESS && count > 0) {
-        munmap((void *)data, count);
+        wire_region_release((void *)data, count);
     }
     return kr;
 }

@@ -6,6 +6,7 @@
 
 #include "ipc_kmsg.h"
 #include "ipc_space.h"
+#include "ipc_wire.h"
 #include "kern_notify.h"
 #include "vm_attr.h"
 
@@ -60,7 +61,7 @@ static mach_msg_return_t msg_destroy_visit(void *ctx, mach_msg_type_t *type,
         }
     }
     if (!type->msgt_inline && addr != NULL && length > 0) {
-        munmap(addr, length);
+        wire_region_release(addr, length);
         vm_attr_forget(addr, length);
     }
     return MACH_MSG_SUCCESS;

@@ -30,6 +30,7 @@
 #include "ipc_msg.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
+#include "ipc_wire.h"
 #include "kern.h"
 #include "kern_notify.h"
 #include "linux.h"
@@ -84,6 +85,8 @@ struct vm_object {
     bool destroyed;           /* memory_object_destroy: faults fail */
     bool pager_dead;          /* sends to the pager fail: faults fail */
     bool terminated;          /* its ports went back to the pager */
+    bool rearm;               /* pages were flushed: their write protection
+                                 went with them and is set again on fill */
     unsigned refs;
     struct vm_mapping *maps;
     struct u64map chunks;     /* page index / VM_CHUNK_PAGES -> struct vm_chunk */
@@ -489,6 +492,7 @@ static void vm_flush_range(struct vm_object *object, uint64_t offset, uint64_t s
     }
     (void)fallocate(object->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
                     (off_t)(end - offset));
+    object->rearm = true;
     for (uint64_t p = offset; (p = vm_next_state(object, p, end)) < end; p += VM_PAGE) {
         uint8_t *st = vm_page(object, p, false);
         if (st != NULL) {
@@ -1038,8 +1042,13 @@ static bool vm_fill(struct vm_object *object, uint64_t offset, uint64_t size, co
         while (run < end && !(vm_page_state(object, run) & PG_PRESENT)) {
             run += VM_PAGE;
         }
-        /* Protected before the data appears, so that no write goes unseen. */
-        vm_protect_range(object, NULL, at, run - at, true);
+        /* Protected before the data appears, so that no write goes
+         * unseen: a mapping's pages are from when it is added (Linux
+         * keeps the protection of an empty page as a marker), until a
+         * flush punches them out. */
+        if (object->rearm) {
+            vm_protect_range(object, NULL, at, run - at, true);
+        }
         bool ok;
         if (data != NULL) {
             const char *src = data + (at - offset);
@@ -1090,14 +1099,13 @@ kern_return_t kern_memory_object_data_supply(mach_port_t control, vm_offset_t of
                                              mach_msg_type_name_t reply_toPoly)
 {
     (void)reply_toPoly;
-    /* The region, whole pages, is ours to unmap once used. */
-    vm_offset_t lo = data & ~(vm_offset_t)(VM_PAGE - 1);
-    vm_offset_t hi = (data + dataCnt + VM_PAGE - 1) & ~(vm_offset_t)(VM_PAGE - 1);
     /* A large region arrives as a private mapping of the sender's sealed
      * memfd, not yet in our page tables: populated first, the copy into
      * the cache runs at memcpy speed instead of faulting a page at a time
      * inside pwrite (4x slower). */
     if (dataCnt > 4 * VM_PAGE) {
+        vm_offset_t lo = data & ~(vm_offset_t)(VM_PAGE - 1);
+        vm_offset_t hi = (data + dataCnt + VM_PAGE - 1) & ~(vm_offset_t)(VM_PAGE - 1);
         (void)madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
     }
     struct vm_object *object = vm_control_lock(control);
@@ -1123,9 +1131,7 @@ kern_return_t kern_memory_object_data_supply(mach_port_t control, vm_offset_t of
                                     present_at != UINT64_MAX ? present_at : 0));
     }
     vm_unlock();
-    if (dataCnt > 0) {
-        (void)munmap((void *)lo, hi - lo);
-    }
+    wire_region_release((void *)data, dataCnt); /* ours once used */
     return KERN_SUCCESS;
 }
 

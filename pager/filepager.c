@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +18,9 @@
 /* The server stubs reach the pager through its port's name: one pager
  * per process is served by filepager_serve at a time per thread. */
 static __thread struct filepager *filepager_current;
+
+/* The largest request read into a thread's own buffer. */
+#define FILEPAGER_SMALL (16 * 1024)
 
 static struct filepager *filepager_of(mach_port_t object)
 {
@@ -93,6 +95,38 @@ kern_return_t filepager_memory_object_copy(mach_port_t old_object, mach_port_t o
     return KERN_SUCCESS; /* asked only of COPY_CALL objects, which this is not */
 }
 
+/* Answers a request for [OFFSET, OFFSET + LENGTH) from the file: its
+ * data, zeros past its end, or data_unavailable when it starts there.  A
+ * small request is read into this thread's buffer and copied into the
+ * message (no memory to allocate and free each time); a large one into
+ * memory the message then takes away. */
+static kern_return_t filepager_supply(struct filepager *pager, mach_port_t control,
+                                      vm_offset_t offset, vm_size_t length)
+{
+    static __thread char small[FILEPAGER_SMALL] __attribute__((aligned(4096)));
+    bool own = length > sizeof small;
+    void *buf = own ? mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                           -1, 0)
+                    : small;
+    if (buf == MAP_FAILED) {
+        return memory_object_data_error(control, offset, length, KERN_RESOURCE_SHORTAGE);
+    }
+    ssize_t n = pread(pager->fd, buf, length, (off_t)offset);
+    if (n <= 0) {
+        if (own) {
+            munmap(buf, length);
+        }
+        return n == 0 ? memory_object_data_unavailable(control, offset, length)
+                      : memory_object_data_error(control, offset, length, KERN_MEMORY_ERROR);
+    }
+    if (!own && (size_t)n < length) {
+        memset((char *)buf + n, 0, length - (size_t)n); /* (a fresh mapping is zero) */
+    }
+    return memory_object_data_supply(control, offset, (vm_offset_t)buf,
+                                     (mach_msg_type_number_t)length, own, pager->supply_lock,
+                                     pager->precious, MACH_PORT_NULL);
+}
+
 kern_return_t filepager_memory_object_data_request(mach_port_t object, mach_port_t control,
                                                    vm_offset_t offset, vm_size_t length,
                                                    vm_prot_t desired_access)
@@ -105,7 +139,6 @@ kern_return_t filepager_memory_object_data_request(mach_port_t object, mach_port
     atomic_fetch_add(&pager->stats.requests, 1);
     atomic_fetch_add(&pager->stats.pages_requested, (unsigned)(length / getpagesize()));
     kern_return_t kr = KERN_SUCCESS;
-    struct stat st;
     switch (atomic_load(&pager->mode)) {
     case FILEPAGER_SILENT:
         break;
@@ -113,26 +146,7 @@ kern_return_t filepager_memory_object_data_request(mach_port_t object, mach_port
         kr = memory_object_data_error(control, offset, length, KERN_MEMORY_ERROR);
         break;
     default:
-        if (fstat(pager->fd, &st) != 0 || (vm_offset_t)st.st_size <= offset) {
-            kr = memory_object_data_unavailable(control, offset, length);
-            break;
-        }
-        void *buf = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                         -1, 0);
-        if (buf == MAP_FAILED) {
-            kr = memory_object_data_error(control, offset, length, KERN_RESOURCE_SHORTAGE);
-            break;
-        }
-        ssize_t n = pread(pager->fd, buf, length, (off_t)offset);
-        if (n < 0) {
-            munmap(buf, length);
-            kr = memory_object_data_error(control, offset, length, KERN_MEMORY_ERROR);
-            break;
-        }
-        /* The tail past the end of the file stays zero. */
-        kr = memory_object_data_supply(control, offset, (vm_offset_t)buf,
-                                       (mach_msg_type_number_t)length, TRUE,
-                                       pager->supply_lock, pager->precious, MACH_PORT_NULL);
+        kr = filepager_supply(pager, control, offset, length);
         break;
     }
     mach_port_deallocate(mach_task_self(), control);

@@ -149,6 +149,64 @@ static inline unsigned test_thread_count(mach_port_t task)
     return n;
 }
 
+/* Runs `hell ARGS...` (NULL-terminated, at most 6), the hell of this
+ * build (bin/hell beside the directory of this program), and returns its
+ * exit status, or -1. */
+static inline int test_hell(const char *const *args)
+{
+    static char hell_path[4096];
+    if (hell_path[0] == '\0') {
+        ssize_t len = readlink("/proc/self/exe", hell_path, sizeof hell_path - 32);
+        if (len <= 0) {
+            return -1;
+        }
+        hell_path[len] = '\0';
+        *strrchr(hell_path, '/') = '\0';
+        strcat(hell_path, "/../bin/hell");
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        const char *argv[8] = {hell_path};
+        for (int i = 0; args[i] != NULL && i < 6; i++) {
+            argv[i + 1] = args[i];
+        }
+        execv(hell_path, (char **)argv);
+        _exit(126);
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
+        return -1;
+    }
+    return WEXITSTATUS(status);
+}
+
+/* Runs this program again with the argument ARG as a task of an
+ * instance of its own (started in a private runtime directory, stopped
+ * after).  Returns the task's exit status, or -1 when the instance could
+ * not be started or stopped. */
+static inline int test_rerun_in_instance(const char *arg)
+{
+    char scratch[] = "/tmp/hell-test-XXXXXX";
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0 || mkdtemp(scratch) == NULL) {
+        return -1;
+    }
+    self[len] = '\0';
+    setenv("HELL_RUNTIME_DIR", scratch, 1);
+    if (test_hell((const char *[]){"start", "test", NULL}) != 0) {
+        rmdir(scratch);
+        return -1;
+    }
+    int status = test_hell((const char *[]){"run", "test", self, arg, NULL});
+    if (test_hell((const char *[]){"stop", "test", NULL}) != 0 || rmdir(scratch) != 0) {
+        status = -1;
+    }
+    unsetenv("HELL_RUNTIME_DIR");
+    return status;
+}
+
 static inline int test_done(const char *name)
 {
     if (test_failures == 0) {

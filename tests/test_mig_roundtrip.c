@@ -50,10 +50,18 @@ kern_return_t S_test_ports(mach_port_t server, mach_port_t given, mach_port_t *m
 
 int main(void)
 {
-    /* One RPC first: this thread's reply port and receive buffer are
-     * set-up, not leaks. */
+    /* One kernel call and one receive first: this thread's reply port and
+     * receive buffer are set-up, not leaks. */
     mach_port_type_t self_type;
     CHECK_KR(mach_port_type(mach_task_self(), mach_task_self(), &self_type), KERN_SUCCESS);
+    mach_port_t warm;
+    mach_msg_header_t none;
+    CHECK_KR(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &warm), KERN_SUCCESS);
+    CHECK_KR(mach_msg(&none, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof none, warm, 0,
+                      MACH_PORT_NULL),
+             MACH_RCV_TIMED_OUT);
+    CHECK_KR(mach_port_mod_refs(mach_task_self(), warm, MACH_PORT_RIGHT_RECEIVE, -1),
+             KERN_SUCCESS);
     int fds_before = test_count_fds();
     long maps_before = test_count_maps();
     mach_port_t service;

@@ -266,6 +266,10 @@ static void read_write_clean_flush(void)
     CHECK(m[4 * PAGE] == 'Q');
     CHECK(m[5 * PAGE] == 'w');
     CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).pages_requested > asked);
+    /* A page supplied again after the flush: its first write is seen. */
+    m[4 * PAGE + 1] = 'R';
+    a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK(a.dirty_returned == 7 && file_byte(fd, 4 * PAGE + 1) == 'R');
 
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
     pager_end(&pp);
@@ -748,34 +752,6 @@ static void suite(bool instance)
     CHECK(settled_fds() == fds);
 }
 
-/* Runs `hell ARGS...` (the hell next to this program's directory) and
- * returns its exit status, or -1. */
-static int hell_cmd(const char *const *args)
-{
-    static char hell_path[4096];
-    if (hell_path[0] == '\0') {
-        ssize_t len = readlink("/proc/self/exe", hell_path, sizeof hell_path - 32);
-        CHECK(len > 0);
-        hell_path[len > 0 ? len : 0] = '\0';
-        *strrchr(hell_path, '/') = '\0';
-        strcat(hell_path, "/../bin/hell");
-    }
-    pid_t pid = fork();
-    if (pid == 0) {
-        const char *argv[8] = {hell_path};
-        for (int i = 0; args[i] != NULL && i < 6; i++) {
-            argv[i + 1] = args[i];
-        }
-        execv(hell_path, (char **)argv);
-        _exit(126);
-    }
-    int status;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
-        return -1;
-    }
-    return WEXITSTATUS(status);
-}
-
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--in-instance") == 0) {
@@ -787,17 +763,7 @@ int main(int argc, char **argv)
     if (test_done("pager, each task its own kernel") != 0) {
         return 1;
     }
-    fflush(stdout);
     /* Again in an instance of our own: machd is the kernel. */
-    char scratch[] = "/tmp/hell-test-pager-XXXXXX";
-    char self[4096];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    CHECK(len > 0 && mkdtemp(scratch) != NULL);
-    self[len > 0 ? len : 0] = '\0';
-    setenv("HELL_RUNTIME_DIR", scratch, 1);
-    CHECK(hell_cmd((const char *[]){"start", "pager", NULL}) == 0);
-    CHECK(hell_cmd((const char *[]){"run", "pager", self, "--in-instance", NULL}) == 0);
-    CHECK(hell_cmd((const char *[]){"stop", "pager", NULL}) == 0);
-    CHECK(rmdir(scratch) == 0);
+    CHECK(test_rerun_in_instance("--in-instance") == 0);
     return test_done("pager");
 }

@@ -236,12 +236,11 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--in-instance") == 0) {
         first_touch("cache in machd");
-        if (!getenv("BENCH_FIRST_ONLY")) sequential("cache in machd");
+        sequential("cache in machd");
         return 0;
     }
     /* Pinned before the instance starts: machd inherits the CPU. */
     bench_pin(0);
-    if (getenv("BENCH_FIRST_ONLY")) { first_touch("cache in the task"); return 0; }
     first_touch("cache in the task");
     sequential("cache in the task");
     if (test_rerun_in_instance("--in-instance") != 0) {

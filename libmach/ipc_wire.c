@@ -139,12 +139,21 @@ static void wire_drop_log(const char *why, ...)
 
 /* A message being serialised.  Small descriptor areas (every RPC) stay in
  * the inline buffer; only large ones go to the heap. */
+/* The most regions a message carries inline (the others go as memfds). */
+#define WIRE_INLINE_REGIONS 16
+
 struct wire_out {
     char *desc;
     size_t len, cap;
     int fds[WIRE_MSG_FDS];
     unsigned nfds;
     bool overflow;
+    /* The regions sent inline, each followed by its padding: sendmsg
+     * gathers them from the sender's memory after DESC (a bad address
+     * fails the send with EFAULT). */
+    struct iovec regions[2 * WIRE_INLINE_REGIONS];
+    unsigned nregions;
+    size_t regions_len;
     char inline_desc[512];
 };
 
@@ -155,6 +164,8 @@ static void wire_out_init(struct wire_out *out)
     out->cap = sizeof out->inline_desc;
     out->nfds = 0;
     out->overflow = false;
+    out->nregions = 0;
+    out->regions_len = 0;
 }
 
 static void wire_out_fini(struct wire_out *out)
@@ -195,18 +206,6 @@ static void *wire_out_put(struct wire_out *out, const void *data, size_t len)
     }
     void *dst = out->desc + out->len;
     memcpy(dst, data, len);
-    out->len += len;
-    return dst;
-}
-
-/* Appends LEN zero bytes and returns where they are (NULL: overflow). */
-static void *wire_out_reserve(struct wire_out *out, size_t len)
-{
-    if (!wire_out_grow(out, len)) {
-        return NULL;
-    }
-    void *dst = out->desc + out->len;
-    memset(dst, 0, len);
     out->len += len;
     return dst;
 }
@@ -563,6 +562,7 @@ static mach_msg_return_t wire_build(struct kmsg *kmsg, struct wire_out *out,
         }
     }
     size_t inline_total = 0;
+    unsigned ninline = 0;
     for (unsigned i = 0; i < kmsg->nool; i++) {
         struct kool *ool = &kmsg->ool[i];
         struct wire_ool wo = {.size = ool->size};
@@ -570,9 +570,11 @@ static mach_msg_return_t wire_build(struct kmsg *kmsg, struct wire_out *out,
         if (ool->ports) {
             wo.flags = WO_PORTS;
         } else if (ool->size > 0 && ool->size <= WIRE_OOL_INLINE_MAX &&
-                   inline_total + WIRE_PAD8(ool->size) <= WIRE_OOL_INLINE_TOTAL) {
+                   inline_total + WIRE_PAD8(ool->size) <= WIRE_OOL_INLINE_TOTAL &&
+                   ninline < WIRE_INLINE_REGIONS) {
             wo.flags = WO_INLINE;
             inline_total += WIRE_PAD8(ool->size);
+            ninline++;
         } else if (ool->size > 0) {
             mach_msg_return_t mr = wire_ool_seal(ool);
             if (mr != MACH_MSG_SUCCESS) {
@@ -583,29 +585,31 @@ static mach_msg_return_t wire_build(struct kmsg *kmsg, struct wire_out *out,
         }
         wire_out_put(out, &wo, sizeof wo);
     }
+    /* The inline regions follow the descriptors, each padded to 8 bytes,
+     * read by sendmsg as a system call reads: a bad address is an error,
+     * not a fault in libmach. */
+    static const char zeros[8];
     for (unsigned i = 0; inline_total > 0 && i < kmsg->nool; i++) {
         struct kool *ool = &kmsg->ool[i];
         if (ool->ports || ool->size == 0 || ool->memfd >= 0) {
             continue;
         }
-        char *dst = wire_out_reserve(out, WIRE_PAD8(ool->size));
-        /* Read as a system call would: a bad address is an error, not a
-         * fault in libmach. */
-        struct iovec local = {.iov_base = dst, .iov_len = ool->size};
-        struct iovec remote = {.iov_base = ool->addr, .iov_len = ool->size};
-        if (dst != NULL &&
-            process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != (ssize_t)ool->size) {
-            return MACH_SEND_INVALID_MEMORY;
+        out->regions[out->nregions++] = (struct iovec){.iov_base = ool->addr,
+                                                       .iov_len = ool->size};
+        if (WIRE_PAD8(ool->size) > ool->size) {
+            out->regions[out->nregions++] = (struct iovec){
+                .iov_base = (void *)zeros, .iov_len = WIRE_PAD8(ool->size) - ool->size};
         }
     }
-    if (out->overflow || out->len > WIRE_DESC_MAX) {
+    out->regions_len = inline_total;
+    if (out->overflow || out->len + out->regions_len > WIRE_DESC_MAX) {
         return MACH_SEND_NO_BUFFER;
     }
     hdr->nfds = out->nfds;
     if (out->nfds > WIRE_MAX_FDS) {
         hdr->flags |= WIRE_HDR_AUX;
     }
-    hdr->desc_size = (uint32_t)out->len;
+    hdr->desc_size = (uint32_t)(out->len + out->regions_len);
     return MACH_MSG_SUCCESS;
 }
 
@@ -659,16 +663,19 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
         }
         hdr.flags |= counted ? WIRE_HDR_COUNTED : 0;
     }
-    struct iovec iov[3] = {
+    struct iovec iov[3 + 2 * WIRE_INLINE_REGIONS] = {
         {.iov_base = &hdr, .iov_len = sizeof hdr},
         {.iov_base = out.desc, .iov_len = out.len},
-        {.iov_base = (void *)kmsg->body, .iov_len = kmsg->body_size},
     };
-    int iovcnt = 3;
+    int iovcnt = 2;
+    for (unsigned i = 0; i < out.nregions; i++) {
+        iov[iovcnt++] = out.regions[i];
+    }
+    iov[iovcnt++] = (struct iovec){.iov_base = (void *)kmsg->body, .iov_len = kmsg->body_size};
     /* Small messages (every RPC) go as one buffer: cheaper for the kernel
      * than three pieces. */
     char flat[sizeof hdr + 512];
-    if (out.len + kmsg->body_size <= sizeof flat - sizeof hdr) {
+    if (out.nregions == 0 && out.len + kmsg->body_size <= sizeof flat - sizeof hdr) {
         memcpy(flat, &hdr, sizeof hdr);
         memcpy(flat + sizeof hdr, out.desc, out.len);
         memcpy(flat + sizeof hdr + out.len, kmsg->body, kmsg->body_size);
@@ -735,6 +742,9 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
         break;
     case EINTR:
         mr = MACH_SEND_INTERRUPTED;
+        break;
+    case EFAULT:
+        mr = MACH_SEND_INVALID_MEMORY; /* an inline region's address */
         break;
     default:
         mr = MACH_SEND_NO_BUFFER;
@@ -829,6 +839,7 @@ struct wire_parsed_right {
     const struct wire_right *requests[2]; /* no-senders, port-destroyed */
     int request_fds[2];
     bool lost; /* some descriptor is missing (wire_fd_missing) */
+    bool unchecked; /* a send right's descriptors, checked at adoption */
 };
 
 /* A parsed message.  The common shapes (a reply right and a few body
@@ -939,19 +950,19 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
             ((wr->kind == KRIGHT_NONE || wr->kind == KRIGHT_DEAD) && wr->flags)) {
             return "right without its descriptors";
         }
+        /* A send right's descriptors are checked when it is adopted, and
+         * only when the port is new here (wire_adopt_send_checked). */
+        r->unchecked = wr->kind == KRIGHT_SEND;
         if (wr->flags & WR_SEND_FD) {
             r->send_fd = wire_in_fd(&in);
-            if (!wire_fd_missing(&in, r->send_fd, &r->lost) &&
+            if (!wire_fd_missing(&in, r->send_fd, &r->lost) && !r->unchecked &&
                 !wire_check_fd_ino(r->send_fd, wr->ino)) {
                 return "send descriptor does not match its port";
             }
         }
         if (wr->flags & WR_COUNT_FD) {
             r->count_fd = wire_in_fd(&in);
-            if (!wire_fd_missing(&in, r->count_fd, &r->lost) &&
-                (r->count_fd < 0 || !linux_is_pipe(r->count_fd))) {
-                return "bad counting descriptor";
-            }
+            (void)wire_fd_missing(&in, r->count_fd, &r->lost);
         }
         if (wr->flags & WR_RECEIVE) {
             r->rcv = wire_in_take(&in, sizeof *r->rcv);
@@ -1006,7 +1017,7 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
         }
         if (wr->flags & WR_QUEUE_FD) {
             r->queue_fd = wire_in_fd(&in);
-            if (!wire_fd_missing(&in, r->queue_fd, &r->lost) &&
+            if (!wire_fd_missing(&in, r->queue_fd, &r->lost) && !r->unchecked &&
                 !ipc_qlimit_fd_ok(r->queue_fd)) {
                 return "bad queue page";
             }
@@ -1224,6 +1235,32 @@ static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
 
 /* Turns the parsed rights into krights.  RCV is the receiving port's
  * state (NULL for bootstrap messages).  Expects [G]. */
+/* Checks the descriptors of the send right R (parsed, none missing)
+ * unless they add nothing: the port is one this process holds a send
+ * right to, and the sender proved it holds one too (the port's secret),
+ * so they are closed unread.  A new port's send end must be that port's
+ * socket, its counting descriptor a pipe, its queue page a sealed page.
+ * Returns NULL or why the message is dropped.  Expects [G]. */
+static const char *wire_adopt_send_checked(const struct wire_parsed_right *r)
+{
+    const struct wire_right *wr = &r->wr;
+    struct ipc_port *known = ipc_port_lookup(wr->ino);
+    if (known != NULL && known->rcv == NULL && known->srights > 0 && known->has_secret &&
+        known->secret == wr->auth) {
+        return NULL;
+    }
+    if (!wire_check_fd_ino(r->send_fd, wr->ino)) {
+        return "send descriptor does not match its port";
+    }
+    if (r->count_fd < 0 || !linux_is_pipe(r->count_fd)) {
+        return "bad counting descriptor";
+    }
+    if (r->queue_fd >= 0 && !ipc_qlimit_fd_ok(r->queue_fd)) {
+        return "bad queue page";
+    }
+    return NULL;
+}
+
 static const char *wire_adopt_right(struct wire_parsed_right *r,
                                     struct ipc_port_rcv *rcv, struct kright *out)
 {
@@ -1240,8 +1277,12 @@ static const char *wire_adopt_right(struct wire_parsed_right *r,
         *out = (struct kright){.kind = KRIGHT_LOST};
         return NULL;
     }
+    const char *why;
     switch (wr->kind) {
     case KRIGHT_SEND:
+        if (r->unchecked && (why = wire_adopt_send_checked(r)) != NULL) {
+            return why;
+        }
         port = ipc_port_adopt(r->send_fd, wr->ino);
         r->send_fd = -1;
         if (port == NULL) {

@@ -34,11 +34,16 @@
 #define SELF mach_task_self()
 #define PAGE 4096u
 
+/* SIZE bytes of fresh memory with a hole on each side: Linux merges
+ * neighbouring mappings alike (as GNU Mach coalesces map entries), and a
+ * region the tests look at must start and end where they made it. */
 static vm_address_t alloc(vm_size_t size)
 {
     vm_address_t a = 0;
-    CHECK_KR(vm_allocate(SELF, &a, size, TRUE), KERN_SUCCESS);
-    return a;
+    CHECK_KR(vm_allocate(SELF, &a, size + 2 * PAGE, TRUE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, a, PAGE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, a + PAGE + size, PAGE), KERN_SUCCESS);
+    return a + PAGE;
 }
 
 struct region {

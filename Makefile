@@ -163,7 +163,7 @@ $(LIB): $(LIB_OBJS)
 	@ln -sf libmach.so $(BUILD)/lib/libmach.so.0
 
 # ---- programs linked against libmach ----
-PROG_CFLAGS  := $(CFLAGS) -I$(GEN)/tests -I$(GEN)/demo -I$(GEN)/pager -Itests -Ipager \
+PROG_CFLAGS  := $(CFLAGS) -I$(GEN)/tests -I$(GEN)/demo -I$(GEN)/pager -Itests -Ipager -Imachd \
                 -DMIG_EOPNOTSUPP=MIG_BAD_ID
 PROG_LDFLAGS := $(LDFLAGS) -L$(BUILD)/lib -Wl,-rpath,'$$ORIGIN/../lib' -lmach
 TEST_GEN_OBJS := $(GEN)/tests/hell_test.user.c $(GEN)/tests/hell_test.server.c \

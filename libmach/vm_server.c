@@ -27,6 +27,10 @@
 #include "vm_fault.h"
 #include "vm_object.h"
 
+/* The most references a task holds between HELL_VM_ENTER and the
+ * request that uses them (libmach holds one at a time). */
+#define VM_SERVER_HANDLES_MAX 16
+
 /* A connection: one task's space and the references it holds. */
 struct vm_client {
     int conn;
@@ -74,6 +78,16 @@ static mach_port_name_t vm_server_recv_pager(struct vm_client *client)
 static void vm_server_enter(struct vm_client *client, const struct hell_vm_request *req)
 {
     mach_port_name_t pager = vm_server_recv_pager(client);
+    vm_lock();
+    bool full = client->handles.count >= VM_SERVER_HANDLES_MAX;
+    vm_unlock();
+    if (MACH_PORT_VALID(pager) && full) {
+        ipc_lock();
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], pager);
+        ipc_unlock();
+        vm_server_reply(client, KERN_RESOURCE_SHORTAGE, 0, -1);
+        return;
+    }
     if (!MACH_PORT_VALID(pager)) {
         vm_server_reply(client, KERN_INVALID_ARGUMENT, 0, -1);
         return;

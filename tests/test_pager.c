@@ -29,6 +29,7 @@
  *   mapping).
  */
 #include <errno.h>
+#include <linux/userfaultfd.h>
 #include <fcntl.h>
 #include <hell.h>
 #include <mach.h>
@@ -40,12 +41,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "filepager.h"
+#include "protocol.h"
 #include "hell_exc.h"
 #include "test.h"
 
@@ -530,6 +535,72 @@ static void mapping_task_dies(void)
     close(fd);
 }
 
+/* ---- machd's VM service and a task talking nonsense ---- */
+
+/* Sends REQ on SOCK and returns the code of machd's reply, or 1 when the
+ * connection closed instead. */
+static int vm_service_call(int sock, struct hell_vm_request req)
+{
+    req.magic = HELL_PROTO_MAGIC;
+    struct hell_vm_reply reply;
+    CHECK(send(sock, &req, sizeof req, 0) == sizeof req);
+    ssize_t n = recv(sock, &reply, sizeof reply, 0);
+    if (n == 0) {
+        return 1;
+    }
+    CHECK(n == sizeof reply && reply.magic == HELL_PROTO_MAGIC);
+    return reply.kr;
+}
+
+/* Requests that name nothing of the task's get KERN_INVALID_ARGUMENT; a
+ * message that is no request ends the connection; machd goes on. */
+static void vm_service_rejects_nonsense(void)
+{
+    int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    struct uffdio_api api = {.api = UFFD_API};
+    CHECK(uffd >= 0 && ioctl(uffd, UFFDIO_API, &api) == 0);
+    int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s", getenv(HELL_INSTANCE_ENV));
+    CHECK(connect(sock, (struct sockaddr *)&addr, sizeof addr) == 0);
+    struct hell_request hello = {.magic = HELL_PROTO_MAGIC, .op = HELL_OP_VM};
+    char control[CMSG_SPACE(sizeof(int))] = {0};
+    struct iovec iov = {.iov_base = &hello, .iov_len = sizeof hello};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                         .msg_controllen = sizeof control};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    *c = (struct cmsghdr){.cmsg_len = CMSG_LEN(sizeof(int)), .cmsg_level = SOL_SOCKET,
+                          .cmsg_type = SCM_RIGHTS};
+    memcpy(CMSG_DATA(c), &uffd, sizeof uffd);
+    CHECK(sendmsg(sock, &msg, 0) == sizeof hello);
+    close(uffd);
+
+    CHECK_KR(vm_service_call(sock, (struct hell_vm_request){.op = HELL_VM_ADD, .handle = 7,
+                                                             .start = 1 << 20, .end = 2 << 20}),
+             KERN_INVALID_ARGUMENT);
+    CHECK_KR(vm_service_call(sock, (struct hell_vm_request){.op = HELL_VM_COPY, .handle = 7,
+                                                             .end = PAGE}),
+             KERN_INVALID_ARGUMENT);
+    CHECK_KR(vm_service_call(sock, (struct hell_vm_request){.op = HELL_VM_SYNC, .start = 0,
+                                                             .end = 1 << 20}),
+             KERN_INVALID_ARGUMENT);
+    CHECK_KR(vm_service_call(sock, (struct hell_vm_request){.op = HELL_VM_RELEASE, .handle = 3}),
+             KERN_INVALID_ARGUMENT);
+    CHECK_KR(vm_service_call(sock, (struct hell_vm_request){.op = 99}), KERN_INVALID_ARGUMENT);
+    /* ENTER wants a pager right next: the datagram that comes instead
+     * (an UNMAP) is taken for it and found wanting, and ENTER fails. */
+    struct hell_vm_request enter = {.magic = HELL_PROTO_MAGIC, .op = HELL_VM_ENTER, .end = PAGE};
+    CHECK(send(sock, &enter, sizeof enter, 0) == sizeof enter);
+    CHECK_KR(vm_service_call(sock, (struct hell_vm_request){.op = HELL_VM_UNMAP}),
+             KERN_INVALID_ARGUMENT);
+    /* Not a request: machd hangs up. */
+    char junk[5] = "junk";
+    CHECK(send(sock, junk, sizeof junk, 0) == sizeof junk);
+    char byte;
+    CHECK(recv(sock, &byte, 1, 0) == 0);
+    close(sock);
+}
+
 /* ---- failures ---- */
 
 static struct {
@@ -742,6 +813,7 @@ static void suite(bool instance)
     copies_and_zeros();
     terminate_at_last_unmapping();
     if (instance) {
+        vm_service_rejects_nonsense();
         shared_between_tasks();
         mapping_task_dies();
     }

@@ -3,7 +3,8 @@
  * Null RPC through a MIG stub between two tasks, against a raw
  * SOCK_SEQPACKET ping-pong between two processes measured in the same
  * run, with both processes on one CPU and on two CPUs.  Also RPC
- * throughput with several client threads against the raw baseline.
+ * throughput with several client threads against the raw baseline, and
+ * a kernel call on the caller's own task against a system call.
  * Every ratio is HELL's cost over the baseline's (time per call): below 1,
  * HELL is faster.
  */
@@ -18,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "hell_test.h"
@@ -208,9 +210,35 @@ static void throughput(mach_port_t server, int threads, int n)
 
 #define ROUNDS 9
 
+/* A kernel call on the caller's own task (mach_port_type of its task
+ * port: served in the calling thread, its reply delivered without a
+ * socket), against the cheapest system call: best of ROUNDS batches. */
+static void own_kernel_call(int n)
+{
+    double call = 1e9, sys = 1e9;
+    mach_port_type_t type;
+    for (int r = 0; r < ROUNDS; r++) {
+        double t0 = bench_now_us();
+        for (int i = 0; i < n / ROUNDS; i++) {
+            (void)syscall(SYS_getppid);
+        }
+        double t = (bench_now_us() - t0) / (n / ROUNDS);
+        sys = t < sys ? t : sys;
+        t0 = bench_now_us();
+        for (int i = 0; i < n / ROUNDS; i++) {
+            (void)mach_port_type(mach_task_self(), mach_task_self(), &type);
+        }
+        t = (bench_now_us() - t0) / (n / ROUNDS);
+        call = t < call ? t : call;
+    }
+    bench_report("kernel call on the own task", call, "us", "getppid system call", sys);
+}
+
 int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 20000;
+    bench_pin(0);
+    own_kernel_call(n);
     for (int cross = 0; cross < 2; cross++) {
         int server_cpu = cross ? 1 : 0;
         const char *where = cross ? "cross_cpu" : "same_cpu";

@@ -839,7 +839,6 @@ struct wire_parsed_right {
     const struct wire_right *requests[2]; /* no-senders, port-destroyed */
     int request_fds[2];
     bool lost; /* some descriptor is missing (wire_fd_missing) */
-    bool unchecked; /* a send right's descriptors, checked at adoption */
 };
 
 /* A parsed message.  The common shapes (a reply right and a few body
@@ -950,19 +949,19 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
             ((wr->kind == KRIGHT_NONE || wr->kind == KRIGHT_DEAD) && wr->flags)) {
             return "right without its descriptors";
         }
-        /* A send right's descriptors are checked when it is adopted, and
-         * only when the port is new here (wire_adopt_send_checked). */
-        r->unchecked = wr->kind == KRIGHT_SEND;
         if (wr->flags & WR_SEND_FD) {
             r->send_fd = wire_in_fd(&in);
-            if (!wire_fd_missing(&in, r->send_fd, &r->lost) && !r->unchecked &&
+            if (!wire_fd_missing(&in, r->send_fd, &r->lost) &&
                 !wire_check_fd_ino(r->send_fd, wr->ino)) {
                 return "send descriptor does not match its port";
             }
         }
         if (wr->flags & WR_COUNT_FD) {
             r->count_fd = wire_in_fd(&in);
-            (void)wire_fd_missing(&in, r->count_fd, &r->lost);
+            if (!wire_fd_missing(&in, r->count_fd, &r->lost) &&
+                (r->count_fd < 0 || !linux_is_pipe(r->count_fd))) {
+                return "bad counting descriptor";
+            }
         }
         if (wr->flags & WR_RECEIVE) {
             r->rcv = wire_in_take(&in, sizeof *r->rcv);
@@ -1017,7 +1016,7 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
         }
         if (wr->flags & WR_QUEUE_FD) {
             r->queue_fd = wire_in_fd(&in);
-            if (!wire_fd_missing(&in, r->queue_fd, &r->lost) && !r->unchecked &&
+            if (!wire_fd_missing(&in, r->queue_fd, &r->lost) &&
                 !ipc_qlimit_fd_ok(r->queue_fd)) {
                 return "bad queue page";
             }
@@ -1235,32 +1234,6 @@ static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
 
 /* Turns the parsed rights into krights.  RCV is the receiving port's
  * state (NULL for bootstrap messages).  Expects [G]. */
-/* Checks the descriptors of the send right R (parsed, none missing)
- * unless they add nothing: the port is one this process holds a send
- * right to, and the sender proved it holds one too (the port's secret),
- * so they are closed unread.  A new port's send end must be that port's
- * socket, its counting descriptor a pipe, its queue page a sealed page.
- * Returns NULL or why the message is dropped.  Expects [G]. */
-static const char *wire_adopt_send_checked(const struct wire_parsed_right *r)
-{
-    const struct wire_right *wr = &r->wr;
-    struct ipc_port *known = ipc_port_lookup(wr->ino);
-    if (known != NULL && known->rcv == NULL && known->srights > 0 && known->has_secret &&
-        known->secret == wr->auth) {
-        return NULL;
-    }
-    if (!wire_check_fd_ino(r->send_fd, wr->ino)) {
-        return "send descriptor does not match its port";
-    }
-    if (r->count_fd < 0 || !linux_is_pipe(r->count_fd)) {
-        return "bad counting descriptor";
-    }
-    if (r->queue_fd >= 0 && !ipc_qlimit_fd_ok(r->queue_fd)) {
-        return "bad queue page";
-    }
-    return NULL;
-}
-
 static const char *wire_adopt_right(struct wire_parsed_right *r,
                                     struct ipc_port_rcv *rcv, struct kright *out)
 {
@@ -1277,12 +1250,8 @@ static const char *wire_adopt_right(struct wire_parsed_right *r,
         *out = (struct kright){.kind = KRIGHT_LOST};
         return NULL;
     }
-    const char *why;
     switch (wr->kind) {
     case KRIGHT_SEND:
-        if (r->unchecked && (why = wire_adopt_send_checked(r)) != NULL) {
-            return why;
-        }
         port = ipc_port_adopt(r->send_fd, wr->ino);
         r->send_fd = -1;
         if (port == NULL) {

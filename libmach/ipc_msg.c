@@ -325,6 +325,7 @@ static void ipc_msg_keep_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
         return;
     }
     memcpy(body, kmsg->body, kmsg->body_size);
+    free(kmsg->body_owned); /* (a message taken from pending and kept again) */
     *copy = *kmsg;
     copy->body = body;
     copy->body_owned = body;

@@ -165,7 +165,8 @@ static kern_return_t kern_vm_map_shared(struct vm_object *object, vm_address_t *
 
 /* The mapping (or with COPY the copy) of [OFFSET, OFFSET + LEN) of the
  * object of PAGER (a kernel-space send right, left to the caller), from
- * machd's cache, placed as asked.  Expects [V]. */
+ * machd's cache, placed as asked.  Expects [V]; lets it go while a copy
+ * waits for the pager. */
 static kern_return_t kern_vm_map_remote(mach_port_name_t pager, vm_address_t *address,
                                         vm_size_t len, vm_address_t mask, bool anywhere,
                                         vm_offset_t offset, bool copy, vm_prot_t cur)
@@ -182,7 +183,9 @@ static kern_return_t kern_vm_map_remote(mach_port_name_t pager, vm_address_t *ad
     vm_address_t at = *address;
     if (copy) {
         int copy_fd;
+        vm_unlock();
         kr = vm_remote_copy(handle, offset, len, &copy_fd);
+        vm_lock();
         vm_remote_release(handle);
         if (kr == KERN_SUCCESS) {
             kr = kern_vm_place(&at, len, mask, anywhere, kern_vm_linux_prot(cur), MAP_PRIVATE,

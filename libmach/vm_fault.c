@@ -48,10 +48,18 @@ static bool vm_fault_drain(struct vm_space *space)
     struct uffd_msg msgs[VM_FAULT_BATCH];
     for (int r = 0; r < VM_FAULT_READS; r++) {
         ssize_t n = read(space->uffd, msgs, sizeof msgs);
-        if (n < 0) {
-            return errno == EAGAIN || errno == EINTR;
+        if (n <= 0) {
+            if (n == 0) {
+                errno = EPIPE;
+            }
+            return n < 0 && (errno == EAGAIN || errno == EINTR);
         }
         for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++) {
+            if (msgs[i].event == UFFD_EVENT_FORK) {
+                /* (Asked for by no one here: a task's own features.) */
+                linux_close((int)msgs[i].arg.fork.ufd);
+                continue;
+            }
             if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
                 continue;
             }

@@ -620,7 +620,14 @@ kern_return_t vm_object_enter(mach_port_name_t pager, struct vm_object **result)
     if (object == NULL) {
         return KERN_RESOURCE_SHORTAGE;
     }
-    object->memfd = memfd_create("hell-object", MFD_CLOEXEC);
+    /* Sealed against shrinking: a task that holds it (vm_remote.h) must
+     * not take pages from under the others' mappings. */
+    object->memfd = memfd_create("hell-object", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (object->memfd >= 0 &&
+        fcntl(object->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+        linux_close(object->memfd);
+        object->memfd = -1;
+    }
     object->pager = pager;
     object->cluster = 1;
     object->seq_next = UINT64_MAX;
@@ -983,9 +990,14 @@ kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t
             kr = KERN_MEMORY_ERROR;
         }
     }
-    if (kr == KERN_SUCCESS && size > 0 &&
-        pread(object->memfd, dst, size, (off_t)offset) != (ssize_t)size) {
-        kr = KERN_MEMORY_ERROR;
+    /* (One pread moves at most 2 GiB.) */
+    for (uint64_t done = 0; kr == KERN_SUCCESS && done < size;) {
+        ssize_t n = pread(object->memfd, (char *)dst + done, size - done,
+                          (off_t)(offset + done));
+        if (n <= 0 && !(n < 0 && errno == EINTR)) {
+            kr = KERN_MEMORY_ERROR;
+        }
+        done += n > 0 ? (uint64_t)n : 0;
     }
     vm_unlock();
     return kr;

@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "futex_lock.h"
 #include "ipc_janitor.h"
 #include "ipc_space.h"
 #include "ipc_wire.h"
@@ -26,12 +28,27 @@ struct vm_remote_range {
     struct vm_remote_range *next;
 };
 
-static int vm_remote_sock = -1;          /* [V] the connection, or -1 */
-static bool vm_remote_failed;            /* [V] no connection, for good */
-static struct vm_remote_range *vm_remote_ranges; /* [V] */
+static struct futex_lock vm_remote_lock = FUTEX_LOCK_INIT; /* [C] */
+static int vm_remote_sock = -1;          /* [C] the connection, or -1 */
+static bool vm_remote_failed;            /* [C] no connection, for good */
+static struct vm_remote_range *vm_remote_ranges; /* [C] */
+
+/* The connection is lost (machd is gone, or it hung up on a message it
+ * could not make sense of): the mappings it served are no longer served,
+ * so they become inaccessible (a touch is a fault, not a page of zeros
+ * made in the cache behind the pager's back).  Expects [C]. */
+static void vm_remote_lost(void)
+{
+    fprintf(stderr, "hell[%d]: lost machd's memory object service\n", (int)getpid());
+    linux_close(vm_remote_sock);
+    vm_remote_sock = -1;
+    for (struct vm_remote_range *r = vm_remote_ranges; r != NULL; r = r->next) {
+        (void)mprotect((void *)r->start, r->end - r->start, PROT_NONE);
+    }
+}
 
 /* Connects to machd and hands it this task's userfaultfd.  Returns
- * whether it worked. */
+ * whether it worked.  Expects [C]. */
 static bool vm_remote_connect(void)
 {
     const char *path = ipc_instance_path();
@@ -61,16 +78,19 @@ static bool vm_remote_connect(void)
 
 bool vm_remote_active(void)
 {
-    return vm_remote_sock >= 0 || (!vm_remote_failed && vm_remote_connect());
+    futex_lock_acquire(&vm_remote_lock);
+    bool active = vm_remote_sock >= 0 || (!vm_remote_failed && vm_remote_connect());
+    futex_lock_release(&vm_remote_lock);
+    return active;
 }
 
 /* Sends REQ, then, with PAGER valid, a copy of that kernel-space send
  * right, and receives the reply: its handle into *HANDLE, a memfd into
- * *MEMFD when not NULL (-1 when none came).  Returns the reply's code,
- * or KERN_RESOURCE_SHORTAGE when the connection failed (machd is gone:
- * the instance is ending). */
-static kern_return_t vm_remote_call(struct hell_vm_request *req, mach_port_name_t pager,
-                                    uint64_t *handle, int *memfd)
+ * *MEMFD when not NULL (-1 when none came or it could not be taken).
+ * Returns the reply's code, or KERN_RESOURCE_SHORTAGE when the
+ * connection failed.  Expects [C]. */
+static kern_return_t vm_remote_call_locked(struct hell_vm_request *req, mach_port_name_t pager,
+                                           uint64_t *handle, int *memfd)
 {
     if (memfd != NULL) {
         *memfd = -1;
@@ -82,14 +102,17 @@ static kern_return_t vm_remote_call(struct hell_vm_request *req, mach_port_name_
     struct iovec iov = {.iov_base = req, .iov_len = sizeof *req};
     bool ok = wire_sendmsg(vm_remote_sock, &iov, 1, NULL, 0, 0) == (int)sizeof *req;
     if (ok && MACH_PORT_VALID(pager)) {
+        /* The right goes as a bootstrap message; when it cannot, one with
+         * no right keeps machd in step (it answers that no pager came). */
         struct kright right;
         ipc_lock();
-        ok = ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], pager, MACH_MSG_TYPE_COPY_SEND, false,
-                              &right) == KERN_SUCCESS;
-        if (ok && wire_send_bootstrap(vm_remote_sock, &right, 1) != MACH_MSG_SUCCESS) {
+        bool copied = ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], pager,
+                                       MACH_MSG_TYPE_COPY_SEND, false, &right) == KERN_SUCCESS;
+        if (copied && wire_send_bootstrap(vm_remote_sock, &right, 1) != MACH_MSG_SUCCESS) {
             kright_destroy(&right);
-            ok = false;
+            copied = false;
         }
+        ok = copied || wire_send_bootstrap(vm_remote_sock, NULL, 0) == MACH_MSG_SUCCESS;
         ipc_unlock();
     }
     struct hell_vm_reply reply;
@@ -115,13 +138,12 @@ static kern_return_t vm_remote_call(struct hell_vm_request *req, mach_port_name_
         memcpy(&fd, CMSG_DATA(c), sizeof fd);
     }
     if (n != (ssize_t)sizeof reply || reply.magic != HELL_PROTO_MAGIC ||
-        (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        (msg.msg_flags & MSG_TRUNC)) {
         linux_close(fd);
-        fprintf(stderr, "hell[%d]: lost machd's memory object service\n", (int)getpid());
-        linux_close(vm_remote_sock);
-        vm_remote_sock = -1;
+        vm_remote_lost();
         return KERN_RESOURCE_SHORTAGE;
     }
+    /* (A descriptor this task had no room for is lost, the reply not.) */
     if (memfd != NULL) {
         *memfd = fd;
     } else {
@@ -131,6 +153,16 @@ static kern_return_t vm_remote_call(struct hell_vm_request *req, mach_port_name_
         *handle = reply.handle;
     }
     return reply.kr;
+}
+
+/* vm_remote_call_locked, taking [C]. */
+static kern_return_t vm_remote_call(struct hell_vm_request *req, mach_port_name_t pager,
+                                    uint64_t *handle, int *memfd)
+{
+    futex_lock_acquire(&vm_remote_lock);
+    kern_return_t kr = vm_remote_call_locked(req, pager, handle, memfd);
+    futex_lock_release(&vm_remote_lock);
+    return kr;
 }
 
 kern_return_t vm_remote_enter(mach_port_name_t pager, uint64_t end, uint64_t *handle,
@@ -155,14 +187,16 @@ kern_return_t vm_remote_add(uint64_t handle, uint64_t start, uint64_t end, uint6
     }
     struct hell_vm_request req = {.op = HELL_VM_ADD, .handle = handle, .start = start,
                                   .end = end, .offset = offset};
-    kern_return_t kr = vm_remote_call(&req, MACH_PORT_NULL, NULL, NULL);
-    if (kr != KERN_SUCCESS) {
+    futex_lock_acquire(&vm_remote_lock);
+    kern_return_t kr = vm_remote_call_locked(&req, MACH_PORT_NULL, NULL, NULL);
+    if (kr == KERN_SUCCESS) {
+        *range = (struct vm_remote_range){.start = start, .end = end, .next = vm_remote_ranges};
+        vm_remote_ranges = range;
+    } else {
         free(range);
-        return kr;
     }
-    *range = (struct vm_remote_range){.start = start, .end = end, .next = vm_remote_ranges};
-    vm_remote_ranges = range;
-    return KERN_SUCCESS;
+    futex_lock_release(&vm_remote_lock);
+    return kr;
 }
 
 void vm_remote_release(uint64_t handle)
@@ -184,7 +218,7 @@ kern_return_t vm_remote_copy(uint64_t handle, uint64_t offset, uint64_t size, in
     return kr;
 }
 
-/* Whether [START, END) meets a range mapping an object. */
+/* Whether [START, END) meets a range mapping an object.  Expects [C]. */
 static bool vm_remote_maps(uint64_t start, uint64_t end)
 {
     for (struct vm_remote_range *r = vm_remote_ranges; r != NULL; r = r->next) {
@@ -197,7 +231,9 @@ static bool vm_remote_maps(uint64_t start, uint64_t end)
 
 void vm_remote_unmap(uint64_t start, uint64_t end)
 {
+    futex_lock_acquire(&vm_remote_lock);
     if (!vm_remote_maps(start, end)) {
+        futex_lock_release(&vm_remote_lock);
         return;
     }
     for (struct vm_remote_range **link = &vm_remote_ranges; *link != NULL;) {
@@ -226,21 +262,24 @@ void vm_remote_unmap(uint64_t start, uint64_t end)
         }
     }
     struct hell_vm_request req = {.op = HELL_VM_UNMAP, .start = start, .end = end};
-    (void)vm_remote_call(&req, MACH_PORT_NULL, NULL, NULL);
+    (void)vm_remote_call_locked(&req, MACH_PORT_NULL, NULL, NULL);
+    futex_lock_release(&vm_remote_lock);
 }
 
 bool vm_remote_sync(uint64_t start, uint64_t end, bool invalidate)
 {
-    if (!vm_remote_maps(start, end)) {
-        return false;
-    }
+    futex_lock_acquire(&vm_remote_lock);
+    bool any = vm_remote_maps(start, end);
     struct hell_vm_request req = {.op = HELL_VM_SYNC, .start = start, .end = end,
                                   .flags = invalidate ? HELL_VM_INVALIDATE : 0};
-    return vm_remote_call(&req, MACH_PORT_NULL, NULL, NULL) == KERN_SUCCESS;
+    any = any && vm_remote_call_locked(&req, MACH_PORT_NULL, NULL, NULL) == KERN_SUCCESS;
+    futex_lock_release(&vm_remote_lock);
+    return any;
 }
 
 void vm_remote_fork_child(void)
 {
+    vm_remote_lock = (struct futex_lock)FUTEX_LOCK_INIT;
     linux_close(vm_remote_sock);
     vm_remote_sock = -1;
     vm_remote_failed = false;

@@ -14,8 +14,9 @@
  * Outside an instance, or when the connection cannot be made, the task
  * is its own kernel (vm_object.h).
  *
- * Every function here expects [V] (which orders the requests), and may
- * take [G] after it.
+ * Every function here but vm_remote_copy expects [V] (which keeps a
+ * task's mappings and unmappings in order); each takes the connection's
+ * own lock [C] after it, and may take [G] after that.
  */
 #ifndef HELL_VM_REMOTE_H
 #define HELL_VM_REMOTE_H
@@ -50,7 +51,8 @@ void vm_remote_release(uint64_t handle);
 /* A copy of [OFFSET, OFFSET + SIZE) of HANDLE's object, as it is now, in
  * a new memfd (*MEMFD, the caller's).  Returns KERN_SUCCESS,
  * KERN_MEMORY_ERROR (the pager failed, died or did not answer in time)
- * or KERN_RESOURCE_SHORTAGE. */
+ * or KERN_RESOURCE_SHORTAGE.  Expects [V] not held: it waits for the
+ * pager, which may be this task. */
 kern_return_t vm_remote_copy(uint64_t handle, uint64_t offset, uint64_t size, int *memfd);
 
 /* [START, END) of this task no longer maps what it mapped (the caller

@@ -11,6 +11,7 @@
  * ranges, and a kernel object of machd is no pager.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <hell.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,12 +40,31 @@ struct vm_client {
     uint64_t last_handle;     /* [V] */
 };
 
-/* Sends REPLY, with FD (not given away) when not negative. */
+/* Sends REPLY, with FD (not given away) when not negative.  A reply that
+ * cannot go ends the connection: the task would wait for it forever. */
 static void vm_server_reply(struct vm_client *client, kern_return_t kr, uint64_t handle, int fd)
 {
     struct hell_vm_reply reply = {.magic = HELL_PROTO_MAGIC, .kr = kr, .handle = handle};
     struct iovec iov = {.iov_base = &reply, .iov_len = sizeof reply};
-    (void)wire_sendmsg(client->conn, &iov, 1, &fd, fd >= 0 ? 1 : 0, 0);
+    if (wire_sendmsg(client->conn, &iov, 1, &fd, fd >= 0 ? 1 : 0, 0) != (int)sizeof reply) {
+        (void)shutdown(client->conn, SHUT_RDWR);
+    }
+}
+
+/* Whether FD is a userfaultfd, made non-blocking (the fault thread reads
+ * it under [V] and must never wait there). */
+static bool vm_server_uffd_ok(int fd)
+{
+    char path[64], target[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    if (n <= 0) {
+        return false;
+    }
+    target[n] = '\0';
+    int flags = fcntl(fd, F_GETFL);
+    return strcmp(target, "anon_inode:[userfaultfd]") == 0 && flags >= 0 &&
+           fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
 }
 
 /* Receives the pager of HELL_VM_ENTER into machd's kernel space.
@@ -103,6 +123,8 @@ static void vm_server_enter(struct vm_client *client, const struct hell_vm_reque
         vm_server_reply(client, kr, 0, -1);
         return;
     }
+    /* (Read-only mappings get a writable descriptor too: Linux registers
+     * with a userfaultfd only shared mappings that may be written.) */
     int fd = vm_object_memfd(object, req->end);
     uint64_t handle = ++client->last_handle;
     if (fd < 0 || !u64map_insert(&client->handles, handle, object)) {
@@ -227,7 +249,10 @@ __attribute__((visibility("default"))) void hell_vm_serve(int conn, int uffd,
     if (timeout_ms == 0 || timeout_ms > 3600000) {
         timeout_ms = 30000;
     }
-    if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+    if (!vm_server_uffd_ok(uffd)) {
+        fprintf(stderr, "machd: a task's userfaultfd is none\n");
+        errno = EBADF;
+    } else if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
         vm_lock();
         client.space = vm_space_add(uffd, cred.pid, (int)timeout_ms);
         vm_unlock();

@@ -134,6 +134,60 @@ static void ipc_rpc_wait_clear(struct ipc_rpc_wait *wait)
     *wait = (struct ipc_rpc_wait){0};
 }
 
+/* Gives KMSG's lent regions (wire_region_release) mappings of their own,
+ * before the receive buffer they lie in is reused.  Returns false when
+ * out of memory. */
+static bool ipc_msg_own_regions(struct kmsg *kmsg)
+{
+    for (unsigned i = 0; i < kmsg->nool; i++) {
+        struct kool *ool = &kmsg->ool[i];
+        if (!ool->lent) {
+            continue;
+        }
+        void *p = mmap(NULL, ool->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
+        if (p == MAP_FAILED) {
+            return false;
+        }
+        memcpy(p, ool->addr, ool->size);
+        *ool = (struct kool){.addr = p, .size = ool->size, .dealloc = true, .memfd = -1};
+    }
+    return true;
+}
+
+/* Makes KMSG (whose body may lie in a per-thread buffer) the port's next
+ * message, taking it over.  Returns false, KMSG still the caller's, when
+ * out of memory.  Expects [G] and the port's rlock. */
+static bool ipc_msg_set_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
+{
+    struct kmsg *copy = malloc(sizeof *copy);
+    char *body = malloc(kmsg->body_size + 1);
+    if (copy == NULL || body == NULL || !ipc_msg_own_regions(kmsg)) {
+        free(copy);
+        free(body);
+        return false;
+    }
+    memcpy(body, kmsg->body, kmsg->body_size);
+    free(kmsg->body_owned); /* (a message taken from pending and kept again) */
+    *copy = *kmsg;
+    copy->body = body;
+    copy->body_owned = body;
+    rcv->pending = copy;
+    if (rcv->pset != NULL) {
+        rcv->pset->npending++;
+    }
+    return true;
+}
+
+/* Keeps KMSG as the port's next message (MACH_RCV_LARGE), or destroys
+ * it when out of memory.  Expects [G] and the port's rlock. */
+static void ipc_msg_keep_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
+{
+    if (!ipc_msg_set_pending(rcv, kmsg)) {
+        ipc_kmsg_destroy(kmsg);
+    }
+}
+
 /* Delivers KMSG, a reply of this task's kernel, straight to its
  * destination when that port's receive right is here and nobody waits
  * on it: a kernel call served in the calling thread (mach_port_deallocate
@@ -154,26 +208,21 @@ static bool ipc_msg_deliver_local(struct kmsg *kmsg)
         atomic_load(&rcv->leaving) || !futex_lock_try(&rcv->rlock)) {
         return false;
     }
+    /* As a message off the wire: the header's bits, size and id. */
+    struct kmsg received = {.hdr = {.msgh_bits = kmsg->hdr.msgh_bits,
+                                    .msgh_size = kmsg->hdr.msgh_size,
+                                    .msgh_id = kmsg->hdr.msgh_id,
+                                    .msgh_seqno = rcv->seqno},
+                            .body = kmsg->body, .body_size = kmsg->body_size};
     int queued = -1;
-    struct kmsg *copy = malloc(sizeof *copy);
-    char *body = malloc(kmsg->body_size + 1);
-    bool ok = copy != NULL && body != NULL && rcv->pending == NULL &&
-              ioctl(rcv->recv_fd, SIOCINQ, &queued) == 0 && queued == 0 &&
-              ipc_port_rcv_consume_nonce(rcv, kmsg->dest.nonce);
+    bool ok = rcv->pending == NULL && ioctl(rcv->recv_fd, SIOCINQ, &queued) == 0 &&
+              queued == 0 && ipc_port_rcv_has_nonce(rcv, kmsg->dest.nonce) &&
+              ipc_msg_set_pending(rcv, &received);
     if (ok) {
-        memcpy(body, kmsg->body, kmsg->body_size);
-        /* As a message off the wire: the header's bits, size and id. */
-        *copy = (struct kmsg){.hdr = {.msgh_bits = kmsg->hdr.msgh_bits,
-                                      .msgh_size = kmsg->hdr.msgh_size,
-                                      .msgh_id = kmsg->hdr.msgh_id,
-                                      .msgh_seqno = rcv->seqno++},
-                              .body = body, .body_size = kmsg->body_size, .body_owned = body};
-        rcv->pending = copy;
+        rcv->seqno++;
+        (void)ipc_port_rcv_consume_nonce(rcv, kmsg->dest.nonce);
         ipc_port_unref(dest);
         kmsg->dest = (struct kright){.kind = KRIGHT_NONE};
-    } else {
-        free(copy);
-        free(body);
     }
     futex_lock_release(&rcv->rlock);
     return ok;
@@ -289,50 +338,6 @@ static void ipc_msg_too_large_header(struct kmsg *kmsg, mach_port_name_t local,
     msg->msgh_protected_payload = local;
     msg->msgh_seqno = kmsg->hdr.msgh_seqno;
     msg->msgh_id = kmsg->hdr.msgh_id;
-}
-
-/* Gives KMSG's lent regions (wire_region_release) mappings of their own,
- * before the receive buffer they lie in is reused.  Returns false when
- * out of memory. */
-static bool ipc_msg_own_regions(struct kmsg *kmsg)
-{
-    for (unsigned i = 0; i < kmsg->nool; i++) {
-        struct kool *ool = &kmsg->ool[i];
-        if (!ool->lent) {
-            continue;
-        }
-        void *p = mmap(NULL, ool->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                       -1, 0);
-        if (p == MAP_FAILED) {
-            return false;
-        }
-        memcpy(p, ool->addr, ool->size);
-        *ool = (struct kool){.addr = p, .size = ool->size, .dealloc = true, .memfd = -1};
-    }
-    return true;
-}
-
-/* Keeps KMSG (whose body is in a per-thread buffer) as the port's next
- * message.  Expects [G] and the port's rlock. */
-static void ipc_msg_keep_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
-{
-    struct kmsg *copy = malloc(sizeof *copy);
-    char *body = malloc(kmsg->body_size + 1);
-    if (copy == NULL || body == NULL || !ipc_msg_own_regions(kmsg)) {
-        free(copy);
-        free(body);
-        ipc_kmsg_destroy(kmsg);
-        return;
-    }
-    memcpy(body, kmsg->body, kmsg->body_size);
-    free(kmsg->body_owned); /* (a message taken from pending and kept again) */
-    *copy = *kmsg;
-    copy->body = body;
-    copy->body_owned = body;
-    rcv->pending = copy;
-    if (rcv->pset != NULL) {
-        rcv->pset->npending++;
-    }
 }
 
 /* Takes the message MACH_RCV_LARGE left at the head of RCV.  Expects [G]

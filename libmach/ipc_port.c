@@ -223,6 +223,11 @@ bool ipc_port_rcv_consume_nonce(struct ipc_port_rcv *rcv, uint64_t nonce)
     return true;
 }
 
+bool ipc_port_rcv_has_nonce(const struct ipc_port_rcv *rcv, uint64_t nonce)
+{
+    return nonce != 0 && u64map_lookup(&rcv->nonces, nonce) != NULL;
+}
+
 bool ipc_port_consume_nonce(struct ipc_port *port, uint64_t nonce)
 {
     assert(port->rcv != NULL);

@@ -56,6 +56,10 @@ bool ipc_port_consume_nonce(struct ipc_port *port, uint64_t nonce);
  * destroyed while a thread of ours was dequeuing). */
 bool ipc_port_rcv_consume_nonce(struct ipc_port_rcv *rcv, uint64_t nonce);
 
+/* Whether NONCE is a live send-once right to the port of RCV (nothing
+ * consumed).  Expects [G]. */
+bool ipc_port_rcv_has_nonce(const struct ipc_port_rcv *rcv, uint64_t nonce);
+
 /* Records in the transport table of RCV that its senders passed the send
  * end of PORT (a new reference is taken).  Growing tables are swept of
  * ports whose receive right died, with one poll() over the table. */

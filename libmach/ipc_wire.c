@@ -663,10 +663,10 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
         }
         hdr.flags |= counted ? WIRE_HDR_COUNTED : 0;
     }
-    struct iovec iov[3 + 2 * WIRE_INLINE_REGIONS] = {
-        {.iov_base = &hdr, .iov_len = sizeof hdr},
-        {.iov_base = out.desc, .iov_len = out.len},
-    };
+    /* (Filled, not initialised: this is every message's path.) */
+    struct iovec iov[3 + 2 * WIRE_INLINE_REGIONS];
+    iov[0] = (struct iovec){.iov_base = &hdr, .iov_len = sizeof hdr};
+    iov[1] = (struct iovec){.iov_base = out.desc, .iov_len = out.len};
     int iovcnt = 2;
     for (unsigned i = 0; i < out.nregions; i++) {
         iov[iovcnt++] = out.regions[i];

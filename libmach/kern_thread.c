@@ -519,6 +519,21 @@ static time_value64_t kern_ticks_to_time(unsigned long long ticks)
                                            (1000000000 / hz)};
 }
 
+/* The words of an info structure TYPE before FIELD: the count GNU Mach
+ * accepted before its 64-bit times were appended. */
+#define KERN_INFO_OLD_COUNT(type, field) \
+    ((mach_msg_type_number_t)(offsetof(type, field) / sizeof(natural_t)))
+
+/* Copies the info structure SRC of FULL words into INFO, or only its
+ * first OLD words when *COUNT has no room for them all, and says how many
+ * in *COUNT.  Expects *COUNT >= OLD. */
+static void kern_info_copyout(void *info, mach_msg_type_number_t *count, const void *src,
+                              mach_msg_type_number_t old, mach_msg_type_number_t full)
+{
+    *count = *count < full ? old : full;
+    memcpy(info, src, *count * sizeof(natural_t));
+}
+
 static rpc_time_value_t kern_time_to_rpc(time_value64_t t)
 {
     return (rpc_time_value_t){.seconds = t.seconds,
@@ -541,8 +556,7 @@ kern_return_t kern_thread_info(mach_port_t thread, int flavor, thread_info_t inf
     switch (flavor) {
     case THREAD_BASIC_INFO: {
         /* GNU Mach accepts the count before the 64-bit times were added. */
-        mach_msg_type_number_t old = offsetof(struct thread_basic_info, user_time64) /
-                                     sizeof(natural_t);
+        mach_msg_type_number_t old = KERN_INFO_OLD_COUNT(struct thread_basic_info, user_time64);
         if (*count < old) {
             return KERN_INVALID_ARGUMENT;
         }
@@ -566,9 +580,7 @@ kern_return_t kern_thread_info(mach_port_t thread, int flavor, thread_info_t inf
         b.creation_time64 = (time_value64_t){.seconds = creation.tv_sec,
                                              .nanoseconds = creation.tv_nsec};
         b.creation_time = kern_time_to_rpc(b.creation_time64);
-        mach_msg_type_number_t full = THREAD_BASIC_INFO_COUNT;
-        *count = *count < full ? old : full;
-        memcpy(info, &b, *count * sizeof(natural_t));
+        kern_info_copyout(info, count, &b, old, THREAD_BASIC_INFO_COUNT);
         return KERN_SUCCESS;
     }
     case THREAD_SCHED_INFO: {
@@ -638,8 +650,7 @@ kern_return_t kern_task_info(mach_port_t task, int flavor, task_info_t info,
     }
     switch (flavor) {
     case TASK_BASIC_INFO: {
-        mach_msg_type_number_t old = offsetof(struct task_basic_info, user_time64) /
-                                     sizeof(integer_t);
+        mach_msg_type_number_t old = KERN_INFO_OLD_COUNT(struct task_basic_info, user_time64);
         if (*count < old) {
             return KERN_INVALID_ARGUMENT;
         }
@@ -670,9 +681,7 @@ kern_return_t kern_task_info(mach_port_t task, int flavor, task_info_t info,
         b.system_time = kern_time_to_rpc(b.system_time64);
         b.creation_time64 = kern_task_creation_time();
         b.creation_time = kern_time_to_rpc(b.creation_time64);
-        mach_msg_type_number_t full = TASK_BASIC_INFO_COUNT;
-        *count = *count < full ? old : full;
-        memcpy(info, &b, *count * sizeof(integer_t));
+        kern_info_copyout(info, count, &b, old, TASK_BASIC_INFO_COUNT);
         return KERN_SUCCESS;
     }
     case TASK_EVENTS_INFO: {
@@ -692,8 +701,8 @@ kern_return_t kern_task_info(mach_port_t task, int flavor, task_info_t info,
         return KERN_SUCCESS;
     }
     case TASK_THREAD_TIMES_INFO: {
-        mach_msg_type_number_t old = offsetof(struct task_thread_times_info, user_time64) /
-                                     sizeof(integer_t);
+        mach_msg_type_number_t old =
+            KERN_INFO_OLD_COUNT(struct task_thread_times_info, user_time64);
         if (*count < old) {
             return KERN_INVALID_ARGUMENT;
         }
@@ -705,9 +714,7 @@ kern_return_t kern_task_info(mach_port_t task, int flavor, task_info_t info,
             .user_time64 = live.user,
             .system_time64 = live.system,
         };
-        mach_msg_type_number_t full = TASK_THREAD_TIMES_INFO_COUNT;
-        *count = *count < full ? old : full;
-        memcpy(info, &tt, *count * sizeof(integer_t));
+        kern_info_copyout(info, count, &tt, old, TASK_THREAD_TIMES_INFO_COUNT);
         return KERN_SUCCESS;
     }
     default:

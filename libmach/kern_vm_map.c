@@ -223,6 +223,42 @@ static kern_return_t kern_vm_map_remote(mach_port_name_t pager, vm_address_t *ad
     return kr;
 }
 
+/* The mapping (or with COPY the copy) of [OFFSET, OFFSET + LEN) of the
+ * object of PAGER (a kernel-space send right, left to the caller), from
+ * this task's own cache, placed as asked.  Expects [V]; lets it go while
+ * a copy reads. */
+static kern_return_t kern_vm_map_local(mach_port_name_t pager, vm_address_t *address,
+                                       vm_size_t len, vm_address_t mask, bool anywhere,
+                                       vm_offset_t offset, bool copy, vm_prot_t cur)
+{
+    /* The object takes a reference of its own. */
+    ipc_lock();
+    kern_return_t kr = ipc_right_delta(&ipc_spaces[SPACE_KERNEL], pager, MACH_PORT_RIGHT_SEND, 1);
+    ipc_unlock();
+    if (kr != KERN_SUCCESS) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    struct vm_object *object;
+    kr = vm_object_enter(pager, &object);
+    if (kr != KERN_SUCCESS) {
+        kern_vm_drop_request_right(pager); /* the object's */
+        return kr;
+    }
+    if (copy) {
+        int timeout_ms = vm_pager_timeout_ms();
+        vm_unlock();
+        kr = kern_vm_map_copy(object, address, len, mask, anywhere, offset, cur, timeout_ms);
+        vm_lock();
+        vm_object_release(object);
+    } else {
+        kr = kern_vm_map_shared(object, address, len, mask, anywhere, offset, cur);
+        if (kr != KERN_SUCCESS) {
+            vm_object_release(object);
+        }
+    }
+    return kr;
+}
+
 kern_return_t kern_vm_map(mach_port_t target_task, vm_address_t *address, vm_size_t size,
                           vm_address_t mask, boolean_t anywhere, mach_port_t memory_object,
                           vm_offset_t offset, boolean_t copy, vm_prot_t cur_protection,
@@ -247,66 +283,29 @@ kern_return_t kern_vm_map(mach_port_t target_task, vm_address_t *address, vm_siz
     ipc_lock();
     struct ipc_entry *entry = ipc_entry_lookup(&ipc_spaces[SPACE_KERNEL], memory_object);
     bool dead = entry != NULL && (entry->type & MACH_PORT_TYPE_DEAD_NAME);
-    bool kernel_port = entry != NULL && (entry->type & MACH_PORT_TYPE_RECEIVE);
-    /* The object takes a reference of its own; the request's goes with
-     * the request on failure, here on success. */
-    bool extra = MACH_PORT_VALID(memory_object) && !dead && !kernel_port &&
-                 !(offset & (VM_PAGE - 1)) &&
-                 ipc_right_delta(&ipc_spaces[SPACE_KERNEL], memory_object,
-                                 MACH_PORT_RIGHT_SEND, 1) == KERN_SUCCESS;
+    /* A kernel object (a receive right here) is no pager. */
+    bool pager = entry != NULL && (entry->type & MACH_PORT_TYPE_SEND) &&
+                 !(entry->type & MACH_PORT_TYPE_RECEIVE);
     ipc_unlock();
+    kern_return_t kr;
     if (!MACH_PORT_VALID(memory_object) || dead) {
-        kern_return_t kr = kern_vm_place(&at, len, mask, anywhere,
-                                         kern_vm_linux_prot(cur_protection), MAP_PRIVATE, -1, 0);
-        if (kr == KERN_SUCCESS) {
-            kern_vm_map_attrs(at, len, max_protection, inheritance);
-            kern_vm_drop_request_right(memory_object);
-            *address = at;
-        }
-        return kr;
-    }
-    if (!extra) {
-        /* A kernel object is no pager; an object offset must be a page
-         * boundary (Linux maps files by page). */
+        kr = kern_vm_place(&at, len, mask, anywhere, kern_vm_linux_prot(cur_protection),
+                           MAP_PRIVATE, -1, 0);
+    } else if (!pager || (offset & (VM_PAGE - 1))) {
+        /* (An object offset must be a page boundary: Linux maps files by
+         * page.) */
         return KERN_INVALID_ARGUMENT;
-    }
-    vm_lock();
-    if (vm_remote_active()) {
-        kern_return_t kr = kern_vm_map_remote(memory_object, &at, len, mask, anywhere, offset,
-                                              copy, cur_protection);
-        vm_unlock();
-        kern_vm_drop_request_right(memory_object); /* the extra one */
-        if (kr == KERN_SUCCESS) {
-            kern_vm_map_attrs(at, len, max_protection, inheritance);
-            kern_vm_drop_request_right(memory_object);
-            *address = at;
-        }
-        return kr;
-    }
-    struct vm_object *object;
-    kern_return_t kr = vm_object_enter(memory_object, &object);
-    if (kr != KERN_SUCCESS) {
-        vm_unlock();
-        kern_vm_drop_request_right(memory_object); /* the extra one */
-        return kr;
-    }
-    if (copy) {
-        int timeout_ms = vm_pager_timeout_ms();
-        vm_unlock();
-        kr = kern_vm_map_copy(object, &at, len, mask, anywhere, offset, cur_protection,
-                              timeout_ms);
-        vm_lock();
-        vm_object_release(object);
     } else {
-        kr = kern_vm_map_shared(object, &at, len, mask, anywhere, offset, cur_protection);
-        if (kr != KERN_SUCCESS) {
-            vm_object_release(object);
-        }
+        vm_lock();
+        kr = vm_remote_active() ? kern_vm_map_remote(memory_object, &at, len, mask, anywhere,
+                                                     offset, copy, cur_protection)
+                                : kern_vm_map_local(memory_object, &at, len, mask, anywhere,
+                                                    offset, copy, cur_protection);
+        vm_unlock();
     }
-    vm_unlock();
     if (kr == KERN_SUCCESS) {
         kern_vm_map_attrs(at, len, max_protection, inheritance);
-        kern_vm_drop_request_right(memory_object);
+        kern_vm_drop_request_right(memory_object); /* a successful routine owns it */
         *address = at;
     }
     return kr;

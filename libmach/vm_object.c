@@ -712,11 +712,6 @@ int vm_object_memfd(struct vm_object *object, uint64_t end)
     return object->memfd;
 }
 
-mach_port_name_t vm_object_name(struct vm_object *object)
-{
-    return object->name;
-}
-
 /* ---- mappings ---- */
 
 struct vm_mapping *vm_space_lookup(struct vm_space *space, uint64_t addr)

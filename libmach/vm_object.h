@@ -130,10 +130,6 @@ int vm_object_expire(void);
 kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t size,
                              void *dst, int timeout_ms);
 
-/* The name port of OBJECT (kernel space, receive right), for vm_region.
- * Expects [V]. */
-mach_port_name_t vm_object_name(struct vm_object *object);
-
 /* The child side of fork(): forgets the parent's objects.  Expects a
  * single thread. */
 void vm_object_fork_child(void);

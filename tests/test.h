@@ -9,6 +9,7 @@
 #define HELL_TEST_H
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <mach.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -149,36 +150,73 @@ static inline unsigned test_thread_count(mach_port_t task)
     return n;
 }
 
-/* Runs `hell ARGS...` (NULL-terminated, at most 6), the hell of this
- * build (bin/hell beside the directory of this program), and returns its
- * exit status, or -1. */
-static inline int test_hell(const char *const *args)
+/* The hell of this build: bin/hell beside the directory of this program
+ * (empty when it cannot be told). */
+static inline const char *test_hell_path(void)
 {
-    static char hell_path[4096];
-    if (hell_path[0] == '\0') {
-        ssize_t len = readlink("/proc/self/exe", hell_path, sizeof hell_path - 32);
+    static char path[4096];
+    if (path[0] == '\0') {
+        ssize_t len = readlink("/proc/self/exe", path, sizeof path - 32);
         if (len <= 0) {
-            return -1;
+            return "";
         }
-        hell_path[len] = '\0';
-        *strrchr(hell_path, '/') = '\0';
-        strcat(hell_path, "/../bin/hell");
+        path[len] = '\0';
+        *strrchr(path, '/') = '\0';
+        strcat(path, "/../bin/hell");
+    }
+    return path;
+}
+
+/* Runs `hell ARGS...` (NULL-terminated, at most 14); its standard output
+ * goes to OUT if not NULL (up to SIZE - 1 bytes, NUL-terminated).
+ * Returns its exit status, or -1. */
+static inline int test_hell_output(char *out, size_t size, const char *const *args)
+{
+    const char *argv[16] = {test_hell_path()};
+    int n = 1;
+    for (; args[n - 1] != NULL && n < 15; n++) {
+        argv[n] = args[n - 1];
+    }
+    argv[n] = NULL;
+    int pipefd[2];
+    /* Close-on-exec: a machd started by this hell must not hold it. */
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        return -1;
     }
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
-        const char *argv[8] = {hell_path};
-        for (int i = 0; args[i] != NULL && i < 6; i++) {
-            argv[i + 1] = args[i];
+        if (out != NULL) {
+            dup2(pipefd[1], STDOUT_FILENO);
         }
-        execv(hell_path, (char **)argv);
+        execv(argv[0], (char **)argv);
         _exit(126);
     }
+    close(pipefd[1]);
+    size_t len = 0;
+    ssize_t got;
+    char discard[256];
+    while ((got = read(pipefd[0], out != NULL ? out + len : discard,
+                       out != NULL ? size - 1 - len : sizeof discard)) > 0) {
+        if (out != NULL) {
+            len += (size_t)got;
+        }
+    }
+    if (out != NULL) {
+        out[len] = '\0';
+    }
+    close(pipefd[0]);
     int status;
     if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
         return -1;
     }
     return WEXITSTATUS(status);
+}
+
+/* test_hell_output, the output left alone. */
+static inline int test_hell(const char *const *args)
+{
+    return test_hell_output(NULL, 0, args);
 }
 
 /* Runs this program again with the argument ARG as a task of an

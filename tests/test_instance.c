@@ -157,58 +157,16 @@ static int task_main(int argc, char **argv)
 
 /* ---- the driver ---- */
 
-static char hell_path[PATH_MAX];
 static char self_path[PATH_MAX];
 static char scratch[PATH_MAX];
 
-/* Runs hell with ARGS (NULL-terminated, after "hell"); standard output
- * goes to OUT if not NULL (up to SIZE - 1 bytes, NUL-terminated).
- * Returns its exit status, or -1. */
-static int run_hell(char *out, size_t size, const char *const *args)
-{
-    const char *argv[16] = {hell_path};
-    int n = 1;
-    for (; args[n - 1] != NULL && n < 15; n++) {
-        argv[n] = args[n - 1];
-    }
-    argv[n] = NULL;
-    int pipefd[2];
-    /* Close-on-exec: a machd started by this hell must not hold it. */
-    CHECK(pipe2(pipefd, O_CLOEXEC) == 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (out != NULL) {
-            dup2(pipefd[1], STDOUT_FILENO);
-        }
-        execv(hell_path, (char **)argv);
-        _exit(126);
-    }
-    close(pipefd[1]);
-    size_t len = 0;
-    ssize_t got;
-    char discard[256];
-    while ((got = read(pipefd[0], out != NULL ? out + len : discard,
-                       out != NULL ? size - 1 - len : sizeof discard)) > 0) {
-        if (out != NULL) {
-            len += (size_t)got;
-        }
-    }
-    if (out != NULL) {
-        out[len] = '\0';
-    }
-    close(pipefd[0]);
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-#define HELL(...) run_hell(NULL, 0, (const char *const[]){__VA_ARGS__, NULL})
+#define HELL(...) test_hell((const char *const[]){__VA_ARGS__, NULL})
 
 /* machd's pid for instance NAME, from `hell status`, or -1. */
 static pid_t machd_pid(const char *name)
 {
     char out[256];
-    if (run_hell(out, sizeof out, (const char *const[]){"status", name, NULL}) != 0) {
+    if (test_hell_output(out, sizeof out, (const char *const[]){"status", name, NULL}) != 0) {
         return -1;
     }
     const char *at = strstr(out, "pid ");
@@ -257,13 +215,13 @@ static pid_t hell_run_async(const char *const *args)
 {
     pid_t pid = fork();
     if (pid == 0) {
-        const char *argv[16] = {hell_path, "run"};
+        const char *argv[16] = {test_hell_path(), "run"};
         int n = 2;
         for (; args[n - 2] != NULL && n < 15; n++) {
             argv[n] = args[n - 2];
         }
         argv[n] = NULL;
-        execv(hell_path, (char **)argv);
+        execv(argv[0], (char **)argv);
         _exit(126);
     }
     return pid;
@@ -276,9 +234,6 @@ static int driver_main(void)
     ssize_t len = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
     CHECK(len > 0);
     self_path[len > 0 ? len : 0] = '\0';
-    snprintf(hell_path, sizeof hell_path, "%s", self_path);
-    *strrchr(hell_path, '/') = '\0';
-    strcat(hell_path, "/../bin/hell");
     snprintf(scratch, sizeof scratch, "/tmp/hell-test-instance-XXXXXX");
     CHECK(mkdtemp(scratch) != NULL);
     setenv("HELL_RUNTIME_DIR", scratch, 1);

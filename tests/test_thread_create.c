@@ -133,19 +133,27 @@ static void test_own_task(void)
     munmap(a, sizeof *a);
 }
 
-/* The way an exec server starts a program: in another task, through its
- * task port (here on memory the two share). */
-static void test_other_task(void)
+/* A child task that only waits: its pid, with *BOOT the receive right
+ * of its bootstrap port (ours to destroy) and *CHILD its task port. */
+static pid_t idle_task(mach_port_t *boot, mach_port_t *child)
 {
-    struct area *a = new_area();
-    mach_port_t boot = test_new_port(true);
-    mach_port_t child;
-    pid_t pid = hell_fork(boot, &child);
+    *boot = test_new_port(true);
+    pid_t pid = hell_fork(*boot, child);
     if (pid == 0) {
         for (;;) {
             pause();
         }
     }
+    return pid;
+}
+
+/* The way an exec server starts a program: in another task, through its
+ * task port (here on memory the two share). */
+static void test_other_task(void)
+{
+    struct area *a = new_area();
+    mach_port_t boot, child;
+    pid_t pid = idle_task(&boot, &child);
     unsigned before = test_thread_count(child);
     CHECK(before == 1);
     mach_port_t th = start_thread(child, a, 77);
@@ -234,14 +242,8 @@ static void test_float_state(void)
 static void test_in_suspended_task(void)
 {
     struct area *a = new_area();
-    mach_port_t boot = test_new_port(true);
-    mach_port_t child;
-    pid_t pid = hell_fork(boot, &child);
-    if (pid == 0) {
-        for (;;) {
-            pause();
-        }
-    }
+    mach_port_t boot, child;
+    pid_t pid = idle_task(&boot, &child);
     CHECK_KR(task_suspend(child), KERN_SUCCESS);
     mach_port_t th = start_thread(child, a, 55); /* resumed to its own 0 */
     usleep(50000);

@@ -6,7 +6,11 @@
  *     move with deallocate) and touching every page on arrival, against
  *     memcpy of the same size plus touching the copy;
  *   - the time from SIGKILL of a task to the dead-name notification of a
- *     port it received on, against the time from SIGKILL to waitpid.
+ *     port it received on, against the time from SIGKILL to waitpid; then
+ *     again as tasks of an instance, where the instance's machd destroys
+ *     the killed task's ports (libmach/ipc_janitor.h);
+ *   - what that costs a port: making a port, a send right to it, and
+ *     destroying it, in an instance against outside one.
  * Every ratio is HELL's cost over the baseline's.
  */
 #include <hell.h>
@@ -129,7 +133,7 @@ static void bench_ool(mach_port_t sink, mach_port_t ack, size_t size, const char
 
 /* SIGKILL of a task to the dead-name notification for its port, against
  * SIGKILL to waitpid of the same kind of child. */
-static void bench_dead_name(void)
+static void bench_dead_name(const char *suffix)
 {
     mach_port_t notify;
     mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &notify);
@@ -166,19 +170,71 @@ static void bench_dead_name(void)
         mach_port_mod_refs(mach_task_self(), sink, MACH_PORT_RIGHT_DEAD_NAME, -2);
         mach_port_destroy(mach_task_self(), ack);
     }
-    printf("bench: sigkill_to_dead_name_notification: %.0f us; baseline sigkill_to_waitpid: "
+    printf("bench: sigkill_to_dead_name_notification%s: %.0f us; baseline sigkill_to_waitpid: "
            "%.0f us; ratio %.2f\n",
-           best_notify, best_wait, best_notify / best_wait);
+           suffix, best_notify, best_wait, best_notify / best_wait);
 }
 
-int main(void)
+/* A port with a send right made and destroyed: microseconds, best of 5
+ * rounds. */
+static double port_cycle_us(void)
 {
+    enum { ROUNDS = 5, CYCLES = 2000 };
+    double best = 1e18;
+    for (int r = 0; r < ROUNDS; r++) {
+        double t0 = bench_now_us();
+        for (int i = 0; i < CYCLES; i++) {
+            mach_port_t port;
+            if (mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &port) !=
+                    KERN_SUCCESS ||
+                mach_port_insert_right(mach_task_self(), port, port,
+                                       MACH_MSG_TYPE_MAKE_SEND) != KERN_SUCCESS ||
+                mach_port_destroy(mach_task_self(), port) != KERN_SUCCESS) {
+                fprintf(stderr, "bench: port calls failed\n");
+                exit(1);
+            }
+        }
+        double t = (bench_now_us() - t0) / CYCLES;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+#define OUTSIDE_ENV "BENCH_OOL_PORT_CYCLE_US"
+
+/* The part that runs as a task of an instance. */
+static int in_instance(void)
+{
+    bench_dead_name("_in_instance");
+    const char *outside = getenv(OUTSIDE_ENV);
+    double base = outside != NULL ? strtod(outside, NULL) : 0;
+    double t = port_cycle_us();
+    if (base > 0) {
+        printf("bench: port_make_send_destroy_in_instance: %.2f us; baseline "
+               "port_make_send_destroy_outside: %.2f us; ratio %.2f\n",
+               t, base, t / base);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--in-instance") == 0) {
+        return in_instance();
+    }
     mach_port_t sink, ack;
     pid_t pid = start_sink(&sink, &ack);
     bench_ool(sink, ack, 1 << 20, "1MiB");
     bench_ool(sink, ack, 64 << 20, "64MiB");
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    bench_dead_name();
+    bench_dead_name("");
+    char outside[32];
+    snprintf(outside, sizeof outside, "%.3f", port_cycle_us());
+    setenv(OUTSIDE_ENV, outside, 1);
+    if (test_rerun_in_instance("--in-instance") != 0) {
+        fprintf(stderr, "bench_ool: the instance run failed\n");
+        return 1;
+    }
     return 0;
 }

@@ -72,6 +72,17 @@ mach_port_t hell_host_priv_create(void (*on_reboot)(int options));
  * when the port is dead or its queue full. */
 int hell_janitor_send_once(int send_fd, uint64_t nonce);
 
+/* Destroys the ports whose receive ends RECV_FDS[0..NRECV) (taken)
+ * belonged to a task of the instance that died, as GNU Mach destroys a
+ * dead task's receive rights: for the kernel process.  Every queued
+ * message is destroyed (its send-once rights notified, its receive
+ * rights destroyed in turn, its send rights released), then the ends are
+ * shut down, which senders see as the ports' death.  SEND_FDS[0..NSEND)
+ * (not taken) are the send ends of ports the task knew, which a message
+ * may name without carrying.  Takes the library's lock. */
+void hell_janitor_destroy_receives(const int *recv_fds, size_t nrecv, const int *send_fds,
+                                   size_t nsend);
+
 /* Serves the memory objects of the task at the other end of CONN (a
  * HELL_OP_VM connection to the kernel process of an instance, machd),
  * whose userfaultfd is UFFD and whose faults wait at most TIMEOUT_MS for

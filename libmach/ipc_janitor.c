@@ -14,7 +14,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "ipc_port.h"
+#include "ipc_space.h"
 #include "ipc_wire.h"
+#include "kern_notify.h"
 #include "linux.h"
 #include "protocol.h"
 #include "u64map.h"
@@ -25,8 +28,8 @@
 
 /* The table machd reads: slot I is free when its nonce is 0. */
 struct janitor_slot {
-    _Atomic uint64_t key;   /* the port's serial */
-    _Atomic uint64_t nonce;
+    _Atomic uint64_t key;   /* the port's serial (| HELL_JANITOR_SLOT_RECEIVE) */
+    _Atomic uint64_t nonce; /* the right's nonce (1 for a receive right) */
 };
 
 _Static_assert(sizeof(struct janitor_slot) == sizeof(struct hell_janitor_slot),
@@ -174,23 +177,67 @@ static long janitor_slot_take(void)
     return (long)janitor_top++;
 }
 
+/* Lists KEY with NONCE in a free slot.  Returns 1 + the slot, or 0 when
+ * the table cannot grow. */
+static uint32_t janitor_list(uint64_t key, uint64_t nonce)
+{
+    long slot = janitor_slot_take();
+    if (slot < 0) {
+        return 0;
+    }
+    /* The key before the nonce that makes the slot live. */
+    atomic_store_explicit(&janitor_slots[slot].key, key, memory_order_relaxed);
+    atomic_store_explicit(&janitor_slots[slot].nonce, nonce, memory_order_release);
+    return (uint32_t)slot + 1;
+}
+
+/* Frees SLOT: machd no longer sees what it listed. */
+static void janitor_unlist(size_t slot)
+{
+    atomic_store_explicit(&janitor_slots[slot].nonce, 0, memory_order_release);
+    janitor_slot_put(slot);
+}
+
 void ipc_janitor_hold(struct ipc_port *port, uint64_t nonce)
 {
     if (!janitor_connect() || !janitor_show_port(port) ||
         u64map_lookup(&janitor_by_nonce, nonce) != NULL) {
         return;
     }
-    long slot = janitor_slot_take();
-    if (slot < 0) {
+    uint32_t slot = janitor_list(port->serial, nonce);
+    if (slot != 0 && !u64map_insert(&janitor_by_nonce, nonce, (void *)(uintptr_t)slot)) {
+        janitor_unlist(slot - 1);
+    }
+}
+
+void ipc_janitor_keep_receive(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    if (rcv == NULL || rcv->janitor_slot != 0 || rcv->kobject_type != IKOT_NONE ||
+        !janitor_connect()) {
         return;
     }
-    if (!u64map_insert(&janitor_by_nonce, nonce, (void *)(uintptr_t)(slot + 1))) {
-        janitor_slot_put((size_t)slot);
-        return;
+    /* Listed before machd gets the end: machd closes the ends whose
+     * right its table does not list. */
+    uint32_t slot = janitor_list(port->serial | HELL_JANITOR_SLOT_RECEIVE, 1);
+    struct hell_janitor_port reg = {
+        .magic = HELL_PROTO_MAGIC, .flags = HELL_JANITOR_RECEIVE, .key = port->serial};
+    struct iovec iov = {.iov_base = &reg, .iov_len = sizeof reg};
+    if (slot != 0 && wire_sendmsg(janitor_sock, &iov, 1, &rcv->recv_fd, 1, MSG_DONTWAIT) !=
+                         (int)sizeof reg) {
+        /* machd behind: the port goes unlisted until its next right. */
+        janitor_unlist(slot - 1);
+        slot = 0;
     }
-    /* The key before the nonce that makes the slot live. */
-    atomic_store_explicit(&janitor_slots[slot].key, port->serial, memory_order_relaxed);
-    atomic_store_explicit(&janitor_slots[slot].nonce, nonce, memory_order_release);
+    rcv->janitor_slot = slot;
+}
+
+void ipc_janitor_forget_receive(struct ipc_port_rcv *rcv)
+{
+    if (rcv->janitor_slot != 0) {
+        janitor_unlist(rcv->janitor_slot - 1);
+        rcv->janitor_slot = 0;
+    }
 }
 
 void ipc_janitor_release(uint64_t nonce)
@@ -199,9 +246,7 @@ void ipc_janitor_release(uint64_t nonce)
     if (v == NULL) {
         return;
     }
-    size_t slot = (uintptr_t)v - 1;
-    atomic_store_explicit(&janitor_slots[slot].nonce, 0, memory_order_release);
-    janitor_slot_put(slot);
+    janitor_unlist((uintptr_t)v - 1);
 }
 
 void ipc_janitor_fork_child(void)
@@ -227,4 +272,13 @@ EXPORT int hell_janitor_send_once(int send_fd, uint64_t nonce)
 {
     return wire_send_notify_fd(send_fd, nonce, MACH_NOTIFY_SEND_ONCE) == MACH_MSG_SUCCESS ? 0
                                                                                           : -1;
+}
+
+EXPORT void hell_janitor_destroy_receives(const int *recv_fds, size_t nrecv, const int *send_fds,
+                                          size_t nsend)
+{
+    ipc_lock();
+    ipc_port_destroy_orphans(recv_fds, nrecv, send_fds, nsend);
+    ipc_unlock();
+    kern_notify_flush_pending();
 }

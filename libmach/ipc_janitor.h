@@ -12,14 +12,24 @@
  * or executed another program, which also ends its rights), machd sends
  * the notification of every right still listed.
  *
+ * The queues of a task's ports die with it too: GNU Mach destroys them,
+ * and so the rights their messages carry (a client's reply right in a
+ * request the server never read).  So machd keeps a copy of the receive
+ * end of each port whose receive right the task holds, once the port can
+ * have senders, and the table lists each such right while it stays.  When
+ * the task ends, machd reads every listed port's queue and destroys its
+ * messages; a port destroyed by its receiver hangs up machd's copy, which
+ * machd then closes.
+ *
  * Cost: two stores when a right arrives and one when it leaves; a
  * message to machd the first time the task holds a send-once right to a
- * given port (a client's reply port, once per client thread).  A task
+ * given port (a client's reply port, once per client thread), and the
+ * first time a port of the task gets a send or send-once right.  A task
  * outside an instance (no HELL_INSTANCE) lists nothing.
  *
  * Not covered: a right taken out of its name for a message that the
- * task dies before sending, and rights in messages queued on the port of
- * a task that dies (its socket's queue dies with it).
+ * task dies before sending, and the port-destroyed request of a port
+ * whose receiver dies (machd holds the queue, not the receive state).
  *
  * Every function here but the first two expects ipc_lock held ([G]).
  */
@@ -44,6 +54,16 @@ void ipc_janitor_hold(struct ipc_port *port, uint64_t nonce);
 /* The right with NONCE is no longer held here (sent, used, destroyed, or
  * its port died). */
 void ipc_janitor_release(uint64_t nonce);
+
+/* PORT (receive right held here, not a kernel object's) may have
+ * senders now: machd keeps its receive end, and the right is listed
+ * until it leaves (ipc_janitor_forget_receive). */
+void ipc_janitor_keep_receive(struct ipc_port *port);
+
+/* The receive right of RCV is leaving this task (moved, or destroyed):
+ * no longer listed.  Before the right is sent, so that machd never
+ * destroys the queue of a port another task holds. */
+void ipc_janitor_forget_receive(struct ipc_port_rcv *rcv);
 
 /* PORT is being freed here: machd may close its copy of the send end
  * (a right to the same port later comes with a new serial). */

@@ -4,9 +4,11 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -178,6 +180,9 @@ kern_return_t ipc_port_srights_add(struct ipc_port *port)
         port->count_wfd = fd;
     }
     port->srights++;
+    if (port->rcv != NULL && port->rcv->janitor_slot == 0) {
+        ipc_janitor_keep_receive(port);
+    }
     return KERN_SUCCESS;
 }
 
@@ -211,6 +216,9 @@ uint64_t ipc_port_make_send_once(struct ipc_port *port)
         abort(); /* out of memory for a few bytes: nothing sane remains */
     }
     port->rcv->sorights++;
+    if (port->rcv->janitor_slot == 0) {
+        ipc_janitor_keep_receive(port);
+    }
     return nonce;
 }
 
@@ -319,6 +327,7 @@ void ipc_port_destroy_receive(struct ipc_port *port)
     kern_notify_receive_gone(port);
     port->rcv = NULL;
     port->dead = true;
+    ipc_janitor_forget_receive(rcv);
     /* Before the ends close: clients still waiting for replies to
      * requests we took must not take this death for ours. */
     ipc_qlimit_mark_destroyed(port);
@@ -331,11 +340,67 @@ void ipc_port_destroy_receive(struct ipc_port *port)
     ipc_port_transports_forget(port);
 }
 
+/* Whether a message waits on the receive end FD. */
+static bool ipc_port_fd_has_message(int fd)
+{
+    int queued = 0;
+    return ioctl(fd, SIOCINQ, &queued) == 0 && queued > 0;
+}
+
+/* Makes the ports of the send ends SEND_FDS[0..N) (copied) the
+ * transports of RCV. */
+static void ipc_port_orphan_transports(struct ipc_port_rcv *rcv, const int *send_fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int fd = fcntl(send_fds[i], F_DUPFD_CLOEXEC, 0);
+        uint64_t ino;
+        if (fd < 0 || !linux_socket_ino(fd, &ino) || u64map_lookup(&rcv->transports, ino)) {
+            linux_close(fd);
+            continue;
+        }
+        struct ipc_port *port = ipc_port_adopt(fd, ino);
+        if (port != NULL && !u64map_insert(&rcv->transports, ino, port)) {
+            ipc_port_unref(port);
+        }
+    }
+}
+
+void ipc_port_destroy_orphans(const int *recv_fds, size_t nrecv, const int *send_fds,
+                              size_t nsend)
+{
+    struct ipc_port_rcv *rcv = calloc(1, sizeof *rcv);
+    bool transports_made = false;
+    for (size_t i = 0; i < nrecv; i++) {
+        /* What is queued first, before senders see the port die: a
+         * client waiting for a reply then finds the notification of its
+         * reply right already there.  Then what came meanwhile. */
+        for (int pass = 0; rcv != NULL && pass < 2; pass++) {
+            if (ipc_port_fd_has_message(recv_fds[i])) {
+                if (!transports_made) {
+                    ipc_port_orphan_transports(rcv, send_fds, nsend);
+                    transports_made = true;
+                }
+                rcv->recv_fd = recv_fds[i];
+                wire_drain_orphan_locked(rcv);
+            }
+            if (pass == 0) {
+                shutdown(recv_fds[i], SHUT_RDWR);
+            }
+        }
+        linux_close(recv_fds[i]);
+    }
+    if (rcv != NULL) {
+        rcv->recv_fd = rcv->count_rfd = -1;
+        ipc_port_free_rcv(rcv);
+    }
+}
+
 void ipc_port_release_receive(struct ipc_port *port)
 {
     struct ipc_port_rcv *rcv = port->rcv;
     assert(rcv != NULL);
     port->rcv = NULL;
+    ipc_janitor_forget_receive(rcv);
     ipc_port_free_rcv(rcv);
 }
 

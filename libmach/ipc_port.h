@@ -76,6 +76,15 @@ bool ipc_port_is_dead(struct ipc_port *port, bool probe);
  * then see a dead port) and releases the receive state. */
 void ipc_port_destroy_receive(struct ipc_port *port);
 
+/* Destroys the ports whose receive ends are RECV_FDS[0..NRECV) (taken),
+ * held by a task that died without destroying them (machd's janitor):
+ * their queues are read and every message destroyed, then the ends shut
+ * down and closed.  SEND_FDS[0..NSEND) (copied) are the send ends of the
+ * ports that task knew: what a queued message names by identity, its
+ * send end having come in an earlier message. */
+void ipc_port_destroy_orphans(const int *recv_fds, size_t nrecv, const int *send_fds,
+                              size_t nsend);
+
 /* Releases the receive state after the right was moved to another task
  * (the descriptors now travel in a message). */
 void ipc_port_release_receive(struct ipc_port *port);

@@ -221,6 +221,7 @@ kern_return_t ipc_right_copyin_entry(struct ipc_space *space, struct ipc_entry *
         *out = (struct kright){.kind = KRIGHT_RECEIVE, .port = port};
         ipc_pset_remove(port);
         kern_notify_receive_leaving(port);
+        ipc_janitor_forget_receive(port->rcv);
         port->rcv->leaving = true;
         entry->type &= ~MACH_PORT_TYPE_RECEIVE;
         if (entry->type == 0) {
@@ -296,6 +297,11 @@ void kright_destroy(struct kright *right)
         ipc_notify_send_once(port, right->nonce);
         break;
     case KRIGHT_RECEIVE:
+        if (kern_notify_port_destroyed_right(right)) {
+            /* Consumed: the right lives on in the notification. */
+            *right = (struct kright){.kind = KRIGHT_NONE};
+            return;
+        }
         if (port->rcv != NULL) {
             ipc_port_destroy_receive(port);
         }
@@ -332,6 +338,7 @@ static void ipc_entry_fill(struct ipc_space *space, struct ipc_entry *entry,
         right->port->rcv->space = space->id;
         right->port->rcv->leaving = false;
         ipc_qlimit_claim(right->port);
+        ipc_janitor_keep_receive(right->port);
         kern_notify_receive_arrived(right->port);
         break;
     default:
@@ -368,6 +375,7 @@ static kern_return_t ipc_entry_merge(struct ipc_space *space,
         port->rcv->space = space->id;
         port->rcv->leaving = false;
         ipc_qlimit_claim(port);
+        ipc_janitor_keep_receive(port);
         kern_notify_receive_arrived(port);
     }
     ipc_port_unref(port);

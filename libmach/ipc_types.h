@@ -61,6 +61,9 @@ struct ipc_port_rcv {
     mach_port_name_t pdrequest;   /* [G] kernel-space send-once right for
                                      port-destroyed, or 0 */
     bool ns_watched;              /* [G] counting pipe in the watchdog */
+    uint32_t janitor_slot;        /* [G] 1 + the slot listing the right in
+                                     machd's table, its receive end shown
+                                     to machd (ipc_janitor.h), or 0 */
     uint64_t payload;             /* [G] protected payload, when has_payload */
     bool has_payload;             /* [G] (cleared when the right moves) */
 };

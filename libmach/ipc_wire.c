@@ -1493,7 +1493,8 @@ static mach_msg_return_t wire_recv_one(int fd, int flags, char *buf, int *fds,
  * the message was dropped (logged, its descriptors closed). */
 static const char *wire_accept(struct ipc_port *port, struct ipc_port_rcv *rcv,
                                const char *buf, ssize_t len, int *fds, unsigned nfds,
-                               bool short_fds, bool locked, struct kmsg *kmsg)
+                               bool short_fds, bool locked, bool authenticate,
+                               struct kmsg *kmsg)
 {
     bool excess;
     int *all = wire_gather_aux(buf, len, fds, &nfds, &excess, &short_fds);
@@ -1512,14 +1513,15 @@ static const char *wire_accept(struct ipc_port *port, struct ipc_port_rcv *rcv,
     }
     if (why == NULL) {
         const struct wire_hdr *hdr = parsed.hdr;
-        bool ok = hdr->auth_kind == WIRE_AUTH_SEND
-                      ? hdr->auth == rcv->secret
-                      : hdr->auth_kind == WIRE_AUTH_SEND_ONCE &&
-                            ipc_port_rcv_consume_nonce(rcv, hdr->auth);
+        bool ok = !authenticate ||
+                  (hdr->auth_kind == WIRE_AUTH_SEND
+                       ? hdr->auth == rcv->secret
+                       : hdr->auth_kind == WIRE_AUTH_SEND_ONCE &&
+                             ipc_port_rcv_consume_nonce(rcv, hdr->auth));
         if (!ok) {
             why = "wrong authenticator (forged or revoked right)";
         } else {
-            if (hdr->flags & WIRE_HDR_COUNTED) {
+            if ((hdr->flags & WIRE_HDR_COUNTED) && port != NULL) {
                 ipc_qlimit_put_back(port);
             }
             why = wire_adopt(&parsed, rcv, kmsg);
@@ -1584,7 +1586,7 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
         if (mr != MACH_MSG_SUCCESS) {
             return mr;
         }
-        if (wire_accept(port, rcv, buf, len, fds, nfds, short_fds, false, kmsg) != NULL) {
+        if (wire_accept(port, rcv, buf, len, fds, nfds, short_fds, false, true, kmsg) != NULL) {
             ipc_unlock();
             continue;
         }
@@ -1602,7 +1604,9 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
     }
 }
 
-void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv)
+/* Destroys what is queued on RCV's receive end (PORT's, or NULL for an
+ * orphan's: then nothing is authenticated).  Expects [G]. */
+static void wire_drain(struct ipc_port *port, struct ipc_port_rcv *rcv)
 {
     char *buf = NULL;
     for (;;) {
@@ -1622,11 +1626,22 @@ void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv)
             break;
         }
         struct kmsg kmsg;
-        if (wire_accept(port, rcv, buf, len, fds, nfds, short_fds, true, &kmsg) == NULL) {
+        if (wire_accept(port, rcv, buf, len, fds, nfds, short_fds, true, port != NULL,
+                        &kmsg) == NULL) {
             ipc_kmsg_destroy(&kmsg);
         }
     }
     free(buf);
+}
+
+void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv)
+{
+    wire_drain(port, rcv);
+}
+
+void wire_drain_orphan_locked(struct ipc_port_rcv *rcv)
+{
+    wire_drain(NULL, rcv);
 }
 
 mach_msg_return_t wire_send_bootstrap(int fd, struct kright *rights, unsigned n)

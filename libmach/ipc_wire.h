@@ -46,6 +46,13 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
  * send-once rights with their notification.  Expects [G]; never blocks. */
 void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv);
 
+/* The same for the queue of a port whose receiver died (machd's janitor
+ * destroys it): RCV holds its receive end and, as transports, the send
+ * ends its messages may name.  Messages are destroyed unauthenticated:
+ * none is delivered, and a forged right only names what its forger
+ * could already name.  Expects [G]; never blocks. */
+void wire_drain_orphan_locked(struct ipc_port_rcv *rcv);
+
 /* Sends the rights RIGHTS[0..N) (consumed on success) over the plain
  * socket FD, authenticated as a bootstrap message: how a parent hands a
  * child its first rights.  Expects [G]. */

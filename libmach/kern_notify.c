@@ -243,15 +243,24 @@ bool kern_notify_port_destroyed(struct ipc_space *space, mach_port_name_t name)
         entry->port->rcv->pdrequest == 0) {
         return false;
     }
-    mach_port_name_t notify = entry->port->rcv->pdrequest;
-    entry->port->rcv->pdrequest = 0;
     struct kright right;
     if (ipc_right_copyin(space, name, MACH_MSG_TYPE_MOVE_RECEIVE, false, &right) !=
         KERN_SUCCESS) {
         return false;
     }
+    return kern_notify_port_destroyed_right(&right);
+}
+
+bool kern_notify_port_destroyed_right(struct kright *right)
+{
+    struct ipc_port_rcv *rcv = right->port->rcv;
+    if (right->kind != KRIGHT_RECEIVE || rcv == NULL || rcv->pdrequest == 0) {
+        return false;
+    }
+    mach_port_name_t notify = rcv->pdrequest;
+    rcv->pdrequest = 0;
     mach_port_name_t kname;
-    if (ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &right, &kname) != KERN_SUCCESS) {
+    if (ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], right, &kname) != KERN_SUCCESS) {
         (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], notify);
         return true; /* the right is gone: out of names */
     }

@@ -73,10 +73,15 @@ mach_port_name_t kern_notify_request_adopt(struct kright *right);
  * Expects [G]. */
 bool kern_notify_port_destroyed(struct ipc_space *space, mach_port_name_t name);
 
+/* The same for RIGHT, a receive right in a message or kernel call being
+ * destroyed (in transit): when its port has a port-destroyed request,
+ * RIGHT is consumed into the notification (or destroyed when the kernel
+ * space is out of names) and true is returned.  Expects [G]. */
+bool kern_notify_port_destroyed_right(struct kright *right);
+
 /* Sends the queued notifications.  Expects [G] not held. */
 void kern_notify_flush(void);
 
-/* Whether notifications are queued (read without [G]: a hint). */
 /* Asks for a dead-name notification of NAME, a send right of the kernel
  * space, through NOTIFY, a kernel-space send-once right (consumed): how
  * the kernel learns that a pager died.  A dead NAME is notified at once.
@@ -84,6 +89,7 @@ void kern_notify_flush(void);
 kern_return_t kern_notify_request_dead_name_kernel(mach_port_name_t name,
                                                    mach_port_name_t notify);
 
+/* Whether notifications are queued (read without [G]: a hint). */
 extern atomic_bool kern_notify_pending;
 
 /* Flushes when something is queued: one load on the message path. */

@@ -7,8 +7,18 @@
  * across fork).  Then every right the task's table still lists gets its
  * send-once notification, through the send end of its port.
  *
- * The send ends kept per task are swept of dead ports whenever their
- * number doubles, so a long-lived server that has answered many clients
+ * A task also shows the receive end of each port whose receive right it
+ * holds and that can have senders, and lists the right in its table
+ * while it holds it.  Each such end is in the epoll set, which reports
+ * it hung up when its receiver destroys the port: then it is closed
+ * (after destroying what a dying receiver left queued).  When the task
+ * ends, the queue of every port whose right its table still lists is
+ * destroyed as GNU Mach destroys a dead task's ports (with the rights
+ * the messages carry), and the ports die.
+ *
+ * The send ends and receive ends kept per task are swept whenever their
+ * number doubles (of dead ports, of ports whose receive right the task
+ * gave away), so a long-lived server that has answered many clients
  * does not pile up descriptors here.
  */
 #include "janitor.h"
@@ -31,22 +41,190 @@
 
 #include "protocol.h"
 
+/* What an event of the epoll set is about. */
+enum janitor_kind { JANITOR_TASK, JANITOR_RECEIVE };
+
 /* A port a task showed. */
 struct janitor_port {
     uint64_t key;
     int send_fd;
 };
 
+struct janitor_task;
+
+/* The receive end of a port of a task. */
+struct janitor_receive {
+    enum janitor_kind kind; /* JANITOR_RECEIVE */
+    struct janitor_task *task;
+    uint64_t key;
+    int fd;
+    size_t index; /* in task->receives */
+};
+
 /* A task that lists its rights.  Owned by the janitor's thread once in
  * the epoll set. */
 struct janitor_task {
+    enum janitor_kind kind; /* JANITOR_TASK */
     int conn_fd;
     int table_fd;
     struct janitor_port *ports;
     size_t nports, cap, swept_at;
+    struct janitor_receive **receives;
+    size_t nreceives, rcap, rswept_at;
 };
 
 static int janitor_epoll = -1;
+
+/* Maps T's table for reading; *N gets its number of slots.  Returns
+ * MAP_FAILED when it cannot be read. */
+static struct hell_janitor_slot *janitor_table_map(const struct janitor_task *t, size_t *n)
+{
+    struct stat st;
+    *n = 0;
+    /* (Sealed against shrinking, checked on adoption: it cannot fault
+     * us.)  No larger than a task may list. */
+    if (fstat(t->table_fd, &st) != 0 || st.st_size < (off_t)sizeof(struct hell_janitor_slot)) {
+        return MAP_FAILED;
+    }
+    *n = (size_t)st.st_size / sizeof(struct hell_janitor_slot);
+    if (*n > HELL_JANITOR_MAX_SLOTS) {
+        *n = HELL_JANITOR_MAX_SLOTS;
+    }
+    return mmap(NULL, *n * sizeof(struct hell_janitor_slot), PROT_READ, MAP_SHARED, t->table_fd,
+                0);
+}
+
+static int janitor_key_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The keys of the receive rights T's table lists, sorted, in an array
+ * the caller frees; *N gets their number (0 with NULL when none or out
+ * of memory: then nothing counts as listed). */
+static uint64_t *janitor_listed_receives(const struct janitor_task *t, size_t *n)
+{
+    size_t nslots, cap = 0;
+    uint64_t *keys = NULL;
+    *n = 0;
+    struct hell_janitor_slot *slots = janitor_table_map(t, &nslots);
+    for (size_t i = 0; slots != MAP_FAILED && i < nslots; i++) {
+        uint64_t nonce = __atomic_load_n(&slots[i].nonce, __ATOMIC_ACQUIRE);
+        uint64_t key = __atomic_load_n(&slots[i].key, __ATOMIC_RELAXED);
+        if (nonce == 0 || !(key & HELL_JANITOR_SLOT_RECEIVE)) {
+            continue;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            uint64_t *p = realloc(keys, cap * sizeof *p);
+            if (p == NULL) {
+                free(keys);
+                keys = NULL;
+                *n = 0;
+                break;
+            }
+            keys = p;
+        }
+        keys[(*n)++] = key & ~HELL_JANITOR_SLOT_RECEIVE;
+    }
+    if (slots != MAP_FAILED) {
+        munmap(slots, nslots * sizeof *slots);
+    }
+    if (*n > 1) {
+        qsort(keys, *n, sizeof *keys, janitor_key_cmp);
+    }
+    return keys;
+}
+
+static bool janitor_key_listed(const uint64_t *keys, size_t n, uint64_t key)
+{
+    return n > 0 && bsearch(&key, keys, n, sizeof *keys, janitor_key_cmp) != NULL;
+}
+
+/* The send ends T showed (still T's), in an array the caller frees, or
+ * NULL. */
+static int *janitor_send_fds(const struct janitor_task *t)
+{
+    int *fds = malloc((t->nports + 1) * sizeof *fds);
+    for (size_t i = 0; fds != NULL && i < t->nports; i++) {
+        fds[i] = t->ports[i].send_fd;
+    }
+    return fds;
+}
+
+/* Takes R out of its task and of the epoll set, and frees it.  With
+ * DESTROY, its port is destroyed (what its queue holds first); else only
+ * this copy of its receive end closes. */
+static void janitor_receive_drop(struct janitor_receive *r, bool destroy)
+{
+    struct janitor_task *t = r->task;
+    epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, r->fd, NULL);
+    if (destroy) {
+        int *sends = janitor_send_fds(t);
+        hell_janitor_destroy_receives(&r->fd, 1, sends, sends != NULL ? t->nports : 0);
+        free(sends);
+    } else {
+        close(r->fd);
+    }
+    t->receives[r->index] = t->receives[--t->nreceives];
+    t->receives[r->index]->index = r->index;
+    free(r);
+}
+
+/* Closes T's copies of receive ends whose right T no longer lists (it
+ * gave the right away), and destroys the ports whose receiver hung up. */
+static void janitor_sweep_receives(struct janitor_task *t)
+{
+    size_t nkeys;
+    uint64_t *keys = janitor_listed_receives(t, &nkeys);
+    for (size_t i = t->nreceives; keys != NULL && i-- > 0;) {
+        struct janitor_receive *r = t->receives[i];
+        struct pollfd pfd = {.fd = r->fd};
+        if (!janitor_key_listed(keys, nkeys, r->key)) {
+            janitor_receive_drop(r, false);
+        } else if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR))) {
+            janitor_receive_drop(r, true);
+        }
+    }
+    free(keys);
+    t->rswept_at = t->nreceives;
+}
+
+/* Keeps FD (taken), the receive end of T's port KEY, until the port dies
+ * or T ends. */
+static void janitor_add_receive(struct janitor_task *t, uint64_t key, int fd)
+{
+    if (t->nreceives >= 2 * t->rswept_at + 64) {
+        janitor_sweep_receives(t);
+    }
+    struct janitor_receive *r = malloc(sizeof *r);
+    if (r != NULL && t->nreceives == t->rcap) {
+        size_t cap = t->rcap ? t->rcap * 2 : 64;
+        struct janitor_receive **p = realloc(t->receives, cap * sizeof *p);
+        if (p == NULL) {
+            free(r);
+            r = NULL;
+        } else {
+            t->receives = p;
+            t->rcap = cap;
+        }
+    }
+    if (r == NULL) {
+        close(fd); /* the queue is not kept: the task lives on */
+        return;
+    }
+    *r = (struct janitor_receive){JANITOR_RECEIVE, t, key, fd, t->nreceives};
+    /* No event asked: epoll reports a hang-up (the receiver destroyed
+     * the port) whatever the mask. */
+    struct epoll_event event = {.events = 0, .data.ptr = r};
+    if (epoll_ctl(janitor_epoll, EPOLL_CTL_ADD, fd, &event) != 0) {
+        free(r);
+        close(fd);
+        return;
+    }
+    t->receives[t->nreceives++] = r;
+}
 
 
 /* Closes the send ends of T's dead ports. */
@@ -92,7 +270,8 @@ static void janitor_forget_port(struct janitor_task *t, uint64_t key)
 {
     struct janitor_port probe = {.key = key};
     struct janitor_port *p =
-        bsearch(&probe, t->ports, t->nports, sizeof *t->ports, janitor_port_cmp);
+        t->nports > 0 ? bsearch(&probe, t->ports, t->nports, sizeof *t->ports, janitor_port_cmp)
+                      : NULL;
     if (p != NULL) {
         close(p->send_fd);
         memmove(p, p + 1, (size_t)(t->ports + t->nports - (p + 1)) * sizeof *p);
@@ -132,6 +311,13 @@ static bool janitor_read(struct janitor_task *t)
             janitor_forget_port(t, reg.key);
             continue;
         }
+        int type = 0;
+        socklen_t tlen = sizeof type;
+        if (ok && reg.flags == HELL_JANITOR_RECEIVE && fd >= 0 &&
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_SEQPACKET) {
+            janitor_add_receive(t, reg.key, fd);
+            continue;
+        }
         /* Only a socket is a send end: anything else (whose close might
          * even block this thread) is refused. */
         struct stat st;
@@ -152,29 +338,23 @@ static int janitor_port_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* T ended: notifies what its table lists, frees T. */
+/* T ended: notifies the send-once rights its table lists, destroys the
+ * ports whose receive rights it lists, frees T. */
 static void janitor_task_end(struct janitor_task *t)
 {
     epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, t->conn_fd, NULL);
-    qsort(t->ports, t->nports, sizeof *t->ports, janitor_port_cmp);
-    struct stat st;
-    struct hell_janitor_slot *slots = MAP_FAILED;
-    size_t n = 0;
-    /* (Sealed against shrinking, checked on adoption: it cannot fault
-     * us.)  No larger than a task may list. */
-    if (fstat(t->table_fd, &st) == 0 && st.st_size >= (off_t)sizeof *slots) {
-        n = (size_t)st.st_size / sizeof *slots;
-        if (n > HELL_JANITOR_MAX_SLOTS) {
-            n = HELL_JANITOR_MAX_SLOTS;
-        }
-        slots = mmap(NULL, n * sizeof *slots, PROT_READ, MAP_SHARED, t->table_fd, 0);
+    if (t->nports > 1) {
+        qsort(t->ports, t->nports, sizeof *t->ports, janitor_port_cmp);
     }
+    size_t n;
+    struct hell_janitor_slot *slots = janitor_table_map(t, &n);
     for (size_t i = 0; slots != MAP_FAILED && i < n; i++) {
         uint64_t nonce = __atomic_load_n(&slots[i].nonce, __ATOMIC_ACQUIRE);
-        struct janitor_port key = {.key = slots[i].key};
+        struct janitor_port key = {.key = __atomic_load_n(&slots[i].key, __ATOMIC_RELAXED)};
         struct janitor_port *p =
-            nonce != 0 ? bsearch(&key, t->ports, t->nports, sizeof *t->ports, janitor_port_cmp)
-                       : NULL;
+            nonce != 0 && !(key.key & HELL_JANITOR_SLOT_RECEIVE) && t->nports > 0
+                ? bsearch(&key, t->ports, t->nports, sizeof *t->ports, janitor_port_cmp)
+                : NULL;
         if (p != NULL) {
             (void)hell_janitor_send_once(p->send_fd, nonce);
         }
@@ -182,12 +362,31 @@ static void janitor_task_end(struct janitor_task *t)
     if (slots != MAP_FAILED) {
         munmap(slots, n * sizeof *slots);
     }
+    size_t nkeys, ndead = 0;
+    uint64_t *keys = janitor_listed_receives(t, &nkeys);
+    int *dead = malloc((t->nreceives + 1) * sizeof *dead);
+    for (size_t i = 0; i < t->nreceives; i++) {
+        struct janitor_receive *r = t->receives[i];
+        epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, r->fd, NULL);
+        if (dead != NULL && janitor_key_listed(keys, nkeys, r->key)) {
+            dead[ndead++] = r->fd;
+        } else {
+            close(r->fd); /* given away: its port lives on elsewhere */
+        }
+        free(r);
+    }
+    int *sends = janitor_send_fds(t);
+    hell_janitor_destroy_receives(dead, ndead, sends, sends != NULL ? t->nports : 0);
+    free(sends);
+    free(dead);
+    free(keys);
     for (size_t i = 0; i < t->nports; i++) {
         close(t->ports[i].send_fd);
     }
     close(t->conn_fd);
     close(t->table_fd);
     free(t->ports);
+    free(t->receives);
     free(t);
 }
 
@@ -197,7 +396,22 @@ static void *janitor_main(void *arg)
     struct epoll_event events[32];
     for (;;) {
         int n = epoll_wait(janitor_epoll, events, 32, -1);
+        /* Receive ends first: a task that ends frees its own, whose
+         * events may follow in this batch.  (Kinds are read before
+         * anything is freed.) */
+        enum janitor_kind kinds[32];
         for (int i = 0; i < n; i++) {
+            kinds[i] = *(enum janitor_kind *)events[i].data.ptr;
+        }
+        for (int i = 0; i < n; i++) {
+            if (kinds[i] == JANITOR_RECEIVE) {
+                janitor_receive_drop(events[i].data.ptr, true);
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            if (kinds[i] != JANITOR_TASK) {
+                continue;
+            }
             struct janitor_task *t = events[i].data.ptr;
             /* Ports sent just before the end come first. */
             bool open = janitor_read(t);
@@ -243,6 +457,7 @@ void janitor_adopt(int conn_fd, int table_fd)
         close(table_fd);
         return;
     }
+    t->kind = JANITOR_TASK;
     t->conn_fd = conn_fd;
     t->table_fd = table_fd;
     struct epoll_event event = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = t};

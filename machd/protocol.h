@@ -21,9 +21,11 @@
  *               hell_janitor_slot).  No reply; the connection stays open
  *               for the task's life and carries struct hell_janitor_port
  *               datagrams, each with the send end of port KEY (or
- *               forgetting KEY).  When it
- *               closes, machd sends the send-once notification of every
- *               right the table still lists (libmach/ipc_janitor.h).
+ *               forgetting KEY), or the receive end of a port whose
+ *               receive right the task holds.  When it closes, machd
+ *               sends the send-once notification of every right the table
+ *               still lists, and destroys the queue of every port whose
+ *               receive right it still lists (libmach/ipc_janitor.h).
  * HELL_OP_VM    from libmach in a task of the instance that maps a memory
  *               object: SCM_RIGHTS, the task's userfaultfd; FLAGS, how
  *               long its faults wait for a pager (milliseconds, 0: 30 s).
@@ -61,21 +63,30 @@ enum hell_op {
  * table is a memfd sealed with F_SEAL_SHRINK. */
 #define HELL_JANITOR_MAX_SLOTS (1u << 24)
 
-/* A slot of a task's table of send-once rights: free when NONCE is 0. */
+/* A slot of a task's table: free when NONCE is 0.  A send-once right
+ * (KEY: its port, as shown with struct hell_janitor_port; NONCE: its
+ * authenticator), or, with HELL_JANITOR_SLOT_RECEIVE in KEY, the receive
+ * right of the port whose receive end was shown under the rest of KEY
+ * (NONCE is then 1). */
 struct hell_janitor_slot {
-    uint64_t key;   /* the port, as shown with struct hell_janitor_port */
-    uint64_t nonce; /* the right's authenticator */
+    uint64_t key;
+    uint64_t nonce;
 };
+#define HELL_JANITOR_SLOT_RECEIVE (1ull << 63)
 
 /* A port shown to machd (with its send end as SCM_RIGHTS), or with
  * HELL_JANITOR_FORGET and no descriptor, forgotten: the task no longer
- * knows it by KEY (a later right to the same port comes with a new key). */
+ * knows it by KEY (a later right to the same port comes with a new key).
+ * With HELL_JANITOR_RECEIVE, the descriptor is the port's receive end:
+ * machd keeps it while the port lives, and destroys the port's queue
+ * when the task dies with the receive right still listed in its table. */
 struct hell_janitor_port {
     uint32_t magic;
     uint32_t flags;
     uint64_t key;
 };
 #define HELL_JANITOR_FORGET 0x1u
+#define HELL_JANITOR_RECEIVE 0x2u
 
 /* The requests of a HELL_OP_VM connection (the task's side of each is
  * documented in libmach/vm_remote.h).  HANDLE names an object reference

@@ -14,6 +14,12 @@
  *   normally: each notified once;
  * - a right the task used before it was killed: no notification (the
  *   message came, nothing else);
+ * - messages queued on a port of a killed task that never read them: the
+ *   send-once right of one is notified, the send right of another
+ *   released (no-senders), the receive right of a third destroyed with
+ *   its port-destroyed request honoured (the right comes back with its
+ *   own queue); and a port the task gave away before it was killed
+ *   lives on;
  * - a server that makes and destroys a port per call leaves machd with no
  *   more descriptors than it had.
  */
@@ -288,6 +294,101 @@ static void rights_of_a_task(enum holder_end end)
     CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
 }
 
+/* ---- the queues of a killed task's ports ---- */
+
+/* Shows the parent a port it never reads, gives the parent the receive
+ * right of another port it made (with a send right: machd keeps its
+ * receive end until the right leaves), says so, waits. */
+static void sink_main(mach_port_t parent, void *arg)
+{
+    mach_port_t inbox = test_new_port(true);
+    CHECK_KR(test_send_port(parent, inbox, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
+    mach_port_t given = test_new_port(true);
+    CHECK_KR(test_send_port(parent, given, MACH_MSG_TYPE_MOVE_RECEIVE, 1), MACH_MSG_SUCCESS);
+    CHECK_KR(send_right(parent, 2, MACH_PORT_NULL, 0), MACH_MSG_SUCCESS);
+    for (;;) {
+        pause();
+    }
+}
+
+/* Requests a notification of kind ID on PORT to NOTIFY. */
+static void request(mach_port_t port, mach_msg_id_t id, mach_port_t notify)
+{
+    mach_port_t previous = MACH_PORT_NULL;
+    CHECK_KR(mach_port_request_notification(SELF, port, id, 0, notify,
+                                            MACH_MSG_TYPE_MAKE_SEND_ONCE, &previous),
+             KERN_SUCCESS);
+    CHECK(previous == MACH_PORT_NULL);
+}
+
+static void queued_at_killed_task(void)
+{
+    mach_port_t boot = test_new_port(true);
+    pid_t sink = start_child(boot, sink_main, NULL);
+    mach_port_t inbox = MACH_PORT_NULL, given = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(boot, WAIT_MS, &inbox, &type), MACH_MSG_SUCCESS);
+    CHECK_KR(test_receive_port(boot, WAIT_MS, &given, &type), MACH_MSG_SUCCESS);
+    CHECK(type == MACH_MSG_TYPE_PORT_RECEIVE);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, boot, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 2);
+
+    /* Three messages the sink will never read: a send-once right to
+     * REPLY; the only send right to ALONE (no-senders requested); the
+     * receive right of CARRIED (port-destroyed requested), in whose own
+     * queue a send-once right to INNER waits. */
+    mach_port_t reply = test_new_port(false), alone = test_new_port(false);
+    mach_port_t carried = test_new_port(true), inner = test_new_port(false);
+    mach_port_t notify = test_new_port(false);
+    request(alone, MACH_NOTIFY_NO_SENDERS, notify);
+    request(carried, MACH_NOTIFY_PORT_DESTROYED, notify);
+    CHECK_KR(send_right(inbox, 1, reply, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
+    CHECK_KR(test_send_port(inbox, alone, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
+    CHECK_KR(send_right(carried, 3, inner, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
+    CHECK_KR(mach_port_deallocate(SELF, carried), KERN_SUCCESS); /* the send right */
+    CHECK_KR(test_send_port(inbox, carried, MACH_MSG_TYPE_MOVE_RECEIVE, 1), MACH_MSG_SUCCESS);
+    CHECK_KR(receive(&m, reply, QUIET_MS), MACH_RCV_TIMED_OUT);
+
+    kill_and_reap(sink);
+    CHECK_KR(receive(&m, reply, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == MACH_NOTIFY_SEND_ONCE);
+    CHECK_KR(receive(&m, reply, QUIET_MS), MACH_RCV_TIMED_OUT);
+    bool no_senders = false, destroyed = false;
+    for (int i = 0; i < 2; i++) {
+        CHECK_KR(receive(&m, notify, WAIT_MS), MACH_MSG_SUCCESS);
+        if (m.h.msgh_id == MACH_NOTIFY_NO_SENDERS) {
+            no_senders = m.h.msgh_local_port == notify;
+        } else if (m.h.msgh_id == MACH_NOTIFY_PORT_DESTROYED) {
+            const mach_port_destroyed_notification_t *n = (const void *)&m;
+            destroyed = n->not_type.msgt_name == MACH_MSG_TYPE_PORT_RECEIVE;
+            carried = n->not_port;
+        }
+    }
+    CHECK(no_senders && destroyed);
+    /* CARRIED came back whole: its message, then INNER's right used. */
+    CHECK_KR(receive(&m, carried, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 3 && MACH_MSGH_BITS_REMOTE(m.h.msgh_bits) == MACH_MSG_TYPE_PORT_SEND_ONCE);
+    mach_msg_header_t h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+                           .msgh_remote_port = m.h.msgh_remote_port, .msgh_id = 4};
+    CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK_KR(receive(&m, inner, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 4);
+
+    /* The port the sink gave away before its death lives on. */
+    CHECK_KR(mach_port_insert_right(SELF, given, given, MACH_MSG_TYPE_MAKE_SEND), KERN_SUCCESS);
+    CHECK_KR(send_right(given, 5, MACH_PORT_NULL, 0), MACH_MSG_SUCCESS);
+    CHECK_KR(receive(&m, given, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 5);
+
+    mach_port_deallocate(SELF, inbox);
+    mach_port_t all[] = {given, reply, alone, carried, inner, notify, boot};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        CHECK_KR(mach_port_destroy(SELF, all[i]), KERN_SUCCESS);
+    }
+}
+
 /* ---- machd keeps no descriptor for a port the task forgot ---- */
 
 #define FRESH_RPCS 300
@@ -357,6 +458,7 @@ static int task_main(void)
     rights_of_a_task(KILLED);
     rights_of_a_task(EXITS);
     rights_of_a_task(USES_THEN_KILLED);
+    queued_at_killed_task();
     fresh_ports();
     return test_failures == 0 ? 0 : 1;
 }

@@ -19,14 +19,23 @@
  * that destroys it with mach_port_destroy, with mach_port_mod_refs, or is
  * killed with SIGKILL.
  *
+ * returning: a receive right X with a port-destroyed request, queued on
+ * P when P dies, comes back in the notification with its own queue.
+ *
  * A send-once right in a destroyed queue gives its port a send-once
- * notification when the queue's task destroys it; not yet when that task
- * is killed (the kernel drops the queue, and a send-once right in flight
- * has no descriptor whose closing anyone could see: docs/ARCHITECTURE.md).
+ * notification.  When the queue's task is killed, only the instance's
+ * machd can destroy the queue (it keeps the receive ends of its tasks'
+ * ports: libmach/ipc_janitor.h), so the whole test runs twice, as a
+ * plain process and as a task of an instance, and the killed-peer cases
+ * of send-once rights and port-destroyed requests are checked in the
+ * second run (in the first, they die with the queue: docs/ARCHITECTURE.md).
  */
 #include <hell.h>
+#include <mach/notify.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "test.h"
 
@@ -41,6 +50,9 @@ static const char *const mode_name[] = {"local", "peer destroy", "peer mod_refs"
 enum { CMD_DESTROY = 10, CMD_MOD_REFS = 11, CMD_EXIT = 12 };
 
 static mach_port_t notify_port;
+
+/* Whether a killed peer's queues are destroyed (a task of an instance). */
+static bool in_instance;
 
 struct notification {
     mach_msg_header_t head;
@@ -280,7 +292,11 @@ static void outer_destroy(struct outer *o)
         break;
     }
     }
-    /* Our send right to P is dead now. */
+    /* Our send right to P is dead now; after a kill in an instance, once
+     * machd has destroyed the queue, a moment after the process ended. */
+    for (int ms = 0; ms < WAIT_MS && ptype(o->p) != MACH_PORT_TYPE_DEAD_NAME; ms++) {
+        usleep(1000);
+    }
     CHECK_KR(send_empty(o->p, 1), MACH_SEND_INVALID_DEST);
     CHECK(ptype(o->p) == MACH_PORT_TYPE_DEAD_NAME);
 }
@@ -362,7 +378,7 @@ static void queued(enum mode mode)
 
     outer_destroy(&o);
 
-    if (mode != PEER_KILL) {
+    if (mode != PEER_KILL || in_instance) {
         struct notification n;
         CHECK_KR(mach_msg(&n.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n, so, WAIT_MS,
                           MACH_PORT_NULL),
@@ -397,8 +413,49 @@ static void queued(enum mode mode)
     outer_finish(&o);
 }
 
-int main(void)
+/* X, with a port-destroyed request, is in P's queue when P dies: it
+ * comes back whole. */
+static void returning(enum mode mode)
 {
+    struct outer o;
+    outer_start(&o, mode);
+    mach_port_t x = test_new_port(true);
+    CHECK_KR(send_empty(x, 4), MACH_MSG_SUCCESS);
+    CHECK_KR(mach_port_deallocate(SELF, x), KERN_SUCCESS); /* the send right */
+    CHECK_KR(request(x, MACH_NOTIFY_PORT_DESTROYED, 0), KERN_SUCCESS);
+    CHECK_KR(test_send_port(o.p, x, MACH_MSG_TYPE_MOVE_RECEIVE, 3), MACH_MSG_SUCCESS);
+    CHECK(ptype(x) == 0);
+
+    outer_destroy(&o);
+
+    if (mode == PEER_KILL && !in_instance) {
+        outer_finish(&o);
+        return; /* X died with the queue */
+    }
+    union {
+        mach_port_destroyed_notification_t n;
+        char buf[256];
+    } m;
+    CHECK_KR(mach_msg(&m.n.not_header, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof m,
+                      notify_port, WAIT_MS, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(m.n.not_header.msgh_id == MACH_NOTIFY_PORT_DESTROYED);
+    CHECK(m.n.not_type.msgt_name == MACH_MSG_TYPE_PORT_RECEIVE);
+    x = m.n.not_port;
+    CHECK(ptype(x) == MACH_PORT_TYPE_RECEIVE);
+    mach_msg_header_t h;
+    CHECK_KR(mach_msg(&h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof h, x, WAIT_MS,
+                      MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(h.msgh_id == 4);
+    expect_nothing(notify_port);
+    CHECK_KR(mach_port_destroy(SELF, x), KERN_SUCCESS);
+    outer_finish(&o);
+}
+
+int main(int argc, char **argv)
+{
+    in_instance = argc == 2 && strcmp(argv[1], "--in-instance") == 0;
     notify_port = test_new_port(false);
     (void)mig_get_reply_port();
     int fds_before = -1;
@@ -406,6 +463,7 @@ int main(void)
         int failures = test_failures;
         transit(m);
         queued(m);
+        returning(m);
         if (fds_before < 0) {
             /* The first round starts the watchdog (its epoll instance). */
             fds_before = test_count_fds();
@@ -416,5 +474,9 @@ int main(void)
     }
     CHECK(test_count_fds() == fds_before);
     CHECK_KR(mach_port_destroy(SELF, notify_port), KERN_SUCCESS);
+    if (in_instance) {
+        return test_failures == 0 ? 0 : 1;
+    }
+    CHECK(test_rerun_in_instance("--in-instance") == 0);
     return test_done("transit");
 }

@@ -27,9 +27,15 @@
  * first time a port of the task gets a send or send-once right.  A task
  * outside an instance (no HELL_INSTANCE) lists nothing.
  *
- * Not covered: a right taken out of its name for a message that the
- * task dies before sending, and the port-destroyed request of a port
- * whose receiver dies (machd holds the queue, not the receive state).
+ * A send-once right stays listed until its message is sent (or it is
+ * destroyed), not only while it has a name: a task killed while its send
+ * waits has it notified.  A task killed in the few instructions between
+ * a completed send and the right's release has it notified although the
+ * message carries it on: whichever of the notification and the right's
+ * use comes second is refused by its port as a replay.
+ *
+ * Not covered: the port-destroyed request of a port whose receiver dies
+ * (machd holds the queue, not the receive state).
  *
  * Every function here but the first two expects ipc_lock held ([G]).
  */
@@ -52,7 +58,7 @@ const char *ipc_instance_path(void);
 void ipc_janitor_hold(struct ipc_port *port, uint64_t nonce);
 
 /* The right with NONCE is no longer held here (sent, used, destroyed, or
- * its port died). */
+ * its port died); nothing when it is not listed. */
 void ipc_janitor_release(uint64_t nonce);
 
 /* PORT (receive right held here, not a kernel object's) may have

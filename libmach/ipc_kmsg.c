@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "ipc_janitor.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "linux.h"
@@ -468,6 +469,8 @@ static void ipc_undo_right(struct ipc_space *space, struct kright *right,
                 /* Back as the dead name GNU Mach would have left. */
                 if (right->kind == KRIGHT_SEND) {
                     ipc_port_srights_drop(right->port);
+                } else if (right->kind == KRIGHT_SEND_ONCE) {
+                    ipc_janitor_release(right->nonce);
                 }
                 ipc_port_unref(right->port);
                 *right = (struct kright){.kind = KRIGHT_DEAD};

@@ -14,6 +14,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "ipc_janitor.h"
 #include "ipc_kmsg.h"
 #include "ipc_port.h"
 #include "ipc_pset.h"
@@ -221,6 +222,7 @@ static bool ipc_msg_deliver_local(struct kmsg *kmsg)
     if (ok) {
         rcv->seqno++;
         (void)ipc_port_rcv_consume_nonce(rcv, kmsg->dest.nonce);
+        ipc_janitor_release(kmsg->dest.nonce);
         ipc_port_unref(dest);
         kmsg->dest = (struct kright){.kind = KRIGHT_NONE};
     }

@@ -270,7 +270,9 @@ kern_return_t ipc_right_copyin_entry(struct ipc_space *space, struct ipc_entry *
         }
         *out = (struct kright){
             .kind = KRIGHT_SEND_ONCE, .port = port, .nonce = entry->nonce};
-        ipc_janitor_release(entry->nonce);
+        /* Still listed with the janitor until it is sent or destroyed:
+         * a task killed before its send completes still has it
+         * notified (ipc_janitor_release where it goes). */
         if (space->id == SPACE_USER) {
             kern_notify_entry_deleted(entry);
         }
@@ -295,6 +297,7 @@ void kright_destroy(struct kright *right)
         break;
     case KRIGHT_SEND_ONCE:
         ipc_notify_send_once(port, right->nonce);
+        ipc_janitor_release(right->nonce);
         break;
     case KRIGHT_RECEIVE:
         if (kern_notify_port_destroyed_right(right)) {

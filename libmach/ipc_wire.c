@@ -17,6 +17,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "ipc_janitor.h"
 #include "ipc_notify.h"
 #include "ipc_port.h"
 #include "ipc_qlimit.h"
@@ -433,6 +434,9 @@ static void wire_release_sent(struct kmsg *kmsg)
         switch (right->kind) {
         case KRIGHT_SEND:
             ipc_port_srights_drop(port);
+            break;
+        case KRIGHT_SEND_ONCE:
+            ipc_janitor_release(right->nonce);
             break;
         case KRIGHT_RECEIVE:
             kern_notify_requests_moved(port->rcv);

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <stdlib.h>
 
+#include "ipc_janitor.h"
 #include "ipc_msg.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
@@ -221,7 +222,9 @@ void kern_notify_requests_moved(struct ipc_port_rcv *rcv)
         if (*requests[i] != 0 &&
             ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], *requests[i],
                              MACH_MSG_TYPE_MOVE_SEND_ONCE, false, &right) == KERN_SUCCESS) {
-            ipc_port_unref(right.port); /* moved: its nonce lives on elsewhere */
+            /* Moved: its nonce lives on elsewhere. */
+            ipc_janitor_release(right.nonce);
+            ipc_port_unref(right.port);
         }
         *requests[i] = 0;
     }

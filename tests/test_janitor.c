@@ -20,6 +20,8 @@
  *   its port-destroyed request honoured (the right comes back with its
  *   own queue); and a port the task gave away before it was killed
  *   lives on;
+ * - a right taken out of its name for a send that the task is killed
+ *   before completing (it waits for room in a full queue): notified;
  * - a server that makes and destroys a port per call leaves machd with no
  *   more descriptors than it had.
  */
@@ -389,6 +391,74 @@ static void queued_at_killed_task(void)
     }
 }
 
+/* ---- a right taken for a send that never completes ---- */
+
+/* Gets a send right to a full port and a send-once right, tells the
+ * parent the latter's name (as the message id), then sends it to the full
+ * port, which waits for room that never comes. */
+static void blocked_sender_main(mach_port_t parent, void *arg)
+{
+    mach_port_t inbox = test_new_port(true);
+    CHECK_KR(test_send_port(parent, inbox, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
+    mach_port_t full = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(inbox, WAIT_MS, &full, &type), MACH_MSG_SUCCESS);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, inbox, WAIT_MS), MACH_MSG_SUCCESS);
+    mach_port_t right = m.h.msgh_remote_port;
+    CHECK_KR(send_right(parent, (mach_msg_id_t)right, MACH_PORT_NULL, 0), MACH_MSG_SUCCESS);
+    (void)send_right(full, 6, right, MACH_MSG_TYPE_MOVE_SEND_ONCE);
+    for (;;) {
+        pause();
+    }
+}
+
+static void taken_then_killed(void)
+{
+    mach_port_t boot = test_new_port(true), full = test_new_port(true);
+    mach_port_t reply = test_new_port(false);
+    CHECK_KR(mach_port_set_qlimit(SELF, full, 1), KERN_SUCCESS);
+    CHECK_KR(send_right(full, 1, MACH_PORT_NULL, 0), MACH_MSG_SUCCESS); /* now full */
+    mach_port_t child_task = MACH_PORT_NULL;
+    pid_t pid = hell_fork(boot, &child_task);
+    if (pid == 0) {
+        mach_port_t parent = MACH_PORT_NULL;
+        task_get_bootstrap_port(SELF, &parent);
+        blocked_sender_main(parent, NULL);
+    }
+    CHECK(pid > 0);
+    mach_port_t inbox = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(boot, WAIT_MS, &inbox, &type), MACH_MSG_SUCCESS);
+    CHECK_KR(test_send_port(inbox, full, MACH_MSG_TYPE_COPY_SEND, 1), MACH_MSG_SUCCESS);
+    CHECK_KR(send_right(inbox, 1, reply, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, boot, WAIT_MS), MACH_MSG_SUCCESS);
+    mach_port_t name = (mach_port_t)m.h.msgh_id;
+    /* Taken out of its name: the send has begun. */
+    mach_port_type_t ptype = 0;
+    for (int ms = 0; ms < WAIT_MS && mach_port_type(child_task, name, &ptype) == KERN_SUCCESS;
+         ms++) {
+        usleep(1000);
+    }
+    CHECK_KR(mach_port_type(child_task, name, &ptype), KERN_INVALID_NAME);
+    kill_and_reap(pid);
+    CHECK_KR(receive(&m, reply, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == MACH_NOTIFY_SEND_ONCE);
+    CHECK_KR(receive(&m, reply, QUIET_MS), MACH_RCV_TIMED_OUT);
+    /* The full queue holds our message only. */
+    CHECK_KR(receive(&m, full, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 1);
+    CHECK_KR(receive(&m, full, QUIET_MS), MACH_RCV_TIMED_OUT);
+
+    mach_port_deallocate(SELF, inbox);
+    mach_port_deallocate(SELF, child_task);
+    mach_port_t all[] = {boot, full, reply};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        CHECK_KR(mach_port_destroy(SELF, all[i]), KERN_SUCCESS);
+    }
+}
+
 /* ---- machd keeps no descriptor for a port the task forgot ---- */
 
 #define FRESH_RPCS 300
@@ -459,6 +529,7 @@ static int task_main(void)
     rights_of_a_task(EXITS);
     rights_of_a_task(USES_THEN_KILLED);
     queued_at_killed_task();
+    taken_then_killed();
     fresh_ports();
     return test_failures == 0 ? 0 : 1;
 }

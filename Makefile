@@ -8,8 +8,9 @@
 #   make demo         run the MIG demo
 #   make install      install into $(DESTDIR)$(PREFIX)
 #
-# Programs: $(BUILD)/bin/machd (the kernel process of an instance) and
-# $(BUILD)/bin/hell (starts and stops instances, runs tasks in them).
+# Programs: $(BUILD)/bin/machd (the kernel process of an instance),
+# $(BUILD)/bin/hell (starts and stops instances, runs tasks in them) and
+# $(BUILD)/bin/hell-task (the body of a task made empty by task_create).
 #
 # Everything generated (MIG stubs, objects) lives in $(BUILD).
 
@@ -39,7 +40,7 @@ CFLAGS    := $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -fPIC -pthread
 # port, receive buffer) can use the initial-exec model, without a call to
 # __tls_get_addr on every message.
 LIBCFLAGS := $(CFLAGS) -fvisibility=hidden -ftls-model=initial-exec -Ilibmach -Imachd -I$(GEN) \
-             -DHELL_VERSION='"$(VERSION)"'
+             -DHELL_VERSION='"$(VERSION)"' -DHELL_BINDIR='"$(PREFIX)/bin"'
 # MIG output is not ours: keep -Werror for our code, relax what MIG emits.
 MIGCFLAGS := $(LIBCFLAGS) -I$(GEN)/include/mach -I$(GEN)/include/device -Wno-error -Wno-unused-variable -Wno-unused-function \
              -DMIG_EOPNOTSUPP=MIG_BAD_ID
@@ -79,7 +80,7 @@ TEST_DEFS := tests/hell_test.defs tests/hell_exc.defs
 BENCHES   := $(BUILD)/bench/bench_rpc $(BUILD)/bench/bench_ool $(BUILD)/bench/bench_kern \
              $(BUILD)/bench/bench_pager
 DEMOS     := $(BUILD)/demo/hell-demo
-PROGRAMS  := $(BUILD)/bin/machd $(BUILD)/bin/hell
+PROGRAMS  := $(BUILD)/bin/machd $(BUILD)/bin/hell $(BUILD)/bin/hell-task
 
 .PHONY: all deps check bench demo install clean fuzz
 # Keep generated MIG sources (make would delete them as intermediates).
@@ -204,6 +205,9 @@ $(BUILD)/bin/machd: $(MACHD_SRCS) $(wildcard machd/*.h) $(GEN)/machd/device.serv
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Imachd -I$(GEN)/machd -o $@ $(MACHD_SRCS) \
 	    $(OBJ)/machd/device.server.o $(PROG_LDFLAGS)
+$(BUILD)/bin/hell-task: tools/hell_task.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ tools/hell_task.c $(PROG_LDFLAGS)
 $(BUILD)/bin/hell: tools/hell.c machd/protocol.c machd/protocol.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Imachd -DHELL_VERSION='"$(VERSION)"' -o $@ tools/hell.c \

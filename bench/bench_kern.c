@@ -109,11 +109,11 @@ static void bench_threads(void)
     munmap(a, sizeof *a);
 }
 
-static double task_once(void)
+static double task_once(boolean_t inherit)
 {
     double t0 = bench_now_us();
     mach_port_t child;
-    if (task_create(SELF, TRUE, &child) != KERN_SUCCESS) {
+    if (task_create(SELF, inherit, &child) != KERN_SUCCESS) {
         fprintf(stderr, "bench: task_create failed\n");
         exit(1);
     }
@@ -134,19 +134,38 @@ static double fork_once(void)
     return bench_now_us() - t0;
 }
 
+/* The baseline of an empty task: a process that executes a program. */
+static double fork_exec_once(void)
+{
+    double t0 = bench_now_us();
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/true", "true", (char *)NULL);
+        _exit(127);
+    }
+    waitpid(pid, NULL, 0);
+    return bench_now_us() - t0;
+}
+
 static void bench_tasks(void)
 {
-    double best_mach = 1e18, best_linux = 1e18;
+    double best_mach = 1e18, best_linux = 1e18, best_empty = 1e18, best_exec = 1e18;
     for (int r = 0; r < ROUNDS; r++) {
-        double m = 0, l = 0;
+        double m = 0, l = 0, e = 0, x = 0;
         for (int i = 0; i < 20; i++) {
-            m += task_once();
+            m += task_once(TRUE);
             l += fork_once();
+            e += task_once(FALSE);
+            x += fork_exec_once();
         }
         best_mach = m / 20 < best_mach ? m / 20 : best_mach;
         best_linux = l / 20 < best_linux ? l / 20 : best_linux;
+        best_empty = e / 20 < best_empty ? e / 20 : best_empty;
+        best_exec = x / 20 < best_exec ? x / 20 : best_exec;
     }
     bench_report("task_create_terminate", best_mach, "us", "fork_exit_waitpid", best_linux);
+    bench_report("task_create_empty_terminate", best_empty, "us", "fork_exec_true_waitpid",
+                 best_exec);
 }
 
 /* ---- stopping a running thread ---- */

@@ -91,6 +91,12 @@ void hell_janitor_destroy_receives(const int *recv_fds, size_t nrecv, const int 
  * or dies, its mappings removed; CONN and UFFD are taken over. */
 void hell_vm_serve(int conn, int uffd, unsigned timeout_ms);
 
+/* For hell-task, the program that is the body of a task made by
+ * task_create without inherited memory: when this process was started as
+ * one, never returns (its thread waits, hidden from task_threads, while
+ * the task is served through its port); otherwise returns at once. */
+void hell_task_idle(void);
+
 /* Messages this task dropped as malformed or forged. */
 unsigned long hell_dropped_messages(void);
 

@@ -9,6 +9,9 @@
  * send right to its task port.  An executed child finds the socket in
  * HELL_BOOTSTRAP_FD.
  */
+#include "hell_launch.h"
+
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hell.h>
@@ -30,6 +33,12 @@
 
 #define BOOTSTRAP_ENV "HELL_BOOTSTRAP_FD="
 #define FD_DIGITS 10 /* room for any descriptor number */
+#define EMPTY_TASK_ENV "HELL_EMPTY_TASK="
+#define EMPTY_TASK_PROGRAM "hell-task"
+
+#ifndef HELL_BINDIR
+#define HELL_BINDIR "/usr/local/bin"
+#endif
 
 extern char **environ;
 
@@ -130,8 +139,8 @@ static bool hell_attr_valid(const struct hell_spawn_attr *attr)
 
 /* The environment of an executed child: ENVP (or ours) without any
  * HELL_BOOTSTRAP_FD, then a HELL_BOOTSTRAP_FD entry whose digits the child
- * fills in (*SLOT).  Returns a malloc'd array of malloc'd strings
- * (hell_env_free), or NULL when out of memory. */
+ * fills in (*SLOT, malloc'd).  Returns a malloc'd array whose other
+ * entries are ENVP's strings, or NULL when out of memory. */
 static char **hell_env_make(char *const *envp, char **slot)
 {
     if (envp == NULL) {
@@ -323,4 +332,87 @@ EXPORT pid_t hell_spawn_attr(const char *path, char *const argv[],
 EXPORT unsigned long hell_dropped_messages(void)
 {
     return wire_dropped_count();
+}
+
+/* ---- the body of an empty task ---- */
+
+/* Where hell-task is: in the bin directory beside libmach's (the build
+ * tree, and an installation whose LIBDIR is PREFIX/lib), else in
+ * HELL_BINDIR.  Returns a malloc'd path, or NULL when there is none. */
+static char *hell_empty_task_path(void)
+{
+    Dl_info info;
+    char *lib = NULL, *path = NULL;
+    if (dladdr((void *)hell_fork, &info) != 0 && info.dli_fname != NULL) {
+        lib = realpath(info.dli_fname, NULL);
+    }
+    char *slash = lib != NULL ? strrchr(lib, '/') : NULL;
+    if (slash != NULL) {
+        *slash = '\0';
+        if (asprintf(&path, "%s/../bin/" EMPTY_TASK_PROGRAM, lib) < 0) {
+            path = NULL;
+        } else if (access(path, X_OK) != 0) {
+            free(path);
+            path = NULL;
+        }
+    }
+    free(lib);
+    if (path == NULL && asprintf(&path, HELL_BINDIR "/" EMPTY_TASK_PROGRAM) >= 0 &&
+        access(path, X_OK) != 0) {
+        free(path);
+        path = NULL;
+    }
+    return path;
+}
+
+bool hell_empty_task_prepare(struct hell_empty_task *task)
+{
+    *task = (struct hell_empty_task){0};
+    task->path = hell_empty_task_path();
+    if (task->path == NULL) {
+        fprintf(stderr, "hell[%d]: task_create: cannot find " EMPTY_TASK_PROGRAM "\n",
+                (int)getpid());
+        return false;
+    }
+    size_t n = 0;
+    while (environ != NULL && environ[n] != NULL) {
+        n++;
+    }
+    char **with = calloc(n + 2, sizeof *with);
+    if (with == NULL) {
+        hell_empty_task_free(task);
+        return false;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(environ[i], EMPTY_TASK_ENV, strlen(EMPTY_TASK_ENV)) != 0) {
+            with[k++] = environ[i];
+        }
+    }
+    with[k] = (char *)EMPTY_TASK_ENV "1";
+    task->env = hell_env_make(with, &task->slot);
+    free(with); /* (the strings are not copied, only the array) */
+    if (task->env == NULL) {
+        hell_empty_task_free(task);
+        return false;
+    }
+    return true;
+}
+
+void hell_empty_task_exec(const struct hell_empty_task *task, int sock)
+{
+    /* Nothing of the creator's leaks into the new program but its
+     * standard descriptors and the handshake's socket (dup'ed anew). */
+    (void)syscall(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC);
+    static const struct hell_spawn_attr defaults;
+    char *argv[] = {(char *)EMPTY_TASK_PROGRAM, NULL};
+    hell_exec_child(task->path, argv, &defaults, sock, task->env, task->slot, -1);
+}
+
+void hell_empty_task_free(struct hell_empty_task *task)
+{
+    free(task->path);
+    free(task->env);
+    free(task->slot);
+    *task = (struct hell_empty_task){0};
 }

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hell_launch.h"
 #include "ipc_janitor.h"
 #include "ipc_msg.h"
 #include "ipc_port.h"
@@ -44,6 +45,11 @@
 #include "mach_port.server.h"
 
 #define KERN_REPLY_MAX 8192
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* This process is hell-task, the body of an empty task. */
+static bool kern_task_empty;
 
 /* The MIG demultiplexers of the kernel servers (generated). */
 boolean_t mach_port_server(mach_msg_header_t *in, mach_msg_header_t *out);
@@ -443,11 +449,16 @@ kern_return_t kern_task_create(mach_port_t parent, boolean_t inherit_memory,
     if (!ok) {
         return KERN_INVALID_ARGUMENT;
     }
-    if (!inherit_memory) {
-        return KERN_FAILURE; /* an empty address space needs the task stub (not yet) */
+    /* Without inherited memory: a new program, hell-task, whose address
+     * space holds only what runs it (at the addresses Linux chose for
+     * them, which an exec server's fixed allocations avoid). */
+    struct hell_empty_task empty = {0};
+    if (!inherit_memory && !hell_empty_task_prepare(&empty)) {
+        return KERN_RESOURCE_SHORTAGE;
     }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        hell_empty_task_free(&empty);
         return KERN_RESOURCE_SHORTAGE;
     }
     /* Twice, so that the new task is no child of ours that a wait() of the
@@ -459,8 +470,12 @@ kern_return_t kern_task_create(mach_port_t parent, boolean_t inherit_memory,
             _exit(pid < 0 ? 1 : 0);
         }
         linux_close(sv[0]);
+        if (!inherit_memory) {
+            hell_empty_task_exec(&empty, sv[1]);
+        }
         kern_task_become_new(sv[1]);
     }
+    hell_empty_task_free(&empty);
     linux_close(sv[1]);
     int status = 0;
     if (middle < 0 || waitpid(middle, &status, __WALL) != middle || status != 0) {
@@ -795,6 +810,13 @@ void kern_task_init(void)
     kern_control_init();
     kern_exc_init();
 
+    if (getenv("HELL_EMPTY_TASK") != NULL) {
+        /* hell-task, the body of an empty task: its only thread is
+         * hidden before its creator can count them. */
+        unsetenv("HELL_EMPTY_TASK");
+        linux_helper_adopt_self();
+        kern_task_empty = true;
+    }
     const char *env = getenv("HELL_BOOTSTRAP_FD");
     if (env != NULL) {
         int fd = atoi(env);
@@ -803,6 +825,13 @@ void kern_task_init(void)
             fprintf(stderr, "hell: bootstrap handshake with the parent failed\n");
         }
         linux_close(fd);
+    }
+}
+
+EXPORT void hell_task_idle(void)
+{
+    while (kern_task_empty) {
+        pause();
     }
 }
 

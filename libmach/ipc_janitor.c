@@ -213,8 +213,11 @@ void ipc_janitor_hold(struct ipc_port *port, uint64_t nonce)
 void ipc_janitor_keep_receive(struct ipc_port *port)
 {
     struct ipc_port_rcv *rcv = port->rcv;
+    /* Not while the right is on its way out (a send right to the port
+     * made for the same message, say): listed again, it could make
+     * machd destroy the port at its next holder. */
     if (rcv == NULL || rcv->janitor_slot != 0 || rcv->kobject_type != IKOT_NONE ||
-        !janitor_connect()) {
+        atomic_load(&rcv->leaving) || !janitor_connect()) {
         return;
     }
     /* Listed before machd gets the end: machd closes the ends whose
@@ -232,11 +235,22 @@ void ipc_janitor_keep_receive(struct ipc_port *port)
     rcv->janitor_slot = slot;
 }
 
-void ipc_janitor_forget_receive(struct ipc_port_rcv *rcv)
+void ipc_janitor_forget_receive(struct ipc_port *port, struct ipc_port_rcv *rcv, bool moving)
 {
-    if (rcv->janitor_slot != 0) {
-        janitor_unlist(rcv->janitor_slot - 1);
-        rcv->janitor_slot = 0;
+    if (rcv->janitor_slot == 0) {
+        return;
+    }
+    janitor_unlist(rcv->janitor_slot - 1);
+    rcv->janitor_slot = 0;
+    if (moving) {
+        /* machd closes its copy now, so that the port dies with its next
+         * holder whatever that holder does.  Lost when machd is behind:
+         * then at its next sweep (the slot is clear). */
+        struct hell_janitor_port forget = {
+            .magic = HELL_PROTO_MAGIC,
+            .flags = HELL_JANITOR_FORGET | HELL_JANITOR_RECEIVE,
+            .key = port->serial};
+        (void)send(janitor_sock, &forget, sizeof forget, MSG_DONTWAIT | MSG_NOSIGNAL);
     }
 }
 

@@ -66,10 +66,13 @@ void ipc_janitor_release(uint64_t nonce);
  * until it leaves (ipc_janitor_forget_receive). */
 void ipc_janitor_keep_receive(struct ipc_port *port);
 
-/* The receive right of RCV is leaving this task (moved, or destroyed):
- * no longer listed.  Before the right is sent, so that machd never
- * destroys the queue of a port another task holds. */
-void ipc_janitor_forget_receive(struct ipc_port_rcv *rcv);
+/* The receive right RCV of PORT is leaving this task: no longer listed.
+ * MOVING (it is being copied into a message): before the right is sent,
+ * so that machd never destroys the queue of a port another task holds;
+ * machd is also told to close its copy of the receive end, which would
+ * keep the port alive.  Else it is being destroyed: the receiver shuts
+ * the end down, which closes machd's copy. */
+void ipc_janitor_forget_receive(struct ipc_port *port, struct ipc_port_rcv *rcv, bool moving);
 
 /* PORT is being freed here: machd may close its copy of the send end
  * (a right to the same port later comes with a new serial). */

@@ -327,7 +327,7 @@ void ipc_port_destroy_receive(struct ipc_port *port)
     kern_notify_receive_gone(port);
     port->rcv = NULL;
     port->dead = true;
-    ipc_janitor_forget_receive(rcv);
+    ipc_janitor_forget_receive(port, rcv, false);
     /* Before the ends close: clients still waiting for replies to
      * requests we took must not take this death for ours. */
     ipc_qlimit_mark_destroyed(port);
@@ -374,8 +374,8 @@ void ipc_port_destroy_orphans(const int *recv_fds, size_t nrecv, const int *send
         /* What is queued first, before senders see the port die: a
          * client waiting for a reply then finds the notification of its
          * reply right already there.  Then what came meanwhile. */
-        for (int pass = 0; rcv != NULL && pass < 2; pass++) {
-            if (ipc_port_fd_has_message(recv_fds[i])) {
+        for (int pass = 0; pass < 2; pass++) {
+            if (rcv != NULL && ipc_port_fd_has_message(recv_fds[i])) {
                 if (!transports_made) {
                     ipc_port_orphan_transports(rcv, send_fds, nsend);
                     transports_made = true;
@@ -400,7 +400,7 @@ void ipc_port_release_receive(struct ipc_port *port)
     struct ipc_port_rcv *rcv = port->rcv;
     assert(rcv != NULL);
     port->rcv = NULL;
-    ipc_janitor_forget_receive(rcv);
+    ipc_janitor_forget_receive(port, rcv, false);
     ipc_port_free_rcv(rcv);
 }
 

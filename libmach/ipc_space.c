@@ -221,7 +221,7 @@ kern_return_t ipc_right_copyin_entry(struct ipc_space *space, struct ipc_entry *
         *out = (struct kright){.kind = KRIGHT_RECEIVE, .port = port};
         ipc_pset_remove(port);
         kern_notify_receive_leaving(port);
-        ipc_janitor_forget_receive(port->rcv);
+        ipc_janitor_forget_receive(port, port->rcv, true);
         port->rcv->leaving = true;
         entry->type &= ~MACH_PORT_TYPE_RECEIVE;
         if (entry->type == 0) {

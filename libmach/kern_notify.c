@@ -239,11 +239,24 @@ mach_port_name_t kern_notify_request_adopt(struct kright *right)
     return name;
 }
 
+/* Whether the receive state RCV of PORT has a port-destroyed request
+ * that can be honoured: GNU Mach's circularity check refuses a port sent
+ * to itself (it would live on in its own queue, unreachable), which is
+ * destroyed instead.  (A notify port whose receive right waits in this
+ * port's queue is not seen: the two then die together, unnotified.) */
+static bool kern_notify_pd_request_ok(struct ipc_port *port, struct ipc_port_rcv *rcv)
+{
+    struct ipc_port *target;
+    uint64_t nonce;
+    return rcv != NULL && rcv->pdrequest != 0 &&
+           kern_notify_request_right(rcv->pdrequest, &target, &nonce) && target != port;
+}
+
 bool kern_notify_port_destroyed(struct ipc_space *space, mach_port_name_t name)
 {
     struct ipc_entry *entry = ipc_entry_lookup(space, name);
     if (space->id != SPACE_USER || entry == NULL || !(entry->type & MACH_PORT_TYPE_RECEIVE) ||
-        entry->port->rcv->pdrequest == 0) {
+        !kern_notify_pd_request_ok(entry->port, entry->port->rcv)) {
         return false;
     }
     struct kright right;
@@ -256,8 +269,8 @@ bool kern_notify_port_destroyed(struct ipc_space *space, mach_port_name_t name)
 
 bool kern_notify_port_destroyed_right(struct kright *right)
 {
-    struct ipc_port_rcv *rcv = right->port->rcv;
-    if (right->kind != KRIGHT_RECEIVE || rcv == NULL || rcv->pdrequest == 0) {
+    struct ipc_port_rcv *rcv = right->kind == KRIGHT_RECEIVE ? right->port->rcv : NULL;
+    if (!kern_notify_pd_request_ok(right->port, rcv)) {
         return false;
     }
     mach_port_name_t notify = rcv->pdrequest;

@@ -74,9 +74,10 @@ mach_port_name_t kern_notify_request_adopt(struct kright *right);
 bool kern_notify_port_destroyed(struct ipc_space *space, mach_port_name_t name);
 
 /* The same for RIGHT, a receive right in a message or kernel call being
- * destroyed (in transit): when its port has a port-destroyed request,
- * RIGHT is consumed into the notification (or destroyed when the kernel
- * space is out of names) and true is returned.  Expects [G]. */
+ * destroyed (in transit): when its port has a port-destroyed request
+ * whose notify port is another port, RIGHT is consumed into the
+ * notification (or destroyed when the kernel space is out of names) and
+ * true is returned.  Expects [G]. */
 bool kern_notify_port_destroyed_right(struct kright *right);
 
 /* Sends the queued notifications.  Expects [G] not held. */

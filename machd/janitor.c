@@ -9,12 +9,13 @@
  *
  * A task also shows the receive end of each port whose receive right it
  * holds and that can have senders, and lists the right in its table
- * while it holds it.  Each such end is in the epoll set, which reports
- * it hung up when its receiver destroys the port: then it is closed
- * (after destroying what a dying receiver left queued).  When the task
- * ends, the queue of every port whose right its table still lists is
- * destroyed as GNU Mach destroys a dead task's ports (with the rights
- * the messages carry), and the ports die.
+ * while it holds it; when the right moves away, the task unlists it and
+ * tells us to close our copy.  Each end is in the epoll set, which
+ * reports it hung up when its receiver destroys the port (the receiver
+ * destroys the queue itself): then our copy closes.  When the task ends,
+ * the queue of every port whose right its table still lists is destroyed
+ * as GNU Mach destroys a dead task's ports (with the rights the messages
+ * carry), and the ports die.
  *
  * The send ends and receive ends kept per task are swept whenever their
  * number doubles (of dead ports, of ports whose receive right the task
@@ -37,6 +38,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "protocol.h"
@@ -101,14 +103,15 @@ static int janitor_key_cmp(const void *a, const void *b)
 }
 
 /* The keys of the receive rights T's table lists, sorted, in an array
- * the caller frees; *N gets their number (0 with NULL when none or out
- * of memory: then nothing counts as listed). */
-static uint64_t *janitor_listed_receives(const struct janitor_task *t, size_t *n)
+ * the caller frees; *N gets their number.  *OK tells whether the table
+ * could be read whole (else nothing counts as listed). */
+static uint64_t *janitor_listed_receives(const struct janitor_task *t, size_t *n, bool *ok)
 {
     size_t nslots, cap = 0;
     uint64_t *keys = NULL;
     *n = 0;
     struct hell_janitor_slot *slots = janitor_table_map(t, &nslots);
+    *ok = slots != MAP_FAILED;
     for (size_t i = 0; slots != MAP_FAILED && i < nslots; i++) {
         uint64_t nonce = __atomic_load_n(&slots[i].nonce, __ATOMIC_ACQUIRE);
         uint64_t key = __atomic_load_n(&slots[i].key, __ATOMIC_RELAXED);
@@ -122,6 +125,7 @@ static uint64_t *janitor_listed_receives(const struct janitor_task *t, size_t *n
                 free(keys);
                 keys = NULL;
                 *n = 0;
+                *ok = false;
                 break;
             }
             keys = p;
@@ -153,42 +157,68 @@ static int *janitor_send_fds(const struct janitor_task *t)
     return fds;
 }
 
-/* Takes R out of its task and of the epoll set, and frees it.  With
- * DESTROY, its port is destroyed (what its queue holds first); else only
- * this copy of its receive end closes. */
-static void janitor_receive_drop(struct janitor_receive *r, bool destroy)
+/* Takes R out of its task and of the epoll set, closes this copy of
+ * its receive end, and frees it. */
+static void janitor_receive_drop(struct janitor_receive *r)
 {
     struct janitor_task *t = r->task;
     epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, r->fd, NULL);
-    if (destroy) {
-        int *sends = janitor_send_fds(t);
-        hell_janitor_destroy_receives(&r->fd, 1, sends, sends != NULL ? t->nports : 0);
-        free(sends);
-    } else {
-        close(r->fd);
-    }
+    close(r->fd);
     t->receives[r->index] = t->receives[--t->nreceives];
     t->receives[r->index]->index = r->index;
     free(r);
 }
 
 /* Closes T's copies of receive ends whose right T no longer lists (it
- * gave the right away), and destroys the ports whose receiver hung up. */
+ * gave the right away and our copy was not closed then) or that hung
+ * up. */
 static void janitor_sweep_receives(struct janitor_task *t)
 {
     size_t nkeys;
-    uint64_t *keys = janitor_listed_receives(t, &nkeys);
-    for (size_t i = t->nreceives; keys != NULL && i-- > 0;) {
+    bool ok;
+    uint64_t *keys = janitor_listed_receives(t, &nkeys, &ok);
+    for (size_t i = t->nreceives; ok && i-- > 0;) {
         struct janitor_receive *r = t->receives[i];
         struct pollfd pfd = {.fd = r->fd};
-        if (!janitor_key_listed(keys, nkeys, r->key)) {
-            janitor_receive_drop(r, false);
-        } else if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR))) {
-            janitor_receive_drop(r, true);
+        if (!janitor_key_listed(keys, nkeys, r->key) ||
+            (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR)))) {
+            janitor_receive_drop(r);
         }
     }
     free(keys);
     t->rswept_at = t->nreceives;
+}
+
+/* T forgets the receive end KEY (the right left the task): every copy
+ * kept under KEY closes. */
+static void janitor_forget_receive(struct janitor_task *t, uint64_t key)
+{
+    for (size_t i = t->nreceives; i-- > 0;) {
+        if (t->receives[i]->key == key) {
+            janitor_receive_drop(t->receives[i]);
+        }
+    }
+}
+
+/* Whether T's connection has ended (the task died or executed another
+ * program), before the janitor has read its end. */
+static bool janitor_task_ended(const struct janitor_task *t)
+{
+    struct pollfd pfd = {.fd = t->conn_fd, .events = POLLRDHUP};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* R's receive end hung up.  A live task's receiver destroyed the port
+ * (and destroyed its queue itself), or a sender shut the shared send end
+ * down: the copy closes, the queue is left to the receiver.  A dead
+ * task's ends wait for its end, which destroys what they hold. */
+static void janitor_receive_hung_up(struct janitor_receive *r)
+{
+    if (janitor_task_ended(r->task)) {
+        epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, r->fd, NULL);
+    } else {
+        janitor_receive_drop(r);
+    }
 }
 
 /* Keeps FD (taken), the receive end of T's port KEY, until the port dies
@@ -279,6 +309,20 @@ static void janitor_forget_port(struct janitor_task *t, uint64_t key)
     }
 }
 
+/* Whether FD is an end of a port: a SOCK_SEQPACKET socket of an unnamed
+ * pair (not, say, the task's end of its connection to us, which would
+ * then never hang up). */
+static bool janitor_is_port_end(int fd)
+{
+    int type = 0;
+    socklen_t len = sizeof type;
+    struct sockaddr_un peer;
+    socklen_t plen = sizeof peer;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_SEQPACKET &&
+           getpeername(fd, (struct sockaddr *)&peer, &plen) == 0 &&
+           plen <= sizeof(sa_family_t);
+}
+
 /* Takes the ports waiting on T's connection.  Returns false once it
  * has ended. */
 static bool janitor_read(struct janitor_task *t)
@@ -311,10 +355,11 @@ static bool janitor_read(struct janitor_task *t)
             janitor_forget_port(t, reg.key);
             continue;
         }
-        int type = 0;
-        socklen_t tlen = sizeof type;
-        if (ok && reg.flags == HELL_JANITOR_RECEIVE && fd >= 0 &&
-            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_SEQPACKET) {
+        if (ok && reg.flags == (HELL_JANITOR_FORGET | HELL_JANITOR_RECEIVE) && fd < 0) {
+            janitor_forget_receive(t, reg.key);
+            continue;
+        }
+        if (ok && reg.flags == HELL_JANITOR_RECEIVE && fd >= 0 && janitor_is_port_end(fd)) {
             janitor_add_receive(t, reg.key, fd);
             continue;
         }
@@ -363,7 +408,8 @@ static void janitor_task_end(struct janitor_task *t)
         munmap(slots, n * sizeof *slots);
     }
     size_t nkeys, ndead = 0;
-    uint64_t *keys = janitor_listed_receives(t, &nkeys);
+    bool ok;
+    uint64_t *keys = janitor_listed_receives(t, &nkeys, &ok);
     int *dead = malloc((t->nreceives + 1) * sizeof *dead);
     for (size_t i = 0; i < t->nreceives; i++) {
         struct janitor_receive *r = t->receives[i];
@@ -405,7 +451,7 @@ static void *janitor_main(void *arg)
         }
         for (int i = 0; i < n; i++) {
             if (kinds[i] == JANITOR_RECEIVE) {
-                janitor_receive_drop(events[i].data.ptr, true);
+                janitor_receive_hung_up(events[i].data.ptr);
             }
         }
         for (int i = 0; i < n; i++) {

@@ -22,6 +22,8 @@
  *   lives on;
  * - a right taken out of its name for a send that the task is killed
  *   before completing (it waits for room in a full queue): notified;
+ * - a receive right given to a task outside the instance, which is then
+ *   killed: the port dies (machd keeps no copy of it alive);
  * - a server that makes and destroys a port per call leaves machd with no
  *   more descriptors than it had.
  */
@@ -313,11 +315,12 @@ static void sink_main(mach_port_t parent, void *arg)
     }
 }
 
-/* Requests a notification of kind ID on PORT to NOTIFY. */
+/* Requests a notification of kind ID on PORT to NOTIFY (for no-senders,
+ * once a send right has been made: sync 1). */
 static void request(mach_port_t port, mach_msg_id_t id, mach_port_t notify)
 {
     mach_port_t previous = MACH_PORT_NULL;
-    CHECK_KR(mach_port_request_notification(SELF, port, id, 0, notify,
+    CHECK_KR(mach_port_request_notification(SELF, port, id, id == MACH_NOTIFY_NO_SENDERS, notify,
                                             MACH_MSG_TYPE_MAKE_SEND_ONCE, &previous),
              KERN_SUCCESS);
     CHECK(previous == MACH_PORT_NULL);
@@ -360,7 +363,8 @@ static void queued_at_killed_task(void)
     for (int i = 0; i < 2; i++) {
         CHECK_KR(receive(&m, notify, WAIT_MS), MACH_MSG_SUCCESS);
         if (m.h.msgh_id == MACH_NOTIFY_NO_SENDERS) {
-            no_senders = m.h.msgh_local_port == notify;
+            /* (Linux closes the send right's descriptor with the queue.) */
+            no_senders = ((const mach_no_senders_notification_t *)(const void *)&m)->not_count == 1;
         } else if (m.h.msgh_id == MACH_NOTIFY_PORT_DESTROYED) {
             const mach_port_destroyed_notification_t *n = (const void *)&m;
             destroyed = n->not_type.msgt_name == MACH_MSG_TYPE_PORT_RECEIVE;
@@ -459,6 +463,77 @@ static void taken_then_killed(void)
     }
 }
 
+/* ---- a receive right given to a task outside the instance ---- */
+
+/* The outsider (this program, run without HELL_INSTANCE): takes a
+ * receive right from the parent, says so, waits. */
+static __attribute__((noreturn)) int outsider_main(void)
+{
+    mach_port_t parent = MACH_PORT_NULL;
+    CHECK_KR(task_get_bootstrap_port(SELF, &parent), KERN_SUCCESS);
+    mach_port_t inbox = test_new_port(true);
+    CHECK_KR(test_send_port(parent, inbox, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
+    mach_port_t given = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(inbox, WAIT_MS, &given, &type), MACH_MSG_SUCCESS);
+    CHECK(type == MACH_MSG_TYPE_PORT_RECEIVE);
+    CHECK_KR(send_right(parent, 2, MACH_PORT_NULL, 0), MACH_MSG_SUCCESS);
+    for (;;) {
+        pause();
+    }
+}
+
+extern char **environ;
+
+static void given_to_outsider(void)
+{
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    CHECK(len > 0);
+    self[len > 0 ? len : 0] = '\0';
+    size_t n = 0;
+    while (environ[n] != NULL) {
+        n++;
+    }
+    char **env = calloc(n + 1, sizeof *env);
+    CHECK(env != NULL);
+    for (size_t i = 0, k = 0; env != NULL && i < n; i++) {
+        if (strncmp(environ[i], "HELL_INSTANCE=", 14) != 0) {
+            env[k++] = environ[i];
+        }
+    }
+    mach_port_t boot = test_new_port(true);
+    struct hell_spawn_attr attr = {.bootstrap = boot, .envp = env};
+    mach_port_t outsider_task = MACH_PORT_NULL;
+    pid_t pid = hell_spawn_attr(self, (char *[]){self, "--outsider", NULL}, &attr,
+                                &outsider_task);
+    free(env);
+    CHECK(pid > 0);
+    mach_port_t inbox = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(boot, WAIT_MS, &inbox, &type), MACH_MSG_SUCCESS);
+    /* X has senders (machd keeps its receive end), then goes. */
+    mach_port_t x = test_new_port(true);
+    CHECK_KR(test_send_port(inbox, x, MACH_MSG_TYPE_MOVE_RECEIVE, 1), MACH_MSG_SUCCESS);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, boot, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 2);
+    kill_and_reap(pid);
+    mach_port_type_t ptype = 0;
+    for (int ms = 0; ms < WAIT_MS && mach_port_type(SELF, x, &ptype) == KERN_SUCCESS &&
+                     ptype != MACH_PORT_TYPE_DEAD_NAME;
+         ms++) {
+        usleep(1000);
+    }
+    CHECK(ptype == MACH_PORT_TYPE_DEAD_NAME);
+    CHECK_KR(send_right(x, 3, MACH_PORT_NULL, 0), MACH_SEND_INVALID_DEST);
+
+    mach_port_deallocate(SELF, inbox);
+    mach_port_deallocate(SELF, outsider_task);
+    CHECK_KR(mach_port_destroy(SELF, x), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
+}
+
 /* ---- machd keeps no descriptor for a port the task forgot ---- */
 
 #define FRESH_RPCS 300
@@ -530,6 +605,7 @@ static int task_main(void)
     rights_of_a_task(USES_THEN_KILLED);
     queued_at_killed_task();
     taken_then_killed();
+    given_to_outsider();
     fresh_ports();
     return test_failures == 0 ? 0 : 1;
 }
@@ -552,6 +628,9 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--task") == 0) {
         return task_main();
+    }
+    if (argc == 2 && strcmp(argv[1], "--outsider") == 0) {
+        return outsider_main();
     }
     char self[PATH_MAX], hell[PATH_MAX + 16], dir[] = "/tmp/hell-test-janitor-XXXXXX";
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);

@@ -20,7 +20,9 @@
  * killed with SIGKILL.
  *
  * returning: a receive right X with a port-destroyed request, queued on
- * P when P dies, comes back in the notification with its own queue.
+ * P when P dies, comes back in the notification with its own queue;
+ * unless the request names X itself (GNU Mach's circularity check): then
+ * X is destroyed, and the send-once right in its queue notified.
  *
  * A send-once right in a destroyed queue gives its port a send-once
  * notification.  When the queue's task is killed, only the instance's
@@ -453,6 +455,42 @@ static void returning(enum mode mode)
     outer_finish(&o);
 }
 
+/* X's port-destroyed request names X itself: X dies in P's queue. */
+static void self_aimed(enum mode mode)
+{
+    struct outer o;
+    outer_start(&o, mode);
+    mach_port_t x = test_new_port(true), s = test_new_port(false);
+    mach_msg_header_t h = {
+        .msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE),
+        .msgh_remote_port = x, .msgh_local_port = s, .msgh_id = 6};
+    CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    mach_port_t previous = MACH_PORT_NULL;
+    CHECK_KR(mach_port_request_notification(SELF, x, MACH_NOTIFY_PORT_DESTROYED, 0, x,
+                                            MACH_MSG_TYPE_MAKE_SEND_ONCE, &previous),
+             KERN_SUCCESS);
+    CHECK_KR(test_send_port(o.p, x, MACH_MSG_TYPE_MOVE_RECEIVE, 3), MACH_MSG_SUCCESS);
+
+    outer_destroy(&o);
+
+    if (mode != PEER_KILL || in_instance) {
+        struct notification n;
+        CHECK_KR(mach_msg(&n.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n, s, WAIT_MS,
+                          MACH_PORT_NULL),
+                 MACH_MSG_SUCCESS);
+        CHECK(n.head.msgh_id == MACH_NOTIFY_SEND_ONCE);
+    }
+    for (int ms = 0; ms < WAIT_MS && ptype(x) != MACH_PORT_TYPE_DEAD_NAME; ms++) {
+        usleep(1000);
+    }
+    CHECK_KR(send_empty(x, 7), MACH_SEND_INVALID_DEST);
+    expect_nothing(notify_port);
+    CHECK_KR(mach_port_destroy(SELF, x), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, s), KERN_SUCCESS);
+    outer_finish(&o);
+}
+
 int main(int argc, char **argv)
 {
     in_instance = argc == 2 && strcmp(argv[1], "--in-instance") == 0;
@@ -464,6 +502,7 @@ int main(int argc, char **argv)
         transit(m);
         queued(m);
         returning(m);
+        self_aimed(m);
         if (fds_before < 0) {
             /* The first round starts the watchdog (its epoll instance). */
             fds_before = test_count_fds();

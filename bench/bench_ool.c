@@ -210,9 +210,8 @@ static int in_instance(void)
     double base = outside != NULL ? strtod(outside, NULL) : 0;
     double t = port_cycle_us();
     if (base > 0) {
-        printf("bench: port_make_send_destroy_in_instance: %.2f us; baseline "
-               "port_make_send_destroy_outside: %.2f us; ratio %.2f\n",
-               t, base, t / base);
+        bench_report("port_make_send_destroy_in_instance", t, "us",
+                     "port_make_send_destroy_outside", base);
     }
     return 0;
 }

@@ -157,6 +157,15 @@ static pid_t remote_pager(int fd, mach_port_t *object)
     return pid;
 }
 
+/* Unmaps the SIZE bytes at M mapping OBJECT, and ends OBJECT's pager PID. */
+static void remote_pager_end(volatile char *m, size_t size, mach_port_t object, pid_t pid)
+{
+    vm_deallocate(mach_task_self(), (vm_address_t)m, size);
+    mach_port_deallocate(mach_task_self(), object);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
 /* First touches, best of 3 runs of each (KERNEL names who keeps the
  * cache, for the report). */
 static void first_touch(const char *kernel)
@@ -181,10 +190,7 @@ static void first_touch(const char *kernel)
         m = map_object(object, fault_pages * PAGE);
         double r = touch_faults(m, fault_pages);
         remote = r < remote ? r : remote;
-        vm_deallocate(mach_task_self(), (vm_address_t)m, fault_pages * PAGE);
-        mach_port_deallocate(mach_task_self(), object);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        remote_pager_end(m, fault_pages * PAGE, object, pid);
     }
     char name[128];
     snprintf(name, sizeof name, "first-touch fault, %s, pager in the same task", kernel);
@@ -220,10 +226,7 @@ static void sequential(const char *kernel)
         }
         t = bench_now_us() - t0;
         pager_us = t < pager_us ? t : pager_us;
-        vm_deallocate(mach_task_self(), (vm_address_t)m, big);
-        mach_port_deallocate(mach_task_self(), object);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        remote_pager_end(m, big, object, pid);
         (void)sum;
     }
     char name[128];

@@ -249,7 +249,6 @@ int main(int argc, char **argv)
         int raw_fd = raw_start(server_cpu, &raw_pid);
         mach_port_t server;
         pid_t pid = start_server(server_cpu, &server);
-        bench_pin(0);
         double raw = 1e9, mig = 1e9;
         for (int r = 0; r < ROUNDS; r++) {
             double t = raw_batch(raw_fd, n / ROUNDS);
@@ -262,9 +261,10 @@ int main(int argc, char **argv)
         close(raw_fd);
         kill(raw_pid, SIGKILL);
         waitpid(raw_pid, NULL, 0);
-        printf("bench: mig_null_rpc_%s: %.2f us; baseline raw_seqpacket_pingpong_%s: "
-               "%.2f us; ratio %.2f\n",
-               where, mig, where, raw, mig / raw);
+        char name[64], base_name[64];
+        snprintf(name, sizeof name, "mig_null_rpc_%s", where);
+        snprintf(base_name, sizeof base_name, "raw_seqpacket_pingpong_%s", where);
+        bench_report(name, mig, "us", base_name, raw);
         if (cross) {
             throughput(server, 4, n / 4);
         }

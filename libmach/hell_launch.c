@@ -138,10 +138,11 @@ static bool hell_attr_valid(const struct hell_spawn_attr *attr)
 }
 
 /* The environment of an executed child: ENVP (or ours) without any
- * HELL_BOOTSTRAP_FD, then a HELL_BOOTSTRAP_FD entry whose digits the child
- * fills in (*SLOT, malloc'd).  Returns a malloc'd array whose other
- * entries are ENVP's strings, or NULL when out of memory. */
-static char **hell_env_make(char *const *envp, char **slot)
+ * HELL_BOOTSTRAP_FD, then EXTRA (unless NULL), then a HELL_BOOTSTRAP_FD
+ * entry whose digits the child fills in (*SLOT, malloc'd).  Returns a
+ * malloc'd array whose other entries are ENVP's strings and EXTRA, or
+ * NULL when out of memory. */
+static char **hell_env_make(char *const *envp, const char *extra, char **slot)
 {
     if (envp == NULL) {
         envp = environ;
@@ -150,7 +151,7 @@ static char **hell_env_make(char *const *envp, char **slot)
     while (envp != NULL && envp[n] != NULL) {
         n++;
     }
-    char **env = calloc(n + 2, sizeof *env);
+    char **env = calloc(n + 3, sizeof *env);
     if (env == NULL) {
         return NULL;
     }
@@ -159,6 +160,9 @@ static char **hell_env_make(char *const *envp, char **slot)
         if (strncmp(envp[i], BOOTSTRAP_ENV, strlen(BOOTSTRAP_ENV)) != 0) {
             env[k++] = envp[i];
         }
+    }
+    if (extra != NULL) {
+        env[k++] = (char *)extra;
     }
     *slot = calloc(1, strlen(BOOTSTRAP_ENV) + FD_DIGITS + 1);
     if (*slot == NULL) {
@@ -238,7 +242,7 @@ static pid_t hell_start(const char *path, char *const argv[], const struct hell_
     char **env = NULL;
     int err_pipe[2] = {-1, -1};
     int sv[2];
-    if (path != NULL && ((env = hell_env_make(attr->envp, &slot)) == NULL ||
+    if (path != NULL && ((env = hell_env_make(attr->envp, NULL, &slot)) == NULL ||
                          pipe2(err_pipe, O_CLOEXEC) != 0)) {
         free(env);
         free(slot);
@@ -374,24 +378,8 @@ bool hell_empty_task_prepare(struct hell_empty_task *task)
                 (int)getpid());
         return false;
     }
-    size_t n = 0;
-    while (environ != NULL && environ[n] != NULL) {
-        n++;
-    }
-    char **with = calloc(n + 2, sizeof *with);
-    if (with == NULL) {
-        hell_empty_task_free(task);
-        return false;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (strncmp(environ[i], EMPTY_TASK_ENV, strlen(EMPTY_TASK_ENV)) != 0) {
-            with[k++] = environ[i];
-        }
-    }
-    with[k] = (char *)EMPTY_TASK_ENV "1";
-    task->env = hell_env_make(with, &task->slot);
-    free(with); /* (the strings are not copied, only the array) */
+    /* (Our own start-up took any HELL_EMPTY_TASK out of environ.) */
+    task->env = hell_env_make(NULL, EMPTY_TASK_ENV "1", &task->slot);
     if (task->env == NULL) {
         hell_empty_task_free(task);
         return false;

@@ -381,7 +381,7 @@ void ipc_port_destroy_orphans(const int *recv_fds, size_t nrecv, const int *send
                     transports_made = true;
                 }
                 rcv->recv_fd = recv_fds[i];
-                wire_drain_orphan_locked(rcv);
+                wire_drain_locked(NULL, rcv);
             }
             if (pass == 0) {
                 shutdown(recv_fds[i], SHUT_RDWR);

@@ -360,25 +360,27 @@ static void wire_put_right(struct wire_out *out, struct kright *right,
     }
 }
 
-/* In a task that maps memory objects, faults in the regions of KMSG
- * before they are copied under [G]: a page its pager has yet to supply
- * would otherwise wait for a request that needs [G].  Expects [G];
- * releases it meanwhile (wire_send may). */
-static void wire_ool_prepare(struct kmsg *kmsg)
+/* Whether region OOL is one wire_ool_prepare faults in. */
+static bool wire_ool_copied(const struct kool *ool, bool kept_only)
+{
+    return !ool->ports && ool->size > 0 && !(kept_only && ool->dealloc);
+}
+
+void wire_ool_prepare(struct kmsg *kmsg, bool kept_only)
 {
     if (kmsg->nool == 0 || !vm_fault_active()) {
         return;
     }
     bool any = false;
     for (unsigned i = 0; i < kmsg->nool && !any; i++) {
-        any = !kmsg->ool[i].ports && kmsg->ool[i].size > 0;
+        any = wire_ool_copied(&kmsg->ool[i], kept_only);
     }
     if (!any) {
         return;
     }
     ipc_unlock();
     for (unsigned i = 0; i < kmsg->nool; i++) {
-        if (!kmsg->ool[i].ports) {
+        if (wire_ool_copied(&kmsg->ool[i], kept_only)) {
             vm_fault_prepare(kmsg->ool[i].addr, kmsg->ool[i].size);
         }
     }
@@ -565,6 +567,10 @@ static mach_msg_return_t wire_build(struct kmsg *kmsg, struct wire_out *out,
             peer_new[(*npeer_new)++] = ino;
         }
     }
+    /* The inline regions follow the descriptors, each padded to 8 bytes,
+     * read by sendmsg as a system call reads: a bad address is an error,
+     * not a fault in libmach. */
+    static const char zeros[8];
     size_t inline_total = 0;
     unsigned ninline = 0;
     for (unsigned i = 0; i < kmsg->nool; i++) {
@@ -579,6 +585,12 @@ static mach_msg_return_t wire_build(struct kmsg *kmsg, struct wire_out *out,
             wo.flags = WO_INLINE;
             inline_total += WIRE_PAD8(ool->size);
             ninline++;
+            out->regions[out->nregions++] = (struct iovec){.iov_base = ool->addr,
+                                                           .iov_len = ool->size};
+            if (WIRE_PAD8(ool->size) > ool->size) {
+                out->regions[out->nregions++] = (struct iovec){
+                    .iov_base = (void *)zeros, .iov_len = WIRE_PAD8(ool->size) - ool->size};
+            }
         } else if (ool->size > 0) {
             mach_msg_return_t mr = wire_ool_seal(ool);
             if (mr != MACH_MSG_SUCCESS) {
@@ -588,22 +600,6 @@ static mach_msg_return_t wire_build(struct kmsg *kmsg, struct wire_out *out,
             wire_out_fd(out, ool->memfd);
         }
         wire_out_put(out, &wo, sizeof wo);
-    }
-    /* The inline regions follow the descriptors, each padded to 8 bytes,
-     * read by sendmsg as a system call reads: a bad address is an error,
-     * not a fault in libmach. */
-    static const char zeros[8];
-    for (unsigned i = 0; inline_total > 0 && i < kmsg->nool; i++) {
-        struct kool *ool = &kmsg->ool[i];
-        if (ool->ports || ool->size == 0 || ool->memfd >= 0) {
-            continue;
-        }
-        out->regions[out->nregions++] = (struct iovec){.iov_base = ool->addr,
-                                                       .iov_len = ool->size};
-        if (WIRE_PAD8(ool->size) > ool->size) {
-            out->regions[out->nregions++] = (struct iovec){
-                .iov_base = (void *)zeros, .iov_len = WIRE_PAD8(ool->size) - ool->size};
-        }
     }
     out->regions_len = inline_total;
     if (out->overflow || out->len + out->regions_len > WIRE_DESC_MAX) {
@@ -624,7 +620,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
     if (kmsg->body_size > WIRE_BODY_MAX) {
         return MACH_SEND_NO_BUFFER;
     }
-    wire_ool_prepare(kmsg);
+    wire_ool_prepare(kmsg, false);
     struct wire_out out;
     wire_out_init(&out);
     struct wire_hdr hdr;
@@ -1608,9 +1604,7 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
     }
 }
 
-/* Destroys what is queued on RCV's receive end (PORT's, or NULL for an
- * orphan's: then nothing is authenticated).  Expects [G]. */
-static void wire_drain(struct ipc_port *port, struct ipc_port_rcv *rcv)
+void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv)
 {
     char *buf = NULL;
     for (;;) {
@@ -1636,16 +1630,6 @@ static void wire_drain(struct ipc_port *port, struct ipc_port_rcv *rcv)
         }
     }
     free(buf);
-}
-
-void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv)
-{
-    wire_drain(port, rcv);
-}
-
-void wire_drain_orphan_locked(struct ipc_port_rcv *rcv)
-{
-    wire_drain(NULL, rcv);
 }
 
 mach_msg_return_t wire_send_bootstrap(int fd, struct kright *rights, unsigned n)

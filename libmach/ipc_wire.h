@@ -21,6 +21,13 @@
 /* The largest message body carried inline. */
 #define WIRE_BODY_MAX (512u * 1024u)
 
+/* In a task that maps memory objects, faults in the regions of KMSG
+ * (with KEPT_ONLY, those the sender keeps) before they are copied under
+ * [G]: a page its pager has yet to supply would otherwise wait for a
+ * request that needs [G].  Expects [G]; releases it meanwhile when some
+ * region needs it. */
+void wire_ool_prepare(struct kmsg *kmsg, bool kept_only);
+
 /* Sends KMSG to its destination.  Expects [G]; releases it around the
  * blocking sendmsg and takes it again.  On success the rights and regions
  * of KMSG are gone (in flight).  On failure KMSG is intact and the caller
@@ -43,15 +50,13 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
 /* Destroys every message queued on PORT, whose receive right RCV is being
  * destroyed and whose receive end is already shut down (nothing more can
  * come): the rights they carry are released as GNU Mach releases them,
- * send-once rights with their notification.  Expects [G]; never blocks. */
+ * send-once rights with their notification.  PORT is NULL for the queue
+ * of a port whose receiver died (machd's janitor destroys it): RCV then
+ * holds its receive end and, as transports, the send ends its messages
+ * may name, and messages are destroyed unauthenticated (none is
+ * delivered, and a forged right only names what its forger could
+ * already name).  Expects [G]; never blocks. */
 void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv);
-
-/* The same for the queue of a port whose receiver died (machd's janitor
- * destroys it): RCV holds its receive end and, as transports, the send
- * ends its messages may name.  Messages are destroyed unauthenticated:
- * none is delivered, and a forged right only names what its forger
- * could already name.  Expects [G]; never blocks. */
-void wire_drain_orphan_locked(struct ipc_port_rcv *rcv);
 
 /* Sends the rights RIGHTS[0..N) (consumed on success) over the plain
  * socket FD, authenticated as a bootstrap message: how a parent hands a

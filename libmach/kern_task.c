@@ -295,15 +295,7 @@ mach_msg_return_t kern_deliver(struct kmsg *kmsg)
     mach_msg_header_t *request = malloc(kmsg->hdr.msgh_size);
     /* Regions the sender keeps are copied: the kernel owns what it gets
      * (faulted in first without [G] when they may come from a pager). */
-    if (vm_fault_active() && kmsg->nool > 0) {
-        ipc_unlock();
-        for (unsigned i = 0; i < kmsg->nool; i++) {
-            if (!kmsg->ool[i].dealloc && !kmsg->ool[i].ports) {
-                vm_fault_prepare(kmsg->ool[i].addr, kmsg->ool[i].size);
-            }
-        }
-        ipc_lock();
-    }
+    wire_ool_prepare(kmsg, true);
     for (unsigned i = 0; i < kmsg->nool; i++) {
         struct kool *ool = &kmsg->ool[i];
         if (!ool->dealloc && !ool->ports && ool->size > 0) {
@@ -704,8 +696,6 @@ mach_port_name_t kern_task_name(void)
 }
 
 static int kern_task_priority_value = 25; /* [G] GNU Mach's BASEPRI_USER */
-static bool kern_task_essential;         /* [G] */
-static char kern_task_debug_name[32];    /* [G] */
 
 int kern_task_get_priority(void)
 {
@@ -719,24 +709,21 @@ void kern_task_set_priority(int priority)
 
 kern_return_t kern_task_set_name(mach_port_t task, const_kernel_debug_name_t name)
 {
+    /* GNU Mach keeps the name for its kernel debugger; HELL has none. */
+    (void)name;
     ipc_lock();
     bool ok = kern_is_task(task);
-    if (ok) {
-        snprintf(kern_task_debug_name, sizeof kern_task_debug_name, "%s", name);
-    }
     ipc_unlock();
     return ok ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
 }
 
 kern_return_t kern_task_set_essential(mach_port_t task, boolean_t essential)
 {
-    /* Recorded: the kernel process will end the instance when an
-     * essential task dies, as GNU Mach panics. */
+    /* Accepted, not acted on yet: GNU Mach panics when an essential task
+     * dies; machd would end the instance. */
+    (void)essential;
     ipc_lock();
     bool ok = kern_is_task(task);
-    if (ok) {
-        kern_task_essential = essential;
-    }
     ipc_unlock();
     return ok ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
 }

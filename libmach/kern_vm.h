@@ -9,6 +9,7 @@
 #include <mach/message.h>
 #include <mach/vm_prot.h>
 #include <stdbool.h>
+#include <sys/mman.h>
 
 /* Whether TASK, a kernel-space name, is this task's port (a call on any
  * other port gets KERN_INVALID_ARGUMENT, as GNU Mach's null map, or
@@ -27,5 +28,12 @@ bool kern_vm_range(vm_address_t address, vm_size_t size, vm_address_t *start,
  * whichever comes first; KERN_RESOURCE_SHORTAGE when the maps cannot be
  * read.  Returns KERN_SUCCESS when all is well. */
 kern_return_t kern_vm_check_range(vm_address_t start, vm_size_t size, vm_prot_t access);
+
+/* The Linux protection of the Mach protection PROT. */
+static inline int kern_vm_linux_prot(vm_prot_t prot)
+{
+    return ((prot & VM_PROT_READ) ? PROT_READ : 0) | ((prot & VM_PROT_WRITE) ? PROT_WRITE : 0) |
+           ((prot & VM_PROT_EXECUTE) ? PROT_EXEC : 0);
+}
 
 #endif

@@ -39,12 +39,6 @@
 
 static _Atomic vm_size_t kern_vm_wired; /* bytes wired through vm_wire */
 
-static int kern_vm_linux_prot(vm_prot_t prot)
-{
-    return (prot & VM_PROT_READ ? PROT_READ : 0) | (prot & VM_PROT_WRITE ? PROT_WRITE : 0) |
-           (prot & VM_PROT_EXECUTE ? PROT_EXEC : 0);
-}
-
 /* ---- vm_protect ---- */
 
 /* Whether every mapped page of [START, END) allows PROT as its maximum.

@@ -33,12 +33,6 @@
 #include "vm_object.h"
 #include "vm_remote.h"
 
-static int kern_vm_linux_prot(vm_prot_t prot)
-{
-    return ((prot & VM_PROT_READ) ? PROT_READ : 0) | ((prot & VM_PROT_WRITE) ? PROT_WRITE : 0) |
-           ((prot & VM_PROT_EXECUTE) ? PROT_EXEC : 0);
-}
-
 /* Maps LEN bytes (FD at OFFSET, or anonymous when FD < 0) with PROT and
  * FLAGS, at *ADDRESS or anywhere whose start has no bit of MASK set.
  * Returns KERN_SUCCESS with *ADDRESS, or GNU Mach's code. */

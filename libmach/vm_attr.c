@@ -13,7 +13,7 @@ struct vm_attr_run {
 
 static pthread_mutex_t vm_attr_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct vm_attr_run *vm_attr_runs; /* sorted, disjoint, not default */
-static size_t vm_attr_nruns, vm_attr_cap;
+static size_t vm_attr_nruns;
 
 static const struct vm_attr vm_attr_default = {.max_protection = VM_PROT_ALL,
                                                .inheritance = VM_ATTR_INHERIT_UNSET};
@@ -121,7 +121,6 @@ static bool vm_attr_update(vm_address_t start, vm_address_t end,
     free(vm_attr_runs);
     vm_attr_runs = out;
     vm_attr_nruns = n;
-    vm_attr_cap = cap;
     return true;
 }
 

@@ -89,10 +89,10 @@ static void *vm_fault_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, NULL);
     struct epoll_event events[VM_FAULT_BATCH];
+    vm_lock();
+    int timeout = vm_object_expire();
+    vm_unlock();
     for (;;) {
-        vm_lock();
-        int timeout = vm_object_expire();
-        vm_unlock();
         int n = epoll_wait(epoll, events, VM_FAULT_BATCH, timeout);
         if (n < 0 && errno != EINTR) {
             fprintf(stderr, "hell: the fault thread stops: %s\n", strerror(errno));
@@ -107,6 +107,7 @@ static void *vm_fault_main(void *arg)
                 (void)epoll_ctl(epoll, EPOLL_CTL_DEL, space->uffd, NULL);
             }
         }
+        timeout = vm_object_expire(); /* (for the next wait) */
         vm_unlock();
     }
 }

@@ -36,6 +36,7 @@
 #include "linux.h"
 #include "memory_object.kuser.h"
 #include "u64map.h"
+#include "vm_fault.h"
 #include "vm_object.h"
 #include "vm_pager_stub.h"
 
@@ -749,31 +750,6 @@ kern_return_t vm_mapping_add(struct vm_space *space, struct vm_object *object, u
     return KERN_SUCCESS;
 }
 
-/* Unlinks M from its object's list and frees it, its waiters woken (the
- * range is gone: they fault again and find no mapping). */
-static void vm_mapping_free(struct vm_mapping *m)
-{
-    struct vm_object *object = m->object;
-    for (struct vm_mapping **link = &object->maps; *link != NULL; link = &(*link)->object_next) {
-        if (*link == m) {
-            *link = m->object_next;
-            break;
-        }
-    }
-    struct vm_waiter **link = &object->waiters;
-    while (*link != NULL) {
-        struct vm_waiter *w = *link;
-        if (w->mapping == m) {
-            *link = w->next;
-            vm_waiter_end(w, false);
-        } else {
-            link = &w->next;
-        }
-    }
-    free(m);
-    vm_object_release(object);
-}
-
 /* M lost [LO, HI): its threads waiting there fault again (on nothing
  * now); those at or past TAIL's start (a split) wait in TAIL. */
 static void vm_mapping_cut_waiters(struct vm_mapping *m, uint64_t lo, uint64_t hi,
@@ -792,6 +768,22 @@ static void vm_mapping_cut_waiters(struct vm_mapping *m, uint64_t lo, uint64_t h
         }
         link = &w->next;
     }
+}
+
+/* Unlinks M from its object's list and frees it, its waiters woken (the
+ * range is gone: they fault again and find no mapping). */
+static void vm_mapping_free(struct vm_mapping *m)
+{
+    struct vm_object *object = m->object;
+    for (struct vm_mapping **link = &object->maps; *link != NULL; link = &(*link)->object_next) {
+        if (*link == m) {
+            *link = m->object_next;
+            break;
+        }
+    }
+    vm_mapping_cut_waiters(m, 0, UINT64_MAX, NULL);
+    free(m);
+    vm_object_release(object);
 }
 
 void vm_space_unmap(struct vm_space *space, uint64_t start, uint64_t end)
@@ -822,11 +814,9 @@ void vm_space_unmap(struct vm_space *space, uint64_t start, uint64_t end)
             }
             vm_mapping_cut_waiters(m, lo, hi, tail);
         }
-        if (start > m->start && end < m->end) {
-            /* A hole in the middle: the tail became a mapping of its own. */
-            m->end = start;
-            link = &m->space_next;
-        } else if (start > m->start) {
+        if (start > m->start) {
+            /* (A hole in the middle: the tail became a mapping of its own,
+             * next in the list, and starts at END.) */
             m->end = start;
             link = &m->space_next;
         } else if (end < m->end) {
@@ -1111,9 +1101,7 @@ kern_return_t kern_memory_object_data_supply(mach_port_t control, vm_offset_t of
      * the cache runs at memcpy speed instead of faulting a page at a time
      * inside pwrite (4x slower). */
     if (dataCnt > 4 * VM_PAGE) {
-        vm_offset_t lo = data & ~(vm_offset_t)(VM_PAGE - 1);
-        vm_offset_t hi = (data + dataCnt + VM_PAGE - 1) & ~(vm_offset_t)(VM_PAGE - 1);
-        (void)madvise((void *)lo, hi - lo, MADV_POPULATE_READ);
+        vm_fault_prepare((const void *)data, dataCnt);
     }
     struct vm_object *object = vm_control_lock(control);
     if (object == NULL) {

@@ -98,23 +98,15 @@ static mach_port_name_t vm_server_recv_pager(struct vm_client *client)
 static void vm_server_enter(struct vm_client *client, const struct hell_vm_request *req)
 {
     mach_port_name_t pager = vm_server_recv_pager(client);
-    vm_lock();
-    bool full = client->handles.count >= VM_SERVER_HANDLES_MAX;
-    vm_unlock();
-    if (MACH_PORT_VALID(pager) && full) {
-        ipc_lock();
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], pager);
-        ipc_unlock();
-        vm_server_reply(client, KERN_RESOURCE_SHORTAGE, 0, -1);
-        return;
-    }
     if (!MACH_PORT_VALID(pager)) {
         vm_server_reply(client, KERN_INVALID_ARGUMENT, 0, -1);
         return;
     }
     vm_lock();
     struct vm_object *object = NULL;
-    kern_return_t kr = vm_object_enter(pager, &object);
+    kern_return_t kr = client->handles.count >= VM_SERVER_HANDLES_MAX
+                           ? KERN_RESOURCE_SHORTAGE
+                           : vm_object_enter(pager, &object);
     if (kr != KERN_SUCCESS) {
         vm_unlock();
         ipc_lock();

@@ -64,6 +64,13 @@ static void control_reply(int fd, enum hell_reply_kind kind, int32_t value)
     (void)send(fd, &r, sizeof r, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+/* Sends the last reply on FD and closes it. */
+static void control_answer(int fd, enum hell_reply_kind kind, int32_t value)
+{
+    control_reply(fd, kind, value);
+    close(fd);
+}
+
 int control_listen(const char *name)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -152,8 +159,7 @@ static void control_reaped(pid_t pid, int status)
     bool known = false;
     for (size_t i = 0; i < control_ntasks && !known; i++) {
         if (control_tasks[i].pid == pid) {
-            control_reply(control_tasks[i].client_fd, HELL_REPLY_EXITED, status);
-            close(control_tasks[i].client_fd);
+            control_answer(control_tasks[i].client_fd, HELL_REPLY_EXITED, status);
             control_tasks[i] = control_tasks[--control_ntasks];
             known = true;
         }
@@ -337,8 +343,7 @@ static void control_run(int client_fd, struct control_request *req)
     for (uint32_t i = 0; priv && i < req->hdr.argc; i++) {
         if (!control_substitute(&req->argv[i], "${host-port}", host_name) ||
             !control_substitute(&req->argv[i], "${device-port}", device_name)) {
-            control_reply(client_fd, HELL_REPLY_ERROR, ENOMEM);
-            close(client_fd);
+            control_answer(client_fd, HELL_REPLY_ERROR, ENOMEM);
             return;
         }
     }
@@ -348,8 +353,7 @@ static void control_run(int client_fd, struct control_request *req)
     snprintf(instance, sizeof instance, "%s=%s", HELL_INSTANCE_ENV, control_path);
     char **envp = calloc(req->hdr.envc + 2, sizeof *envp);
     if (envp == NULL) {
-        control_reply(client_fd, HELL_REPLY_ERROR, ENOMEM);
-        close(client_fd);
+        control_answer(client_fd, HELL_REPLY_ERROR, ENOMEM);
         return;
     }
     size_t n = 0;
@@ -383,8 +387,7 @@ static void control_run(int client_fd, struct control_request *req)
     pthread_mutex_lock(&control_lock);
     if (err == 0 && control_reaped_early(pid, reaps_before, &status)) {
         control_reply(client_fd, HELL_REPLY_STARTED, pid);
-        control_reply(client_fd, HELL_REPLY_EXITED, status);
-        close(client_fd);
+        control_answer(client_fd, HELL_REPLY_EXITED, status);
     } else if (err == 0 && !control_task_add(pid, client_fd)) {
         kill(pid, SIGKILL); /* not reaped: the reaper reaps it */
         err = ENOMEM;
@@ -394,8 +397,7 @@ static void control_run(int client_fd, struct control_request *req)
     pthread_mutex_unlock(&control_lock);
     free(envp);
     if (err != 0) {
-        control_reply(client_fd, HELL_REPLY_ERROR, err);
-        close(client_fd);
+        control_answer(client_fd, HELL_REPLY_ERROR, err);
     }
 }
 
@@ -405,8 +407,7 @@ static void *control_client_main(void *arg)
     struct control_request req;
     const char *why = control_request_read(fd, &req);
     if (why != NULL) {
-        control_reply(fd, HELL_REPLY_ERROR, EINVAL);
-        close(fd);
+        control_answer(fd, HELL_REPLY_ERROR, EINVAL);
     } else if (req.hdr.op == HELL_OP_RUN) {
         control_run(fd, &req);
     } else if (req.hdr.op == HELL_OP_JANITOR && req.nfds == 1) {
@@ -416,8 +417,7 @@ static void *control_client_main(void *arg)
         hell_vm_serve(fd, req.fds[0], req.hdr.flags); /* both taken */
         req.nfds = 0;
     } else if (req.hdr.op == HELL_OP_PING) {
-        control_reply(fd, HELL_REPLY_STARTED, getpid());
-        close(fd);
+        control_answer(fd, HELL_REPLY_STARTED, getpid());
     } else if (req.hdr.op == HELL_OP_STOP) {
         pthread_mutex_lock(&control_lock);
         if (control_nstop_clients < sizeof control_stop_clients / sizeof(int)) {
@@ -431,8 +431,7 @@ static void *control_client_main(void *arg)
         control_request_free(&req);
         control_end_instance();
     } else {
-        control_reply(fd, HELL_REPLY_ERROR, EINVAL);
-        close(fd);
+        control_answer(fd, HELL_REPLY_ERROR, EINVAL);
     }
     control_request_free(&req);
     return NULL;

@@ -102,48 +102,61 @@ static int janitor_key_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The keys of the receive rights T's table lists, sorted, in an array
- * the caller frees; *N gets their number.  *OK tells whether the table
- * could be read whole (else nothing counts as listed). */
-static uint64_t *janitor_listed_receives(const struct janitor_task *t, size_t *n, bool *ok)
+/* The rights a task's table lists: the receive rights' keys, sorted. */
+struct janitor_listed {
+    bool ok;       /* the table was read whole (else nothing counts) */
+    uint64_t *receives;
+    size_t nreceives;
+};
+
+/* Reads T's table: every send-once right listed is passed to ON_SEND_ONCE
+ * (when not NULL) with its key and nonce; the receive rights' keys are
+ * collected in *OUT (its array for the caller to free). */
+static void janitor_table_read(struct janitor_task *t,
+                               void (*on_send_once)(struct janitor_task *t, uint64_t key,
+                                                    uint64_t nonce),
+                               struct janitor_listed *out)
 {
     size_t nslots, cap = 0;
-    uint64_t *keys = NULL;
-    *n = 0;
+    *out = (struct janitor_listed){0};
     struct hell_janitor_slot *slots = janitor_table_map(t, &nslots);
-    *ok = slots != MAP_FAILED;
-    for (size_t i = 0; slots != MAP_FAILED && i < nslots; i++) {
+    out->ok = slots != MAP_FAILED;
+    for (size_t i = 0; out->ok && i < nslots; i++) {
         uint64_t nonce = __atomic_load_n(&slots[i].nonce, __ATOMIC_ACQUIRE);
         uint64_t key = __atomic_load_n(&slots[i].key, __ATOMIC_RELAXED);
-        if (nonce == 0 || !(key & HELL_JANITOR_SLOT_RECEIVE)) {
+        if (nonce == 0) {
             continue;
         }
-        if (*n == cap) {
+        if (!(key & HELL_JANITOR_SLOT_RECEIVE)) {
+            if (on_send_once != NULL) {
+                on_send_once(t, key, nonce);
+            }
+            continue;
+        }
+        if (out->nreceives == cap) {
             cap = cap ? cap * 2 : 64;
-            uint64_t *p = realloc(keys, cap * sizeof *p);
+            uint64_t *p = realloc(out->receives, cap * sizeof *p);
             if (p == NULL) {
-                free(keys);
-                keys = NULL;
-                *n = 0;
-                *ok = false;
+                free(out->receives);
+                *out = (struct janitor_listed){0};
                 break;
             }
-            keys = p;
+            out->receives = p;
         }
-        keys[(*n)++] = key & ~HELL_JANITOR_SLOT_RECEIVE;
+        out->receives[out->nreceives++] = key & ~HELL_JANITOR_SLOT_RECEIVE;
     }
     if (slots != MAP_FAILED) {
         munmap(slots, nslots * sizeof *slots);
     }
-    if (*n > 1) {
-        qsort(keys, *n, sizeof *keys, janitor_key_cmp);
+    if (out->nreceives > 1) {
+        qsort(out->receives, out->nreceives, sizeof *out->receives, janitor_key_cmp);
     }
-    return keys;
 }
 
-static bool janitor_key_listed(const uint64_t *keys, size_t n, uint64_t key)
+static bool janitor_receive_listed(const struct janitor_listed *listed, uint64_t key)
 {
-    return n > 0 && bsearch(&key, keys, n, sizeof *keys, janitor_key_cmp) != NULL;
+    return listed->nreceives > 0 && bsearch(&key, listed->receives, listed->nreceives,
+                                            sizeof *listed->receives, janitor_key_cmp) != NULL;
 }
 
 /* The send ends T showed (still T's), in an array the caller frees, or
@@ -170,22 +183,18 @@ static void janitor_receive_drop(struct janitor_receive *r)
 }
 
 /* Closes T's copies of receive ends whose right T no longer lists (it
- * gave the right away and our copy was not closed then) or that hung
- * up. */
+ * gave the right away and our copy was not closed then).  (Ends that
+ * hang up are closed as epoll reports them.) */
 static void janitor_sweep_receives(struct janitor_task *t)
 {
-    size_t nkeys;
-    bool ok;
-    uint64_t *keys = janitor_listed_receives(t, &nkeys, &ok);
-    for (size_t i = t->nreceives; ok && i-- > 0;) {
-        struct janitor_receive *r = t->receives[i];
-        struct pollfd pfd = {.fd = r->fd};
-        if (!janitor_key_listed(keys, nkeys, r->key) ||
-            (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR)))) {
-            janitor_receive_drop(r);
+    struct janitor_listed listed;
+    janitor_table_read(t, NULL, &listed);
+    for (size_t i = t->nreceives; listed.ok && i-- > 0;) {
+        if (!janitor_receive_listed(&listed, t->receives[i]->key)) {
+            janitor_receive_drop(t->receives[i]);
         }
     }
-    free(keys);
+    free(listed.receives);
     t->rswept_at = t->nreceives;
 }
 
@@ -289,19 +298,38 @@ static void janitor_add_port(struct janitor_task *t, uint64_t key, int fd)
         t->ports = p;
         t->cap = cap;
     }
-    t->ports[t->nports++] = (struct janitor_port){key, fd};
+    /* Kept sorted by key.  Keys are serials given as ports are made, and
+     * a port is shown later, when it is first needed: nearly always at
+     * the end. */
+    size_t at = t->nports;
+    while (at > 0 && t->ports[at - 1].key > key) {
+        at--;
+    }
+    memmove(&t->ports[at + 1], &t->ports[at], (t->nports - at) * sizeof *t->ports);
+    t->ports[at] = (struct janitor_port){key, fd};
+    t->nports++;
 }
 
-static int janitor_port_cmp(const void *a, const void *b);
+static int janitor_port_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const struct janitor_port *)a)->key;
+    uint64_t y = ((const struct janitor_port *)b)->key;
+    return x < y ? -1 : x > y;
+}
 
-/* T forgets the port KEY.  (Keys grow as a task shows ports, and the
- * array keeps their order, so it is sorted.) */
-static void janitor_forget_port(struct janitor_task *t, uint64_t key)
+/* The port T showed under KEY, or NULL. */
+static struct janitor_port *janitor_port_find(struct janitor_task *t, uint64_t key)
 {
     struct janitor_port probe = {.key = key};
-    struct janitor_port *p =
-        t->nports > 0 ? bsearch(&probe, t->ports, t->nports, sizeof *t->ports, janitor_port_cmp)
-                      : NULL;
+    return t->nports > 0
+               ? bsearch(&probe, t->ports, t->nports, sizeof *t->ports, janitor_port_cmp)
+               : NULL;
+}
+
+/* T forgets the port KEY. */
+static void janitor_forget_port(struct janitor_task *t, uint64_t key)
+{
+    struct janitor_port *p = janitor_port_find(t, key);
     if (p != NULL) {
         close(p->send_fd);
         memmove(p, p + 1, (size_t)(t->ports + t->nports - (p + 1)) * sizeof *p);
@@ -376,11 +404,13 @@ static bool janitor_read(struct janitor_task *t)
     }
 }
 
-static int janitor_port_cmp(const void *a, const void *b)
+/* Sends the notification of T's send-once right NONCE to port KEY. */
+static void janitor_notify_send_once(struct janitor_task *t, uint64_t key, uint64_t nonce)
 {
-    uint64_t x = ((const struct janitor_port *)a)->key;
-    uint64_t y = ((const struct janitor_port *)b)->key;
-    return x < y ? -1 : x > y;
+    struct janitor_port *p = janitor_port_find(t, key);
+    if (p != NULL) {
+        (void)hell_janitor_send_once(p->send_fd, nonce);
+    }
 }
 
 /* T ended: notifies the send-once rights its table lists, destroys the
@@ -388,33 +418,14 @@ static int janitor_port_cmp(const void *a, const void *b)
 static void janitor_task_end(struct janitor_task *t)
 {
     epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, t->conn_fd, NULL);
-    if (t->nports > 1) {
-        qsort(t->ports, t->nports, sizeof *t->ports, janitor_port_cmp);
-    }
-    size_t n;
-    struct hell_janitor_slot *slots = janitor_table_map(t, &n);
-    for (size_t i = 0; slots != MAP_FAILED && i < n; i++) {
-        uint64_t nonce = __atomic_load_n(&slots[i].nonce, __ATOMIC_ACQUIRE);
-        struct janitor_port key = {.key = __atomic_load_n(&slots[i].key, __ATOMIC_RELAXED)};
-        struct janitor_port *p =
-            nonce != 0 && !(key.key & HELL_JANITOR_SLOT_RECEIVE) && t->nports > 0
-                ? bsearch(&key, t->ports, t->nports, sizeof *t->ports, janitor_port_cmp)
-                : NULL;
-        if (p != NULL) {
-            (void)hell_janitor_send_once(p->send_fd, nonce);
-        }
-    }
-    if (slots != MAP_FAILED) {
-        munmap(slots, n * sizeof *slots);
-    }
-    size_t nkeys, ndead = 0;
-    bool ok;
-    uint64_t *keys = janitor_listed_receives(t, &nkeys, &ok);
+    struct janitor_listed listed;
+    janitor_table_read(t, janitor_notify_send_once, &listed);
+    size_t ndead = 0;
     int *dead = malloc((t->nreceives + 1) * sizeof *dead);
     for (size_t i = 0; i < t->nreceives; i++) {
         struct janitor_receive *r = t->receives[i];
         epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, r->fd, NULL);
-        if (dead != NULL && janitor_key_listed(keys, nkeys, r->key)) {
+        if (dead != NULL && janitor_receive_listed(&listed, r->key)) {
             dead[ndead++] = r->fd;
         } else {
             close(r->fd); /* given away: its port lives on elsewhere */
@@ -425,7 +436,7 @@ static void janitor_task_end(struct janitor_task *t)
     hell_janitor_destroy_receives(dead, ndead, sends, sends != NULL ? t->nports : 0);
     free(sends);
     free(dead);
-    free(keys);
+    free(listed.receives);
     for (size_t i = 0; i < t->nports; i++) {
         close(t->ports[i].send_fd);
     }

@@ -76,8 +76,10 @@ static mach_msg_return_t send_right(mach_port_t dest, mach_msg_id_t id, mach_por
 }
 
 /* Starts a child task running FN(ARG) with our port BOOT (send right
- * made) as its bootstrap port.  Returns its pid. */
-static pid_t start_child(mach_port_t boot, void (*fn)(mach_port_t parent, void *arg), void *arg)
+ * made) as its bootstrap port.  Returns its pid, and a send right to its
+ * task port in *TASK unless TASK is NULL. */
+static pid_t start_child_task(mach_port_t boot, void (*fn)(mach_port_t parent, void *arg),
+                              void *arg, mach_port_t *task)
 {
     mach_port_t child_task;
     pid_t pid = hell_fork(boot, &child_task);
@@ -88,8 +90,17 @@ static pid_t start_child(mach_port_t boot, void (*fn)(mach_port_t parent, void *
         _exit(test_failures == 0 ? 0 : 1);
     }
     CHECK(pid > 0);
-    CHECK_KR(mach_port_deallocate(SELF, child_task), KERN_SUCCESS);
+    if (task != NULL) {
+        *task = child_task;
+    } else {
+        CHECK_KR(mach_port_deallocate(SELF, child_task), KERN_SUCCESS);
+    }
     return pid;
+}
+
+static pid_t start_child(mach_port_t boot, void (*fn)(mach_port_t parent, void *arg), void *arg)
+{
+    return start_child_task(boot, fn, arg, NULL);
 }
 
 static void kill_and_reap(pid_t pid)
@@ -424,13 +435,7 @@ static void taken_then_killed(void)
     CHECK_KR(mach_port_set_qlimit(SELF, full, 1), KERN_SUCCESS);
     CHECK_KR(send_right(full, 1, MACH_PORT_NULL, 0), MACH_MSG_SUCCESS); /* now full */
     mach_port_t child_task = MACH_PORT_NULL;
-    pid_t pid = hell_fork(boot, &child_task);
-    if (pid == 0) {
-        mach_port_t parent = MACH_PORT_NULL;
-        task_get_bootstrap_port(SELF, &parent);
-        blocked_sender_main(parent, NULL);
-    }
-    CHECK(pid > 0);
+    pid_t pid = start_child_task(boot, blocked_sender_main, NULL, &child_task);
     mach_port_t inbox = MACH_PORT_NULL;
     mach_msg_type_name_t type;
     CHECK_KR(test_receive_port(boot, WAIT_MS, &inbox, &type), MACH_MSG_SUCCESS);

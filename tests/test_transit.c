@@ -172,6 +172,16 @@ static void expect_nothing(mach_port_t port)
              MACH_RCV_TIMED_OUT);
 }
 
+/* Receives the send-once notification of a right to PORT. */
+static void expect_send_once(mach_port_t port)
+{
+    struct notification n;
+    CHECK_KR(mach_msg(&n.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n, port, WAIT_MS,
+                      MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(n.head.msgh_id == MACH_NOTIFY_SEND_ONCE);
+}
+
 static mach_port_type_t ptype(mach_port_t name)
 {
     mach_port_type_t t = 0;
@@ -381,11 +391,7 @@ static void queued(enum mode mode)
     outer_destroy(&o);
 
     if (mode != PEER_KILL || in_instance) {
-        struct notification n;
-        CHECK_KR(mach_msg(&n.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n, so, WAIT_MS,
-                          MACH_PORT_NULL),
-                 MACH_MSG_SUCCESS);
-        CHECK(n.head.msgh_id == MACH_NOTIFY_SEND_ONCE);
+        expect_send_once(so);
         mach_port_status_t st;
         CHECK_KR(mach_port_get_receive_status(SELF, so, &st), KERN_SUCCESS);
         CHECK(st.mps_sorights == 0 && st.mps_msgcount == 0);
@@ -475,11 +481,7 @@ static void self_aimed(enum mode mode)
     outer_destroy(&o);
 
     if (mode != PEER_KILL || in_instance) {
-        struct notification n;
-        CHECK_KR(mach_msg(&n.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n, s, WAIT_MS,
-                          MACH_PORT_NULL),
-                 MACH_MSG_SUCCESS);
-        CHECK(n.head.msgh_id == MACH_NOTIFY_SEND_ONCE);
+        expect_send_once(s);
     }
     for (int ms = 0; ms < WAIT_MS && ptype(x) != MACH_PORT_TYPE_DEAD_NAME; ms++) {
         usleep(1000);

@@ -2,9 +2,11 @@
 /*
  * Out-of-line memory and crash notification, each against a baseline
  * measured in the same run:
- *   - sending 1 MiB and 64 MiB out of line between two tasks (copy, and
- *     move with deallocate) and touching every page on arrival, against
- *     memcpy of the same size plus touching the copy;
+ *   - sending 1 MiB and 64 MiB out of line between two tasks and touching
+ *     every page on arrival, against memcpy of the same size plus touching
+ *     the copy: a region vm_allocate made, copied and moved (no copy), and
+ *     plain memory (one copy); then making, filling and moving a region,
+ *     against making, filling and copying it with memcpy;
  *   - the time from SIGKILL of a task to the dead-name notification of a
  *     port it received on, against the time from SIGKILL to waitpid; then
  *     again as tasks of an instance, where the instance's machd destroys
@@ -112,23 +114,64 @@ static double memcpy_touch(void *src, size_t size)
     return bench_now_us() - t0;
 }
 
+static char *vm_allocated(size_t size, int fill)
+{
+    vm_address_t a = 0;
+    if (vm_allocate(mach_task_self(), &a, size, TRUE) != KERN_SUCCESS) {
+        fprintf(stderr, "bench: vm_allocate failed\n");
+        exit(1);
+    }
+    memset((void *)a, fill, size);
+    return (char *)a;
+}
+
+static void report(const char *name, const char *label, double t, const char *base, double b)
+{
+    printf("bench: %s_%s: %.0f us; baseline %s_%s: %.0f us; ratio %.2f\n", name, label, t, base,
+           label, b, t / b);
+}
+
+static double least(double a, double b)
+{
+    return a < b ? a : b;
+}
+
+/* Regions that vm_allocate made, sent whole (no copy: vm_movable.h),
+ * and plain memory (one copy), each against mmap + memcpy + touching the
+ * copy; then the whole story, making and filling the region included,
+ * against the same with memcpy. */
 static void bench_ool(mach_port_t sink, mach_port_t ack, size_t size, const char *label)
 {
-    double best_copy = 1e18, best_move = 1e18, best_memcpy = 1e18;
+    double copy = 1e18, move = 1e18, plain = 1e18, base = 1e18;
+    double whole = 1e18, whole_base = 1e18;
     for (int r = 0; r < 5; r++) {
         char *src = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         memset(src, r + 1, size);
-        double t = memcpy_touch(src, size);
-        best_memcpy = t < best_memcpy ? t : best_memcpy;
-        t = ool_send(sink, ack, src, size, false);
-        best_copy = t < best_copy ? t : best_copy;
-        t = ool_send(sink, ack, src, size, true); /* src is gone after this */
-        best_move = t < best_move ? t : best_move;
+        base = least(base, memcpy_touch(src, size));
+        plain = least(plain, ool_send(sink, ack, src, size, false));
+        munmap(src, size);
+
+        src = vm_allocated(size, r + 1);
+        copy = least(copy, ool_send(sink, ack, src, size, false));
+        vm_deallocate(mach_task_self(), (vm_address_t)src, size);
+        src = vm_allocated(size, r + 1);
+        move = least(move, ool_send(sink, ack, src, size, true)); /* src is gone */
+
+        double t0 = bench_now_us();
+        src = vm_allocated(size, r + 1);
+        ool_send(sink, ack, src, size, true);
+        whole = least(whole, bench_now_us() - t0);
+        t0 = bench_now_us();
+        src = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        memset(src, r + 1, size);
+        memcpy_touch(src, size);
+        munmap(src, size);
+        whole_base = least(whole_base, bench_now_us() - t0);
     }
-    printf("bench: ool_copy_%s: %.0f us; baseline memcpy_%s: %.0f us; ratio %.2f\n", label,
-           best_copy, label, best_memcpy, best_copy / best_memcpy);
-    printf("bench: ool_move_%s: %.0f us; baseline memcpy_%s: %.0f us; ratio %.2f\n", label,
-           best_move, label, best_memcpy, best_move / best_memcpy);
+    report("ool_copy", label, copy, "memcpy", base);
+    report("ool_move", label, move, "memcpy", base);
+    report("ool_copy_plain_memory", label, plain, "memcpy", base);
+    report("ool_allocate_fill_move", label, whole, "mmap_fill_memcpy", whole_base);
 }
 
 /* SIGKILL of a task to the dead-name notification for its port, against

@@ -28,6 +28,7 @@
 #include "linux.h"
 #include "vm_attr.h"
 #include "vm_fault.h"
+#include "vm_movable.h"
 
 #define WIRE_MAGIC 0x4c4c4548u /* "HELL" */
 #define WIRE_MAX_FDS 253       /* SCM_MAX_FD: descriptors one sendmsg carries */
@@ -387,11 +388,17 @@ void wire_ool_prepare(struct kmsg *kmsg, bool kept_only)
     ipc_lock();
 }
 
-/* Makes a sealed memfd holding a copy of the region: the receiver maps
- * it privately and no one can change it after the send. */
+/* Makes a sealed memfd holding the region, its own when it is a whole
+ * movable region (vm_movable.h), else a copy: the receiver maps it
+ * privately and no one can change it after the send. */
 static mach_msg_return_t wire_ool_seal(struct kool *ool)
 {
-    int fd = memfd_create("hell-ool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int fd = vm_movable_take(ool->addr, ool->size);
+    if (fd >= 0) {
+        ool->memfd = fd;
+        return MACH_MSG_SUCCESS;
+    }
+    fd = memfd_create("hell-ool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) {
         return MACH_SEND_NO_BUFFER;
     }

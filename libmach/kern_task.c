@@ -38,6 +38,8 @@
 #include "msg_destroy.h"
 #include "vm_attr.h"
 #include "vm_fault.h"
+#include "vm_maps.h"
+#include "vm_movable.h"
 #include "vm_object.h"
 #include "vm_remote.h"
 #include "mach.server.h"
@@ -778,6 +780,8 @@ void kern_task_fork_child(void)
     kern_thread_fork_child();
     kern_host_fork_child();
     vm_attr_fork_child();
+    vm_maps_fork_child();
+    vm_movable_fork_child();
     vm_fault_fork_child();
     vm_object_fork_child();
     vm_remote_fork_child();
@@ -792,7 +796,8 @@ void kern_task_init(void)
     struct sigaction sa = {.sa_handler = kern_wake_handler};
     sigemptyset(&sa.sa_mask);
     sigaction(ipc_wake_signal(), &sa, NULL);
-    pthread_atfork(NULL, NULL, kern_task_fork_child);
+    /* Movable regions become copy-on-write before the child shares them. */
+    pthread_atfork(vm_movable_fork_prepare, vm_movable_fork_parent, kern_task_fork_child);
     kern_task_create_objects();
     kern_control_init();
     kern_exc_init();

@@ -23,6 +23,7 @@
 #include "vm_fault.h"
 #include "vm_remote.h"
 #include "vm_maps.h"
+#include "vm_movable.h"
 
 
 bool kern_vm_task_ok(mach_port_t task)
@@ -50,6 +51,16 @@ bool kern_vm_range(vm_address_t address, vm_size_t size, vm_address_t *start,
     return s < e;
 }
 
+void *kern_vm_zeros(void *hint, size_t len, bool fixed)
+{
+    void *p = vm_movable_map(hint, len, fixed);
+    if (p == NULL) {
+        p = mmap(hint, len, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | (fixed ? MAP_FIXED_NOREPLACE : 0), -1, 0);
+    }
+    return p;
+}
+
 kern_return_t kern_vm_allocate(mach_port_t target_task, vm_address_t *address,
                                vm_size_t size, boolean_t anywhere)
 {
@@ -64,7 +75,6 @@ kern_return_t kern_vm_allocate(mach_port_t target_task, vm_address_t *address,
     if (len == 0) {
         return KERN_INVALID_ARGUMENT; /* rounds past the top */
     }
-    int flags = MAP_PRIVATE | MAP_ANONYMOUS;
     void *hint = NULL;
     if (!anywhere) {
         vm_address_t start = *address & ~(vm_address_t)4095;
@@ -73,9 +83,8 @@ kern_return_t kern_vm_allocate(mach_port_t target_task, vm_address_t *address,
         }
         *address = start;
         hint = (void *)start;
-        flags |= MAP_FIXED_NOREPLACE;
     }
-    void *p = mmap(hint, len, PROT_READ | PROT_WRITE, flags, -1, 0);
+    void *p = kern_vm_zeros(hint, len, !anywhere);
     if (p == MAP_FAILED) {
         /* Taken (EEXIST), or below what Linux lets a process map
          * (vm.mmap_min_addr): no room there, as GNU Mach would say. */
@@ -98,6 +107,7 @@ kern_return_t kern_vm_deallocate(mach_port_t target_task, vm_address_t address,
         /* Under [V]: a vm_map cannot take the range between the unmapping
          * and the mappings' records going. */
         vm_lock();
+        vm_movable_unmap(start, end);
         (void)munmap((void *)start, end - start);
         vm_attr_lock();
         vm_attr_clear(start, end);
@@ -161,12 +171,14 @@ kern_return_t kern_vm_read(mach_port_t target_task, vm_address_t address, vm_siz
         *count = 0;
         return KERN_SUCCESS;
     }
-    void *copy = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* Movable when large: the reply passes it on with no second copy. */
+    void *copy = kern_vm_zeros(NULL, size, false);
     if (copy == MAP_FAILED) {
         return KERN_RESOURCE_SHORTAGE;
     }
     kern_return_t kr = kern_vm_copy_checked(copy, NULL, size, false, address);
     if (kr != KERN_SUCCESS) {
+        vm_movable_unmap((vm_address_t)copy, (vm_address_t)copy + size);
         munmap(copy, size);
         return kr;
     }

@@ -9,6 +9,7 @@
 #include <mach/message.h>
 #include <mach/vm_prot.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/mman.h>
 
 /* Whether TASK, a kernel-space name, is this task's port (a call on any
@@ -28,6 +29,12 @@ bool kern_vm_range(vm_address_t address, vm_size_t size, vm_address_t *start,
  * whichever comes first; KERN_RESOURCE_SHORTAGE when the maps cannot be
  * read.  Returns KERN_SUCCESS when all is well. */
 kern_return_t kern_vm_check_range(vm_address_t start, vm_size_t size, vm_prot_t access);
+
+/* Maps LEN bytes (a page multiple) of zeros, readable and writable, at
+ * HINT exactly when FIXED (never replacing a mapping), else anywhere:
+ * movable (vm_movable.h) when large enough, else anonymous.  Returns the
+ * address, or MAP_FAILED with errno set (EEXIST: the place is taken). */
+void *kern_vm_zeros(void *hint, size_t len, bool fixed);
 
 /* The Linux protection of the Mach protection PROT. */
 static inline int kern_vm_linux_prot(vm_prot_t prot)

@@ -31,6 +31,7 @@
 #include "vm_fault.h"
 #include "vm_remote.h"
 #include "vm_maps.h"
+#include "vm_movable.h"
 
 #define KERN_VM_PAGE 4096ul
 /* What a task may wire through the unprivileged host port (GNU Mach's
@@ -103,6 +104,7 @@ kern_return_t kern_vm_protect(mach_port_t target_task, vm_address_t address, vm_
     if (!kern_vm_range(address, size, &start, &end)) {
         return KERN_SUCCESS;
     }
+    vm_movable_privatize(start, end);
     vm_attr_lock();
     kern_return_t kr = KERN_SUCCESS;
     if (!kern_vm_max_allows(start, end, prot)) {
@@ -221,6 +223,13 @@ kern_return_t kern_vm_inherit(mach_port_t target_task, vm_address_t address, vm_
     if (!kern_vm_range(address, size, &start, &end)) {
         return KERN_SUCCESS;
     }
+    /* A movable region is shared for Linux, private for Mach: now Linux
+     * must hold what Mach says. */
+    if (new_inheritance == VM_INHERIT_SHARE) {
+        vm_movable_share(start, end);
+    } else {
+        vm_movable_privatize(start, end);
+    }
     vm_attr_lock();
     kern_return_t kr = kern_vm_inherit_apply(start, end, new_inheritance);
     if (kr == KERN_SUCCESS && !vm_attr_set_inheritance(start, end, new_inheritance)) {
@@ -263,10 +272,11 @@ kern_return_t kern_vm_region(mach_port_t target_task, vm_address_t *address, vm_
     *size = end - start;
     *protection = m.protection;
     *max_protection = attr.max_protection;
+    bool shared = m.shared && !vm_movable_holds(m.start, m.end);
     *inheritance = attr.inheritance != VM_ATTR_INHERIT_UNSET ? attr.inheritance
-                   : m.shared                                ? VM_INHERIT_SHARE
+                   : shared                                  ? VM_INHERIT_SHARE
                                                              : VM_INHERIT_COPY;
-    *is_shared = m.shared;
+    *is_shared = shared;
     *object_name = MACH_PORT_NULL; /* no memory object name ports (yet) */
     *offset = m.offset + (start - m.start);
     return KERN_SUCCESS;

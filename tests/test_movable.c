@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Movable regions (libmach/vm_movable.h): a large region made by
+ * vm_allocate travels out of line as its own memory, with no copy, when
+ * sent whole, moved or copied; every other use keeps Mach's semantics
+ * (private memory, copied by task_create, shared after vm_inherit SHARE),
+ * and a region changed behind libmach's back is copied, not sent stale.
+ *
+ * "No copy" is checked where Linux shows it: the receiver's mapping is of
+ * the very file the sender's region was.
+ */
+#include <hell.h>
+#include <inttypes.h>
+#include <mach/vm_inherit.h>
+#include <sys/mman.h>
+
+#include "test.h"
+
+#define SELF mach_task_self()
+#define SIZE ((vm_size_t)1 << 20)
+
+struct ool_msg {
+    mach_msg_header_t head;
+    mach_msg_type_long_t type;
+    void *addr;
+};
+
+/* The inode of the file mapped at ADDR, 0 when anonymous or unmapped. */
+static uint64_t inode_at(const void *addr)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    uint64_t found = 0;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        uint64_t start, end, offset, inode;
+        unsigned major, minor;
+        char perms[5];
+        if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %x:%x %" SCNu64, &start, &end,
+                   perms, &offset, &major, &minor, &inode) == 7 &&
+            start <= (uintptr_t)addr && (uintptr_t)addr < end) {
+            found = inode;
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return found;
+}
+
+static bool mapped(const void *addr)
+{
+    unsigned char vec;
+    return mincore((void *)((uintptr_t)addr & ~(uintptr_t)4095), 4096, &vec) == 0;
+}
+
+static mach_msg_return_t send_region(mach_port_t dest, void *addr, size_t size, bool dealloc,
+                                     mach_msg_option_t option)
+{
+    struct ool_msg m = {
+        .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0) | MACH_MSGH_BITS_COMPLEX,
+                 .msgh_remote_port = dest,
+                 .msgh_id = 7},
+        .type = {.msgtl_name = MACH_MSG_TYPE_BYTE, .msgtl_size = 8, .msgtl_number = size,
+                 .msgtl_inline = FALSE, .msgtl_longform = TRUE, .msgtl_deallocate = dealloc},
+        .addr = addr,
+    };
+    return mach_msg(&m.head, MACH_SEND_MSG | option, sizeof m, 0, MACH_PORT_NULL, 0,
+                    MACH_PORT_NULL);
+}
+
+static char *receive_region(mach_port_t port, size_t *size)
+{
+    union {
+        struct ool_msg m;
+        char buf[256];
+    } r;
+    if (mach_msg(&r.m.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r, port, 10000,
+                 MACH_PORT_NULL) != MACH_MSG_SUCCESS) {
+        return NULL;
+    }
+    *size = r.m.type.msgtl_number;
+    return r.m.addr;
+}
+
+/* Whether every byte of [P, P + SIZE) is C. */
+static bool all(const char *p, size_t size, char c)
+{
+    for (size_t i = 0; i < size; i++) {
+        if (p[i] != c) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static char *allocate(vm_size_t size, char fill)
+{
+    vm_address_t a = 0;
+    CHECK_KR(vm_allocate(SELF, &a, size, TRUE), KERN_SUCCESS);
+    memset((void *)a, fill, size);
+    return (char *)a;
+}
+
+/* A whole region moved: the receiver maps the sender's own memory, and
+ * the sender's range is gone. */
+static void move_passes_the_memory(mach_port_t port)
+{
+    char *a = allocate(SIZE, 'm');
+    uint64_t ino = inode_at(a);
+    CHECK(ino != 0);
+    CHECK_KR(send_region(port, a, SIZE, true, 0), MACH_MSG_SUCCESS);
+    CHECK(!mapped(a));
+    size_t size = 0;
+    char *got = receive_region(port, &size);
+    CHECK(got != NULL && size == SIZE);
+    if (got != NULL) {
+        CHECK(inode_at(got) == ino);
+        CHECK(all(got, SIZE, 'm'));
+        got[0] = 'w'; /* the receiver's own, copy-on-write */
+        CHECK_KR(vm_deallocate(SELF, (vm_address_t)got, SIZE), KERN_SUCCESS);
+    }
+    /* A size that is not a page multiple still names the whole region. */
+    a = allocate(SIZE - 100, 'o');
+    ino = inode_at(a);
+    CHECK_KR(send_region(port, a, SIZE - 100, true, 0), MACH_MSG_SUCCESS);
+    got = receive_region(port, &size);
+    CHECK(got != NULL && size == SIZE - 100 && inode_at(got) == ino);
+    if (got != NULL) {
+        CHECK(all(got, SIZE - 100, 'o'));
+        vm_deallocate(SELF, (vm_address_t)got, size);
+    }
+}
+
+/* A whole region copied: no copy either; the sender keeps its region,
+ * and neither side sees the other's later writes.  The next send of the
+ * same region is a copy of what it then holds. */
+static void copy_leaves_copy_on_write(mach_port_t port)
+{
+    char *a = allocate(SIZE, 'c');
+    uint64_t ino = inode_at(a);
+    CHECK_KR(send_region(port, a, SIZE, false, 0), MACH_MSG_SUCCESS);
+    memset(a, 'd', SIZE / 2); /* after the send */
+    size_t size = 0;
+    char *got = receive_region(port, &size);
+    CHECK(got != NULL && size == SIZE);
+    if (got != NULL) {
+        CHECK(inode_at(got) == ino);
+        CHECK(all(got, SIZE, 'c'));
+        memset(got, 'r', SIZE);
+        CHECK(all(a, SIZE / 2, 'd') && all(a + SIZE / 2, SIZE / 2, 'c'));
+        vm_deallocate(SELF, (vm_address_t)got, SIZE);
+    }
+    CHECK_KR(send_region(port, a, SIZE, true, 0), MACH_MSG_SUCCESS);
+    CHECK(!mapped(a));
+    got = receive_region(port, &size);
+    CHECK(got != NULL && size == SIZE);
+    if (got != NULL) {
+        CHECK(inode_at(got) != ino); /* a copy this time */
+        CHECK(all(got, SIZE / 2, 'd') && all(got + SIZE / 2, SIZE / 2, 'c'));
+        vm_deallocate(SELF, (vm_address_t)got, SIZE);
+    }
+}
+
+/* Part of a region, a region cut by vm_deallocate or vm_protect, and one
+ * a plain munmap and mmap replaced: copied, with what the range holds. */
+static void changed_regions_are_copied(mach_port_t port)
+{
+    size_t size = 0;
+    char *a = allocate(SIZE, 'p');
+    uint64_t ino = inode_at(a);
+    CHECK_KR(send_region(port, a, SIZE / 2, true, 0), MACH_MSG_SUCCESS);
+    char *got = receive_region(port, &size);
+    CHECK(got != NULL && inode_at(got) != ino && all(got, SIZE / 2, 'p'));
+    vm_deallocate(SELF, (vm_address_t)got, SIZE / 2);
+    CHECK(all(a + SIZE / 2, SIZE / 2, 'p'));
+    memset(a + SIZE / 2, 'q', SIZE / 2); /* the rest is still private memory */
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)a + SIZE / 2, SIZE / 2), KERN_SUCCESS);
+
+    a = allocate(SIZE, 's');
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)a + SIZE - 4096, 4096), KERN_SUCCESS);
+    CHECK(all(a, SIZE - 4096, 's'));
+    CHECK_KR(send_region(port, a, SIZE - 4096, true, 0), MACH_MSG_SUCCESS);
+    got = receive_region(port, &size);
+    CHECK(got != NULL && size == SIZE - 4096 && all(got, size, 's'));
+    vm_deallocate(SELF, (vm_address_t)got, size);
+
+    a = allocate(SIZE, 't');
+    CHECK_KR(vm_protect(SELF, (vm_address_t)a, 4096, FALSE, VM_PROT_READ), KERN_SUCCESS);
+    CHECK_KR(vm_protect(SELF, (vm_address_t)a, 4096, FALSE, VM_PROT_DEFAULT), KERN_SUCCESS);
+    a[0] = 'u';
+    CHECK_KR(send_region(port, a, SIZE, true, 0), MACH_MSG_SUCCESS);
+    got = receive_region(port, &size);
+    CHECK(got != NULL && got[0] == 'u' && all(got + 1, SIZE - 1, 't'));
+    vm_deallocate(SELF, (vm_address_t)got, SIZE);
+
+    a = allocate(SIZE, 'v');
+    ino = inode_at(a);
+    CHECK(munmap(a + 4096, 4096) == 0);
+    CHECK(mmap(a + 4096, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+               -1, 0) == a + 4096);
+    memset(a + 4096, 'x', 4096);
+    CHECK_KR(send_region(port, a, SIZE, true, 0), MACH_MSG_SUCCESS);
+    got = receive_region(port, &size);
+    CHECK(got != NULL && inode_at(got) != ino);
+    if (got != NULL) {
+        CHECK(all(got, 4096, 'v') && all(got + 4096, 4096, 'x') &&
+              all(got + 8192, SIZE - 8192, 'v'));
+        vm_deallocate(SELF, (vm_address_t)got, SIZE);
+    }
+}
+
+/* A move that fails after the region was taken (a full queue, no wait)
+ * leaves the region where it was, whole and writable. */
+static void failed_move_keeps_the_region(void)
+{
+    mach_port_t full = test_new_port(true);
+    CHECK_KR(mach_port_set_qlimit(SELF, full, 1), KERN_SUCCESS);
+    mach_msg_header_t filler = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
+                                .msgh_remote_port = full};
+    CHECK_KR(mach_msg(&filler, MACH_SEND_MSG, sizeof filler, 0, 0, 0, 0), MACH_MSG_SUCCESS);
+    char *a = allocate(SIZE, 'f');
+    CHECK_KR(send_region(full, a, SIZE, true, MACH_SEND_TIMEOUT), MACH_SEND_TIMED_OUT);
+    CHECK(mapped(a) && all(a, SIZE, 'f'));
+    memset(a, 'g', SIZE);
+    CHECK(all(a, SIZE, 'g'));
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)a, SIZE), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, full), KERN_SUCCESS);
+}
+
+/* vm_region reports a movable region as the private memory it is. */
+static void region_is_private(void)
+{
+    char *a = allocate(SIZE, 'z');
+    vm_address_t at = (vm_address_t)a;
+    vm_size_t size;
+    vm_prot_t prot, max;
+    vm_inherit_t inherit;
+    boolean_t shared = TRUE;
+    mach_port_t name;
+    vm_offset_t offset;
+    CHECK_KR(vm_region(SELF, &at, &size, &prot, &max, &inherit, &shared, &name, &offset),
+             KERN_SUCCESS);
+    CHECK(at == (vm_address_t)a && size == SIZE && inherit == VM_INHERIT_COPY && !shared);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)a, SIZE), KERN_SUCCESS);
+}
+
+/* task_create copies a movable region (both sides copy-on-write), and
+ * shares one set VM_INHERIT_SHARE. */
+static void inheritance(void)
+{
+    char *copied = allocate(SIZE, 'a');
+    char *shared = allocate(SIZE, 'b');
+    CHECK_KR(vm_inherit(SELF, (vm_address_t)shared, SIZE, VM_INHERIT_SHARE), KERN_SUCCESS);
+    int to_child[2], to_parent[2];
+    CHECK(pipe(to_child) == 0 && pipe(to_parent) == 0);
+    mach_port_t child_task;
+    pid_t pid = hell_fork(MACH_PORT_NULL, &child_task);
+    char token = 0;
+    if (pid == 0) {
+        CHECK(read(to_child[0], &token, 1) == 1);
+        CHECK(all(copied, SIZE, 'a'));
+        CHECK(all(shared, SIZE / 2, 'Q') && all(shared + SIZE / 2, SIZE / 2, 'b'));
+        memset(copied, 'C', SIZE);
+        memset(shared + SIZE / 2, 'R', SIZE / 2);
+        CHECK(write(to_parent[1], &token, 1) == 1);
+        _exit(test_failures == 0 ? 0 : 1);
+    }
+    CHECK(pid > 0);
+    memset(copied, 'P', SIZE);
+    memset(shared, 'Q', SIZE / 2);
+    CHECK(write(to_child[1], &token, 1) == 1);
+    CHECK(read(to_parent[0], &token, 1) == 1);
+    CHECK(all(copied, SIZE, 'P'));
+    CHECK(all(shared, SIZE / 2, 'Q') && all(shared + SIZE / 2, SIZE / 2, 'R'));
+    test_wait_ok(pid);
+    mach_port_deallocate(SELF, child_task);
+    for (int i = 0; i < 2; i++) {
+        close(to_child[i]);
+        close(to_parent[i]);
+    }
+    /* The parent's copy is no longer movable: sent, it is copied. */
+    uint64_t ino = inode_at(copied);
+    mach_port_t port = test_new_port(true);
+    CHECK_KR(send_region(port, copied, SIZE, true, 0), MACH_MSG_SUCCESS);
+    size_t size = 0;
+    char *got = receive_region(port, &size);
+    CHECK(got != NULL && inode_at(got) != ino && all(got, SIZE, 'P'));
+    vm_deallocate(SELF, (vm_address_t)got, SIZE);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)shared, SIZE), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, port), KERN_SUCCESS);
+}
+
+/* More regions than are made movable at once: all usable, descriptors
+ * bounded, all given back. */
+static void many_regions(void)
+{
+    enum { N = 300 };
+    static char *regions[N];
+    int fds = test_count_fds();
+    for (int i = 0; i < N; i++) {
+        regions[i] = allocate(64 * 1024, (char)i);
+    }
+    CHECK(test_count_fds() <= fds + 256);
+    for (int i = 0; i < N; i++) {
+        CHECK(all(regions[i], 64 * 1024, (char)i));
+        CHECK_KR(vm_deallocate(SELF, (vm_address_t)regions[i], 64 * 1024), KERN_SUCCESS);
+    }
+    CHECK(test_count_fds() == fds);
+}
+
+int main(void)
+{
+    (void)mig_get_reply_port();
+    int fds_before = test_count_fds();
+    mach_port_t port = test_new_port(true);
+    move_passes_the_memory(port);
+    copy_leaves_copy_on_write(port);
+    changed_regions_are_copied(port);
+    failed_move_keeps_the_region();
+    region_is_private();
+    inheritance();
+    many_regions();
+    CHECK_KR(mach_port_destroy(SELF, port), KERN_SUCCESS);
+    CHECK(test_count_fds() <= fds_before + 1); /* + the maps' queries */
+    return test_done("movable");
+}

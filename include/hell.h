@@ -91,6 +91,15 @@ void hell_janitor_destroy_receives(const int *recv_fds, size_t nrecv, const int 
  * or dies, its mappings removed; CONN and UFFD are taken over. */
 void hell_vm_serve(int conn, int uffd, unsigned timeout_ms);
 
+/* Makes the file FD (not taken: a read-only descriptor of it is kept)
+ * the memory of the memory object PAGER, a port whose receive right this
+ * process holds: a task's vm_map of PAGER through this process
+ * (hell_vm_serve) then maps the file itself, shared and read-only, with
+ * no pager protocol (machd's device memory: the time page).  Returns 0,
+ * or -1 with errno (EINVAL: PAGER names no receive right; ENOSPC: the
+ * table of such objects is full). */
+int hell_vm_direct_object(mach_port_t pager, int fd);
+
 /* For hell-task, the program that is the body of a task made by
  * task_create without inherited memory: when this process was started as
  * one, never returns (its thread waits, hidden from task_threads, while

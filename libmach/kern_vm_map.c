@@ -21,12 +21,14 @@
  */
 #include <errno.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "ipc_space.h"
 #include "kern.h"
 #include "kern_vm.h"
 #include "linux.h"
 #include "mach.server.h"
+#include "protocol.h"
 #include "vm_attr.h"
 #include "vm_fault.h"
 #include "vm_maps.h"
@@ -157,6 +159,46 @@ static kern_return_t kern_vm_map_shared(struct vm_object *object, vm_address_t *
     return KERN_SUCCESS;
 }
 
+/* The mapping (or with COPY the copy) of [OFFSET, OFFSET + LEN) of
+ * memory machd lends as it is (HELL_VM_DIRECT: FD, read-only, is the
+ * memory itself), placed as asked.  A mapping that may write is refused:
+ * only the copy is the task's to write. */
+static kern_return_t kern_vm_map_direct(int fd, vm_address_t *address, vm_size_t len,
+                                        vm_address_t mask, bool anywhere, vm_offset_t offset,
+                                        bool copy, vm_prot_t cur)
+{
+    if (!copy) {
+        if (cur & VM_PROT_WRITE) {
+            return KERN_PROTECTION_FAILURE;
+        }
+        return kern_vm_place(address, len, mask, anywhere, kern_vm_linux_prot(cur), MAP_SHARED,
+                             fd, (off_t)offset);
+    }
+    vm_address_t at = *address;
+    kern_return_t kr = kern_vm_place(&at, len, mask, anywhere, PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE, -1, 0);
+    if (kr != KERN_SUCCESS) {
+        return kr;
+    }
+    /* What lies past the end of the memory reads as zeros. */
+    for (size_t done = 0; done < len;) {
+        ssize_t n = pread(fd, (char *)at + done, len - done, (off_t)(offset + done));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        done += (size_t)n;
+    }
+    if (mprotect((void *)at, len, kern_vm_linux_prot(cur)) != 0) {
+        munmap((void *)at, len);
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    *address = at;
+    return KERN_SUCCESS;
+}
+
 /* The mapping (or with COPY the copy) of [OFFSET, OFFSET + LEN) of the
  * object of PAGER (a kernel-space send right, left to the caller), from
  * machd's cache, placed as asked.  Expects [V]; lets it go while a copy
@@ -172,6 +214,11 @@ static kern_return_t kern_vm_map_remote(mach_port_name_t pager, vm_address_t *ad
     }
     kern_return_t kr = vm_remote_enter(pager, offset + len, &handle, &memfd);
     if (kr != KERN_SUCCESS) {
+        return kr;
+    }
+    if (handle == HELL_VM_DIRECT) {
+        kr = kern_vm_map_direct(memfd, address, len, mask, anywhere, offset, copy, cur);
+        linux_close(memfd);
         return kr;
     }
     vm_address_t at = *address;

@@ -171,7 +171,9 @@ kern_return_t vm_remote_enter(mach_port_name_t pager, uint64_t end, uint64_t *ha
     struct hell_vm_request req = {.op = HELL_VM_ENTER, .end = end};
     kern_return_t kr = vm_remote_call(&req, pager, handle, memfd);
     if (kr == KERN_SUCCESS && *memfd < 0) {
-        vm_remote_release(*handle);
+        if (*handle != HELL_VM_DIRECT) {
+            vm_remote_release(*handle);
+        }
         kr = KERN_RESOURCE_SHORTAGE;
     } else if (kr != KERN_SUCCESS) {
         linux_close(*memfd);

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ipc_port.h"
 #include "ipc_space.h"
 #include "ipc_wire.h"
 #include "linux.h"
@@ -95,11 +96,73 @@ static mach_port_name_t vm_server_recv_pager(struct vm_client *client)
     return name;
 }
 
+/* Memory objects that are memory as it is (hell_vm_direct_object). */
+#define VM_SERVER_DIRECT_MAX 4
+static struct vm_server_direct {
+    struct ipc_port *port; /* a reference */
+    int fd;                /* read-only */
+} vm_server_directs[VM_SERVER_DIRECT_MAX]; /* [G] */
+static unsigned vm_server_ndirect;        /* [G] */
+
+__attribute__((visibility("default"))) int hell_vm_direct_object(mach_port_t pager, int fd)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int readonly = open(path, O_RDONLY | O_CLOEXEC);
+    if (readonly < 0) {
+        return -1;
+    }
+    int err = 0;
+    ipc_lock();
+    struct ipc_entry *entry = ipc_entry_lookup(&ipc_spaces[SPACE_USER], pager);
+    if (entry == NULL || !(entry->type & MACH_PORT_TYPE_RECEIVE)) {
+        err = EINVAL;
+    } else if (vm_server_ndirect == VM_SERVER_DIRECT_MAX) {
+        err = ENOSPC;
+    } else {
+        ipc_port_ref(entry->port);
+        vm_server_directs[vm_server_ndirect++] =
+            (struct vm_server_direct){.port = entry->port, .fd = readonly};
+    }
+    ipc_unlock();
+    if (err != 0) {
+        linux_close(readonly);
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+/* The read-only descriptor of the memory of the direct object PAGER (a
+ * kernel-space name), or -1 when it is no such object.  The descriptor
+ * stays the table's. */
+static int vm_server_direct_fd(mach_port_name_t pager)
+{
+    int fd = -1;
+    ipc_lock();
+    struct ipc_entry *entry = ipc_entry_lookup(&ipc_spaces[SPACE_KERNEL], pager);
+    for (unsigned i = 0; entry != NULL && i < vm_server_ndirect && fd < 0; i++) {
+        if (vm_server_directs[i].port == entry->port) {
+            fd = vm_server_directs[i].fd;
+        }
+    }
+    ipc_unlock();
+    return fd;
+}
+
 static void vm_server_enter(struct vm_client *client, const struct hell_vm_request *req)
 {
     mach_port_name_t pager = vm_server_recv_pager(client);
     if (!MACH_PORT_VALID(pager)) {
         vm_server_reply(client, KERN_INVALID_ARGUMENT, 0, -1);
+        return;
+    }
+    int direct = vm_server_direct_fd(pager);
+    if (direct >= 0) {
+        ipc_lock();
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], pager);
+        ipc_unlock();
+        vm_server_reply(client, KERN_SUCCESS, HELL_VM_DIRECT, direct);
         return;
     }
     vm_lock();

@@ -39,6 +39,7 @@
 #include "device.server.h"
 #include "device_console.h"
 #include "device_i.h"
+#include "device_time.h"
 
 /* The demultiplexer MIG generates for device.defs (not in its header). */
 boolean_t device_server(mach_msg_header_t *in, mach_msg_header_t *out);
@@ -47,7 +48,7 @@ boolean_t device_server(mach_msg_header_t *in, mach_msg_header_t *out);
 #define DEVICE_READ_MAX (16u << 20)          /* bytes per device_read */
 #define DEVICE_PAGE 4096u
 
-enum device_kind { DEVICE_CONSOLE, DEVICE_DISK };
+enum device_kind { DEVICE_CONSOLE, DEVICE_DISK, DEVICE_TIME };
 
 /* Access modes a disk keeps a port for: index = access - 1. */
 #define DEVICE_ACCESS_MODES 3
@@ -76,7 +77,7 @@ struct device_ref {
 };
 
 static pthread_mutex_t device_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct device_unit *device_units; /* (c) console first, then disks */
+static struct device_unit *device_units; /* (c) console first, disks, time */
 static unsigned device_nunits;           /* (c) */
 static mach_port_t device_master;        /* (c) receive right */
 static mach_port_t device_set;           /* (c) master + open devices */
@@ -112,8 +113,8 @@ kern_return_t device_errno(int err)
 /* The handle an open in MODE uses on UNIT. */
 static struct device_handle *device_handle_of(struct device_unit *unit, dev_mode_t mode)
 {
-    if (unit->kind == DEVICE_CONSOLE) {
-        return &unit->handles[DEVICE_ACCESS_MODES - 1];
+    if (unit->kind != DEVICE_DISK) {
+        return &unit->handles[DEVICE_ACCESS_MODES - 1]; /* one port */
     }
     dev_mode_t access = mode & (D_READ | D_WRITE);
     return &unit->handles[(access != 0 ? access : D_READ) - 1];
@@ -301,6 +302,9 @@ static kern_return_t device_read_into(const struct device_ref *ref, dev_mode_t m
                                       recnum_t recnum, char *buf, size_t count, size_t *done)
 {
     *done = 0;
+    if (ref->unit->kind == DEVICE_TIME) {
+        return D_INVALID_OPERATION; /* only mapped */
+    }
     if (ref->unit->kind == DEVICE_CONSOLE) {
         return count == 0 ? D_SUCCESS : device_console_read(mode, buf, count, done);
     }
@@ -399,7 +403,9 @@ static kern_return_t device_write_from(mach_port_t device, recnum_t recnum, cons
         return D_INVALID_SIZE;
     }
     size_t done = 0;
-    if (ref.unit->kind == DEVICE_CONSOLE) {
+    if (ref.unit->kind == DEVICE_TIME) {
+        kr = D_INVALID_OPERATION; /* only mapped */
+    } else if (ref.unit->kind == DEVICE_CONSOLE) {
         kr = device_console_write(data, count, &done);
     } else {
         off_t offset;
@@ -498,9 +504,21 @@ kern_return_t ds_device_set_status(mach_port_t device, dev_flavor_t flavor,
 kern_return_t ds_device_map(mach_port_t device, vm_prot_t prot, vm_offset_t offset,
                             vm_size_t size, mach_port_t *pager, int unmap)
 {
-    /* Mapping needs a memory object (a pager): none until HELL's VM
-     * work lands. */
-    return device_unsupported(device);
+    if (prot & ~VM_PROT_ALL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    struct device_ref ref;
+    kern_return_t kr = device_lookup(device, &ref);
+    if (kr != D_SUCCESS) {
+        return kr;
+    }
+    if (ref.unit->kind != DEVICE_TIME) {
+        return D_INVALID_OPERATION; /* the others are not mapped */
+    }
+    /* As GNU Mach's device pager, whatever the range: a page past the
+     * memory faults when touched. */
+    *pager = device_time_pager();
+    return MACH_PORT_VALID(*pager) ? D_SUCCESS : D_NO_MEMORY;
 }
 
 kern_return_t ds_device_set_filter(mach_port_t device, mach_port_t receive_port, int priority,
@@ -568,7 +586,7 @@ error:
 static bool device_name_ok(const char *name, const struct device_disk *disks, unsigned n)
 {
     if (name == NULL || name[0] == '\0' || strlen(name) >= sizeof(dev_name_t) ||
-        strcmp(name, "console") == 0) {
+        strcmp(name, "console") == 0 || strcmp(name, "time") == 0) {
         return false;
     }
     for (unsigned i = 0; i < n; i++) {
@@ -628,7 +646,7 @@ int device_setup(const struct device_disk *disks, unsigned ndisks, int console_i
                  int console_out, mach_port_t *master)
 {
     assert(device_units == NULL);
-    device_units = calloc(ndisks + 1u, sizeof *device_units);
+    device_units = calloc(ndisks + 2u, sizeof *device_units);
     if (device_units == NULL) {
         fprintf(stderr, "machd: out of memory\n");
         return -1;
@@ -651,6 +669,12 @@ int device_setup(const struct device_disk *disks, unsigned ndisks, int console_i
         }
         device_nunits++;
     }
+    device_units[device_nunits] = (struct device_unit){.name = strdup("time"),
+                                                       .kind = DEVICE_TIME, .fd = -1};
+    if (device_units[device_nunits++].name == NULL) {
+        fprintf(stderr, "machd: out of memory\n");
+        goto error;
+    }
     for (unsigned i = 0; i < device_nunits; i++) {
         for (unsigned m = 0; m < DEVICE_ACCESS_MODES; m++) {
             device_units[i].handles[m].access = (dev_mode_t)(m + 1);
@@ -663,6 +687,9 @@ int device_setup(const struct device_disk *disks, unsigned ndisks, int console_i
     if (kr != KERN_SUCCESS) {
         fprintf(stderr, "machd: device master port: error %#x\n", (unsigned)kr);
         goto error_ports;
+    }
+    if (device_time_init(device_set) != 0) {
+        goto error_ports; /* (machd exits: the ports go with it) */
     }
     *master = device_master;
     return 0;

@@ -6,7 +6,9 @@
  * - "console": the terminal the instance was started from (machd's
  *   standard input and output);
  * - disks: files or block devices named at start-up, by record of 512
- *   bytes.
+ *   bytes;
+ * - "time": GNU Mach's mapped time (mapped_time_value_t), a page that
+ *   device_map hands out and tasks vm_map, updated every 10 ms.
  *
  * What device.defs answers, after GNU Mach (the reference manual's
  * "Device Interface" chapter, device/ds_routines.c, and the block-device
@@ -17,8 +19,8 @@
  *   nothing opened.  Opening an open device again gives the same port
  *   and counts one more open; a disk keeps one port per access mode
  *   (read, write, read/write; mode 0 is read), as GNU Mach's block glue
- *   does; the console has one port whatever the mode.  D_WRITE on a
- *   read-only disk: D_READ_ONLY.
+ *   does; the console and "time" have one port whatever the mode.
+ *   D_WRITE on a read-only disk: D_READ_ONLY.
  * - device_close counts an open down; the last close destroys the port
  *   (calls through it then fail with MACH_SEND_INVALID_DEST, as with
  *   GNU Mach) and a later open makes a new one.  Console reads waiting on
@@ -44,9 +46,17 @@
  *   that does not fit an int reads INT_MAX.  Every other flavor, every
  *   flavor of the console and every device_set_status:
  *   D_INVALID_OPERATION.
- * - device_map: D_INVALID_OPERATION until HELL has memory objects;
- *   device_set_filter, device_intr_register, device_intr_ack:
- *   D_INVALID_OPERATION (no network or interrupt devices).
+ * - device_map: a protection beyond VM_PROT_ALL is KERN_INVALID_ARGUMENT;
+ *   on "time", whatever the range, the memory object of the time page
+ *   (the same port every time, a send right copied to the caller), which
+ *   vm_map maps read-only: a mapping that may write gets
+ *   KERN_PROTECTION_FAILURE (GNU Mach's would fault on the first write), a
+ *   copy (copy TRUE) is a snapshot the task may write, and a page past
+ *   the first faults (EXC_BAD_ACCESS) when touched.  "time" is only
+ *   mapped: its reads and writes are D_INVALID_OPERATION, as is
+ *   device_map on every other device.  device_set_filter,
+ *   device_intr_register, device_intr_ack: D_INVALID_OPERATION (no
+ *   network or interrupt devices).
  * - The console writes all it is given to its output.  A read answers
  *   as soon as at least one byte is there (at most 4096 bytes; end of
  *   input answers 0 bytes), in the order the reads came; with D_NOWAIT
@@ -71,9 +81,9 @@ struct device_disk {
  * CONSOLE_OUT are the console's descriptors (kept, not closed; -1: the
  * console has no input or output, D_INVALID_OPERATION).  The strings of
  * DISKS are copied; disk names must be distinct, shorter than 128 bytes
- * and not "console".  Returns 0 and stores in *MASTER a send right to the
- * master port (the caller owns it), or -1 with a message on standard
- * error when a disk cannot be opened or its name is bad.  Call once,
+ * and not "console" or "time".  Returns 0 and stores in *MASTER a send
+ * right to the master port (the caller owns it), or -1 with a message on
+ * standard error when a disk cannot be opened or its name is bad.  Call once,
  * before device_serve. */
 int device_setup(const struct device_disk *disks, unsigned ndisks, int console_in,
                  int console_out, mach_port_t *master);

@@ -95,7 +95,9 @@ struct hell_janitor_port {
 enum hell_vm_op {
     HELL_VM_ENTER = 1,   /* then a bootstrap message with the pager's send
                             right; END: the cache's reach.  Replies HANDLE
-                            with the cache's memfd */
+                            with the cache's memfd, or HELL_VM_DIRECT
+                            with a read-only descriptor of the memory
+                            itself (hell_vm_direct_object) */
     HELL_VM_ADD = 2,     /* HANDLE maps [START, END) at OFFSET */
     HELL_VM_RELEASE = 3, /* HANDLE */
     HELL_VM_UNMAP = 4,   /* [START, END) unmapped */
@@ -104,6 +106,9 @@ enum hell_vm_op {
                             memfd holding a copy */
 };
 #define HELL_VM_INVALIDATE 0x1u
+/* HELL_VM_ENTER's handle for memory mapped as it is: nothing to add or
+ * release. */
+#define HELL_VM_DIRECT UINT64_MAX
 
 struct hell_vm_request {
     uint32_t magic;

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <mach/time_value.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -414,6 +415,101 @@ static void task_console(const char *fifo_path)
     mach_port_deallocate(mach_task_self(), console);
 }
 
+/* ---- the time device ---- */
+
+/* Reads the mapped time as <mach/time_value.h> says to. */
+static struct timespec mapped_now(const volatile mapped_time_value_t *t)
+{
+    int64_t secs;
+    long nsecs;
+    do {
+        secs = t->time_value.seconds;
+        atomic_thread_fence(memory_order_seq_cst);
+        nsecs = t->time_value.nanoseconds;
+        atomic_thread_fence(memory_order_seq_cst);
+    } while (secs != t->check_seconds64);
+    return (struct timespec){.tv_sec = secs, .tv_nsec = nsecs};
+}
+
+static double seconds_between(struct timespec a, struct timespec b)
+{
+    return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+}
+
+/* glibc's maptime, step by step: open "time", map it, read the clock. */
+static void task_time(void)
+{
+    mach_port_t time_dev = MACH_PORT_NULL, pager = MACH_PORT_NULL;
+    CHECK_KR(device_open(master, 0, "time", &time_dev), D_SUCCESS);
+    CHECK_KR(device_map(time_dev, VM_PROT_READ | 0x100, 0, 4096, &pager, 0),
+             KERN_INVALID_ARGUMENT);
+    CHECK_KR(device_map(time_dev, VM_PROT_READ, 0, sizeof(mapped_time_value_t), &pager, 0),
+             D_SUCCESS);
+    CHECK(MACH_PORT_VALID(pager));
+    /* It is only mapped. */
+    io_buf_ptr_inband_t buf;
+    mach_msg_type_number_t len = sizeof buf;
+    int written = -1;
+    CHECK_KR(device_read_inband(time_dev, 0, 0, 8, buf, &len), D_INVALID_OPERATION);
+    CHECK_KR(device_write_inband(time_dev, 0, 0, buf, 1, &written), D_INVALID_OPERATION);
+
+    vm_address_t at = 0;
+    CHECK_KR(vm_map(mach_task_self(), &at, 4096, 0, TRUE, pager, 0, FALSE, VM_PROT_READ,
+                    VM_PROT_READ, VM_INHERIT_NONE),
+             KERN_SUCCESS);
+    const volatile mapped_time_value_t *t = (const void *)at;
+    struct timespec linux_now;
+    clock_gettime(CLOCK_REALTIME, &linux_now);
+    struct timespec first = mapped_now(t);
+    CHECK(seconds_between(first, linux_now) > -0.5 && seconds_between(first, linux_now) < 0.5);
+    CHECK(t->seconds == (integer_t)t->time_value.seconds || t->seconds != t->check_seconds);
+    time_value64_t up;
+    CHECK_KR(host_get_uptime64(mach_host_self(), &up), KERN_SUCCESS);
+    CHECK(t->uptime_value.seconds <= up.seconds && t->uptime_value.seconds + 1 >= up.seconds);
+    /* It ticks (every 10 ms): wait for it, a second at most. */
+    struct timespec later = first;
+    for (int i = 0; i < 100 && seconds_between(first, later) <= 0; i++) {
+        nap(10);
+        later = mapped_now(t);
+    }
+    CHECK(seconds_between(first, later) > 0);
+    /* Read-only: no writable mapping, no raising the protection. */
+    CHECK_KR(vm_protect(mach_task_self(), at, 4096, FALSE, VM_PROT_READ | VM_PROT_WRITE),
+             KERN_PROTECTION_FAILURE);
+    vm_address_t writable = 0;
+    CHECK_KR(vm_map(mach_task_self(), &writable, 4096, 0, TRUE, pager, 0, FALSE,
+                    VM_PROT_READ | VM_PROT_WRITE, VM_PROT_ALL, VM_INHERIT_NONE),
+             KERN_PROTECTION_FAILURE);
+    /* A copy is a snapshot, the task's own. */
+    vm_address_t copy = 0;
+    CHECK_KR(vm_map(mach_task_self(), &copy, 4096, 0, TRUE, pager, 0, TRUE,
+                    VM_PROT_READ | VM_PROT_WRITE, VM_PROT_ALL, VM_INHERIT_COPY),
+             KERN_SUCCESS);
+    mapped_time_value_t *snap = (mapped_time_value_t *)copy;
+    struct timespec taken = mapped_now(snap);
+    for (int i = 0; i < 100 && seconds_between(taken, mapped_now(t)) <= 0; i++) {
+        nap(10);
+    }
+    CHECK(seconds_between(taken, mapped_now(t)) > 0);
+    CHECK(seconds_between(taken, mapped_now(snap)) == 0);
+    snap->seconds = 0;
+    CHECK_KR(vm_deallocate(mach_task_self(), copy, 4096), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(mach_task_self(), at, 4096), KERN_SUCCESS);
+    /* Mapped again, through the same memory object. */
+    mach_port_t again = MACH_PORT_NULL;
+    CHECK_KR(device_map(time_dev, VM_PROT_READ, 0, 4096, &again, 0), D_SUCCESS);
+    CHECK(again == pager);
+    at = 0;
+    CHECK_KR(vm_map(mach_task_self(), &at, 4096, 0, TRUE, again, 0, FALSE, VM_PROT_READ,
+                    VM_PROT_READ, VM_INHERIT_NONE),
+             KERN_SUCCESS);
+    CHECK(seconds_between(first, mapped_now((const void *)at)) > 0);
+    CHECK_KR(vm_deallocate(mach_task_self(), at, 4096), KERN_SUCCESS);
+    CHECK_KR(mach_port_mod_refs(mach_task_self(), pager, MACH_PORT_RIGHT_SEND, -2),
+             KERN_SUCCESS);
+    CHECK_KR(device_close(time_dev), D_SUCCESS);
+}
+
 static int task_main(int argc, char **argv)
 {
     const char *fifo = NULL;
@@ -438,6 +534,7 @@ static int task_main(int argc, char **argv)
     if (MACH_PORT_VALID(master) && fifo != NULL) {
         task_disks();
         task_cdrom();
+        task_time();
         task_console(fifo);
     }
     return test_done("test_devices (task)");

@@ -4,9 +4,9 @@
  * measured in the same run:
  *   - sending 1 MiB and 64 MiB out of line between two tasks and touching
  *     every page on arrival, against memcpy of the same size plus touching
- *     the copy: a region vm_allocate made, copied and moved (no copy), and
- *     plain memory (one copy); then making, filling and moving a region,
- *     against making, filling and copying it with memcpy;
+ *     the copy: plain memory copied and moved (one copy), a region that
+ *     vm_allocate made moved (no copy); then making, filling and moving a
+ *     region, against making, filling and copying it with memcpy;
  *   - the time from SIGKILL of a task to the dead-name notification of a
  *     port it received on, against the time from SIGKILL to waitpid; then
  *     again as tasks of an instance, where the instance's machd destroys
@@ -136,26 +136,23 @@ static double least(double a, double b)
     return a < b ? a : b;
 }
 
-/* Regions that vm_allocate made, sent whole (no copy: vm_movable.h),
- * and plain memory (one copy), each against mmap + memcpy + touching the
- * copy; then the whole story, making and filling the region included,
- * against the same with memcpy. */
+/* Plain memory sent (one copy), and a region that vm_allocate made moved
+ * whole (no copy: vm_movable.h), each against mmap + memcpy + touching
+ * the copy; then the whole story, making and filling the region
+ * included, against the same with memcpy. */
 static void bench_ool(mach_port_t sink, mach_port_t ack, size_t size, const char *label)
 {
-    double copy = 1e18, move = 1e18, plain = 1e18, base = 1e18;
+    double copy = 1e18, move = 1e18, move_plain = 1e18, base = 1e18;
     double whole = 1e18, whole_base = 1e18;
     for (int r = 0; r < 5; r++) {
         char *src = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         memset(src, r + 1, size);
         base = least(base, memcpy_touch(src, size));
-        plain = least(plain, ool_send(sink, ack, src, size, false));
-        munmap(src, size);
+        copy = least(copy, ool_send(sink, ack, src, size, false));
+        move_plain = least(move_plain, ool_send(sink, ack, src, size, true)); /* src gone */
 
         src = vm_allocated(size, r + 1);
-        copy = least(copy, ool_send(sink, ack, src, size, false));
-        vm_deallocate(mach_task_self(), (vm_address_t)src, size);
-        src = vm_allocated(size, r + 1);
-        move = least(move, ool_send(sink, ack, src, size, true)); /* src is gone */
+        move = least(move, ool_send(sink, ack, src, size, true));
 
         double t0 = bench_now_us();
         src = vm_allocated(size, r + 1);
@@ -169,8 +166,8 @@ static void bench_ool(mach_port_t sink, mach_port_t ack, size_t size, const char
         whole_base = least(whole_base, bench_now_us() - t0);
     }
     report("ool_copy", label, copy, "memcpy", base);
-    report("ool_move", label, move, "memcpy", base);
-    report("ool_copy_plain_memory", label, plain, "memcpy", base);
+    report("ool_move_plain_memory", label, move_plain, "memcpy", base);
+    report("ool_move_vm_allocated", label, move, "memcpy", base);
     report("ool_allocate_fill_move", label, whole, "mmap_fill_memcpy", whole_base);
 }
 

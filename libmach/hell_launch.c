@@ -28,6 +28,7 @@
 #include "ipc_wire.h"
 #include "kern.h"
 #include "linux.h"
+#include "vm_movable.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -251,7 +252,9 @@ static pid_t hell_start(const char *path, char *const argv[], const struct hell_
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
         sv[0] = sv[1] = -1;
     }
+    vm_movable_exec_follows(path != NULL);
     pid_t pid = sv[0] >= 0 ? fork() : -1;
+    vm_movable_exec_follows(false);
     if (pid == 0) {
         if (path != NULL) {
             hell_exec_child(path, argv, attr, sv[1], env, slot, err_pipe[1]);

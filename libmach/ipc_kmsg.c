@@ -10,6 +10,7 @@
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "linux.h"
+#include "kern_vm.h"
 #include "vm_attr.h"
 
 mach_msg_type_name_t ipc_received_type(mach_msg_type_name_t disposition)
@@ -425,8 +426,7 @@ void ipc_kmsg_destroy(struct kmsg *kmsg)
         struct kool *ool = &kmsg->ool[i];
         linux_close(ool->memfd);
         if (ool->dealloc && ool->addr != NULL && ool->size > 0) {
-            munmap(ool->addr, ool->size);
-            vm_attr_forget(ool->addr, ool->size);
+            kern_vm_unmap(ool->addr, ool->size);
         }
     }
     free(kmsg->rights);

@@ -26,6 +26,7 @@
 #include "kern_control.h"
 #include "kern_notify.h"
 #include "linux.h"
+#include "kern_vm.h"
 #include "vm_attr.h"
 #include "vm_fault.h"
 #include "vm_movable.h"
@@ -258,11 +259,7 @@ void wire_region_release(void *addr, size_t size)
     if (buf != NULL && at >= (uintptr_t)buf && at - (uintptr_t)buf < WIRE_BUF_SIZE) {
         return; /* lent */
     }
-    uintptr_t lo = at & ~(uintptr_t)4095;
-    uintptr_t hi = (at + size + 4095) & ~(uintptr_t)4095;
-    if (size > 0 && hi > lo) {
-        munmap((void *)lo, hi - lo);
-    }
+    kern_vm_unmap(addr, size);
 }
 
 /* ---- serialisation (sender) ---- */
@@ -388,17 +385,38 @@ void wire_ool_prepare(struct kmsg *kmsg, bool kept_only)
     ipc_lock();
 }
 
-/* Makes a sealed memfd holding the region, its own when it is a whole
- * movable region (vm_movable.h), else a copy: the receiver maps it
- * privately and no one can change it after the send. */
+/* Takes the whole movable regions (vm_movable.h) that KMSG moves: their
+ * own memfds travel, sealed.  Without [G] while it seals (Linux may wait
+ * for pages pinned elsewhere).  Expects [G]. */
+static void wire_ool_take(struct kmsg *kmsg)
+{
+    bool any = false;
+    for (unsigned i = 0; i < kmsg->nool && !any; i++) {
+        const struct kool *ool = &kmsg->ool[i];
+        any = ool->dealloc && !ool->ports && ool->size >= VM_MOVABLE_MIN;
+    }
+    if (!any) {
+        return;
+    }
+    ipc_unlock();
+    for (unsigned i = 0; i < kmsg->nool; i++) {
+        struct kool *ool = &kmsg->ool[i];
+        if (ool->dealloc && !ool->ports && ool->size >= VM_MOVABLE_MIN && ool->memfd < 0) {
+            ool->memfd = vm_movable_take(ool->addr, ool->size);
+        }
+    }
+    ipc_lock();
+}
+
+/* Makes a sealed memfd holding a copy of the region, unless it travels
+ * as its own (wire_ool_take): the receiver maps it privately and no one
+ * can change it after the send. */
 static mach_msg_return_t wire_ool_seal(struct kool *ool)
 {
-    int fd = vm_movable_take(ool->addr, ool->size);
-    if (fd >= 0) {
-        ool->memfd = fd;
+    if (ool->memfd >= 0) {
         return MACH_MSG_SUCCESS;
     }
-    fd = memfd_create("hell-ool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int fd = memfd_create("hell-ool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) {
         return MACH_SEND_NO_BUFFER;
     }
@@ -465,10 +483,7 @@ static void wire_release_sent(struct kmsg *kmsg)
         linux_close(ool->memfd);
         ool->memfd = -1;
         if (ool->dealloc && ool->addr != NULL && ool->size > 0) {
-            uintptr_t start = (uintptr_t)ool->addr & ~(uintptr_t)4095;
-            uintptr_t end = ((uintptr_t)ool->addr + ool->size + 4095) & ~(uintptr_t)4095;
-            munmap((void *)start, end - start);
-            vm_attr_forget((void *)start, end - start);
+            kern_vm_unmap(ool->addr, ool->size);
         }
     }
     kmsg->nool = 0;
@@ -628,6 +643,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
         return MACH_SEND_NO_BUFFER;
     }
     wire_ool_prepare(kmsg, false);
+    wire_ool_take(kmsg);
     struct wire_out out;
     wire_out_init(&out);
     struct wire_hdr hdr;

@@ -457,8 +457,11 @@ kern_return_t kern_task_create(mach_port_t parent, boolean_t inherit_memory,
     }
     /* Twice, so that the new task is no child of ours that a wait() of the
      * program could see (init reaps it). */
+    vm_movable_exec_follows(!inherit_memory);
     pid_t middle = fork();
+    vm_movable_exec_follows(false);
     if (middle == 0) {
+        vm_movable_exec_follows(!inherit_memory);
         pid_t pid = fork();
         if (pid != 0) {
             _exit(pid < 0 ? 1 : 0);

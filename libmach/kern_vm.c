@@ -53,12 +53,25 @@ bool kern_vm_range(vm_address_t address, vm_size_t size, vm_address_t *start,
 
 void *kern_vm_zeros(void *hint, size_t len, bool fixed)
 {
-    void *p = vm_movable_map(hint, len, fixed);
-    if (p == NULL) {
-        p = mmap(hint, len, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | (fixed ? MAP_FIXED_NOREPLACE : 0), -1, 0);
+    /* Placed and charged as anonymous memory, whatever it becomes. */
+    void *p = mmap(hint, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | (fixed ? MAP_FIXED_NOREPLACE : 0), -1, 0);
+    if (p != MAP_FAILED) {
+        vm_movable_adopt(p, len);
     }
     return p;
+}
+
+void kern_vm_unmap(const void *addr, size_t size)
+{
+    vm_address_t start = (vm_address_t)addr & ~(vm_address_t)4095;
+    vm_address_t end = ((vm_address_t)addr + size + 4095) & ~(vm_address_t)4095;
+    if (size == 0 || end <= start) {
+        return;
+    }
+    vm_movable_unmap(start, end);
+    (void)munmap((void *)start, end - start);
+    vm_attr_forget((void *)start, end - start);
 }
 
 kern_return_t kern_vm_allocate(mach_port_t target_task, vm_address_t *address,
@@ -178,8 +191,7 @@ kern_return_t kern_vm_read(mach_port_t target_task, vm_address_t address, vm_siz
     }
     kern_return_t kr = kern_vm_copy_checked(copy, NULL, size, false, address);
     if (kr != KERN_SUCCESS) {
-        vm_movable_unmap((vm_address_t)copy, (vm_address_t)copy + size);
-        munmap(copy, size);
+        kern_vm_unmap(copy, size);
         return kr;
     }
     *data = (vm_offset_t)copy;

@@ -104,7 +104,6 @@ kern_return_t kern_vm_protect(mach_port_t target_task, vm_address_t address, vm_
     if (!kern_vm_range(address, size, &start, &end)) {
         return KERN_SUCCESS;
     }
-    vm_movable_privatize(start, end);
     vm_attr_lock();
     kern_return_t kr = KERN_SUCCESS;
     if (!kern_vm_max_allows(start, end, prot)) {
@@ -155,9 +154,7 @@ static kern_return_t kern_vm_make_shared(vm_address_t start, vm_address_t end, v
     return kr;
 }
 
-/* Makes the shared mapping [START, END) private again, with its
- * contents (a child will get a copy, not the pages). */
-static kern_return_t kern_vm_make_private(vm_address_t start, vm_address_t end, vm_prot_t prot)
+kern_return_t kern_vm_make_private(vm_address_t start, vm_address_t end, vm_prot_t prot)
 {
     size_t len = end - start;
     void *copy = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -198,7 +195,8 @@ static kern_return_t kern_vm_inherit_apply(vm_address_t start, vm_address_t end,
         vm_address_t b = m.end < end ? m.end : end;
         if (inherit == VM_INHERIT_SHARE && !m.shared) {
             kr = kern_vm_make_shared(a, b, m.protection);
-        } else if (inherit == VM_INHERIT_COPY && m.shared) {
+        } else if (inherit == VM_INHERIT_COPY && m.shared &&
+                   !vm_movable_holds(m.start, m.end, m.inode)) {
             kr = kern_vm_make_private(a, b, m.protection);
         }
         if (kr == KERN_SUCCESS &&
@@ -223,12 +221,10 @@ kern_return_t kern_vm_inherit(mach_port_t target_task, vm_address_t address, vm_
     if (!kern_vm_range(address, size, &start, &end)) {
         return KERN_SUCCESS;
     }
-    /* A movable region is shared for Linux, private for Mach: now Linux
-     * must hold what Mach says. */
-    if (new_inheritance == VM_INHERIT_SHARE) {
-        vm_movable_share(start, end);
-    } else {
-        vm_movable_privatize(start, end);
+    /* A movable region is shared for Linux, private for Mach until
+     * shared (fork makes it private, COPY, unless set NONE or SHARE). */
+    if (new_inheritance == VM_INHERIT_SHARE && !vm_movable_share(start, end)) {
+        return KERN_RESOURCE_SHORTAGE;
     }
     vm_attr_lock();
     kern_return_t kr = kern_vm_inherit_apply(start, end, new_inheritance);
@@ -272,7 +268,7 @@ kern_return_t kern_vm_region(mach_port_t target_task, vm_address_t *address, vm_
     *size = end - start;
     *protection = m.protection;
     *max_protection = attr.max_protection;
-    bool shared = m.shared && !vm_movable_holds(m.start, m.end);
+    bool shared = m.shared && !vm_movable_holds(m.start, m.end, m.inode);
     *inheritance = attr.inheritance != VM_ATTR_INHERIT_UNSET ? attr.inheritance
                    : shared                                  ? VM_INHERIT_SHARE
                                                              : VM_INHERIT_COPY;
@@ -319,6 +315,10 @@ kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t addr
     if (kern_vm_check_range(start, end - start, access) != KERN_SUCCESS) {
         return KERN_NO_SPACE; /* a hole, or too little access */
     }
+    /* Locked where it will stay: a movable region would be remapped. */
+    if (!vm_movable_unshare(start, end)) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
     if (mlock((void *)start, end - start) != 0) {
         return KERN_NO_ACCESS; /* Linux's RLIMIT_MEMLOCK, without CAP_IPC_LOCK */
     }
@@ -342,6 +342,9 @@ kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t fla
         (void)munlockall();
         atomic_store(&kern_vm_wired, 0);
         return KERN_SUCCESS;
+    }
+    if ((flags & VM_WIRE_CURRENT) && !vm_movable_unshare(0, VM_MAPS_USER_MAX)) {
+        return KERN_RESOURCE_SHORTAGE;
     }
     int how = (flags & VM_WIRE_CURRENT ? MCL_CURRENT : 0) |
               (flags & VM_WIRE_FUTURE ? MCL_FUTURE : 0);

@@ -8,6 +8,7 @@
 #include "ipc_space.h"
 #include "ipc_wire.h"
 #include "kern_notify.h"
+#include "kern_vm.h"
 #include "vm_attr.h"
 
 /* Destroys one right named NAME carried as TYPE.  Only rights the message
@@ -62,7 +63,6 @@ static mach_msg_return_t msg_destroy_visit(void *ctx, mach_msg_type_t *type,
     }
     if (!type->msgt_inline && addr != NULL && length > 0) {
         wire_region_release(addr, length);
-        vm_attr_forget(addr, length);
     }
     return MACH_MSG_SUCCESS;
 }

@@ -3,9 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,18 +14,22 @@
 #include "linux.h"
 #include "vm_maps.h"
 
-/* One movable region: [start, end) is a shared mapping of the whole of
- * FD, whose inode is INO. */
+/* One movable region: [start, end) was made a shared mapping of the whole
+ * of FD, whose inode is INO; WHOLE while no part of it was unmapped. */
 struct vm_movable {
     vm_address_t start, end;
     int fd;
     uint64_t ino;
+    bool whole;
 };
 
 /* The movable regions, sorted by address. */
 static struct futex_lock vm_movable_lock = FUTEX_LOCK_INIT;
 static struct vm_movable vm_movables[VM_MOVABLE_MAX]; /* guarded by vm_movable_lock */
 static unsigned vm_movable_count;                      /* guarded by vm_movable_lock */
+
+/* Set by the thread about to fork when the child will exec. */
+static __thread bool vm_movable_exec;
 
 #define VM_MOVABLE_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL)
 
@@ -39,110 +43,175 @@ static void vm_movable_remove(unsigned i)
     vm_movable_count--;
 }
 
-void *vm_movable_map(void *hint, size_t len, bool fixed)
+/* Whether FD leaves three quarters of the descriptors to the rest. */
+static bool vm_movable_fd_ok(int fd)
+{
+    struct rlimit nofile;
+    return getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+           (nofile.rlim_cur == RLIM_INFINITY || (rlim_t)fd < nofile.rlim_cur / 4);
+}
+
+void vm_movable_adopt(void *p, size_t len)
 {
     if (len < VM_MOVABLE_MIN) {
-        return NULL;
+        return;
     }
     futex_lock_acquire(&vm_movable_lock);
-    void *p = NULL;
     int fd = -1;
     struct stat st;
     if (vm_movable_count < VM_MOVABLE_MAX &&
         (fd = memfd_create("hell-vm", MFD_CLOEXEC | MFD_ALLOW_SEALING)) >= 0 &&
-        ftruncate(fd, (off_t)len) == 0 && fstat(fd, &st) == 0) {
-        p = mmap(hint, len, PROT_READ | PROT_WRITE, MAP_SHARED | (fixed ? MAP_FIXED_NOREPLACE : 0),
-                 fd, 0);
+        vm_movable_fd_ok(fd) && ftruncate(fd, (off_t)len) == 0 && fstat(fd, &st) == 0 &&
+        mmap(p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) != MAP_FAILED) {
+        vm_address_t start = (vm_address_t)p;
+        unsigned i = vm_movable_count;
+        while (i > 0 && vm_movables[i - 1].start > start) {
+            vm_movables[i] = vm_movables[i - 1];
+            i--;
+        }
+        vm_movables[i] = (struct vm_movable){
+            .start = start, .end = start + len, .fd = fd, .ino = st.st_ino, .whole = true};
+        vm_movable_count++;
+    } else {
+        linux_close(fd); /* (a failed mmap MAP_FIXED leaves the old mapping) */
     }
-    if (p == NULL || p == MAP_FAILED) {
-        int err = errno;
-        linux_close(fd);
-        futex_lock_release(&vm_movable_lock);
-        errno = err;
-        return p;
-    }
-    vm_address_t start = (vm_address_t)p;
-    unsigned i = vm_movable_count;
-    while (i > 0 && vm_movables[i - 1].start > start) {
-        vm_movables[i] = vm_movables[i - 1];
-        i--;
-    }
-    vm_movables[i] = (struct vm_movable){
-        .start = start, .end = start + len, .fd = fd, .ino = st.st_ino};
-    vm_movable_count++;
     futex_lock_release(&vm_movable_lock);
-    return p;
 }
 
-/* Makes region I private where it is still the shared mapping made for
- * it, each piece with the protection Linux has for it (a plain mprotect
- * may have split it), and forgets it.  Expects the lock. */
+/* A piece of a region: [a, b) still its shared mapping, with its
+ * protection and the file offset of A. */
+struct vm_movable_piece {
+    vm_address_t a, b;
+    vm_prot_t prot;
+    off_t offset;
+};
+
+/* The first piece of region R in [FROM, TO) into *PIECE.  Returns false
+ * when there is none (or the maps cannot be read). */
+static bool vm_movable_next_piece(const struct vm_movable *r, vm_address_t from, vm_address_t to,
+                                  struct vm_movable_piece *piece)
+{
+    struct vm_maps_entry m;
+    for (vm_address_t at = from; at < to && vm_maps_find(at, &m) && m.start < to; at = m.end) {
+        if (m.shared && m.inode == r->ino) {
+            vm_address_t a = m.start > at ? m.start : at;
+            *piece = (struct vm_movable_piece){
+                .a = a,
+                .b = m.end < to ? m.end : to,
+                .prot = m.protection,
+                .offset = (off_t)(m.offset + (a - m.start)),
+            };
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Makes region I private where it is still its shared mapping (each
+ * piece copy-on-write from the memfd, with its own protection) and
+ * forgets it.  A piece that cannot be remapped is kept out of a child
+ * rather than shared with it.  Expects the lock. */
 static void vm_movable_make_private(unsigned i)
 {
     const struct vm_movable *r = &vm_movables[i];
-    struct vm_maps_entry m;
-    bool found = false;
-    for (vm_address_t at = r->start; at < r->end && vm_maps_find(at, &m) && m.start < r->end;
-         at = m.end) {
-        found = true;
-        if (!m.shared || m.inode != r->ino) {
-            continue; /* something else was mapped there */
-        }
-        vm_address_t a = m.start > at ? m.start : at;
-        vm_address_t b = m.end < r->end ? m.end : r->end;
+    struct vm_movable_piece p;
+    for (vm_address_t at = r->start; vm_movable_next_piece(r, at, r->end, &p); at = p.b) {
         /* Atomic: a write racing it lands in the file or in the copy.
-         * (Failing, only for want of memory, it leaves the piece shared.) */
-        (void)mmap((void *)a, b - a, kern_vm_linux_prot(m.protection), MAP_PRIVATE | MAP_FIXED,
-                   r->fd, (off_t)(m.offset + (a - m.start)));
-    }
-    if (!found) {
-        /* The maps could not be read: the region as it was made. */
-        (void)mmap((void *)r->start, r->end - r->start, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_FIXED, r->fd, 0);
+         * Not charged, as the shared mapping was not. */
+        if (mmap((void *)p.a, p.b - p.a, kern_vm_linux_prot(p.prot),
+                 MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, r->fd, p.offset) == MAP_FAILED) {
+            (void)madvise((void *)p.a, p.b - p.a, MADV_DONTFORK);
+        }
     }
     vm_movable_remove(i);
 }
 
-/* Applies to each region that meets [START, END): forgets it when it lies
- * inside and FORGET_INSIDE, else makes it private. */
-static void vm_movable_each(vm_address_t start, vm_address_t end, bool forget_inside)
+/* Copies region I into anonymous memory where it is still its shared
+ * mapping, and forgets it.  Returns false, the region kept, when out of
+ * memory (the pieces already copied stay so).  Expects the lock. */
+static bool vm_movable_copy_out(unsigned i)
+{
+    const struct vm_movable *r = &vm_movables[i];
+    struct vm_movable_piece p;
+    for (vm_address_t at = r->start; vm_movable_next_piece(r, at, r->end, &p); at = p.b) {
+        if (kern_vm_make_private(p.a, p.b, p.prot) != KERN_SUCCESS) {
+            return false;
+        }
+    }
+    vm_movable_remove(i);
+    return true;
+}
+
+void vm_movable_unmap(vm_address_t start, vm_address_t end)
 {
     futex_lock_acquire(&vm_movable_lock);
     unsigned i = 0;
     while (i < vm_movable_count && vm_movables[i].start < end) {
-        const struct vm_movable *r = &vm_movables[i];
+        struct vm_movable *r = &vm_movables[i];
         if (r->end <= start) {
             i++;
-        } else if (forget_inside && start <= r->start && r->end <= end) {
+            continue;
+        }
+        if (start <= r->start && r->end <= end) {
+            vm_movable_remove(i);
+            continue;
+        }
+        /* Cut: the pages going are freed from the memfd (only this
+         * mapping reaches them); the region goes with its last piece. */
+        vm_address_t a = start > r->start ? start : r->start;
+        vm_address_t b = end < r->end ? end : r->end;
+        (void)fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                        (off_t)(a - r->start), (off_t)(b - a));
+        r->whole = false;
+        struct vm_movable_piece p;
+        if (!vm_movable_next_piece(r, r->start, a, &p) &&
+            !vm_movable_next_piece(r, b, r->end, &p)) {
             vm_movable_remove(i);
         } else {
-            vm_movable_make_private(i);
+            i++;
         }
     }
     futex_lock_release(&vm_movable_lock);
 }
 
-void vm_movable_unmap(vm_address_t start, vm_address_t end)
+/* Copies out (INSIDE_TOO) every region that meets [START, END), or only
+ * those it cuts, forgetting those inside.  Returns false when one could
+ * not be copied. */
+static bool vm_movable_release(vm_address_t start, vm_address_t end, bool inside_too)
 {
-    vm_movable_each(start, end, true);
+    bool ok = true;
+    futex_lock_acquire(&vm_movable_lock);
+    unsigned i = 0;
+    while (ok && i < vm_movable_count && vm_movables[i].start < end) {
+        const struct vm_movable *r = &vm_movables[i];
+        if (r->end <= start) {
+            i++;
+        } else if (!inside_too && start <= r->start && r->end <= end) {
+            vm_movable_remove(i);
+        } else {
+            ok = vm_movable_copy_out(i);
+        }
+    }
+    futex_lock_release(&vm_movable_lock);
+    return ok;
 }
 
-void vm_movable_privatize(vm_address_t start, vm_address_t end)
+bool vm_movable_share(vm_address_t start, vm_address_t end)
 {
-    vm_movable_each(start, end, false);
+    return vm_movable_release(start, end, false);
 }
 
-void vm_movable_share(vm_address_t start, vm_address_t end)
+bool vm_movable_unshare(vm_address_t start, vm_address_t end)
 {
-    vm_movable_each(start, end, true);
+    return vm_movable_release(start, end, true);
 }
 
-bool vm_movable_holds(vm_address_t start, vm_address_t end)
+bool vm_movable_holds(vm_address_t start, vm_address_t end, uint64_t ino)
 {
     futex_lock_acquire(&vm_movable_lock);
     bool holds = false;
     for (unsigned i = 0; i < vm_movable_count && vm_movables[i].start <= start && !holds; i++) {
-        holds = end <= vm_movables[i].end;
+        holds = end <= vm_movables[i].end && vm_movables[i].ino == ino;
     }
     futex_lock_release(&vm_movable_lock);
     return holds;
@@ -160,35 +229,26 @@ int vm_movable_take(void *addr, size_t size)
     while (i < vm_movable_count && vm_movables[i].start < start) {
         i++;
     }
-    if (i == vm_movable_count || vm_movables[i].start != start || vm_movables[i].end != end) {
-        futex_lock_release(&vm_movable_lock);
-        return -1; /* not a whole movable region */
-    }
-    struct vm_movable r = vm_movables[i];
-    /* Still the one mapping made for it?  (A plain munmap, mmap or
-     * mprotect would have changed it; then it is copied.) */
+    struct vm_movable r = i < vm_movable_count ? vm_movables[i] : (struct vm_movable){0};
+    /* Still the one mapping made for it?  (vm_protect, a plain munmap,
+     * mmap or mprotect would have changed it; then it is copied.) */
     struct vm_maps_entry m;
-    bool intact = vm_maps_find(start, &m) && m.start == start && m.end == end && m.shared &&
-                  m.inode == r.ino && m.offset == 0 &&
-                  m.protection == (VM_PROT_READ | VM_PROT_WRITE);
-    if (!intact) {
-        vm_movable_make_private(i);
+    if (r.start != start || r.end != end || !r.whole || !vm_maps_find(start, &m) ||
+        m.start != start || m.end != end || !m.shared || m.inode != r.ino || m.offset != 0 ||
+        m.protection != (VM_PROT_READ | VM_PROT_WRITE) ||
+        /* The sender's view until the message is sent; it does not stop
+         * the seal. */
+        mmap(addr, end - start, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
+             r.fd, 0) == MAP_FAILED) {
         futex_lock_release(&vm_movable_lock);
         return -1;
-    }
-    /* The sender keeps a copy-on-write view (unmapped after a move once
-     * the message is sent), which does not stop the seal. */
-    if (mmap((void *)start, end - start, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, r.fd,
-             0) == MAP_FAILED) {
-        futex_lock_release(&vm_movable_lock);
-        return -1; /* out of memory: still movable, copied this time */
     }
     vm_movables[i].fd = -1; /* now the caller's */
     vm_movable_remove(i);
     futex_lock_release(&vm_movable_lock);
+    /* (Linux waits a moment for pages pinned elsewhere, then refuses: the
+     * view is copied.) */
     if (fcntl(r.fd, F_ADD_SEALS, VM_MOVABLE_SEALS) != 0) {
-        /* The memfd is mapped writable elsewhere (not by libmach): the
-         * view is copied. */
         linux_close(r.fd);
         return -1;
     }
@@ -198,7 +258,7 @@ int vm_movable_take(void *addr, size_t size)
 void vm_movable_fork_prepare(void)
 {
     futex_lock_acquire(&vm_movable_lock);
-    while (vm_movable_count > 0) {
+    while (!vm_movable_exec && vm_movable_count > 0) {
         vm_movable_make_private(vm_movable_count - 1);
     }
 }
@@ -211,4 +271,16 @@ void vm_movable_fork_parent(void)
 void vm_movable_fork_child(void)
 {
     vm_movable_lock = (struct futex_lock)FUTEX_LOCK_INIT;
+    if (vm_movable_exec) {
+        /* The parent's regions, for the moment before the exec. */
+        for (unsigned i = 0; i < vm_movable_count; i++) {
+            linux_close(vm_movables[i].fd);
+        }
+        vm_movable_count = 0;
+    }
+}
+
+void vm_movable_exec_follows(bool exec)
+{
+    vm_movable_exec = exec;
 }

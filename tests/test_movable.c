@@ -2,7 +2,7 @@
 /*
  * Movable regions (libmach/vm_movable.h): a large region made by
  * vm_allocate travels out of line as its own memory, with no copy, when
- * sent whole, moved or copied; every other use keeps Mach's semantics
+ * moved whole; every other use keeps Mach's semantics
  * (private memory, copied by task_create, shared after vm_inherit SHARE),
  * and a region changed behind libmach's back is copied, not sent stale.
  *
@@ -12,11 +12,27 @@
 #include <hell.h>
 #include <inttypes.h>
 #include <mach/vm_inherit.h>
+#include <dirent.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "test.h"
 
 #define SELF mach_task_self()
+
+/* AddressSanitizer makes mlock do nothing: VmLck shows locks only
+ * without it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define LOCKS_SEEN false
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LOCKS_SEEN false
+#endif
+#endif
+#ifndef LOCKS_SEEN
+#define LOCKS_SEEN true
+#endif
 #define SIZE ((vm_size_t)1 << 20)
 
 struct ool_msg {
@@ -45,6 +61,49 @@ static uint64_t inode_at(const void *addr)
         fclose(f);
     }
     return found;
+}
+
+/* The bytes the memfds of movable regions hold, and how many there are
+ * (from this process's descriptors named "memfd:hell-vm"). */
+static long long movable_bytes(int *count)
+{
+    long long bytes = 0;
+    *count = 0;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        char path[300], target[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        struct stat st;
+        if (n > 0 && (target[n] = '\0', strncmp(target, "/memfd:hell-vm", 14) == 0) &&
+            stat(path, &st) == 0) {
+            bytes += (long long)st.st_blocks * 512;
+            (*count)++;
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    return bytes;
+}
+
+/* A field of /proc/self/status, in kB. */
+static long status_kb(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    size_t len = strlen(field);
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, field, len) == 0 && line[len] == ':') {
+            kb = strtol(line + len + 1, NULL, 10);
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return kb;
 }
 
 static bool mapped(const void *addr)
@@ -131,10 +190,9 @@ static void move_passes_the_memory(mach_port_t port)
     }
 }
 
-/* A whole region copied: no copy either; the sender keeps its region,
- * and neither side sees the other's later writes.  The next send of the
- * same region is a copy of what it then holds. */
-static void copy_leaves_copy_on_write(mach_port_t port)
+/* A region copied out of line is copied (the sender keeps writing it);
+ * it stays movable, and its later move passes the memory. */
+static void copy_then_move(mach_port_t port)
 {
     char *a = allocate(SIZE, 'c');
     uint64_t ino = inode_at(a);
@@ -144,18 +202,19 @@ static void copy_leaves_copy_on_write(mach_port_t port)
     char *got = receive_region(port, &size);
     CHECK(got != NULL && size == SIZE);
     if (got != NULL) {
-        CHECK(inode_at(got) == ino);
+        CHECK(inode_at(got) != ino);
         CHECK(all(got, SIZE, 'c'));
         memset(got, 'r', SIZE);
         CHECK(all(a, SIZE / 2, 'd') && all(a + SIZE / 2, SIZE / 2, 'c'));
         vm_deallocate(SELF, (vm_address_t)got, SIZE);
     }
+    CHECK(inode_at(a) == ino);
     CHECK_KR(send_region(port, a, SIZE, true, 0), MACH_MSG_SUCCESS);
     CHECK(!mapped(a));
     got = receive_region(port, &size);
     CHECK(got != NULL && size == SIZE);
     if (got != NULL) {
-        CHECK(inode_at(got) != ino); /* a copy this time */
+        CHECK(inode_at(got) == ino);
         CHECK(all(got, SIZE / 2, 'd') && all(got + SIZE / 2, SIZE / 2, 'c'));
         vm_deallocate(SELF, (vm_address_t)got, SIZE);
     }
@@ -308,18 +367,164 @@ static void many_regions(void)
     CHECK(test_count_fds() == fds);
 }
 
-int main(void)
+/* Regions unmapped otherwise than by vm_deallocate (destroyed in an
+ * unsent message, moved as part of a larger range, a plain munmap) are
+ * gone for good: never mapped back by a later fork, their memory given
+ * back. */
+static void unmapped_regions_stay_gone(void)
 {
+    int before;
+    movable_bytes(&before);
+    char *a = allocate(SIZE, 'k');
+    struct ool_msg m = {
+        .head = {.msgh_bits = MACH_MSGH_BITS_COMPLEX, .msgh_size = sizeof m},
+        .type = {.msgtl_name = MACH_MSG_TYPE_BYTE, .msgtl_size = 8, .msgtl_number = SIZE,
+                 .msgtl_inline = FALSE, .msgtl_longform = TRUE, .msgtl_deallocate = TRUE},
+        .addr = a,
+    };
+    mach_msg_destroy(&m.head);
+    CHECK(!mapped(a));
+    int now;
+    movable_bytes(&now);
+    CHECK(now == before);
+
+    vm_address_t pair = 0;
+    CHECK_KR(vm_allocate(SELF, &pair, 2 * SIZE, TRUE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, pair, 2 * SIZE), KERN_SUCCESS);
+    vm_address_t lo = pair, hi = pair + SIZE;
+    CHECK_KR(vm_allocate(SELF, &lo, SIZE, FALSE), KERN_SUCCESS);
+    CHECK_KR(vm_allocate(SELF, &hi, SIZE, FALSE), KERN_SUCCESS);
+    memset((void *)pair, 'l', 2 * SIZE);
+    mach_port_t port = test_new_port(true);
+    CHECK_KR(send_region(port, (void *)pair, 2 * SIZE, true, 0), MACH_MSG_SUCCESS);
+    CHECK(!mapped((void *)pair) && !mapped((void *)hi));
+    movable_bytes(&now);
+    CHECK(now == before);
+    size_t size = 0;
+    char *got = receive_region(port, &size);
+    CHECK(got != NULL && size == 2 * SIZE && all(got, size, 'l'));
+    vm_deallocate(SELF, (vm_address_t)got, size);
+    CHECK_KR(mach_port_destroy(SELF, port), KERN_SUCCESS);
+
+    /* (Behind libmach's back: its memfd stays until the fork.) */
+    char *raw = allocate(SIZE, 'n');
+    CHECK(munmap(raw, SIZE) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        _exit(mapped(a) || mapped((void *)pair) || mapped((void *)hi) || mapped(raw));
+    }
+    test_wait_ok(pid);
+    CHECK(!mapped(a) && !mapped((void *)pair) && !mapped((void *)hi) && !mapped(raw));
+    int after;
+    movable_bytes(&after);
+    CHECK(after == before);
+}
+
+/* Cut, protected or wired, a region holds its memory once: the pages
+ * deallocated leave its memfd, vm_protect leaves it shared, vm_wire
+ * copies it into memory that stays wired. */
+static void memory_held_once(void)
+{
+    int count;
+    long long base = movable_bytes(&count);
+    char *a = allocate(SIZE, 'h');
+    CHECK(movable_bytes(&count) - base == (long long)SIZE);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)a, SIZE - 4096), KERN_SUCCESS);
+    CHECK(movable_bytes(&count) - base == 4096);
+    CHECK(all(a + SIZE - 4096, 4096, 'h'));
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)a + SIZE - 4096, 4096), KERN_SUCCESS);
+    CHECK(movable_bytes(&count) == base);
+
+    a = allocate(SIZE, 'i');
+    uint64_t ino = inode_at(a);
+    CHECK_KR(vm_protect(SELF, (vm_address_t)a, 4096, FALSE, VM_PROT_NONE), KERN_SUCCESS);
+    memset(a + 4096, 'j', SIZE - 4096);
+    CHECK(inode_at(a + 4096) == ino && movable_bytes(&count) - base == (long long)SIZE);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)a, SIZE), KERN_SUCCESS);
+
+    a = allocate(64 * 1024, 'w');
+    long locked = status_kb("VmLck");
+    kern_return_t kr = vm_wire(mach_host_self(), SELF, (vm_address_t)a, 64 * 1024,
+                               VM_PROT_READ | VM_PROT_WRITE);
+    if (kr == KERN_SUCCESS) {
+        CHECK(inode_at(a) == 0 && all(a, 64 * 1024, 'w'));
+        CHECK(!LOCKS_SEEN || status_kb("VmLck") >= locked + 64);
+        pid_t pid = fork();
+        if (pid == 0) {
+            _exit(0);
+        }
+        test_wait_ok(pid);
+        CHECK(!LOCKS_SEEN || status_kb("VmLck") >= locked + 64);
+        CHECK_KR(vm_wire(mach_host_self(), SELF, (vm_address_t)a, 64 * 1024, VM_PROT_NONE),
+                 KERN_SUCCESS);
+    } else {
+        CHECK_KR(kr, KERN_NO_ACCESS); /* RLIMIT_MEMLOCK: nothing to see */
+    }
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)a, 64 * 1024), KERN_SUCCESS);
+}
+
+/* A task started with an exec leaves the creator's regions movable. */
+static void spawn_leaves_regions_movable(void)
+{
+    char *a = allocate(SIZE, 'e');
+    uint64_t ino = inode_at(a);
+    mach_port_t child_task;
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    CHECK(n > 0);
+    self[n > 0 ? n : 0] = '\0';
+    pid_t pid = hell_spawn(self, (char *[]){self, "--exit", NULL}, MACH_PORT_NULL, &child_task);
+    CHECK(pid > 0);
+    if (pid > 0) {
+        test_wait_ok(pid);
+        mach_port_deallocate(SELF, child_task);
+    }
+    CHECK(inode_at(a) == ino);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)a, SIZE), KERN_SUCCESS);
+}
+
+/* Movable regions take at most a quarter of the descriptors. */
+static void descriptors_left_to_ports(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit low = {.rlim_cur = 200, .rlim_max = 200};
+        if (setrlimit(RLIMIT_NOFILE, &low) != 0) {
+            _exit(2);
+        }
+        for (int i = 0; i < 100; i++) {
+            vm_address_t a = 0;
+            if (vm_allocate(SELF, &a, 64 * 1024, TRUE) != KERN_SUCCESS) {
+                _exit(3);
+            }
+        }
+        int count;
+        movable_bytes(&count);
+        _exit(count > 0 && count <= 50 ? 0 : 4);
+    }
+    test_wait_ok(pid);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1) {
+        return 0; /* spawn_leaves_regions_movable's child */
+    }
     (void)mig_get_reply_port();
     int fds_before = test_count_fds();
     mach_port_t port = test_new_port(true);
     move_passes_the_memory(port);
-    copy_leaves_copy_on_write(port);
+    copy_then_move(port);
     changed_regions_are_copied(port);
     failed_move_keeps_the_region();
     region_is_private();
     inheritance();
     many_regions();
+    unmapped_regions_stay_gone();
+    memory_held_once();
+    spawn_leaves_regions_movable();
+    descriptors_left_to_ports();
     CHECK_KR(mach_port_destroy(SELF, port), KERN_SUCCESS);
     CHECK(test_count_fds() <= fds_before + 1); /* + the maps' queries */
     return test_done("movable");

@@ -161,6 +161,7 @@ enum {
     IKOT_PAGER_CONTROL = 6, /* a memory object's control port (vm_object.c) */
     IKOT_PAGER_NAME = 7,    /* a memory object's name port */
     IKOT_VM_NOTIFY = 8,     /* where the VM hears of its pagers' deaths */
+    IKOT_PROCESSOR = 9,     /* a processor (kern_processor.c) */
 };
 
 #endif

@@ -69,6 +69,21 @@ mach_port_name_t kern_exception_port(void);
 /* The kernel-space name of this task's host port.  Expects [G]. */
 mach_port_name_t kern_host_name(void);
 
+/* Whether HOST, a kernel-space name, is the privileged host port served
+ * here.  Expects no lock. */
+bool kern_is_host_priv(mach_port_t host);
+
+/* The processors Linux has configured (at least 1). */
+integer_t kern_cpus_configured(void);
+
+/* The default processor set's name port (kernel-space name, made on
+ * first use), or MACH_PORT_NULL when out of descriptors.  Expects [G]. */
+mach_port_name_t kern_pset_name_port(void);
+
+/* Forgets the processor ports in a child after fork() (made again on
+ * demand).  Expects [G] or a single thread. */
+void kern_processor_fork_child(void);
+
 /* Whether TASK (a kernel-space name) is this task's port.  Expects [G]. */
 bool kern_is_task(mach_port_t task);
 

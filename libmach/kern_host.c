@@ -56,7 +56,7 @@ static bool kern_is_host(mach_port_t host)
     return kern_host_port_ok(host, &privileged);
 }
 
-static bool kern_is_host_priv(mach_port_t host)
+bool kern_is_host_priv(mach_port_t host)
 {
     bool privileged;
     return kern_host_port_ok(host, &privileged) && privileged;
@@ -67,6 +67,7 @@ void kern_host_fork_child(void)
     kern_pset_name = NULL;
     kern_pset_name_kname = MACH_PORT_NULL;
     kern_host_priv_kname = MACH_PORT_NULL;
+    kern_processor_fork_child();
     kern_reboot_handler = NULL;
 }
 
@@ -86,7 +87,7 @@ hell_host_priv_create(void (*on_reboot)(int options))
     return name;
 }
 
-static integer_t kern_cpus_configured(void)
+integer_t kern_cpus_configured(void)
 {
     long n = sysconf(_SC_NPROCESSORS_CONF);
     return n > 0 ? (integer_t)n : 1;
@@ -336,16 +337,6 @@ kern_return_t kern_host_adjust_time64(mach_port_t host_priv, time_value64_t delt
     return kr;
 }
 
-/* Processor ports are not modelled yet: the privileged port gets
- * KERN_FAILURE, any other KERN_INVALID_HOST. */
-kern_return_t kern_host_processors(mach_port_t host_priv, processor_array_t *list,
-                                   mach_msg_type_number_t *count)
-{
-    (void)list;
-    (void)count;
-    return kern_is_host_priv(host_priv) ? KERN_FAILURE : KERN_INVALID_HOST;
-}
-
 kern_return_t kern_host_processor_set_priv(mach_port_t host_priv, mach_port_t set_name,
                                            mach_port_t *set)
 {
@@ -354,9 +345,7 @@ kern_return_t kern_host_processor_set_priv(mach_port_t host_priv, mach_port_t se
     return kern_is_host_priv(host_priv) ? KERN_FAILURE : KERN_INVALID_HOST;
 }
 
-/* The default processor set's name port (kernel-space name, made on
- * first use), or MACH_PORT_NULL when out of descriptors.  Expects [G]. */
-static mach_port_name_t kern_pset_name_port(void)
+mach_port_name_t kern_pset_name_port(void)
 {
     if (kern_pset_name_kname == MACH_PORT_NULL &&
         kern_object_create(IKOT_PSET_NAME, &kern_pset_name, &kern_pset_name_kname) !=

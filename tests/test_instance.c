@@ -46,6 +46,77 @@ static void task_signals(void)
           !sigismember(&mask, SIGPIPE));
 }
 
+/* The processors, through the privileged host port: one port each, as
+ * Linux configures them, with GNU Mach's answers. */
+static void task_processors(mach_port_t host_priv)
+{
+    processor_array_t cpus = NULL;
+    mach_msg_type_number_t n = 0;
+    CHECK_KR(host_processors(mach_host_self(), &cpus, &n), KERN_INVALID_HOST);
+    CHECK_KR(host_processors(host_priv, &cpus, &n), KERN_SUCCESS);
+    CHECK(cpus != NULL && (long)n == sysconf(_SC_NPROCESSORS_CONF));
+    /* (The default set as the privileged port's server names it.) */
+    mach_port_t pset = MACH_PORT_NULL;
+    CHECK_KR(processor_set_default(host_priv, &pset), KERN_SUCCESS);
+    int running = 0;
+    for (mach_msg_type_number_t i = 0; cpus != NULL && i < n; i++) {
+        struct processor_basic_info basic;
+        mach_msg_type_number_t count = PROCESSOR_BASIC_INFO_COUNT;
+        mach_port_t host = MACH_PORT_NULL;
+        CHECK_KR(processor_info(cpus[i], PROCESSOR_BASIC_INFO, &host, (processor_info_t)&basic,
+                                &count),
+                 KERN_SUCCESS);
+        CHECK(count == PROCESSOR_BASIC_INFO_COUNT && basic.slot_num == (integer_t)i &&
+              basic.is_master == (i == 0) && basic.cpu_type == CPU_TYPE_X86_64);
+        running += basic.running != 0;
+        CHECK(MACH_PORT_VALID(host));
+        mach_port_deallocate(mach_task_self(), host);
+        count = PROCESSOR_BASIC_INFO_COUNT - 1;
+        CHECK_KR(processor_info(cpus[i], PROCESSOR_BASIC_INFO, &host, (processor_info_t)&basic,
+                                &count),
+                 KERN_FAILURE);
+        mach_port_deallocate(mach_task_self(), host);
+        count = PROCESSOR_BASIC_INFO_COUNT;
+        CHECK_KR(processor_info(cpus[i], 7, &host, (processor_info_t)&basic, &count),
+                 KERN_INVALID_ARGUMENT);
+        mach_port_deallocate(mach_task_self(), host);
+        mach_port_t assigned = MACH_PORT_NULL;
+        CHECK_KR(processor_get_assignment(cpus[i], &assigned), KERN_SUCCESS);
+        CHECK(assigned == pset); /* the default set's name port */
+        mach_port_deallocate(mach_task_self(), assigned);
+        CHECK_KR(processor_start(cpus[i]), KERN_FAILURE);
+        CHECK_KR(processor_exit(cpus[i]), KERN_FAILURE);
+        CHECK_KR(processor_control(cpus[i], (processor_info_t)&basic, 1), KERN_FAILURE);
+        CHECK_KR(processor_assign(cpus[i], pset, FALSE), KERN_FAILURE);
+    }
+    CHECK(running == sysconf(_SC_NPROCESSORS_ONLN));
+    /* Asked again: the same ports. */
+    processor_array_t again = NULL;
+    mach_msg_type_number_t m = 0;
+    CHECK_KR(host_processors(host_priv, &again, &m), KERN_SUCCESS);
+    CHECK(again != NULL && m == n && memcmp(again, cpus, n * sizeof *cpus) == 0);
+    /* Ports that are no processors. */
+    struct processor_basic_info basic;
+    mach_msg_type_number_t count = PROCESSOR_BASIC_INFO_COUNT;
+    mach_port_t host = MACH_PORT_NULL;
+    CHECK_KR(processor_info(host_priv, PROCESSOR_BASIC_INFO, &host, (processor_info_t)&basic,
+                            &count),
+             KERN_INVALID_ARGUMENT);
+    if (MACH_PORT_VALID(host)) {
+        mach_port_deallocate(mach_task_self(), host);
+    }
+    mach_port_t assigned;
+    CHECK_KR(processor_get_assignment(pset, &assigned), KERN_INVALID_ARGUMENT);
+    CHECK_KR(processor_start(host_priv), KERN_INVALID_ARGUMENT);
+    for (mach_msg_type_number_t i = 0; cpus != NULL && i < n; i++) {
+        mach_port_deallocate(mach_task_self(), cpus[i]);
+        mach_port_deallocate(mach_task_self(), again[i]);
+    }
+    vm_deallocate(mach_task_self(), (vm_address_t)cpus, n * sizeof *cpus);
+    vm_deallocate(mach_task_self(), (vm_address_t)again, m * sizeof *again);
+    mach_port_deallocate(mach_task_self(), pset);
+}
+
 static void task_priv(const char *host_arg, const char *device_arg)
 {
     task_signals();
@@ -72,6 +143,7 @@ static void task_priv(const char *host_arg, const char *device_arg)
     CHECK(host_reboot(master, 0) != KERN_SUCCESS);
     /* No kernel debugger to enter: it returns at once. */
     CHECK_KR(host_reboot(host_priv, 0x1000 /* RB_DEBUGGER */), KERN_SUCCESS);
+    task_processors(host_priv);
 }
 
 static void task_unpriv(const char *arg)

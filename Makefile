@@ -103,6 +103,15 @@ $(GEN)/%.server.c: $(DEPS)/.ok
 	$(MIG) -I$(MACH_INC) -DSERVERPREFIX=kern_ -user /dev/null -header /dev/null \
 	    -server $@ -sheader $(GEN)/$*.server.h $($*_DEFS)
 $(GEN)/%.server.h: $(GEN)/%.server.c ;
+# vm_set_default_memory_manager's reply moves a send right the kernel
+# holds; a user-level MIG server would make one from a receive right.
+$(GEN)/mach.server.c: $(DEPS)/.ok
+	@mkdir -p $(GEN)
+	$(MIG) -I$(MACH_INC) -DSERVERPREFIX=kern_ -user /dev/null -header /dev/null \
+	    -server $@.tmp -sheader $(GEN)/mach.server.h $(mach_DEFS)
+	sed -e '/^mig_internal void _Xvm_set_default_memory_manager/,/^}/ s/MACH_MSG_TYPE_MAKE_SEND/MACH_MSG_TYPE_MOVE_SEND/' \
+	    $@.tmp > $@
+	rm -f $@.tmp
 
 # Test and demo interfaces: user and server stubs, compiled into the programs.
 $(GEN)/tests/%.user.c $(GEN)/tests/%.server.c: tests/%.defs $(DEPS)/.ok

@@ -23,6 +23,7 @@
 
 #include "ipc_space.h"
 #include "kern.h"
+#include "mach.server.h"
 #include "mach_host.server.h"
 #include "mach_i386.server.h"
 
@@ -34,6 +35,7 @@
 /* [G] The default processor set's name port, made on first request. */
 static struct ipc_port *kern_pset_name;
 static mach_port_name_t kern_pset_name_kname;
+static mach_port_name_t kern_default_manager; /* [G] kernel-space send right, or 0 */
 
 /* [G] The privileged host port (kernel space), and what host_reboot on
  * it calls. */
@@ -67,6 +69,7 @@ void kern_host_fork_child(void)
     kern_pset_name = NULL;
     kern_pset_name_kname = MACH_PORT_NULL;
     kern_host_priv_kname = MACH_PORT_NULL;
+    kern_default_manager = MACH_PORT_NULL;
     kern_processor_fork_child();
     kern_reboot_handler = NULL;
 }
@@ -335,6 +338,37 @@ kern_return_t kern_host_adjust_time64(mach_port_t host_priv, time_value64_t delt
                                 .nanoseconds = (old_us % 1000000) * 1000};
     }
     return kr;
+}
+
+/* The default memory manager: recorded and given back as GNU Mach does,
+ * never sent memory_object_create (anonymous memory is Linux's, paged to
+ * its swap). */
+kern_return_t kern_vm_set_default_memory_manager(mach_port_t host_priv,
+                                                 mach_port_t *default_manager)
+{
+    if (!kern_is_host_priv(host_priv)) {
+        return KERN_INVALID_HOST;
+    }
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
+    mach_port_name_t supplied = *default_manager; /* ours on success */
+    ipc_lock();
+    mach_port_name_t current = kern_default_manager;
+    mach_port_type_t type = 0;
+    if (MACH_PORT_VALID(current) &&
+        (ipc_right_type(kspace, current, &type) != KERN_SUCCESS ||
+         !(type & MACH_PORT_TYPE_SEND))) {
+        (void)ipc_right_dealloc(kspace, current); /* it died */
+        current = kern_default_manager = MACH_PORT_NULL;
+    }
+    if (MACH_PORT_VALID(supplied)) {
+        kern_default_manager = supplied; /* the current one goes to the caller */
+    } else if (MACH_PORT_VALID(current) &&
+               ipc_right_delta(kspace, current, MACH_PORT_RIGHT_SEND, 1) != KERN_SUCCESS) {
+        current = MACH_PORT_NULL; /* (no more references to give) */
+    }
+    ipc_unlock();
+    *default_manager = current; /* moved by the reply */
+    return KERN_SUCCESS;
 }
 
 kern_return_t kern_host_processor_set_priv(mach_port_t host_priv, mach_port_t set_name,

@@ -117,6 +117,37 @@ static void task_processors(mach_port_t host_priv)
     mach_port_deallocate(mach_task_self(), pset);
 }
 
+/* The default memory manager: recorded and given back, as GNU Mach. */
+static void task_default_manager(mach_port_t host_priv)
+{
+    mach_port_t self = mach_task_self();
+    mach_port_t manager = MACH_PORT_NULL;
+    CHECK_KR(vm_set_default_memory_manager(mach_host_self(), &manager), KERN_INVALID_HOST);
+    CHECK_KR(vm_set_default_memory_manager(host_priv, &manager), KERN_SUCCESS);
+    CHECK(manager == MACH_PORT_NULL); /* none yet */
+    mach_port_t first = test_new_port(false), second = test_new_port(false);
+    manager = first;
+    CHECK_KR(vm_set_default_memory_manager(host_priv, &manager), KERN_SUCCESS);
+    CHECK(manager == MACH_PORT_NULL);
+    manager = MACH_PORT_NULL;
+    CHECK_KR(vm_set_default_memory_manager(host_priv, &manager), KERN_SUCCESS);
+    CHECK(manager == first);
+    mach_port_urefs_t refs = 0;
+    CHECK_KR(mach_port_get_refs(self, first, MACH_PORT_RIGHT_SEND, &refs), KERN_SUCCESS);
+    CHECK(refs == 1);
+    manager = second;
+    CHECK_KR(vm_set_default_memory_manager(host_priv, &manager), KERN_SUCCESS);
+    CHECK(manager == first); /* the one it replaced, given back */
+    CHECK_KR(mach_port_get_refs(self, first, MACH_PORT_RIGHT_SEND, &refs), KERN_SUCCESS);
+    CHECK(refs == 2);
+    /* A manager that died is none. */
+    CHECK_KR(mach_port_destroy(self, second), KERN_SUCCESS);
+    manager = MACH_PORT_NULL;
+    CHECK_KR(vm_set_default_memory_manager(host_priv, &manager), KERN_SUCCESS);
+    CHECK(manager == MACH_PORT_NULL);
+    CHECK_KR(mach_port_destroy(self, first), KERN_SUCCESS);
+}
+
 static void task_priv(const char *host_arg, const char *device_arg)
 {
     task_signals();
@@ -144,6 +175,7 @@ static void task_priv(const char *host_arg, const char *device_arg)
     /* No kernel debugger to enter: it returns at once. */
     CHECK_KR(host_reboot(host_priv, 0x1000 /* RB_DEBUGGER */), KERN_SUCCESS);
     task_processors(host_priv);
+    task_default_manager(host_priv);
 }
 
 static void task_unpriv(const char *arg)

@@ -376,7 +376,7 @@ kern_return_t kern_host_processor_set_priv(mach_port_t host_priv, mach_port_t se
 {
     (void)set_name;
     (void)set;
-    return kern_is_host_priv(host_priv) ? KERN_FAILURE : KERN_INVALID_HOST;
+    return kern_is_host_priv(host_priv) ? KERN_FAILURE : KERN_INVALID_ARGUMENT;
 }
 
 mach_port_name_t kern_pset_name_port(void)

@@ -6,9 +6,11 @@
  * privileged host port (machd, in an instance).
  *
  * GNU Mach's answers, for a kernel built as Debian builds it (no
- * MACH_HOST): processor_info has one flavor, PROCESSOR_BASIC_INFO;
- * processor_get_assignment names the default processor set;
- * processor_assign is KERN_FAILURE.  processor_start, processor_exit and
+ * MACH_HOST): host_processors on a port that is not the privileged host
+ * port is KERN_INVALID_ARGUMENT; processor_info has one flavor,
+ * PROCESSOR_BASIC_INFO (another, or too small a count, KERN_FAILURE);
+ * processor_get_assignment names the default processor set (an offline
+ * processor: KERN_FAILURE); processor_assign is KERN_FAILURE.  processor_start, processor_exit and
  * processor_control are KERN_FAILURE too: Linux's processors are not the
  * task's to start or stop (GNU Mach starts a stopped processor, stops a
  * running one, and its x86 cpu_control refuses every command).  A port
@@ -17,6 +19,7 @@
  */
 #include <mach/processor_info.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -53,11 +56,15 @@ static bool kern_processor_online(integer_t slot)
     if (f == NULL || fgets(list, sizeof list, f) == NULL) {
         online = slot == 0; /* no list: the one processor known to run */
     } else {
-        for (char *range = strtok(list, ",\n"); range != NULL && !online;
-             range = strtok(NULL, ",\n")) {
-            int lo, hi;
-            int n = sscanf(range, "%d-%d", &lo, &hi);
-            online = (n == 1 && slot == lo) || (n == 2 && lo <= slot && slot <= hi);
+        /* Ranges "lo" or "lo-hi" separated by commas. */
+        for (const char *p = list; *p >= '0' && *p <= '9' && !online;) {
+            char *end;
+            long lo = strtol(p, &end, 10), hi = lo;
+            if (*end == '-') {
+                hi = strtol(end + 1, &end, 10);
+            }
+            online = lo <= slot && slot <= hi;
+            p = *end == ',' ? end + 1 : end;
         }
     }
     if (f != NULL) {
@@ -70,7 +77,7 @@ kern_return_t kern_host_processors(mach_port_t host_priv, processor_array_t *lis
                                    mach_msg_type_number_t *count)
 {
     if (!kern_is_host_priv(host_priv)) {
-        return KERN_INVALID_HOST;
+        return KERN_INVALID_ARGUMENT; /* GNU Mach's HOST_NULL */
     }
     integer_t cpus = kern_cpus_configured();
     cpus = cpus < KERN_PROCESSORS_MAX ? cpus : KERN_PROCESSORS_MAX;
@@ -108,10 +115,10 @@ kern_return_t kern_processor_info(mach_port_t processor, int flavor, mach_port_t
     integer_t slot = kern_processor_slot(processor);
     *host = kern_host_name();
     ipc_unlock();
-    if (slot < 0 || flavor != PROCESSOR_BASIC_INFO) {
+    if (slot < 0) {
         return KERN_INVALID_ARGUMENT;
     }
-    if (*count < PROCESSOR_BASIC_INFO_COUNT) {
+    if (flavor != PROCESSOR_BASIC_INFO || *count < PROCESSOR_BASIC_INFO_COUNT) {
         return KERN_FAILURE;
     }
     struct processor_basic_info basic = {
@@ -161,11 +168,16 @@ kern_return_t kern_processor_get_assignment(mach_port_t processor, mach_port_t *
 {
     ipc_lock();
     integer_t slot = kern_processor_slot(processor);
-    *assigned_set = slot < 0 ? MACH_PORT_NULL : kern_pset_name_port();
     ipc_unlock();
     if (slot < 0) {
         return KERN_INVALID_ARGUMENT;
     }
+    if (!kern_processor_online(slot)) {
+        return KERN_FAILURE; /* an offline processor is in no set */
+    }
+    ipc_lock();
+    *assigned_set = kern_pset_name_port();
+    ipc_unlock();
     return *assigned_set == MACH_PORT_NULL ? KERN_RESOURCE_SHORTAGE : KERN_SUCCESS;
 }
 

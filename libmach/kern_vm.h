@@ -37,15 +37,11 @@ kern_return_t kern_vm_check_range(vm_address_t start, vm_size_t size, vm_prot_t 
  * address, or MAP_FAILED with errno set (EEXIST: the place is taken). */
 void *kern_vm_zeros(void *hint, size_t len, bool fixed);
 
-/* Makes the shared mapping [START, END) (protection PROT) private again,
- * with its contents copied into anonymous memory moved over it
- * atomically (a child will get a copy, not the pages).  Returns
- * KERN_SUCCESS or KERN_RESOURCE_SHORTAGE (the mapping unchanged). */
-kern_return_t kern_vm_make_private(vm_address_t start, vm_address_t end, vm_prot_t prot);
-
 /* Unmaps the pages of [ADDR, ADDR + SIZE) (rounded out) for libmach, an
  * out-of-line region moved or destroyed, forgetting what libmach keeps
- * on them (movable regions, attributes).  May be called with [G]. */
+ * on them (movable regions, attributes; not the records of memory object
+ * mappings, which need [V], taken before [G]).  May be called with
+ * [G]. */
 void kern_vm_unmap(const void *addr, size_t size);
 
 /* The Linux protection of the Mach protection PROT. */

@@ -154,7 +154,9 @@ static kern_return_t kern_vm_make_shared(vm_address_t start, vm_address_t end, v
     return kr;
 }
 
-kern_return_t kern_vm_make_private(vm_address_t start, vm_address_t end, vm_prot_t prot)
+/* Makes the shared mapping [START, END) private again, with its
+ * contents (a child will get a copy, not the pages). */
+static kern_return_t kern_vm_make_private(vm_address_t start, vm_address_t end, vm_prot_t prot)
 {
     size_t len = end - start;
     void *copy = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -223,8 +225,8 @@ kern_return_t kern_vm_inherit(mach_port_t target_task, vm_address_t address, vm_
     }
     /* A movable region is shared for Linux, private for Mach until
      * shared (fork makes it private, COPY, unless set NONE or SHARE). */
-    if (new_inheritance == VM_INHERIT_SHARE && !vm_movable_share(start, end)) {
-        return KERN_RESOURCE_SHORTAGE;
+    if (new_inheritance == VM_INHERIT_SHARE) {
+        vm_movable_share(start, end);
     }
     vm_attr_lock();
     kern_return_t kr = kern_vm_inherit_apply(start, end, new_inheritance);
@@ -316,9 +318,7 @@ kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t addr
         return KERN_NO_SPACE; /* a hole, or too little access */
     }
     /* Locked where it will stay: a movable region would be remapped. */
-    if (!vm_movable_unshare(start, end)) {
-        return KERN_RESOURCE_SHORTAGE;
-    }
+    vm_movable_unshare(start, end);
     if (mlock((void *)start, end - start) != 0) {
         return KERN_NO_ACCESS; /* Linux's RLIMIT_MEMLOCK, without CAP_IPC_LOCK */
     }
@@ -343,8 +343,8 @@ kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t fla
         atomic_store(&kern_vm_wired, 0);
         return KERN_SUCCESS;
     }
-    if ((flags & VM_WIRE_CURRENT) && !vm_movable_unshare(0, VM_MAPS_USER_MAX)) {
-        return KERN_RESOURCE_SHORTAGE;
+    if (flags & VM_WIRE_CURRENT) {
+        vm_movable_unshare(0, VM_MAPS_USER_MAX);
     }
     int how = (flags & VM_WIRE_CURRENT ? MCL_CURRENT : 0) |
               (flags & VM_WIRE_FUTURE ? MCL_FUTURE : 0);

@@ -12,6 +12,7 @@
 #include "futex_lock.h"
 #include "kern_vm.h"
 #include "linux.h"
+#include "vm_attr.h"
 #include "vm_maps.h"
 
 /* One movable region: [start, end) was made a shared mapping of the whole
@@ -107,39 +108,49 @@ static bool vm_movable_next_piece(const struct vm_movable *r, vm_address_t from,
     return false;
 }
 
-/* Makes region I private where it is still its shared mapping (each
- * piece copy-on-write from the memfd, with its own protection) and
- * forgets it.  A piece that cannot be remapped is kept out of a child
- * rather than shared with it.  Expects the lock. */
-static void vm_movable_make_private(unsigned i)
+/* Marks the pages of [A, B) whose inheritance is NONE MADV_DONTFORK
+ * again: a new mapping over them dropped the mark.  Expects
+ * vm_attr_lock. */
+static void vm_movable_keep_none(vm_address_t a, vm_address_t b)
+{
+    struct vm_attr attr;
+    for (vm_address_t at = a, next; at < b; at = next) {
+        next = vm_attr_get(at, b, &attr);
+        if (next <= at) {
+            break;
+        }
+        if (attr.inheritance == VM_INHERIT_NONE) {
+            (void)madvise((void *)at, next - at, MADV_DONTFORK);
+        }
+    }
+}
+
+/* Makes region I private where it is still its shared mapping, but for
+ * [KEEP_START, KEEP_END), which stays shared (each piece copy-on-write
+ * from the memfd, with its own protection, and its NONE pages kept out
+ * of children), and forgets it.  A piece that cannot be remapped is kept
+ * out of a child rather than shared with it.  Expects vm_attr_lock and
+ * the lock. */
+static void vm_movable_make_private(unsigned i, vm_address_t keep_start, vm_address_t keep_end)
 {
     const struct vm_movable *r = &vm_movables[i];
     struct vm_movable_piece p;
     for (vm_address_t at = r->start; vm_movable_next_piece(r, at, r->end, &p); at = p.b) {
+        if (keep_start <= p.a && p.a < keep_end) {
+            p.b = p.b < keep_end ? p.b : keep_end; /* shared it stays */
+            continue;
+        }
+        p.b = p.a < keep_start && keep_start < p.b ? keep_start : p.b;
         /* Atomic: a write racing it lands in the file or in the copy.
          * Not charged, as the shared mapping was not. */
         if (mmap((void *)p.a, p.b - p.a, kern_vm_linux_prot(p.prot),
                  MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, r->fd, p.offset) == MAP_FAILED) {
             (void)madvise((void *)p.a, p.b - p.a, MADV_DONTFORK);
+        } else {
+            vm_movable_keep_none(p.a, p.b);
         }
     }
     vm_movable_remove(i);
-}
-
-/* Copies region I into anonymous memory where it is still its shared
- * mapping, and forgets it.  Returns false, the region kept, when out of
- * memory (the pieces already copied stay so).  Expects the lock. */
-static bool vm_movable_copy_out(unsigned i)
-{
-    const struct vm_movable *r = &vm_movables[i];
-    struct vm_movable_piece p;
-    for (vm_address_t at = r->start; vm_movable_next_piece(r, at, r->end, &p); at = p.b) {
-        if (kern_vm_make_private(p.a, p.b, p.prot) != KERN_SUCCESS) {
-            return false;
-        }
-    }
-    vm_movable_remove(i);
-    return true;
 }
 
 void vm_movable_unmap(vm_address_t start, vm_address_t end)
@@ -174,36 +185,33 @@ void vm_movable_unmap(vm_address_t start, vm_address_t end)
     futex_lock_release(&vm_movable_lock);
 }
 
-/* Copies out (INSIDE_TOO) every region that meets [START, END), or only
- * those it cuts, forgetting those inside.  Returns false when one could
- * not be copied. */
-static bool vm_movable_release(vm_address_t start, vm_address_t end, bool inside_too)
+/* Makes private every region that meets [START, END), but for the part
+ * of each in [KEEP_START, KEEP_END), and forgets it. */
+static void vm_movable_release(vm_address_t start, vm_address_t end, vm_address_t keep_start,
+                               vm_address_t keep_end)
 {
-    bool ok = true;
+    vm_attr_lock();
     futex_lock_acquire(&vm_movable_lock);
     unsigned i = 0;
-    while (ok && i < vm_movable_count && vm_movables[i].start < end) {
-        const struct vm_movable *r = &vm_movables[i];
-        if (r->end <= start) {
+    while (i < vm_movable_count && vm_movables[i].start < end) {
+        if (vm_movables[i].end <= start) {
             i++;
-        } else if (!inside_too && start <= r->start && r->end <= end) {
-            vm_movable_remove(i);
         } else {
-            ok = vm_movable_copy_out(i);
+            vm_movable_make_private(i, keep_start, keep_end);
         }
     }
     futex_lock_release(&vm_movable_lock);
-    return ok;
+    vm_attr_unlock();
 }
 
-bool vm_movable_share(vm_address_t start, vm_address_t end)
+void vm_movable_share(vm_address_t start, vm_address_t end)
 {
-    return vm_movable_release(start, end, false);
+    vm_movable_release(start, end, start, end);
 }
 
-bool vm_movable_unshare(vm_address_t start, vm_address_t end)
+void vm_movable_unshare(vm_address_t start, vm_address_t end)
 {
-    return vm_movable_release(start, end, true);
+    vm_movable_release(start, end, 0, 0);
 }
 
 bool vm_movable_holds(vm_address_t start, vm_address_t end, uint64_t ino)
@@ -257,10 +265,12 @@ int vm_movable_take(void *addr, size_t size)
 
 void vm_movable_fork_prepare(void)
 {
+    vm_attr_lock();
     futex_lock_acquire(&vm_movable_lock);
     while (!vm_movable_exec && vm_movable_count > 0) {
-        vm_movable_make_private(vm_movable_count - 1);
+        vm_movable_make_private(vm_movable_count - 1, 0, 0);
     }
+    vm_attr_unlock();
 }
 
 void vm_movable_fork_parent(void)

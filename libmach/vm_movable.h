@@ -14,11 +14,11 @@
  *     copy-on-write view until the message is sent, is unmapped;
  *   - at fork: a private mapping of the memfd in parent and child, each
  *     copy-on-write (Mach's COPY; pages the parent rewrites are then held
- *     twice until the region goes, as GNU Mach's shadow objects hold
- *     them until collapsed).  A fork that execs skips this;
- *   - at vm_wire, or vm_inherit SHARE of part of it: copied into
- *     anonymous memory (vm_inherit SHARE of all of it leaves it shared,
- *     for good).
+ *     twice until the region goes, where GNU Mach frees the old ones once
+ *     the child is gone).  A fork that execs skips this;
+ *   - at vm_wire, made private the same way; at vm_inherit SHARE, the
+ *     part shared stays shared for good, the rest is made private.
+ * Every remapping keeps the pages set VM_INHERIT_NONE out of children.
  * A copy sent out of line is an ordinary copy.
  *
  * Shared memory costs Linux about twice what anonymous memory does to
@@ -29,7 +29,8 @@
  * a region behave as on shared memory (MADV_DONTNEED keeps the data).
  *
  * Lock order: the table's lock is taken under [G], [V] and vm_attr_lock
- * alike; under it only vm_maps_find's own lock is taken.
+ * alike; under it only vm_maps_find's own lock is taken.  The fork
+ * handler and the calls that remap take vm_attr_lock first.
  */
 #ifndef HELL_VM_MOVABLE_H
 #define HELL_VM_MOVABLE_H
@@ -54,15 +55,17 @@ void vm_movable_adopt(void *p, size_t len);
  * between. */
 void vm_movable_unmap(vm_address_t start, vm_address_t end);
 
-/* [START, END) is set VM_INHERIT_SHARE: the regions within it stay
- * shared and are forgotten; those it cuts are copied into anonymous
- * memory first.  Returns false when out of memory (nothing changed). */
-bool vm_movable_share(vm_address_t start, vm_address_t end);
+/* [START, END) is set VM_INHERIT_SHARE: what the regions that meet it
+ * have there stays shared, the rest of them is made private (a private
+ * mapping of the memfd, as at fork); all are forgotten.  Expects no
+ * vm_attr_lock (it takes it). */
+void vm_movable_share(vm_address_t start, vm_address_t end);
 
-/* The regions that meet [START, END) are copied into anonymous memory
- * and forgotten (vm_wire: a region is locked where it will stay).
- * Returns false when out of memory (the region not copied stays). */
-bool vm_movable_unshare(vm_address_t start, vm_address_t end);
+/* The regions that meet [START, END) are made private and forgotten
+ * (vm_wire: a region is locked where it will stay; mlock then copies the
+ * writable pages out of the memfd, whose own stay until the region
+ * goes).  Expects no vm_attr_lock (it takes it). */
+void vm_movable_unshare(vm_address_t start, vm_address_t end);
 
 /* Whether [START, END), mapping the file of inode INO, lies in a movable
  * region: a shared mapping for Linux that is private for Mach. */

@@ -2,6 +2,7 @@
 #include "device_time.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <hell.h>
 #include <mach/time_value.h>
 #include <pthread.h>
@@ -77,10 +78,19 @@ static void device_time_start(void)
 
 int device_time_init(mach_port_t set)
 {
-    int fd = memfd_create("hell-time", MFD_CLOEXEC);
+    int fd = memfd_create("hell-time", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     void *page = MAP_FAILED;
     if (fd >= 0 && ftruncate(fd, DEVICE_TIME_PAGE) == 0) {
         page = mmap(NULL, DEVICE_TIME_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    }
+    /* Only this mapping writes it: a task that reopens its descriptor
+     * read-write (/proc) can neither write, map it writable nor resize
+     * it. */
+    if (page != MAP_FAILED &&
+        fcntl(fd, F_ADD_SEALS,
+              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) != 0) {
+        munmap(page, DEVICE_TIME_PAGE);
+        page = MAP_FAILED;
     }
     mach_port_t self = mach_task_self();
     mach_port_t port = MACH_PORT_NULL;

@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -473,6 +474,17 @@ static void task_time(void)
         later = mapped_now(t);
     }
     CHECK(seconds_between(first, later) > 0);
+    /* Nor through the file behind the mapping, reopened read-write (as
+     * root can, through /proc): machd's page is sealed. */
+    char files[64];
+    snprintf(files, sizeof files, "/proc/self/map_files/%lx-%lx", (unsigned long)at,
+             (unsigned long)at + 4096);
+    int page_fd = open(files, O_RDWR | O_CLOEXEC);
+    if (page_fd >= 0) {
+        CHECK(write(page_fd, "x", 1) < 0 && ftruncate(page_fd, 0) < 0);
+        CHECK(mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, page_fd, 0) == MAP_FAILED);
+        close(page_fd);
+    }
     /* Read-only: no writable mapping, no raising the protection. */
     CHECK_KR(vm_protect(mach_task_self(), at, 4096, FALSE, VM_PROT_READ | VM_PROT_WRITE),
              KERN_PROTECTION_FAILURE);

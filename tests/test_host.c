@@ -132,7 +132,7 @@ static void test_privileged(mach_port_t host)
     CHECK_KR(host_adjust_time(host, t, &old), KERN_INVALID_HOST);
     processor_array_t cpus;
     mach_msg_type_number_t n;
-    CHECK_KR(host_processors(host, &cpus, &n), KERN_INVALID_HOST);
+    CHECK_KR(host_processors(host, &cpus, &n), KERN_INVALID_ARGUMENT);
 }
 
 /* Another task's host port, served by its service thread. */

@@ -52,7 +52,7 @@ static void task_processors(mach_port_t host_priv)
 {
     processor_array_t cpus = NULL;
     mach_msg_type_number_t n = 0;
-    CHECK_KR(host_processors(mach_host_self(), &cpus, &n), KERN_INVALID_HOST);
+    CHECK_KR(host_processors(mach_host_self(), &cpus, &n), KERN_INVALID_ARGUMENT);
     CHECK_KR(host_processors(host_priv, &cpus, &n), KERN_SUCCESS);
     CHECK(cpus != NULL && (long)n == sysconf(_SC_NPROCESSORS_CONF));
     /* (The default set as the privileged port's server names it.) */
@@ -78,7 +78,7 @@ static void task_processors(mach_port_t host_priv)
         mach_port_deallocate(mach_task_self(), host);
         count = PROCESSOR_BASIC_INFO_COUNT;
         CHECK_KR(processor_info(cpus[i], 7, &host, (processor_info_t)&basic, &count),
-                 KERN_INVALID_ARGUMENT);
+                 KERN_FAILURE);
         mach_port_deallocate(mach_task_self(), host);
         mach_port_t assigned = MACH_PORT_NULL;
         CHECK_KR(processor_get_assignment(cpus[i], &assigned), KERN_SUCCESS);

@@ -41,8 +41,9 @@ struct ool_msg {
     void *addr;
 };
 
-/* The inode of the file mapped at ADDR, 0 when anonymous or unmapped. */
-static uint64_t inode_at(const void *addr)
+/* The inode of the file mapped at ADDR (0 when anonymous or unmapped),
+ * and in *SHARED whether Linux maps it shared. */
+static uint64_t inode_and_sharing_at(const void *addr, bool *shared)
 {
     FILE *f = fopen("/proc/self/maps", "r");
     char line[512];
@@ -55,6 +56,7 @@ static uint64_t inode_at(const void *addr)
                    perms, &offset, &major, &minor, &inode) == 7 &&
             start <= (uintptr_t)addr && (uintptr_t)addr < end) {
             found = inode;
+            *shared = perms[3] == 's';
         }
     }
     if (f != NULL) {
@@ -104,6 +106,37 @@ static long status_kb(const char *field)
         fclose(f);
     }
     return kb;
+}
+
+static uint64_t inode_at(const void *addr)
+{
+    bool shared;
+    return inode_and_sharing_at(addr, &shared);
+}
+
+static bool linux_shared(const void *addr)
+{
+    bool shared = false;
+    inode_and_sharing_at(addr, &shared);
+    return shared;
+}
+
+static bool mapped(const void *addr);
+
+/* Whether [P, P + SIZE) is mapped and holds only C. */
+static bool holds(const char *p, size_t size, char c)
+{
+    for (size_t off = 0; off < size; off += 4096) {
+        if (!mapped(p + off)) {
+            return false;
+        }
+    }
+    for (size_t i = 0; i < size; i++) {
+        if (p[i] != c) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static bool mapped(const void *addr)
@@ -447,7 +480,7 @@ static void memory_held_once(void)
     kern_return_t kr = vm_wire(mach_host_self(), SELF, (vm_address_t)a, 64 * 1024,
                                VM_PROT_READ | VM_PROT_WRITE);
     if (kr == KERN_SUCCESS) {
-        CHECK(inode_at(a) == 0 && all(a, 64 * 1024, 'w'));
+        CHECK(!linux_shared(a) && all(a, 64 * 1024, 'w'));
         CHECK(!LOCKS_SEEN || status_kb("VmLck") >= locked + 64);
         pid_t pid = fork();
         if (pid == 0) {
@@ -461,6 +494,52 @@ static void memory_held_once(void)
         CHECK_KR(kr, KERN_NO_ACCESS); /* RLIMIT_MEMLOCK: nothing to see */
     }
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)a, 64 * 1024), KERN_SUCCESS);
+}
+
+/* Pages set VM_INHERIT_NONE stay out of children whatever a movable
+ * region went through: a fork, vm_wire, a SHARE of its other half. */
+static void none_stays_none(void)
+{
+    char *whole = allocate(SIZE, '1');
+    char *wired = allocate(64 * 1024, '2');
+    char *halves = allocate(SIZE, '3');
+    CHECK_KR(vm_inherit(SELF, (vm_address_t)whole, SIZE, VM_INHERIT_NONE), KERN_SUCCESS);
+    CHECK_KR(vm_inherit(SELF, (vm_address_t)wired, 64 * 1024, VM_INHERIT_NONE), KERN_SUCCESS);
+    kern_return_t kr = vm_wire(mach_host_self(), SELF, (vm_address_t)wired, 64 * 1024,
+                               VM_PROT_READ);
+    CHECK(kr == KERN_SUCCESS || kr == KERN_NO_ACCESS);
+    CHECK_KR(vm_inherit(SELF, (vm_address_t)halves, SIZE / 2, VM_INHERIT_NONE), KERN_SUCCESS);
+    CHECK_KR(vm_inherit(SELF, (vm_address_t)halves + SIZE / 2, SIZE / 2, VM_INHERIT_SHARE),
+             KERN_SUCCESS);
+    mach_port_t child_task;
+    int to_parent[2];
+    CHECK(pipe(to_parent) == 0);
+    pid_t pid = hell_fork(MACH_PORT_NULL, &child_task);
+    if (pid == 0) {
+        /* (The child may have mapped something of its own there since.) */
+        bool ok = !holds(whole, SIZE, '1') && !holds(wired, 64 * 1024, '2') &&
+                  !holds(halves, SIZE / 2, '3') && all(halves + SIZE / 2, SIZE / 2, '3');
+        memset(halves + SIZE / 2, '4', SIZE / 2); /* shared with the parent */
+        char token = 0;
+        if (write(to_parent[1], &token, 1) != 1) {
+            ok = false;
+        }
+        _exit(ok ? 0 : 1);
+    }
+    CHECK(pid > 0);
+    char token;
+    CHECK(read(to_parent[0], &token, 1) == 1);
+    test_wait_ok(pid);
+    CHECK(all(halves + SIZE / 2, SIZE / 2, '4') && all(halves, SIZE / 2, '3'));
+    mach_port_deallocate(SELF, child_task);
+    close(to_parent[0]);
+    close(to_parent[1]);
+    if (kr == KERN_SUCCESS) {
+        vm_wire(mach_host_self(), SELF, (vm_address_t)wired, 64 * 1024, VM_PROT_NONE);
+    }
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)whole, SIZE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)wired, 64 * 1024), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)halves, SIZE), KERN_SUCCESS);
 }
 
 /* A task started with an exec leaves the creator's regions movable. */
@@ -524,6 +603,7 @@ int main(int argc, char **argv)
     unmapped_regions_stay_gone();
     memory_held_once();
     spawn_leaves_regions_movable();
+    none_stays_none();
     descriptors_left_to_ports();
     CHECK_KR(mach_port_destroy(SELF, port), KERN_SUCCESS);
     CHECK(test_count_fds() <= fds_before + 1); /* + the maps' queries */

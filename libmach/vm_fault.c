@@ -115,6 +115,14 @@ static void *vm_fault_main(void *arg)
 int vm_uffd_open(void)
 {
     int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (uffd < 0 && errno == EPERM) {
+        /* Without CAP_SYS_PTRACE where vm.unprivileged_userfaultfd is 0
+         * (Debian's default): faults from user mode only.  A system call
+         * that touches an unfetched page of an object then fails with
+         * EFAULT instead of waiting for the pager (libmach touches the
+         * regions it sends first). */
+        uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+    }
     if (uffd < 0) {
         return -1;
     }

@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -557,6 +558,9 @@ static int vm_service_call(int sock, struct hell_vm_request req)
 static void vm_service_rejects_nonsense(void)
 {
     int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (uffd < 0 && errno == EPERM) {
+        uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+    }
     struct uffdio_api api = {.api = UFFD_API};
     CHECK(uffd >= 0 && ioctl(uffd, UFFDIO_API, &api) == 0);
     int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -816,6 +820,51 @@ static void suite(bool instance)
     CHECK(settled_fds() == fds);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+        _exit(90);
+    }
+    close(fd);
+}
+
+/* Runs this program again (with ARG) in a user namespace of its own: as
+ * an unprivileged user, whose userfaultfd, where the system keeps
+ * vm.unprivileged_userfaultfd at 0 (Debian's default), sees faults from
+ * user mode only.  Returns its exit status, or -1. */
+static int rerun_unprivileged(const char *arg)
+{
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) {
+        return -1;
+    }
+    self[len] = '\0';
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (unshare(CLONE_NEWUSER) != 0) {
+            perror("test_pager: unshare(CLONE_NEWUSER)");
+            _exit(90);
+        }
+        char map[64];
+        write_file("/proc/self/setgroups", "deny");
+        snprintf(map, sizeof map, "0 %u 1", (unsigned)uid);
+        write_file("/proc/self/uid_map", map);
+        snprintf(map, sizeof map, "0 %u 1", (unsigned)gid);
+        write_file("/proc/self/gid_map", map);
+        execl(self, self, arg, (char *)NULL);
+        _exit(91);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
+        return -1;
+    }
+    return WEXITSTATUS(status);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--in-instance") == 0) {
@@ -823,11 +872,17 @@ int main(int argc, char **argv)
         suite(true);
         return test_done("pager in an instance");
     }
+    bool unprivileged = argc == 2 && strcmp(argv[1], "--unprivileged") == 0;
     suite(false);
     if (test_done("pager, each task its own kernel") != 0) {
         return 1;
     }
     /* Again in an instance of our own: machd is the kernel. */
     CHECK(test_rerun_in_instance("--in-instance") == 0);
+    if (unprivileged) {
+        return test_done("pager, unprivileged");
+    }
+    /* And all of it again as an unprivileged user. */
+    CHECK(rerun_unprivileged("--unprivileged") == 0);
     return test_done("pager");
 }

@@ -85,6 +85,8 @@ PROGRAMS  := $(BUILD)/bin/machd $(BUILD)/bin/hell $(BUILD)/bin/hell-task
 .PHONY: all deps check bench demo install clean fuzz
 # Keep generated MIG sources (make would delete them as intermediates).
 .SECONDARY:
+# A recipe that fails leaves no half-made target behind.
+.DELETE_ON_ERROR:
 all: deps $(LIB) $(PROGRAMS) $(TESTS) $(BENCHES) $(DEMOS)
 
 deps: $(DEPS)/.ok
@@ -109,7 +111,7 @@ $(GEN)/mach.server.c: $(DEPS)/.ok
 	@mkdir -p $(GEN)
 	$(MIG) -I$(MACH_INC) -DSERVERPREFIX=kern_ -user /dev/null -header /dev/null \
 	    -server $@.tmp -sheader $(GEN)/mach.server.h $(mach_DEFS)
-	sed -e '/^mig_internal void _Xvm_set_default_memory_manager/,/^}/ s/MACH_MSG_TYPE_MAKE_SEND/MACH_MSG_TYPE_MOVE_SEND/' \
+	sed -e '/^mig_internal void _Xvm_set_default_memory_manager/,/^}/ s/_MAKE_SEND/_MOVE_SEND/' \
 	    $@.tmp > $@
 	rm -f $@.tmp
 

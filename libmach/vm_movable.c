@@ -60,10 +60,17 @@ void vm_movable_adopt(void *p, size_t len)
     futex_lock_acquire(&vm_movable_lock);
     int fd = -1;
     struct stat st;
-    if (vm_movable_count < VM_MOVABLE_MAX &&
-        (fd = memfd_create("hell-vm", MFD_CLOEXEC | MFD_ALLOW_SEALING)) >= 0 &&
-        vm_movable_fd_ok(fd) && ftruncate(fd, (off_t)len) == 0 && fstat(fd, &st) == 0 &&
-        mmap(p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) != MAP_FAILED) {
+    bool ready = vm_movable_count < VM_MOVABLE_MAX &&
+                 (fd = memfd_create("hell-vm", MFD_CLOEXEC | MFD_ALLOW_SEALING)) >= 0 &&
+                 vm_movable_fd_ok(fd) && ftruncate(fd, (off_t)len) == 0 && fstat(fd, &st) == 0;
+    if (ready &&
+        mmap(p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        /* A failed MAP_FIXED may have unmapped the range: fresh zeros
+         * again (the memory is untouched). */
+        (void)mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        ready = false;
+    }
+    if (ready) {
         vm_address_t start = (vm_address_t)p;
         unsigned i = vm_movable_count;
         while (i > 0 && vm_movables[i - 1].start > start) {
@@ -74,7 +81,7 @@ void vm_movable_adopt(void *p, size_t len)
             .start = start, .end = start + len, .fd = fd, .ino = st.st_ino, .whole = true};
         vm_movable_count++;
     } else {
-        linux_close(fd); /* (a failed mmap MAP_FIXED leaves the old mapping) */
+        linux_close(fd);
     }
     futex_lock_release(&vm_movable_lock);
 }

@@ -9,9 +9,8 @@
 #include "ipc_janitor.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
-#include "linux.h"
 #include "kern_vm.h"
-#include "vm_attr.h"
+#include "linux.h"
 
 mach_msg_type_name_t ipc_received_type(mach_msg_type_name_t disposition)
 {

@@ -25,9 +25,8 @@
 #include "kern.h"
 #include "kern_control.h"
 #include "kern_notify.h"
-#include "linux.h"
 #include "kern_vm.h"
-#include "vm_attr.h"
+#include "linux.h"
 #include "vm_fault.h"
 #include "vm_movable.h"
 

@@ -8,8 +8,6 @@
 #include "ipc_space.h"
 #include "ipc_wire.h"
 #include "kern_notify.h"
-#include "kern_vm.h"
-#include "vm_attr.h"
 
 /* Destroys one right named NAME carried as TYPE.  Only rights the message
  * owns are destroyed: received ones (PORT_*) and moved ones (MOVE_*,

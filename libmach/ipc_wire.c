@@ -384,6 +384,12 @@ void wire_ool_prepare(struct kmsg *kmsg, bool kept_only)
     ipc_lock();
 }
 
+/* Whether region OOL is one wire_ool_take may take whole. */
+static bool wire_ool_movable(const struct kool *ool)
+{
+    return ool->dealloc && !ool->ports && ool->size >= VM_MOVABLE_MIN && ool->memfd < 0;
+}
+
 /* Takes the whole movable regions (vm_movable.h) that KMSG moves: their
  * own memfds travel, sealed.  Without [G] while it seals (Linux may wait
  * for pages pinned elsewhere).  Expects [G]. */
@@ -391,17 +397,15 @@ static void wire_ool_take(struct kmsg *kmsg)
 {
     bool any = false;
     for (unsigned i = 0; i < kmsg->nool && !any; i++) {
-        const struct kool *ool = &kmsg->ool[i];
-        any = ool->dealloc && !ool->ports && ool->size >= VM_MOVABLE_MIN;
+        any = wire_ool_movable(&kmsg->ool[i]);
     }
     if (!any) {
         return;
     }
     ipc_unlock();
     for (unsigned i = 0; i < kmsg->nool; i++) {
-        struct kool *ool = &kmsg->ool[i];
-        if (ool->dealloc && !ool->ports && ool->size >= VM_MOVABLE_MIN && ool->memfd < 0) {
-            ool->memfd = vm_movable_take(ool->addr, ool->size);
+        if (wire_ool_movable(&kmsg->ool[i])) {
+            kmsg->ool[i].memfd = vm_movable_take(kmsg->ool[i].addr, kmsg->ool[i].size);
         }
     }
     ipc_lock();

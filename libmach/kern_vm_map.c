@@ -21,7 +21,6 @@
  */
 #include <errno.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "ipc_space.h"
 #include "kern.h"
@@ -181,16 +180,7 @@ static kern_return_t kern_vm_map_direct(int fd, vm_address_t *address, vm_size_t
         return kr;
     }
     /* What lies past the end of the memory reads as zeros. */
-    for (size_t done = 0; done < len;) {
-        ssize_t n = pread(fd, (char *)at + done, len - done, (off_t)(offset + done));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        done += (size_t)n;
-    }
+    (void)linux_pread_full(fd, (void *)at, len, offset);
     if (mprotect((void *)at, len, kern_vm_linux_prot(cur)) != 0) {
         munmap((void *)at, len);
         return KERN_RESOURCE_SHORTAGE;

@@ -249,6 +249,22 @@ uint64_t linux_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t linux_pread_full(int fd, void *buf, uint64_t size, uint64_t offset)
+{
+    uint64_t done = 0;
+    while (done < size) {
+        ssize_t n = pread(fd, (char *)buf + done, size - done, (off_t)(offset + done));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        done += (uint64_t)n;
+    }
+    return done;
+}
+
 /* The reaper: one thread closing descriptors that might block. */
 static pthread_mutex_t linux_reaper_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t linux_reaper_cond = PTHREAD_COND_INITIALIZER;

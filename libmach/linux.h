@@ -101,6 +101,12 @@ void linux_raise_nofile(void);
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t linux_now_ms(void);
 
+/* Reads up to SIZE bytes of FD at OFFSET into BUF, as many preads as it
+ * takes (one moves at most 2 GiB; EINTR is retried).  Returns how many
+ * bytes were read: fewer than SIZE at the end of the file or on an
+ * error. */
+uint64_t linux_pread_full(int fd, void *buf, uint64_t size, uint64_t offset);
+
 /* When process PID started (/proc/PID/stat, clock ticks since boot), or
  * 0 when it is gone or unreadable.  With a pid, it names one process for
  * good: a pid can be reused, the pair cannot. */

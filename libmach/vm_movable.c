@@ -16,12 +16,12 @@
 #include "vm_maps.h"
 
 /* One movable region: [start, end) was made a shared mapping of the whole
- * of FD, whose inode is INO; WHOLE while no part of it was unmapped. */
+ * of FD, whose inode is INO (whether it still is whole, Linux's maps
+ * say: vm_movable_take). */
 struct vm_movable {
     vm_address_t start, end;
     int fd;
     uint64_t ino;
-    bool whole;
 };
 
 /* The movable regions, sorted by address. */
@@ -78,7 +78,7 @@ void vm_movable_adopt(void *p, size_t len)
             i--;
         }
         vm_movables[i] = (struct vm_movable){
-            .start = start, .end = start + len, .fd = fd, .ino = st.st_ino, .whole = true};
+            .start = start, .end = start + len, .fd = fd, .ino = st.st_ino};
         vm_movable_count++;
     } else {
         linux_close(fd);
@@ -180,7 +180,6 @@ void vm_movable_unmap(vm_address_t start, vm_address_t end)
         vm_address_t b = end < r->end ? end : r->end;
         (void)fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                         (off_t)(a - r->start), (off_t)(b - a));
-        r->whole = false;
         struct vm_movable_piece p;
         if (!vm_movable_next_piece(r, r->start, a, &p) &&
             !vm_movable_next_piece(r, b, r->end, &p)) {
@@ -245,10 +244,11 @@ int vm_movable_take(void *addr, size_t size)
         i++;
     }
     struct vm_movable r = i < vm_movable_count ? vm_movables[i] : (struct vm_movable){0};
-    /* Still the one mapping made for it?  (vm_protect, a plain munmap,
-     * mmap or mprotect would have changed it; then it is copied.) */
+    /* Still the one mapping made for it?  (vm_protect, a partial
+     * vm_deallocate, a plain munmap, mmap or mprotect would have changed
+     * it; then it is copied.) */
     struct vm_maps_entry m;
-    if (r.start != start || r.end != end || !r.whole || !vm_maps_find(start, &m) ||
+    if (r.start != start || r.end != end || !vm_maps_find(start, &m) ||
         m.start != start || m.end != end || !m.shared || m.inode != r.ino || m.offset != 0 ||
         m.protection != (VM_PROT_READ | VM_PROT_WRITE) ||
         /* The sender's view until the message is sent; it does not stop

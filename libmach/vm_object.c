@@ -975,14 +975,8 @@ kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t
             kr = KERN_MEMORY_ERROR;
         }
     }
-    /* (One pread moves at most 2 GiB.) */
-    for (uint64_t done = 0; kr == KERN_SUCCESS && done < size;) {
-        ssize_t n = pread(object->memfd, (char *)dst + done, size - done,
-                          (off_t)(offset + done));
-        if (n <= 0 && !(n < 0 && errno == EINTR)) {
-            kr = KERN_MEMORY_ERROR;
-        }
-        done += n > 0 ? (uint64_t)n : 0;
+    if (kr == KERN_SUCCESS && linux_pread_full(object->memfd, dst, size, offset) != size) {
+        kr = KERN_MEMORY_ERROR;
     }
     vm_unlock();
     return kr;

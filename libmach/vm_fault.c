@@ -182,6 +182,7 @@ void vm_space_remove(struct vm_space *space)
     vm_space_unmap(space, 0, UINT64_MAX);
     u64map_remove(&vm_spaces, space->id);
     (void)epoll_ctl(vm_epoll, EPOLL_CTL_DEL, space->uffd, NULL);
+    vm_wakes_wait_idle(); /* none may reach a reused descriptor */
     linux_close(space->uffd);
     if (space == vm_self) {
         vm_self = NULL;

@@ -16,6 +16,7 @@
 #include <mach/memory_object.h>
 #include <mach/mig_errors.h>
 #include <mach/notify.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -104,6 +105,42 @@ static struct vm_object *vm_objects; /* [V] every object */
 /* Bumped (and futex-woken) whenever a reader's wait ends. */
 static _Atomic unsigned vm_generation;
 
+/* Wake-ups of faulting threads are made once [V] is released: a thread
+ * woken while the waker holds it (on one CPU it often runs at once, in
+ * a fault thread that needs [V]) would only wait for it.  Each thread
+ * defers up to VM_WAKES_DEFERRED; the wakes of a space must be made
+ * before its userfaultfd closes (vm_wakes_wait_idle). */
+#define VM_WAKES_DEFERRED 16
+struct vm_deferred_wake {
+    int uffd;
+    uint64_t addr;
+};
+static __thread struct vm_deferred_wake vm_wakes[VM_WAKES_DEFERRED];
+static __thread unsigned vm_nwakes;
+/* Threads holding deferred wakes, or making them. */
+static _Atomic unsigned vm_wakers;
+
+/* Makes the wake-ups in WAKES[0..N). */
+static void vm_wakes_make(const struct vm_deferred_wake *wakes, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        struct uffdio_range range = {.start = wakes[i].addr, .len = VM_PAGE};
+        (void)ioctl(wakes[i].uffd, UFFDIO_WAKE, &range);
+    }
+}
+
+void vm_wakes_wait_idle(void)
+{
+    if (vm_nwakes > 0) {
+        vm_wakes_make(vm_wakes, vm_nwakes); /* ours, under [V] */
+        vm_nwakes = 0;
+        atomic_fetch_sub(&vm_wakers, 1);
+    }
+    while (atomic_load(&vm_wakers) != 0) {
+        sched_yield(); /* others make theirs without [V]: a few ioctls */
+    }
+}
+
 void vm_lock(void)
 {
     futex_lock_acquire(&vm_lock_word);
@@ -111,7 +148,17 @@ void vm_lock(void)
 
 void vm_unlock(void)
 {
+    unsigned n = vm_nwakes;
+    struct vm_deferred_wake wakes[VM_WAKES_DEFERRED];
+    if (n > 0) {
+        memcpy(wakes, vm_wakes, n * sizeof wakes[0]);
+        vm_nwakes = 0;
+    }
     futex_lock_release(&vm_lock_word);
+    if (n > 0) {
+        vm_wakes_make(wakes, n);
+        atomic_fetch_sub(&vm_wakers, 1);
+    }
 }
 
 /* [V] vm_pager_timeout_ms's value (0: not read yet). */
@@ -220,11 +267,19 @@ static void vm_protect_range(struct vm_object *object, struct vm_mapping *mappin
     }
 }
 
-/* Wakes the threads of MAPPING faulting on the page at ADDR. */
+/* Wakes the threads of MAPPING faulting on the page at ADDR, once [V]
+ * is released.  Expects [V]. */
 static void vm_wake(struct vm_mapping *mapping, uint64_t addr)
 {
-    struct uffdio_range range = {.start = addr, .len = VM_PAGE};
-    (void)ioctl(mapping->space->uffd, UFFDIO_WAKE, &range);
+    struct vm_deferred_wake wake = {.uffd = mapping->space->uffd, .addr = addr};
+    if (vm_nwakes == VM_WAKES_DEFERRED) {
+        vm_wakes_make(&wake, 1);
+        return;
+    }
+    if (vm_nwakes == 0) {
+        atomic_fetch_add(&vm_wakers, 1);
+    }
+    vm_wakes[vm_nwakes++] = wake;
 }
 
 /* Gives thread TID of process PID a memory error at ADDR: a SIGBUS whose
@@ -1319,5 +1374,8 @@ void vm_object_fork_child(void)
     u64map_destroy(&vm_by_pager);
     u64map_destroy(&vm_by_control);
     vm_timeout_ms = 0;
+    /* The wakes other threads held did not survive the fork. */
+    vm_nwakes = 0;
+    atomic_store(&vm_wakers, 0);
     vm_lock_word = (struct futex_lock)FUTEX_LOCK_INIT;
 }

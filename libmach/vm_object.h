@@ -62,8 +62,14 @@ struct vm_mapping {
     struct vm_mapping *object_next;
 };
 
+/* [V], the VM's lock.  vm_unlock makes the wake-ups of faulting threads
+ * deferred while it was held. */
 void vm_lock(void);
 void vm_unlock(void);
+
+/* Returns once no thread holds or makes deferred wake-ups: a userfaultfd
+ * may then be closed.  Makes the caller's own at once.  Expects [V]. */
+void vm_wakes_wait_idle(void);
 
 /* How long a fault of this process waits for its pager before it fails,
  * in milliseconds: HELL_PAGER_TIMEOUT_MS (default 30000), read once (and

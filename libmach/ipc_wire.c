@@ -49,6 +49,8 @@ enum {
     WR_COUNT_FD = 2, /* a counting descriptor is attached (send rights) */
     WR_RECEIVE = 4,  /* a receive block follows, with its descriptors */
     WR_QUEUE_FD = 8, /* the port's queue page is attached (ipc_qlimit.h) */
+    WR_KEEP = 16,    /* a send right's send end: the receiving port keeps it
+                        in its transport table (send-once rights' always is) */
 };
 
 enum { WO_FD = 1, WO_PORTS = 2, WO_INLINE = 4 };
@@ -306,10 +308,31 @@ static void wire_put_receive(struct wire_out *out, struct ipc_port *port)
     }
 }
 
+/* Whether the receiver of DEST (NULL for bootstrap messages) was given
+ * PORT's send end in an earlier message: then it keeps it (in its
+ * transport table) as long as the port lives, and it is not sent again. */
+static bool wire_peer_has(struct ipc_port *dest, struct ipc_port *port)
+{
+    return dest != NULL && u64map_lookup(&dest->peer_has, port->serial) != NULL;
+}
+
+/* Whether a send right of PORT travels by reference once its receiver
+ * has the send end.  Only a memory object's control port does: its
+ * kernel sends it with every request to the pager, which keeps rights to
+ * it until the object ends.  The receiver keeps such a send end until
+ * the port dies, so other ports' send ends are not kept for them (a
+ * task would hold a descriptor for every port it was ever sent). */
+static bool wire_send_by_reference(const struct ipc_port *port)
+{
+    return port->rcv != NULL && port->rcv->kobject_type == IKOT_PAGER_CONTROL;
+}
+
 /* Serialises RIGHT for a message to DEST (NULL for bootstrap messages).
- * A send-once right omits the send end when DEST's receiver already has
- * it; otherwise the port's serial is stored in *PEER_NEW, to be
- * remembered once the message is sent. */
+ * A send-once right, or a send right that goes by reference, omits the
+ * send end when DEST's receiver already has it; otherwise the port's
+ * serial is stored in *PEER_NEW, to be remembered once the message is
+ * sent.  A send right always carries its counting descriptor: it is what
+ * keeps a right in flight counted. */
 static void wire_put_right(struct wire_out *out, struct kright *right,
                            struct ipc_port *dest, uint64_t *peer_new)
 {
@@ -322,10 +345,18 @@ static void wire_put_right(struct wire_out *out, struct kright *right,
         }
         wr.auth = port->secret;
         wr.flags = WR_SEND_FD | WR_COUNT_FD;
+        if (dest != NULL && wire_send_by_reference(port)) {
+            if (wire_peer_has(dest, port)) {
+                wr.flags = WR_COUNT_FD;
+            } else {
+                wr.flags |= WR_KEEP;
+                *peer_new = port->serial;
+            }
+        }
         break;
     case KRIGHT_SEND_ONCE:
         wr.auth = right->nonce;
-        if (dest == NULL || u64map_lookup(&dest->peer_has, port->serial) == NULL) {
+        if (!wire_peer_has(dest, port)) {
             wr.flags = WR_SEND_FD;
             *peer_new = port->serial;
         }
@@ -580,16 +611,16 @@ static mach_msg_return_t wire_build(struct kmsg *kmsg, struct wire_out *out,
         hdr->auth = dest->secret;
     }
     *npeer_new = 0;
-    uint64_t ino = 0;
-    wire_put_right(out, &kmsg->reply, dest, &ino);
-    if (ino != 0) {
-        peer_new[(*npeer_new)++] = ino;
+    uint64_t serial = 0;
+    wire_put_right(out, &kmsg->reply, dest, &serial);
+    if (serial != 0) {
+        peer_new[(*npeer_new)++] = serial;
     }
     for (unsigned i = 0; i < kmsg->nrights; i++) {
-        ino = 0;
-        wire_put_right(out, &kmsg->rights[i], dest, &ino);
-        if (ino != 0 && *npeer_new < WIRE_MAX_FDS) {
-            peer_new[(*npeer_new)++] = ino;
+        serial = 0;
+        wire_put_right(out, &kmsg->rights[i], dest, &serial);
+        if (serial != 0 && *npeer_new < WIRE_MAX_FDS) {
+            peer_new[(*npeer_new)++] = serial;
         }
     }
     /* The inline regions follow the descriptors, each padded to 8 bytes,
@@ -962,12 +993,14 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
         struct wire_parsed_right *r = &out->rights[i];
         const struct wire_right *wr = wire_in_take(&in, sizeof *wr);
         if (wr == NULL || wr->kind > KRIGHT_RECEIVE ||
-            (wr->flags & ~(uint32_t)(WR_SEND_FD | WR_COUNT_FD | WR_RECEIVE | WR_QUEUE_FD))) {
+            (wr->flags &
+             ~(uint32_t)(WR_SEND_FD | WR_COUNT_FD | WR_RECEIVE | WR_QUEUE_FD | WR_KEEP))) {
             return "bad right descriptor";
         }
         r->wr = *wr;
-        bool want_send = wr->kind == KRIGHT_SEND || wr->kind == KRIGHT_RECEIVE;
-        if ((want_send && !(wr->flags & WR_SEND_FD)) ||
+        if ((wr->kind == KRIGHT_RECEIVE && !(wr->flags & WR_SEND_FD)) ||
+            ((wr->flags & WR_KEEP) &&
+             (wr->kind != KRIGHT_SEND || !(wr->flags & WR_SEND_FD))) ||
             ((wr->kind == KRIGHT_SEND) != ((wr->flags & WR_COUNT_FD) != 0)) ||
             ((wr->kind == KRIGHT_RECEIVE) != ((wr->flags & WR_RECEIVE) != 0)) ||
             ((wr->flags & WR_QUEUE_FD) && wr->kind != KRIGHT_SEND &&
@@ -1258,6 +1291,37 @@ static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
     return port;
 }
 
+/* What wire_adopt_transport returns when memory runs out. */
+#define WIRE_NO_MEMORY ((struct ipc_port *)-1)
+
+/* Returns a new reference to the port of the send or send-once right R
+ * received on RCV (NULL for bootstrap messages): from its send end, which
+ * RCV's transport table then keeps for a send-once right or a send right
+ * marked WR_KEEP (its senders omit it from then on), or from that table
+ * when the sender omitted it.  Returns NULL when the table does not have
+ * it, WIRE_NO_MEMORY when memory runs out.  Expects [G]. */
+static struct ipc_port *wire_adopt_transport(struct wire_parsed_right *r,
+                                             struct ipc_port_rcv *rcv)
+{
+    struct ipc_port *port;
+    if (r->send_fd < 0) {
+        port = rcv != NULL ? u64map_lookup(&rcv->transports, r->wr.ino) : NULL;
+        if (port != NULL) {
+            ipc_port_ref(port);
+        }
+        return port;
+    }
+    port = ipc_port_adopt(r->send_fd, r->wr.ino);
+    r->send_fd = -1;
+    if (port == NULL) {
+        return WIRE_NO_MEMORY;
+    }
+    if (rcv != NULL && (r->wr.kind == KRIGHT_SEND_ONCE || (r->wr.flags & WR_KEEP))) {
+        ipc_port_transport_add(rcv, port);
+    }
+    return port;
+}
+
 /* Turns the parsed rights into krights.  RCV is the receiving port's
  * state (NULL for bootstrap messages).  Expects [G]. */
 static const char *wire_adopt_right(struct wire_parsed_right *r,
@@ -1278,9 +1342,14 @@ static const char *wire_adopt_right(struct wire_parsed_right *r,
     }
     switch (wr->kind) {
     case KRIGHT_SEND:
-        port = ipc_port_adopt(r->send_fd, wr->ino);
-        r->send_fd = -1;
+        port = wire_adopt_transport(r, rcv);
         if (port == NULL) {
+            /* The port died (its send end pruned), or a peer lies, which
+             * only hurts itself: the right arrives dead. */
+            *out = (struct kright){.kind = KRIGHT_DEAD};
+            return NULL;
+        }
+        if (port == WIRE_NO_MEMORY) {
             return "out of memory";
         }
         if (port->rcv == NULL && (port->srights == 0 || !port->has_secret)) {
@@ -1295,24 +1364,13 @@ static const char *wire_adopt_right(struct wire_parsed_right *r,
         }
         break;
     case KRIGHT_SEND_ONCE:
-        if (r->send_fd >= 0) {
-            port = ipc_port_adopt(r->send_fd, wr->ino);
-            r->send_fd = -1;
-            if (port == NULL) {
-                return "out of memory";
-            }
-            if (rcv != NULL) {
-                ipc_port_transport_add(rcv, port);
-            }
-        } else {
-            port = rcv != NULL ? u64map_lookup(&rcv->transports, wr->ino) : NULL;
-            if (port == NULL) {
-                /* Pruned because the port died (or a peer lies, which only
-                 * hurts itself): the right arrives dead. */
-                out->kind = KRIGHT_DEAD;
-                return NULL;
-            }
-            ipc_port_ref(port);
+        port = wire_adopt_transport(r, rcv);
+        if (port == NULL) {
+            out->kind = KRIGHT_DEAD; /* as a send right, above */
+            return NULL;
+        }
+        if (port == WIRE_NO_MEMORY) {
+            return "out of memory";
         }
         out->nonce = wr->auth;
         break;

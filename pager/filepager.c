@@ -44,6 +44,19 @@ struct filepager *filepager_create(int fd, bool writable)
     return pager;
 }
 
+/* Lets go of the send right to CONTROL a call brought: of every right
+ * to it when the pager keeps none. */
+static void filepager_release_control(struct filepager *pager, mach_port_t control)
+{
+    mach_port_urefs_t refs = 1;
+    if (pager != NULL && pager->keeps_no_control &&
+        mach_port_get_refs(mach_task_self(), control, MACH_PORT_RIGHT_SEND, &refs) !=
+            KERN_SUCCESS) {
+        refs = 1;
+    }
+    mach_port_mod_refs(mach_task_self(), control, MACH_PORT_RIGHT_SEND, -(int)refs);
+}
+
 kern_return_t filepager_memory_object_init(mach_port_t object, mach_port_t control,
                                            mach_port_t name, vm_size_t page_size)
 {
@@ -52,33 +65,43 @@ kern_return_t filepager_memory_object_init(mach_port_t object, mach_port_t contr
         return KERN_INVALID_ARGUMENT;
     }
     atomic_fetch_add(&pager->stats.inits, 1);
-    if (MACH_PORT_VALID(pager->control) || page_size != (vm_size_t)getpagesize()) {
+    if (pager->initialized || page_size != (vm_size_t)getpagesize()) {
         /* One kernel at a time: a second one is turned away. */
         (void)memory_object_destroy(control, KERN_FAILURE);
         mach_port_deallocate(mach_task_self(), control);
         mach_port_deallocate(mach_task_self(), name);
         return KERN_SUCCESS;
     }
-    pager->control = control;
+    pager->initialized = true;
     mach_port_deallocate(mach_task_self(), name); /* vm_region's business */
-    return memory_object_ready(control, !pager->uncached, MEMORY_OBJECT_COPY_DELAY);
+    kern_return_t kr = memory_object_ready(control, !pager->uncached, MEMORY_OBJECT_COPY_DELAY);
+    if (pager->keeps_no_control) {
+        filepager_release_control(pager, control);
+    } else {
+        pager->control = control;
+    }
+    return kr;
 }
 
 kern_return_t filepager_memory_object_terminate(mach_port_t object, mach_port_t control,
                                                 mach_port_t name)
 {
     struct filepager *pager = filepager_of(object);
-    bool ours = pager != NULL && control == pager->control;
+    bool ours = pager != NULL && pager->initialized &&
+                (pager->keeps_no_control || control == pager->control);
     if (ours) {
-        pager->control = MACH_PORT_NULL;
         atomic_fetch_add(&pager->stats.terminates, 1);
     }
     /* The receive rights of both ports come with the call; the send right
      * to the control port kept since init goes too (a dead name by now). */
     mach_port_mod_refs(mach_task_self(), control, MACH_PORT_RIGHT_RECEIVE, -1);
     mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_RECEIVE, -1);
-    if (ours) {
+    if (ours && !pager->keeps_no_control) {
         mach_port_deallocate(mach_task_self(), control);
+    }
+    if (ours) {
+        pager->control = MACH_PORT_NULL;
+        pager->initialized = false;
     }
     return KERN_SUCCESS;
 }
@@ -138,6 +161,11 @@ kern_return_t filepager_memory_object_data_request(mach_port_t object, mach_port
     }
     atomic_fetch_add(&pager->stats.requests, 1);
     atomic_fetch_add(&pager->stats.pages_requested, (unsigned)(length / getpagesize()));
+    mach_port_type_t type = 0;
+    if (mach_port_type(mach_task_self(), control, &type) != KERN_SUCCESS ||
+        type != MACH_PORT_TYPE_SEND) {
+        atomic_fetch_add(&pager->stats.bad_controls, 1);
+    }
     kern_return_t kr = KERN_SUCCESS;
     switch (atomic_load(&pager->mode)) {
     case FILEPAGER_SILENT:
@@ -149,7 +177,7 @@ kern_return_t filepager_memory_object_data_request(mach_port_t object, mach_port
         kr = filepager_supply(pager, control, offset, length);
         break;
     }
-    mach_port_deallocate(mach_task_self(), control);
+    filepager_release_control(pager, control);
     return kr;
 }
 

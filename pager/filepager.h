@@ -34,6 +34,7 @@ struct filepager_stats {
     atomic_uint pages_returned;
     atomic_uint dirty_returned; /* pages returned marked dirty */
     atomic_uint lock_completed; /* memory_object_lock_completed */
+    atomic_uint bad_controls;   /* requests whose control port was no send right */
 };
 
 /* How the pager answers data requests. */
@@ -51,6 +52,10 @@ struct filepager {
     vm_prot_t supply_lock;   /* lock value of supplied pages */
     bool precious;           /* supply pages precious */
     bool uncached;           /* may_cache FALSE: terminated at the last unmapping */
+    bool keeps_no_control;   /* keeps no right to the control port between calls
+                                (each request brings one); filepager_sync and
+                                filepager_lock_writes then have none to use */
+    bool initialized;        /* a kernel is served (memory_object_init) */
     _Atomic int mode;        /* enum filepager_mode */
     struct filepager_stats stats;
 };

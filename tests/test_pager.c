@@ -73,6 +73,9 @@ const char *__asan_default_options(void)
 
 /* With the mode of pager_spawn: the object may not be cached. */
 #define PAGER_UNCACHED 0x100
+/* With the mode of pager_spawn: the pager keeps no right to the control
+ * port between requests. */
+#define PAGER_NO_CONTROL 0x200
 
 enum { CMD_STATS, CMD_SYNC, CMD_FLUSH, CMD_LOCK_WRITES, CMD_MODE, CMD_SUPPLY_LOCK };
 
@@ -85,7 +88,7 @@ struct cmd {
 struct answer {
     kern_return_t kr;
     unsigned inits, terminates, requests, pages_requested, unlocks, returns, pages_returned,
-        dirty_returned;
+        dirty_returned, bad_controls;
 };
 
 struct pager_proc {
@@ -103,6 +106,7 @@ static void pager_main(int fd, int sock, int mode)
     }
     p->mode = mode & 3;
     p->uncached = (mode & PAGER_UNCACHED) != 0;
+    p->keeps_no_control = (mode & PAGER_NO_CONTROL) != 0;
     if (test_send_port(boot, p->object, MACH_MSG_TYPE_MAKE_SEND, 1) != MACH_MSG_SUCCESS ||
         !filepager_start(p)) {
         _exit(3);
@@ -137,6 +141,7 @@ static void pager_main(int fd, int sock, int mode)
         a.returns = p->stats.returns;
         a.pages_returned = p->stats.pages_returned;
         a.dirty_returned = p->stats.dirty_returned;
+        a.bad_controls = p->stats.bad_controls;
         if (write(sock, &a, sizeof a) != sizeof a) {
             break;
         }
@@ -345,6 +350,26 @@ static void copies_and_zeros(void)
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)copy, 4 * PAGE), KERN_SUCCESS);
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)past, 2 * PAGE), KERN_SUCCESS);
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)shared, FILE_PAGES * PAGE), KERN_SUCCESS);
+    pager_end(&pp);
+    close(fd);
+}
+
+/* A pager that keeps no right to the control port between requests:
+ * each data_request brings a live send right all the same.  (After the
+ * first request the control port travels by reference, its send end
+ * kept by the pager's object port; the right's counting descriptor still
+ * comes with each.) */
+static void control_without_rights(void)
+{
+    int fd = make_file();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL | PAGER_NO_CONTROL);
+    volatile char *m = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+    for (int i = FILE_PAGES - 1; i >= 0; i -= 3) {
+        CHECK(m[(size_t)i * PAGE + 5] == 'A' + i);
+    }
+    struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.inits == 1 && a.requests >= FILE_PAGES / 3 && a.bad_controls == 0);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
     pager_end(&pp);
     close(fd);
 }
@@ -807,6 +832,7 @@ static void suite(bool instance)
     int fds = settled_fds();
     write_locks();
     copies_and_zeros();
+    control_without_rights();
     terminate_at_last_unmapping();
     if (instance) {
         vm_service_rejects_nonsense();

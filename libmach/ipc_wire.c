@@ -669,6 +669,20 @@ static mach_msg_return_t wire_build(struct kmsg *kmsg, struct wire_out *out,
     return MACH_MSG_SUCCESS;
 }
 
+/* Whether KMSG moves a receive right. */
+static bool wire_moves_receive(const struct kmsg *kmsg)
+{
+    if (kmsg->reply.kind == KRIGHT_RECEIVE) {
+        return true;
+    }
+    for (unsigned i = 0; i < kmsg->nrights; i++) {
+        if (kmsg->rights[i].kind == KRIGHT_RECEIVE) {
+            return true;
+        }
+    }
+    return false;
+}
+
 mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
                             mach_msg_timeout_t timeout)
 {
@@ -742,15 +756,28 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
     }
 
     /* The socket itself may be full too (its buffer is bounded): then
-     * wait for room. */
+     * wait for room.  A message moving a receive right is sent holding
+     * [G], which then releases the right before anyone takes it: a thread
+     * of this process receiving it must not find the port's receive
+     * state still here. */
+    bool moves_receive = wire_moves_receive(kmsg);
+    bool locked = false;
     int flags = MSG_DONTWAIT;
     int err = 0;
     for (;;) {
+        if (moves_receive) {
+            ipc_lock();
+            locked = true;
+        }
         if (wire_sendmsg(send_fd, iov, iovcnt, out.fds, nfds, flags) >= 0) {
             err = 0;
             break;
         }
         err = errno;
+        if (locked) {
+            ipc_unlock();
+            locked = false;
+        }
         if (err == EINTR) {
             if ((option & MACH_SEND_INTERRUPT) || kern_abort_take()) {
                 break;
@@ -777,7 +804,9 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
     if (err != 0 && counted) {
         ipc_qlimit_put_back(dest);
     }
-    ipc_lock();
+    if (!locked) {
+        ipc_lock();
+    }
     linux_close(aux);
     wire_out_fini(&out);
     switch (err) {
@@ -1322,13 +1351,15 @@ static struct ipc_port *wire_adopt_transport(struct wire_parsed_right *r,
     return port;
 }
 
-/* Turns the parsed rights into krights.  RCV is the receiving port's
- * state (NULL for bootstrap messages).  Expects [G]. */
+/* Turns the parsed right R into the kright *OUT.  RCV is the receiving
+ * port's state (NULL for bootstrap messages).  Returns NULL, or why the
+ * message must be dropped, *OUT then being KRIGHT_NONE (its destruction
+ * must find nothing half made).  Expects [G]. */
 static const char *wire_adopt_right(struct wire_parsed_right *r,
                                     struct ipc_port_rcv *rcv, struct kright *out)
 {
     const struct wire_right *wr = &r->wr;
-    *out = (struct kright){.kind = wr->kind};
+    *out = (struct kright){.kind = KRIGHT_NONE};
     struct ipc_port *port = NULL;
     if (r->lost) {
         /* Some of its descriptors could not be taken: the right is
@@ -1383,6 +1414,7 @@ static const char *wire_adopt_right(struct wire_parsed_right *r,
     default:
         break;
     }
+    out->kind = wr->kind;
     out->port = port;
     return NULL;
 }

@@ -24,6 +24,11 @@
  * unless the request names X itself (GNU Mach's circularity check): then
  * X is destroyed, and the send-once right in its queue notified.
  *
+ * within: receive rights moved, one after another, to a port that
+ * another thread of the same task receives on: each arrives with the
+ * message queued on it (the right is released by its sender before the
+ * receiving thread can take it).
+ *
  * A send-once right in a destroyed queue gives its port a send-once
  * notification.  When the queue's task is killed, only the instance's
  * machd can destroy the queue (it keeps the receive ends of its tasks'
@@ -34,6 +39,7 @@
  */
 #include <hell.h>
 #include <mach/notify.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -493,6 +499,49 @@ static void self_aimed(enum mode mode)
     outer_finish(&o);
 }
 
+#define WITHIN_ROUNDS 300
+
+/* The receiving thread of within(): takes WITHIN_ROUNDS receive rights on
+ * its port and counts those that arrive alive, each with its message. */
+static void *within_receiver(void *arg)
+{
+    mach_port_t port = (mach_port_t)(uintptr_t)arg;
+    uintptr_t good = 0;
+    for (int i = 0; i < WITHIN_ROUNDS; i++) {
+        mach_port_t x = MACH_PORT_NULL;
+        mach_msg_type_name_t type;
+        if (test_receive_port(port, 10000, &x, &type) != MACH_MSG_SUCCESS) {
+            break;
+        }
+        struct test_port_msg m;
+        if (type == MACH_MSG_TYPE_PORT_RECEIVE && ptype(x) == MACH_PORT_TYPE_RECEIVE &&
+            mach_msg(&m.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof m, x, 10000,
+                     MACH_PORT_NULL) == MACH_MSG_SUCCESS &&
+            m.h.msgh_id == 70 + (i & 7)) {
+            good++;
+        }
+        mach_port_destroy(SELF, x);
+    }
+    return (void *)good;
+}
+
+static void within(void)
+{
+    mach_port_t p = test_new_port(true);
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, within_receiver, (void *)(uintptr_t)p) == 0);
+    for (int i = 0; i < WITHIN_ROUNDS; i++) {
+        mach_port_t x = test_new_port(true);
+        CHECK_KR(send_empty(x, 70 + (i & 7)), MACH_MSG_SUCCESS);
+        CHECK_KR(mach_port_deallocate(SELF, x), KERN_SUCCESS);
+        CHECK_KR(test_send_port(p, x, MACH_MSG_TYPE_MOVE_RECEIVE, 1), MACH_MSG_SUCCESS);
+    }
+    void *good = NULL;
+    CHECK(pthread_join(thread, &good) == 0);
+    CHECK((uintptr_t)good == WITHIN_ROUNDS);
+    CHECK_KR(mach_port_destroy(SELF, p), KERN_SUCCESS);
+}
+
 int main(int argc, char **argv)
 {
     in_instance = argc == 2 && strcmp(argv[1], "--in-instance") == 0;
@@ -505,6 +554,9 @@ int main(int argc, char **argv)
         queued(m);
         returning(m);
         self_aimed(m);
+        if (m == LOCAL) {
+            within();
+        }
         if (fds_before < 0) {
             /* The first round starts the watchdog (its epoll instance). */
             fds_before = test_count_fds();

@@ -122,22 +122,22 @@ kern_return_t filepager_memory_object_copy(mach_port_t old_object, mach_port_t o
  * data, zeros past its end, or data_unavailable when it starts there.  A
  * small request is read into this thread's buffer and copied into the
  * message (no memory to allocate and free each time); a large one into
- * memory the message then takes away. */
+ * memory from vm_allocate that the message then moves away (whole, so
+ * its pages go without a copy). */
 static kern_return_t filepager_supply(struct filepager *pager, mach_port_t control,
                                       vm_offset_t offset, vm_size_t length)
 {
     static __thread char small[FILEPAGER_SMALL] __attribute__((aligned(4096)));
     bool own = length > sizeof small;
-    void *buf = own ? mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                           -1, 0)
-                    : small;
-    if (buf == MAP_FAILED) {
+    vm_address_t mem = 0;
+    if (own && vm_allocate(mach_task_self(), &mem, length, TRUE) != KERN_SUCCESS) {
         return memory_object_data_error(control, offset, length, KERN_RESOURCE_SHORTAGE);
     }
+    void *buf = own ? (void *)mem : small;
     ssize_t n = pread(pager->fd, buf, length, (off_t)offset);
     if (n <= 0) {
         if (own) {
-            munmap(buf, length);
+            vm_deallocate(mach_task_self(), mem, length);
         }
         return n == 0 ? memory_object_data_unavailable(control, offset, length)
                       : memory_object_data_error(control, offset, length, KERN_MEMORY_ERROR);

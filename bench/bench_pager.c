@@ -184,6 +184,12 @@ static void first_touch(const char *kernel)
         double l = touch_faults(m, fault_pages);
         local = l < local ? l : local;
         vm_deallocate(mach_task_self(), (vm_address_t)m, fault_pages * PAGE);
+        /* The pager's port goes (its thread ends), and the cached object
+         * with it: otherwise every run's cache would stay, and the next
+         * runs would write pages the machine has never touched (a VM's
+         * host then faults each one in, several times a write's cost). */
+        mach_port_mod_refs(mach_task_self(), p->object, MACH_PORT_RIGHT_RECEIVE, -1);
+        mach_port_deallocate(mach_task_self(), p->object);
 
         mach_port_t object;
         pid_t pid = remote_pager(dup(fd), &object);

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -60,8 +61,12 @@ struct vm_chunk {
 /* The largest run asked (data_request) or returned (data_return) in one
  * message; sequential faults grow the run up to it. */
 #define VM_CLUSTER_MAX 64
-/* Unreferenced objects the kernel keeps cached (may_cache). */
+/* Unreferenced objects the kernel keeps cached (may_cache): at most
+ * VM_CACHED_MAX, holding at most vm_cache_limit_bytes of memory together
+ * (GNU Mach lets its page-out daemon shrink the cache; here nothing else
+ * would free a cached object's pages). */
 #define VM_CACHED_MAX 64
+#define VM_CACHE_DEFAULT_MB 256
 
 /* A thread waiting for a page: a faulting thread of a space (MAPPING
  * set), or this process reading the object (vm_object_read). */
@@ -734,6 +739,34 @@ kern_return_t vm_object_enter(mach_port_name_t pager, struct vm_object **result)
     return KERN_SUCCESS;
 }
 
+/* [V] vm_cache_limit_bytes's value (0: not read yet). */
+static uint64_t vm_cache_limit;
+
+/* How much memory cached objects may hold together: HELL_OBJECT_CACHE_MB
+ * (default VM_CACHE_DEFAULT_MB; 0 caches nothing), read once.  Expects
+ * [V]. */
+static uint64_t vm_cache_limit_bytes(void)
+{
+    if (vm_cache_limit == 0) {
+        const char *env = getenv("HELL_OBJECT_CACHE_MB");
+        char *end = NULL;
+        long long mb = env != NULL ? strtoll(env, &end, 10) : -1;
+        if (env == NULL || *env == '\0' || *end != '\0' || mb < 0 || mb > (1LL << 30)) {
+            mb = VM_CACHE_DEFAULT_MB;
+        }
+        /* (1 byte stands for "nothing": 0 means not read yet.) */
+        vm_cache_limit = mb > 0 ? (uint64_t)mb << 20 : 1;
+    }
+    return vm_cache_limit;
+}
+
+/* The memory OBJECT's cache holds (the memfd's allocated blocks). */
+static uint64_t vm_object_resident(const struct vm_object *object)
+{
+    struct stat st;
+    return fstat(object->memfd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
 void vm_object_release(struct vm_object *object)
 {
     if (--object->refs > 0) {
@@ -743,16 +776,22 @@ void vm_object_release(struct vm_object *object)
         vm_object_terminate(object);
         return;
     }
-    /* Cached: the oldest unreferenced objects beyond the bound go. */
-    unsigned cached = 0;
-    struct vm_object *oldest = NULL;
-    for (struct vm_object *o = vm_objects; o != NULL; o = o->next) {
-        if (o->refs == 0) {
-            cached++;
-            oldest = o;
+    /* Cached: the oldest unreferenced objects beyond the bounds go (the
+     * list is newest first). */
+    for (;;) {
+        unsigned cached = 0;
+        uint64_t bytes = 0;
+        struct vm_object *oldest = NULL;
+        for (struct vm_object *o = vm_objects; o != NULL; o = o->next) {
+            if (o->refs == 0) {
+                cached++;
+                bytes += vm_object_resident(o);
+                oldest = o;
+            }
         }
-    }
-    if (cached > VM_CACHED_MAX && oldest != NULL) {
+        if (oldest == NULL || (cached <= VM_CACHED_MAX && bytes <= vm_cache_limit_bytes())) {
+            return;
+        }
         vm_object_terminate(oldest);
     }
 }
@@ -1374,6 +1413,7 @@ void vm_object_fork_child(void)
     u64map_destroy(&vm_by_pager);
     u64map_destroy(&vm_by_control);
     vm_timeout_ms = 0;
+    vm_cache_limit = 0;
     /* The wakes other threads held did not survive the fork. */
     vm_nwakes = 0;
     atomic_store(&vm_wakers, 0);

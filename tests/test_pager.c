@@ -376,6 +376,63 @@ static void control_without_rights(void)
 
 /* ---- the end of an object ---- */
 
+/* Waits up to 5 s for PP's pager to have seen TERMINATES terminations;
+ * returns how many it saw. */
+static unsigned wait_terminates(struct pager_proc *pp, unsigned terminates)
+{
+    unsigned seen = 0;
+    for (int i = 0; i < 500 && (seen = pager_cmd(pp, CMD_STATS, 0, 0, 0).terminates) <
+                                   terminates;
+         i++) {
+        usleep(10000);
+    }
+    return seen;
+}
+
+/* Maps SIZE bytes of PP's object, touches every page, unmaps it. */
+static void touch_all(struct pager_proc *pp, vm_size_t size)
+{
+    volatile char *m = map_object(pp->object, 0, size, FALSE);
+    unsigned sum = 0;
+    for (vm_size_t at = 0; at < size; at += PAGE) {
+        sum += (unsigned char)m[at];
+    }
+    (void)sum;
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, size), KERN_SUCCESS);
+}
+
+/* Cached objects hold at most HELL_OBJECT_CACHE_MB of memory together
+ * (read once per process: checked in a child of its own, with 1 MiB):
+ * the oldest go first, and an object alone past the bound goes too. */
+static void cache_bounded(void)
+{
+    pid_t pid = hell_fork(MACH_PORT_NULL, NULL);
+    if (pid == 0) {
+        setenv("HELL_OBJECT_CACHE_MB", "1", 1);
+        int fd = make_file();
+        struct pager_proc a = pager_spawn(fd, FILEPAGER_NORMAL);
+        touch_all(&a, FILE_PAGES * PAGE); /* 128 KiB cached */
+        usleep(100000);
+        CHECK(pager_cmd(&a, CMD_STATS, 0, 0, 0).terminates == 0);
+        struct pager_proc b = pager_spawn(fd, FILEPAGER_NORMAL);
+        touch_all(&b, 2u << 20); /* 2 MiB, zeros past the file */
+        CHECK(wait_terminates(&a, 1) == 1);
+        CHECK(wait_terminates(&b, 1) == 1);
+        struct pager_proc c = pager_spawn(fd, FILEPAGER_NORMAL);
+        touch_all(&c, 4 * PAGE);
+        usleep(100000);
+        CHECK(pager_cmd(&c, CMD_STATS, 0, 0, 0).terminates == 0);
+        /* Newest first: each pager holds the sockets of those before. */
+        pager_end(&c);
+        pager_end(&b);
+        pager_end(&a);
+        close(fd);
+        _exit(test_failures == 0 ? 0 : 1);
+    }
+    CHECK(pid > 0);
+    test_wait_ok(pid);
+}
+
 /* An object its pager does not let be cached ends with its last mapping:
  * its dirty pages go back, then memory_object_terminate. */
 static void terminate_at_last_unmapping(void)
@@ -834,6 +891,9 @@ static void suite(bool instance)
     copies_and_zeros();
     control_without_rights();
     terminate_at_last_unmapping();
+    if (!instance) {
+        cache_bounded(); /* (machd's own environment bounds its cache) */
+    }
     if (instance) {
         vm_service_rejects_nonsense();
         shared_between_tasks();

@@ -759,8 +759,35 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
      * wait for room.  A message moving a receive right is sent holding
      * [G], which then releases the right before anyone takes it: a thread
      * of this process receiving it must not find the port's receive
-     * state still here. */
+     * state still here.  What sendmsg reads is then copied first, without
+     * [G]: a fault on an object's page under [G] could wait for a pager
+     * request that needs it. */
     bool moves_receive = wire_moves_receive(kmsg);
+    char *gathered = NULL;
+    if (moves_receive && iovcnt > 1) {
+        size_t total = 0;
+        for (int i = 0; i < iovcnt; i++) {
+            total += iov[i].iov_len;
+        }
+        gathered = malloc(total);
+        if (gathered == NULL) {
+            if (counted) {
+                ipc_qlimit_put_back(dest);
+            }
+            ipc_lock();
+            linux_close(aux);
+            wire_out_fini(&out);
+            wire_ool_unseal(kmsg);
+            return MACH_SEND_NO_BUFFER;
+        }
+        size_t at = 0;
+        for (int i = 0; i < iovcnt; i++) {
+            memcpy(gathered + at, iov[i].iov_base, iov[i].iov_len);
+            at += iov[i].iov_len;
+        }
+        iov[0] = (struct iovec){.iov_base = gathered, .iov_len = total};
+        iovcnt = 1;
+    }
     bool locked = false;
     int flags = MSG_DONTWAIT;
     int err = 0;
@@ -804,6 +831,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
     if (err != 0 && counted) {
         ipc_qlimit_put_back(dest);
     }
+    free(gathered);
     if (!locked) {
         ipc_lock();
     }

@@ -1399,6 +1399,7 @@ static const char *wire_adopt_right(struct wire_parsed_right *r,
         *out = (struct kright){.kind = KRIGHT_LOST};
         return NULL;
     }
+    bool by_reference = r->send_fd < 0;
     switch (wr->kind) {
     case KRIGHT_SEND:
         port = wire_adopt_transport(r, rcv);
@@ -1410,6 +1411,15 @@ static const char *wire_adopt_right(struct wire_parsed_right *r,
         }
         if (port == WIRE_NO_MEMORY) {
             return "out of memory";
+        }
+        if (by_reference && (!port->has_secret || port->secret != wr->auth)) {
+            /* Without its send end, only the secret a send right brought
+             * here before vouches for it: anything else is forged (a
+             * sender naming a transport it never held a send right to)
+             * and arrives dead. */
+            ipc_port_unref(port);
+            *out = (struct kright){.kind = KRIGHT_DEAD};
+            return NULL;
         }
         if (port->rcv == NULL && (port->srights == 0 || !port->has_secret)) {
             port->secret = wr->auth;

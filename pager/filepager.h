@@ -53,8 +53,10 @@ struct filepager {
     bool precious;           /* supply pages precious */
     bool uncached;           /* may_cache FALSE: terminated at the last unmapping */
     bool keeps_no_control;   /* keeps no right to the control port between calls
-                                (each request brings one); filepager_sync and
-                                filepager_lock_writes then have none to use */
+                                (each request brings one), for tests:
+                                filepager_sync and filepager_lock_writes then
+                                have none to use, and a terminate is taken
+                                from anyone (nothing to compare it with) */
     bool initialized;        /* a kernel is served (memory_object_init) */
     _Atomic int mode;        /* enum filepager_mode */
     struct filepager_stats stats;

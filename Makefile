@@ -189,7 +189,8 @@ $(BUILD)/tests/%: tests/%.c tests/test.h tests/test_types.h pager/filepager.h $(
 	    $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
 # test_wire_forgery writes libmach's wire format by hand, with ports'
 # secrets: it is linked with libmach's objects, whose headers it reads.
-$(BUILD)/tests/test_wire_forgery: tests/test_wire_forgery.c tests/test.h $(LIB_OBJS)
+$(BUILD)/tests/test_wire_forgery: tests/test_wire_forgery.c tests/test.h libmach/ipc_wire_format.h \
+                                  $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Ilibmach -Imachd -I$(GEN) -o $@ $< $(LIB_OBJS) $(LDFLAGS)
 $(BUILD)/tests/test_install: tests/test_install.sh $(LIB)

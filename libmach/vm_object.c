@@ -776,23 +776,21 @@ void vm_object_release(struct vm_object *object)
         vm_object_terminate(object);
         return;
     }
-    /* Cached: the oldest unreferenced objects beyond the bounds go (the
-     * list is newest first). */
-    for (;;) {
-        unsigned cached = 0;
-        uint64_t bytes = 0;
-        struct vm_object *oldest = NULL;
-        for (struct vm_object *o = vm_objects; o != NULL; o = o->next) {
-            if (o->refs == 0) {
-                cached++;
-                bytes += vm_object_resident(o);
-                oldest = o;
-            }
+    /* Cached: the oldest unreferenced objects beyond the bounds go.  The
+     * list is newest first, so the newest that fit stay and every older
+     * one goes, as if the oldest had gone one at a time. */
+    unsigned cached = 0;
+    uint64_t bytes = 0;
+    for (struct vm_object *o = vm_objects, *next; o != NULL; o = next) {
+        next = o->next;
+        if (o->refs > 0) {
+            continue;
         }
-        if (oldest == NULL || (cached <= VM_CACHED_MAX && bytes <= vm_cache_limit_bytes())) {
-            return;
+        cached++;
+        bytes += vm_object_resident(o);
+        if (cached > VM_CACHED_MAX || bytes > vm_cache_limit_bytes()) {
+            vm_object_terminate(o);
         }
-        vm_object_terminate(oldest);
     }
 }
 

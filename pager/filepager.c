@@ -162,8 +162,9 @@ kern_return_t filepager_memory_object_data_request(mach_port_t object, mach_port
     atomic_fetch_add(&pager->stats.requests, 1);
     atomic_fetch_add(&pager->stats.pages_requested, (unsigned)(length / getpagesize()));
     mach_port_type_t type = 0;
-    if (mach_port_type(mach_task_self(), control, &type) != KERN_SUCCESS ||
-        type != MACH_PORT_TYPE_SEND) {
+    if (pager->keeps_no_control &&
+        (mach_port_type(mach_task_self(), control, &type) != KERN_SUCCESS ||
+         type != MACH_PORT_TYPE_SEND)) {
         atomic_fetch_add(&pager->stats.bad_controls, 1);
     }
     kern_return_t kr = KERN_SUCCESS;

@@ -34,7 +34,8 @@ struct filepager_stats {
     atomic_uint pages_returned;
     atomic_uint dirty_returned; /* pages returned marked dirty */
     atomic_uint lock_completed; /* memory_object_lock_completed */
-    atomic_uint bad_controls;   /* requests whose control port was no send right */
+    atomic_uint bad_controls;   /* requests whose control port was no send right
+                                   (checked when keeps_no_control) */
 };
 
 /* How the pager answers data requests. */

@@ -6,8 +6,8 @@
  * inode must not get a send right accepted that way: without the send
  * end, only the port's secret vouches for the right.
  *
- * The message is written into the port's socket by hand (the wire format
- * is libmach's own), so this test is linked with libmach's objects and
+ * The message is written into the port's socket by hand
+ * (ipc_wire_format.h), so this test is linked with libmach's objects and
  * reads the ports' secrets and inodes from their private state.
  */
 #include <mach.h>
@@ -17,23 +17,10 @@
 
 #include "ipc_port.h"
 #include "ipc_space.h"
+#include "ipc_wire_format.h"
 #include "test.h"
 
 #define SELF mach_task_self()
-
-/* The test's copy of ipc_wire.c's private layout. */
-struct w_hdr {
-    uint32_t magic, auth_kind;
-    uint64_t auth;
-    uint32_t bits, size;
-    int32_t id;
-    uint32_t nrights, nool, nfds, desc_size, flags;
-};
-struct w_right {
-    uint32_t kind, flags;
-    uint64_t ino, auth;
-};
-enum { W_MAGIC = 0x4c4c4548, W_AUTH_SEND = 1, W_COUNT_FD = 2 };
 
 static struct ipc_port *port_of(mach_port_t name)
 {
@@ -53,14 +40,14 @@ static void send_by_reference(mach_port_t p, mach_port_t c, uint64_t auth)
     int pipefd[2];
     CHECK(pipe(pipefd) == 0);
     struct {
-        struct w_hdr h;
-        struct w_right reply;
+        struct wire_hdr h;
+        struct wire_right reply;
     } w = {
-        .h = {.magic = W_MAGIC, .auth_kind = W_AUTH_SEND, .auth = pp->secret,
+        .h = {.magic = WIRE_MAGIC, .auth_kind = WIRE_AUTH_SEND, .auth = pp->secret,
               .bits = MACH_MSGH_BITS(MACH_MSG_TYPE_PORT_SEND, MACH_MSG_TYPE_PORT_SEND),
               .size = sizeof(mach_msg_header_t), .id = 77, .nrights = 1, .nfds = 1,
               .desc_size = sizeof w.reply},
-        .reply = {.kind = KRIGHT_SEND, .flags = W_COUNT_FD, .ino = cp->ino, .auth = auth},
+        .reply = {.kind = KRIGHT_SEND, .flags = WR_COUNT_FD, .ino = cp->ino, .auth = auth},
     };
     char control[CMSG_SPACE(sizeof(int))];
     memset(control, 0, sizeof control);

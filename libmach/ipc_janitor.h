@@ -34,8 +34,12 @@
  * message carries it on: whichever of the notification and the right's
  * use comes second is refused by its port as a replay.
  *
+ * A message kept by MACH_RCV_LARGE lies in the task's memory: its
+ * send-once rights are listed as held while it waits there.
+ *
  * Not covered: the port-destroyed request of a port whose receiver dies
- * (machd holds the queue, not the receive state).
+ * (machd holds the queue, not the receive state), and the queue of a
+ * receive right in a message kept by MACH_RCV_LARGE.
  *
  * Every function here but the first two expects ipc_lock held ([G]).
  */

@@ -177,6 +177,17 @@ static bool ipc_msg_set_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
     if (rcv->pset != NULL) {
         rcv->pset->npending++;
     }
+    /* The message lies in this task now, not in a queue machd could
+     * destroy: its send-once rights are listed as held here, so that a
+     * task killed before it takes the message again has them notified.
+     * (Each is released where it goes: copyout lists it again under its
+     * name, a send or a destroy releases it.) */
+    for (unsigned i = 0; i <= copy->nrights; i++) {
+        const struct kright *right = i == 0 ? &copy->reply : &copy->rights[i - 1];
+        if (right->kind == KRIGHT_SEND_ONCE) {
+            ipc_janitor_hold(right->port, right->nonce);
+        }
+    }
     return true;
 }
 

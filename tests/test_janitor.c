@@ -22,6 +22,8 @@
  *   lives on;
  * - a right taken out of its name for a send that the task is killed
  *   before completing (it waits for room in a full queue): notified;
+ * - the send-once rights of a message that MACH_RCV_LARGE kept in a task
+ *   that is then killed: notified;
  * - a receive right given to a task outside the instance, which is then
  *   killed: the port dies (machd keeps no copy of it alive);
  * - a server that makes and destroys a port per call leaves machd with no
@@ -468,6 +470,60 @@ static void taken_then_killed(void)
     }
 }
 
+/* ---- a message kept by MACH_RCV_LARGE in a task that is killed ---- */
+
+/* Receives into a buffer too small for the next message, which
+ * MACH_RCV_LARGE keeps for the next receive, says so, waits. */
+static void keeper_of_large_main(mach_port_t parent, void *arg)
+{
+    mach_port_t inbox = test_new_port(true);
+    CHECK_KR(test_send_port(parent, inbox, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
+    mach_msg_header_t h;
+    CHECK_KR(mach_msg(&h, MACH_RCV_MSG | MACH_RCV_LARGE | MACH_RCV_TIMEOUT, 0, sizeof h, inbox,
+                      WAIT_MS, MACH_PORT_NULL),
+             MACH_RCV_TOO_LARGE);
+    CHECK_KR(send_right(parent, 2, MACH_PORT_NULL, 0), MACH_MSG_SUCCESS);
+    for (;;) {
+        pause();
+    }
+}
+
+/* Both send-once rights of the kept message (its reply right and one in
+ * its body) are notified when the task is killed. */
+static void kept_large_then_killed(void)
+{
+    mach_port_t boot = test_new_port(true), reply = test_new_port(false);
+    pid_t pid = start_child(boot, keeper_of_large_main, NULL);
+    mach_port_t inbox = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(boot, WAIT_MS, &inbox, &type), MACH_MSG_SUCCESS);
+    struct test_port_msg req = {
+        .h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE) |
+                           MACH_MSGH_BITS_COMPLEX,
+              .msgh_remote_port = inbox, .msgh_local_port = reply, .msgh_id = 1},
+        .t = {.msgt_name = MACH_MSG_TYPE_MAKE_SEND_ONCE, .msgt_size = 64, .msgt_number = 1,
+              .msgt_inline = TRUE},
+        .p = {.name = reply},
+    };
+    CHECK_KR(mach_msg(&req.h, MACH_SEND_MSG, sizeof req, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, boot, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 2);
+    CHECK_KR(receive(&m, reply, QUIET_MS), MACH_RCV_TIMED_OUT);
+    kill_and_reap(pid);
+    for (int i = 0; i < 2; i++) {
+        m.h.msgh_id = 0;
+        CHECK_KR(receive(&m, reply, WAIT_MS), MACH_MSG_SUCCESS);
+        CHECK(m.h.msgh_id == MACH_NOTIFY_SEND_ONCE);
+    }
+    CHECK_KR(receive(&m, reply, QUIET_MS), MACH_RCV_TIMED_OUT);
+
+    mach_port_deallocate(SELF, inbox);
+    CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, reply), KERN_SUCCESS);
+}
+
 /* ---- a receive right given to a task outside the instance ---- */
 
 /* The outsider (this program, run without HELL_INSTANCE): takes a
@@ -610,6 +666,7 @@ static int task_main(void)
     rights_of_a_task(USES_THEN_KILLED);
     queued_at_killed_task();
     taken_then_killed();
+    kept_large_then_killed();
     given_to_outsider();
     fresh_ports();
     return test_failures == 0 ? 0 : 1;

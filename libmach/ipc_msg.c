@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ipc_janitor.h"
+#include "kern_trap_frame.h"
 #include "ipc_kmsg.h"
 #include "ipc_port.h"
 #include "ipc_pset.h"
@@ -698,11 +699,11 @@ mach_msg_return_t ipc_mach_msg(int space_id, mach_msg_header_t *msg,
     return MACH_MSG_SUCCESS;
 }
 
-__attribute__((visibility("default"))) mach_msg_return_t
-mach_msg(mach_msg_header_t *msg, mach_msg_option_t option,
-         mach_msg_size_t send_size, mach_msg_size_t rcv_size,
-         mach_port_name_t rcv_name, mach_msg_timeout_t timeout,
-         mach_port_name_t notify)
+/* mach_msg, mach_msg_trap: their entry point is kern_trap_entry.c's. */
+mach_msg_return_t ipc_mach_msg_user(mach_msg_header_t *msg, mach_msg_option_t option,
+                                    mach_msg_size_t send_size, mach_msg_size_t rcv_size,
+                                    mach_port_name_t rcv_name, mach_msg_timeout_t timeout,
+                                    mach_port_name_t notify)
 {
     (void)notify;
     option &= ~MACH_SEND_ALWAYS; /* GNU Mach's own, for the kernel */
@@ -713,15 +714,3 @@ mach_msg(mach_msg_header_t *msg, mach_msg_option_t option,
     kern_trap_exit();
     return mr;
 }
-
-__attribute__((visibility("default"))) mach_msg_return_t
-mach_msg_trap(mach_msg_user_header_t *msg, mach_msg_option_t option,
-              mach_msg_size_t send_size, mach_msg_size_t rcv_size,
-              mach_port_name_t rcv_name, mach_msg_timeout_t timeout,
-              mach_port_name_t notify)
-{
-    return mach_msg(msg, option, send_size, rcv_size, rcv_name, timeout, notify);
-}
-
-__attribute__((visibility("default"), alias("mach_msg"))) __typeof(mach_msg) __mach_msg;
-__attribute__((visibility("default"), alias("mach_msg_trap"))) __typeof(mach_msg_trap) __mach_msg_trap;

@@ -25,6 +25,7 @@
 #include "kern.h"
 #include "kern_fpu.h"
 #include "kern_thread.h"
+#include "kern_trap_frame.h"
 #include "linux.h"
 #include "mach.server.h"
 
@@ -56,6 +57,16 @@ static uint64_t kern_user_rfl(uint64_t rfl)
 __thread struct kern_thread *kern_control_self;
 /* Traps entered and not left (mach_msg). */
 __thread int kern_trap_depth;
+
+/* The user state that thread_set_state gave the calling thread while it
+ * was stopped inside its trap: entered when the trap returns, as GNU
+ * Mach's trap returns to the state set meanwhile (kern_trap_exit_slow
+ * signals the thread, whose handler loads it). */
+static __thread struct {
+    bool regs_set, fs_set;
+    greg_t gregs[NGREG];
+    unsigned long fs;
+} kern_trap_resume;
 
 static pid_t kern_gettid(void)
 {
@@ -189,6 +200,84 @@ static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t)
     pthread_exit(NULL);
 }
 
+/* The thread pointer thread_set_state gave the calling thread while it
+ * waited for its exception's reply. */
+static __thread bool kern_fault_fs_set;
+static __thread unsigned long kern_fault_fs;
+
+bool kern_fault_fs_take(unsigned long *fs)
+{
+    if (!kern_fault_fs_set) {
+        return false;
+    }
+    kern_fault_fs_set = false;
+    *fs = kern_fault_fs;
+    return true;
+}
+
+/* Parks the calling thread (record T), stopped inside its trap, showing
+ * the registers it called mach_msg with (kern_trap_frame.h), or the
+ * state set since, and USER_FS, its thread pointer.  A state changed
+ * while it is parked is kept for the trap's return. */
+static void kern_park_in_trap(struct kern_thread *t, ucontext_t *uc, unsigned long user_fs)
+{
+    ucontext_t view = *uc; /* (its FPU state is UC's own) */
+    greg_t *g = view.uc_mcontext.gregs;
+    if (kern_trap_resume.regs_set) {
+        memcpy(g, kern_trap_resume.gregs, sizeof kern_trap_resume.gregs);
+    } else {
+        const struct kern_trap_frame *f = &kern_trap_frame;
+        g[REG_RAX] = (greg_t)f->rax;
+        g[REG_RBX] = (greg_t)f->rbx;
+        g[REG_RCX] = (greg_t)f->rcx;
+        g[REG_RDX] = (greg_t)f->rdx;
+        g[REG_RSI] = (greg_t)f->rsi;
+        g[REG_RDI] = (greg_t)f->rdi;
+        g[REG_RBP] = (greg_t)f->rbp;
+        g[REG_RSP] = (greg_t)f->rsp;
+        g[REG_R8] = (greg_t)f->r8;
+        g[REG_R9] = (greg_t)f->r9;
+        g[REG_R10] = (greg_t)f->r10;
+        g[REG_R11] = (greg_t)f->r11;
+        g[REG_R12] = (greg_t)f->r12;
+        g[REG_R13] = (greg_t)f->r13;
+        g[REG_R14] = (greg_t)f->r14;
+        g[REG_R15] = (greg_t)f->r15;
+        g[REG_RIP] = (greg_t)f->rip;
+    }
+    greg_t shown[NGREG];
+    memcpy(shown, g, sizeof shown);
+    kern_park(t, &view, kern_trap_resume.fs_set ? kern_trap_resume.fs : user_fs);
+    if (memcmp(shown, g, sizeof shown) != 0) {
+        memcpy(kern_trap_resume.gregs, g, sizeof kern_trap_resume.gregs);
+        kern_trap_resume.regs_set = true;
+    }
+    if (t->fsgs_dirty) {
+        kern_trap_resume.fs = t->fs_base;
+        kern_trap_resume.fs_set = true;
+    }
+    if (kern_trap_resume.regs_set || kern_trap_resume.fs_set) {
+        kern_control_self = t; /* the trap's return takes the slow way */
+    }
+}
+
+/* Enters, through the handler's UC and *USER_FS, a state set while the
+ * thread was inside the trap that has just returned; the rest of the
+ * trap's exit is skipped, so it is done here. */
+static void kern_trap_resume_enter(struct kern_thread *t, ucontext_t *uc,
+                                   unsigned long *user_fs)
+{
+    if (kern_trap_resume.regs_set) {
+        memcpy(uc->uc_mcontext.gregs, kern_trap_resume.gregs, sizeof kern_trap_resume.gregs);
+    }
+    if (kern_trap_resume.fs_set) {
+        *user_fs = kern_trap_resume.fs;
+    }
+    kern_trap_resume.regs_set = kern_trap_resume.fs_set = false;
+    atomic_store(&t->abort_req, 0);
+    kern_control_self = NULL;
+}
+
 static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
 {
     (void)sig;
@@ -210,6 +299,9 @@ static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
         kern_set_base(ARCH_SET_FS, t->kernel_fs);
     }
     int saved_errno = errno;
+    if (kern_trap_depth == 0 && (kern_trap_resume.regs_set || kern_trap_resume.fs_set)) {
+        kern_trap_resume_enter(t, uc, &user_fs);
+    }
     bool abort = atomic_load(&t->abort_req) || atomic_load(&t->terminate_req);
     bool park = atomic_load(&t->park_req);
     if (futex_locks_held > 0 || (abort && kern_trap_depth > 0)) {
@@ -221,10 +313,22 @@ static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
     } else if (atomic_load(&t->terminate_req)) {
         kern_thread_die(t);
     } else if (park) {
-        /* A thread waiting for its exception's reply shows its fault. */
-        kern_park(t, kern_fault_uc != NULL ? kern_fault_uc : uc, user_fs);
-        if (t->fsgs_dirty) {
-            user_fs = t->fs_base;
+        if (kern_fault_uc != NULL) {
+            /* A thread waiting for its exception's reply shows its fault;
+             * a thread pointer set meanwhile is loaded with the fault's
+             * state (kern_fault_fs_take), not in here. */
+            kern_park(t, kern_fault_uc, kern_fault_fs_set ? kern_fault_fs : user_fs);
+            if (t->fsgs_dirty) {
+                kern_fault_fs = t->fs_base;
+                kern_fault_fs_set = true;
+            }
+        } else if (kern_trap_depth > 0) {
+            kern_park_in_trap(t, uc, user_fs);
+        } else {
+            kern_park(t, uc, user_fs);
+            if (t->fsgs_dirty) {
+                user_fs = t->fs_base;
+            }
         }
         /* thread_abort stops the thread first, then asks: inside a trap,
          * the wait it was stopped in ends now. */
@@ -274,6 +378,12 @@ void kern_trap_exit_slow(void)
     struct kern_thread *t = kern_control_self;
     if (atomic_load(&t->terminate_req)) {
         kern_thread_die(t);
+    }
+    if (kern_trap_resume.regs_set || kern_trap_resume.fs_set) {
+        /* A state was set meanwhile: the handler enters it (and ends
+         * the exit); the call never returns. */
+        atomic_store(&t->sig_inflight, 1);
+        syscall(SYS_tgkill, getpid(), kern_gettid(), KERN_CONTROL_SIGNAL);
     }
     atomic_store(&t->abort_req, 0); /* the trap is over */
     kern_control_self = NULL;
@@ -585,15 +695,30 @@ static void kern_state_end(struct kern_thread *t)
 static void kern_get_regs(const ucontext_t *uc, struct i386_thread_state *s)
 {
     const greg_t *g = uc->uc_mcontext.gregs;
-    *s = (struct i386_thread_state){
-        .r8 = (uint64_t)g[REG_R8], .r9 = (uint64_t)g[REG_R9], .r10 = (uint64_t)g[REG_R10],
-        .r11 = (uint64_t)g[REG_R11], .r12 = (uint64_t)g[REG_R12], .r13 = (uint64_t)g[REG_R13],
-        .r14 = (uint64_t)g[REG_R14], .r15 = (uint64_t)g[REG_R15], .rdi = (uint64_t)g[REG_RDI],
-        .rsi = (uint64_t)g[REG_RSI], .rbp = (uint64_t)g[REG_RBP],
-        .rsp = 0, /* GNU Mach's x86_64 keeps the stack pointer in ursp */
-        .rbx = (uint64_t)g[REG_RBX], .rdx = (uint64_t)g[REG_RDX], .rcx = (uint64_t)g[REG_RCX],
-        .rax = (uint64_t)g[REG_RAX], .rip = (uint64_t)g[REG_RIP], .cs = KERN_USER_CS,
-        .rfl = (uint64_t)g[REG_EFL], .ursp = (uint64_t)g[REG_RSP], .ss = KERN_USER_SS};
+    /* Field by field over zeros: the padding after cs and ss carries
+     * nothing of ours out. */
+    memset(s, 0, sizeof *s);
+    s->r8 = (uint64_t)g[REG_R8];
+    s->r9 = (uint64_t)g[REG_R9];
+    s->r10 = (uint64_t)g[REG_R10];
+    s->r11 = (uint64_t)g[REG_R11];
+    s->r12 = (uint64_t)g[REG_R12];
+    s->r13 = (uint64_t)g[REG_R13];
+    s->r14 = (uint64_t)g[REG_R14];
+    s->r15 = (uint64_t)g[REG_R15];
+    s->rdi = (uint64_t)g[REG_RDI];
+    s->rsi = (uint64_t)g[REG_RSI];
+    s->rbp = (uint64_t)g[REG_RBP];
+    s->rsp = 0; /* GNU Mach's x86_64 keeps the stack pointer in ursp */
+    s->rbx = (uint64_t)g[REG_RBX];
+    s->rdx = (uint64_t)g[REG_RDX];
+    s->rcx = (uint64_t)g[REG_RCX];
+    s->rax = (uint64_t)g[REG_RAX];
+    s->rip = (uint64_t)g[REG_RIP];
+    s->cs = KERN_USER_CS;
+    s->rfl = (uint64_t)g[REG_EFL];
+    s->ursp = (uint64_t)g[REG_RSP];
+    s->ss = KERN_USER_SS;
 }
 
 void kern_state_to_ucontext(const struct i386_thread_state *s, ucontext_t *uc)

@@ -10,7 +10,10 @@
  * effect when the handler returns.  A thread inside libmach (holding or
  * waiting for one of its locks) is never parked where it stands: its
  * blocking wait is made to fail with EINTR and libmach parks it at the
- * next clean point (kern_park_point), or when its trap returns.
+ * next clean point (the last lock it releases: futex_lock.h), or when
+ * its trap returns.  Parked inside mach_msg, it shows the registers it
+ * called mach_msg with, and a state set meanwhile is entered when that
+ * call returns (kern_trap_frame.h).
  */
 #ifndef HELL_KERN_CONTROL_H
 #define HELL_KERN_CONTROL_H
@@ -29,6 +32,11 @@ void kern_exc_init(void);
  * to its exception_raise: the state thread_get_state and thread_set_state
  * see and change (kern_exc.c sets it). */
 extern __thread struct ucontext_t *kern_fault_uc;
+
+/* Whether thread_set_state gave the calling thread a thread pointer
+ * while it waited for its exception's reply: then *FS is the one to
+ * return to the fault with (consumed).  Needs no lock. */
+bool kern_fault_fs_take(unsigned long *fs);
 
 /* For a signal handler: switches to the thread's glibc thread pointer if
  * it runs with another one (a thread started by thread_create), touching

@@ -256,6 +256,10 @@ static void kern_fault_handler(int sig, siginfo_t *si, void *ucv)
         kern_fault_uc = uc;
         kern_return_t kr = kern_raise(exc, code, subcode, &none);
         kern_fault_uc = outer;
+        unsigned long set_fs;
+        if (kern_fault_fs_take(&set_fs)) {
+            user_fs = set_fs; /* the handler's new state has its own */
+        }
         if (none) {
             kern_fault_default(sig);
         } else if (kr != KERN_SUCCESS) {

@@ -14,13 +14,17 @@
  * before anything changes.
  */
 #include <errno.h>
+#include <mach.h>
 #include <mach/vm_sync.h>
 #include <mach/vm_wire.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "ipc_space.h"
 #include "kern.h"
 #include "kern_vm.h"
 #include "gnumach.server.h"
@@ -282,18 +286,197 @@ kern_return_t kern_vm_region(mach_port_t target_task, vm_address_t *address, vm_
 
 /* ---- wiring ---- */
 
-/* The task's memory is wired by the process that owns it: a host port
- * served elsewhere (machd's privileged one, for another task) cannot
- * wire it yet. */
+/* A task's memory is wired by the process that owns it (mlock acts on
+ * the caller's own memory).  So the server of the privileged host port
+ * (machd) forwards a call naming another task to that task's port, the
+ * same call with the task port as its host port, from a thread of its
+ * own that answers the caller once the task has; a task takes such a
+ * call as privileged (whoever holds its task port controls it anyway,
+ * and Linux's RLIMIT_MEMLOCK binds either way).  The unprivileged host
+ * port is each task's own and wires only its memory. */
+
+/* Forwards under way, and their bound (each is a thread). */
+#define KERN_WIRE_FORWARDS_MAX 16
+static atomic_uint kern_wire_forwards;
+
+struct kern_wire_forward {
+    mach_port_name_t task;     /* user-space send right, released at the end */
+    bool all;                  /* vm_wire_all, else vm_wire */
+    vm_address_t address;
+    vm_size_t size;
+    vm_prot_t access;
+    vm_wire_t flags;
+    mach_port_name_t reply;    /* kernel-space send-once right, or 0 */
+    mach_msg_id_t request_id;
+};
+
+/* How long a forwarded call may wait for the task's answer: a task's
+ * service thread answers at once; a port that is no task may never. */
+#define KERN_WIRE_FORWARD_TIMEOUT_MS 5000
+
+/* The forwarded request, laid out as MIG lays out vm_wire (mach_host.defs)
+ * and vm_wire_all (gnumach.defs), with the task port as the host port
+ * too; and their reply. */
+#define KERN_VM_WIRE_ID 2636
+#define KERN_VM_WIRE_ALL_ID 4207
+struct kern_wire_request {
+    mach_msg_header_t head;
+    mach_msg_type_t task_type;
+    mach_port_name_inlined_t task;
+    union {
+        struct {
+            mach_msg_type_t address_type;
+            vm_address_t address;
+            mach_msg_type_t size_type;
+            vm_size_t size;
+            mach_msg_type_t access_type;
+            vm_prot_t access;
+            char pad[4];
+        } wire;
+        struct {
+            mach_msg_type_t flags_type;
+            vm_wire_t flags;
+            char pad[4];
+        } all;
+    };
+};
+struct kern_wire_reply {
+    mach_msg_header_t head;
+    mach_msg_type_t ret_type;
+    kern_return_t ret;
+    char pad[4];
+};
+
+/* Makes the forwarded call.  A port that does not answer it as a task
+ * does (in time, or at all) is no task. */
+static kern_return_t kern_wire_forward_call(const struct kern_wire_forward *f)
+{
+    const mach_msg_type_t int64 = {.msgt_name = MACH_MSG_TYPE_INTEGER_64, .msgt_size = 64,
+                                   .msgt_number = 1, .msgt_inline = TRUE};
+    const mach_msg_type_t int32 = {.msgt_name = MACH_MSG_TYPE_INTEGER_32, .msgt_size = 32,
+                                   .msgt_number = 1, .msgt_inline = TRUE};
+    mach_port_t reply = mach_reply_port();
+    if (!MACH_PORT_VALID(reply)) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    union {
+        struct kern_wire_request in;
+        struct kern_wire_reply out;
+    } m;
+    memset(&m, 0, sizeof m);
+    mach_msg_size_t size;
+    m.in.head = (mach_msg_header_t){
+        .msgh_bits = MACH_MSGH_BITS_COMPLEX |
+                     MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE),
+        .msgh_remote_port = f->task, .msgh_local_port = reply};
+    m.in.task_type = (mach_msg_type_t){.msgt_name = MACH_MSG_TYPE_COPY_SEND, .msgt_size = 64,
+                                       .msgt_number = 1, .msgt_inline = TRUE};
+    m.in.task.name = f->task;
+    if (f->all) {
+        m.in.head.msgh_id = KERN_VM_WIRE_ALL_ID;
+        m.in.all.flags_type = int32;
+        m.in.all.flags = f->flags;
+        size = offsetof(struct kern_wire_request, all) + sizeof m.in.all;
+    } else {
+        m.in.head.msgh_id = KERN_VM_WIRE_ID;
+        m.in.wire.address_type = int64;
+        m.in.wire.address = f->address;
+        m.in.wire.size_type = int64;
+        m.in.wire.size = f->size;
+        m.in.wire.access_type = int32;
+        m.in.wire.access = f->access;
+        size = offsetof(struct kern_wire_request, wire) + sizeof m.in.wire;
+    }
+    mach_msg_id_t id = m.in.head.msgh_id;
+    mach_msg_return_t mr = mach_msg(&m.in.head, MACH_SEND_MSG | MACH_RCV_MSG | MACH_RCV_TIMEOUT,
+                                    size, sizeof m, reply, KERN_WIRE_FORWARD_TIMEOUT_MS,
+                                    MACH_PORT_NULL);
+    kern_return_t kr = KERN_INVALID_TASK;
+    if (mr == MACH_MSG_SUCCESS) {
+        if (m.out.head.msgh_id == id + 100 && m.out.head.msgh_size == sizeof m.out &&
+            !(m.out.head.msgh_bits & MACH_MSGH_BITS_COMPLEX) &&
+            m.out.ret_type.msgt_name == MACH_MSG_TYPE_INTEGER_32 && m.out.ret != MIG_BAD_ID) {
+            kr = m.out.ret;
+        } else {
+            mach_msg_destroy(&m.out.head);
+        }
+    }
+    (void)mach_port_mod_refs(mach_task_self(), reply, MACH_PORT_RIGHT_RECEIVE, -1);
+    return kr;
+}
+
+static void *kern_wire_forward_main(void *arg)
+{
+    struct kern_wire_forward *f = arg;
+    kern_return_t kr = kern_wire_forward_call(f);
+    (void)mach_port_deallocate(mach_task_self(), f->task);
+    kern_reply(f->reply, f->request_id, kr);
+    free(f);
+    atomic_fetch_sub(&kern_wire_forwards, 1);
+    return NULL;
+}
+
+/* Forwards F (filled but for its task and reply) to TASK, a kernel-space
+ * send right to another task's port: answered by a thread of ours when
+ * serving another task (MIG_NO_REPLY), else at once. */
+static kern_return_t kern_wire_forward(mach_port_t task, struct kern_wire_forward f)
+{
+    ipc_lock();
+    f.task = kern_give_send(task);
+    ipc_unlock();
+    if (!MACH_PORT_VALID(f.task)) {
+        return KERN_INVALID_TASK;
+    }
+    const mach_msg_header_t *request = kern_current_request();
+    if (request == NULL || !kern_serving_other_task()) {
+        kern_return_t kr = kern_wire_forward_call(&f);
+        (void)mach_port_deallocate(mach_task_self(), f.task);
+        return kr;
+    }
+    struct kern_wire_forward *d = NULL;
+    if (atomic_fetch_add(&kern_wire_forwards, 1) < KERN_WIRE_FORWARDS_MAX) {
+        d = malloc(sizeof *d);
+    }
+    if (d != NULL) {
+        f.reply = (mach_port_name_t)request->msgh_remote_port;
+        f.request_id = request->msgh_id;
+        *d = f;
+        if (linux_thread_start(kern_wire_forward_main, d)) {
+            return MIG_NO_REPLY; /* the thread answers */
+        }
+        free(d);
+    }
+    atomic_fetch_sub(&kern_wire_forwards, 1);
+    (void)mach_port_deallocate(mach_task_self(), f.task);
+    return KERN_RESOURCE_SHORTAGE;
+}
+
+/* Whether HOST, the port a vm_wire or vm_wire_all came to, lets it on:
+ * a host port (*PRIVILEGED says which kind), or this task's own port
+ * (a forwarded call, privileged). */
+static bool kern_wire_host_ok(mach_port_t host, bool *privileged)
+{
+    if (kern_host_port_ok(host, privileged)) {
+        return true;
+    }
+    *privileged = kern_vm_task_ok(host);
+    return *privileged;
+}
+
 kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t address,
                            vm_size_t size, vm_prot_t access)
 {
     bool privileged;
-    if (!kern_host_port_ok(host, &privileged)) {
+    if (!kern_wire_host_ok(host, &privileged)) {
         return KERN_INVALID_HOST;
     }
     if (!kern_vm_task_ok(task)) {
-        return KERN_INVALID_TASK;
+        if (!privileged || !MACH_PORT_VALID(task) || (access & ~VM_PROT_ALL) != 0) {
+            return !privileged || !MACH_PORT_VALID(task) ? KERN_INVALID_TASK
+                                                         : KERN_INVALID_ARGUMENT;
+        }
+        return kern_wire_forward(task, (struct kern_wire_forward){
+                                           .address = address, .size = size, .access = access});
     }
     if ((access & ~VM_PROT_ALL) != 0) {
         return KERN_INVALID_ARGUMENT;
@@ -329,14 +512,17 @@ kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t addr
 kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t flags)
 {
     bool privileged;
-    if (!kern_host_port_ok(host, &privileged) || !privileged) {
+    if (!kern_wire_host_ok(host, &privileged) || !privileged) {
         return KERN_INVALID_HOST;
     }
-    if (!kern_vm_task_ok(task)) {
+    if (!MACH_PORT_VALID(task)) {
         return KERN_INVALID_TASK;
     }
     if ((flags & ~VM_WIRE_ALL) != 0) {
         return KERN_INVALID_ARGUMENT;
+    }
+    if (!kern_vm_task_ok(task)) {
+        return kern_wire_forward(task, (struct kern_wire_forward){.all = true, .flags = flags});
     }
     if (flags == VM_WIRE_NONE) {
         (void)munlockall();

@@ -11,7 +11,8 @@
  * - a task's exit status, and a program that cannot be executed;
  * - with --priv the privileged host port (name 1, as `${host-port}`) and
  *   the device master port (name 2); without, neither, and the arguments
- *   are left alone;
+ *   are left alone; vm_wire through the privileged port wires the memory
+ *   of the task it names, the caller's own or another's;
  * - `hell stop` ends a running task and machd, leaving no process;
  * - host_reboot on the privileged port ends its instance, the task that
  *   called it and the processes it made (a child task, a daemon in its own
@@ -21,6 +22,9 @@
 #include <fcntl.h>
 #include <hell.h>
 #include <limits.h>
+#include <mach/mig_errors.h>
+#include <mach/vm_wire.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -148,6 +152,91 @@ static void task_default_manager(mach_port_t host_priv)
     CHECK_KR(mach_port_destroy(self, first), KERN_SUCCESS);
 }
 
+/* The memory LINUX_PID has locked, in kB (VmLck in its status). */
+static unsigned long locked_kb(pid_t pid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    unsigned long kb = ~0ul;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "VmLck: %lu kB", &kb) == 1) {
+            break;
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return kb;
+}
+
+static boolean_t no_routine(mach_msg_header_t *in, mach_msg_header_t *out)
+{
+    mig_reply_setup(in, out);
+    ((mig_reply_header_t *)out)->RetCode = MIG_BAD_ID;
+    return FALSE;
+}
+
+/* Answers every request on the port at ARG with MIG_BAD_ID, as a server
+ * of other interfaces does. */
+static void *other_server(void *arg)
+{
+    (void)mach_msg_server(no_routine, 256, *(mach_port_t *)arg);
+    return NULL;
+}
+
+/* vm_wire and vm_wire_all through the privileged host port (served by
+ * machd) wire the memory of the task named, where it lives: this task's
+ * and a child task's.  A port that is no task: KERN_INVALID_TASK. */
+static void task_wire(mach_port_t host_priv)
+{
+    const vm_size_t size = 4 * 4096;
+    vm_address_t a = 0;
+    CHECK_KR(vm_allocate(mach_task_self(), &a, size, TRUE), KERN_SUCCESS);
+    unsigned long before = locked_kb(getpid());
+    CHECK_KR(vm_wire(host_priv, mach_task_self(), a, size, VM_PROT_READ | VM_PROT_WRITE),
+             KERN_SUCCESS);
+    CHECK(locked_kb(getpid()) == before + size / 1024);
+    CHECK_KR(vm_wire(host_priv, mach_task_self(), a, size, VM_PROT_NONE), KERN_SUCCESS);
+    CHECK(locked_kb(getpid()) == before);
+    CHECK_KR(vm_wire(host_priv, mach_task_self(), a, size, 0x100), KERN_INVALID_ARGUMENT);
+
+    mach_port_t child = MACH_PORT_NULL;
+    pid_t pid = hell_fork(MACH_PORT_NULL, &child);
+    if (pid == 0) {
+        for (;;) {
+            pause();
+        }
+    }
+    CHECK(pid > 0);
+    vm_address_t c = 0;
+    CHECK_KR(vm_allocate(child, &c, size, TRUE), KERN_SUCCESS);
+    CHECK(locked_kb(pid) == 0);
+    CHECK_KR(vm_wire(host_priv, child, c, size, VM_PROT_READ), KERN_SUCCESS);
+    CHECK(locked_kb(pid) == size / 1024);
+    CHECK_KR(vm_wire_all(host_priv, child, VM_WIRE_NONE), KERN_SUCCESS);
+    CHECK(locked_kb(pid) == 0);
+    /* Through the child's own unprivileged host port, ours is refused. */
+    CHECK_KR(vm_wire(mach_host_self(), child, c, size, VM_PROT_READ), KERN_INVALID_TASK);
+    kill(pid, SIGKILL);
+    CHECK(waitpid(pid, NULL, 0) == pid);
+    CHECK_KR(vm_wire(host_priv, child, c, size, VM_PROT_READ), KERN_INVALID_TASK); /* dead */
+    CHECK_KR(mach_port_deallocate(mach_task_self(), child), KERN_SUCCESS);
+
+    mach_port_t other = MACH_PORT_NULL;
+    CHECK_KR(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &other),
+             KERN_SUCCESS);
+    CHECK_KR(mach_port_insert_right(mach_task_self(), other, other, MACH_MSG_TYPE_MAKE_SEND),
+             KERN_SUCCESS);
+    pthread_t server;
+    CHECK(pthread_create(&server, NULL, other_server, &other) == 0);
+    CHECK_KR(vm_wire(host_priv, other, a, size, VM_PROT_READ), KERN_INVALID_TASK);
+    CHECK_KR(vm_wire_all(host_priv, other, VM_WIRE_NONE), KERN_INVALID_TASK);
+    CHECK_KR(mach_port_destroy(mach_task_self(), other), KERN_SUCCESS); /* ends the server */
+    CHECK(pthread_join(server, NULL) == 0);
+    CHECK_KR(vm_deallocate(mach_task_self(), a, size), KERN_SUCCESS);
+}
+
 static void task_priv(const char *host_arg, const char *device_arg)
 {
     task_signals();
@@ -176,6 +265,7 @@ static void task_priv(const char *host_arg, const char *device_arg)
     CHECK_KR(host_reboot(host_priv, 0x1000 /* RB_DEBUGGER */), KERN_SUCCESS);
     task_processors(host_priv);
     task_default_manager(host_priv);
+    task_wire(host_priv);
 }
 
 static void task_unpriv(const char *arg)

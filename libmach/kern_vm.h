@@ -44,6 +44,12 @@ void *kern_vm_zeros(void *hint, size_t len, bool fixed);
  * [G]. */
 void kern_vm_unmap(const void *addr, size_t size);
 
+/* Serves HELL's own request that machd sends a task's port to wire the
+ * task's memory (kern_vm_attr.c: vm_wire and vm_wire_all through the
+ * privileged host port, which machd serves); FALSE for any other
+ * message.  Expects no lock. */
+boolean_t kern_wire_forward_server(mach_msg_header_t *in, mach_msg_header_t *out);
+
 /* The Linux protection of the Mach protection PROT. */
 static inline int kern_vm_linux_prot(vm_prot_t prot)
 {

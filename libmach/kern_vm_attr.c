@@ -288,41 +288,26 @@ kern_return_t kern_vm_region(mach_port_t target_task, vm_address_t *address, vm_
 
 /* A task's memory is wired by the process that owns it (mlock acts on
  * the caller's own memory).  So the server of the privileged host port
- * (machd) forwards a call naming another task to that task's port, the
- * same call with the task port as its host port, from a thread of its
- * own that answers the caller once the task has; a task takes such a
- * call as privileged (whoever holds its task port controls it anyway,
- * and Linux's RLIMIT_MEMLOCK binds either way).  The unprivileged host
- * port is each task's own and wires only its memory. */
+ * (machd) forwards a call naming another task (the caller's own, say)
+ * to that task's port as a HELL request of its own, from a thread that
+ * answers the caller once the task has.  A task takes that request as
+ * privileged: whoever holds its task port controls it anyway, and
+ * Linux's RLIMIT_MEMLOCK binds either way.  The unprivileged host port
+ * is each task's own and wires only its memory. */
 
 /* Forwards under way, and their bound (each is a thread). */
 #define KERN_WIRE_FORWARDS_MAX 16
 static atomic_uint kern_wire_forwards;
-
-struct kern_wire_forward {
-    mach_port_name_t task;     /* user-space send right, released at the end */
-    bool all;                  /* vm_wire_all, else vm_wire */
-    vm_address_t address;
-    vm_size_t size;
-    vm_prot_t access;
-    vm_wire_t flags;
-    mach_port_name_t reply;    /* kernel-space send-once right, or 0 */
-    mach_msg_id_t request_id;
-};
-
 /* How long a forwarded call may wait for the task's answer: a task's
  * service thread answers at once; a port that is no task may never. */
 #define KERN_WIRE_FORWARD_TIMEOUT_MS 5000
 
-/* The forwarded request, laid out as MIG lays out vm_wire (mach_host.defs)
- * and vm_wire_all (gnumach.defs), with the task port as the host port
- * too; and their reply. */
-#define KERN_VM_WIRE_ID 2636
-#define KERN_VM_WIRE_ALL_ID 4207
+/* The forwarded request: vm_wire's arguments, or vm_wire_all's flags,
+ * MIG-typed; answered with a mig_reply_header_t (id + 100). */
+#define KERN_WIRE_FORWARD_ID 0x48570001     /* "HW", 1 */
+#define KERN_WIRE_ALL_FORWARD_ID 0x48570002 /* "HW", 2 */
 struct kern_wire_request {
     mach_msg_header_t head;
-    mach_msg_type_t task_type;
-    mach_port_name_inlined_t task;
     union {
         struct {
             mach_msg_type_t address_type;
@@ -340,144 +325,28 @@ struct kern_wire_request {
         } all;
     };
 };
-struct kern_wire_reply {
-    mach_msg_header_t head;
-    mach_msg_type_t ret_type;
-    kern_return_t ret;
-    char pad[4];
-};
+#define KERN_WIRE_REQUEST_SIZE (offsetof(struct kern_wire_request, wire) + \
+                                sizeof(((struct kern_wire_request *)0)->wire))
+#define KERN_WIRE_ALL_REQUEST_SIZE (offsetof(struct kern_wire_request, all) + \
+                                    sizeof(((struct kern_wire_request *)0)->all))
 
-/* Makes the forwarded call.  A port that does not answer it as a task
- * does (in time, or at all) is no task. */
-static kern_return_t kern_wire_forward_call(const struct kern_wire_forward *f)
+static const mach_msg_type_t kern_wire_int64 = {
+    .msgt_name = MACH_MSG_TYPE_INTEGER_64, .msgt_size = 64, .msgt_number = 1,
+    .msgt_inline = TRUE};
+static const mach_msg_type_t kern_wire_int32 = {
+    .msgt_name = MACH_MSG_TYPE_INTEGER_32, .msgt_size = 32, .msgt_number = 1,
+    .msgt_inline = TRUE};
+
+static bool kern_wire_type_is(const mach_msg_type_t *t, const mach_msg_type_t *want)
 {
-    const mach_msg_type_t int64 = {.msgt_name = MACH_MSG_TYPE_INTEGER_64, .msgt_size = 64,
-                                   .msgt_number = 1, .msgt_inline = TRUE};
-    const mach_msg_type_t int32 = {.msgt_name = MACH_MSG_TYPE_INTEGER_32, .msgt_size = 32,
-                                   .msgt_number = 1, .msgt_inline = TRUE};
-    mach_port_t reply = mach_reply_port();
-    if (!MACH_PORT_VALID(reply)) {
-        return KERN_RESOURCE_SHORTAGE;
-    }
-    union {
-        struct kern_wire_request in;
-        struct kern_wire_reply out;
-    } m;
-    memset(&m, 0, sizeof m);
-    mach_msg_size_t size;
-    m.in.head = (mach_msg_header_t){
-        .msgh_bits = MACH_MSGH_BITS_COMPLEX |
-                     MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE),
-        .msgh_remote_port = f->task, .msgh_local_port = reply};
-    m.in.task_type = (mach_msg_type_t){.msgt_name = MACH_MSG_TYPE_COPY_SEND, .msgt_size = 64,
-                                       .msgt_number = 1, .msgt_inline = TRUE};
-    m.in.task.name = f->task;
-    if (f->all) {
-        m.in.head.msgh_id = KERN_VM_WIRE_ALL_ID;
-        m.in.all.flags_type = int32;
-        m.in.all.flags = f->flags;
-        size = offsetof(struct kern_wire_request, all) + sizeof m.in.all;
-    } else {
-        m.in.head.msgh_id = KERN_VM_WIRE_ID;
-        m.in.wire.address_type = int64;
-        m.in.wire.address = f->address;
-        m.in.wire.size_type = int64;
-        m.in.wire.size = f->size;
-        m.in.wire.access_type = int32;
-        m.in.wire.access = f->access;
-        size = offsetof(struct kern_wire_request, wire) + sizeof m.in.wire;
-    }
-    mach_msg_id_t id = m.in.head.msgh_id;
-    mach_msg_return_t mr = mach_msg(&m.in.head, MACH_SEND_MSG | MACH_RCV_MSG | MACH_RCV_TIMEOUT,
-                                    size, sizeof m, reply, KERN_WIRE_FORWARD_TIMEOUT_MS,
-                                    MACH_PORT_NULL);
-    kern_return_t kr = KERN_INVALID_TASK;
-    if (mr == MACH_MSG_SUCCESS) {
-        if (m.out.head.msgh_id == id + 100 && m.out.head.msgh_size == sizeof m.out &&
-            !(m.out.head.msgh_bits & MACH_MSGH_BITS_COMPLEX) &&
-            m.out.ret_type.msgt_name == MACH_MSG_TYPE_INTEGER_32 && m.out.ret != MIG_BAD_ID) {
-            kr = m.out.ret;
-        } else {
-            mach_msg_destroy(&m.out.head);
-        }
-    }
-    (void)mach_port_mod_refs(mach_task_self(), reply, MACH_PORT_RIGHT_RECEIVE, -1);
-    return kr;
+    return memcmp(t, want, sizeof *t) == 0;
 }
 
-static void *kern_wire_forward_main(void *arg)
+/* Wires (or with VM_PROT_NONE unwires) the pages of [ADDRESS, ADDRESS +
+ * SIZE) of this task. */
+static kern_return_t kern_wire_here(vm_address_t address, vm_size_t size, vm_prot_t access,
+                                    bool privileged)
 {
-    struct kern_wire_forward *f = arg;
-    kern_return_t kr = kern_wire_forward_call(f);
-    (void)mach_port_deallocate(mach_task_self(), f->task);
-    kern_reply(f->reply, f->request_id, kr);
-    free(f);
-    atomic_fetch_sub(&kern_wire_forwards, 1);
-    return NULL;
-}
-
-/* Forwards F (filled but for its task and reply) to TASK, a kernel-space
- * send right to another task's port: answered by a thread of ours when
- * serving another task (MIG_NO_REPLY), else at once. */
-static kern_return_t kern_wire_forward(mach_port_t task, struct kern_wire_forward f)
-{
-    ipc_lock();
-    f.task = kern_give_send(task);
-    ipc_unlock();
-    if (!MACH_PORT_VALID(f.task)) {
-        return KERN_INVALID_TASK;
-    }
-    const mach_msg_header_t *request = kern_current_request();
-    if (request == NULL || !kern_serving_other_task()) {
-        kern_return_t kr = kern_wire_forward_call(&f);
-        (void)mach_port_deallocate(mach_task_self(), f.task);
-        return kr;
-    }
-    struct kern_wire_forward *d = NULL;
-    if (atomic_fetch_add(&kern_wire_forwards, 1) < KERN_WIRE_FORWARDS_MAX) {
-        d = malloc(sizeof *d);
-    }
-    if (d != NULL) {
-        f.reply = (mach_port_name_t)request->msgh_remote_port;
-        f.request_id = request->msgh_id;
-        *d = f;
-        if (linux_thread_start(kern_wire_forward_main, d)) {
-            return MIG_NO_REPLY; /* the thread answers */
-        }
-        free(d);
-    }
-    atomic_fetch_sub(&kern_wire_forwards, 1);
-    (void)mach_port_deallocate(mach_task_self(), f.task);
-    return KERN_RESOURCE_SHORTAGE;
-}
-
-/* Whether HOST, the port a vm_wire or vm_wire_all came to, lets it on:
- * a host port (*PRIVILEGED says which kind), or this task's own port
- * (a forwarded call, privileged). */
-static bool kern_wire_host_ok(mach_port_t host, bool *privileged)
-{
-    if (kern_host_port_ok(host, privileged)) {
-        return true;
-    }
-    *privileged = kern_vm_task_ok(host);
-    return *privileged;
-}
-
-kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t address,
-                           vm_size_t size, vm_prot_t access)
-{
-    bool privileged;
-    if (!kern_wire_host_ok(host, &privileged)) {
-        return KERN_INVALID_HOST;
-    }
-    if (!kern_vm_task_ok(task)) {
-        if (!privileged || !MACH_PORT_VALID(task) || (access & ~VM_PROT_ALL) != 0) {
-            return !privileged || !MACH_PORT_VALID(task) ? KERN_INVALID_TASK
-                                                         : KERN_INVALID_ARGUMENT;
-        }
-        return kern_wire_forward(task, (struct kern_wire_forward){
-                                           .address = address, .size = size, .access = access});
-    }
     if ((access & ~VM_PROT_ALL) != 0) {
         return KERN_INVALID_ARGUMENT;
     }
@@ -509,21 +378,9 @@ kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t addr
     return KERN_SUCCESS;
 }
 
-kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t flags)
+/* vm_wire_all of this task (FLAGS checked). */
+static kern_return_t kern_wire_all_here(vm_wire_t flags)
 {
-    bool privileged;
-    if (!kern_wire_host_ok(host, &privileged) || !privileged) {
-        return KERN_INVALID_HOST;
-    }
-    if (!MACH_PORT_VALID(task)) {
-        return KERN_INVALID_TASK;
-    }
-    if ((flags & ~VM_WIRE_ALL) != 0) {
-        return KERN_INVALID_ARGUMENT;
-    }
-    if (!kern_vm_task_ok(task)) {
-        return kern_wire_forward(task, (struct kern_wire_forward){.all = true, .flags = flags});
-    }
     if (flags == VM_WIRE_NONE) {
         (void)munlockall();
         atomic_store(&kern_vm_wired, 0);
@@ -535,6 +392,171 @@ kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t fla
     int how = (flags & VM_WIRE_CURRENT ? MCL_CURRENT : 0) |
               (flags & VM_WIRE_FUTURE ? MCL_FUTURE : 0);
     return mlockall(how) == 0 ? KERN_SUCCESS : KERN_NO_ACCESS;
+}
+
+boolean_t kern_wire_forward_server(mach_msg_header_t *in, mach_msg_header_t *out)
+{
+    if (in->msgh_id != KERN_WIRE_FORWARD_ID && in->msgh_id != KERN_WIRE_ALL_FORWARD_ID) {
+        return FALSE;
+    }
+    const struct kern_wire_request *r = (const void *)in;
+    mig_reply_setup(in, out);
+    kern_return_t kr = MIG_BAD_ARGUMENTS;
+    if (in->msgh_bits & MACH_MSGH_BITS_COMPLEX) {
+        kr = MIG_BAD_ARGUMENTS;
+    } else if (!kern_vm_task_ok(in->msgh_local_port)) {
+        kr = KERN_INVALID_TASK; /* sent to another kernel object */
+    } else if (in->msgh_id == KERN_WIRE_FORWARD_ID) {
+        if (in->msgh_size == KERN_WIRE_REQUEST_SIZE &&
+            kern_wire_type_is(&r->wire.address_type, &kern_wire_int64) &&
+            kern_wire_type_is(&r->wire.size_type, &kern_wire_int64) &&
+            kern_wire_type_is(&r->wire.access_type, &kern_wire_int32)) {
+            kr = kern_wire_here(r->wire.address, r->wire.size, r->wire.access, true);
+        }
+    } else if (in->msgh_size == KERN_WIRE_ALL_REQUEST_SIZE &&
+               kern_wire_type_is(&r->all.flags_type, &kern_wire_int32)) {
+        kr = (r->all.flags & ~VM_WIRE_ALL) != 0 ? KERN_INVALID_ARGUMENT
+                                                : kern_wire_all_here(r->all.flags);
+    }
+    ((mig_reply_header_t *)out)->RetCode = kr;
+    return TRUE;
+}
+
+struct kern_wire_forward {
+    mach_port_name_t task;     /* user-space send right, released at the end */
+    struct kern_wire_request request;
+    mach_msg_size_t size;
+    mach_port_name_t reply;    /* kernel-space send-once right */
+    mach_msg_id_t request_id;
+};
+
+/* Sends F's request to its task and returns the answer.  A port that
+ * does not answer it as a task does (in time, or at all) is no task. */
+static kern_return_t kern_wire_forward_call(struct kern_wire_forward *f)
+{
+    mach_port_t reply = mach_reply_port();
+    if (!MACH_PORT_VALID(reply)) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    union {
+        struct kern_wire_request in;
+        mig_reply_header_t out;
+    } m;
+    m.in = f->request;
+    m.in.head.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE);
+    m.in.head.msgh_size = f->size;
+    m.in.head.msgh_remote_port = f->task;
+    m.in.head.msgh_local_port = reply;
+    mach_msg_id_t id = m.in.head.msgh_id;
+    mach_msg_return_t mr = mach_msg(&m.in.head, MACH_SEND_MSG | MACH_RCV_MSG | MACH_RCV_TIMEOUT,
+                                    f->size, sizeof m, reply, KERN_WIRE_FORWARD_TIMEOUT_MS,
+                                    MACH_PORT_NULL);
+    kern_return_t kr = KERN_INVALID_TASK;
+    if (mr == MACH_MSG_SUCCESS) {
+        if (m.out.Head.msgh_id == id + 100 && m.out.Head.msgh_size == sizeof m.out &&
+            !(m.out.Head.msgh_bits & MACH_MSGH_BITS_COMPLEX) &&
+            kern_wire_type_is(&m.out.RetCodeType, &kern_wire_int32) &&
+            m.out.RetCode != MIG_BAD_ID && m.out.RetCode != MIG_BAD_ARGUMENTS) {
+            kr = m.out.RetCode;
+        } else {
+            mach_msg_destroy(&m.out.Head);
+        }
+    }
+    (void)mach_port_mod_refs(mach_task_self(), reply, MACH_PORT_RIGHT_RECEIVE, -1);
+    return kr;
+}
+
+static void *kern_wire_forward_main(void *arg)
+{
+    struct kern_wire_forward *f = arg;
+    kern_return_t kr = kern_wire_forward_call(f);
+    (void)mach_port_deallocate(mach_task_self(), f->task);
+    kern_reply(f->reply, f->request_id, kr);
+    free(f);
+    atomic_fetch_sub(&kern_wire_forwards, 1);
+    return NULL;
+}
+
+/* Forwards REQUEST (SIZE bytes, its header's id set) to TASK, a
+ * kernel-space send right to another task's port: answered by a thread
+ * of ours when serving another task (MIG_NO_REPLY), else at once. */
+static kern_return_t kern_wire_forward(mach_port_t task, const struct kern_wire_request *request,
+                                       mach_msg_size_t size)
+{
+    struct kern_wire_forward f = {.request = *request, .size = size};
+    ipc_lock();
+    f.task = kern_give_send(task);
+    ipc_unlock();
+    if (!MACH_PORT_VALID(f.task)) {
+        return KERN_INVALID_TASK;
+    }
+    const mach_msg_header_t *current = kern_current_request();
+    if (current == NULL || !kern_serving_other_task()) {
+        kern_return_t kr = kern_wire_forward_call(&f);
+        (void)mach_port_deallocate(mach_task_self(), f.task);
+        return kr;
+    }
+    struct kern_wire_forward *d = NULL;
+    if (atomic_fetch_add(&kern_wire_forwards, 1) < KERN_WIRE_FORWARDS_MAX) {
+        d = malloc(sizeof *d);
+    }
+    if (d != NULL) {
+        f.reply = (mach_port_name_t)current->msgh_remote_port;
+        f.request_id = current->msgh_id;
+        *d = f;
+        if (linux_thread_start(kern_wire_forward_main, d)) {
+            return MIG_NO_REPLY; /* the thread answers */
+        }
+        free(d);
+    }
+    atomic_fetch_sub(&kern_wire_forwards, 1);
+    (void)mach_port_deallocate(mach_task_self(), f.task);
+    return KERN_RESOURCE_SHORTAGE;
+}
+
+kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t address,
+                           vm_size_t size, vm_prot_t access)
+{
+    bool privileged;
+    if (!kern_host_port_ok(host, &privileged)) {
+        return KERN_INVALID_HOST;
+    }
+    if (kern_vm_task_ok(task)) {
+        return kern_wire_here(address, size, access, privileged);
+    }
+    if (!privileged || !MACH_PORT_VALID(task)) {
+        return KERN_INVALID_TASK;
+    }
+    if ((access & ~VM_PROT_ALL) != 0) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    struct kern_wire_request r = {
+        .head = {.msgh_id = KERN_WIRE_FORWARD_ID},
+        .wire = {.address_type = kern_wire_int64, .address = address,
+                 .size_type = kern_wire_int64, .size = size,
+                 .access_type = kern_wire_int32, .access = access}};
+    return kern_wire_forward(task, &r, KERN_WIRE_REQUEST_SIZE);
+}
+
+kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t flags)
+{
+    bool privileged;
+    if (!kern_host_port_ok(host, &privileged) || !privileged) {
+        return KERN_INVALID_HOST;
+    }
+    if (!MACH_PORT_VALID(task)) {
+        return KERN_INVALID_TASK;
+    }
+    if ((flags & ~VM_WIRE_ALL) != 0) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    if (kern_vm_task_ok(task)) {
+        return kern_wire_all_here(flags);
+    }
+    struct kern_wire_request r = {
+        .head = {.msgh_id = KERN_WIRE_ALL_FORWARD_ID},
+        .all = {.flags_type = kern_wire_int32, .flags = flags}};
+    return kern_wire_forward(task, &r, KERN_WIRE_ALL_REQUEST_SIZE);
 }
 
 /* ---- vm_msync ---- */

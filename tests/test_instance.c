@@ -152,6 +152,14 @@ static void task_default_manager(mach_port_t host_priv)
     CHECK_KR(mach_port_destroy(self, first), KERN_SUCCESS);
 }
 
+/* Whether Linux's count of locked memory shows vm_wire: AddressSanitizer
+ * makes mlock and munlock do nothing (it would lock its shadow too). */
+#ifdef __SANITIZE_ADDRESS__
+#define WIRING_SEEN false
+#else
+#define WIRING_SEEN true
+#endif
+
 /* The memory LINUX_PID has locked, in kB (VmLck in its status). */
 static unsigned long locked_kb(pid_t pid)
 {
@@ -196,9 +204,9 @@ static void task_wire(mach_port_t host_priv)
     unsigned long before = locked_kb(getpid());
     CHECK_KR(vm_wire(host_priv, mach_task_self(), a, size, VM_PROT_READ | VM_PROT_WRITE),
              KERN_SUCCESS);
-    CHECK(locked_kb(getpid()) == before + size / 1024);
+    CHECK(!WIRING_SEEN || locked_kb(getpid()) == before + size / 1024);
     CHECK_KR(vm_wire(host_priv, mach_task_self(), a, size, VM_PROT_NONE), KERN_SUCCESS);
-    CHECK(locked_kb(getpid()) == before);
+    CHECK(!WIRING_SEEN || locked_kb(getpid()) == before);
     CHECK_KR(vm_wire(host_priv, mach_task_self(), a, size, 0x100), KERN_INVALID_ARGUMENT);
 
     mach_port_t child = MACH_PORT_NULL;
@@ -213,7 +221,7 @@ static void task_wire(mach_port_t host_priv)
     CHECK_KR(vm_allocate(child, &c, size, TRUE), KERN_SUCCESS);
     CHECK(locked_kb(pid) == 0);
     CHECK_KR(vm_wire(host_priv, child, c, size, VM_PROT_READ), KERN_SUCCESS);
-    CHECK(locked_kb(pid) == size / 1024);
+    CHECK(!WIRING_SEEN || locked_kb(pid) == size / 1024);
     CHECK_KR(vm_wire_all(host_priv, child, VM_WIRE_NONE), KERN_SUCCESS);
     CHECK(locked_kb(pid) == 0);
     /* Through the child's own unprivileged host port, ours is refused. */

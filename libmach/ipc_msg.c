@@ -699,7 +699,8 @@ mach_msg_return_t ipc_mach_msg(int space_id, mach_msg_header_t *msg,
     return MACH_MSG_SUCCESS;
 }
 
-/* mach_msg, mach_msg_trap: their entry point is kern_trap_entry.c's. */
+/* mach_msg, mach_msg_trap: their entry point is kern_trap_entry.c's,
+ * which has counted the trap. */
 mach_msg_return_t ipc_mach_msg_user(mach_msg_header_t *msg, mach_msg_option_t option,
                                     mach_msg_size_t send_size, mach_msg_size_t rcv_size,
                                     mach_port_name_t rcv_name, mach_msg_timeout_t timeout,
@@ -707,10 +708,10 @@ mach_msg_return_t ipc_mach_msg_user(mach_msg_header_t *msg, mach_msg_option_t op
 {
     (void)notify;
     option &= ~MACH_SEND_ALWAYS; /* GNU Mach's own, for the kernel */
-    kern_trap_enter();
+    /* (The entry point counted the trap.) */
     mach_msg_return_t mr = ipc_mach_msg(SPACE_USER, msg, option, send_size, rcv_size,
                                         rcv_name, timeout);
     kern_notify_flush_pending();
-    kern_trap_exit();
+    kern_trap_exit(mr);
     return mr;
 }

@@ -4,6 +4,7 @@
 #include <asm/prctl.h>
 #include <errno.h>
 #include <limits.h>
+#include <link.h>
 #include <linux/futex.h>
 #include <mach/mig_errors.h>
 #include <mach/thread_status.h>
@@ -64,9 +65,56 @@ __thread int kern_trap_depth;
  * signals the thread, whose handler loads it). */
 static __thread struct {
     bool regs_set, fs_set;
-    greg_t gregs[NGREG];
+    greg_t gregs[NGREG]; /* of them, kern_user_regs and REG_EFL */
     unsigned long fs;
 } kern_trap_resume;
+
+/* The registers a user state is made of (the rest of a ucontext's
+ * gregs, selectors and fault information, is the signal frame's own). */
+static const int kern_user_regs[] = {
+    REG_RAX, REG_RBX, REG_RCX, REG_RDX, REG_RSI, REG_RDI, REG_RBP, REG_RSP, REG_R8,
+    REG_R9,  REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15, REG_RIP, REG_EFL,
+};
+
+/* [start, end) of libmach's code (kern_control_init): a thread is
+ * inside its trap only while it runs there, not in a signal handler of
+ * its program that runs on top of the trap. */
+static uintptr_t kern_text_start, kern_text_end;
+
+static int kern_find_text(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    uintptr_t here = (uintptr_t)arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && start <= here &&
+            here - start < ph->p_memsz) {
+            kern_text_start = start;
+            kern_text_end = start + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Copies the user registers FROM into TO; a REG_EFL of 0 (which no
+ * user state has: its bit 1 is always set) leaves TO's flags alone. */
+static void kern_user_regs_copy(greg_t *to, const greg_t *from)
+{
+    for (size_t i = 0; i < sizeof kern_user_regs / sizeof *kern_user_regs; i++) {
+        int r = kern_user_regs[i];
+        if (r != REG_EFL || from[r] != 0) {
+            to[r] = from[r];
+        }
+    }
+}
+
+static bool kern_in_libmach(const ucontext_t *uc)
+{
+    uintptr_t rip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    return rip >= kern_text_start && rip < kern_text_end;
+}
 
 static pid_t kern_gettid(void)
 {
@@ -215,6 +263,30 @@ bool kern_fault_fs_take(unsigned long *fs)
     return true;
 }
 
+/* The general registers, RIP and RSP of the calling thread's trap frame
+ * into G (the rest left alone). */
+static void kern_trap_frame_regs(greg_t *g)
+{
+    const struct kern_trap_frame *f = &kern_trap_frame;
+    g[REG_RAX] = (greg_t)f->rax;
+    g[REG_RBX] = (greg_t)f->rbx;
+    g[REG_RCX] = (greg_t)f->rcx;
+    g[REG_RDX] = (greg_t)f->rdx;
+    g[REG_RSI] = (greg_t)f->rsi;
+    g[REG_RDI] = (greg_t)f->rdi;
+    g[REG_RBP] = (greg_t)f->rbp;
+    g[REG_RSP] = (greg_t)f->rsp;
+    g[REG_R8] = (greg_t)f->r8;
+    g[REG_R9] = (greg_t)f->r9;
+    g[REG_R10] = (greg_t)f->r10;
+    g[REG_R11] = (greg_t)f->r11;
+    g[REG_R12] = (greg_t)f->r12;
+    g[REG_R13] = (greg_t)f->r13;
+    g[REG_R14] = (greg_t)f->r14;
+    g[REG_R15] = (greg_t)f->r15;
+    g[REG_RIP] = (greg_t)f->rip;
+}
+
 /* Parks the calling thread (record T), stopped inside its trap, showing
  * the registers it called mach_msg with (kern_trap_frame.h), or the
  * state set since, and USER_FS, its thread pointer.  A state changed
@@ -224,26 +296,9 @@ static void kern_park_in_trap(struct kern_thread *t, ucontext_t *uc, unsigned lo
     ucontext_t view = *uc; /* (its FPU state is UC's own) */
     greg_t *g = view.uc_mcontext.gregs;
     if (kern_trap_resume.regs_set) {
-        memcpy(g, kern_trap_resume.gregs, sizeof kern_trap_resume.gregs);
+        kern_user_regs_copy(g, kern_trap_resume.gregs);
     } else {
-        const struct kern_trap_frame *f = &kern_trap_frame;
-        g[REG_RAX] = (greg_t)f->rax;
-        g[REG_RBX] = (greg_t)f->rbx;
-        g[REG_RCX] = (greg_t)f->rcx;
-        g[REG_RDX] = (greg_t)f->rdx;
-        g[REG_RSI] = (greg_t)f->rsi;
-        g[REG_RDI] = (greg_t)f->rdi;
-        g[REG_RBP] = (greg_t)f->rbp;
-        g[REG_RSP] = (greg_t)f->rsp;
-        g[REG_R8] = (greg_t)f->r8;
-        g[REG_R9] = (greg_t)f->r9;
-        g[REG_R10] = (greg_t)f->r10;
-        g[REG_R11] = (greg_t)f->r11;
-        g[REG_R12] = (greg_t)f->r12;
-        g[REG_R13] = (greg_t)f->r13;
-        g[REG_R14] = (greg_t)f->r14;
-        g[REG_R15] = (greg_t)f->r15;
-        g[REG_RIP] = (greg_t)f->rip;
+        kern_trap_frame_regs(g);
     }
     greg_t shown[NGREG];
     memcpy(shown, g, sizeof shown);
@@ -268,7 +323,7 @@ static void kern_trap_resume_enter(struct kern_thread *t, ucontext_t *uc,
                                    unsigned long *user_fs)
 {
     if (kern_trap_resume.regs_set) {
-        memcpy(uc->uc_mcontext.gregs, kern_trap_resume.gregs, sizeof kern_trap_resume.gregs);
+        kern_user_regs_copy(uc->uc_mcontext.gregs, kern_trap_resume.gregs);
     }
     if (kern_trap_resume.fs_set) {
         *user_fs = kern_trap_resume.fs;
@@ -322,7 +377,7 @@ static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
                 kern_fault_fs = t->fs_base;
                 kern_fault_fs_set = true;
             }
-        } else if (kern_trap_depth > 0) {
+        } else if (kern_trap_depth > 0 && kern_in_libmach(uc)) {
             kern_park_in_trap(t, uc, user_fs);
         } else {
             kern_park(t, uc, user_fs);
@@ -355,9 +410,10 @@ static void kern_clean_point(void)
     futex_park_pending = false;
     struct kern_thread *t = kern_control_self;
     if (t != NULL && atomic_load(&t->park_req)) {
-        /* Stop through the handler, with a context of its own. */
+        /* Stop through the handler, with a context of its own (inside
+         * libmach: the system call is made here). */
         atomic_store(&t->sig_inflight, 1);
-        syscall(SYS_tgkill, getpid(), kern_gettid(), KERN_CONTROL_SIGNAL);
+        linux_raw_syscall3(SYS_tgkill, getpid(), kern_gettid(), KERN_CONTROL_SIGNAL);
     }
 }
 
@@ -373,17 +429,29 @@ bool kern_abort_take(void)
            (atomic_exchange(&t->abort_req, 0) != 0 || atomic_load(&t->terminate_req));
 }
 
-void kern_trap_exit_slow(void)
+void kern_trap_exit_slow(long ret)
 {
     struct kern_thread *t = kern_control_self;
     if (atomic_load(&t->terminate_req)) {
         kern_thread_die(t);
     }
     if (kern_trap_resume.regs_set || kern_trap_resume.fs_set) {
-        /* A state was set meanwhile: the handler enters it (and ends
-         * the exit); the call never returns. */
+        /* A state was set meanwhile (or only a thread pointer: then the
+         * call's own return, from its frame): the handler enters it with
+         * the trap's return code in RAX, as GNU Mach's trap return writes
+         * it, and ends the exit; the call never returns. */
+        if (!kern_trap_resume.regs_set) {
+            kern_trap_frame_regs(kern_trap_resume.gregs);
+            kern_trap_resume.gregs[REG_EFL] = 0; /* the signal frame's flags */
+            kern_trap_resume.regs_set = true;
+        }
+        kern_trap_resume.gregs[REG_RAX] = (greg_t)ret;
         atomic_store(&t->sig_inflight, 1);
-        syscall(SYS_tgkill, getpid(), kern_gettid(), KERN_CONTROL_SIGNAL);
+        linux_raw_syscall3(SYS_tgkill, getpid(), kern_gettid(), KERN_CONTROL_SIGNAL);
+        /* Still here: the program blocks the control signal, and the
+         * state cannot be entered; it is dropped, not entered later at
+         * some other point. */
+        kern_trap_resume.regs_set = kern_trap_resume.fs_set = false;
     }
     atomic_store(&t->abort_req, 0); /* the trap is over */
     kern_control_self = NULL;
@@ -391,10 +459,14 @@ void kern_trap_exit_slow(void)
 
 void kern_control_init(void)
 {
+    (void)dl_iterate_phdr(kern_find_text, (void *)(uintptr_t)kern_control_init);
     futex_clean_point_hook = kern_clean_point;
     struct sigaction sa = {.sa_sigaction = kern_control_handler,
                            .sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK};
-    sigemptyset(&sa.sa_mask);
+    /* Every other signal waits while the handler runs: a thread parked
+     * in it runs no handler of its program, which would run while
+     * controllers take the thread for stopped. */
+    sigfillset(&sa.sa_mask);
     sigaction(KERN_CONTROL_SIGNAL, &sa, NULL);
 }
 

@@ -55,21 +55,18 @@ bool kern_park_wanted(void);
  * current trap (consumes the request).  Needs no lock. */
 bool kern_abort_take(void);
 
-/* Marks a trap (mach_msg): thread_abort ends the blocking waits inside
- * one, and only those.  Inline: every mach_msg passes here. */
+/* Traps under way on the calling thread (mach_msg; its entry point
+ * counts them, kern_trap_exit uncounts): thread_abort ends the blocking
+ * waits inside one, and only those. */
 extern __thread int kern_trap_depth;
 extern __thread struct kern_thread *kern_control_self;
-void kern_trap_exit_slow(void);
+void kern_trap_exit_slow(long ret);
 
-static inline void kern_trap_enter(void)
-{
-    kern_trap_depth++;
-}
-
-static inline void kern_trap_exit(void)
+/* Ends a trap returning RET.  Inline: every mach_msg passes here. */
+static inline void kern_trap_exit(long ret)
 {
     if (--kern_trap_depth == 0 && kern_control_self != NULL) {
-        kern_trap_exit_slow(); /* an abort or a terminate was asked */
+        kern_trap_exit_slow(ret); /* an abort, a terminate or a state set */
     }
 }
 

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * mach_msg's entry point (and its other names: mach_msg_trap, the
- * header type aside, is the same call): records the caller's registers
- * in kern_trap_frame when no trap of the thread is under way, then jumps
- * to ipc_mach_msg_user with every argument register untouched.  Only
- * %r11 and the stack slot below the return address are used as scratch,
- * each saved first.
+ * header type aside, is the same call): counts the trap in
+ * kern_trap_depth (ipc_mach_msg_user's kern_trap_exit uncounts it),
+ * records the caller's registers in kern_trap_frame when no other trap
+ * of the thread is under way, then jumps to ipc_mach_msg_user with
+ * every argument register untouched.  Only %r11 and the stack slot below
+ * the return address are used as scratch, each saved first.  Counting
+ * before recording: a signal handler's mach_msg meanwhile leaves the
+ * frame alone.
  */
 #include <stddef.h>
 #include <mach.h>
@@ -31,7 +34,8 @@ __asm__(".text\n"
         "    pushq %rax\n"
         ".cfi_adjust_cfa_offset 8\n"
         "    movq kern_trap_depth@gottpoff(%rip), %rax\n"
-        "    cmpl $0, %fs:(%rax)\n"
+        "    addl $1, %fs:(%rax)\n" /* counted first: a handler's trap records nothing */
+        "    cmpl $1, %fs:(%rax)\n"
         "    jne 1f\n"
         "    movq kern_trap_frame@gottpoff(%rip), %rax\n"
         "    movq %r11, %fs:88(%rax)\n"

@@ -6,8 +6,8 @@
  * thread stopped inside it shows its registers at the call instead
  * (RIP the return address, RSP as after the return), not the state of
  * the libmach code it stopped in.  A state set meanwhile takes effect
- * when the call returns, as GNU Mach's does when the trap returns to
- * user mode (kern_control.c).
+ * when the call returns, with the call's return code in RAX, as GNU
+ * Mach's does when the trap returns to user mode (kern_control.c).
  *
  * mach_msg's entry (kern_trap_entry.c) records the frame when it is the
  * outermost trap of its thread: all sixteen general registers, the

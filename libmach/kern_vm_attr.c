@@ -24,11 +24,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "ipc_msg.h"
 #include "ipc_space.h"
 #include "kern.h"
 #include "kern_vm.h"
 #include "gnumach.server.h"
 #include "linux.h"
+#include "msg_destroy.h"
 #include "mach.server.h"
 #include "mach_host.server.h"
 #include "vm_attr.h"
@@ -403,7 +405,7 @@ boolean_t kern_wire_forward_server(mach_msg_header_t *in, mach_msg_header_t *out
     mig_reply_setup(in, out);
     kern_return_t kr = MIG_BAD_ARGUMENTS;
     if (in->msgh_bits & MACH_MSGH_BITS_COMPLEX) {
-        kr = MIG_BAD_ARGUMENTS;
+        /* (kern_serve destroys what it carried) */
     } else if (!kern_vm_task_ok(in->msgh_local_port)) {
         kr = KERN_INVALID_TASK; /* sent to another kernel object */
     } else if (in->msgh_id == KERN_WIRE_FORWARD_ID) {
@@ -423,19 +425,25 @@ boolean_t kern_wire_forward_server(mach_msg_header_t *in, mach_msg_header_t *out
 }
 
 struct kern_wire_forward {
-    mach_port_name_t task;     /* user-space send right, released at the end */
+    mach_port_name_t task;     /* kernel-space send right, ours */
     struct kern_wire_request request;
     mach_msg_size_t size;
-    mach_port_name_t reply;    /* kernel-space send-once right */
+    mach_port_name_t reply;    /* kernel-space send-once right to answer */
     mach_msg_id_t request_id;
 };
 
-/* Sends F's request to its task and returns the answer.  A port that
- * does not answer it as a task does (in time, or at all) is no task. */
+/* Sends F's request to its task from the kernel space and returns the
+ * answer.  A port that does not answer it as a task does (in time, or at
+ * all) is no task.  Expects no lock. */
 static kern_return_t kern_wire_forward_call(struct kern_wire_forward *f)
 {
-    mach_port_t reply = mach_reply_port();
-    if (!MACH_PORT_VALID(reply)) {
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
+    struct ipc_entry *entry;
+    ipc_lock();
+    kern_return_t made = ipc_right_new_receive(kspace, &entry);
+    mach_port_name_t reply = made == KERN_SUCCESS ? entry->name : MACH_PORT_NULL;
+    ipc_unlock();
+    if (made != KERN_SUCCESS) {
         return KERN_RESOURCE_SHORTAGE;
     }
     union {
@@ -448,9 +456,10 @@ static kern_return_t kern_wire_forward_call(struct kern_wire_forward *f)
     m.in.head.msgh_remote_port = f->task;
     m.in.head.msgh_local_port = reply;
     mach_msg_id_t id = m.in.head.msgh_id;
-    mach_msg_return_t mr = mach_msg(&m.in.head, MACH_SEND_MSG | MACH_RCV_MSG | MACH_RCV_TIMEOUT,
-                                    f->size, sizeof m, reply, KERN_WIRE_FORWARD_TIMEOUT_MS,
-                                    MACH_PORT_NULL);
+    mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, &m.in.head,
+                                        MACH_SEND_MSG | MACH_SEND_TIMEOUT | MACH_RCV_MSG |
+                                            MACH_RCV_TIMEOUT,
+                                        f->size, sizeof m, reply, KERN_WIRE_FORWARD_TIMEOUT_MS);
     kern_return_t kr = KERN_INVALID_TASK;
     if (mr == MACH_MSG_SUCCESS) {
         if (m.out.Head.msgh_id == id + 100 && m.out.Head.msgh_size == sizeof m.out &&
@@ -458,19 +467,28 @@ static kern_return_t kern_wire_forward_call(struct kern_wire_forward *f)
             kern_wire_type_is(&m.out.RetCodeType, &kern_wire_int32) &&
             m.out.RetCode != MIG_BAD_ID && m.out.RetCode != MIG_BAD_ARGUMENTS) {
             kr = m.out.RetCode;
-        } else {
-            mach_msg_destroy(&m.out.Head);
         }
+        msg_destroy_in(SPACE_KERNEL, &m.out.Head, true); /* whatever else it brought */
     }
-    (void)mach_port_mod_refs(mach_task_self(), reply, MACH_PORT_RIGHT_RECEIVE, -1);
+    ipc_lock();
+    (void)ipc_right_destroy(kspace, reply);
+    ipc_unlock();
     return kr;
+}
+
+/* Releases F's own reference to its task. */
+static void kern_wire_forward_end(struct kern_wire_forward *f)
+{
+    ipc_lock();
+    (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], f->task);
+    ipc_unlock();
 }
 
 static void *kern_wire_forward_main(void *arg)
 {
     struct kern_wire_forward *f = arg;
     kern_return_t kr = kern_wire_forward_call(f);
-    (void)mach_port_deallocate(mach_task_self(), f->task);
+    kern_wire_forward_end(f);
     kern_reply(f->reply, f->request_id, kr);
     free(f);
     atomic_fetch_sub(&kern_wire_forwards, 1);
@@ -478,40 +496,53 @@ static void *kern_wire_forward_main(void *arg)
 }
 
 /* Forwards REQUEST (SIZE bytes, its header's id set) to TASK, a
- * kernel-space send right to another task's port: answered by a thread
- * of ours when serving another task (MIG_NO_REPLY), else at once. */
+ * kernel-space send right to another task's port that the request being
+ * served brought, and releases that right unless the call fails (a
+ * failed call's request is destroyed by kern_serve).  Answered by a
+ * thread of ours when serving another task (MIG_NO_REPLY), else at
+ * once. */
 static kern_return_t kern_wire_forward(mach_port_t task, const struct kern_wire_request *request,
                                        mach_msg_size_t size)
 {
-    struct kern_wire_forward f = {.request = *request, .size = size};
+    struct kern_wire_forward f = {.task = task, .request = *request, .size = size};
     ipc_lock();
-    f.task = kern_give_send(task);
+    bool referenced = ipc_right_delta(&ipc_spaces[SPACE_KERNEL], task, MACH_PORT_RIGHT_SEND,
+                                      1) == KERN_SUCCESS;
     ipc_unlock();
-    if (!MACH_PORT_VALID(f.task)) {
-        return KERN_INVALID_TASK;
+    if (!referenced) {
+        return KERN_INVALID_TASK; /* a dead name, or no send right */
     }
+    kern_return_t kr = KERN_RESOURCE_SHORTAGE;
     const mach_msg_header_t *current = kern_current_request();
     if (current == NULL || !kern_serving_other_task()) {
-        kern_return_t kr = kern_wire_forward_call(&f);
-        (void)mach_port_deallocate(mach_task_self(), f.task);
-        return kr;
-    }
-    struct kern_wire_forward *d = NULL;
-    if (atomic_fetch_add(&kern_wire_forwards, 1) < KERN_WIRE_FORWARDS_MAX) {
-        d = malloc(sizeof *d);
-    }
-    if (d != NULL) {
-        f.reply = (mach_port_name_t)current->msgh_remote_port;
-        f.request_id = current->msgh_id;
-        *d = f;
-        if (linux_thread_start(kern_wire_forward_main, d)) {
-            return MIG_NO_REPLY; /* the thread answers */
+        kr = kern_wire_forward_call(&f);
+        kern_wire_forward_end(&f);
+    } else {
+        struct kern_wire_forward *d = NULL;
+        if (atomic_fetch_add(&kern_wire_forwards, 1) < KERN_WIRE_FORWARDS_MAX) {
+            d = malloc(sizeof *d);
         }
-        free(d);
+        if (d != NULL) {
+            f.reply = (mach_port_name_t)current->msgh_remote_port;
+            f.request_id = current->msgh_id;
+            *d = f;
+            if (linux_thread_start(kern_wire_forward_main, d)) {
+                kr = MIG_NO_REPLY; /* the thread answers, and ends F */
+            } else {
+                free(d);
+            }
+        }
+        if (kr != MIG_NO_REPLY) {
+            atomic_fetch_sub(&kern_wire_forwards, 1);
+            kern_wire_forward_end(&f);
+        }
     }
-    atomic_fetch_sub(&kern_wire_forwards, 1);
-    (void)mach_port_deallocate(mach_task_self(), f.task);
-    return KERN_RESOURCE_SHORTAGE;
+    if (kr == KERN_SUCCESS || kr == MIG_NO_REPLY) {
+        ipc_lock();
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], task); /* the request's */
+        ipc_unlock();
+    }
+    return kr;
 }
 
 kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t address,
@@ -527,9 +558,7 @@ kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t addr
     if (!privileged || !MACH_PORT_VALID(task)) {
         return KERN_INVALID_TASK;
     }
-    if ((access & ~VM_PROT_ALL) != 0) {
-        return KERN_INVALID_ARGUMENT;
-    }
+    /* (The task checks the rest, after its own identity, as GNU Mach.) */
     struct kern_wire_request r = {
         .head = {.msgh_id = KERN_WIRE_FORWARD_ID},
         .wire = {.address_type = kern_wire_int64, .address = address,
@@ -544,14 +573,11 @@ kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t fla
     if (!kern_host_port_ok(host, &privileged) || !privileged) {
         return KERN_INVALID_HOST;
     }
+    if (kern_vm_task_ok(task)) {
+        return (flags & ~VM_WIRE_ALL) != 0 ? KERN_INVALID_ARGUMENT : kern_wire_all_here(flags);
+    }
     if (!MACH_PORT_VALID(task)) {
         return KERN_INVALID_TASK;
-    }
-    if ((flags & ~VM_WIRE_ALL) != 0) {
-        return KERN_INVALID_ARGUMENT;
-    }
-    if (kern_vm_task_ok(task)) {
-        return kern_wire_all_here(flags);
     }
     struct kern_wire_request r = {
         .head = {.msgh_id = KERN_WIRE_ALL_FORWARD_ID},

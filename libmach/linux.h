@@ -38,6 +38,17 @@ static inline long linux_raw_syscall2(long nr, long a, long b)
     return ret;
 }
 
+/* The same with three arguments. */
+static inline long linux_raw_syscall3(long nr, long a, long b, long c)
+{
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "0"(nr), "D"(a), "S"(b), "d"(c)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
 /* Sleeps while the 32-bit WORD holds SEEN, at most MS milliseconds (MS < 0:
  * no limit); SHARED for a word in memory other processes map too.  With a
  * limit the wait is never restarted after a signal handler.  Returns 0 or

@@ -231,6 +231,25 @@ static void task_wire(mach_port_t host_priv)
     CHECK_KR(vm_wire(host_priv, child, c, size, VM_PROT_READ), KERN_INVALID_TASK); /* dead */
     CHECK_KR(mach_port_deallocate(mach_task_self(), child), KERN_SUCCESS);
 
+    /* machd (our parent) keeps nothing of the tasks it forwarded to. */
+    int machd_fds = test_count_fds_of(getppid());
+    for (int i = 0; i < 8; i++) {
+        pid = hell_fork(MACH_PORT_NULL, &child);
+        if (pid == 0) {
+            for (;;) {
+                pause();
+            }
+        }
+        CHECK(pid > 0);
+        c = 0;
+        CHECK_KR(vm_allocate(child, &c, size, TRUE), KERN_SUCCESS);
+        CHECK_KR(vm_wire(host_priv, child, c, size, VM_PROT_READ), KERN_SUCCESS);
+        kill(pid, SIGKILL);
+        CHECK(waitpid(pid, NULL, 0) == pid);
+        CHECK_KR(mach_port_deallocate(mach_task_self(), child), KERN_SUCCESS);
+    }
+    CHECK(test_count_fds_of(getppid()) <= machd_fds + 2);
+
     mach_port_t other = MACH_PORT_NULL;
     CHECK_KR(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &other),
              KERN_SUCCESS);

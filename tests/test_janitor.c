@@ -616,21 +616,6 @@ static void fresh_server_main(mach_port_t parent, void *arg)
     }
 }
 
-static int count_fds_of(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    int n = 0;
-    while (d != NULL && readdir(d) != NULL) {
-        n++;
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
-    return n;
-}
-
 static void fresh_ports(void)
 {
     pid_t machd = getppid(); /* hell run's tasks are machd's children */
@@ -644,7 +629,7 @@ static void fresh_ports(void)
         CHECK_KR(test_null(port), KERN_SUCCESS);
         CHECK_KR(mach_port_deallocate(SELF, port), KERN_SUCCESS);
         if (i == 10) {
-            before = count_fds_of(machd);
+            before = test_count_fds_of(machd);
         }
     }
     int status;
@@ -652,7 +637,7 @@ static void fresh_ports(void)
           WEXITSTATUS(status) == 0);
     /* One reply port all along: machd holds a copy of its send end at
      * most, not one per call. */
-    CHECK(count_fds_of(machd) < before + 20);
+    CHECK(test_count_fds_of(machd) < before + 20);
     CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
 }
 

@@ -12,6 +12,7 @@
 #include <mach/thread_status.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -98,6 +99,19 @@ __asm__(".text\n"
         "    call landing\n"
         "    ud2\n"
         ".size fs_landing, .-fs_landing\n");
+
+/* rax_landing: keeps %rax (the trap's return code) in landed_rax, then
+ * goes on into landing. */
+uint64_t landed_rax;
+void rax_landing(uint64_t arg);
+
+__asm__(".text\n"
+        ".globl rax_landing\n"
+        ".type rax_landing, @function\n"
+        "rax_landing:\n"
+        "    movq %rax, landed_rax(%rip)\n"
+        "    jmp landing\n"
+        ".size rax_landing, .-rax_landing\n");
 
 struct receiver {
     pthread_t thread;
@@ -212,10 +226,13 @@ static void test_state_at_call(void)
     CHECK(r.msg.h.msgh_id == 41 && atomic_load(&r.landed) == 0);
 }
 
-/* S redirected to landing(ARG), on a stack below the stopped call. */
+/* S redirected to landing(ARG) through rax_landing, on a stack below
+ * the stopped call, with a RAX the trap's return overwrites. */
 static void redirect(struct i386_thread_state *s, uint64_t arg)
 {
-    s->rip = (uint64_t)(uintptr_t)landing;
+    landed_rax = 0xdead;
+    s->rip = (uint64_t)(uintptr_t)rax_landing;
+    s->rax = 0xbeef;
     s->rdi = arg;
     s->ursp = ((s->ursp - 4096) & ~(uint64_t)15) - 8; /* as after a call */
 }
@@ -243,6 +260,7 @@ static void test_set_then_message(void)
     CHECK(finish(&r, th) == 0);
     CHECK(atomic_load(&r.landed) == 0x77);
     CHECK(r.msg.h.msgh_id == 42); /* received, then the state entered */
+    CHECK(landed_rax == MACH_MSG_SUCCESS); /* the call's code, as GNU Mach */
 }
 
 /* The Hurd's way to deliver a signal: suspend, abort, set the state,
@@ -260,6 +278,7 @@ static void test_abort_then_set(void)
     CHECK_KR(thread_resume(th), KERN_SUCCESS);
     CHECK(finish(&r, th) == 0);
     CHECK(atomic_load(&r.landed) == 0x88);
+    CHECK(landed_rax == MACH_RCV_INTERRUPTED);
 }
 
 /* A thread pointer set inside the call is loaded with the state when
@@ -292,11 +311,49 @@ static void test_fs_set_in_trap(void)
     CHECK(r.msg.h.msgh_id == 43);
 }
 
+static _Atomic bool in_handler, leave_handler;
+
+static void spin_handler(int sig)
+{
+    (void)sig;
+    atomic_store(&in_handler, true);
+    while (!atomic_load(&leave_handler)) {
+    }
+}
+
+/* A signal handler of the program running on top of a blocked mach_msg
+ * is user code: the thread shows where it runs, not the call below. */
+static void test_handler_on_top(void)
+{
+    struct sigaction sa = {.sa_handler = spin_handler};
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    struct receiver r;
+    struct i386_thread_state s;
+    mach_port_t th = stop_in_trap(&r, &s);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    CHECK(pthread_kill(r.thread, SIGUSR1) == 0);
+    while (!atomic_load(&in_handler)) {
+        usleep(1000);
+    }
+    CHECK_KR(thread_suspend(th), KERN_SUCCESS);
+    mach_msg_type_number_t n = i386_THREAD_STATE_COUNT;
+    CHECK_KR(thread_get_state(th, i386_THREAD_STATE, (thread_state_t)&s, &n), KERN_SUCCESS);
+    CHECK(s.rip != (uint64_t)(uintptr_t)trap_call_return && s.ursp < trap_call_rsp);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    atomic_store(&leave_handler, true);
+    send_id(r.port, 44); /* the receive goes on below the handler */
+    CHECK(finish(&r, th) == 0);
+    CHECK_KR(r.mr, MACH_MSG_SUCCESS);
+    CHECK(r.msg.h.msgh_id == 44);
+}
+
 int main(void)
 {
     test_state_at_call();
     test_set_then_message();
     test_abort_then_set();
     test_fs_set_in_trap();
+    test_handler_on_top();
     return test_done("trap_state");
 }

@@ -65,6 +65,7 @@ __thread int kern_trap_depth;
  * signals the thread, whose handler loads it). */
 static __thread struct {
     bool regs_set, fs_set;
+    bool entering; /* kern_trap_exit_slow's own signal is on its way */
     greg_t gregs[NGREG]; /* of them, kern_user_regs and REG_EFL */
     unsigned long fs;
 } kern_trap_resume;
@@ -328,7 +329,7 @@ static void kern_trap_resume_enter(struct kern_thread *t, ucontext_t *uc,
     if (kern_trap_resume.fs_set) {
         *user_fs = kern_trap_resume.fs;
     }
-    kern_trap_resume.regs_set = kern_trap_resume.fs_set = false;
+    kern_trap_resume.regs_set = kern_trap_resume.fs_set = kern_trap_resume.entering = false;
     atomic_store(&t->abort_req, 0);
     kern_control_self = NULL;
 }
@@ -354,7 +355,9 @@ static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
         kern_set_base(ARCH_SET_FS, t->kernel_fs);
     }
     int saved_errno = errno;
-    if (kern_trap_depth == 0 && (kern_trap_resume.regs_set || kern_trap_resume.fs_set)) {
+    if (kern_trap_resume.entering) {
+        /* (A controller's signal between the trap's end and this one
+         * finds libmach's state, as at any point of libmach.) */
         kern_trap_resume_enter(t, uc, &user_fs);
     }
     bool abort = atomic_load(&t->abort_req) || atomic_load(&t->terminate_req);
@@ -446,12 +449,13 @@ void kern_trap_exit_slow(long ret)
             kern_trap_resume.regs_set = true;
         }
         kern_trap_resume.gregs[REG_RAX] = (greg_t)ret;
+        kern_trap_resume.entering = true;
         atomic_store(&t->sig_inflight, 1);
         linux_raw_syscall3(SYS_tgkill, getpid(), kern_gettid(), KERN_CONTROL_SIGNAL);
         /* Still here: the program blocks the control signal, and the
          * state cannot be entered; it is dropped, not entered later at
          * some other point. */
-        kern_trap_resume.regs_set = kern_trap_resume.fs_set = false;
+        kern_trap_resume.regs_set = kern_trap_resume.fs_set = kern_trap_resume.entering = false;
     }
     atomic_store(&t->abort_req, 0); /* the trap is over */
     kern_control_self = NULL;

@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "ipc_janitor.h"
-#include "kern_trap_frame.h"
 #include "ipc_kmsg.h"
 #include "ipc_port.h"
 #include "ipc_pset.h"
@@ -25,6 +24,7 @@
 #include "kern.h"
 #include "kern_control.h"
 #include "kern_notify.h"
+#include "kern_trap_frame.h"
 #include "linux.h"
 
 extern atomic_uint kern_fork_generation;
@@ -708,7 +708,6 @@ mach_msg_return_t ipc_mach_msg_user(mach_msg_header_t *msg, mach_msg_option_t op
 {
     (void)notify;
     option &= ~MACH_SEND_ALWAYS; /* GNU Mach's own, for the kernel */
-    /* (The entry point counted the trap.) */
     mach_msg_return_t mr = ipc_mach_msg(SPACE_USER, msg, option, send_size, rcv_size,
                                         rcv_name, timeout);
     kern_notify_flush_pending();

@@ -400,7 +400,9 @@ void ipc_port_release_receive(struct ipc_port *port)
     struct ipc_port_rcv *rcv = port->rcv;
     assert(rcv != NULL);
     port->rcv = NULL;
-    ipc_janitor_forget_receive(port, rcv, false);
+    /* (Unlisted from the janitor by the copyin that took it, and never
+     * listed again while leaving.) */
+    assert(rcv->janitor_slot == 0);
     ipc_port_free_rcv(rcv);
 }
 

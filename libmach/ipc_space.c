@@ -471,13 +471,12 @@ static void ipc_right_send_once_destroy(struct ipc_space *space,
 {
     struct kright right = {
         .kind = KRIGHT_SEND_ONCE, .port = entry->port, .nonce = entry->nonce};
-    ipc_janitor_release(entry->nonce);
     if (space->id == SPACE_USER) {
         kern_notify_entry_deleted(entry);
     }
     entry->port = NULL;
     ipc_entry_free(space, entry);
-    kright_destroy(&right);
+    kright_destroy(&right); /* (which releases it from the janitor's list) */
 }
 
 /* Destroys the receive right held by ENTRY; remaining send urefs become

@@ -77,6 +77,7 @@ struct wire_out {
     struct iovec regions[2 * WIRE_INLINE_REGIONS];
     unsigned nregions;
     size_t regions_len;
+    bool moves_receive; /* a receive right is serialised */
     char inline_desc[512];
 };
 
@@ -89,6 +90,7 @@ static void wire_out_init(struct wire_out *out)
     out->overflow = false;
     out->nregions = 0;
     out->regions_len = 0;
+    out->moves_receive = false;
 }
 
 static void wire_out_fini(struct wire_out *out)
@@ -301,6 +303,7 @@ static void wire_put_right(struct wire_out *out, struct kright *right,
     }
     if (wr.flags & WR_RECEIVE) {
         wire_put_receive(out, port);
+        out->moves_receive = true;
     }
     if (wr.flags & WR_QUEUE_FD) {
         wire_out_fd(out, port->q_fd);
@@ -588,20 +591,6 @@ static mach_msg_return_t wire_build(struct kmsg *kmsg, struct wire_out *out,
     return MACH_MSG_SUCCESS;
 }
 
-/* Whether KMSG moves a receive right. */
-static bool wire_moves_receive(const struct kmsg *kmsg)
-{
-    if (kmsg->reply.kind == KRIGHT_RECEIVE) {
-        return true;
-    }
-    for (unsigned i = 0; i < kmsg->nrights; i++) {
-        if (kmsg->rights[i].kind == KRIGHT_RECEIVE) {
-            return true;
-        }
-    }
-    return false;
-}
-
 mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
                             mach_msg_timeout_t timeout)
 {
@@ -681,7 +670,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
      * state still here.  What sendmsg reads is then copied first, without
      * [G]: a fault on an object's page under [G] could wait for a pager
      * request that needs it. */
-    bool moves_receive = wire_moves_receive(kmsg);
+    bool moves_receive = out.moves_receive;
     char *gathered = NULL;
     if (moves_receive && iovcnt > 1) {
         size_t total = 0;
@@ -1560,14 +1549,14 @@ static mach_msg_return_t wire_recv_one(int fd, int flags, char *buf, int *fds,
 }
 
 /* Checks the datagram BUF[0..LEN) with its descriptors FDS[0..NFDS) as a
- * message to the port whose receive state is RCV, and makes *KMSG of it.
+ * message to the port whose receive state is RCV, and makes *KMSG of it
+ * (authenticated, unless PORT is NULL: a dead receiver's queue).
  * With LOCKED, expects [G] held; otherwise takes it after parsing (which
  * makes system calls).  Returns with [G] held either way: NULL, or why
  * the message was dropped (logged, its descriptors closed). */
 static const char *wire_accept(struct ipc_port *port, struct ipc_port_rcv *rcv,
                                const char *buf, ssize_t len, int *fds, unsigned nfds,
-                               bool short_fds, bool locked, bool authenticate,
-                               struct kmsg *kmsg)
+                               bool short_fds, bool locked, struct kmsg *kmsg)
 {
     bool excess;
     int *all = wire_gather_aux(buf, len, fds, &nfds, &excess, &short_fds);
@@ -1586,7 +1575,7 @@ static const char *wire_accept(struct ipc_port *port, struct ipc_port_rcv *rcv,
     }
     if (why == NULL) {
         const struct wire_hdr *hdr = parsed.hdr;
-        bool ok = !authenticate ||
+        bool ok = port == NULL ||
                   (hdr->auth_kind == WIRE_AUTH_SEND
                        ? hdr->auth == rcv->secret
                        : hdr->auth_kind == WIRE_AUTH_SEND_ONCE &&
@@ -1659,7 +1648,7 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
         if (mr != MACH_MSG_SUCCESS) {
             return mr;
         }
-        if (wire_accept(port, rcv, buf, len, fds, nfds, short_fds, false, true, kmsg) != NULL) {
+        if (wire_accept(port, rcv, buf, len, fds, nfds, short_fds, false, kmsg) != NULL) {
             ipc_unlock();
             continue;
         }
@@ -1697,7 +1686,7 @@ void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv)
             break;
         }
         struct kmsg kmsg;
-        if (wire_accept(port, rcv, buf, len, fds, nfds, short_fds, true, port != NULL,
+        if (wire_accept(port, rcv, buf, len, fds, nfds, short_fds, true,
                         &kmsg) == NULL) {
             ipc_kmsg_destroy(&kmsg);
         }

@@ -41,6 +41,12 @@ bool kern_host_port_ok(mach_port_t host, bool *privileged);
  * pass to children.  Expects [G] or a single thread. */
 void kern_host_fork_child(void);
 
+/* Memory for an out-of-line array of COUNT elements of ELEM bytes,
+ * returned to the caller's task (the reply moves it).  *OUT is NULL for
+ * an empty array, and on failure (KERN_RESOURCE_SHORTAGE).  Needs no
+ * lock. */
+kern_return_t kern_array_alloc(size_t count, size_t elem, void **out);
+
 /* Copies a send right named KNAME in the kernel space into the user
  * space.  Returns its user name (MACH_PORT_NULL if KNAME is null or dead).
  * Expects [G]. */

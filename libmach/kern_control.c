@@ -122,6 +122,15 @@ static pid_t kern_gettid(void)
     return (pid_t)linux_raw_syscall2(SYS_gettid, 0, 0);
 }
 
+/* Raises the control signal on the calling thread (its record T), from
+ * libmach's own code: delivered before the call returns, unless the
+ * program blocks it. */
+static void kern_signal_self(struct kern_thread *t)
+{
+    atomic_store(&t->sig_inflight, 1);
+    linux_raw_syscall3(SYS_tgkill, getpid(), t->tid, KERN_CONTROL_SIGNAL);
+}
+
 static unsigned long kern_get_base(int code)
 {
     unsigned long value = 0;
@@ -265,27 +274,17 @@ bool kern_fault_fs_take(unsigned long *fs)
 }
 
 /* The general registers, RIP and RSP of the calling thread's trap frame
- * into G (the rest left alone). */
+ * into G (the rest left alone): the frame's fields are the first of
+ * kern_user_regs, in order. */
 static void kern_trap_frame_regs(greg_t *g)
 {
-    const struct kern_trap_frame *f = &kern_trap_frame;
-    g[REG_RAX] = (greg_t)f->rax;
-    g[REG_RBX] = (greg_t)f->rbx;
-    g[REG_RCX] = (greg_t)f->rcx;
-    g[REG_RDX] = (greg_t)f->rdx;
-    g[REG_RSI] = (greg_t)f->rsi;
-    g[REG_RDI] = (greg_t)f->rdi;
-    g[REG_RBP] = (greg_t)f->rbp;
-    g[REG_RSP] = (greg_t)f->rsp;
-    g[REG_R8] = (greg_t)f->r8;
-    g[REG_R9] = (greg_t)f->r9;
-    g[REG_R10] = (greg_t)f->r10;
-    g[REG_R11] = (greg_t)f->r11;
-    g[REG_R12] = (greg_t)f->r12;
-    g[REG_R13] = (greg_t)f->r13;
-    g[REG_R14] = (greg_t)f->r14;
-    g[REG_R15] = (greg_t)f->r15;
-    g[REG_RIP] = (greg_t)f->rip;
+    _Static_assert(sizeof kern_trap_frame == 17 * sizeof(uint64_t) &&
+                       sizeof kern_user_regs / sizeof *kern_user_regs == 18,
+                   "the frame is kern_user_regs but REG_EFL");
+    const uint64_t *f = (const uint64_t *)&kern_trap_frame;
+    for (size_t i = 0; i < sizeof kern_trap_frame / sizeof *f; i++) {
+        g[kern_user_regs[i]] = (greg_t)f[i];
+    }
 }
 
 /* Parks the calling thread (record T), stopped inside its trap, showing
@@ -414,9 +413,8 @@ static void kern_clean_point(void)
     struct kern_thread *t = kern_control_self;
     if (t != NULL && atomic_load(&t->park_req)) {
         /* Stop through the handler, with a context of its own (inside
-         * libmach: the system call is made here). */
-        atomic_store(&t->sig_inflight, 1);
-        linux_raw_syscall3(SYS_tgkill, getpid(), kern_gettid(), KERN_CONTROL_SIGNAL);
+         * libmach). */
+        kern_signal_self(t);
     }
 }
 
@@ -450,8 +448,7 @@ void kern_trap_exit_slow(long ret)
         }
         kern_trap_resume.gregs[REG_RAX] = (greg_t)ret;
         kern_trap_resume.entering = true;
-        atomic_store(&t->sig_inflight, 1);
-        linux_raw_syscall3(SYS_tgkill, getpid(), kern_gettid(), KERN_CONTROL_SIGNAL);
+        kern_signal_self(t);
         /* Still here: the program blocks the control signal, and the
          * state cannot be entered; it is dropped, not entered later at
          * some other point. */

@@ -50,10 +50,7 @@ static struct ipc_entry *kern_receive_entry(struct ipc_space *space,
     return entry;
 }
 
-/* Memory for an out-of-line array of COUNT elements of ELEM bytes,
- * returned to the caller's task (the reply moves it).  *OUT is NULL for
- * an empty array, and on failure (KERN_RESOURCE_SHORTAGE). */
-static kern_return_t kern_array_alloc(size_t count, size_t elem, void **out)
+kern_return_t kern_array_alloc(size_t count, size_t elem, void **out)
 {
     *out = NULL;
     if (count == 0) {

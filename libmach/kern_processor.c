@@ -82,9 +82,8 @@ kern_return_t kern_host_processors(mach_port_t host_priv, processor_array_t *lis
     integer_t cpus = kern_cpus_configured();
     cpus = cpus < KERN_PROCESSORS_MAX ? cpus : KERN_PROCESSORS_MAX;
     size_t size = (size_t)cpus * sizeof(mach_port_name_t);
-    mach_port_name_t *names =
-        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (names == MAP_FAILED) {
+    mach_port_name_t *names;
+    if (kern_array_alloc((size_t)cpus, sizeof *names, (void **)&names) != KERN_SUCCESS) {
         return KERN_RESOURCE_SHORTAGE;
     }
     kern_return_t kr = KERN_SUCCESS;

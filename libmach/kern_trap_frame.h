@@ -16,7 +16,7 @@
 #ifndef HELL_KERN_TRAP_FRAME_H
 #define HELL_KERN_TRAP_FRAME_H
 
-#include <stdbool.h>
+#include <mach/message.h>
 #include <stdint.h>
 
 /* The layout kern_trap_entry.c's assembly writes (checked there). */

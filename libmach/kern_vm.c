@@ -120,11 +120,7 @@ kern_return_t kern_vm_deallocate(mach_port_t target_task, vm_address_t address,
         /* Under [V]: a vm_map cannot take the range between the unmapping
          * and the mappings' records going. */
         vm_lock();
-        vm_movable_unmap(start, end);
-        (void)munmap((void *)start, end - start);
-        vm_attr_lock();
-        vm_attr_clear(start, end);
-        vm_attr_unlock();
+        kern_vm_unmap((void *)start, end - start);
         struct vm_space *space = vm_space_self_if_any();
         if (space != NULL) {
             vm_space_unmap(space, start, end);

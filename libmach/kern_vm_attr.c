@@ -380,9 +380,12 @@ static kern_return_t kern_wire_here(vm_address_t address, vm_size_t size, vm_pro
     return KERN_SUCCESS;
 }
 
-/* vm_wire_all of this task (FLAGS checked). */
+/* vm_wire_all of this task. */
 static kern_return_t kern_wire_all_here(vm_wire_t flags)
 {
+    if ((flags & ~VM_WIRE_ALL) != 0) {
+        return KERN_INVALID_ARGUMENT;
+    }
     if (flags == VM_WIRE_NONE) {
         (void)munlockall();
         atomic_store(&kern_vm_wired, 0);
@@ -417,8 +420,7 @@ boolean_t kern_wire_forward_server(mach_msg_header_t *in, mach_msg_header_t *out
         }
     } else if (in->msgh_size == KERN_WIRE_ALL_REQUEST_SIZE &&
                kern_wire_type_is(&r->all.flags_type, &kern_wire_int32)) {
-        kr = (r->all.flags & ~VM_WIRE_ALL) != 0 ? KERN_INVALID_ARGUMENT
-                                                : kern_wire_all_here(r->all.flags);
+        kr = kern_wire_all_here(r->all.flags);
     }
     ((mig_reply_header_t *)out)->RetCode = kr;
     return TRUE;
@@ -574,7 +576,7 @@ kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t fla
         return KERN_INVALID_HOST;
     }
     if (kern_vm_task_ok(task)) {
-        return (flags & ~VM_WIRE_ALL) != 0 ? KERN_INVALID_ARGUMENT : kern_wire_all_here(flags);
+        return kern_wire_all_here(flags);
     }
     if (!MACH_PORT_VALID(task)) {
         return KERN_INVALID_TASK;

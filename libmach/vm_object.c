@@ -781,14 +781,18 @@ void vm_object_release(struct vm_object *object)
      * one goes, as if the oldest had gone one at a time. */
     unsigned cached = 0;
     uint64_t bytes = 0;
+    bool over = false; /* once past a bound, every older one goes unmeasured */
     for (struct vm_object *o = vm_objects, *next; o != NULL; o = next) {
         next = o->next;
         if (o->refs > 0) {
             continue;
         }
-        cached++;
-        bytes += vm_object_resident(o);
-        if (cached > VM_CACHED_MAX || bytes > vm_cache_limit_bytes()) {
+        if (!over) {
+            cached++;
+            bytes += vm_object_resident(o);
+            over = cached > VM_CACHED_MAX || bytes > vm_cache_limit_bytes();
+        }
+        if (over) {
             vm_object_terminate(o);
         }
     }

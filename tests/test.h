@@ -70,6 +70,38 @@ static inline int test_count_fds_of(pid_t pid)
     return n;
 }
 
+/* A field of process PID's /proc status, in kB, or -1. */
+static inline long test_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    long kb = -1;
+    size_t len = strlen(field);
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, field, len) == 0 && line[len] == ':') {
+            kb = strtol(line + len + 1, NULL, 10);
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return kb;
+}
+
+/* Whether VmLck shows what mlock locked: AddressSanitizer makes mlock
+ * do nothing. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_LOCKS_SEEN false
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_LOCKS_SEEN false
+#endif
+#endif
+#ifndef TEST_LOCKS_SEEN
+#define TEST_LOCKS_SEEN true
+#endif
+
 static inline long test_count_maps(void)
 {
     FILE *f = fopen("/proc/self/maps", "r");

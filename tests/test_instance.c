@@ -152,32 +152,6 @@ static void task_default_manager(mach_port_t host_priv)
     CHECK_KR(mach_port_destroy(self, first), KERN_SUCCESS);
 }
 
-/* Whether Linux's count of locked memory shows vm_wire: AddressSanitizer
- * makes mlock and munlock do nothing (it would lock its shadow too). */
-#ifdef __SANITIZE_ADDRESS__
-#define WIRING_SEEN false
-#else
-#define WIRING_SEEN true
-#endif
-
-/* The memory LINUX_PID has locked, in kB (VmLck in its status). */
-static unsigned long locked_kb(pid_t pid)
-{
-    char path[64], line[128];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    unsigned long kb = ~0ul;
-    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, "VmLck: %lu kB", &kb) == 1) {
-            break;
-        }
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    return kb;
-}
-
 static boolean_t no_routine(mach_msg_header_t *in, mach_msg_header_t *out)
 {
     mig_reply_setup(in, out);
@@ -201,12 +175,12 @@ static void task_wire(mach_port_t host_priv)
     const vm_size_t size = 4 * 4096;
     vm_address_t a = 0;
     CHECK_KR(vm_allocate(mach_task_self(), &a, size, TRUE), KERN_SUCCESS);
-    unsigned long before = locked_kb(getpid());
+    long before = test_status_kb(getpid(), "VmLck");
     CHECK_KR(vm_wire(host_priv, mach_task_self(), a, size, VM_PROT_READ | VM_PROT_WRITE),
              KERN_SUCCESS);
-    CHECK(!WIRING_SEEN || locked_kb(getpid()) == before + size / 1024);
+    CHECK(!TEST_LOCKS_SEEN || test_status_kb(getpid(), "VmLck") == before + (long)(size / 1024));
     CHECK_KR(vm_wire(host_priv, mach_task_self(), a, size, VM_PROT_NONE), KERN_SUCCESS);
-    CHECK(!WIRING_SEEN || locked_kb(getpid()) == before);
+    CHECK(!TEST_LOCKS_SEEN || test_status_kb(getpid(), "VmLck") == before);
     CHECK_KR(vm_wire(host_priv, mach_task_self(), a, size, 0x100), KERN_INVALID_ARGUMENT);
 
     mach_port_t child = MACH_PORT_NULL;
@@ -219,11 +193,11 @@ static void task_wire(mach_port_t host_priv)
     CHECK(pid > 0);
     vm_address_t c = 0;
     CHECK_KR(vm_allocate(child, &c, size, TRUE), KERN_SUCCESS);
-    CHECK(locked_kb(pid) == 0);
+    CHECK(test_status_kb(pid, "VmLck") == 0);
     CHECK_KR(vm_wire(host_priv, child, c, size, VM_PROT_READ), KERN_SUCCESS);
-    CHECK(!WIRING_SEEN || locked_kb(pid) == size / 1024);
+    CHECK(!TEST_LOCKS_SEEN || test_status_kb(pid, "VmLck") == (long)(size / 1024));
     CHECK_KR(vm_wire_all(host_priv, child, VM_WIRE_NONE), KERN_SUCCESS);
-    CHECK(locked_kb(pid) == 0);
+    CHECK(test_status_kb(pid, "VmLck") == 0);
     /* Through the child's own unprivileged host port, ours is refused. */
     CHECK_KR(vm_wire(mach_host_self(), child, c, size, VM_PROT_READ), KERN_INVALID_TASK);
     kill(pid, SIGKILL);
@@ -250,11 +224,7 @@ static void task_wire(mach_port_t host_priv)
     }
     CHECK(test_count_fds_of(getppid()) <= machd_fds + 2);
 
-    mach_port_t other = MACH_PORT_NULL;
-    CHECK_KR(mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &other),
-             KERN_SUCCESS);
-    CHECK_KR(mach_port_insert_right(mach_task_self(), other, other, MACH_MSG_TYPE_MAKE_SEND),
-             KERN_SUCCESS);
+    mach_port_t other = test_new_port(true);
     pthread_t server;
     CHECK(pthread_create(&server, NULL, other_server, &other) == 0);
     CHECK_KR(vm_wire(host_priv, other, a, size, VM_PROT_READ), KERN_INVALID_TASK);

@@ -21,18 +21,6 @@
 
 #define SELF mach_task_self()
 
-/* AddressSanitizer makes mlock do nothing: VmLck shows locks only
- * without it. */
-#if defined(__SANITIZE_ADDRESS__)
-#define LOCKS_SEEN false
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LOCKS_SEEN false
-#endif
-#endif
-#ifndef LOCKS_SEEN
-#define LOCKS_SEEN true
-#endif
 #define SIZE ((vm_size_t)1 << 20)
 
 struct ool_msg {
@@ -88,24 +76,6 @@ static long long movable_bytes(int *count)
         closedir(d);
     }
     return bytes;
-}
-
-/* A field of /proc/self/status, in kB. */
-static long status_kb(const char *field)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    size_t len = strlen(field);
-    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-        if (strncmp(line, field, len) == 0 && line[len] == ':') {
-            kb = strtol(line + len + 1, NULL, 10);
-        }
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    return kb;
 }
 
 static uint64_t inode_at(const void *addr)
@@ -476,18 +446,18 @@ static void memory_held_once(void)
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)a, SIZE), KERN_SUCCESS);
 
     a = allocate(64 * 1024, 'w');
-    long locked = status_kb("VmLck");
+    long locked = test_status_kb(getpid(), "VmLck");
     kern_return_t kr = vm_wire(mach_host_self(), SELF, (vm_address_t)a, 64 * 1024,
                                VM_PROT_READ | VM_PROT_WRITE);
     if (kr == KERN_SUCCESS) {
         CHECK(!linux_shared(a) && all(a, 64 * 1024, 'w'));
-        CHECK(!LOCKS_SEEN || status_kb("VmLck") >= locked + 64);
+        CHECK(!TEST_LOCKS_SEEN || test_status_kb(getpid(), "VmLck") >= locked + 64);
         pid_t pid = fork();
         if (pid == 0) {
             _exit(0);
         }
         test_wait_ok(pid);
-        CHECK(!LOCKS_SEEN || status_kb("VmLck") >= locked + 64);
+        CHECK(!TEST_LOCKS_SEEN || test_status_kb(getpid(), "VmLck") >= locked + 64);
         CHECK_KR(vm_wire(mach_host_self(), SELF, (vm_address_t)a, 64 * 1024, VM_PROT_NONE),
                  KERN_SUCCESS);
     } else {

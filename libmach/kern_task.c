@@ -210,16 +210,16 @@ void kern_service_once(int timeout_ms)
     free(msg);
 }
 
+/* ARG: a malloc'd buffer of KERN_REQUEST_MAX bytes, now the thread's. */
 static void *kern_service_main(void *arg)
 {
-    (void)arg;
     kern_is_service_thread = true;
     sigset_t all;
     sigfillset(&all);
     sigdelset(&all, ipc_wake_signal());
     pthread_sigmask(SIG_SETMASK, &all, NULL);
     size_t size = KERN_REQUEST_MAX;
-    mach_msg_header_t *buf = malloc(size);
+    mach_msg_header_t *buf = arg;
     for (;;) {
         ipc_lock();
         mach_port_name_t kname = kern_objects_kname;
@@ -287,8 +287,19 @@ bool kern_serving_other_task(void)
 
 void kern_service_start(void)
 {
+    if (kern_service_running) {
+        return;
+    }
+    /* Allocated here, not by the new thread: a program may fork as soon as
+     * this returns, and a child of a thread that was inside AddressSanitizer's
+     * allocator (GCC 12's does not lock it around fork) would deadlock. */
+    void *buf = malloc(KERN_REQUEST_MAX);
+    if (buf == NULL) {
+        return;
+    }
+    kern_service_running = linux_thread_start(kern_service_main, buf);
     if (!kern_service_running) {
-        kern_service_running = linux_thread_start(kern_service_main, NULL);
+        free(buf);
     }
 }
 

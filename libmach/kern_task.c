@@ -26,6 +26,7 @@
 
 #include "hell_launch.h"
 #include "ipc_janitor.h"
+#include "ipc_kmsg.h"
 #include "ipc_msg.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
@@ -382,11 +383,31 @@ void kern_serve(mach_msg_header_t *request)
     }
 }
 
+static mach_msg_return_t kern_reply_gives_away(void *ctx, mach_msg_type_t *type, char *data,
+                                               size_t length)
+{
+    (void)ctx;
+    (void)data;
+    (void)length;
+    if (!type->msgt_inline) {
+        type->msgt_deallocate = TRUE;
+    }
+    return MACH_MSG_SUCCESS;
+}
+
 static void kern_serve_reply(mach_msg_header_t *request, mig_reply_header_t *reply)
 {
     kern_return_t rc = reply->RetCode;
     if (rc == MIG_NO_REPLY) {
         return;
+    }
+    if (reply->Head.msgh_bits & MACH_MSGH_BITS_COMPLEX) {
+        /* What a routine returns out of line was made for the reply (an
+         * array of names, vm_read's copy): it goes with it, as GNU Mach's
+         * copy objects do, whatever the type's own deallocate bit says. */
+        (void)ipc_body_walk((char *)(&reply->Head + 1),
+                            reply->Head.msgh_size - sizeof reply->Head, kern_reply_gives_away,
+                            NULL);
     }
     if (rc != KERN_SUCCESS) {
         /* As ipc_kobject_server: a failed call destroys what the request

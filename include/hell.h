@@ -91,6 +91,13 @@ void hell_janitor_destroy_receives(const int *recv_fds, size_t nrecv, const int 
  * or dies, its mappings removed; CONN and UFFD are taken over. */
 void hell_vm_serve(int conn, int uffd, unsigned timeout_ms);
 
+/* Serves the requests of the task at the other end of CONN (a
+ * HELL_OP_TASKS connection to the kernel process of an instance, machd):
+ * lists the tasks it creates in the default processor set and names the
+ * set for it.  Returns when the task hangs up, dies or sends anything
+ * that is no request; CONN is taken over. */
+void hell_tasks_serve(int conn);
+
 /* Makes the file FD (not taken: a read-only descriptor of it is kept)
  * the memory of the memory object PAGER, a port whose receive right this
  * process holds: a task's vm_map of PAGER through this process

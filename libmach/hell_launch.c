@@ -106,8 +106,14 @@ static int hell_bootstrap_parent(int fd, const struct hell_spawn_attr *attr,
     }
     ipc_lock();
     mach_port_name_t name = MACH_PORT_NULL;
-    (void)ipc_right_copyout(&ipc_spaces[SPACE_USER], &task, &name);
+    struct kright listed = {.kind = KRIGHT_NONE};
+    if (ipc_right_copyout(&ipc_spaces[SPACE_USER], &task, &name) == KERN_SUCCESS &&
+        ipc_right_copyin(&ipc_spaces[SPACE_USER], name, MACH_MSG_TYPE_COPY_SEND, false,
+                         &listed) != KERN_SUCCESS) {
+        listed = (struct kright){.kind = KRIGHT_NONE};
+    }
     ipc_unlock();
+    kern_pset_task_created(&listed);
     if (child_task != NULL) {
         *child_task = name;
     } else if (MACH_PORT_VALID(name)) {

@@ -162,6 +162,8 @@ enum {
     IKOT_PAGER_NAME = 7,    /* a memory object's name port */
     IKOT_VM_NOTIFY = 8,     /* where the VM hears of its pagers' deaths */
     IKOT_PROCESSOR = 9,     /* a processor (kern_processor.c) */
+    IKOT_PSET = 10,         /* the default processor set's control port */
+    IKOT_PSET_NOTIFY = 11,  /* where the set hears of its tasks' deaths */
 };
 
 #endif

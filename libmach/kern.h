@@ -79,12 +79,61 @@ mach_port_name_t kern_host_name(void);
  * here.  Expects no lock. */
 bool kern_is_host_priv(mach_port_t host);
 
+/* Whether this process made a privileged host port (hell_host_priv_create):
+ * it is then the kernel of the tasks it serves, machd's part, even inside
+ * another instance.  Expects no lock. */
+bool kern_host_priv_made(void);
+
 /* The processors Linux has configured (at least 1). */
 integer_t kern_cpus_configured(void);
 
-/* The default processor set's name port (kernel-space name, made on
- * first use), or MACH_PORT_NULL when out of descriptors.  Expects [G]. */
-mach_port_name_t kern_pset_name_port(void);
+/* ---- the default processor set (kern_pset.c) ---- */
+
+/* The default processor set's name port as this task names it in the
+ * kernel space: in a task of an instance, machd's (asked for once), else
+ * this process's own.  The library keeps the right: a reply copies it.
+ * MACH_PORT_NULL when out of descriptors.  Expects no lock. */
+mach_port_name_t kern_pset_default_name(void);
+
+/* Whether KNAME (kernel space) is the set's control port served here, or,
+ * unless CONTROL_ONLY, its name port: MIG's processor_set_t and
+ * processor_set_name_t.  Expects [G]. */
+bool kern_pset_is(mach_port_t kname, bool control_only);
+
+/* Whether PSET (kernel space), a port sent to this task, is the control
+ * port of the set (here or, in an instance, machd's); if so *POLICIES
+ * gets the set's policies.  Expects no lock (asks machd). */
+bool kern_pset_control_check(mach_port_t pset, int *policies);
+
+/* The set's policies now (in an instance, as machd has them).  Expects
+ * no lock. */
+int kern_pset_current_policies(void);
+
+/* The number of tasks in the set, this one included, and its policies and
+ * maximum priority (processor_set_info).  Expect [G]. */
+size_t kern_pset_task_count(void);
+void kern_pset_sched(int *policies, int *max_priority);
+
+/* Lists a task just created, its port being CHILD (a send right,
+ * consumed), in the default processor set: with machd in an instance,
+ * else here, where the new-task notification goes out.  Its parent is
+ * this task.  Expects no lock. */
+struct kright;
+void kern_pset_task_created(struct kright *child);
+
+/* The child side of fork(): a new task, in no set it knows of. */
+void kern_pset_fork_child(void);
+
+/* Serves the set's notifications (its tasks' deaths) among the kernel
+ * objects. */
+boolean_t kern_pset_notify_server(mach_msg_header_t *in, mach_msg_header_t *out);
+
+/* Serves the request being served (by the service thread, for another
+ * task) in a thread of its own, which runs the routine again, so that it
+ * may block (calls to other tasks).  Returns true when handed over: the
+ * routine answers MIG_NO_REPLY at once; false when it runs here.  Expects
+ * no lock. */
+bool kern_serve_elsewhere(void);
 
 /* Forgets the processor ports in a child after fork() (made again on
  * demand).  Expects [G] or a single thread. */

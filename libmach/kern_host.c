@@ -27,14 +27,9 @@
 #include "mach_host.server.h"
 #include "mach_i386.server.h"
 
-/* GNU Mach's scheduler constants (kern/sched.h): ticks of 10 ms, user
- * threads at priority 25 of 0 (highest) to 49. */
+/* GNU Mach's scheduler tick (kern/sched.h): 10 ms. */
 #define KERN_TICK_MS 10
-#define KERN_BASEPRI_USER 25
 
-/* [G] The default processor set's name port, made on first request. */
-static struct ipc_port *kern_pset_name;
-static mach_port_name_t kern_pset_name_kname;
 static mach_port_name_t kern_default_manager; /* [G] kernel-space send right, or 0 */
 
 /* [G] The privileged host port (kernel space), and what host_reboot on
@@ -58,6 +53,14 @@ static bool kern_is_host(mach_port_t host)
     return kern_host_port_ok(host, &privileged);
 }
 
+bool kern_host_priv_made(void)
+{
+    ipc_lock();
+    bool made = kern_host_priv_kname != MACH_PORT_NULL;
+    ipc_unlock();
+    return made;
+}
+
 bool kern_is_host_priv(mach_port_t host)
 {
     bool privileged;
@@ -66,8 +69,6 @@ bool kern_is_host_priv(mach_port_t host)
 
 void kern_host_fork_child(void)
 {
-    kern_pset_name = NULL;
-    kern_pset_name_kname = MACH_PORT_NULL;
     kern_host_priv_kname = MACH_PORT_NULL;
     kern_default_manager = MACH_PORT_NULL;
     kern_processor_fork_child();
@@ -371,65 +372,16 @@ kern_return_t kern_vm_set_default_memory_manager(mach_port_t host_priv,
     return KERN_SUCCESS;
 }
 
-kern_return_t kern_host_processor_set_priv(mach_port_t host_priv, mach_port_t set_name,
-                                           mach_port_t *set)
-{
-    (void)set_name;
-    (void)set;
-    return kern_is_host_priv(host_priv) ? KERN_FAILURE : KERN_INVALID_ARGUMENT;
-}
-
-mach_port_name_t kern_pset_name_port(void)
-{
-    if (kern_pset_name_kname == MACH_PORT_NULL &&
-        kern_object_create(IKOT_PSET_NAME, &kern_pset_name, &kern_pset_name_kname) !=
-            KERN_SUCCESS) {
-        kern_pset_name_kname = MACH_PORT_NULL;
-    }
-    return kern_pset_name_kname;
-}
-
-kern_return_t kern_processor_set_default(mach_port_t host, mach_port_t *set)
-{
-    ipc_lock();
-    kern_return_t kr = KERN_INVALID_HOST;
-    if (kern_object_is(host, IKOT_HOST) || kern_object_is(host, IKOT_HOST_PRIV)) {
-        *set = kern_pset_name_port();
-        kr = *set == MACH_PORT_NULL ? KERN_RESOURCE_SHORTAGE : KERN_SUCCESS;
-    }
-    ipc_unlock();
-    return kr;
-}
-
-kern_return_t kern_host_processor_sets(mach_port_t host, processor_set_name_array_t *sets,
-                                       mach_msg_type_number_t *count)
-{
-    ipc_lock();
-    kern_return_t kr = KERN_INVALID_HOST;
-    if (kern_object_is(host, IKOT_HOST) || kern_object_is(host, IKOT_HOST_PRIV)) {
-        mach_port_name_t name = kern_pset_name_port();
-        void *p = mmap(NULL, sizeof name, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                       -1, 0);
-        if (name == MACH_PORT_NULL || p == MAP_FAILED) {
-            kr = KERN_RESOURCE_SHORTAGE;
-        } else {
-            memcpy(p, &name, sizeof name);
-            *sets = p;
-            *count = 1;
-            kr = KERN_SUCCESS;
-        }
-    }
-    ipc_unlock();
-    return kr;
-}
-
 kern_return_t kern_processor_set_info(mach_port_t set_name, int flavor, mach_port_t *host,
                                       processor_set_info_t info,
                                       mach_msg_type_number_t *count)
 {
     ipc_lock();
-    bool ok = kern_object_is(set_name, IKOT_PSET_NAME);
+    bool ok = kern_pset_is(set_name, false);
     *host = kern_host_name();
+    size_t tasks = kern_pset_task_count();
+    int policies, max_priority;
+    kern_pset_sched(&policies, &max_priority);
     ipc_unlock();
     if (!ok) {
         return KERN_INVALID_ARGUMENT;
@@ -442,12 +394,12 @@ kern_return_t kern_processor_set_info(mach_port_t set_name, int flavor, mach_por
         integer_t avenrun[3];
         kern_load(avenrun);
         integer_t cpus = kern_cpus_online();
-        /* Tasks and threads are counted in this task until the kernel
-         * process keeps the instance's list. */
+        /* The threads of other tasks are counted one per task: their
+         * exact number would take a call to each (processor_set_threads). */
         struct processor_set_basic_info basic = {
             .processor_count = cpus,
-            .task_count = 1,
-            .thread_count = 1,
+            .task_count = (integer_t)tasks,
+            .thread_count = (integer_t)tasks,
             .load_average = avenrun[0],
             .mach_factor = kern_mach_factor(avenrun[0], cpus),
         };
@@ -459,8 +411,8 @@ kern_return_t kern_processor_set_info(mach_port_t set_name, int flavor, mach_por
         if (*count < PROCESSOR_SET_SCHED_INFO_COUNT) {
             return KERN_FAILURE;
         }
-        struct processor_set_sched_info sched = {.policies = POLICY_TIMESHARE,
-                                                 .max_priority = KERN_BASEPRI_USER};
+        struct processor_set_sched_info sched = {.policies = policies,
+                                                 .max_priority = max_priority};
         memcpy(info, &sched, sizeof sched);
         *count = PROCESSOR_SET_SCHED_INFO_COUNT;
         return KERN_SUCCESS;

@@ -174,9 +174,7 @@ kern_return_t kern_processor_get_assignment(mach_port_t processor, mach_port_t *
     if (!kern_processor_online(slot)) {
         return KERN_FAILURE; /* an offline processor is in no set */
     }
-    ipc_lock();
-    *assigned_set = kern_pset_name_port();
-    ipc_unlock();
+    *assigned_set = kern_pset_default_name();
     return *assigned_set == MACH_PORT_NULL ? KERN_RESOURCE_SHORTAGE : KERN_SUCCESS;
 }
 

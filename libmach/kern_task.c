@@ -80,7 +80,8 @@ static boolean_t kern_device_refuse(mach_msg_header_t *in, mach_msg_header_t *ou
 
 static boolean_t (*const kern_servers[])(mach_msg_header_t *, mach_msg_header_t *) = {
     mach_port_server, mach_server,      mach_host_server,   gnumach_server,
-    mach_i386_server, vm_notify_server, kern_wire_forward_server, kern_device_refuse,
+    mach_i386_server, vm_notify_server, kern_wire_forward_server, kern_pset_notify_server,
+    kern_device_refuse,
 };
 #define KERN_REQUEST_MAX (64 * 1024)
 
@@ -211,14 +212,62 @@ void kern_service_once(int timeout_ms)
     free(msg);
 }
 
-/* ARG: a malloc'd buffer of KERN_REQUEST_MAX bytes, now the thread's. */
-static void *kern_service_main(void *arg)
+/* Blocks every signal but the one that interrupts IPC waits: a thread
+ * serving other tasks runs none of the program's handlers. */
+static void kern_service_sigmask(void)
 {
-    kern_is_service_thread = true;
     sigset_t all;
     sigfillset(&all);
     sigdelset(&all, ipc_wake_signal());
     pthread_sigmask(SIG_SETMASK, &all, NULL);
+}
+
+/* At most this many requests are served by threads of their own at once
+ * (kern_serve_elsewhere); past that they run in the service thread. */
+#define KERN_ELSEWHERE_MAX 16
+static atomic_int kern_elsewhere_count;
+static __thread bool kern_is_elsewhere;
+
+/* ARG: a malloc'd copy of the request, now the thread's. */
+static void *kern_elsewhere_main(void *arg)
+{
+    mach_msg_header_t *request = arg;
+    kern_is_service_thread = true;
+    kern_is_elsewhere = true;
+    kern_service_sigmask();
+    kern_serve(request);
+    free(request);
+    atomic_fetch_sub(&kern_elsewhere_count, 1);
+    return NULL;
+}
+
+bool kern_serve_elsewhere(void)
+{
+    const mach_msg_header_t *request = kern_request;
+    if (kern_is_elsewhere || !kern_is_service_thread || request == NULL) {
+        return false;
+    }
+    mach_msg_header_t *copy = NULL;
+    if (atomic_fetch_add(&kern_elsewhere_count, 1) < KERN_ELSEWHERE_MAX) {
+        copy = malloc(request->msgh_size);
+    }
+    if (copy != NULL) {
+        /* The rights it names are the copy's from now on. */
+        memcpy(copy, request, request->msgh_size);
+        if (linux_thread_start(kern_elsewhere_main, copy)) {
+            return true;
+        }
+        free(copy);
+    }
+    atomic_fetch_sub(&kern_elsewhere_count, 1);
+    return false;
+}
+
+/* ARG: a malloc'd buffer of KERN_REQUEST_MAX bytes, now the thread's. */
+static void *kern_service_main(void *arg)
+{
+    kern_is_service_thread = true;
+    kern_service_sigmask();
     size_t size = KERN_REQUEST_MAX;
     mach_msg_header_t *buf = arg;
     for (;;) {
@@ -341,15 +390,21 @@ mach_msg_return_t kern_deliver(struct kmsg *kmsg)
 /* Kernel-space send rights the routine being served put in its reply
  * and that are not the kernel's to keep (MIG's user-level servers copy
  * an out port; GNU Mach's kernel moves it). */
-#define KERN_DROPS_MAX 4
-static __thread mach_port_name_t kern_drops[KERN_DROPS_MAX];
-static __thread unsigned kern_ndrops;
+static __thread mach_port_name_t *kern_drops; /* freed when the outermost call ends */
+static __thread unsigned kern_ndrops, kern_drops_cap;
 
 void kern_drop_after_reply(mach_port_name_t kname)
 {
-    if (kern_ndrops < KERN_DROPS_MAX) {
-        kern_drops[kern_ndrops++] = kname;
+    if (kern_ndrops == kern_drops_cap) {
+        unsigned cap = kern_drops_cap > 0 ? 2 * kern_drops_cap : 16;
+        mach_port_name_t *grown = realloc(kern_drops, cap * sizeof *grown);
+        if (grown == NULL) {
+            return; /* the reference stays: a right kept, never one lost */
+        }
+        kern_drops = grown;
+        kern_drops_cap = cap;
     }
+    kern_drops[kern_ndrops++] = kname;
 }
 
 /* Sends REPLY (the head of a KERN_REPLY_MAX buffer) to REQUEST, the
@@ -380,6 +435,11 @@ void kern_serve(mach_msg_header_t *request)
         }
         ipc_unlock();
         kern_ndrops = drops;
+    }
+    if (kern_ndrops == 0 && kern_drops != NULL) {
+        free(kern_drops);
+        kern_drops = NULL;
+        kern_drops_cap = 0;
     }
 }
 
@@ -531,7 +591,14 @@ kern_return_t kern_task_create(mach_port_t parent, boolean_t inherit_memory,
     ipc_lock();
     mach_port_name_t kname = MACH_PORT_NULL;
     kern_return_t kr = ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &task, &kname);
+    struct kright listed = {.kind = KRIGHT_NONE};
+    if (kr == KERN_SUCCESS && ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], kname,
+                                               MACH_MSG_TYPE_COPY_SEND, false,
+                                               &listed) != KERN_SUCCESS) {
+        listed = (struct kright){.kind = KRIGHT_NONE};
+    }
     ipc_unlock();
+    kern_pset_task_created(&listed);
     *child = kname;
     if (kr == KERN_SUCCESS) {
         kern_drop_after_reply(kname); /* the right is the caller's */
@@ -812,9 +879,11 @@ void kern_task_fork_child(void)
     kern_objects_kname = 0;
     kern_task_self_name = 0;
     kern_service_running = false;
+    atomic_store(&kern_elsewhere_count, 0);
     kern_task_suspends = 0;
     kern_thread_fork_child();
     kern_host_fork_child();
+    kern_pset_fork_child();
     vm_attr_fork_child();
     vm_maps_fork_child();
     vm_movable_fork_child();

@@ -37,6 +37,7 @@
 
 /* GNU Mach's scheduler: priorities 0 to 49, user threads at 25. */
 #define KERN_NRQS 50
+#define KERN_TICK_MS 10 /* GNU Mach's scheduler tick */
 #define KERN_BASEPRI_USER 25
 
 extern atomic_uint kern_fork_generation;
@@ -204,6 +205,7 @@ static struct kern_thread *kern_thread_get(pid_t tid)
     t->generation = atomic_load(&kern_fork_generation);
     clock_gettime(CLOCK_REALTIME, &t->creation);
     t->priority = t->max_priority = KERN_BASEPRI_USER;
+    t->policy = POLICY_TIMESHARE;
     if (kern_object_create(IKOT_THREAD, &t->port, &t->kname) != KERN_SUCCESS) {
         free(t);
         return NULL;
@@ -230,6 +232,7 @@ struct kern_thread *kern_thread_new_unstarted(void)
     t->unstarted = true;
     t->suspend_count = 1;
     t->priority = t->max_priority = KERN_BASEPRI_USER;
+    t->policy = POLICY_TIMESHARE;
     atomic_store(&t->park_req, 1);
     /* GNU Mach's new thread: zeroed, user selectors, interrupts on. */
     t->start_state.cs = 0x33;
@@ -549,6 +552,7 @@ kern_return_t kern_thread_info(mach_port_t thread, int flavor, thread_info_t inf
     unsigned suspend = t != NULL ? t->suspend_count : 0;
     struct timespec creation = t != NULL ? t->creation : (struct timespec){0};
     int priority = t != NULL ? t->priority : 0, max_priority = t != NULL ? t->max_priority : 0;
+    int policy = t != NULL ? t->policy : 0, sched_data = t != NULL ? t->sched_data : 0;
     ipc_unlock();
     if (t == NULL) {
         return KERN_INVALID_ARGUMENT;
@@ -587,7 +591,8 @@ kern_return_t kern_thread_info(mach_port_t thread, int flavor, thread_info_t inf
         if (*count < THREAD_SCHED_INFO_COUNT) {
             return KERN_INVALID_ARGUMENT;
         }
-        struct thread_sched_info s = {.policy = POLICY_TIMESHARE,
+        struct thread_sched_info s = {.policy = policy,
+                                      .data = policy == POLICY_FIXEDPRI ? sched_data : 0,
                                       .base_priority = priority,
                                       .max_priority = max_priority,
                                       .cur_priority = priority};
@@ -835,4 +840,119 @@ void kern_thread_fork_child(void)
      * ports were forgotten with the name space). */
     kern_threads_by_tid = (struct u64map){0};
     kern_threads_by_port = (struct u64map){0};
+}
+
+/* ---- processor sets and scheduling (mach_host.defs) ---- */
+
+kern_return_t kern_thread_assign(mach_port_t thread, mach_port_t new_set)
+{
+    return KERN_FAILURE; /* GNU Mach without MACH_HOST, whatever the ports */
+}
+
+kern_return_t kern_thread_assign_default(mach_port_t thread)
+{
+    return KERN_FAILURE;
+}
+
+kern_return_t kern_thread_get_assignment(mach_port_t thread, mach_port_t *assigned_set)
+{
+    ipc_lock();
+    bool ok = kern_thread_lookup(thread) != NULL;
+    ipc_unlock();
+    if (!ok) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    *assigned_set = kern_pset_default_name();
+    return *assigned_set == MACH_PORT_NULL ? KERN_RESOURCE_SHORTAGE : KERN_SUCCESS;
+}
+
+kern_return_t kern_thread_max_priority(mach_port_t thread, mach_port_t pset, int max_priority)
+{
+    int policies;
+    ipc_lock();
+    bool ok = kern_thread_lookup(thread) != NULL && kern_priority_ok(max_priority);
+    ipc_unlock();
+    /* (Without MACH_HOST, GNU Mach does not check the set is the
+     * thread's: there is one.) */
+    if (!ok || !kern_pset_control_check(pset, &policies)) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    ipc_lock();
+    struct kern_thread *t = kern_thread_lookup(thread);
+    pid_t tid = 0;
+    int priority = 0;
+    if (t != NULL) {
+        t->max_priority = max_priority;
+        if (max_priority > t->priority) {
+            t->priority = max_priority; /* numerically above: lower */
+            tid = t->unstarted ? 0 : t->tid;
+        }
+        priority = t->priority;
+    }
+    ipc_unlock();
+    if (t == NULL) {
+        return KERN_INVALID_ARGUMENT; /* it ended meanwhile */
+    }
+    if (tid != 0) {
+        kern_priority_apply(tid, priority);
+    }
+    return KERN_SUCCESS;
+}
+
+kern_return_t kern_thread_policy(mach_port_t thread, int policy, int data)
+{
+    ipc_lock();
+    struct kern_thread *t = kern_thread_lookup(thread);
+    int current = t != NULL ? t->policy : 0;
+    ipc_unlock();
+    if (t == NULL || policy <= 0 || policy > POLICY_FIXEDPRI) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    if (policy != current) {
+        /* Allowed only if the set enables it. */
+        if (!(kern_pset_current_policies() & policy)) {
+            return KERN_FAILURE;
+        }
+    }
+    ipc_lock();
+    t = kern_thread_lookup(thread);
+    if (t != NULL) {
+        t->policy = policy;
+        if (policy == POLICY_FIXEDPRI) {
+            /* DATA is a quantum in milliseconds, rounded up to ticks. */
+            t->sched_data = (data + KERN_TICK_MS - 1) / KERN_TICK_MS;
+        }
+    }
+    ipc_unlock();
+    return t != NULL ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
+}
+
+kern_return_t kern_thread_depress_abort(mach_port_t thread)
+{
+    ipc_lock();
+    bool ok = kern_thread_lookup(thread) != NULL;
+    ipc_unlock();
+    /* A depression (thread_switch's SWITCH_OPTION_DEPRESS) lasts only
+     * while the call runs here: nothing is left to cancel. */
+    return ok ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
+}
+
+kern_return_t kern_thread_wire(mach_port_t host_priv, mach_port_t thread, boolean_t wired)
+{
+    ipc_lock();
+    bool ok = kern_object_is(host_priv, IKOT_HOST_PRIV);
+    struct kern_thread *t = ok ? kern_thread_lookup(thread) : NULL;
+    struct kern_thread *self = kern_serving_other_task() ? NULL : kern_thread_self();
+    ipc_unlock();
+    /* GNU Mach grants the VM privilege to the calling thread only.  Linux
+     * has no such privilege: the call checks and records nothing more.
+     * The thread of a call from another task cannot be told here: any of
+     * its threads' ports is taken. */
+    if (!ok || !MACH_PORT_VALID(thread)) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    if (!kern_serving_other_task() && (t == NULL || t != self)) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    return KERN_SUCCESS;
 }

@@ -33,6 +33,8 @@ struct kern_thread {
     bool fsgs_dirty;              /* set while parked: load them on resume */
     bool task_held;               /* [G] holds one count for task_suspend */
     int priority, max_priority;   /* [G] GNU Mach's (0 highest .. 49) */
+    int policy;                   /* [G] POLICY_TIMESHARE or POLICY_FIXEDPRI */
+    int sched_data;               /* [G] POLICY_FIXEDPRI's quantum, in ticks */
     char name[32];                /* [G] thread_set_name's, or empty */
     mach_port_name_t exception_kname; /* [G] its exception port (a send
                                      right in the kernel space), or 0 */

@@ -416,6 +416,8 @@ static void *control_client_main(void *arg)
     } else if (req.hdr.op == HELL_OP_VM && req.nfds == 1) {
         hell_vm_serve(fd, req.fds[0], req.hdr.flags); /* both taken */
         req.nfds = 0;
+    } else if (req.hdr.op == HELL_OP_TASKS && req.nfds == 0) {
+        hell_tasks_serve(fd); /* taken */
     } else if (req.hdr.op == HELL_OP_PING) {
         control_answer(fd, HELL_REPLY_STARTED, getpid());
     } else if (req.hdr.op == HELL_OP_STOP) {

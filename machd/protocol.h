@@ -34,6 +34,11 @@
  *               life, carrying struct hell_vm_request datagrams, each
  *               answered by a struct hell_vm_reply (libmach/vm_remote.h).
  *               When it closes, machd removes the task's mappings.
+ * HELL_OP_TASKS from libmach in a task of the instance that creates
+ *               tasks or names the default processor set: no reply; the
+ *               connection stays open for the task's life, carrying
+ *               struct hell_tasks_request datagrams, each answered by a
+ *               struct hell_tasks_reply (libmach/kern_pset.c).
  */
 #ifndef HELL_MACHD_PROTOCOL_H
 #define HELL_MACHD_PROTOCOL_H
@@ -53,6 +58,7 @@ enum hell_op {
     HELL_OP_PING = 3,
     HELL_OP_JANITOR = 4,
     HELL_OP_VM = 5,
+    HELL_OP_TASKS = 6,
 };
 
 /* The environment variable naming the control socket of the instance a
@@ -133,6 +139,32 @@ struct hell_vm_reply {
  * `${device-port}` in the arguments are replaced by them. */
 #define HELL_HOST_PRIV_NAME 1u
 #define HELL_DEVICE_MASTER_NAME 2u
+
+/* The requests of a HELL_OP_TASKS connection: machd keeps the default
+ * processor set of the instance and the list of its tasks. */
+enum hell_tasks_op {
+    HELL_TASKS_REGISTER = 1,  /* then a bootstrap message with two send
+                                 rights: a task just created, and its
+                                 parent's task port; replies once listed */
+    HELL_TASKS_PSET_NAME = 2, /* replies, then a bootstrap message with a
+                                 send right to the set's name port */
+    HELL_TASKS_PSET_CHECK = 3 /* then a bootstrap message with a send
+                                 right: replies KERN_SUCCESS and the set's
+                                 policies if it is the set's control port,
+                                 else KERN_INVALID_ARGUMENT */
+};
+
+struct hell_tasks_request {
+    uint32_t magic;
+    uint32_t op;
+};
+
+struct hell_tasks_reply {
+    uint32_t magic;
+    int32_t kr;
+    int32_t policies;
+    int32_t unused;
+};
 
 struct hell_request {
     uint32_t magic;

@@ -270,9 +270,10 @@ static inline int test_hell(const char *const *args)
 
 /* Runs this program again with the argument ARG as a task of an
  * instance of its own (started in a private runtime directory, stopped
- * after).  Returns the task's exit status, or -1 when the instance could
+ * after); with PRIV, given the privileged host port, whose name follows
+ * ARG.  Returns the task's exit status, or -1 when the instance could
  * not be started or stopped. */
-static inline int test_rerun_in_instance(const char *arg)
+static inline int test_rerun_in_instance_as(const char *arg, bool priv)
 {
     char scratch[] = "/tmp/hell-test-XXXXXX";
     char self[4096];
@@ -286,12 +287,19 @@ static inline int test_rerun_in_instance(const char *arg)
         rmdir(scratch);
         return -1;
     }
-    int status = test_hell((const char *[]){"run", "test", self, arg, NULL});
+    int status = priv ? test_hell((const char *[]){"run", "test", "--priv", "--", self, arg,
+                                                   "${host-port}", NULL})
+                      : test_hell((const char *[]){"run", "test", self, arg, NULL});
     if (test_hell((const char *[]){"stop", "test", NULL}) != 0 || rmdir(scratch) != 0) {
         status = -1;
     }
     unsetenv("HELL_RUNTIME_DIR");
     return status;
+}
+
+static inline int test_rerun_in_instance(const char *arg)
+{
+    return test_rerun_in_instance_as(arg, false);
 }
 
 static inline int test_done(const char *name)

@@ -565,7 +565,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "  (in mode %s)\n", mode_name[m]);
         }
     }
-    CHECK(test_count_fds() == fds_before);
+    /* In an instance, a task that created tasks keeps its connection to
+     * machd's list of tasks (opened by the first, in a later round). */
+    int fds_after = test_count_fds();
+    CHECK(fds_after == fds_before || (in_instance && fds_after == fds_before + 1));
     CHECK_KR(mach_port_destroy(SELF, notify_port), KERN_SUCCESS);
     if (in_instance) {
         return test_failures == 0 ? 0 : 1;

@@ -752,13 +752,11 @@ static void kern_pset_ask_threads(mach_port_name_t task, int timeout_ms, mach_po
                 *cap = want;
             }
         }
-        if (ok) {
+        if (ok && got > 0) {
             memcpy(*v + *n, m.out.list, got * sizeof **v);
             *n += got;
-            if (got > 0) {
-                (void)munmap(m.out.list, got * sizeof **v);
-            }
-        } else {
+            (void)munmap(m.out.list, got * sizeof **v);
+        } else if (!ok) {
             msg_destroy_in(SPACE_KERNEL, &m.in, true); /* whatever it was */
         }
     }

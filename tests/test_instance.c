@@ -205,7 +205,8 @@ static void task_wire(mach_port_t host_priv)
     CHECK_KR(vm_wire(host_priv, child, c, size, VM_PROT_READ), KERN_INVALID_TASK); /* dead */
     CHECK_KR(mach_port_deallocate(mach_task_self(), child), KERN_SUCCESS);
 
-    /* machd (our parent) keeps nothing of the tasks it forwarded to. */
+    /* machd (our parent) keeps nothing of the tasks it forwarded to, nor,
+     * once they died, of the tasks we created. */
     int machd_fds = test_count_fds_of(getppid());
     for (int i = 0; i < 8; i++) {
         pid = hell_fork(MACH_PORT_NULL, &child);
@@ -221,6 +222,11 @@ static void task_wire(mach_port_t host_priv)
         kill(pid, SIGKILL);
         CHECK(waitpid(pid, NULL, 0) == pid);
         CHECK_KR(mach_port_deallocate(mach_task_self(), child), KERN_SUCCESS);
+    }
+    /* (machd drops its right to each from the set's list when it hears
+     * of the task's death: a moment after.) */
+    for (int i = 0; i < 500 && test_count_fds_of(getppid()) > machd_fds + 2; i++) {
+        usleep(10000);
     }
     CHECK(test_count_fds_of(getppid()) <= machd_fds + 2);
 

@@ -37,6 +37,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "ipc_janitor.h"
@@ -170,7 +171,10 @@ static bool kern_tasks_call(uint32_t op, struct kright *rights, unsigned n,
                             struct hell_tasks_reply *reply)
 {
     struct hell_tasks_request req = {.magic = HELL_PROTO_MAGIC, .op = op};
-    bool ok = send(kern_tasks_sock, &req, sizeof req, MSG_NOSIGNAL) == (ssize_t)sizeof req;
+    ssize_t sent;
+    while ((sent = send(kern_tasks_sock, &req, sizeof req, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+    }
+    bool ok = sent == (ssize_t)sizeof req;
     if (n > 0) {
         ipc_lock();
         if (!ok || wire_send_bootstrap(kern_tasks_sock, rights, n) != MACH_MSG_SUCCESS) {
@@ -181,8 +185,10 @@ static bool kern_tasks_call(uint32_t op, struct kright *rights, unsigned n,
         }
         ipc_unlock();
     }
-    ok = ok && recv(kern_tasks_sock, reply, sizeof *reply, 0) == (ssize_t)sizeof *reply &&
-         reply->magic == HELL_PROTO_MAGIC;
+    ssize_t got = -1;
+    while (ok && (got = recv(kern_tasks_sock, reply, sizeof *reply, 0)) < 0 && errno == EINTR) {
+    }
+    ok = ok && got == (ssize_t)sizeof *reply && reply->magic == HELL_PROTO_MAGIC;
     if (!ok) {
         fprintf(stderr, "hell[%d]: lost machd's list of tasks\n", (int)getpid());
         linux_close(kern_tasks_sock);
@@ -482,9 +488,21 @@ static bool kern_tasks_take(int conn, mach_port_name_t *names, unsigned n)
 
 __attribute__((visibility("default"))) void hell_tasks_serve(int conn)
 {
+    /* Answers are sent under [G]: a task that does not read them (its
+     * socket full) holds machd at most this long, then loses the
+     * connection.  The protocol is a request, then its answer, so an
+     * honest task never fills the socket. */
+    struct timeval limit = {.tv_usec = 100 * 1000};
+    if (setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit) != 0) {
+        linux_close(conn);
+        return;
+    }
     struct hell_tasks_request req;
     for (;;) {
         ssize_t len = recv(conn, &req, sizeof req, 0);
+        if (len < 0 && errno == EINTR) {
+            continue;
+        }
         if (len != (ssize_t)sizeof req || req.magic != HELL_PROTO_MAGIC) {
             break; /* hung up, or no request */
         }

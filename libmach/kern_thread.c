@@ -592,7 +592,10 @@ kern_return_t kern_thread_info(mach_port_t thread, int flavor, thread_info_t inf
             return KERN_INVALID_ARGUMENT;
         }
         struct thread_sched_info s = {.policy = policy,
-                                      .data = policy == POLICY_FIXEDPRI ? sched_data : 0,
+                                      /* the quantum in ms, as GNU Mach */
+                                      .data = policy == POLICY_FIXEDPRI
+                                                  ? sched_data * KERN_TICK_MS
+                                                  : 0,
                                       .base_priority = priority,
                                       .max_priority = max_priority,
                                       .cur_priority = priority};

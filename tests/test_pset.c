@@ -188,7 +188,7 @@ static void check_scheduling(mach_port_t priv, mach_port_t name, mach_port_t con
     count = THREAD_SCHED_INFO_COUNT;
     CHECK_KR(thread_info(thread, THREAD_SCHED_INFO, (thread_info_t)&tsched, &count),
              KERN_SUCCESS);
-    CHECK(tsched.policy == POLICY_FIXEDPRI && tsched.data == 5); /* 45 ms: 5 ticks */
+    CHECK(tsched.policy == POLICY_FIXEDPRI && tsched.data == 50); /* 45 ms: 5 ticks */
     CHECK_KR(processor_set_policy_disable(control, POLICY_TIMESHARE, FALSE),
              KERN_INVALID_ARGUMENT);
     CHECK_KR(processor_set_policy_disable(control, POLICY_FIXEDPRI, FALSE), KERN_SUCCESS);

@@ -163,6 +163,16 @@ void kern_reply(mach_port_name_t reply_port, mach_msg_id_t request_id, kern_retu
  * thread, which must never block).  Needs no lock. */
 bool kern_serving_other_task(void);
 
+/* Calls another task from the kernel space: sends MSG (SEND_SIZE bytes,
+ * its remote port a kernel-space send right, copied; its bits and local
+ * port set here) with a send-once right to a fresh reply port, and
+ * receives the reply into MSG (at most RCV_SIZE bytes), waiting at most
+ * TIMEOUT_MS for each.  Returns what mach_msg returns
+ * (MACH_SEND_INVALID_REPLY when no reply port could be made); the reply's rights are the caller's, in
+ * the kernel space.  Expects no lock. */
+mach_msg_return_t kern_call_timed(mach_msg_header_t *msg, mach_msg_size_t send_size,
+                                  mach_msg_size_t rcv_size, int timeout_ms);
+
 /* The service thread, waiting inside a routine for what another kernel
  * object must receive (a pager's answer): serves at most one request,
  * waiting at most TIMEOUT_MS for it.  A request too large for the

@@ -395,6 +395,25 @@ kern_return_t kern_mach_port_request_notification(mach_port_t task, mach_port_na
     return kr;
 }
 
+void kern_notify_watch(mach_port_name_t name, int kotype, mach_port_name_t *notify_kname)
+{
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
+    struct ipc_port *port;
+    if (*notify_kname == MACH_PORT_NULL &&
+        kern_object_create(kotype, &port, notify_kname) != KERN_SUCCESS) {
+        *notify_kname = MACH_PORT_NULL;
+        return;
+    }
+    struct kright once;
+    mach_port_name_t notify;
+    if (ipc_right_copyin(kspace, *notify_kname, MACH_MSG_TYPE_MAKE_SEND_ONCE, false, &once) ==
+            KERN_SUCCESS &&
+        ipc_right_copyout(kspace, &once, &notify) == KERN_SUCCESS &&
+        kern_notify_request_dead_name_kernel(name, notify) != KERN_SUCCESS) {
+        (void)ipc_right_dealloc(kspace, notify);
+    }
+}
+
 kern_return_t kern_notify_request_dead_name_kernel(mach_port_name_t name,
                                                    mach_port_name_t notify)
 {

@@ -90,6 +90,12 @@ void kern_notify_flush(void);
 kern_return_t kern_notify_request_dead_name_kernel(mach_port_name_t name,
                                                    mach_port_name_t notify);
 
+/* Asks for the dead-name notification of NAME, a kernel-space send
+ * right, on *NOTIFY_KNAME, a kernel object of type KOTYPE made there on
+ * first use (its server hears of the death).  Nothing is asked when out
+ * of descriptors.  Expects [G]. */
+void kern_notify_watch(mach_port_name_t name, int kotype, mach_port_name_t *notify_kname);
+
 /* Whether notifications are queued (read without [G]: a hint). */
 extern atomic_bool kern_notify_pending;
 

@@ -200,27 +200,6 @@ static bool kern_tasks_call(uint32_t op, struct kright *rights, unsigned n,
 
 /* ---- the list ---- */
 
-/* Asks for the dead-name notification of KNAME (kernel space).  Expects
- * [G]. */
-static void kern_pset_watch(mach_port_name_t kname)
-{
-    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
-    struct ipc_port *port;
-    if (kern_pset_notify_kname == MACH_PORT_NULL &&
-        kern_object_create(IKOT_PSET_NOTIFY, &port, &kern_pset_notify_kname) != KERN_SUCCESS) {
-        kern_pset_notify_kname = MACH_PORT_NULL;
-        return;
-    }
-    struct kright once;
-    mach_port_name_t notify;
-    if (ipc_right_copyin(kspace, kern_pset_notify_kname, MACH_MSG_TYPE_MAKE_SEND_ONCE, false,
-                         &once) == KERN_SUCCESS &&
-        ipc_right_copyout(kspace, &once, &notify) == KERN_SUCCESS &&
-        kern_notify_request_dead_name_kernel(kname, notify) != KERN_SUCCESS) {
-        (void)ipc_right_dealloc(kspace, notify);
-    }
-}
-
 /* Sends the new-task notification of CHILD, whose parent is PARENT (both
  * kernel-space send rights, not consumed), if one is registered: never
  * blocking, past the queue limit (GNU Mach's mach_msg_send_from_kernel).
@@ -284,7 +263,7 @@ static void kern_pset_register(mach_port_name_t child, mach_port_name_t parent)
     bool added = !listed && kern_pset_ntasks < kern_pset_tasks_cap;
     if (added) {
         kern_pset_tasks[kern_pset_ntasks++] = child; /* the list's reference */
-        kern_pset_watch(child);
+        kern_notify_watch(child, IKOT_PSET_NOTIFY, &kern_pset_notify_kname);
     }
     ipc_unlock();
     kern_pset_notify_new_task(child, parent);
@@ -721,15 +700,6 @@ kern_return_t kern_processor_set_tasks(mach_port_t set, task_array_t *list,
 static void kern_pset_ask_threads(mach_port_name_t task, int timeout_ms, mach_port_name_t **v,
                                   size_t *n, size_t *cap)
 {
-    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
-    struct ipc_entry *entry;
-    ipc_lock();
-    kern_return_t made = ipc_right_new_receive(kspace, &entry);
-    mach_port_name_t reply = made == KERN_SUCCESS ? entry->name : MACH_PORT_NULL;
-    ipc_unlock();
-    if (made != KERN_SUCCESS) {
-        return;
-    }
     union {
         mach_msg_header_t in;
         struct {
@@ -741,17 +711,8 @@ static void kern_pset_ask_threads(mach_port_name_t task, int timeout_ms, mach_po
             mach_port_name_t *list;
         } out;
         char room[256];
-    } m = {.in = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND,
-                                              MACH_MSG_TYPE_MAKE_SEND_ONCE),
-                  .msgh_size = sizeof m.in,
-                  .msgh_remote_port = task,
-                  .msgh_local_port = reply,
-                  .msgh_id = KERN_TASK_THREADS_ID}};
-    mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, &m.in,
-                                        MACH_SEND_MSG | MACH_SEND_TIMEOUT | MACH_RCV_MSG |
-                                            MACH_RCV_TIMEOUT,
-                                        sizeof m.in, sizeof m, reply,
-                                        (mach_msg_timeout_t)timeout_ms);
+    } m = {.in = {.msgh_remote_port = task, .msgh_id = KERN_TASK_THREADS_ID}};
+    mach_msg_return_t mr = kern_call_timed(&m.in, sizeof m.in, sizeof m, timeout_ms);
     if (mr == MACH_MSG_SUCCESS) {
         bool ok = m.out.head.msgh_id == KERN_TASK_THREADS_ID + 100 &&
                   m.out.head.msgh_size == sizeof m.out &&
@@ -778,9 +739,6 @@ static void kern_pset_ask_threads(mach_port_name_t task, int timeout_ms, mach_po
             msg_destroy_in(SPACE_KERNEL, &m.in, true); /* whatever it was */
         }
     }
-    ipc_lock();
-    (void)ipc_right_destroy(kspace, reply);
-    ipc_unlock();
 }
 
 kern_return_t kern_processor_set_threads(mach_port_t set, thread_array_t *list,

@@ -306,6 +306,33 @@ const mach_msg_header_t *kern_current_request(void)
     return kern_request;
 }
 
+mach_msg_return_t kern_call_timed(mach_msg_header_t *msg, mach_msg_size_t send_size,
+                                  mach_msg_size_t rcv_size, int timeout_ms)
+{
+    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
+    struct ipc_entry *entry;
+    ipc_lock();
+    kern_return_t made = ipc_right_new_receive(kspace, &entry);
+    mach_port_name_t reply = made == KERN_SUCCESS ? entry->name : MACH_PORT_NULL;
+    ipc_unlock();
+    if (made != KERN_SUCCESS) {
+        return MACH_SEND_INVALID_REPLY;
+    }
+    msg->msgh_bits = (msg->msgh_bits & MACH_MSGH_BITS_COMPLEX) |
+                     MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE);
+    msg->msgh_size = send_size;
+    msg->msgh_local_port = reply;
+    mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, msg,
+                                        MACH_SEND_MSG | MACH_SEND_TIMEOUT | MACH_RCV_MSG |
+                                            MACH_RCV_TIMEOUT,
+                                        send_size, rcv_size, reply,
+                                        (mach_msg_timeout_t)timeout_ms);
+    ipc_lock();
+    (void)ipc_right_destroy(kspace, reply);
+    ipc_unlock();
+    return mr;
+}
+
 void kern_reply(mach_port_name_t reply_port, mach_msg_id_t request_id, kern_return_t kr)
 {
     struct {

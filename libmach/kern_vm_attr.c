@@ -439,29 +439,19 @@ struct kern_wire_forward {
  * all) is no task.  Expects no lock. */
 static kern_return_t kern_wire_forward_call(struct kern_wire_forward *f)
 {
-    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
-    struct ipc_entry *entry;
-    ipc_lock();
-    kern_return_t made = ipc_right_new_receive(kspace, &entry);
-    mach_port_name_t reply = made == KERN_SUCCESS ? entry->name : MACH_PORT_NULL;
-    ipc_unlock();
-    if (made != KERN_SUCCESS) {
-        return KERN_RESOURCE_SHORTAGE;
-    }
     union {
         struct kern_wire_request in;
         mig_reply_header_t out;
     } m;
     m.in = f->request;
-    m.in.head.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, MACH_MSG_TYPE_MAKE_SEND_ONCE);
-    m.in.head.msgh_size = f->size;
+    m.in.head.msgh_bits = 0;
     m.in.head.msgh_remote_port = f->task;
-    m.in.head.msgh_local_port = reply;
     mach_msg_id_t id = m.in.head.msgh_id;
-    mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, &m.in.head,
-                                        MACH_SEND_MSG | MACH_SEND_TIMEOUT | MACH_RCV_MSG |
-                                            MACH_RCV_TIMEOUT,
-                                        f->size, sizeof m, reply, KERN_WIRE_FORWARD_TIMEOUT_MS);
+    mach_msg_return_t mr = kern_call_timed(&m.in.head, f->size, sizeof m,
+                                           KERN_WIRE_FORWARD_TIMEOUT_MS);
+    if (mr == MACH_SEND_INVALID_REPLY) {
+        return KERN_RESOURCE_SHORTAGE; /* no reply port */
+    }
     kern_return_t kr = KERN_INVALID_TASK;
     if (mr == MACH_MSG_SUCCESS) {
         if (m.out.Head.msgh_id == id + 100 && m.out.Head.msgh_size == sizeof m.out &&
@@ -472,9 +462,6 @@ static kern_return_t kern_wire_forward_call(struct kern_wire_forward *f)
         }
         msg_destroy_in(SPACE_KERNEL, &m.out.Head, true); /* whatever else it brought */
     }
-    ipc_lock();
-    (void)ipc_right_destroy(kspace, reply);
-    ipc_unlock();
     return kr;
 }
 

@@ -613,23 +613,8 @@ static mach_port_name_t vm_notify_kname;
  * [V]. */
 static void vm_watch_pager(mach_port_name_t pager)
 {
-    struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
     ipc_lock();
-    struct ipc_port *port;
-    if (vm_notify_kname == MACH_PORT_NULL &&
-        kern_object_create(IKOT_VM_NOTIFY, &port, &vm_notify_kname) != KERN_SUCCESS) {
-        vm_notify_kname = MACH_PORT_NULL;
-    }
-    struct kright once;
-    mach_port_name_t notify;
-    if (vm_notify_kname != MACH_PORT_NULL &&
-        ipc_right_copyin(kspace, vm_notify_kname, MACH_MSG_TYPE_MAKE_SEND_ONCE, false, &once) ==
-            KERN_SUCCESS) {
-        if (ipc_right_copyout(kspace, &once, &notify) == KERN_SUCCESS &&
-            kern_notify_request_dead_name_kernel(pager, notify) != KERN_SUCCESS) {
-            (void)ipc_right_dealloc(kspace, notify);
-        }
-    }
+    kern_notify_watch(pager, IKOT_VM_NOTIFY, &vm_notify_kname);
     ipc_unlock();
 }
 

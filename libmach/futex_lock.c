@@ -7,6 +7,7 @@
 
 __thread int futex_locks_held;
 __thread bool futex_park_pending;
+__thread struct futex_wait_mark futex_wait_mark;
 void (*futex_clean_point_hook)(void);
 
 void futex_lock_acquire_slow(struct futex_lock *lock)

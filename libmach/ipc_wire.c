@@ -505,7 +505,9 @@ static int wire_wait_fd(int fd, short events, uint64_t deadline)
         timeout = now >= deadline ? 0 : (int)(deadline - now);
     }
     struct pollfd pfd = {.fd = fd, .events = events};
-    int n = poll(&pfd, 1, timeout);
+    struct futex_wait_mark outer = futex_wait_begin();
+    int n = (int)syscall(SYS_poll, &pfd, 1, timeout);
+    futex_wait_end(outer);
     if (n < 0) {
         return -errno;
     }
@@ -834,7 +836,14 @@ static ssize_t wire_recvmsg(int fd, char *buf, size_t size, int *fds,
                         .msg_iovlen = 1,
                         .msg_control = control.buf,
                         .msg_controllen = sizeof control.buf};
-    ssize_t n = syscall(SYS_recvmsg, fd, &mh, flags | MSG_CMSG_CLOEXEC);
+    ssize_t n;
+    if (flags & MSG_DONTWAIT) {
+        n = syscall(SYS_recvmsg, fd, &mh, flags | MSG_CMSG_CLOEXEC);
+    } else {
+        struct futex_wait_mark outer = futex_wait_begin();
+        n = syscall(SYS_recvmsg, fd, &mh, flags | MSG_CMSG_CLOEXEC);
+        futex_wait_end(outer);
+    }
     *nfds = 0;
     if (n < 0) {
         return n;

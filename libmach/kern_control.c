@@ -117,6 +117,22 @@ static bool kern_in_libmach(const ucontext_t *uc)
     return rip >= kern_text_start && rip < kern_text_end;
 }
 
+/* How far below a wait's mark its system call's stack pointer may be:
+ * the libc wrapper's arguments and return address.  A handler's signal
+ * frame alone is larger. */
+#define KERN_WAIT_SLACK 256
+
+bool kern_lock_free_at(const ucontext_t *uc)
+{
+    if (futex_locks_held == 0) {
+        return true;
+    }
+    struct futex_wait_mark wait = futex_wait_mark;
+    uintptr_t sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    bool at_the_wait = sp <= wait.sp && sp + KERN_WAIT_SLACK >= wait.sp;
+    return wait.sp != 0 && wait.held == futex_locks_held && !at_the_wait;
+}
+
 static pid_t kern_gettid(void)
 {
     return (pid_t)linux_raw_syscall2(SYS_gettid, 0, 0);
@@ -344,6 +360,7 @@ static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
     if (t == NULL) {
         return;
     }
+    atomic_fetch_add(&t->handler_seq, 1);
     atomic_store(&t->sig_inflight, 0);
     /* The thread may run with a thread pointer of its own (a state set
      * by thread_set_state): use glibc's while in here. */
@@ -361,7 +378,7 @@ static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
     }
     bool abort = atomic_load(&t->abort_req) || atomic_load(&t->terminate_req);
     bool park = atomic_load(&t->park_req);
-    if (futex_locks_held > 0 || (abort && kern_trap_depth > 0)) {
+    if (!kern_lock_free_at(uc) || (abort && kern_trap_depth > 0)) {
         /* Inside libmach: end its wait; it stops, returns interrupted or
          * ends at its next clean point. */
         kern_control_self = t;
@@ -404,6 +421,7 @@ static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
     if (user_fs != t->kernel_fs) {
         kern_set_base(ARCH_SET_FS, user_fs);
     }
+    atomic_fetch_add(&t->handler_seq, 1);
 }
 
 /* The hook of the last lock released with a stop pending. */
@@ -482,8 +500,8 @@ static bool kern_control_signal(struct kern_thread *t)
     return syscall(SYS_tgkill, getpid(), t->tid, KERN_CONTROL_SIGNAL) == 0;
 }
 
-/* Whether Linux thread TID blocks the control signal (it would never
- * stop): its status in /proc says. */
+/* Whether Linux thread TID's signal mask blocks the control signal: its
+ * status in /proc says. */
 static bool kern_signal_blocked(pid_t tid)
 {
     char path[64], line[128];
@@ -498,6 +516,15 @@ static bool kern_signal_blocked(pid_t tid)
         fclose(f);
     }
     return found && (mask >> (KERN_CONTROL_SIGNAL - 1)) & 1;
+}
+
+/* Whether T's thread blocks the control signal of its own accord (it would
+ * never stop): its mask read while it was outside the control handler,
+ * which blocks every signal as it runs. */
+static bool kern_blocks_control(struct kern_thread *t)
+{
+    unsigned seq = atomic_load(&t->handler_seq);
+    return seq % 2 == 0 && kern_signal_blocked(t->tid) && atomic_load(&t->handler_seq) == seq;
 }
 
 /* Waits while T's Linux thread is being made (thread_resume of a thread
@@ -531,7 +558,7 @@ static enum kern_parked kern_wait_parked(struct kern_thread *t)
         if (!kern_control_signal(t)) {
             return KERN_GONE;
         }
-        if (waited >= 100 && kern_signal_blocked(t->tid)) {
+        if (waited >= 100 && kern_blocks_control(t)) {
             return KERN_BLOCKED;
         }
         linux_futex_wait(&t->parked, 0, KERN_CONTROL_RESIGNAL_MS, false);

@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <ucontext.h>
 
 /* Installs the control signal's handler (task start-up). */
 void kern_control_init(void);
@@ -54,6 +55,13 @@ bool kern_park_wanted(void);
 /* Whether thread_abort was called on the calling thread during its
  * current trap (consumes the request).  Needs no lock. */
 bool kern_abort_take(void);
+
+/* Whether the calling thread, interrupted at UC (in a signal handler),
+ * holds no libmach lock there: it holds none, or it runs on top of a wait
+ * of libmach's (a handler of the program interrupted it) and holds no
+ * more than the wait below, whose locks the code on top never touches
+ * (futex_wait_mark).  Then it may stop there or make calls. */
+bool kern_lock_free_at(const ucontext_t *uc);
 
 /* Traps under way on the calling thread (mach_msg; its entry point
  * counts them, kern_trap_exit uncounts): thread_abort ends the blocking

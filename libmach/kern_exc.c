@@ -244,7 +244,7 @@ static void kern_fault_handler(int sig, siginfo_t *si, void *ucv)
      * its own: find glibc's through its signal stack first. */
     unsigned long user_fs = kern_fs_enter();
     int saved_errno = errno;
-    if (futex_locks_held > 0) {
+    if (!kern_lock_free_at(uc)) {
         /* libmach itself faulted: no RPC can be made from here. */
         kern_fault_default(sig);
     } else {

@@ -889,6 +889,7 @@ void kern_task_fork_child(void)
      * no longer exist.  Start over with a fresh name space. */
     atomic_store(&ipc_lock_state.state, 0);
     futex_locks_held = 0;
+    futex_wait_mark = (struct futex_wait_mark){0};
     /* First: the parent's table of send-once rights is still mapped,
      * shared with it. */
     ipc_janitor_fork_child();

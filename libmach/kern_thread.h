@@ -49,6 +49,7 @@ struct kern_thread {
     bool starting;                /* [G] its Linux thread is being made */
     bool holds_self_ref;          /* [G] its thread holds a reference */
     _Atomic int sig_inflight;     /* a control signal not yet handled */
+    _Atomic unsigned handler_seq; /* odd while in the control handler */
     unsigned long kernel_fs;      /* [C] its glibc thread pointer, for the
                                      handler to switch to (0: unknown) */
     /* A thread made by thread_create (kern_thread_start.c). */

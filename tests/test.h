@@ -199,6 +199,27 @@ static inline unsigned test_thread_count(mach_port_t task)
     return n;
 }
 
+/* Waits (up to 5 s) until thread TID of this process blocks in system
+ * call NR (its /proc syscall file); returns whether it did. */
+static inline bool test_wait_syscall(pid_t tid, long nr)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+    for (int i = 0; i < 5000; i++) {
+        FILE *f = fopen(path, "re");
+        long now = -1;
+        bool read = f != NULL && fscanf(f, "%ld", &now) == 1;
+        if (f != NULL) {
+            fclose(f);
+        }
+        if (read && now == nr) {
+            return true;
+        }
+        usleep(1000);
+    }
+    return false;
+}
+
 /* The hell of this build: bin/hell beside the directory of this program
  * (empty when it cannot be told). */
 static inline const char *test_hell_path(void)

@@ -14,8 +14,10 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -164,6 +166,65 @@ static void test_fixed(const char *what, const uint8_t *fault, size_t n, uint64_
     munmap(a, sizeof *a);
 }
 
+static _Atomic bool on_top_done;
+
+/* A program's signal handler that faults (ud2). */
+static void faulting_handler(int sig)
+{
+    (void)sig;
+    __asm__ volatile("ud2" ::: "rax", "memory");
+    atomic_store(&on_top_done, true);
+}
+
+struct blocked_receiver {
+    mach_port_t port;
+    _Atomic pid_t tid;
+    mach_msg_return_t mr;
+};
+
+static void *blocked_receiver_main(void *arg)
+{
+    struct blocked_receiver *b = arg;
+    atomic_store(&b->tid, gettid());
+    mach_msg_header_t m;
+    b->mr = mach_msg(&m, MACH_RCV_MSG, 0, sizeof m, b->port, 0, MACH_PORT_NULL);
+    return NULL;
+}
+
+/* A fault in a signal handler running on top of a blocked mach_msg is
+ * the program's: it goes to the exception server like any other, and
+ * the call below goes on. */
+static void test_fault_on_top_of_receive(void)
+{
+    struct sigaction sa = {.sa_handler = faulting_handler};
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    struct blocked_receiver b = {.port = test_new_port(true)};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, blocked_receiver_main, &b) == 0);
+    while (atomic_load(&b.tid) == 0) {
+        usleep(1000);
+    }
+    CHECK(test_wait_syscall(atomic_load(&b.tid), SYS_recvmsg));
+    memset(&seen, 0, sizeof seen);
+    seen.answer = KERN_SUCCESS;
+    seen.skip = sizeof trap_ud2;
+    CHECK(pthread_kill(th, SIGUSR1) == 0);
+    for (int i = 0; i < 5000 && !atomic_load(&on_top_done); i++) {
+        usleep(1000);
+    }
+    CHECK(atomic_load(&on_top_done));
+    CHECK(seen.calls == 1 && seen.exception == EXC_BAD_INSTRUCTION);
+    mach_msg_header_t m = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
+                           .msgh_remote_port = b.port, .msgh_id = 7};
+    CHECK_KR(mach_msg(&m, MACH_SEND_MSG, sizeof m, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(pthread_join(th, NULL) == 0);
+    CHECK_KR(b.mr, MACH_MSG_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, b.port), KERN_SUCCESS);
+    signal(SIGUSR1, SIG_DFL);
+}
+
 static void test_in_task(void)
 {
     CHECK_KR(mach_port_allocate(SELF, MACH_PORT_RIGHT_RECEIVE, &exc_port), KERN_SUCCESS);
@@ -232,6 +293,7 @@ static void test_in_task(void)
     end(th);
     munmap(a, sizeof *a);
     CHECK_KR(mach_port_destroy(SELF, mine), KERN_SUCCESS);
+    test_fault_on_top_of_receive();
     CHECK_KR(task_set_exception_port(SELF, MACH_PORT_NULL), KERN_SUCCESS);
 }
 

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -117,6 +118,7 @@ struct receiver {
     pthread_t thread;
     mach_port_t port;
     _Atomic mach_port_t self;
+    _Atomic pid_t tid;
     union {
         mach_msg_header_t h;
         char buf[RCV_SIZE];
@@ -142,6 +144,7 @@ void landing(uint64_t arg)
 static void *receiver_main(void *arg)
 {
     struct receiver *r = arg;
+    atomic_store(&r->tid, gettid());
     atomic_store(&r->self, mach_thread_self());
     if (setjmp(r->landed_back) == 0) {
         r->mr = trap_receive(&r->msg.h, r->port);
@@ -321,21 +324,33 @@ static void spin_handler(int sig)
     }
 }
 
-/* A signal handler of the program running on top of a blocked mach_msg
- * is user code: the thread shows where it runs, not the call below. */
-static void test_handler_on_top(void)
+/* Signals the receiver R, resumed and waiting again inside its call, with
+ * HANDLER for SIGUSR1, and waits until the handler runs. */
+static void run_handler_on_top(struct receiver *r, void (*handler)(int))
 {
-    struct sigaction sa = {.sa_handler = spin_handler};
+    struct sigaction sa = {.sa_handler = handler};
     sigemptyset(&sa.sa_mask);
     CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    atomic_store(&in_handler, false);
+    atomic_store(&leave_handler, false);
+    /* In the wait itself, where libmach holds the port's dequeue lock. */
+    CHECK(test_wait_syscall(atomic_load(&r->tid), SYS_recvmsg));
+    CHECK(pthread_kill(r->thread, SIGUSR1) == 0);
+    while (!atomic_load(&in_handler)) {
+        usleep(1000);
+    }
+}
+
+/* A signal handler of the program running on top of a blocked mach_msg
+ * is user code: the thread stops there, and shows where it runs, not the
+ * call below. */
+static void test_handler_on_top(void)
+{
     struct receiver r;
     struct i386_thread_state s;
     mach_port_t th = stop_in_trap(&r, &s);
     CHECK_KR(thread_resume(th), KERN_SUCCESS);
-    CHECK(pthread_kill(r.thread, SIGUSR1) == 0);
-    while (!atomic_load(&in_handler)) {
-        usleep(1000);
-    }
+    run_handler_on_top(&r, spin_handler);
     CHECK_KR(thread_suspend(th), KERN_SUCCESS);
     mach_msg_type_number_t n = i386_THREAD_STATE_COUNT;
     CHECK_KR(thread_get_state(th, i386_THREAD_STATE, (thread_state_t)&s, &n), KERN_SUCCESS);
@@ -348,6 +363,51 @@ static void test_handler_on_top(void)
     CHECK(r.msg.h.msgh_id == 44);
 }
 
+static mach_port_t nested_port;
+static _Atomic mach_msg_return_t nested_mr = -1;
+
+/* Receives on nested_port, on top of the receive it interrupted. */
+static void receiving_handler(int sig)
+{
+    (void)sig;
+    union {
+        mach_msg_header_t h;
+        char buf[RCV_SIZE];
+    } m;
+    atomic_store(&in_handler, true);
+    atomic_store(&nested_mr, mach_msg(&m.h, MACH_RCV_MSG, 0, sizeof m, nested_port, 0,
+                                      MACH_PORT_NULL));
+}
+
+/* A handler that calls mach_msg on top of a blocked one stops inside its
+ * own call (showing the outer call's state: HELL records the outermost
+ * trap's registers only); both calls then go on. */
+static void test_nested_call_on_top(void)
+{
+    nested_port = test_new_port(true);
+    struct receiver r;
+    struct i386_thread_state s;
+    mach_port_t th = stop_in_trap(&r, &s);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    run_handler_on_top(&r, receiving_handler);
+    CHECK(test_wait_syscall(atomic_load(&r.tid), SYS_recvmsg)); /* the inner wait */
+    CHECK_KR(thread_suspend(th), KERN_SUCCESS);
+    mach_msg_type_number_t n = i386_THREAD_STATE_COUNT;
+    CHECK_KR(thread_get_state(th, i386_THREAD_STATE, (thread_state_t)&s, &n), KERN_SUCCESS);
+    CHECK(s.rip == (uint64_t)(uintptr_t)trap_call_return && s.r8 == r.port);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    send_id(nested_port, 45);
+    for (int i = 0; i < 5000 && atomic_load(&nested_mr) == (mach_msg_return_t)-1; i++) {
+        usleep(1000);
+    }
+    CHECK_KR(atomic_load(&nested_mr), MACH_MSG_SUCCESS);
+    send_id(r.port, 46);
+    CHECK(finish(&r, th) == 0);
+    CHECK_KR(r.mr, MACH_MSG_SUCCESS);
+    CHECK(r.msg.h.msgh_id == 46);
+    CHECK_KR(mach_port_destroy(SELF, nested_port), KERN_SUCCESS);
+}
+
 int main(void)
 {
     test_state_at_call();
@@ -355,5 +415,6 @@ int main(void)
     test_abort_then_set();
     test_fs_set_in_trap();
     test_handler_on_top();
+    test_nested_call_on_top();
     return test_done("trap_state");
 }

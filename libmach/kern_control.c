@@ -28,7 +28,10 @@
 #include "kern_thread.h"
 #include "kern_trap_frame.h"
 #include "linux.h"
+#include "gnumach.server.h"
+#include "kern_vm.h"
 #include "mach.server.h"
+#include "mach_port.server.h"
 
 /* The control signal.  SA_RESTART: stopping a thread must not make the
  * system calls of its own code fail with EINTR (poll and epoll_wait do
@@ -238,6 +241,23 @@ static void kern_force_eintr(ucontext_t *uc)
     }
 }
 
+/* The range thread_terminate_release asked the calling thread, ending
+ * itself, to release once it has left it (size 0: none). */
+static __thread struct {
+    vm_address_t address;
+    vm_size_t size;
+} kern_exit_release;
+
+void kern_exit_release_run(void)
+{
+    vm_address_t address = kern_exit_release.address;
+    vm_size_t size = kern_exit_release.size;
+    kern_exit_release.address = kern_exit_release.size = 0;
+    if (size != 0) {
+        kern_vm_release(address, size);
+    }
+}
+
 /* Ends the calling thread (thread_terminate): back into the start routine
  * of a thread made by thread_create, else through pthread_exit; glibc
  * frees it either way. */
@@ -247,8 +267,20 @@ static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t)
      * it): copy what is needed first. */
     sigjmp_buf back;
     bool has_back = t->has_exit_jmp;
+    unsigned long glibc_fs = t->kernel_fs;
+    /* (The range was noted under the thread pointer the call ran with.) */
+    vm_address_t release_address = kern_exit_release.address;
+    vm_size_t release_size = kern_exit_release.size;
+    kern_exit_release.address = kern_exit_release.size = 0;
     if (has_back) {
         memcpy(back, t->exit_jmp, sizeof back);
+    } else if (release_size != 0) {
+        /* A thread of glibc's making runs on glibc's stack, which glibc
+         * frees: a range holding the stack it stands on stays. */
+        uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+        if (here - release_address >= release_size) {
+            kern_vm_release(release_address, release_size);
+        }
     }
     if (atomic_load(&t->reaped)) {
         kern_thread_unbind_self();
@@ -264,6 +296,13 @@ static __attribute__((noreturn)) void kern_thread_die(struct kern_thread *t)
     atomic_store(&t->ended, 1);
     linux_futex_wake(&t->ended, INT_MAX, false);
     if (has_back) {
+        /* (Ended on its way out of a call, the thread may still run with
+         * a thread pointer of its own: the start routine needs glibc's.) */
+        if (glibc_fs != 0 && kern_get_base(ARCH_GET_FS) != glibc_fs) {
+            kern_set_base(ARCH_SET_FS, glibc_fs);
+        }
+        kern_exit_release.address = release_address;
+        kern_exit_release.size = release_size;
         siglongjmp(back, 1);
     }
     /* Any other thread leaves through glibc, so that it frees the thread
@@ -738,6 +777,41 @@ kern_return_t kern_thread_terminate(mach_port_t thread)
     kern_thread_unref(t);
     ipc_unlock();
     return replied ? MIG_NO_REPLY : KERN_SUCCESS;
+}
+
+kern_return_t kern_thread_terminate_release(mach_port_t thread, mach_port_t task,
+                                            mach_port_name_t thread_name,
+                                            mach_port_name_t reply_port, vm_address_t address,
+                                            vm_size_t size)
+{
+    /* (TASK must be this one: the names and the range are the caller's,
+     * whose thread this is.) */
+    ipc_lock();
+    bool ours = kern_is_task(task);
+    ipc_unlock();
+    bool self;
+    struct kern_thread *t = ours ? kern_control_get(thread, &self) : NULL;
+    if (t == NULL) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    kern_control_put(t);
+    (void)kern_mach_port_deallocate(task, thread_name);
+    if (reply_port != MACH_PORT_NULL) {
+        (void)kern_mach_port_destroy(task, reply_port);
+    }
+    if (self) {
+        /* Its stack, most likely: released once the thread has left it. */
+        kern_exit_release.address = address;
+        kern_exit_release.size = size;
+        return kern_thread_terminate(thread);
+    }
+    /* Another thread ends first, then its stack goes: GNU Mach's order
+     * would pull the stack from under a running thread. */
+    kern_return_t kr = kern_thread_terminate(thread);
+    if (kr == KERN_SUCCESS || kr == MIG_NO_REPLY) {
+        kern_vm_release(address, size);
+    }
+    return kr;
 }
 
 kern_return_t kern_thread_abort(mach_port_t thread)

@@ -63,6 +63,11 @@ bool kern_abort_take(void);
  * (futex_wait_mark).  Then it may stop there or make calls. */
 bool kern_lock_free_at(const ucontext_t *uc);
 
+/* Releases the range thread_terminate_release gave the calling thread,
+ * ending itself, once it stands on another stack (its start routine's,
+ * for a thread of thread_create).  Expects no lock. */
+void kern_exit_release_run(void);
+
 /* Traps under way on the calling thread (mach_msg; its entry point
  * counts them, kern_trap_exit uncounts): thread_abort ends the blocking
  * waits inside one, and only those. */

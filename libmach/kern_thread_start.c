@@ -25,6 +25,7 @@
 
 #include "ipc_space.h"
 #include "kern.h"
+#include "kern_control.h"
 #include "kern_thread.h"
 #include "linux.h"
 #include "mach.server.h"
@@ -118,7 +119,9 @@ static void *kern_thread_start_main(void *arg)
         linux_raw_syscall2(SYS_arch_prctl, ARCH_SET_FS, (long)fs); /* no thread-local from here on */
         kern_sigreturn(&uc);
     }
-    /* thread_terminate came back here, on glibc's thread pointer. */
+    /* thread_terminate came back here, on glibc's thread pointer; the
+     * stack the thread ran on may go now (thread_terminate_release). */
+    kern_exit_release_run();
     stack_t off = {.ss_flags = SS_DISABLE};
     sigaltstack(&off, NULL);
     if (alt.ss_sp != NULL) {

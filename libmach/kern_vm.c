@@ -115,6 +115,12 @@ kern_return_t kern_vm_deallocate(mach_port_t target_task, vm_address_t address,
     if (!kern_vm_task_ok(target_task)) {
         return KERN_INVALID_ARGUMENT;
     }
+    kern_vm_release(address, size);
+    return KERN_SUCCESS;
+}
+
+void kern_vm_release(vm_address_t address, vm_size_t size)
+{
     vm_address_t start, end;
     if (size != 0 && kern_vm_range(address, size, &start, &end)) {
         /* Under [V]: a vm_map cannot take the range between the unmapping
@@ -128,7 +134,6 @@ kern_return_t kern_vm_deallocate(mach_port_t target_task, vm_address_t address,
         vm_remote_unmap(start, end);
         vm_unlock();
     }
-    return KERN_SUCCESS;
 }
 
 /* Whether every page of [ADDRESS, ADDRESS + SIZE) is mapped. */

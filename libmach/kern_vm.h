@@ -44,6 +44,10 @@ void *kern_vm_zeros(void *hint, size_t len, bool fixed);
  * [G]. */
 void kern_vm_unmap(const void *addr, size_t size);
 
+/* vm_deallocate of [ADDRESS, ADDRESS + SIZE) in this task, as GNU Mach
+ * rounds and clips it (an empty range does nothing).  Expects no lock. */
+void kern_vm_release(vm_address_t address, vm_size_t size);
+
 /* Serves HELL's own request that machd sends a task's port to wire the
  * task's memory (kern_vm_attr.c: vm_wire and vm_wire_all through the
  * privileged host port, which machd serves); FALSE for any other

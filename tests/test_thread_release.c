@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * thread_terminate_release (gnumach.defs 4201, a simpleroutine): how a
+ * thread library's exiting thread frees its own stack.  GNU Mach
+ * deallocates the thread's name and destroys its reply port in the task,
+ * deallocates the range, then ends the thread.  A thread of thread_create
+ * running on a vm_allocate'd stack releases that very stack; another
+ * thread is ended first and its stack released after; a thread of
+ * pthread_create releases a region that is not its stack; a task port
+ * that is not the thread's task does nothing.
+ */
+#include <linux/futex.h>
+#include <mach.h>
+#include <mach/gnumach.h>
+#include <mach/thread_status.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test.h"
+
+#define SELF mach_task_self()
+#define STACK_SIZE (64 * 1024)
+
+/* Whether any page of [ADDR, ADDR + SIZE) is mapped. */
+static bool any_mapped(vm_address_t addr, vm_size_t size)
+{
+    unsigned char vec;
+    for (vm_size_t off = 0; off < size; off += 4096) {
+        if (mincore((void *)(addr + off), 4096, &vec) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static vm_address_t new_region(vm_size_t size)
+{
+    vm_address_t addr = 0;
+    CHECK_KR(vm_allocate(SELF, &addr, size, TRUE), KERN_SUCCESS);
+    memset((void *)addr, 0x5a, size);
+    return addr;
+}
+
+static mach_port_type_t type_of(mach_port_t name)
+{
+    mach_port_type_t type = 0;
+    if (mach_port_type(SELF, name, &type) != KERN_SUCCESS) {
+        return 0;
+    }
+    return type;
+}
+
+/* What the releasing thread of thread_create works with.  While it runs,
+ * it borrows the main thread's thread pointer (libmach needs one of
+ * glibc's) and the main thread makes no call into libmach or glibc's
+ * allocator: it waits with bare system calls. */
+static struct {
+    mach_port_t task, reply;
+    vm_address_t stack;
+    _Atomic uint32_t go;   /* futex: set once main is out of libmach */
+    _Atomic pid_t tid;
+    _Atomic bool returned; /* the call came back: it must not */
+} rel;
+
+static void releaser(void)
+{
+    while (atomic_load(&rel.go) == 0) {
+        syscall(SYS_futex, &rel.go, FUTEX_WAIT, 0, NULL, NULL, 0);
+    }
+    atomic_store(&rel.tid, (pid_t)syscall(SYS_gettid));
+    mach_port_t me = mach_thread_self();
+    (void)thread_terminate_release(me, rel.task, me, rel.reply, rel.stack, STACK_SIZE);
+    atomic_store(&rel.returned, true);
+    for (;;) {
+        syscall(SYS_pause);
+    }
+}
+
+/* Waits with bare system calls until Linux thread TID is gone. */
+static bool wait_gone(pid_t tid)
+{
+    struct timespec ms = {.tv_nsec = 1000000};
+    for (int i = 0; i < 5000; i++) {
+        if (tid != 0 && syscall(SYS_tgkill, getpid(), tid, 0) != 0) {
+            return true;
+        }
+        syscall(SYS_nanosleep, &ms, NULL);
+    }
+    return false;
+}
+
+static void test_own_stack(void)
+{
+    unsigned before = test_thread_count(SELF);
+    rel.task = SELF;
+    rel.reply = test_new_port(false);
+    rel.stack = new_region(STACK_SIZE);
+    mach_port_t th;
+    CHECK_KR(thread_create(SELF, &th), KERN_SUCCESS);
+    struct i386_thread_state regs = {0};
+    regs.rip = (uint64_t)(uintptr_t)releaser;
+    regs.ursp = rel.stack + STACK_SIZE - 8; /* as just called */
+    CHECK_KR(thread_set_state(th, i386_THREAD_STATE, (thread_state_t)&regs,
+                              i386_THREAD_STATE_COUNT),
+             KERN_SUCCESS);
+    struct i386_fsgs_base_state fsgs = {.fs_base = (uint64_t)pthread_self()};
+    CHECK_KR(thread_set_state(th, i386_FSGS_BASE_STATE, (thread_state_t)&fsgs,
+                              i386_FSGS_BASE_STATE_COUNT),
+             KERN_SUCCESS);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    atomic_store(&rel.go, 1);
+    syscall(SYS_futex, &rel.go, FUTEX_WAKE, 1, NULL, NULL, 0);
+    struct timespec ms = {.tv_nsec = 1000000};
+    for (int i = 0; i < 5000 && atomic_load(&rel.tid) == 0; i++) {
+        syscall(SYS_nanosleep, &ms, NULL);
+    }
+    bool gone = wait_gone(atomic_load(&rel.tid));
+    CHECK(gone);
+    if (!gone) {
+        return; /* it still runs on borrowed thread-locals: touch nothing */
+    }
+    CHECK(!atomic_load(&rel.returned));
+    CHECK(!any_mapped(rel.stack, STACK_SIZE));
+    CHECK(type_of(rel.reply) == 0); /* destroyed */
+    /* Of the two references (thread_create's, mach_thread_self's), one
+     * was released; the other names the dead port. */
+    mach_port_urefs_t refs = 0;
+    CHECK_KR(mach_port_get_refs(SELF, th, MACH_PORT_RIGHT_DEAD_NAME, &refs), KERN_SUCCESS);
+    CHECK(refs == 1);
+    CHECK_KR(mach_port_mod_refs(SELF, th, MACH_PORT_RIGHT_DEAD_NAME, -1), KERN_SUCCESS);
+    CHECK(test_thread_count(SELF) == before);
+}
+
+/* mov %rdi,(%rsi); 1: pause; jmp 1b */
+static const uint8_t spin_code[] = {0x48, 0x89, 0x3e, 0xf3, 0x90, 0xeb, 0xfc};
+
+static void test_other_thread(void)
+{
+    unsigned before = test_thread_count(SELF);
+    uint8_t *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(code != MAP_FAILED);
+    memcpy(code, spin_code, sizeof spin_code);
+    volatile uint64_t result = 0;
+    vm_address_t stack = new_region(STACK_SIZE);
+    mach_port_t reply = test_new_port(false);
+    mach_port_t th;
+    CHECK_KR(thread_create(SELF, &th), KERN_SUCCESS);
+    struct i386_thread_state regs = {0};
+    regs.rip = (uint64_t)(uintptr_t)code;
+    regs.ursp = stack + STACK_SIZE - 64;
+    regs.rdi = 0x77;
+    regs.rsi = (uint64_t)(uintptr_t)&result;
+    CHECK_KR(thread_set_state(th, i386_THREAD_STATE, (thread_state_t)&regs,
+                              i386_THREAD_STATE_COUNT),
+             KERN_SUCCESS);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    for (int i = 0; i < 5000 && result != 0x77; i++) {
+        usleep(1000);
+    }
+    CHECK(result == 0x77);
+    /* A task port that is not the thread's: nothing happens. */
+    mach_port_t stranger = test_new_port(true);
+    CHECK_KR(thread_terminate_release(th, stranger, th, reply, stack, STACK_SIZE),
+             KERN_SUCCESS); /* (sent: a simpleroutine has no answer) */
+    CHECK(test_thread_count(SELF) == before + 1);
+    CHECK(any_mapped(stack, STACK_SIZE) && type_of(reply) == MACH_PORT_TYPE_RECEIVE);
+    CHECK_KR(mach_port_destroy(SELF, stranger), KERN_SUCCESS);
+    /* Served before the send returns: the thread is gone, then its
+     * stack; the name's one reference went with it. */
+    CHECK_KR(thread_terminate_release(th, SELF, th, reply, stack, STACK_SIZE), KERN_SUCCESS);
+    CHECK(test_thread_count(SELF) == before);
+    CHECK(!any_mapped(stack, STACK_SIZE));
+    CHECK(type_of(reply) == 0 && type_of(th) == 0);
+    munmap(code, 4096);
+}
+
+struct plain {
+    vm_address_t region;
+    mach_port_t reply;
+};
+
+static void *plain_main(void *arg)
+{
+    struct plain *p = arg;
+    mach_port_t me = mach_thread_self();
+    (void)thread_terminate_release(me, SELF, me, p->reply, p->region, STACK_SIZE);
+    return (void *)1; /* never: it ended in the call */
+}
+
+/* A thread of pthread_create ends through glibc (which frees its stack)
+ * and releases a region of its own. */
+static void test_plain_thread(void)
+{
+    struct plain p = {.region = new_region(STACK_SIZE), .reply = test_new_port(false)};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, plain_main, &p) == 0);
+    void *ret = NULL;
+    CHECK(pthread_join(thread, &ret) == 0);
+    CHECK(ret == PTHREAD_CANCELED || ret == NULL); /* pthread_exit's */
+    CHECK(!any_mapped(p.region, STACK_SIZE));
+    CHECK(type_of(p.reply) == 0);
+}
+
+int main(void)
+{
+    test_other_thread();
+    test_plain_thread();
+    test_own_stack();
+    return test_done("thread_release");
+}

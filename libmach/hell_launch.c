@@ -43,22 +43,24 @@
 
 extern char **environ;
 
-/* Copies the caller's rights ATTR names into RIGHTS (1 + exception slot
- * + grants) and returns how many to send, or -1 (nothing held) when one
- * is not a send right.  Expects [G]. */
+/* Copies the caller's rights ATTR names into RIGHTS (kern.h's
+ * KERN_BOOT_* layout: ATTR's bootstrap port, no exception port, this
+ * task's registered ports, ATTR's grants) and returns how many to send,
+ * or -1 (nothing held) when one is not a send right.  Expects [G]. */
 static int hell_grant_rights(const struct hell_spawn_attr *attr, struct kright *rights)
 {
-    int n = attr->ngrants > 0 ? 2 + (int)attr->ngrants : 1;
+    int n = KERN_BOOT_FIXED + (int)attr->ngrants;
     for (int i = 0; i < n; i++) {
         rights[i] = (struct kright){.kind = KRIGHT_NONE};
     }
+    kern_registered_copy(&rights[KERN_BOOT_REGISTERED]);
     struct ipc_space *space = &ipc_spaces[SPACE_USER];
     bool ok = !MACH_PORT_VALID(attr->bootstrap) ||
               ipc_right_copyin(space, attr->bootstrap, MACH_MSG_TYPE_COPY_SEND, true,
-                               &rights[0]) == KERN_SUCCESS;
+                               &rights[KERN_BOOT_BOOTSTRAP]) == KERN_SUCCESS;
     for (unsigned i = 0; ok && i < attr->ngrants; i++) {
         ok = ipc_right_copyin(space, attr->grants[i].right, MACH_MSG_TYPE_COPY_SEND, false,
-                              &rights[2 + i]) == KERN_SUCCESS;
+                              &rights[KERN_BOOT_FIXED + i]) == KERN_SUCCESS;
     }
     if (!ok) {
         for (int i = 0; i < n; i++) {
@@ -74,7 +76,7 @@ static int hell_grant_rights(const struct hell_spawn_attr *attr, struct kright *
 static int hell_bootstrap_parent(int fd, const struct hell_spawn_attr *attr,
                                  mach_port_t *child_task)
 {
-    struct kright rights[2 + HELL_GRANTS_MAX];
+    struct kright rights[KERN_BOOT_FIXED + HELL_GRANTS_MAX];
     ipc_lock();
     int n = hell_grant_rights(attr, rights);
     if (n < 0) {

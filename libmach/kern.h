@@ -139,6 +139,27 @@ bool kern_serve_elsewhere(void);
  * demand).  Expects [G] or a single thread. */
 void kern_processor_fork_child(void);
 
+/* The layout of the rights a new task's bootstrap message carries: its
+ * bootstrap and exception ports, its TASK_PORT_REGISTER_MAX registered
+ * ports (each possibly none), then the rights granted to it
+ * (hell_spawn). */
+#define KERN_BOOT_BOOTSTRAP 0
+#define KERN_BOOT_EXCEPTION 1
+#define KERN_BOOT_REGISTERED 2
+#define KERN_BOOT_FIXED 6
+
+/* Copies this task's registered ports into RIGHTS[0 .. 3] (none for an
+ * empty slot), for a task it creates.  Expects [G]. */
+void kern_registered_copy(struct kright *rights);
+
+/* The slot of registered port I (a kernel-space name, 0 for none), or
+ * NULL past the last.  Expects [G]. */
+mach_port_name_t *kern_registered_slot(unsigned i);
+
+/* Forgets the registered ports in a child after fork() (its name space
+ * starts over).  Expects a single thread. */
+void kern_registered_fork_child(void);
+
 /* Whether TASK (a kernel-space name) is this task's port.  Expects [G]. */
 bool kern_is_task(mach_port_t task);
 

@@ -599,14 +599,16 @@ kern_return_t kern_task_create(mach_port_t parent, boolean_t inherit_memory,
         linux_close(sv[0]);
         return KERN_RESOURCE_SHORTAGE;
     }
-    struct kright rights[2];
+    struct kright rights[KERN_BOOT_FIXED];
     ipc_lock();
-    kern_special_right(kern_bootstrap_kname, &rights[0]);
-    kern_special_right(kern_exception_kname, &rights[1]);
-    mach_msg_return_t mr = wire_send_bootstrap(sv[0], rights, 2);
+    kern_special_right(kern_bootstrap_kname, &rights[KERN_BOOT_BOOTSTRAP]);
+    kern_special_right(kern_exception_kname, &rights[KERN_BOOT_EXCEPTION]);
+    kern_registered_copy(&rights[KERN_BOOT_REGISTERED]);
+    mach_msg_return_t mr = wire_send_bootstrap(sv[0], rights, KERN_BOOT_FIXED);
     if (mr != MACH_MSG_SUCCESS) {
-        kright_destroy(&rights[0]);
-        kright_destroy(&rights[1]);
+        for (int i = 0; i < KERN_BOOT_FIXED; i++) {
+            kright_destroy(&rights[i]);
+        }
     }
     ipc_unlock();
     struct kright task;
@@ -717,11 +719,11 @@ static void kern_wake_handler(int sig)
 }
 
 /* The names of the granted rights that follow the N rights of a
- * bootstrap message on FD, as a second datagram: N - 2 of them.  Returns
- * 0, or -1 when it is missing or malformed. */
+ * bootstrap message on FD, as a second datagram: N - KERN_BOOT_FIXED of
+ * them.  Returns 0, or -1 when it is missing or malformed. */
 static int kern_bootstrap_grant_names(int fd, int n, mach_port_name_t *names)
 {
-    size_t want = (size_t)(n - 2) * sizeof *names;
+    size_t want = (size_t)(n - KERN_BOOT_FIXED) * sizeof *names;
     ssize_t len;
     do {
         len = recv(fd, names, HELL_GRANTS_MAX * sizeof *names + 1, MSG_TRUNC);
@@ -730,29 +732,32 @@ static int kern_bootstrap_grant_names(int fd, int n, mach_port_name_t *names)
 }
 
 /* The child's half of the bootstrap handshake on FD: receive the
- * bootstrap port (and for task_create the exception port; for a spawn
- * with grants, the granted rights and their names), send back the task
- * port.  Expects no lock. */
+ * bootstrap, exception and registered ports (kern.h's KERN_BOOT_*; for a
+ * spawn with grants, the granted rights and their names), send back the
+ * task port.  Expects no lock. */
 int kern_bootstrap_child(int fd)
 {
-    struct kright rights[2 + HELL_GRANTS_MAX];
+    struct kright rights[KERN_BOOT_FIXED + HELL_GRANTS_MAX];
     mach_port_name_t names[HELL_GRANTS_MAX];
-    int n = wire_recv_bootstrap(fd, rights, 2 + HELL_GRANTS_MAX);
+    int n = wire_recv_bootstrap(fd, rights, KERN_BOOT_FIXED + HELL_GRANTS_MAX);
     if (n < 0) {
         return -1;
     }
-    int rc = n > 2 ? kern_bootstrap_grant_names(fd, n, names) : 0;
+    int rc = n > KERN_BOOT_FIXED ? kern_bootstrap_grant_names(fd, n, names) : 0;
     ipc_lock();
-    mach_port_name_t *slots[2] = {&kern_bootstrap_kname, &kern_exception_kname};
+    mach_port_name_t *slots[KERN_BOOT_FIXED] = {&kern_bootstrap_kname, &kern_exception_kname};
+    for (unsigned i = KERN_BOOT_REGISTERED; i < KERN_BOOT_FIXED; i++) {
+        slots[i] = kern_registered_slot(i - KERN_BOOT_REGISTERED);
+    }
     for (int i = 0; i < n; i++) {
         if (rc != 0) {
             kright_destroy(&rights[i]);
-        } else if (i < 2) {
+        } else if (i < KERN_BOOT_FIXED) {
             mach_port_name_t kname = MACH_PORT_NULL;
             (void)ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &rights[i], &kname);
             *slots[i] = kname;
         } else if (ipc_right_copyout_name(&ipc_spaces[SPACE_USER], &rights[i],
-                                          names[i - 2]) != KERN_SUCCESS) {
+                                          names[i - KERN_BOOT_FIXED]) != KERN_SUCCESS) {
             /* (The right is consumed either way.) */
             rc = -1;
         }
@@ -904,6 +909,7 @@ void kern_task_fork_child(void)
     }
     kern_task = kern_host = NULL;
     kern_task_kname = kern_host_kname = kern_bootstrap_kname = kern_exception_kname = 0;
+    kern_registered_fork_child();
     kern_objects_kname = 0;
     kern_task_self_name = 0;
     kern_service_running = false;

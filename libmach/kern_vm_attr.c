@@ -124,6 +124,26 @@ kern_return_t kern_vm_protect(mach_port_t target_task, vm_address_t address, vm_
     return kr;
 }
 
+/* ---- vm_machine_attribute ---- */
+
+kern_return_t kern_vm_machine_attribute(mach_port_t target_task, vm_address_t address,
+                                        vm_size_t size, vm_machine_attribute_t attribute,
+                                        vm_machine_attribute_val_t *value)
+{
+    (void)attribute;
+    (void)value; /* (not returned: GNU Mach's call changes nothing) */
+    if (!kern_vm_task_ok(target_task)) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    /* GNU Mach checks the range against the map's bounds (the sum as it
+     * computes it, wrapping), then asks the pmap, whose x86 answer is
+     * always KERN_INVALID_ADDRESS: no cache or page attribute to set. */
+    if (address + size > VM_MAPS_USER_MAX) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    return KERN_INVALID_ADDRESS;
+}
+
 /* ---- vm_inherit ---- */
 
 /* Makes the private mapping [START, END) (protection PROT) shared, with

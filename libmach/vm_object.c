@@ -36,6 +36,8 @@
 #include "kern.h"
 #include "kern_notify.h"
 #include "linux.h"
+#include "gnumach.server.h"
+#include "mach.server.h"
 #include "memory_object.kuser.h"
 #include "u64map.h"
 #include "vm_fault.h"
@@ -1241,6 +1243,37 @@ kern_return_t kern_memory_object_data_error(mach_port_t control, vm_offset_t off
     vm_waiters_end(object, at, end - at, true, vm_waiter_wants_data);
     vm_unlock();
     return KERN_SUCCESS;
+}
+
+kern_return_t kern_vm_object_sync(mach_port_t name, vm_offset_t offset, vm_size_t size,
+                                  boolean_t should_flush, boolean_t should_return,
+                                  boolean_t should_iosync)
+{
+    (void)should_iosync; /* always synchronous, as in GNU Mach */
+    mach_port_name_t control = MACH_PORT_NULL;
+    vm_lock();
+    uint64_t key;
+    void *value;
+    for (size_t i = 0;
+         control == MACH_PORT_NULL && u64map_next(&vm_by_control, &i, &key, &value);) {
+        const struct vm_object *object = value;
+        if (object->name == name) {
+            control = object->control;
+        }
+    }
+    vm_unlock();
+    if (control == MACH_PORT_NULL) {
+        return KERN_INVALID_ARGUMENT; /* no memory object's name port */
+    }
+    /* GNU Mach's: the whole pages, everything cached returned (or only
+     * what the pager must have), flushed if asked. */
+    vm_offset_t start = offset & ~(vm_offset_t)(VM_PAGE - 1);
+    vm_size_t whole = ((offset + size + VM_PAGE - 1) & ~(vm_offset_t)(VM_PAGE - 1)) - start;
+    return kern_memory_object_lock_request(control, start, whole,
+                                           should_return ? MEMORY_OBJECT_RETURN_ALL
+                                                         : MEMORY_OBJECT_RETURN_NONE,
+                                           should_flush, VM_PROT_NO_CHANGE, MACH_PORT_NULL,
+                                           0);
 }
 
 kern_return_t kern_memory_object_lock_request(mach_port_t control, vm_offset_t offset,

@@ -3,6 +3,7 @@
  * A sample external pager serving a Linux file (filepager.h).
  */
 #include <errno.h>
+#include <mach/gnumach.h>
 #include <mach/memory_object.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -73,7 +74,7 @@ kern_return_t filepager_memory_object_init(mach_port_t object, mach_port_t contr
         return KERN_SUCCESS;
     }
     pager->initialized = true;
-    mach_port_deallocate(mach_task_self(), name); /* vm_region's business */
+    pager->name = name; /* for filepager_object_sync */
     kern_return_t kr = memory_object_ready(control, !pager->uncached, MEMORY_OBJECT_COPY_DELAY);
     if (pager->keeps_no_control) {
         filepager_release_control(pager, control);
@@ -100,6 +101,8 @@ kern_return_t filepager_memory_object_terminate(mach_port_t object, mach_port_t 
         mach_port_deallocate(mach_task_self(), control);
     }
     if (ours) {
+        mach_port_deallocate(mach_task_self(), pager->name); /* dead too by now */
+        pager->name = MACH_PORT_NULL;
         pager->control = MACH_PORT_NULL;
         pager->initialized = false;
     }
@@ -317,6 +320,15 @@ kern_return_t filepager_sync(struct filepager *pager, vm_offset_t offset, vm_siz
 {
     return filepager_lock(pager, offset, size, MEMORY_OBJECT_RETURN_DIRTY, flush,
                           VM_PROT_NO_CHANGE, timeout_ms);
+}
+
+kern_return_t filepager_object_sync(struct filepager *pager, vm_offset_t offset, vm_size_t size,
+                                    bool flush)
+{
+    if (!pager->initialized) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    return vm_object_sync(pager->name, offset, size, flush, TRUE, FALSE);
 }
 
 kern_return_t filepager_lock_writes(struct filepager *pager, vm_offset_t offset,

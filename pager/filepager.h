@@ -50,6 +50,7 @@ struct filepager {
     bool writable;
     mach_port_t object;      /* the memory object: receive right */
     mach_port_t control;     /* the kernel's control port, after init */
+    mach_port_t name;        /* the object's name port, after init (a send right) */
     vm_prot_t supply_lock;   /* lock value of supplied pages */
     bool precious;           /* supply pages precious */
     bool uncached;           /* may_cache FALSE: terminated at the last unmapping */
@@ -82,6 +83,13 @@ bool filepager_start(struct filepager *pager);
  * (no kernel yet) or the error of the request. */
 kern_return_t filepager_sync(struct filepager *pager, vm_offset_t offset, vm_size_t size,
                              bool flush, int timeout_ms);
+
+/* Sends back everything cached of [OFFSET, OFFSET + SIZE) (widened to
+ * whole pages), dropping it too with FLUSH, through vm_object_sync on the
+ * object's name port: the pages come as memory_object_data_return.
+ * Returns the call's code, or KERN_INVALID_ARGUMENT with no kernel yet. */
+kern_return_t filepager_object_sync(struct filepager *pager, vm_offset_t offset, vm_size_t size,
+                                    bool flush);
 
 /* Locks writes out of the cached pages of [OFFSET, OFFSET + SIZE): the
  * next write to each becomes memory_object_data_unlock.  Waits as

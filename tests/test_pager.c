@@ -77,7 +77,8 @@ const char *__asan_default_options(void)
  * port between requests. */
 #define PAGER_NO_CONTROL 0x200
 
-enum { CMD_STATS, CMD_SYNC, CMD_FLUSH, CMD_LOCK_WRITES, CMD_MODE, CMD_SUPPLY_LOCK };
+enum { CMD_STATS, CMD_SYNC, CMD_FLUSH, CMD_LOCK_WRITES, CMD_MODE, CMD_SUPPLY_LOCK,
+       CMD_OBJECT_SYNC };
 
 struct cmd {
     int op;
@@ -123,6 +124,9 @@ static void pager_main(int fd, int sock, int mode)
             break;
         case CMD_LOCK_WRITES:
             a.kr = filepager_lock_writes(p, c.offset, c.size, 5000);
+            break;
+        case CMD_OBJECT_SYNC:
+            a.kr = filepager_object_sync(p, c.offset, c.size, c.arg != 0);
             break;
         case CMD_MODE:
             p->mode = c.arg;
@@ -264,6 +268,21 @@ static void read_write_clean_flush(void)
     a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
     CHECK(a.dirty_returned == 5); /* 6 by vm_msync, then 11 */
 
+    /* vm_object_sync on the object's name port (the pager's, from init)
+     * sends back every cached page of the range widened to whole pages,
+     * written or not; on any other kernel port it is refused. */
+    m[7 * PAGE + 3] = 's';
+    unsigned returned = a.pages_returned;
+    a = pager_cmd(&pp, CMD_OBJECT_SYNC, 7 * PAGE + 100, 10, 0);
+    CHECK_KR(a.kr, KERN_SUCCESS);
+    for (int i = 0; i < 500 && file_byte(fd, 7 * PAGE + 3) != 's'; i++) {
+        usleep(1000); /* on its way when the call returns */
+    }
+    CHECK(file_byte(fd, 7 * PAGE + 3) == 's');
+    a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.pages_returned == returned + 1 && a.dirty_returned == 6);
+    CHECK_KR(vm_object_sync(SELF, 0, PAGE, FALSE, TRUE, FALSE), KERN_INVALID_ARGUMENT);
+
     /* Flushing drops the cache: the next touch asks again, and what the
      * file now says comes back. */
     CHECK(m[4 * PAGE] == 'E');
@@ -272,7 +291,7 @@ static void read_write_clean_flush(void)
     CHECK(m[4 * PAGE] == 'E'); /* cached */
     m[5 * PAGE] = 'w';
     a = pager_cmd(&pp, CMD_FLUSH, 0, FILE_PAGES * PAGE, 0);
-    CHECK(a.dirty_returned == 6); /* the dirty page went back first */
+    CHECK(a.dirty_returned == 7); /* the dirty page went back first */
     asked = a.pages_requested;
     CHECK(m[4 * PAGE] == 'Q');
     CHECK(m[5 * PAGE] == 'w');
@@ -280,7 +299,7 @@ static void read_write_clean_flush(void)
     /* A page supplied again after the flush: its first write is seen. */
     m[4 * PAGE + 1] = 'R';
     a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
-    CHECK(a.dirty_returned == 7 && file_byte(fd, 4 * PAGE + 1) == 'R');
+    CHECK(a.dirty_returned == 8 && file_byte(fd, 4 * PAGE + 1) == 'R');
 
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
     pager_end(&pp);

@@ -20,6 +20,7 @@
  */
 #include <hell.h>
 #include <mach.h>
+#include <mach/vm_attributes.h>
 #include <mach/vm_cache_statistics.h>
 #include <mach/vm_statistics.h>
 #include <mach/vm_sync.h>
@@ -303,6 +304,24 @@ static void statistics_and_wiring(void)
     CHECK_KR(vm_deallocate(SELF, a, 2 * PAGE), KERN_SUCCESS);
 }
 
+/* GNU Mach's x86 answer: the range checked, then KERN_INVALID_ADDRESS
+ * (no machine attribute to set), the value untouched (another task's:
+ * test_task_ports). */
+static void machine_attribute_rules(void)
+{
+    vm_address_t a = 0;
+    CHECK_KR(vm_allocate(SELF, &a, PAGE, TRUE), KERN_SUCCESS);
+    vm_machine_attribute_val_t value = MATTR_VAL_CACHE_FLUSH;
+    CHECK_KR(vm_machine_attribute(SELF, a, PAGE, MATTR_CACHE, &value), KERN_INVALID_ADDRESS);
+    CHECK(value == MATTR_VAL_CACHE_FLUSH);
+    CHECK_KR(vm_machine_attribute(SELF, 0x7ffffffff000ull, 2 * PAGE, MATTR_CACHE, &value),
+             KERN_INVALID_ARGUMENT); /* past the user range */
+    mach_port_t host = mach_host_self(); /* a kernel port, no task's */
+    CHECK_KR(vm_machine_attribute(host, a, PAGE, MATTR_CACHE, &value), KERN_INVALID_ARGUMENT);
+    CHECK_KR(mach_port_deallocate(SELF, host), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, a, PAGE), KERN_SUCCESS);
+}
+
 int main(void)
 {
     (void)mig_get_reply_port();
@@ -314,6 +333,7 @@ int main(void)
     inherit_rules();
     copy_rules();
     statistics_and_wiring();
+    machine_attribute_rules();
     /* The children's task ports went with their names (task_create's
      * kernel side keeps no copy); the watchdog's epoll set and the
      * descriptor of the maps' queries (vm_maps.h) stay. */

@@ -193,9 +193,17 @@ static void kern_park(struct kern_thread *t, ucontext_t *uc, unsigned long user_
     for (;;) {
         atomic_store(&t->parked, 1);
         linux_futex_wake(&t->parked, INT_MAX, false);
+        /* Ended while its handler runs on top of a wait of libmach's, the
+         * thread goes on instead: it ends back in the wait, which then
+         * gives back the locks it holds. */
+        bool ends_below = false;
         for (;;) {
             unsigned seq = atomic_load(&t->resume_seq);
             if (atomic_load(&t->terminate_req)) {
+                ends_below = futex_locks_held > 0;
+                if (ends_below) {
+                    break;
+                }
                 t->uc = NULL;
                 atomic_store(&t->parked, 0);
                 kern_thread_die(t);
@@ -209,7 +217,7 @@ static void kern_park(struct kern_thread *t, ucontext_t *uc, unsigned long user_
          * have asked again: look once more after clearing it (the context
          * stays valid until then). */
         atomic_store(&t->parked, 0);
-        if (!atomic_load(&t->park_req) && !atomic_load(&t->terminate_req)) {
+        if (ends_below || (!atomic_load(&t->park_req) && !atomic_load(&t->terminate_req))) {
             break;
         }
     }
@@ -417,9 +425,11 @@ static void kern_control_handler(int sig, siginfo_t *si, void *ucv)
     }
     bool abort = atomic_load(&t->abort_req) || atomic_load(&t->terminate_req);
     bool park = atomic_load(&t->park_req);
-    if (!kern_lock_free_at(uc) || (abort && kern_trap_depth > 0)) {
-        /* Inside libmach: end its wait; it stops, returns interrupted or
-         * ends at its next clean point. */
+    if (!kern_lock_free_at(uc) || (abort && kern_trap_depth > 0) ||
+        (atomic_load(&t->terminate_req) && futex_locks_held > 0)) {
+        /* Inside libmach (or on top of a wait, to end: the wait gives
+         * back its locks first): end its wait; it stops, returns
+         * interrupted or ends at its next clean point. */
         kern_control_self = t;
         futex_park_pending = park;
         kern_force_eintr(uc);
@@ -539,22 +549,25 @@ static bool kern_control_signal(struct kern_thread *t)
     return syscall(SYS_tgkill, getpid(), t->tid, KERN_CONTROL_SIGNAL) == 0;
 }
 
-/* Whether Linux thread TID's signal mask blocks the control signal: its
- * status in /proc says. */
+/* Whether Linux thread TID's signal mask blocks the control signal, which
+ * waits pending: its status in /proc says. */
 static bool kern_signal_blocked(pid_t tid)
 {
     char path[64], line[128];
     snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
     FILE *f = fopen(path, "re");
-    unsigned long long mask = 0;
-    bool found = false;
-    while (f != NULL && !found && fgets(line, sizeof line, f) != NULL) {
-        found = sscanf(line, "SigBlk: %llx", &mask) == 1;
+    unsigned long long pending = 0, blocked = 0;
+    int found = 0;
+    while (f != NULL && found < 2 && fgets(line, sizeof line, f) != NULL) {
+        found += sscanf(line, "SigPnd: %llx", &pending) == 1;
+        found += sscanf(line, "SigBlk: %llx", &blocked) == 1;
     }
     if (f != NULL) {
         fclose(f);
     }
-    return found && (mask >> (KERN_CONTROL_SIGNAL - 1)) & 1;
+    /* Blocked and still pending: a signal being handled is no longer. */
+    unsigned long long bit = 1ull << (KERN_CONTROL_SIGNAL - 1);
+    return found == 2 && (blocked & bit) && (pending & bit);
 }
 
 /* Whether T's thread blocks the control signal of its own accord (it would
@@ -799,19 +812,22 @@ kern_return_t kern_thread_terminate_release(mach_port_t thread, mach_port_t task
     if (reply_port != MACH_PORT_NULL) {
         (void)kern_mach_port_destroy(task, reply_port);
     }
+    ipc_lock();
+    (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], task); /* the request's */
+    ipc_unlock();
     if (self) {
         /* Its stack, most likely: released once the thread has left it. */
         kern_exit_release.address = address;
         kern_exit_release.size = size;
-        return kern_thread_terminate(thread);
-    }
-    /* Another thread ends first, then its stack goes: GNU Mach's order
-     * would pull the stack from under a running thread. */
-    kern_return_t kr = kern_thread_terminate(thread);
-    if (kr == KERN_SUCCESS || kr == MIG_NO_REPLY) {
+        (void)kern_thread_terminate(thread);
+    } else if (kern_thread_terminate(thread) != KERN_INVALID_ARGUMENT) {
+        /* Another thread ends first, then its stack goes: GNU Mach's
+         * order would pull the stack from under a running thread. */
         kern_vm_release(address, size);
     }
-    return kr;
+    /* (A simpleroutine: nobody hears the code, and what the request
+     * carried is used, not to be destroyed again.) */
+    return KERN_SUCCESS;
 }
 
 kern_return_t kern_thread_abort(mach_port_t thread)

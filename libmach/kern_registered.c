@@ -68,8 +68,19 @@ kern_return_t kern_mach_ports_lookup(mach_port_t task, mach_port_array_t *ports,
         list[i] = entry == NULL                                ? MACH_PORT_NULL
                   : (entry->type & MACH_PORT_TYPE_DEAD_NAME) ? MACH_PORT_DEAD
                                                                : name;
+        /* A reference of the reply's own: a register meanwhile may drop
+         * the slot's before the reply copies it. */
+        if (MACH_PORT_VALID(list[i]) &&
+            ipc_right_delta(kspace, name, MACH_PORT_RIGHT_SEND, 1) != KERN_SUCCESS) {
+            list[i] = MACH_PORT_NULL;
+        }
     }
     ipc_unlock();
+    for (unsigned i = 0; i < TASK_PORT_REGISTER_MAX; i++) {
+        if (MACH_PORT_VALID(list[i])) {
+            kern_drop_after_reply(list[i]);
+        }
+    }
     *ports = list;
     *count = TASK_PORT_REGISTER_MAX;
     return KERN_SUCCESS;

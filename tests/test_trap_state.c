@@ -363,6 +363,42 @@ static void test_handler_on_top(void)
     CHECK(r.msg.h.msgh_id == 44);
 }
 
+static void *leave_soon(void *arg)
+{
+    (void)arg;
+    usleep(50000);
+    atomic_store(&leave_handler, true);
+    return NULL;
+}
+
+/* A thread ended while stopped in a handler on top of its receive ends
+ * once back in the call, which gives back the port: others receive. */
+static void test_ended_on_top(void)
+{
+    struct receiver r;
+    struct i386_thread_state s;
+    mach_port_t th = stop_in_trap(&r, &s);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    run_handler_on_top(&r, spin_handler);
+    CHECK_KR(thread_suspend(th), KERN_SUCCESS);
+    pthread_t helper;
+    CHECK(pthread_create(&helper, NULL, leave_soon, NULL) == 0);
+    CHECK_KR(thread_terminate(th), KERN_SUCCESS);
+    CHECK(pthread_join(helper, NULL) == 0);
+    CHECK(pthread_join(r.thread, NULL) == 0);
+    send_id(r.port, 47);
+    union {
+        mach_msg_header_t h;
+        char buf[RCV_SIZE];
+    } m;
+    CHECK_KR(mach_msg(&m.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof m, r.port, 2000,
+                      MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 47);
+    mach_port_mod_refs(SELF, th, MACH_PORT_RIGHT_DEAD_NAME, -1);
+    CHECK_KR(mach_port_destroy(SELF, r.port), KERN_SUCCESS);
+}
+
 static mach_port_t nested_port;
 static _Atomic mach_msg_return_t nested_mr = -1;
 
@@ -416,5 +452,6 @@ int main(void)
     test_fs_set_in_trap();
     test_handler_on_top();
     test_nested_call_on_top();
+    test_ended_on_top();
     return test_done("trap_state");
 }

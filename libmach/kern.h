@@ -148,6 +148,11 @@ void kern_processor_fork_child(void);
 #define KERN_BOOT_REGISTERED 2
 #define KERN_BOOT_FIXED 6
 
+/* Copies the send right KNAME (kernel space; 0 for none) into RIGHT for a
+ * message: none when KNAME names nothing, dead when its port died.
+ * Expects [G]. */
+void kern_special_right(mach_port_name_t kname, struct kright *right);
+
 /* Copies this task's registered ports into RIGHTS[0 .. 3] (none for an
  * empty slot), for a task it creates.  Expects [G]. */
 void kern_registered_copy(struct kright *rights);

@@ -13,7 +13,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "ipc_space.h"
 #include "ipc_wire.h"
@@ -116,19 +115,11 @@ kern_return_t kern_task_get_emulation_vector(mach_port_t task, int *vector_start
     }
     size_t n = kern_emulation.count;
     *vector_start = kern_emulation.set ? (int)kern_emulation.start : 0;
-    *vector = NULL;
     *count = 0;
-    kern_return_t kr = KERN_SUCCESS;
-    if (n > 0) {
-        void *copy = mmap(NULL, n * sizeof **vector, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (copy == MAP_FAILED) {
-            kr = KERN_RESOURCE_SHORTAGE;
-        } else {
-            memcpy(copy, kern_emulation.entries, n * sizeof **vector);
-            *vector = copy;
-            *count = (mach_msg_type_number_t)n;
-        }
+    kern_return_t kr = kern_array_alloc(n, sizeof **vector, (void **)vector);
+    if (kr == KERN_SUCCESS && n > 0) {
+        memcpy(*vector, kern_emulation.entries, n * sizeof **vector);
+        *count = (mach_msg_type_number_t)n;
     }
     ipc_unlock();
     return kr;

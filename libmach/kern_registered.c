@@ -45,9 +45,8 @@ kern_return_t kern_mach_ports_register(mach_port_t task, mach_port_array_t ports
 kern_return_t kern_mach_ports_lookup(mach_port_t task, mach_port_array_t *ports,
                                      mach_msg_type_number_t *count)
 {
-    mach_port_t *list = mmap(NULL, TASK_PORT_REGISTER_MAX * sizeof *list,
-                             PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (list == MAP_FAILED) {
+    mach_port_t *list;
+    if (kern_array_alloc(TASK_PORT_REGISTER_MAX, sizeof *list, (void **)&list) != KERN_SUCCESS) {
         return KERN_RESOURCE_SHORTAGE;
     }
     ipc_lock();
@@ -89,12 +88,7 @@ kern_return_t kern_mach_ports_lookup(mach_port_t task, mach_port_array_t *ports,
 void kern_registered_copy(struct kright *rights)
 {
     for (unsigned i = 0; i < TASK_PORT_REGISTER_MAX; i++) {
-        rights[i] = (struct kright){.kind = KRIGHT_NONE};
-        if (MACH_PORT_VALID(kern_registered[i]) &&
-            ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], kern_registered[i],
-                             MACH_MSG_TYPE_COPY_SEND, true, &rights[i]) != KERN_SUCCESS) {
-            rights[i] = (struct kright){.kind = KRIGHT_NONE};
-        }
+        kern_special_right(kern_registered[i], &rights[i]);
     }
 }
 

@@ -542,9 +542,7 @@ static __attribute__((noreturn)) void kern_task_become_new(int fd)
     }
 }
 
-/* Copies the special port KNAME (kernel space) into RIGHT, or NULL.
- * Expects [G]. */
-static void kern_special_right(mach_port_name_t kname, struct kright *right)
+void kern_special_right(mach_port_name_t kname, struct kright *right)
 {
     *right = (struct kright){.kind = KRIGHT_NONE};
     if (MACH_PORT_VALID(kname) &&

@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <hell.h>
 #include <mach.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -197,6 +198,23 @@ static inline unsigned test_thread_count(mach_port_t task)
         vm_deallocate(mach_task_self(), (vm_address_t)list, n * sizeof *list);
     }
     return n;
+}
+
+/* Makes a task with hell_fork that only waits to be ended (task_terminate,
+ * then waitpid); returns its pid, its task port in *CHILD.  Its bootstrap
+ * port is destroyed here: it needs none. */
+static inline pid_t test_fork_idle(mach_port_t *child)
+{
+    mach_port_t boot = test_new_port(true);
+    pid_t pid = hell_fork(boot, child);
+    if (pid == 0) {
+        for (;;) {
+            pause();
+        }
+    }
+    CHECK(pid > 0);
+    CHECK_KR(mach_port_destroy(mach_task_self(), boot), KERN_SUCCESS);
+    return pid;
 }
 
 /* Waits (up to 5 s) until thread TID of this process blocks in system

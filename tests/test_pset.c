@@ -105,15 +105,8 @@ static void check_tasks(mach_port_t name, mach_port_t control, bool kernel_is_se
     CHECK(kernel_is_self ? tasks[0] == SELF : tasks[0] != SELF && list_has(tasks, n, SELF));
     list_free(tasks, n);
 
-    mach_port_t boot = test_new_port(true);
     mach_port_t child;
-    pid_t pid = hell_fork(boot, &child);
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        for (;;) {
-            pause();
-        }
-    }
+    pid_t pid = test_fork_idle(&child);
     CHECK(set_lists(control, child));
     mach_port_t empty;
     CHECK_KR(task_create(SELF, FALSE, &empty), KERN_SUCCESS);
@@ -150,7 +143,6 @@ static void check_tasks(mach_port_t name, mach_port_t control, bool kernel_is_se
     CHECK(gone);
     CHECK_KR(mach_port_deallocate(SELF, child), KERN_SUCCESS);
     CHECK_KR(mach_port_deallocate(SELF, empty), KERN_SUCCESS);
-    CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
 }
 
 /* Policies and priorities; the calls GNU Mach refuses without MACH_HOST. */

@@ -67,15 +67,8 @@ static void test_own_task(void)
 
 static void test_other_task(void)
 {
-    mach_port_t boot = test_new_port(true);
     mach_port_t child;
-    pid_t pid = hell_fork(boot, &child);
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        for (;;) {
-            pause();
-        }
-    }
+    pid_t pid = test_fork_idle(&child);
     call_many(child, (vm_address_t)page); /* (the child has the page too) */
     long before = test_status_kb(pid, "VmSize");
     call_many(child, (vm_address_t)page);
@@ -88,7 +81,6 @@ static void test_other_task(void)
     int status;
     CHECK(waitpid(pid, &status, 0) == pid);
     CHECK_KR(mach_port_deallocate(SELF, child), KERN_SUCCESS);
-    CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
 }
 
 int main(void)

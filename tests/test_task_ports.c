@@ -147,13 +147,7 @@ static void test_inherited(void)
         mach_port_t child = MACH_PORT_NULL;
         pid_t pid = -1;
         if (how == 0) {
-            mach_port_t boot = test_new_port(true);
-            pid = hell_fork(boot, &child);
-            if (pid == 0) {
-                pause();
-                _exit(0);
-            }
-            CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
+            pid = test_fork_idle(&child);
         } else {
             CHECK_KR(task_create(SELF, FALSE, &child), KERN_SUCCESS);
         }

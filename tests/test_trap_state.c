@@ -341,6 +341,18 @@ static void run_handler_on_top(struct receiver *r, void (*handler)(int))
     }
 }
 
+/* Starts a receiver R stopped in its call, resumes it, runs HANDLER on
+ * top of its wait and stops it there; returns its thread port. */
+static mach_port_t stop_in_handler_on_top(struct receiver *r, void (*handler)(int))
+{
+    struct i386_thread_state s;
+    mach_port_t th = stop_in_trap(r, &s);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    run_handler_on_top(r, handler);
+    CHECK_KR(thread_suspend(th), KERN_SUCCESS);
+    return th;
+}
+
 /* A signal handler of the program running on top of a blocked mach_msg
  * is user code: the thread stops there, and shows where it runs, not the
  * call below. */
@@ -348,10 +360,7 @@ static void test_handler_on_top(void)
 {
     struct receiver r;
     struct i386_thread_state s;
-    mach_port_t th = stop_in_trap(&r, &s);
-    CHECK_KR(thread_resume(th), KERN_SUCCESS);
-    run_handler_on_top(&r, spin_handler);
-    CHECK_KR(thread_suspend(th), KERN_SUCCESS);
+    mach_port_t th = stop_in_handler_on_top(&r, spin_handler);
     mach_msg_type_number_t n = i386_THREAD_STATE_COUNT;
     CHECK_KR(thread_get_state(th, i386_THREAD_STATE, (thread_state_t)&s, &n), KERN_SUCCESS);
     CHECK(s.rip != (uint64_t)(uintptr_t)trap_call_return && s.ursp < trap_call_rsp);
@@ -376,11 +385,7 @@ static void *leave_soon(void *arg)
 static void test_ended_on_top(void)
 {
     struct receiver r;
-    struct i386_thread_state s;
-    mach_port_t th = stop_in_trap(&r, &s);
-    CHECK_KR(thread_resume(th), KERN_SUCCESS);
-    run_handler_on_top(&r, spin_handler);
-    CHECK_KR(thread_suspend(th), KERN_SUCCESS);
+    mach_port_t th = stop_in_handler_on_top(&r, spin_handler);
     pthread_t helper;
     CHECK(pthread_create(&helper, NULL, leave_soon, NULL) == 0);
     CHECK_KR(thread_terminate(th), KERN_SUCCESS);

@@ -214,14 +214,26 @@ $(GEN)/machd/device.server.c: $(DEPS)/.ok
 	$(MIG) -I$(MACH_INC) -user /dev/null -header /dev/null \
 	    -server $@ -sheader $(GEN)/machd/device.server.h $(device_DEFS)
 $(GEN)/machd/device.server.h: $(GEN)/machd/device.server.c ;
-$(OBJ)/machd/device.server.o: $(GEN)/machd/device.server.c $(GEN_HDRS)
+# i386_io_perm_create on the master port; its reply moves the send right
+# machd makes (a user-level MIG server would copy one and keep its own,
+# and no-senders would never come).
+$(GEN)/machd/mach_i386.server.c: $(DEPS)/.ok
+	@mkdir -p $(GEN)/machd
+	$(MIG) -I$(MACH_INC) -DSERVERPREFIX=ds_ -user /dev/null -header /dev/null \
+	    -server $@.tmp -sheader $(GEN)/machd/mach_i386.server.h $(mach_i386_DEFS)
+	sed -e '/^mig_internal void _Xi386_io_perm_create/,/^}/ s/_COPY_SEND/_MOVE_SEND/' \
+	    $@.tmp > $@
+	rm -f $@.tmp
+$(GEN)/machd/mach_i386.server.h: $(GEN)/machd/mach_i386.server.c ;
+$(OBJ)/machd/%.server.o: $(GEN)/machd/%.server.c $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(MIGCFLAGS) -c -o $@ $<
-$(BUILD)/bin/machd: $(MACHD_SRCS) $(wildcard machd/*.h) $(GEN)/machd/device.server.h \
-                    $(OBJ)/machd/device.server.o $(LIB)
+MACHD_MIG := device mach_i386
+$(BUILD)/bin/machd: $(MACHD_SRCS) $(wildcard machd/*.h) \
+                    $(MACHD_MIG:%=$(GEN)/machd/%.server.h) $(MACHD_MIG:%=$(OBJ)/machd/%.server.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Imachd -I$(GEN)/machd -o $@ $(MACHD_SRCS) \
-	    $(OBJ)/machd/device.server.o $(PROG_LDFLAGS)
+	    $(MACHD_MIG:%=$(OBJ)/machd/%.server.o) $(PROG_LDFLAGS)
 $(BUILD)/bin/hell-task: tools/hell_task.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ tools/hell_task.c $(PROG_LDFLAGS)

@@ -145,6 +145,7 @@ void kern_thread_free(struct kern_thread *t)
         (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], t->exc_reply);
     }
     t->exception_kname = t->exc_reply = MACH_PORT_NULL;
+    kern_i386_thread_free(t);
     t->gone = true;
     if (t->refs == 0) {
         free(t);

@@ -57,6 +57,8 @@ struct kern_thread {
     struct i386_thread_state start_state; /* [G] while unstarted */
     sigjmp_buf exit_jmp;          /* back into its start routine */
     bool has_exit_jmp;            /* [C] once started by HELL */
+    struct kern_i386_segments *segments; /* [G] its LDT and GDT slots
+                                     (kern_i386.c), or NULL: none set */
 };
 
 /* The calling thread's record, made with its port on first use; NULL
@@ -66,6 +68,9 @@ struct kern_thread *kern_thread_self(void);
 /* The thread whose port KNAME names in the kernel space, or NULL.
  * Expects [G]. */
 struct kern_thread *kern_thread_lookup(mach_port_t kname);
+
+/* Frees T's segment descriptors (kern_i386.c).  Expects [G]. */
+void kern_i386_thread_free(struct kern_thread *t);
 
 /* Forgets T and destroys its port (its thread ended, or never started);
  * the memory goes with the last reference.  Expects [G]. */

@@ -543,9 +543,19 @@ kern_return_t ds_device_intr_ack(mach_port_t device, mach_port_t receive_port)
 boolean_t device_demux(mach_msg_header_t *in, mach_msg_header_t *out)
 {
     device_request = in;
-    boolean_t handled = device_server(in, out);
+    boolean_t handled = device_server(in, out) || device_io_perm_demux(in, out);
     device_request = NULL;
     return handled;
+}
+
+bool device_is_master(mach_port_t port)
+{
+    return MACH_PORT_VALID(port) && port == device_master;
+}
+
+kern_return_t device_set_add(mach_port_t port)
+{
+    return mach_port_move_member(mach_task_self(), port, device_set);
 }
 
 /* Opens the disk D into UNIT.  Returns 0, or -1 with a message. */

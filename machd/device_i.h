@@ -26,6 +26,20 @@ kern_return_t device_errno(int err);
  * what became of IN's rights and memory). */
 boolean_t device_demux(mach_msg_header_t *in, mach_msg_header_t *out);
 
+/* Serves IN when it is a request of mach_i386.defs (i386_io_perm_create
+ * on the master port), or a no-senders notification or range request on
+ * an I/O permission port (device_io_perm.c); same contract as
+ * device_demux.  Takes and releases its own lock. */
+boolean_t device_io_perm_demux(mach_msg_header_t *in, mach_msg_header_t *out);
+
+/* Whether PORT names the device master port.  Needs no lock. */
+bool device_is_master(mach_port_t port);
+
+/* Puts PORT, a receive right, in the set the device server threads
+ * receive on.  Returns what mach_port_move_member returns.  Needs no
+ * lock. */
+kern_return_t device_set_add(mach_port_t port);
+
 /* Whether PORT is the console's open port.  Takes and releases (L). */
 bool device_is_open_console(mach_port_t port);
 

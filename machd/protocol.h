@@ -43,6 +43,7 @@
 #ifndef HELL_MACHD_PROTOCOL_H
 #define HELL_MACHD_PROTOCOL_H
 
+#include <mach/message.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -212,5 +213,20 @@ static inline bool hell_peer_is_us(int fd)
     socklen_t len = sizeof cred;
     return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == getuid();
 }
+
+/* The range of an I/O permission port (i386_io_perm_create): a task
+ * serving i386_io_perm_modify sends a bare header with this id and a
+ * reply port to the permission port; machd answers with
+ * hell_io_perm_range_reply (id + 100), a range with FROM past TO when
+ * the port is none of its permissions. */
+#define HELL_IO_PERM_RANGE_ID 0x48490001 /* "HI", 1 */
+struct hell_io_perm_range_reply {
+    mach_msg_header_t head;
+    mach_msg_type_t ret_type;
+    kern_return_t ret;
+    char ret_pad[4]; /* (each item of a message starts on 8 bytes) */
+    mach_msg_type_t range_type;
+    uint32_t from, to;
+};
 
 #endif

@@ -10,9 +10,8 @@
  * sees what Linux lets it: Linux has one LDT per process, so each LDT
  * descriptor set is written there too (modify_ldt), where every thread
  * of the task sees it and the last one set wins; a descriptor Linux does
- * not take (a call gate, a present conforming code segment, a 16-bit one
- * on a kernel without 16-bit segments) leaves that entry of Linux's LDT
- * empty.  The GDT is Linux's own: selectors 0x4b and 0x53 name nothing
+ * not take (a call gate, a present conforming code segment) leaves that
+ * entry of Linux's LDT empty.  The GDT is Linux's own: selectors 0x4b and 0x53 name nothing
  * there, so the slots are records only.
  */
 #include <asm/ldt.h>

@@ -222,7 +222,9 @@ $(GEN)/machd/mach_i386.server.c: $(DEPS)/.ok
 	$(MIG) -I$(MACH_INC) -DSERVERPREFIX=ds_ -user /dev/null -header /dev/null \
 	    -server $@.tmp -sheader $(GEN)/machd/mach_i386.server.h $(mach_i386_DEFS)
 	sed -e '/^mig_internal void _Xi386_io_perm_create/,/^}/ s/_COPY_SEND/_MOVE_SEND/' \
-	    $@.tmp > $@
+	    $@.tmp > $@.sed
+	grep -q 'MACH_MSG_TYPE_MOVE_SEND' $@.sed
+	mv $@.sed $@
 	rm -f $@.tmp
 $(GEN)/machd/mach_i386.server.h: $(GEN)/machd/mach_i386.server.c ;
 $(OBJ)/machd/%.server.o: $(GEN)/machd/%.server.c $(GEN_HDRS)
@@ -237,7 +239,7 @@ $(BUILD)/bin/machd: $(MACHD_SRCS) $(wildcard machd/*.h) \
 $(BUILD)/bin/hell-task: tools/hell_task.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ tools/hell_task.c $(PROG_LDFLAGS)
-$(BUILD)/bin/hell: tools/hell.c machd/protocol.c machd/protocol.h
+$(BUILD)/bin/hell: tools/hell.c machd/protocol.c machd/protocol.h $(DEPS)/.ok
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Imachd -DHELL_VERSION='"$(VERSION)"' -o $@ tools/hell.c \
 	    machd/protocol.c $(LDFLAGS)

@@ -10,8 +10,8 @@
  * sees what Linux lets it: Linux has one LDT per process, so each LDT
  * descriptor set is written there too (modify_ldt), where every thread
  * of the task sees it and the last one set wins; a descriptor Linux does
- * not take (a call gate, a present conforming code segment) leaves that
- * entry of Linux's LDT empty.  The GDT is Linux's own: selectors 0x4b and 0x53 name nothing
+ * not take (a call gate, a present conforming code segment, a 64-bit
+ * code segment) leaves that entry of Linux's LDT empty.  The GDT is Linux's own: selectors 0x4b and 0x53 name nothing
  * there, so the slots are records only.
  */
 #include <asm/ldt.h>
@@ -131,7 +131,8 @@ static void kern_ldt_install(unsigned index, struct descriptor d)
         .lm = (gran & SZ_64) != 0,
     };
     bool user_segment = (access & (ACC_P | ACC_TYPE_USER | ACC_PL)) ==
-                        (ACC_P | ACC_TYPE_USER | ACC_PL_U);
+                            (ACC_P | ACC_TYPE_USER | ACC_PL_U) &&
+                        !((access & ACC_CODE) == ACC_CODE && (gran & SZ_64));
     if (!user_segment || syscall(SYS_modify_ldt, 0x11, &u, sizeof u) != 0) {
         u = (struct user_desc){.entry_number = index, .read_exec_only = 1,
                                .seg_not_present = 1};
@@ -160,6 +161,21 @@ void kern_i386_thread_free(struct kern_thread *t)
 static bool kern_is_current(struct kern_thread *t)
 {
     return !kern_serving_other_task() && kern_thread_self() == t;
+}
+
+/* The size of the list i386_set_ldt was sent: MIG's count is its 32-bit
+ * words halved, an odd one left out. */
+static size_t kern_ldt_list_bytes(mach_msg_type_number_t count)
+{
+    const struct {
+        mach_msg_header_t head;
+        mach_msg_type_t selector_type;
+        int selector;
+        char pad[4];
+        mach_msg_type_long_t list_type;
+    } *req = (const void *)kern_current_request();
+    return req != NULL ? (size_t)req->list_type.msgtl_number * sizeof(int)
+                       : count * sizeof(struct descriptor);
 }
 
 kern_return_t kern_i386_set_ldt(mach_port_t thread, int first_selector,
@@ -200,7 +216,6 @@ kern_return_t kern_i386_set_ldt(mach_port_t thread, int first_selector,
             for (unsigned i = grown->ldt_count; i < need; i++) {
                 grown->ldt[i] = i < LDTSZ ? kern_i386_default_ldt[i]
                                           : (struct descriptor){.high_word = ACC_P << 8};
-                kern_ldt_install(i, grown->ldt[i]);
             }
             grown->ldt_count = need;
             t->segments = seg = grown;
@@ -214,8 +229,9 @@ kern_return_t kern_i386_set_ldt(mach_port_t thread, int first_selector,
     }
     ipc_unlock();
     free(descs);
-    if (kr == KERN_SUCCESS && !inline_list && count > 0) {
-        wire_region_release((void *)desc_list, count * sizeof *desc_list);
+    size_t sent = inline_list ? 0 : kern_ldt_list_bytes(count);
+    if (kr == KERN_SUCCESS && sent > 0) {
+        wire_region_release((void *)desc_list, sent);
     }
     return kr;
 }

@@ -52,8 +52,15 @@ kern_return_t kern_i386_io_perm_modify(mach_port_t task, mach_port_t io_perm, bo
     ipc_lock();
     bool task_ok = kern_is_task(task);
     ipc_unlock();
+    if (!task_ok || !MACH_PORT_VALID(io_perm)) {
+        return KERN_INVALID_ARGUMENT;
+    }
+    /* The port's server may take its time: not in the service thread. */
+    if (kern_serving_other_task() && kern_serve_elsewhere()) {
+        return MIG_NO_REPLY;
+    }
     unsigned from, to;
-    if (!task_ok || !MACH_PORT_VALID(io_perm) || !kern_io_perm_range(io_perm, &from, &to)) {
+    if (!kern_io_perm_range(io_perm, &from, &to)) {
         return KERN_INVALID_ARGUMENT;
     }
     if (kern_serving_other_task() || ioperm(from, to - from + 1, enable != FALSE) != 0) {

@@ -149,7 +149,8 @@ static void io_perm_range(mach_msg_header_t *in, mach_msg_header_t *out)
 boolean_t device_io_perm_demux(mach_msg_header_t *in, mach_msg_header_t *out)
 {
     if (in->msgh_id == MACH_NOTIFY_NO_SENDERS &&
-        in->msgh_size == sizeof(mach_no_senders_notification_t)) {
+        in->msgh_size == sizeof(mach_no_senders_notification_t) &&
+        !(in->msgh_bits & MACH_MSGH_BITS_COMPLEX) && !MACH_PORT_VALID(in->msgh_remote_port)) {
         io_perm_no_senders(in->msgh_local_port);
         ((mig_reply_header_t *)out)->RetCode = MIG_NO_REPLY;
         ((mig_reply_header_t *)out)->Head.msgh_remote_port = MACH_PORT_NULL;

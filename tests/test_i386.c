@@ -158,6 +158,21 @@ static void ldt_other_thread(void)
     CHECK_KR(i386_get_ldt(other, 0, 2, &got, &n), KERN_SUCCESS);
     CHECK(n == 2 && same(got[0], data) && got[1].high_word == 0);
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)got, n * sizeof *got), KERN_SUCCESS);
+    /* Linux's LDT is the process's: what the other thread set stays
+     * loadable when this thread's own LDT grows. */
+    struct descriptor mark = desc(0, 0x55, DATA_W_USER, SZ_32);
+    CHECK_KR(i386_set_ldt(other, 0x2f, &mark, 1), KERN_SUCCESS);
+    unsigned limit = 0, rights = 0;
+    CHECK(segment_of(0x2f, &limit, &rights) && limit == 0x55);
+    mach_port_t me = mach_thread_self();
+    CHECK_KR(i386_set_ldt(me, (30 << 3) | 7, &data, 1), KERN_SUCCESS);
+    CHECK(segment_of(0x2f, &limit, &rights) && limit == 0x55);
+    /* A 64-bit code segment: recorded, not loadable (Linux would make it
+     * a 16-bit one). */
+    struct descriptor code64 = desc(0, 0xfffff, CODE_R_USER, SZ_64 | 0x8);
+    CHECK_KR(i386_set_ldt(me, 0x2f, &code64, 1), KERN_SUCCESS);
+    CHECK(!segment_of(0x2f, &limit, &rights));
+    CHECK_KR(mach_port_deallocate(SELF, me), KERN_SUCCESS);
     pthread_cancel(th);
     pthread_join(th, NULL);
     (void)mach_port_deallocate(SELF, other); /* (dead by now, or soon) */

@@ -80,8 +80,8 @@ static boolean_t kern_device_refuse(mach_msg_header_t *in, mach_msg_header_t *ou
 
 static boolean_t (*const kern_servers[])(mach_msg_header_t *, mach_msg_header_t *) = {
     mach_port_server, mach_server,      mach_host_server,   gnumach_server,
-    mach_i386_server, vm_notify_server, kern_wire_forward_server, kern_pset_notify_server,
-    kern_device_refuse,
+    mach_i386_server, vm_notify_server, kern_wire_forward_server, kern_vm_phys_forward_server,
+    kern_pset_notify_server, kern_device_refuse,
 };
 #define KERN_REQUEST_MAX (64 * 1024)
 

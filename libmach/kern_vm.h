@@ -54,6 +54,12 @@ void kern_vm_release(vm_address_t address, vm_size_t size);
  * message.  Expects no lock. */
 boolean_t kern_wire_forward_server(mach_msg_header_t *in, mach_msg_header_t *out);
 
+/* Serves HELL's own request that the server of the privileged host port
+ * sends a task's port for vm_pages_phys and vm_allocate_contiguous on
+ * that task's memory (kern_vm_phys.c); FALSE for any other message.
+ * Expects no lock. */
+boolean_t kern_vm_phys_forward_server(mach_msg_header_t *in, mach_msg_header_t *out);
+
 /* The Linux protection of the Mach protection PROT. */
 static inline int kern_vm_linux_prot(vm_prot_t prot)
 {

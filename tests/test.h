@@ -200,6 +200,22 @@ static inline unsigned test_thread_count(mach_port_t task)
     return n;
 }
 
+static inline boolean_t test_no_routine(mach_msg_header_t *in, mach_msg_header_t *out)
+{
+    mig_reply_setup(in, out);
+    ((mig_reply_header_t *)out)->RetCode = MIG_BAD_ID;
+    return FALSE;
+}
+
+/* A thread's start routine: answers every request on the port at ARG
+ * with MIG_BAD_ID, as a server of other interfaces does, until the port
+ * goes. */
+static inline void *test_bad_id_server(void *arg)
+{
+    (void)mach_msg_server(test_no_routine, 256, *(mach_port_t *)arg);
+    return NULL;
+}
+
 /* Makes a task with hell_fork that only waits to be ended (task_terminate,
  * then waitpid); returns its pid, its task port in *CHILD.  Its bootstrap
  * port is destroyed here: it needs none. */

@@ -152,21 +152,6 @@ static void task_default_manager(mach_port_t host_priv)
     CHECK_KR(mach_port_destroy(self, first), KERN_SUCCESS);
 }
 
-static boolean_t no_routine(mach_msg_header_t *in, mach_msg_header_t *out)
-{
-    mig_reply_setup(in, out);
-    ((mig_reply_header_t *)out)->RetCode = MIG_BAD_ID;
-    return FALSE;
-}
-
-/* Answers every request on the port at ARG with MIG_BAD_ID, as a server
- * of other interfaces does. */
-static void *other_server(void *arg)
-{
-    (void)mach_msg_server(no_routine, 256, *(mach_port_t *)arg);
-    return NULL;
-}
-
 /* vm_wire and vm_wire_all through the privileged host port (served by
  * machd) wire the memory of the task named, where it lives: this task's
  * and a child task's.  A port that is no task: KERN_INVALID_TASK. */
@@ -232,7 +217,7 @@ static void task_wire(mach_port_t host_priv)
 
     mach_port_t other = test_new_port(true);
     pthread_t server;
-    CHECK(pthread_create(&server, NULL, other_server, &other) == 0);
+    CHECK(pthread_create(&server, NULL, test_bad_id_server, &other) == 0);
     CHECK_KR(vm_wire(host_priv, other, a, size, VM_PROT_READ), KERN_INVALID_TASK);
     CHECK_KR(vm_wire_all(host_priv, other, VM_WIRE_NONE), KERN_INVALID_TASK);
     CHECK_KR(mach_port_destroy(mach_task_self(), other), KERN_SUCCESS); /* ends the server */

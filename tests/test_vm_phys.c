@@ -93,21 +93,6 @@ static kern_return_t pages_of(mach_port_t priv, mach_port_t task, vm_address_t a
     return kr;
 }
 
-/* Answers every request on the port at ARG with MIG_BAD_ID, as a server
- * of other interfaces does. */
-static boolean_t no_routine(mach_msg_header_t *in, mach_msg_header_t *out)
-{
-    mig_reply_setup(in, out);
-    ((mig_reply_header_t *)out)->RetCode = MIG_BAD_ID;
-    return FALSE;
-}
-
-static void *other_server(void *arg)
-{
-    (void)mach_msg_server(no_routine, 256, *(mach_port_t *)arg);
-    return NULL;
-}
-
 /* GNU Mach's error codes, for TASK (VISIBLE: whether Linux shows frames). */
 static void check_errors(mach_port_t priv, mach_port_t task, bool visible)
 {
@@ -163,7 +148,7 @@ static void check_not_a_task(mach_port_t priv)
 {
     mach_port_t other = test_new_port(true);
     pthread_t server;
-    CHECK(pthread_create(&server, NULL, other_server, &other) == 0);
+    CHECK(pthread_create(&server, NULL, test_bad_id_server, &other) == 0);
     rpc_phys_addr_t pa[1];
     vm_address_t v = 0;
     rpc_phys_addr_t p = 0;

@@ -47,6 +47,17 @@ void kern_host_fork_child(void);
  * lock. */
 kern_return_t kern_array_alloc(size_t count, size_t elem, void **out);
 
+/* Releases one reference of the right KNAME names in the kernel space
+ * (a right a successful routine's request brought, a reply's leftover);
+ * nothing for a name that is not valid.  Expects no lock. */
+void kern_release_right(mach_port_name_t kname);
+
+/* The MIG type descriptors of one 64-bit and one 32-bit inline integer,
+ * for HELL's own requests between kernels, and whether T is exactly
+ * WANT.  Need no lock. */
+extern const mach_msg_type_t kern_type_int64, kern_type_int32;
+bool kern_type_is(const mach_msg_type_t *t, const mach_msg_type_t *want);
+
 /* Copies a send right named KNAME in the kernel space into the user
  * space.  Returns its user name (MACH_PORT_NULL if KNAME is null or dead).
  * Expects [G]. */

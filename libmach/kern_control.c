@@ -812,9 +812,7 @@ kern_return_t kern_thread_terminate_release(mach_port_t thread, mach_port_t task
     if (reply_port != MACH_PORT_NULL) {
         (void)kern_mach_port_destroy(task, reply_port);
     }
-    ipc_lock();
-    (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], task); /* the request's */
-    ipc_unlock();
+    kern_release_right(task); /* the request's */
     if (self) {
         /* Its stack, most likely: released once the thread has left it. */
         kern_exit_release.address = address;

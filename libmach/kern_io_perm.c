@@ -11,7 +11,6 @@
  * of another task, or one Linux refuses (a kernel without I/O bitmaps, a
  * process without CAP_SYS_RAWIO), answers KERN_PROTECTION_FAILURE.
  */
-#include <errno.h>
 #include <mach.h>
 #include <sys/io.h>
 
@@ -66,9 +65,7 @@ kern_return_t kern_i386_io_perm_modify(mach_port_t task, mach_port_t io_perm, bo
     if (kern_serving_other_task() || ioperm(from, to - from + 1, enable != FALSE) != 0) {
         return KERN_PROTECTION_FAILURE;
     }
-    ipc_lock();
-    (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], io_perm); /* the request's */
-    ipc_unlock();
+    kern_release_right(io_perm); /* the request's */
     return KERN_SUCCESS;
 }
 

@@ -65,6 +65,25 @@ kern_return_t kern_array_alloc(size_t count, size_t elem, void **out)
     return KERN_SUCCESS;
 }
 
+void kern_release_right(mach_port_name_t kname)
+{
+    if (MACH_PORT_VALID(kname)) {
+        ipc_lock();
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], kname);
+        ipc_unlock();
+    }
+}
+
+const mach_msg_type_t kern_type_int64 = {.msgt_name = MACH_MSG_TYPE_INTEGER_64,
+                                         .msgt_size = 64, .msgt_number = 1, .msgt_inline = TRUE};
+const mach_msg_type_t kern_type_int32 = {.msgt_name = MACH_MSG_TYPE_INTEGER_32,
+                                         .msgt_size = 32, .msgt_number = 1, .msgt_inline = TRUE};
+
+bool kern_type_is(const mach_msg_type_t *t, const mach_msg_type_t *want)
+{
+    return memcmp(t, want, sizeof *t) == 0;
+}
+
 kern_return_t kern_mach_port_names(mach_port_t task, mach_port_name_array_t *names,
                                    mach_msg_type_number_t *namesCnt,
                                    mach_port_type_array_t *types,

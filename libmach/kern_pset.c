@@ -236,9 +236,7 @@ static void kern_pset_notify_new_task(mach_port_name_t child, mach_port_name_t p
     if (ipc_mach_msg(SPACE_KERNEL, &msg.head,
                      MACH_SEND_MSG | MACH_SEND_ALWAYS | MACH_SEND_TIMEOUT, sizeof msg, 0,
                      MACH_PORT_NULL, 0) != MACH_MSG_SUCCESS) {
-        ipc_lock();
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], notify); /* (a dead name) */
-        ipc_unlock();
+        kern_release_right(notify); /* (a dead name) */
     }
 }
 

@@ -351,9 +351,7 @@ void kern_reply(mach_port_name_t reply_port, mach_msg_id_t request_id, kern_retu
     };
     if (ipc_mach_msg(SPACE_KERNEL, &reply.Head, MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof reply,
                      0, MACH_PORT_NULL, 0) != MACH_MSG_SUCCESS) {
-        ipc_lock();
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], reply_port);
-        ipc_unlock();
+        kern_release_right(reply_port);
     }
 }
 

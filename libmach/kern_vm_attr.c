@@ -352,18 +352,6 @@ struct kern_wire_request {
 #define KERN_WIRE_ALL_REQUEST_SIZE (offsetof(struct kern_wire_request, all) + \
                                     sizeof(((struct kern_wire_request *)0)->all))
 
-static const mach_msg_type_t kern_wire_int64 = {
-    .msgt_name = MACH_MSG_TYPE_INTEGER_64, .msgt_size = 64, .msgt_number = 1,
-    .msgt_inline = TRUE};
-static const mach_msg_type_t kern_wire_int32 = {
-    .msgt_name = MACH_MSG_TYPE_INTEGER_32, .msgt_size = 32, .msgt_number = 1,
-    .msgt_inline = TRUE};
-
-static bool kern_wire_type_is(const mach_msg_type_t *t, const mach_msg_type_t *want)
-{
-    return memcmp(t, want, sizeof *t) == 0;
-}
-
 /* Wires (or with VM_PROT_NONE unwires) the pages of [ADDRESS, ADDRESS +
  * SIZE) of this task. */
 static kern_return_t kern_wire_here(vm_address_t address, vm_size_t size, vm_prot_t access,
@@ -433,13 +421,13 @@ boolean_t kern_wire_forward_server(mach_msg_header_t *in, mach_msg_header_t *out
         kr = KERN_INVALID_TASK; /* sent to another kernel object */
     } else if (in->msgh_id == KERN_WIRE_FORWARD_ID) {
         if (in->msgh_size == KERN_WIRE_REQUEST_SIZE &&
-            kern_wire_type_is(&r->wire.address_type, &kern_wire_int64) &&
-            kern_wire_type_is(&r->wire.size_type, &kern_wire_int64) &&
-            kern_wire_type_is(&r->wire.access_type, &kern_wire_int32)) {
+            kern_type_is(&r->wire.address_type, &kern_type_int64) &&
+            kern_type_is(&r->wire.size_type, &kern_type_int64) &&
+            kern_type_is(&r->wire.access_type, &kern_type_int32)) {
             kr = kern_wire_here(r->wire.address, r->wire.size, r->wire.access, true);
         }
     } else if (in->msgh_size == KERN_WIRE_ALL_REQUEST_SIZE &&
-               kern_wire_type_is(&r->all.flags_type, &kern_wire_int32)) {
+               kern_type_is(&r->all.flags_type, &kern_type_int32)) {
         kr = kern_wire_all_here(r->all.flags);
     }
     ((mig_reply_header_t *)out)->RetCode = kr;
@@ -476,7 +464,7 @@ static kern_return_t kern_wire_forward_call(struct kern_wire_forward *f)
     if (mr == MACH_MSG_SUCCESS) {
         if (m.out.Head.msgh_id == id + 100 && m.out.Head.msgh_size == sizeof m.out &&
             !(m.out.Head.msgh_bits & MACH_MSGH_BITS_COMPLEX) &&
-            kern_wire_type_is(&m.out.RetCodeType, &kern_wire_int32) &&
+            kern_type_is(&m.out.RetCodeType, &kern_type_int32) &&
             m.out.RetCode != MIG_BAD_ID && m.out.RetCode != MIG_BAD_ARGUMENTS) {
             kr = m.out.RetCode;
         }
@@ -488,9 +476,7 @@ static kern_return_t kern_wire_forward_call(struct kern_wire_forward *f)
 /* Releases F's own reference to its task. */
 static void kern_wire_forward_end(struct kern_wire_forward *f)
 {
-    ipc_lock();
-    (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], f->task);
-    ipc_unlock();
+    kern_release_right(f->task);
 }
 
 static void *kern_wire_forward_main(void *arg)
@@ -547,9 +533,7 @@ static kern_return_t kern_wire_forward(mach_port_t task, const struct kern_wire_
         }
     }
     if (kr == KERN_SUCCESS || kr == MIG_NO_REPLY) {
-        ipc_lock();
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], task); /* the request's */
-        ipc_unlock();
+        kern_release_right(task); /* the request's */
     }
     return kr;
 }
@@ -570,9 +554,9 @@ kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t addr
     /* (The task checks the rest, after its own identity, as GNU Mach.) */
     struct kern_wire_request r = {
         .head = {.msgh_id = KERN_WIRE_FORWARD_ID},
-        .wire = {.address_type = kern_wire_int64, .address = address,
-                 .size_type = kern_wire_int64, .size = size,
-                 .access_type = kern_wire_int32, .access = access}};
+        .wire = {.address_type = kern_type_int64, .address = address,
+                 .size_type = kern_type_int64, .size = size,
+                 .access_type = kern_type_int32, .access = access}};
     return kern_wire_forward(task, &r, KERN_WIRE_REQUEST_SIZE);
 }
 
@@ -590,7 +574,7 @@ kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t fla
     }
     struct kern_wire_request r = {
         .head = {.msgh_id = KERN_WIRE_ALL_FORWARD_ID},
-        .all = {.flags_type = kern_wire_int32, .flags = flags}};
+        .all = {.flags_type = kern_type_int32, .flags = flags}};
     return kern_wire_forward(task, &r, KERN_WIRE_ALL_REQUEST_SIZE);
 }
 

@@ -84,17 +84,6 @@ static kern_return_t kern_vm_place(vm_address_t *address, vm_size_t len, vm_addr
     return KERN_SUCCESS;
 }
 
-/* Releases a kernel-space reference the request carried (a successful
- * routine owns what its request carried). */
-static void kern_vm_drop_request_right(mach_port_name_t kname)
-{
-    if (MACH_PORT_VALID(kname)) {
-        ipc_lock();
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], kname);
-        ipc_unlock();
-    }
-}
-
 /* Records Mach's attributes of a new mapping [START, START + LEN). */
 static void kern_vm_map_attrs(vm_address_t start, vm_size_t len, vm_prot_t max,
                               vm_inherit_t inheritance)
@@ -272,7 +261,7 @@ static kern_return_t kern_vm_map_local(mach_port_name_t pager, vm_address_t *add
     struct vm_object *object;
     kr = vm_object_enter(pager, &object);
     if (kr != KERN_SUCCESS) {
-        kern_vm_drop_request_right(pager); /* the object's */
+        kern_release_right(pager); /* the object's */
         return kr;
     }
     if (copy) {
@@ -336,7 +325,7 @@ kern_return_t kern_vm_map(mach_port_t target_task, vm_address_t *address, vm_siz
     }
     if (kr == KERN_SUCCESS) {
         kern_vm_map_attrs(at, len, max_protection, inheritance);
-        kern_vm_drop_request_right(memory_object); /* a successful routine owns it */
+        kern_release_right(memory_object); /* a successful routine owns it */
         *address = at;
     }
     return kr;

@@ -174,18 +174,6 @@ struct kern_vm_phys_contig_reply {
  * memory; a port that is no task may never. */
 #define KERN_VM_PHYS_FORWARD_TIMEOUT_MS 5000
 
-static const mach_msg_type_t kern_vm_phys_int64 = {
-    .msgt_name = MACH_MSG_TYPE_INTEGER_64, .msgt_size = 64, .msgt_number = 1,
-    .msgt_inline = TRUE};
-static const mach_msg_type_t kern_vm_phys_int32 = {
-    .msgt_name = MACH_MSG_TYPE_INTEGER_32, .msgt_size = 32, .msgt_number = 1,
-    .msgt_inline = TRUE};
-
-static bool kern_vm_phys_type_is(const mach_msg_type_t *t, const mach_msg_type_t *want)
-{
-    return memcmp(t, want, sizeof *t) == 0;
-}
-
 /* Whether IN is a well-formed forwarded request of NARGS arguments. */
 static bool kern_vm_phys_request_ok(const mach_msg_header_t *in, unsigned nargs)
 {
@@ -195,7 +183,7 @@ static bool kern_vm_phys_request_ok(const mach_msg_header_t *in, unsigned nargs)
         return false;
     }
     for (unsigned i = 0; i < nargs; i++) {
-        if (!kern_vm_phys_type_is(&r->args[i].type, &kern_vm_phys_int64)) {
+        if (!kern_type_is(&r->args[i].type, &kern_type_int64)) {
             return false;
         }
     }
@@ -237,9 +225,9 @@ static kern_return_t kern_vm_phys_contig_serve(const struct kern_vm_phys_request
                                                 &paddr);
     if (kr == KERN_SUCCESS) {
         memset(c->pad, 0, sizeof c->pad);
-        c->vaddr_type = kern_vm_phys_int64;
+        c->vaddr_type = kern_type_int64;
         c->vaddr = vaddr;
-        c->paddr_type = kern_vm_phys_int64;
+        c->paddr_type = kern_type_int64;
         c->paddr = paddr;
         out->msgh_size = sizeof *c;
     }
@@ -291,8 +279,8 @@ static bool kern_vm_phys_contig_reply_ok(const union kern_vm_phys_msg *m)
 {
     return m->contig.head.msgh_size == sizeof m->contig &&
            !(m->contig.head.msgh_bits & MACH_MSGH_BITS_COMPLEX) &&
-           kern_vm_phys_type_is(&m->contig.vaddr_type, &kern_vm_phys_int64) &&
-           kern_vm_phys_type_is(&m->contig.paddr_type, &kern_vm_phys_int64);
+           kern_type_is(&m->contig.vaddr_type, &kern_type_int64) &&
+           kern_type_is(&m->contig.paddr_type, &kern_type_int64);
 }
 
 /* Sends M's request (ID, NARGS arguments set) to TASK, a kernel-space send
@@ -306,7 +294,7 @@ static kern_return_t kern_vm_phys_call(mach_port_t task, union kern_vm_phys_msg 
 {
     m->request.head = (mach_msg_header_t){.msgh_remote_port = task, .msgh_id = id};
     for (unsigned i = 0; i < nargs; i++) {
-        m->request.args[i].type = kern_vm_phys_int64;
+        m->request.args[i].type = kern_type_int64;
     }
     mach_msg_return_t mr = kern_call_timed(&m->request.head, KERN_VM_PHYS_REQUEST_SIZE(nargs),
                                            sizeof *m, KERN_VM_PHYS_FORWARD_TIMEOUT_MS);
@@ -318,7 +306,7 @@ static kern_return_t kern_vm_phys_call(mach_port_t task, union kern_vm_phys_msg 
     }
     kern_return_t kr = KERN_INVALID_TASK;
     const mig_reply_header_t *e = &m->error;
-    if (e->Head.msgh_id == id + 100 && kern_vm_phys_type_is(&e->RetCodeType, &kern_vm_phys_int32)) {
+    if (e->Head.msgh_id == id + 100 && kern_type_is(&e->RetCodeType, &kern_type_int32)) {
         if (e->RetCode == KERN_SUCCESS) {
             bool ok = id == KERN_VM_PHYS_PAGES_ID ? kern_vm_phys_pages_reply_ok(m, count)
                                                   : kern_vm_phys_contig_reply_ok(m);
@@ -333,19 +321,6 @@ static kern_return_t kern_vm_phys_call(mach_port_t task, union kern_vm_phys_msg 
     }
     msg_destroy_in(SPACE_KERNEL, &m->request.head, true); /* whatever it brought */
     return kr;
-}
-
-/* Releases the kernel-space send right TASK that the request being served
- * brought: a successful routine owns it, whichever task it names (a failed
- * one's request is destroyed by kern_serve; one handed to another thread
- * by kern_serve_elsewhere is that thread's).  Expects no lock. */
-static void kern_vm_phys_drop_task(mach_port_t task)
-{
-    if (MACH_PORT_VALID(task)) {
-        ipc_lock();
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], task);
-        ipc_unlock();
-    }
 }
 
 /* GNU Mach's first checks: HOST the privileged host port, TASK a task
@@ -399,7 +374,7 @@ kern_return_t kern_vm_pages_phys(mach_port_t host_priv, mach_port_t target_task,
         }
     }
     if (kr == KERN_SUCCESS) {
-        kern_vm_phys_drop_task(target_task);
+        kern_release_right(target_task); /* the request's, whichever task it names */
     }
     return kr;
 }
@@ -430,7 +405,7 @@ kern_return_t kern_vm_allocate_contiguous(mach_port_t host_priv, mach_port_t tar
         }
     }
     if (kr == KERN_SUCCESS) {
-        kern_vm_phys_drop_task(target_task);
+        kern_release_right(target_task); /* the request's, whichever task it names */
     }
     return kr;
 }

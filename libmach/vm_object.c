@@ -646,9 +646,7 @@ boolean_t vm_notify_server(mach_msg_header_t *in, mach_msg_header_t *out)
     }
     vm_unlock();
     /* The notification's own reference to the dead name. */
-    ipc_lock();
-    (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], name);
-    ipc_unlock();
+    kern_release_right(name);
     return TRUE;
 }
 
@@ -1072,9 +1070,7 @@ kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t
 static void vm_reply_sent(mach_port_name_t reply_to, kern_return_t kr)
 {
     if (kr != KERN_SUCCESS) {
-        ipc_lock();
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], reply_to);
-        ipc_unlock();
+        kern_release_right(reply_to);
     }
 }
 

@@ -23,6 +23,7 @@
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "ipc_wire.h"
+#include "kern.h"
 #include "linux.h"
 #include "protocol.h"
 #include "u64map.h"
@@ -159,9 +160,7 @@ static void vm_server_enter(struct vm_client *client, const struct hell_vm_reque
     }
     int direct = vm_server_direct_fd(pager);
     if (direct >= 0) {
-        ipc_lock();
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], pager);
-        ipc_unlock();
+        kern_release_right(pager);
         vm_server_reply(client, KERN_SUCCESS, HELL_VM_DIRECT, direct);
         return;
     }
@@ -172,9 +171,7 @@ static void vm_server_enter(struct vm_client *client, const struct hell_vm_reque
                            : vm_object_enter(pager, &object);
     if (kr != KERN_SUCCESS) {
         vm_unlock();
-        ipc_lock();
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], pager);
-        ipc_unlock();
+        kern_release_right(pager);
         vm_server_reply(client, kr, 0, -1);
         return;
     }

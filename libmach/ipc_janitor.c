@@ -45,6 +45,7 @@ static size_t janitor_top;           /* [G] slots ever used */
 static uint32_t *janitor_free;       /* [G] freed slots, a stack */
 static size_t janitor_nfree, janitor_free_cap; /* [G] */
 static struct u64map janitor_by_nonce; /* [G] nonce -> slot + 1 */
+static uint64_t janitor_escrow_id = 1; /* [G] the last escrow's id */
 
 void ipc_janitor_init(void)
 {
@@ -210,14 +211,11 @@ void ipc_janitor_hold(struct ipc_port *port, uint64_t nonce)
     }
 }
 
-void ipc_janitor_keep_receive(struct ipc_port *port)
+/* Lists PORT's receive right RCV (not listed yet) and shows machd its
+ * receive end; escrows its port-destroyed request, if any. */
+static void janitor_list_receive(struct ipc_port *port, struct ipc_port_rcv *rcv)
 {
-    struct ipc_port_rcv *rcv = port->rcv;
-    /* Not while the right is on its way out (a send right to the port
-     * made for the same message, say): listed again, it could make
-     * machd destroy the port at its next holder. */
-    if (rcv == NULL || rcv->janitor_slot != 0 || rcv->kobject_type != IKOT_NONE ||
-        atomic_load(&rcv->leaving) || !janitor_connect()) {
+    if (rcv->kobject_type != IKOT_NONE || !janitor_connect()) {
         return;
     }
     /* Listed before machd gets the end: machd closes the ends whose
@@ -233,6 +231,95 @@ void ipc_janitor_keep_receive(struct ipc_port *port)
         slot = 0;
     }
     rcv->janitor_slot = slot;
+    if (slot != 0 && rcv->pdrequest != 0) {
+        ipc_janitor_escrow(port);
+    }
+}
+
+void ipc_janitor_keep_receive(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    /* Not while the right is on its way out (a send right to the port
+     * made for the same message, say): listed again, it could make
+     * machd destroy the port at its next holder. */
+    if (rcv != NULL && rcv->janitor_slot == 0 && !atomic_load(&rcv->leaving)) {
+        janitor_list_receive(port, rcv);
+    }
+}
+
+void ipc_janitor_keep_kept(struct kmsg *kmsg)
+{
+    for (unsigned i = 0; i <= kmsg->nrights; i++) {
+        const struct kright *right = i == 0 ? &kmsg->reply : &kmsg->rights[i - 1];
+        if (right->kind == KRIGHT_SEND_ONCE) {
+            ipc_janitor_hold(right->port, right->nonce);
+        } else if (right->kind == KRIGHT_RECEIVE && right->port->rcv->janitor_slot == 0) {
+            janitor_list_receive(right->port, right->port->rcv);
+        }
+    }
+}
+
+void ipc_janitor_unkeep_kept(struct kmsg *kmsg)
+{
+    for (unsigned i = 0; i < kmsg->nrights; i++) {
+        struct kright *right = &kmsg->rights[i];
+        if (right->kind == KRIGHT_RECEIVE) {
+            ipc_janitor_forget_receive(right->port, right->port->rcv, true);
+        }
+    }
+}
+
+/* Voids PORT's escrow: its slot lists the right alone again, and machd
+ * may close what it kept (a message lost when machd is behind: the slot
+ * is what counts). */
+static void janitor_escrow_void(struct ipc_port *port, struct ipc_port_rcv *rcv)
+{
+    if (rcv->escrowed) {
+        atomic_store_explicit(&janitor_slots[rcv->janitor_slot - 1].nonce, 1,
+                              memory_order_release);
+        struct hell_janitor_escrow forget = {.magic = HELL_PROTO_MAGIC,
+                                             .flags = HELL_JANITOR_ESCROW | HELL_JANITOR_FORGET,
+                                             .key = port->serial};
+        (void)send(janitor_sock, &forget, sizeof forget, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    rcv->escrowed = rcv->escrow_stale = false;
+}
+
+void ipc_janitor_escrow(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    if (rcv == NULL || rcv->janitor_slot == 0) {
+        return;
+    }
+    struct ipc_port *notify, *ns_notify;
+    uint64_t nonce, ns_nonce = 0;
+    if (rcv->space != SPACE_USER || rcv->pdrequest == 0 ||
+        !kern_notify_request_right(rcv->pdrequest, &notify, &nonce) || notify == port) {
+        janitor_escrow_void(port, rcv);
+        return;
+    }
+    if (rcv->nsrequest == 0 || !kern_notify_request_right(rcv->nsrequest, &ns_notify, &ns_nonce)) {
+        ns_nonce = 0;
+    }
+    struct hell_janitor_escrow escrow = {.magic = HELL_PROTO_MAGIC,
+                                         .flags = HELL_JANITOR_ESCROW,
+                                         .key = port->serial,
+                                         .notify_key = notify->serial,
+                                         .id = janitor_escrow_id + 1,
+                                         .nonces = {nonce, ns_nonce}};
+    if (!janitor_show_port(notify) ||
+        kern_notify_port_destroyed_copy(port, janitor_sock, &escrow, sizeof escrow,
+                                        HELL_JANITOR_ESCROW_MAX) != MACH_MSG_SUCCESS) {
+        rcv->escrow_stale = true; /* the last one, if any, stays current */
+        return;
+    }
+    /* Current once sent: machd keeps the last two of a port, so a death
+     * before this store finds the previous one still current. */
+    janitor_escrow_id = escrow.id;
+    atomic_store_explicit(&janitor_slots[rcv->janitor_slot - 1].nonce, escrow.id,
+                          memory_order_release);
+    rcv->escrowed = true;
+    rcv->escrow_stale = false;
 }
 
 void ipc_janitor_forget_receive(struct ipc_port *port, struct ipc_port_rcv *rcv, bool moving)
@@ -242,6 +329,7 @@ void ipc_janitor_forget_receive(struct ipc_port *port, struct ipc_port_rcv *rcv,
     }
     janitor_unlist(rcv->janitor_slot - 1);
     rcv->janitor_slot = 0;
+    rcv->escrowed = rcv->escrow_stale = false; /* unlisted: void */
     if (moving) {
         /* machd closes its copy now, so that the port dies with its next
          * holder whatever that holder does.  Lost when machd is behind:

@@ -34,12 +34,22 @@
  * message carries it on: whichever of the notification and the right's
  * use comes second is refused by its port as a replay.
  *
- * A message kept by MACH_RCV_LARGE lies in the task's memory: its
- * send-once rights are listed as held while it waits there.
+ * GNU Mach honours the port-destroyed request of a receive right it
+ * destroys with a dead task: the right, with its queue, goes to the
+ * request's holder.  The receive state (its secret, the nonces of its
+ * send-once rights, the senders' transports, its requests) lives in the
+ * task, so while a listed right has such a request machd keeps an
+ * escrow: a copy of the notification the task would send, descriptors
+ * included, made again when that state changes (a send or send-once
+ * right made, a transport kept, a request or limit changed: a message
+ * to machd each time, on such ports only).  The table's slot for the
+ * right says which escrow is current; when the task ends machd sends it
+ * instead of destroying the queue, and if the notify port is dead, the
+ * port is destroyed as GNU Mach destroys the right in a notification
+ * that cannot be sent.
  *
- * Not covered: the port-destroyed request of a port whose receiver dies
- * (machd holds the queue, not the receive state), and the queue of a
- * receive right in a message kept by MACH_RCV_LARGE.
+ * A message kept by MACH_RCV_LARGE lies in the task's memory: its
+ * send-once and receive rights are listed as held while it waits there.
  *
  * Every function here but the first two expects ipc_lock held ([G]).
  */
@@ -70,6 +80,17 @@ void ipc_janitor_release(uint64_t nonce);
  * until it leaves (ipc_janitor_forget_receive). */
 void ipc_janitor_keep_receive(struct ipc_port *port);
 
+/* KMSG, a message received here, is kept by MACH_RCV_LARGE in this
+ * task's memory rather than in a queue machd could destroy: its
+ * send-once rights are listed as held here, its receive rights as held
+ * here (each is released where it goes: copyout lists it again under its
+ * name, a send or a destroy releases it). */
+void ipc_janitor_keep_kept(struct kmsg *kmsg);
+
+/* KMSG, kept as above, goes back into a queue: its receive rights are
+ * unlisted (its send-once rights go as any right sent). */
+void ipc_janitor_unkeep_kept(struct kmsg *kmsg);
+
 /* The receive right RCV of PORT is leaving this task: no longer listed.
  * MOVING (it is being copied into a message): before the right is sent,
  * so that machd never destroys the queue of a port another task holds;
@@ -77,6 +98,23 @@ void ipc_janitor_keep_receive(struct ipc_port *port);
  * keep the port alive.  Else it is being destroyed: the receiver shuts
  * the end down, which closes machd's copy. */
 void ipc_janitor_forget_receive(struct ipc_port *port, struct ipc_port_rcv *rcv, bool moving);
+
+/* Gives machd a fresh escrow of PORT's port-destroyed notification
+ * (PORT's receive right listed here), or, when PORT has no request to
+ * honour (any more), makes the last one void.  A copy that cannot be
+ * made now (machd behind, out of descriptors, a state larger than
+ * HELL_JANITOR_ESCROW_MAX) leaves the previous one current, and is
+ * tried again at the next change. */
+void ipc_janitor_escrow(struct ipc_port *port);
+
+/* PORT's receive state (here) changed: its escrow, if it has one, is
+ * made again. */
+static inline void ipc_janitor_receive_changed(struct ipc_port *port)
+{
+    if (port->rcv != NULL && (port->rcv->escrowed || port->rcv->escrow_stale)) {
+        ipc_janitor_escrow(port);
+    }
+}
 
 /* PORT is being freed here: machd may close its copy of the send end
  * (a right to the same port later comes with a new serial). */

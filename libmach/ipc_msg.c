@@ -101,6 +101,7 @@ static void ipc_msg_requeue_pending(struct kmsg *kmsg)
         pending->dest = (struct kright){.kind = KRIGHT_SEND, .port = right->port};
         if (ipc_port_srights_add(right->port) == KERN_SUCCESS) {
             ipc_port_ref(right->port);
+            ipc_janitor_unkeep_kept(pending);
             (void)wire_send(pending, MACH_SEND_TIMEOUT | MACH_SEND_ALWAYS, 0);
         } else {
             pending->dest = (struct kright){.kind = KRIGHT_NONE};
@@ -179,16 +180,9 @@ static bool ipc_msg_set_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
         rcv->pset->npending++;
     }
     /* The message lies in this task now, not in a queue machd could
-     * destroy: its send-once rights are listed as held here, so that a
-     * task killed before it takes the message again has them notified.
-     * (Each is released where it goes: copyout lists it again under its
-     * name, a send or a destroy releases it.) */
-    for (unsigned i = 0; i <= copy->nrights; i++) {
-        const struct kright *right = i == 0 ? &copy->reply : &copy->rights[i - 1];
-        if (right->kind == KRIGHT_SEND_ONCE) {
-            ipc_janitor_hold(right->port, right->nonce);
-        }
-    }
+     * destroy: a task killed before it takes the message again has its
+     * rights destroyed by machd. */
+    ipc_janitor_keep_kept(copy);
     return true;
 }
 

@@ -218,6 +218,8 @@ uint64_t ipc_port_make_send_once(struct ipc_port *port)
     port->rcv->sorights++;
     if (port->rcv->janitor_slot == 0) {
         ipc_janitor_keep_receive(port);
+    } else {
+        ipc_janitor_receive_changed(port); /* the escrow needs the nonce */
     }
     return nonce;
 }
@@ -287,6 +289,8 @@ void ipc_port_transport_add(struct ipc_port_rcv *rcv, struct ipc_port *port)
     ipc_port_ref(port);
     if (!u64map_insert(&rcv->transports, port->ino, port)) {
         ipc_port_unref(port); /* senders will see the port as dead */
+    } else if (rcv->escrowed) {
+        rcv->escrow_stale = true; /* made again once the message is in */
     }
 }
 

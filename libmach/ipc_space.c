@@ -199,6 +199,7 @@ kern_return_t ipc_right_copyin_entry(struct ipc_space *space, struct ipc_entry *
         }
         port->rcv->mscount++;
         kern_notify_send_made(port);
+        ipc_janitor_receive_changed(port);
         ipc_port_ref(port);
         *out = (struct kright){.kind = KRIGHT_SEND, .port = port};
         return KERN_SUCCESS;

@@ -64,6 +64,11 @@ struct ipc_port_rcv {
     uint32_t janitor_slot;        /* [G] 1 + the slot listing the right in
                                      machd's table, its receive end shown
                                      to machd (ipc_janitor.h), or 0 */
+    bool escrowed;                /* [G] machd keeps the port-destroyed
+                                     notification for this task's death
+                                     (ipc_janitor_escrow) */
+    bool escrow_stale;            /* [G] that copy is to be made again:
+                                     the state changed, or making it failed */
     uint64_t payload;             /* [G] protected payload, when has_payload */
     bool has_payload;             /* [G] (cleared when the right moves) */
 };

@@ -778,6 +778,44 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
     return mr;
 }
 
+mach_msg_return_t wire_send_copy(int fd, const void *prefix, size_t prefix_len,
+                                 struct kmsg *kmsg, size_t max)
+{
+    if (kmsg->nool != 0 || kmsg->body_size > WIRE_BODY_MAX) {
+        return MACH_SEND_NO_BUFFER;
+    }
+    struct wire_out out;
+    wire_out_init(&out);
+    struct wire_hdr hdr;
+    uint64_t peer_new[WIRE_MAX_FDS];
+    unsigned npeer_new;
+    mach_msg_return_t mr = wire_build(kmsg, &out, &hdr, peer_new, &npeer_new);
+    int aux = -1;
+    unsigned nfds = out.nfds;
+    if (mr == MACH_MSG_SUCCESS &&
+        prefix_len + sizeof hdr + out.len + kmsg->body_size > max) {
+        mr = MACH_SEND_NO_BUFFER;
+    }
+    if (mr == MACH_MSG_SUCCESS && (hdr.flags & WIRE_HDR_AUX) &&
+        (aux = wire_send_aux(out.fds, &nfds)) < 0) {
+        mr = MACH_SEND_NO_BUFFER;
+    }
+    if (mr == MACH_MSG_SUCCESS) {
+        struct iovec iov[] = {
+            {.iov_base = (void *)prefix, .iov_len = prefix_len},
+            {.iov_base = &hdr, .iov_len = sizeof hdr},
+            {.iov_base = out.desc, .iov_len = out.len},
+            {.iov_base = (void *)kmsg->body, .iov_len = kmsg->body_size},
+        };
+        if (wire_sendmsg(fd, iov, 4, out.fds, nfds, MSG_DONTWAIT) < 0) {
+            mr = MACH_SEND_NO_BUFFER;
+        }
+    }
+    linux_close(aux);
+    wire_out_fini(&out);
+    return mr;
+}
+
 /* ---- parsing (receiver) ---- */
 
 struct wire_in {
@@ -1668,6 +1706,9 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
             ipc_kmsg_destroy(kmsg);
             ipc_unlock();
             return MACH_RCV_PORT_DIED;
+        }
+        if (rcv->escrow_stale) {
+            ipc_janitor_escrow(port); /* it kept a transport */
         }
         /* Delivered: the caller goes on under [G]. */
         kmsg->hdr.msgh_seqno = rcv->seqno++;

@@ -58,6 +58,16 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
  * already name).  Expects [G]; never blocks. */
 void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv);
 
+/* Sends on the plain socket FD, without blocking, one datagram: PREFIX
+ * (PREFIX_LEN bytes), then KMSG (no out-of-line region) as wire_send
+ * would send it to its destination, with its descriptors.  KMSG keeps
+ * everything: the datagram carries copies (a copy of a message kept for
+ * later, machd's escrow: ipc_janitor.h).  Returns MACH_MSG_SUCCESS, or
+ * MACH_SEND_NO_BUFFER when it would exceed MAX bytes, memory or
+ * descriptors run out, or FD cannot take it now.  Expects [G]. */
+mach_msg_return_t wire_send_copy(int fd, const void *prefix, size_t prefix_len,
+                                 struct kmsg *kmsg, size_t max);
+
 /* Sends the rights RIGHTS[0..N) (consumed on success) over the plain
  * socket FD, authenticated as a bootstrap message: how a parent hands a
  * child its first rights.  Expects [G]. */

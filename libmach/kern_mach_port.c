@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "ipc_janitor.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "ipc_pset.h"
@@ -270,6 +271,7 @@ kern_return_t kern_mach_port_set_qlimit(mach_port_t task, mach_port_name_t name,
     if (entry != NULL) {
         entry->port->rcv->qlimit = qlimit;
         ipc_qlimit_set(entry->port, qlimit);
+        ipc_janitor_receive_changed(entry->port);
     }
     ipc_unlock();
     return kr;
@@ -283,6 +285,7 @@ kern_return_t kern_mach_port_set_mscount(mach_port_t task, mach_port_name_t name
     struct ipc_entry *entry = kern_receive_entry(space, name, &kr);
     if (entry != NULL) {
         entry->port->rcv->mscount = mscount;
+        ipc_janitor_receive_changed(entry->port);
     }
     ipc_unlock();
     return kr;

@@ -10,6 +10,7 @@
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "ipc_watch.h"
+#include "ipc_wire.h"
 #include "kern.h"
 #include "mach_port.server.h"
 
@@ -158,6 +159,7 @@ void kern_notify_no_senders(struct ipc_port *port)
     if (rcv != NULL && rcv->nsrequest != 0 && rcv->ns_armed) {
         kern_notify_queue_add(rcv->nsrequest, MACH_NOTIFY_NO_SENDERS, rcv->mscount);
         rcv->nsrequest = 0;
+        ipc_janitor_receive_changed(port);
     }
 }
 
@@ -284,6 +286,45 @@ bool kern_notify_port_destroyed_right(struct kright *right)
     return true;
 }
 
+mach_msg_return_t kern_notify_port_destroyed_copy(struct ipc_port *port, int fd,
+                                                  const void *prefix, size_t prefix_len,
+                                                  size_t max)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    struct ipc_port *notify;
+    uint64_t nonce;
+    if (!kern_notify_pd_request_ok(port, rcv) ||
+        !kern_notify_request_right(rcv->pdrequest, &notify, &nonce)) {
+        return MACH_SEND_INVALID_DEST;
+    }
+    /* The message kern_notify_send would send, the right copied in. */
+    struct kern_notify_msg msg = {
+        .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0) |
+                              MACH_MSGH_BITS_COMPLEX,
+                 .msgh_size = sizeof msg,
+                 .msgh_id = MACH_NOTIFY_PORT_DESTROYED},
+        .type = {.msgt_name = MACH_MSG_TYPE_MOVE_RECEIVE, .msgt_size = 64, .msgt_number = 1,
+                 .msgt_inline = TRUE},
+    };
+    struct kright right = {.kind = KRIGHT_RECEIVE, .port = port};
+    struct kmsg kmsg = {
+        .hdr = msg.head,
+        .dest = {.kind = KRIGHT_SEND_ONCE, .port = notify, .nonce = nonce},
+        .reply = {.kind = KRIGHT_NONE},
+        .body = (const char *)&msg + sizeof msg.head,
+        .body_size = sizeof msg - sizeof msg.head,
+        .nrights = 1,
+        .rights = &right,
+    };
+    /* Without the request it honours, as kern_notify_port_destroyed_right
+     * sends the right. */
+    mach_port_name_t request = rcv->pdrequest;
+    rcv->pdrequest = 0;
+    mach_msg_return_t mr = wire_send_copy(fd, prefix, prefix_len, &kmsg, max);
+    rcv->pdrequest = request;
+    return mr;
+}
+
 /* Returns true when no send right to PORT (receive right here) exists. */
 static bool kern_no_senders_now(struct ipc_port *port)
 {
@@ -312,6 +353,7 @@ static kern_return_t kern_request_no_senders(struct ipc_entry *entry,
         rcv->ns_armed = true;
         kern_notify_no_senders(port); /* GNU Mach: at once */
     }
+    ipc_janitor_receive_changed(port);
     return KERN_SUCCESS;
 }
 
@@ -383,8 +425,16 @@ kern_return_t kern_mach_port_request_notification(mach_port_t task, mach_port_na
         if (!(entry->type & MACH_PORT_TYPE_RECEIVE)) {
             kr = KERN_INVALID_RIGHT;
         } else {
-            *previous = entry->port->rcv->pdrequest;
-            entry->port->rcv->pdrequest = MACH_PORT_VALID(notify) ? notify : 0;
+            struct ipc_port *port = entry->port;
+            *previous = port->rcv->pdrequest;
+            port->rcv->pdrequest = MACH_PORT_VALID(notify) ? notify : 0;
+            /* Listed, if it was not yet, so that machd can honour the
+             * request should this task die (which escrows it). */
+            if (port->rcv->janitor_slot == 0 && port->rcv->pdrequest != 0) {
+                ipc_janitor_keep_receive(port);
+            } else {
+                ipc_janitor_escrow(port);
+            }
             kr = KERN_SUCCESS;
         }
     } else {

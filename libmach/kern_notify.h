@@ -80,6 +80,17 @@ bool kern_notify_port_destroyed(struct ipc_space *space, mach_port_name_t name);
  * true is returned.  Expects [G]. */
 bool kern_notify_port_destroyed_right(struct kright *right);
 
+/* Sends on the plain socket FD, after PREFIX, a copy of the
+ * port-destroyed notification that destroying PORT's receive right
+ * would send now (wire_send_copy: PORT keeps its right and request), for
+ * machd to send should this task die first (ipc_janitor.h).  Returns
+ * MACH_SEND_INVALID_DEST when PORT has no request that would be
+ * honoured, else what wire_send_copy returns (MAX bounds the datagram).
+ * Expects [G]. */
+mach_msg_return_t kern_notify_port_destroyed_copy(struct ipc_port *port, int fd,
+                                                  const void *prefix, size_t prefix_len,
+                                                  size_t max);
+
 /* Sends the queued notifications.  Expects [G] not held. */
 void kern_notify_flush(void);
 

@@ -17,6 +17,12 @@
  * as GNU Mach destroys a dead task's ports (with the rights the messages
  * carry), and the ports die.
  *
+ * For a receive right with a port-destroyed request, the task keeps an
+ * escrow here: the notification it would send, with its descriptors.
+ * When the task ends with the right listed under that escrow's id, the
+ * escrow goes to the request's holder instead of the queue being
+ * destroyed (and the send-once rights it carries are not notified).
+ *
  * The send ends and receive ends kept per task are swept whenever their
  * number doubles (of dead ports, of ports whose receive right the task
  * gave away), so a long-lived server that has answered many clients
@@ -54,6 +60,16 @@ struct janitor_port {
 
 struct janitor_task;
 
+/* A port-destroyed notification kept for a task's death
+ * (struct hell_janitor_escrow). */
+struct janitor_escrow {
+    struct hell_janitor_escrow head;
+    char *msg; /* what follows the head: the notification, on the wire */
+    size_t len;
+    int *fds;
+    unsigned nfds;
+};
+
 /* The receive end of a port of a task. */
 struct janitor_receive {
     enum janitor_kind kind; /* JANITOR_RECEIVE */
@@ -73,7 +89,15 @@ struct janitor_task {
     size_t nports, cap, swept_at;
     struct janitor_receive **receives;
     size_t nreceives, rcap, rswept_at;
+    struct janitor_escrow *escrows;
+    size_t nescrows, ecap;
+    size_t escrow_fds;    /* descriptors the escrows hold */
+    uint64_t *spent;      /* at its end: the nonces the escrows sent carry */
+    size_t nspent;
 };
+
+/* The most descriptors the escrows of one task hold. */
+#define JANITOR_ESCROW_FDS_MAX 4096
 
 static int janitor_epoll = -1;
 
@@ -102,10 +126,17 @@ static int janitor_key_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The rights a task's table lists: the receive rights' keys, sorted. */
+/* A receive right a task's table lists, with its slot's value (1, or
+ * the id of its current escrow). */
+struct janitor_listed_receive {
+    uint64_t key;
+    uint64_t value;
+};
+
+/* The rights a task's table lists: the receive rights, sorted by key. */
 struct janitor_listed {
     bool ok;       /* the table was read whole (else nothing counts) */
-    uint64_t *receives;
+    struct janitor_listed_receive *receives;
     size_t nreceives;
 };
 
@@ -135,7 +166,7 @@ static void janitor_table_read(struct janitor_task *t,
         }
         if (out->nreceives == cap) {
             cap = cap ? cap * 2 : 64;
-            uint64_t *p = realloc(out->receives, cap * sizeof *p);
+            struct janitor_listed_receive *p = realloc(out->receives, cap * sizeof *p);
             if (p == NULL) {
                 free(out->receives);
                 *out = (struct janitor_listed){0};
@@ -143,7 +174,8 @@ static void janitor_table_read(struct janitor_task *t,
             }
             out->receives = p;
         }
-        out->receives[out->nreceives++] = key & ~HELL_JANITOR_SLOT_RECEIVE;
+        out->receives[out->nreceives++] =
+            (struct janitor_listed_receive){key & ~HELL_JANITOR_SLOT_RECEIVE, nonce};
     }
     if (slots != MAP_FAILED) {
         munmap(slots, nslots * sizeof *slots);
@@ -153,10 +185,15 @@ static void janitor_table_read(struct janitor_task *t,
     }
 }
 
-static bool janitor_receive_listed(const struct janitor_listed *listed, uint64_t key)
+/* The slot's value of the receive right KEY in LISTED, or 0 when it is
+ * not listed. */
+static uint64_t janitor_receive_listed(const struct janitor_listed *listed, uint64_t key)
 {
-    return listed->nreceives > 0 && bsearch(&key, listed->receives, listed->nreceives,
-                                            sizeof *listed->receives, janitor_key_cmp) != NULL;
+    const struct janitor_listed_receive *r =
+        listed->nreceives > 0 ? bsearch(&key, listed->receives, listed->nreceives,
+                                        sizeof *listed->receives, janitor_key_cmp)
+                              : NULL;
+    return r != NULL ? r->value : 0;
 }
 
 /* The send ends T showed (still T's), in an array the caller frees, or
@@ -168,6 +205,92 @@ static int *janitor_send_fds(const struct janitor_task *t)
         fds[i] = t->ports[i].send_fd;
     }
     return fds;
+}
+
+static void janitor_close_fds(const int *fds, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+}
+
+/* Frees T's escrow I (closing its descriptors). */
+static void janitor_escrow_free(struct janitor_task *t, size_t i)
+{
+    struct janitor_escrow *e = &t->escrows[i];
+    janitor_close_fds(e->fds, e->nfds);
+    t->escrow_fds -= e->nfds;
+    free(e->fds);
+    free(e->msg);
+    t->escrows[i] = t->escrows[--t->nescrows];
+}
+
+/* Forgets T's escrows of port KEY but its KEEP (0 to 2) newest. */
+static void janitor_escrow_forget(struct janitor_task *t, uint64_t key, unsigned keep)
+{
+    uint64_t first = 0, second = 0; /* the two newest ids */
+    for (size_t i = 0; i < t->nescrows; i++) {
+        uint64_t id = t->escrows[i].head.id;
+        if (t->escrows[i].head.key != key) {
+            continue;
+        }
+        if (id > first) {
+            second = first;
+            first = id;
+        } else if (id > second) {
+            second = id;
+        }
+    }
+    for (size_t i = t->nescrows; i-- > 0;) {
+        const struct hell_janitor_escrow *h = &t->escrows[i].head;
+        if (h->key == key && !(keep >= 1 && h->id == first) && !(keep >= 2 && h->id == second)) {
+            janitor_escrow_free(t, i);
+        }
+    }
+}
+
+/* Whether FD is something an escrow may carry: a socket, a pipe or a
+ * memfd (whose close never blocks this thread). */
+static bool janitor_escrow_fd_ok(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 &&
+           (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode) ||
+            (S_ISREG(st.st_mode) && fcntl(fd, F_GET_SEALS) >= 0));
+}
+
+/* Keeps the escrow HEAD, MSG[0..LEN) with FDS[0..NFDS) (all taken), as
+ * T's newest for its port; the one before stays too (the task lists the
+ * new one only once it is sent). */
+static void janitor_escrow_add(struct janitor_task *t, const struct hell_janitor_escrow *head,
+                               const char *msg, size_t len, int *fds, unsigned nfds)
+{
+    bool ok = len > 0 && t->escrow_fds + nfds <= JANITOR_ESCROW_FDS_MAX;
+    for (unsigned i = 0; ok && i < nfds; i++) {
+        ok = janitor_escrow_fd_ok(fds[i]);
+    }
+    if (ok && t->nescrows == t->ecap) {
+        size_t cap = t->ecap ? t->ecap * 2 : 8;
+        struct janitor_escrow *p = realloc(t->escrows, cap * sizeof *p);
+        ok = p != NULL;
+        if (ok) {
+            t->escrows = p;
+            t->ecap = cap;
+        }
+    }
+    struct janitor_escrow e = {.head = *head, .len = len, .nfds = nfds};
+    e.msg = ok ? malloc(len) : NULL;
+    e.fds = ok && e.msg != NULL ? malloc((nfds + 1) * sizeof *fds) : NULL;
+    if (e.fds == NULL) {
+        free(e.msg);
+        janitor_close_fds(fds, nfds); /* the request goes unhonoured */
+        return;
+    }
+    memcpy(e.msg, msg, len);
+    memcpy(e.fds, fds, nfds * sizeof *fds);
+    t->escrows[t->nescrows++] = e;
+    t->escrow_fds += nfds;
+    janitor_escrow_forget(t, head->key, 2);
 }
 
 /* Takes R out of its task and of the epoll set, closes this copy of
@@ -194,6 +317,11 @@ static void janitor_sweep_receives(struct janitor_task *t)
             janitor_receive_drop(t->receives[i]);
         }
     }
+    for (size_t i = t->nescrows; listed.ok && i-- > 0;) {
+        if (!janitor_receive_listed(&listed, t->escrows[i].head.key)) {
+            janitor_escrow_free(t, i);
+        }
+    }
     free(listed.receives);
     t->rswept_at = t->nreceives;
 }
@@ -207,6 +335,7 @@ static void janitor_forget_receive(struct janitor_task *t, uint64_t key)
             janitor_receive_drop(t->receives[i]);
         }
     }
+    janitor_escrow_forget(t, key, 0);
 }
 
 /* Whether T's connection has ended (the task died or executed another
@@ -226,6 +355,7 @@ static void janitor_receive_hung_up(struct janitor_receive *r)
     if (janitor_task_ended(r->task)) {
         epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, r->fd, NULL);
     } else {
+        janitor_escrow_forget(r->task, r->key, 0);
         janitor_receive_drop(r);
     }
 }
@@ -351,17 +481,19 @@ static bool janitor_is_port_end(int fd)
            plen <= sizeof(sa_family_t);
 }
 
-/* Takes the ports waiting on T's connection.  Returns false once it
- * has ended. */
+/* The janitor thread's buffer for what a task sends (an escrow at most). */
+static char janitor_buf[HELL_JANITOR_ESCROW_MAX];
+
+/* Takes what waits on T's connection: ports shown or forgotten, and
+ * escrows.  Returns false once it has ended. */
 static bool janitor_read(struct janitor_task *t)
 {
     for (;;) {
-        struct hell_janitor_port reg;
         union {
             struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int))];
+            char buf[CMSG_SPACE(sizeof(int) * HELL_JANITOR_ESCROW_FDS)];
         } control;
-        struct iovec iov = {.iov_base = &reg, .iov_len = sizeof reg};
+        struct iovec iov = {.iov_base = janitor_buf, .iov_len = sizeof janitor_buf};
         struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
                              .msg_controllen = sizeof control.buf};
         ssize_t len = recvmsg(t->conn_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
@@ -371,46 +503,117 @@ static bool janitor_read(struct janitor_task *t)
         if (len <= 0) {
             return false;
         }
-        int fd = -1;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int))) {
-            memcpy(&fd, CMSG_DATA(c), sizeof fd);
-        }
-        bool ok = len == (ssize_t)sizeof reg && reg.magic == HELL_PROTO_MAGIC &&
-                  !(msg.msg_flags & MSG_CTRUNC);
-        if (ok && reg.flags == HELL_JANITOR_FORGET && fd < 0) {
-            janitor_forget_port(t, reg.key);
-            continue;
-        }
-        if (ok && reg.flags == (HELL_JANITOR_FORGET | HELL_JANITOR_RECEIVE) && fd < 0) {
-            janitor_forget_receive(t, reg.key);
-            continue;
-        }
-        if (ok && reg.flags == HELL_JANITOR_RECEIVE && fd >= 0 && janitor_is_port_end(fd)) {
-            janitor_add_receive(t, reg.key, fd);
-            continue;
-        }
-        /* Only a socket is a send end: anything else (whose close might
-         * even block this thread) is refused. */
-        struct stat st;
-        if (!ok || reg.flags != 0 || fd < 0 || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
-            if (fd >= 0) {
-                close(fd);
+        int fds[HELL_JANITOR_ESCROW_FDS];
+        unsigned nfds = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                unsigned n = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                for (unsigned i = 0; i < n && nfds < HELL_JANITOR_ESCROW_FDS; i++) {
+                    memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                }
             }
-            continue; /* malformed: only that task's rights suffer */
         }
-        janitor_add_port(t, reg.key, fd);
+        struct hell_janitor_port reg;
+        struct hell_janitor_escrow escrow;
+        memcpy(&reg, janitor_buf, sizeof reg);
+        memcpy(&escrow, janitor_buf, sizeof escrow);
+        bool ok = len >= (ssize_t)sizeof reg && reg.magic == HELL_PROTO_MAGIC &&
+                  !(msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC));
+        int fd = nfds == 1 ? fds[0] : -1;
+        if (ok && len == (ssize_t)sizeof reg) {
+            if (reg.flags == HELL_JANITOR_FORGET && nfds == 0) {
+                janitor_forget_port(t, reg.key);
+                continue;
+            }
+            if (reg.flags == (HELL_JANITOR_FORGET | HELL_JANITOR_RECEIVE) && nfds == 0) {
+                janitor_forget_receive(t, reg.key);
+                continue;
+            }
+            if (reg.flags == HELL_JANITOR_RECEIVE && fd >= 0 && janitor_is_port_end(fd)) {
+                janitor_add_receive(t, reg.key, fd);
+                continue;
+            }
+            /* Only a socket is a send end: anything else (whose close
+             * might even block this thread) is refused. */
+            struct stat st;
+            if (reg.flags == 0 && fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+                janitor_add_port(t, reg.key, fd);
+                continue;
+            }
+        } else if (ok && len >= (ssize_t)sizeof escrow) {
+            if (escrow.flags == (HELL_JANITOR_ESCROW | HELL_JANITOR_FORGET) &&
+                len == (ssize_t)sizeof escrow && nfds == 0) {
+                janitor_escrow_forget(t, escrow.key, 0);
+                continue;
+            }
+            if (escrow.flags == HELL_JANITOR_ESCROW) {
+                janitor_escrow_add(t, &escrow, janitor_buf + sizeof escrow,
+                                   (size_t)len - sizeof escrow, fds, nfds);
+                continue;
+            }
+        }
+        janitor_close_fds(fds, nfds); /* malformed: only that task's rights suffer */
     }
 }
 
 /* Sends the notification of T's send-once right NONCE to port KEY. */
 static void janitor_notify_send_once(struct janitor_task *t, uint64_t key, uint64_t nonce)
 {
+    for (size_t i = 0; i < t->nspent; i++) {
+        if (t->spent[i] == nonce) {
+            return; /* it went on in an escrow */
+        }
+    }
     struct janitor_port *p = janitor_port_find(t, key);
     if (p != NULL) {
         (void)hell_janitor_send_once(p->send_fd, nonce);
     }
+}
+
+/* T ended: sends each escrow its table still names as current to its
+ * notify port.  Returns the keys of the ports that went (an array the
+ * caller frees, *N its length); their nonces are in T's spent list. */
+static uint64_t *janitor_escrows_send(struct janitor_task *t, const struct janitor_listed *listed,
+                                      size_t *n)
+{
+    uint64_t *sent = malloc((t->nescrows + 1) * sizeof *sent);
+    t->spent = malloc((2 * t->nescrows + 1) * sizeof *t->spent);
+    *n = 0;
+    for (size_t i = 0; sent != NULL && i < t->nescrows; i++) {
+        struct janitor_escrow *e = &t->escrows[i];
+        struct janitor_port *notify = janitor_port_find(t, e->head.notify_key);
+        if (janitor_receive_listed(listed, e->head.key) != e->head.id || notify == NULL) {
+            continue;
+        }
+        union {
+            char buf[CMSG_SPACE(sizeof(int) * HELL_JANITOR_ESCROW_FDS)];
+            struct cmsghdr align;
+        } control;
+        struct iovec iov = {.iov_base = e->msg, .iov_len = e->len};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        if (e->nfds > 0) {
+            mh.msg_control = control.buf;
+            mh.msg_controllen = CMSG_SPACE(sizeof(int) * e->nfds);
+            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int) * e->nfds);
+            memcpy(CMSG_DATA(cm), e->fds, sizeof(int) * e->nfds);
+        }
+        /* A notify port that is dead or full: the port is destroyed
+         * with the others, as GNU Mach destroys a right whose
+         * notification cannot be sent. */
+        if (sendmsg(notify->send_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+            continue;
+        }
+        sent[(*n)++] = e->head.key;
+        for (unsigned k = 0; k < 2 && t->spent != NULL; k++) {
+            if (e->head.nonces[k] != 0) {
+                t->spent[t->nspent++] = e->head.nonces[k];
+            }
+        }
+    }
+    return sent;
 }
 
 /* T ended: notifies the send-once rights its table lists, destroys the
@@ -419,19 +622,34 @@ static void janitor_task_end(struct janitor_task *t)
 {
     epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, t->conn_fd, NULL);
     struct janitor_listed listed;
+    /* The escrows first: the send-once rights they carry live on. */
+    janitor_table_read(t, NULL, &listed);
+    size_t nsent = 0;
+    uint64_t *sent = listed.ok ? janitor_escrows_send(t, &listed, &nsent) : NULL;
+    free(listed.receives);
     janitor_table_read(t, janitor_notify_send_once, &listed);
     size_t ndead = 0;
     int *dead = malloc((t->nreceives + 1) * sizeof *dead);
     for (size_t i = 0; i < t->nreceives; i++) {
         struct janitor_receive *r = t->receives[i];
         epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, r->fd, NULL);
-        if (dead != NULL && janitor_receive_listed(&listed, r->key)) {
+        bool went = false;
+        for (size_t k = 0; k < nsent && !went; k++) {
+            went = sent[k] == r->key;
+        }
+        if (dead != NULL && !went && janitor_receive_listed(&listed, r->key)) {
             dead[ndead++] = r->fd;
         } else {
             close(r->fd); /* given away: its port lives on elsewhere */
         }
         free(r);
     }
+    free(sent);
+    while (t->nescrows > 0) {
+        janitor_escrow_free(t, t->nescrows - 1);
+    }
+    free(t->escrows);
+    free(t->spent);
     int *sends = janitor_send_fds(t);
     hell_janitor_destroy_receives(dead, ndead, sends, sends != NULL ? t->nports : 0);
     free(sends);

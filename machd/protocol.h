@@ -22,10 +22,13 @@
  *               for the task's life and carries struct hell_janitor_port
  *               datagrams, each with the send end of port KEY (or
  *               forgetting KEY), or the receive end of a port whose
- *               receive right the task holds.  When it closes, machd
+ *               receive right the task holds, and struct
+ *               hell_janitor_escrow datagrams.  When it closes, machd
  *               sends the send-once notification of every right the table
  *               still lists, and destroys the queue of every port whose
- *               receive right it still lists (libmach/ipc_janitor.h).
+ *               receive right it still lists (libmach/ipc_janitor.h),
+ *               except those it holds a current escrow for (struct
+ *               hell_janitor_escrow), which it sends instead.
  * HELL_OP_VM    from libmach in a task of the instance that maps a memory
  *               object: SCM_RIGHTS, the task's userfaultfd; FLAGS, how
  *               long its faults wait for a pager (milliseconds, 0: 30 s).
@@ -74,7 +77,8 @@ enum hell_op {
  * (KEY: its port, as shown with struct hell_janitor_port; NONCE: its
  * authenticator), or, with HELL_JANITOR_SLOT_RECEIVE in KEY, the receive
  * right of the port whose receive end was shown under the rest of KEY
- * (NONCE is then 1). */
+ * (NONCE is then 1, or the id of the port's current escrow: struct
+ * hell_janitor_escrow). */
 struct hell_janitor_slot {
     uint64_t key;
     uint64_t nonce;
@@ -94,6 +98,35 @@ struct hell_janitor_port {
 };
 #define HELL_JANITOR_FORGET 0x1u
 #define HELL_JANITOR_RECEIVE 0x2u
+#define HELL_JANITOR_ESCROW 0x4u
+
+/* The port-destroyed notification the task would send if it destroyed
+ * the receive right of port KEY (shown with HELL_JANITOR_RECEIVE), which
+ * has a port-destroyed request, kept by machd for the task's death (GNU
+ * Mach honours the request when it destroys a dead task's rights).
+ * Followed by the notification as it goes on the wire (libmach's
+ * ipc_wire_format.h), to be sent as it is, with the datagram's
+ * descriptors, through the send end of port NOTIFY_KEY (shown).  It
+ * counts only while the task's table lists KEY's receive right with ID
+ * (ids grow; machd keeps a port's last two).  NONCES are the send-once
+ * rights it carries (the request's own, and a no-senders request's or
+ * 0): once it is sent, machd notifies neither.  With HELL_JANITOR_FORGET
+ * and nothing after it: machd may forget the escrows of KEY. */
+struct hell_janitor_escrow {
+    uint32_t magic;
+    uint32_t flags; /* HELL_JANITOR_ESCROW (| HELL_JANITOR_FORGET) */
+    uint64_t key;
+    uint64_t notify_key;
+    uint64_t id;
+    uint64_t nonces[2];
+};
+
+/* The largest escrow datagram (a port with more senders' transports
+ * than fit is not escrowed). */
+#define HELL_JANITOR_ESCROW_MAX (96u * 1024u)
+/* The most descriptors it carries (Linux's SCM_MAX_FD; more travel
+ * through a socket among them, as in any message). */
+#define HELL_JANITOR_ESCROW_FDS 253
 
 /* The requests of a HELL_OP_VM connection (the task's side of each is
  * documented in libmach/vm_remote.h).  HANDLE names an object reference

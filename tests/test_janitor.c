@@ -20,10 +20,16 @@
  *   its port-destroyed request honoured (the right comes back with its
  *   own queue); and a port the task gave away before it was killed
  *   lives on;
+ * - a killed task's own port with a port-destroyed request: the right
+ *   goes to the request's holder with its queue, its send-once rights
+ *   and the transports of its senders; with the request withdrawn, or
+ *   its port dead, the port dies instead; and machd keeps nothing of
+ *   the escrows of ports a task made and destroyed;
  * - a right taken out of its name for a send that the task is killed
  *   before completing (it waits for room in a full queue): notified;
- * - the send-once rights of a message that MACH_RCV_LARGE kept in a task
- *   that is then killed: notified;
+ * - the rights of a message that MACH_RCV_LARGE kept in a task that is
+ *   then killed: send-once rights notified, receive rights destroyed
+ *   (their queues too) or sent to their port-destroyed requests;
  * - a receive right given to a task outside the instance, which is then
  *   killed: the port dies (machd keeps no copy of it alive);
  * - a server that makes and destroys a port per call leaves machd with no
@@ -408,6 +414,198 @@ static void queued_at_killed_task(void)
     }
 }
 
+/* ---- the port-destroyed request of a port whose receiver is killed ---- */
+
+enum pd_end {
+    PD_HONOURED,    /* the right goes to the request's holder */
+    PD_CANCELLED,   /* the request was withdrawn: the port dies */
+    PD_NOTIFY_DEAD, /* the request's port died: so does this one */
+};
+
+/* Gives the parent a send right to a port of its own, takes the
+ * send-once right to ask port-destroyed notifications with from the
+ * first message, gives a send-once right to the port (made after the
+ * request), answers the request of a second message (whose reply port
+ * becomes a transport of the port), then says it is ready and waits.
+ * With ARG, withdraws the request first (keeping the notify right). */
+static void pd_keeper_main(mach_port_t parent, void *arg)
+{
+    mach_port_t port = test_new_port(false);
+    CHECK_KR(test_send_port(parent, port, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, port, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 10);
+    mach_port_t previous = MACH_PORT_NULL;
+    CHECK_KR(mach_port_request_notification(SELF, port, MACH_NOTIFY_PORT_DESTROYED, 0,
+                                            m.h.msgh_remote_port, MACH_MSG_TYPE_MOVE_SEND_ONCE,
+                                            &previous),
+             KERN_SUCCESS);
+    CHECK_KR(send_right(parent, 11, port, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
+    CHECK_KR(receive(&m, port, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 12);
+    mach_msg_header_t answer = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+                                .msgh_remote_port = m.h.msgh_remote_port, .msgh_id = 112};
+    CHECK_KR(mach_msg(&answer, MACH_SEND_MSG, sizeof answer, 0, MACH_PORT_NULL, 0,
+                      MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    if (arg != NULL) {
+        CHECK_KR(mach_port_request_notification(SELF, port, MACH_NOTIFY_PORT_DESTROYED, 0,
+                                                MACH_PORT_NULL, MACH_MSG_TYPE_MOVE_SEND_ONCE,
+                                                &previous),
+                 KERN_SUCCESS);
+        CHECK(MACH_PORT_VALID(previous));
+    }
+    CHECK_KR(send_right(parent, 13, MACH_PORT_NULL, 0), MACH_MSG_SUCCESS);
+    for (;;) {
+        pause();
+    }
+}
+
+/* GNU Mach destroys a dead task's receive rights, and a port-destroyed
+ * request sends the right, with its queue, to the request's holder: as
+ * the right would have been had the task destroyed it. */
+static void port_destroyed_of_killed_task(enum pd_end end)
+{
+    mach_port_t boot = test_new_port(true);
+    pid_t keeper = start_child(boot, pd_keeper_main, end == PD_CANCELLED ? (void *)1 : NULL);
+    mach_port_t port = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(boot, WAIT_MS, &port, &type), MACH_MSG_SUCCESS);
+    mach_port_t notify = test_new_port(false), reply = test_new_port(false);
+    CHECK_KR(send_right(port, 10, notify, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, boot, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 11 &&
+          MACH_MSGH_BITS_REMOTE(m.h.msgh_bits) == MACH_MSG_TYPE_PORT_SEND_ONCE);
+    mach_port_t once = m.h.msgh_remote_port;
+    CHECK_KR(send_right(port, 12, reply, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
+    CHECK_KR(receive(&m, reply, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 112);
+    CHECK_KR(receive(&m, boot, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 13);
+    /* Never read by the keeper: a request whose reply right travels
+     * without its send end (the keeper's port has it already). */
+    CHECK_KR(send_right(port, 14, reply, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
+    if (end == PD_NOTIFY_DEAD) {
+        CHECK_KR(mach_port_destroy(SELF, notify), KERN_SUCCESS);
+    }
+    mach_port_t dead_name = test_new_port(false);
+    request(port, MACH_NOTIFY_DEAD_NAME, dead_name);
+    kill_and_reap(keeper);
+
+    if (end == PD_HONOURED) {
+        CHECK_KR(receive(&m, notify, WAIT_MS), MACH_MSG_SUCCESS);
+        const mach_port_destroyed_notification_t *n = (const void *)&m;
+        CHECK(m.h.msgh_id == MACH_NOTIFY_PORT_DESTROYED &&
+              n->not_type.msgt_name == MACH_MSG_TYPE_PORT_RECEIVE);
+        /* The receive right joins the send right we hold. */
+        CHECK(n->not_port == port);
+        mach_port_type_t ptype = 0;
+        CHECK_KR(mach_port_type(SELF, port, &ptype), KERN_SUCCESS);
+        CHECK((ptype & MACH_PORT_TYPE_PORT_RIGHTS) ==
+              (MACH_PORT_TYPE_RECEIVE | MACH_PORT_TYPE_SEND));
+        /* Its queue came along, and the reply right in it works. */
+        CHECK_KR(receive(&m, port, WAIT_MS), MACH_MSG_SUCCESS);
+        CHECK(m.h.msgh_id == 14 &&
+              MACH_MSGH_BITS_REMOTE(m.h.msgh_bits) == MACH_MSG_TYPE_PORT_SEND_ONCE);
+        mach_msg_header_t h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+                               .msgh_remote_port = m.h.msgh_remote_port, .msgh_id = 15};
+        CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+                 MACH_MSG_SUCCESS);
+        CHECK_KR(receive(&m, reply, WAIT_MS), MACH_MSG_SUCCESS);
+        CHECK(m.h.msgh_id == 15);
+        /* The send-once right the keeper made after its request. */
+        h = (mach_msg_header_t){.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+                                .msgh_remote_port = once, .msgh_id = 16};
+        CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+                 MACH_MSG_SUCCESS);
+        CHECK_KR(receive(&m, port, WAIT_MS), MACH_MSG_SUCCESS);
+        CHECK(m.h.msgh_id == 16);
+        /* The request's right went with the notification: nothing else. */
+        CHECK_KR(receive(&m, notify, QUIET_MS), MACH_RCV_TIMED_OUT);
+        CHECK_KR(receive(&m, reply, QUIET_MS), MACH_RCV_TIMED_OUT);
+        CHECK_KR(receive(&m, dead_name, 0), MACH_RCV_TIMED_OUT); /* it lives */
+    } else {
+        /* The port died with its queue: the reply right in it is
+         * notified, and so is a withdrawn request's right. */
+        CHECK_KR(receive(&m, reply, WAIT_MS), MACH_MSG_SUCCESS);
+        CHECK(m.h.msgh_id == MACH_NOTIFY_SEND_ONCE);
+        if (end == PD_CANCELLED) {
+            CHECK_KR(receive(&m, notify, WAIT_MS), MACH_MSG_SUCCESS);
+            CHECK(m.h.msgh_id == MACH_NOTIFY_SEND_ONCE);
+        }
+        CHECK_KR(receive(&m, dead_name, WAIT_MS), MACH_MSG_SUCCESS);
+        CHECK(m.h.msgh_id == MACH_NOTIFY_DEAD_NAME);
+        mach_msg_header_t h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
+                               .msgh_remote_port = port, .msgh_id = 17};
+        CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+                 MACH_SEND_INVALID_DEST);
+        CHECK_KR(mach_port_deallocate(SELF, once), KERN_SUCCESS);
+    }
+    if (end != PD_NOTIFY_DEAD) {
+        CHECK_KR(mach_port_destroy(SELF, notify), KERN_SUCCESS);
+    }
+    mach_port_t all[] = {port, reply, boot, dead_name};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        CHECK_KR(mach_port_destroy(SELF, all[i]), KERN_SUCCESS);
+    }
+}
+
+#define CHURN_PORTS 100
+
+/* Makes ports with port-destroyed requests, changes each (which makes
+ * machd's escrow again) and destroys it (honouring the request itself),
+ * then says so and waits. */
+static void churner_main(mach_port_t parent, void *arg)
+{
+    mach_port_t backup = test_new_port(false);
+    msgbuf_t m;
+    for (int i = 0; i < CHURN_PORTS; i++) {
+        mach_port_t port = test_new_port(true);
+        mach_port_t previous = MACH_PORT_NULL;
+        CHECK_KR(mach_port_request_notification(SELF, port, MACH_NOTIFY_PORT_DESTROYED, 0,
+                                                backup, MACH_MSG_TYPE_MAKE_SEND_ONCE,
+                                                &previous),
+                 KERN_SUCCESS);
+        for (int k = 0; k < 3; k++) {
+            mach_port_t so = MACH_PORT_NULL;
+            mach_msg_type_name_t got;
+            CHECK_KR(mach_port_extract_right(SELF, port, MACH_MSG_TYPE_MAKE_SEND_ONCE, &so,
+                                             &got),
+                     KERN_SUCCESS);
+            CHECK_KR(mach_port_deallocate(SELF, so), KERN_SUCCESS);
+        }
+        CHECK_KR(mach_port_mod_refs(SELF, port, MACH_PORT_RIGHT_RECEIVE, -1), KERN_SUCCESS);
+        CHECK_KR(receive(&m, backup, WAIT_MS), MACH_MSG_SUCCESS);
+        CHECK(m.h.msgh_id == MACH_NOTIFY_PORT_DESTROYED);
+        CHECK_KR(mach_port_destroy(SELF, port), KERN_SUCCESS);
+    }
+    CHECK_KR(send_right(parent, 20, MACH_PORT_NULL, 0), MACH_MSG_SUCCESS);
+    for (;;) {
+        pause();
+    }
+}
+
+/* What machd keeps for escrows goes with the ports: a task that made
+ * and destroyed many leaves machd with no more descriptors. */
+static void escrow_churn(void)
+{
+    pid_t machd = getppid();
+    int before = test_count_fds_of(machd);
+    mach_port_t boot = test_new_port(true);
+    pid_t churner = start_child(boot, churner_main, NULL);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, boot, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 20);
+    /* (machd reads what the churner sent a moment later.) */
+    for (int i = 0; i < 500 && test_count_fds_of(machd) >= before + 20; i++) {
+        usleep(10000);
+    }
+    CHECK(test_count_fds_of(machd) < before + 20);
+    kill_and_reap(churner);
+    CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
+}
+
 /* ---- a right taken for a send that never completes ---- */
 
 /* Gets a send right to a full port and a send-once right, tells the
@@ -524,6 +722,64 @@ static void kept_large_then_killed(void)
     CHECK_KR(mach_port_destroy(SELF, reply), KERN_SUCCESS);
 }
 
+/* Receive rights in a kept message are the task's: when it is killed,
+ * one's queue is destroyed (the send-once right waiting there notified)
+ * and the other's port-destroyed request honoured. */
+static void kept_receive_then_killed(void)
+{
+    mach_port_t boot = test_new_port(true);
+    pid_t pid = start_child(boot, keeper_of_large_main, NULL);
+    mach_port_t inbox = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(boot, WAIT_MS, &inbox, &type), MACH_MSG_SUCCESS);
+    mach_port_t queued = test_new_port(true), backed = test_new_port(false);
+    mach_port_t inner = test_new_port(false), notify = test_new_port(false);
+    request(backed, MACH_NOTIFY_PORT_DESTROYED, notify);
+    CHECK_KR(send_right(queued, 3, inner, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
+    struct {
+        mach_msg_header_t h;
+        mach_msg_type_t t;
+        mach_port_name_inlined_t p[2];
+    } req = {
+        .h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0) | MACH_MSGH_BITS_COMPLEX,
+              .msgh_size = sizeof req, .msgh_remote_port = inbox, .msgh_id = 1},
+        .t = {.msgt_name = MACH_MSG_TYPE_MOVE_RECEIVE, .msgt_size = 64, .msgt_number = 2,
+              .msgt_inline = TRUE},
+        .p = {{.name = queued}, {.name = backed}},
+    };
+    CHECK_KR(mach_msg(&req.h, MACH_SEND_MSG, sizeof req, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    msgbuf_t m;
+    CHECK_KR(receive(&m, boot, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == 2);
+    mach_port_t dead_name = test_new_port(false);
+    request(queued, MACH_NOTIFY_DEAD_NAME, dead_name);
+    kill_and_reap(pid);
+    CHECK_KR(receive(&m, inner, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == MACH_NOTIFY_SEND_ONCE);
+    CHECK_KR(receive(&m, notify, WAIT_MS), MACH_MSG_SUCCESS);
+    const mach_port_destroyed_notification_t *n = (const void *)&m;
+    CHECK(m.h.msgh_id == MACH_NOTIFY_PORT_DESTROYED &&
+          n->not_type.msgt_name == MACH_MSG_TYPE_PORT_RECEIVE);
+    mach_port_t back = n->not_port;
+    mach_port_type_t ptype = 0;
+    CHECK_KR(mach_port_type(SELF, back, &ptype), KERN_SUCCESS);
+    CHECK(ptype == MACH_PORT_TYPE_RECEIVE);
+    /* QUEUED died: our send right to it is a dead name. */
+    CHECK_KR(receive(&m, dead_name, WAIT_MS), MACH_MSG_SUCCESS);
+    CHECK(m.h.msgh_id == MACH_NOTIFY_DEAD_NAME);
+    mach_msg_header_t h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
+                           .msgh_remote_port = queued, .msgh_id = 4};
+    CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+             MACH_SEND_INVALID_DEST);
+
+    mach_port_deallocate(SELF, inbox);
+    mach_port_t all[] = {boot, queued, back, inner, notify, dead_name};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        CHECK_KR(mach_port_destroy(SELF, all[i]), KERN_SUCCESS);
+    }
+}
+
 /* ---- a receive right given to a task outside the instance ---- */
 
 /* The outsider (this program, run without HELL_INSTANCE): takes a
@@ -632,9 +888,9 @@ static void fresh_ports(void)
             before = test_count_fds_of(machd);
         }
     }
-    int status;
-    CHECK(waitpid(server, &status, 0) == server && WIFEXITED(status) &&
-          WEXITSTATUS(status) == 0);
+    int status = 0;
+    CHECK(waitpid(server, &status, 0) == server);
+    CHECK_KR(status, 0);
     /* One reply port all along: machd holds a copy of its send end at
      * most, not one per call. */
     CHECK(test_count_fds_of(machd) < before + 20);
@@ -650,8 +906,13 @@ static int task_main(void)
     rights_of_a_task(EXITS);
     rights_of_a_task(USES_THEN_KILLED);
     queued_at_killed_task();
+    port_destroyed_of_killed_task(PD_HONOURED);
+    port_destroyed_of_killed_task(PD_CANCELLED);
+    port_destroyed_of_killed_task(PD_NOTIFY_DEAD);
+    escrow_churn();
     taken_then_killed();
     kept_large_then_killed();
+    kept_receive_then_killed();
     given_to_outsider();
     fresh_ports();
     return test_failures == 0 ? 0 : 1;

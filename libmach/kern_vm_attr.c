@@ -546,7 +546,11 @@ kern_return_t kern_vm_wire(mach_port_t host, mach_port_t task, vm_address_t addr
         return KERN_INVALID_HOST;
     }
     if (kern_vm_task_ok(task)) {
-        return kern_wire_here(address, size, access, privileged);
+        kern_return_t kr = kern_wire_here(address, size, access, privileged);
+        if (kr == KERN_SUCCESS) {
+            kern_release_right(task); /* the request's */
+        }
+        return kr;
     }
     if (!privileged || !MACH_PORT_VALID(task)) {
         return KERN_INVALID_TASK;
@@ -567,7 +571,11 @@ kern_return_t kern_vm_wire_all(mach_port_t host, mach_port_t task, vm_wire_t fla
         return KERN_INVALID_HOST;
     }
     if (kern_vm_task_ok(task)) {
-        return kern_wire_all_here(flags);
+        kern_return_t kr = kern_wire_all_here(flags);
+        if (kr == KERN_SUCCESS) {
+            kern_release_right(task); /* the request's */
+        }
+        return kr;
     }
     if (!MACH_PORT_VALID(task)) {
         return KERN_INVALID_TASK;

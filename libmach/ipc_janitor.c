@@ -285,16 +285,14 @@ static void janitor_escrow_void(struct ipc_port *port, struct ipc_port_rcv *rcv)
     rcv->escrowed = rcv->escrow_stale = false;
 }
 
-void ipc_janitor_escrow(struct ipc_port *port)
+/* Makes PORT's escrow again, the port-destroyed request being the
+ * kernel-space send-once right REQUEST. */
+static void janitor_escrow_make(struct ipc_port *port, struct ipc_port_rcv *rcv,
+                                mach_port_name_t request)
 {
-    struct ipc_port_rcv *rcv = port->rcv;
-    if (rcv == NULL || rcv->janitor_slot == 0) {
-        return;
-    }
     struct ipc_port *notify, *ns_notify;
     uint64_t nonce, ns_nonce = 0;
-    if (rcv->space != SPACE_USER || rcv->pdrequest == 0 ||
-        !kern_notify_request_right(rcv->pdrequest, &notify, &nonce) || notify == port) {
+    if (request == 0 || !kern_notify_request_right(request, &notify, &nonce) || notify == port) {
         janitor_escrow_void(port, rcv);
         return;
     }
@@ -307,10 +305,20 @@ void ipc_janitor_escrow(struct ipc_port *port)
                                          .notify_key = notify->serial,
                                          .id = janitor_escrow_id + 1,
                                          .nonces = {nonce, ns_nonce}};
-    if (!janitor_show_port(notify) ||
-        kern_notify_port_destroyed_copy(port, janitor_sock, &escrow, sizeof escrow,
-                                        HELL_JANITOR_ESCROW_MAX) != MACH_MSG_SUCCESS) {
-        rcv->escrow_stale = true; /* the last one, if any, stays current */
+    mach_port_name_t saved = rcv->pdrequest;
+    rcv->pdrequest = request;
+    bool sent = janitor_show_port(notify) &&
+                kern_notify_port_destroyed_copy(port, janitor_sock, &escrow, sizeof escrow,
+                                                HELL_JANITOR_ESCROW_MAX) == MACH_MSG_SUCCESS;
+    rcv->pdrequest = saved;
+    if (!sent) {
+        /* The last one stays current while it honours the same request:
+         * one naming a request since replaced would hand the port to the
+         * holder of a right the task was given back. */
+        if (rcv->escrowed && rcv->escrow_nonce != nonce) {
+            janitor_escrow_void(port, rcv);
+        }
+        rcv->escrow_stale = true;
         return;
     }
     /* Current once sent: machd keeps the last two of a port, so a death
@@ -320,6 +328,24 @@ void ipc_janitor_escrow(struct ipc_port *port)
                           memory_order_release);
     rcv->escrowed = true;
     rcv->escrow_stale = false;
+    rcv->escrow_nonce = nonce;
+}
+
+void ipc_janitor_escrow(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    if (rcv == NULL || rcv->janitor_slot == 0) {
+        return;
+    }
+    janitor_escrow_make(port, rcv, rcv->space == SPACE_USER ? rcv->pdrequest : 0);
+}
+
+void ipc_janitor_escrow_queued(struct ipc_port *port, mach_port_name_t request)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    if (rcv != NULL && rcv->janitor_slot != 0) {
+        janitor_escrow_make(port, rcv, request);
+    }
 }
 
 void ipc_janitor_forget_receive(struct ipc_port *port, struct ipc_port_rcv *rcv, bool moving)

@@ -103,9 +103,17 @@ void ipc_janitor_forget_receive(struct ipc_port *port, struct ipc_port_rcv *rcv,
  * (PORT's receive right listed here), or, when PORT has no request to
  * honour (any more), makes the last one void.  A copy that cannot be
  * made now (machd behind, out of descriptors, a state larger than
- * HELL_JANITOR_ESCROW_MAX) leaves the previous one current, and is
- * tried again at the next change. */
+ * HELL_JANITOR_ESCROW_MAX) leaves the previous one current if it
+ * honours the same request (else the escrow is void), and is tried
+ * again at the next change. */
 void ipc_janitor_escrow(struct ipc_port *port);
+
+/* PORT's receive right, in this task's kernel space, waits in the queue
+ * of notifications to be sent to its port-destroyed request REQUEST
+ * (taken off the right): escrowed as if the request were still on it,
+ * so that a death before the notification goes still sends the port
+ * there. */
+void ipc_janitor_escrow_queued(struct ipc_port *port, mach_port_name_t request);
 
 /* PORT's receive state (here) changed: its escrow, if it has one, is
  * made again. */

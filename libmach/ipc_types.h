@@ -69,6 +69,8 @@ struct ipc_port_rcv {
                                      (ipc_janitor_escrow) */
     bool escrow_stale;            /* [G] that copy is to be made again:
                                      the state changed, or making it failed */
+    uint64_t escrow_nonce;        /* [G] the nonce of the request that copy
+                                     honours, when escrowed */
     uint64_t payload;             /* [G] protected payload, when has_payload */
     bool has_payload;             /* [G] (cleared when the right moves) */
 };

@@ -275,6 +275,7 @@ bool kern_notify_port_destroyed_right(struct kright *right)
     if (!kern_notify_pd_request_ok(right->port, rcv)) {
         return false;
     }
+    struct ipc_port *right_port = right->port;
     mach_port_name_t notify = rcv->pdrequest;
     rcv->pdrequest = 0;
     mach_port_name_t kname;
@@ -283,6 +284,7 @@ bool kern_notify_port_destroyed_right(struct kright *right)
         return true; /* the right is gone: out of names */
     }
     kern_notify_queue_add(notify, MACH_NOTIFY_PORT_DESTROYED, kname);
+    ipc_janitor_escrow_queued(right_port, notify);
     return true;
 }
 

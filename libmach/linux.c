@@ -196,23 +196,28 @@ bool linux_is_pipe(int fd)
 
 #define LINUX_RANDOM_WORDS 64
 
+/* Random words fetched ahead, per thread.  A fork child's thread starts
+ * without them (linux_fork_child): it would hand out its parent's next
+ * nonces. */
+static __thread uint64_t linux_random_pool[LINUX_RANDOM_WORDS];
+static __thread unsigned linux_random_left;
+
 uint64_t linux_random_u64(void)
 {
-    static __thread uint64_t pool[LINUX_RANDOM_WORDS];
-    static __thread unsigned left;
+    uint64_t *pool = linux_random_pool;
     for (;;) {
-        if (left == 0) {
+        if (linux_random_left == 0) {
             size_t got = 0;
-            while (got < sizeof pool) {
-                ssize_t n = getrandom((char *)pool + got, sizeof pool - got, 0);
+            while (got < sizeof linux_random_pool) {
+                ssize_t n = getrandom((char *)pool + got, sizeof linux_random_pool - got, 0);
                 if (n > 0) {
                     got += (size_t)n;
                 }
             }
-            left = LINUX_RANDOM_WORDS;
+            linux_random_left = LINUX_RANDOM_WORDS;
         }
-        uint64_t v = pool[--left];
-        pool[left] = 0; /* never hand the same bits out twice */
+        uint64_t v = pool[--linux_random_left];
+        pool[linux_random_left] = 0; /* never hand the same bits out twice */
         if (v != 0) {
             return v;
         }
@@ -351,6 +356,9 @@ static _Atomic uint64_t linux_self_start;
 void linux_fork_child(void)
 {
     atomic_store(&linux_self_start, 0);
+    /* The parent's thread goes on drawing from the same words. */
+    memset(linux_random_pool, 0, sizeof linux_random_pool);
+    linux_random_left = 0;
     /* The helpers did not survive the fork. */
     pthread_mutex_init(&linux_helpers_lock, NULL);
     memset(linux_helpers, 0, sizeof linux_helpers);

@@ -92,12 +92,17 @@ struct janitor_task {
     struct janitor_escrow *escrows;
     size_t nescrows, ecap;
     size_t escrow_fds;    /* descriptors the escrows hold */
+    size_t escrow_bytes;  /* bytes they hold */
     uint64_t *spent;      /* at its end: the nonces the escrows sent carry */
     size_t nspent;
 };
 
 /* The most descriptors the escrows of one task hold. */
 #define JANITOR_ESCROW_FDS_MAX 4096
+/* The most bytes they hold; and at most two per receive end kept (a
+ * task escrows only ports whose receive end it showed), plus a few. */
+#define JANITOR_ESCROW_BYTES_MAX (64u << 20)
+#define JANITOR_ESCROW_SPARE 64
 
 static int janitor_epoll = -1;
 
@@ -220,6 +225,7 @@ static void janitor_escrow_free(struct janitor_task *t, size_t i)
     struct janitor_escrow *e = &t->escrows[i];
     janitor_close_fds(e->fds, e->nfds);
     t->escrow_fds -= e->nfds;
+    t->escrow_bytes -= e->len;
     free(e->fds);
     free(e->msg);
     t->escrows[i] = t->escrows[--t->nescrows];
@@ -265,7 +271,12 @@ static bool janitor_escrow_fd_ok(int fd)
 static void janitor_escrow_add(struct janitor_task *t, const struct hell_janitor_escrow *head,
                                const char *msg, size_t len, int *fds, unsigned nfds)
 {
-    bool ok = len > 0 && t->escrow_fds + nfds <= JANITOR_ESCROW_FDS_MAX;
+    /* The one before stays (it is current until the task stores the new
+     * id); older ones go first, so that they do not count. */
+    janitor_escrow_forget(t, head->key, 1);
+    bool ok = len > 0 && t->escrow_fds + nfds <= JANITOR_ESCROW_FDS_MAX &&
+              t->escrow_bytes + len <= JANITOR_ESCROW_BYTES_MAX &&
+              t->nescrows < 2 * t->nreceives + JANITOR_ESCROW_SPARE;
     for (unsigned i = 0; ok && i < nfds; i++) {
         ok = janitor_escrow_fd_ok(fds[i]);
     }
@@ -290,7 +301,7 @@ static void janitor_escrow_add(struct janitor_task *t, const struct hell_janitor
     memcpy(e.fds, fds, nfds * sizeof *fds);
     t->escrows[t->nescrows++] = e;
     t->escrow_fds += nfds;
-    janitor_escrow_forget(t, head->key, 2);
+    t->escrow_bytes += len;
 }
 
 /* Takes R out of its task and of the epoll set, closes this copy of
@@ -559,10 +570,9 @@ static bool janitor_read(struct janitor_task *t)
 /* Sends the notification of T's send-once right NONCE to port KEY. */
 static void janitor_notify_send_once(struct janitor_task *t, uint64_t key, uint64_t nonce)
 {
-    for (size_t i = 0; i < t->nspent; i++) {
-        if (t->spent[i] == nonce) {
-            return; /* it went on in an escrow */
-        }
+    if (t->nspent > 0 &&
+        bsearch(&nonce, t->spent, t->nspent, sizeof *t->spent, janitor_key_cmp) != NULL) {
+        return; /* it went on in an escrow */
     }
     struct janitor_port *p = janitor_port_find(t, key);
     if (p != NULL) {
@@ -613,6 +623,13 @@ static uint64_t *janitor_escrows_send(struct janitor_task *t, const struct janit
             }
         }
     }
+    /* Sorted, for the lookups of the task's end. */
+    if (sent != NULL && *n > 1) {
+        qsort(sent, *n, sizeof *sent, janitor_key_cmp);
+    }
+    if (t->nspent > 1) {
+        qsort(t->spent, t->nspent, sizeof *t->spent, janitor_key_cmp);
+    }
     return sent;
 }
 
@@ -633,10 +650,8 @@ static void janitor_task_end(struct janitor_task *t)
     for (size_t i = 0; i < t->nreceives; i++) {
         struct janitor_receive *r = t->receives[i];
         epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, r->fd, NULL);
-        bool went = false;
-        for (size_t k = 0; k < nsent && !went; k++) {
-            went = sent[k] == r->key;
-        }
+        bool went = nsent > 0 &&
+                    bsearch(&r->key, sent, nsent, sizeof *sent, janitor_key_cmp) != NULL;
         if (dead != NULL && !went && janitor_receive_listed(&listed, r->key)) {
             dead[ndead++] = r->fd;
         } else {

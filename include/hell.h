@@ -72,6 +72,15 @@ mach_port_t hell_host_priv_create(void (*on_reboot)(int options));
  * when the port is dead or its queue full. */
 int hell_janitor_send_once(int send_fd, uint64_t nonce);
 
+/* Sends MSG[0..LEN), an escrow a task of the instance left (the
+ * notification it would send, as it goes on the wire), with its
+ * descriptors FDS[0..NFDS) (copied; at most HELL_JANITOR_ESCROW_FDS)
+ * through SEND_FD, a port's send end, without waiting: for the kernel
+ * process, when the task has died.  Returns 0, or -1 when the port is
+ * dead or its queue full. */
+int hell_janitor_send_escrow(int send_fd, const void *msg, size_t len, const int *fds,
+                             unsigned nfds);
+
 /* Destroys the ports whose receive ends RECV_FDS[0..NRECV) (taken)
  * belonged to a task of the instance that died, as GNU Mach destroys a
  * dead task's receive rights: for the kernel process.  Every queued

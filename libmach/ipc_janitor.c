@@ -17,6 +17,7 @@
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "ipc_wire.h"
+#include "ipc_wire_format.h"
 #include "kern_notify.h"
 #include "linux.h"
 #include "protocol.h"
@@ -32,6 +33,8 @@ struct janitor_slot {
     _Atomic uint64_t nonce; /* the right's nonce (1 for a receive right) */
 };
 
+_Static_assert(HELL_JANITOR_ESCROW_FDS == WIRE_MAX_FDS,
+               "an escrow carries what one message's sendmsg carries");
 _Static_assert(sizeof(struct janitor_slot) == sizeof(struct hell_janitor_slot),
                "the table is machd's struct hell_janitor_slot");
 
@@ -400,6 +403,15 @@ EXPORT int hell_janitor_send_once(int send_fd, uint64_t nonce)
 {
     return wire_send_notify_fd(send_fd, nonce, MACH_NOTIFY_SEND_ONCE) == MACH_MSG_SUCCESS ? 0
                                                                                           : -1;
+}
+
+EXPORT int hell_janitor_send_escrow(int send_fd, const void *msg, size_t len, const int *fds,
+                                    unsigned nfds)
+{
+    struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+    return nfds <= WIRE_MAX_FDS && wire_sendmsg(send_fd, &iov, 1, fds, nfds, MSG_DONTWAIT) >= 0
+               ? 0
+               : -1;
 }
 
 EXPORT void hell_janitor_destroy_receives(const int *recv_fds, size_t nrecv, const int *send_fds,

@@ -50,23 +50,32 @@ struct kern_notify_msg {
     uint32_t pad;
 };
 
-static void kern_notify_send(const struct kern_notification *n)
+/* The notification of id ID with VALUE through the kernel-space
+ * send-once right NOTIFY, as the kernel space sends it. */
+static struct kern_notify_msg kern_notify_msg_make(mach_msg_id_t id, mach_port_name_t notify,
+                                                   uint32_t value)
 {
-    bool destroyed = n->id == MACH_NOTIFY_PORT_DESTROYED;
-    struct kern_notify_msg msg = {
+    bool destroyed = id == MACH_NOTIFY_PORT_DESTROYED;
+    return (struct kern_notify_msg){
         .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0) |
                               (destroyed ? MACH_MSGH_BITS_COMPLEX : 0),
-                 .msgh_size = sizeof msg,
-                 .msgh_remote_port = n->notify,
-                 .msgh_id = n->id},
-        .type = {.msgt_name = destroyed                         ? MACH_MSG_TYPE_MOVE_RECEIVE
-                              : n->id == MACH_NOTIFY_NO_SENDERS ? MACH_MSG_TYPE_INTEGER_32
-                                                                : MACH_MSG_TYPE_PORT_NAME,
+                 .msgh_size = sizeof(struct kern_notify_msg),
+                 .msgh_remote_port = notify,
+                 .msgh_id = id},
+        .type = {.msgt_name = destroyed                       ? MACH_MSG_TYPE_MOVE_RECEIVE
+                              : id == MACH_NOTIFY_NO_SENDERS ? MACH_MSG_TYPE_INTEGER_32
+                                                              : MACH_MSG_TYPE_PORT_NAME,
                  .msgt_size = destroyed ? 64 : 32,
                  .msgt_number = 1,
                  .msgt_inline = TRUE},
-        .value = n->value,
+        .value = value,
     };
+}
+
+static void kern_notify_send(const struct kern_notification *n)
+{
+    bool destroyed = n->id == MACH_NOTIFY_PORT_DESTROYED;
+    struct kern_notify_msg msg = kern_notify_msg_make(n->id, n->notify, n->value);
     mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, &msg.head,
                                         MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof msg, 0,
                                         MACH_PORT_NULL, 0);
@@ -300,14 +309,7 @@ mach_msg_return_t kern_notify_port_destroyed_copy(struct ipc_port *port, int fd,
         return MACH_SEND_INVALID_DEST;
     }
     /* The message kern_notify_send would send, the right copied in. */
-    struct kern_notify_msg msg = {
-        .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0) |
-                              MACH_MSGH_BITS_COMPLEX,
-                 .msgh_size = sizeof msg,
-                 .msgh_id = MACH_NOTIFY_PORT_DESTROYED},
-        .type = {.msgt_name = MACH_MSG_TYPE_MOVE_RECEIVE, .msgt_size = 64, .msgt_number = 1,
-                 .msgt_inline = TRUE},
-    };
+    struct kern_notify_msg msg = kern_notify_msg_make(MACH_NOTIFY_PORT_DESTROYED, 0, 0);
     struct kright right = {.kind = KRIGHT_RECEIVE, .port = port};
     struct kmsg kmsg = {
         .hdr = msg.head,

@@ -259,20 +259,7 @@ static const char *control_request_read(int fd, struct control_request *req)
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
                          .msg_controllen = sizeof control.buf};
     ssize_t len = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            unsigned n = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (unsigned i = 0; i < n; i++) {
-                int got;
-                memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
-                if (req->nfds < 3) {
-                    req->fds[req->nfds++] = got;
-                } else {
-                    close(got);
-                }
-            }
-        }
-    }
+    req->nfds = hell_received_fds(&msg, req->fds, 3);
     if (len < (ssize_t)sizeof req->hdr || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
         return len == 0 ? "no request" : "truncated request";
     }

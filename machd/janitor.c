@@ -231,25 +231,17 @@ static void janitor_escrow_free(struct janitor_task *t, size_t i)
     t->escrows[i] = t->escrows[--t->nescrows];
 }
 
-/* Forgets T's escrows of port KEY but its KEEP (0 to 2) newest. */
-static void janitor_escrow_forget(struct janitor_task *t, uint64_t key, unsigned keep)
+/* Forgets T's escrows of port KEY, but its newest with KEEP_NEWEST. */
+static void janitor_escrow_forget(struct janitor_task *t, uint64_t key, bool keep_newest)
 {
-    uint64_t first = 0, second = 0; /* the two newest ids */
-    for (size_t i = 0; i < t->nescrows; i++) {
-        uint64_t id = t->escrows[i].head.id;
-        if (t->escrows[i].head.key != key) {
-            continue;
-        }
-        if (id > first) {
-            second = first;
-            first = id;
-        } else if (id > second) {
-            second = id;
+    uint64_t newest = 0;
+    for (size_t i = 0; keep_newest && i < t->nescrows; i++) {
+        if (t->escrows[i].head.key == key && t->escrows[i].head.id > newest) {
+            newest = t->escrows[i].head.id;
         }
     }
     for (size_t i = t->nescrows; i-- > 0;) {
-        const struct hell_janitor_escrow *h = &t->escrows[i].head;
-        if (h->key == key && !(keep >= 1 && h->id == first) && !(keep >= 2 && h->id == second)) {
+        if (t->escrows[i].head.key == key && t->escrows[i].head.id != newest) {
             janitor_escrow_free(t, i);
         }
     }
@@ -273,7 +265,7 @@ static void janitor_escrow_add(struct janitor_task *t, const struct hell_janitor
 {
     /* The one before stays (it is current until the task stores the new
      * id); older ones go first, so that they do not count. */
-    janitor_escrow_forget(t, head->key, 1);
+    janitor_escrow_forget(t, head->key, true);
     bool ok = len > 0 && t->escrow_fds + nfds <= JANITOR_ESCROW_FDS_MAX &&
               t->escrow_bytes + len <= JANITOR_ESCROW_BYTES_MAX &&
               t->nescrows < 2 * t->nreceives + JANITOR_ESCROW_SPARE;
@@ -346,7 +338,7 @@ static void janitor_forget_receive(struct janitor_task *t, uint64_t key)
             janitor_receive_drop(t->receives[i]);
         }
     }
-    janitor_escrow_forget(t, key, 0);
+    janitor_escrow_forget(t, key, false);
 }
 
 /* Whether T's connection has ended (the task died or executed another
@@ -366,7 +358,7 @@ static void janitor_receive_hung_up(struct janitor_receive *r)
     if (janitor_task_ended(r->task)) {
         epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, r->fd, NULL);
     } else {
-        janitor_escrow_forget(r->task, r->key, 0);
+        janitor_escrow_forget(r->task, r->key, false);
         janitor_receive_drop(r);
     }
 }
@@ -515,15 +507,7 @@ static bool janitor_read(struct janitor_task *t)
             return false;
         }
         int fds[HELL_JANITOR_ESCROW_FDS];
-        unsigned nfds = 0;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                unsigned n = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-                for (unsigned i = 0; i < n && nfds < HELL_JANITOR_ESCROW_FDS; i++) {
-                    memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                }
-            }
-        }
+        unsigned nfds = hell_received_fds(&msg, fds, HELL_JANITOR_ESCROW_FDS);
         struct hell_janitor_port reg;
         struct hell_janitor_escrow escrow;
         memcpy(&reg, janitor_buf, sizeof reg);
@@ -554,7 +538,7 @@ static bool janitor_read(struct janitor_task *t)
         } else if (ok && len >= (ssize_t)sizeof escrow) {
             if (escrow.flags == (HELL_JANITOR_ESCROW | HELL_JANITOR_FORGET) &&
                 len == (ssize_t)sizeof escrow && nfds == 0) {
-                janitor_escrow_forget(t, escrow.key, 0);
+                janitor_escrow_forget(t, escrow.key, false);
                 continue;
             }
             if (escrow.flags == HELL_JANITOR_ESCROW) {
@@ -595,25 +579,10 @@ static uint64_t *janitor_escrows_send(struct janitor_task *t, const struct janit
         if (janitor_receive_listed(listed, e->head.key) != e->head.id || notify == NULL) {
             continue;
         }
-        union {
-            char buf[CMSG_SPACE(sizeof(int) * HELL_JANITOR_ESCROW_FDS)];
-            struct cmsghdr align;
-        } control;
-        struct iovec iov = {.iov_base = e->msg, .iov_len = e->len};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-        if (e->nfds > 0) {
-            mh.msg_control = control.buf;
-            mh.msg_controllen = CMSG_SPACE(sizeof(int) * e->nfds);
-            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(sizeof(int) * e->nfds);
-            memcpy(CMSG_DATA(cm), e->fds, sizeof(int) * e->nfds);
-        }
         /* A notify port that is dead or full: the port is destroyed
          * with the others, as GNU Mach destroys a right whose
          * notification cannot be sent. */
-        if (sendmsg(notify->send_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        if (hell_janitor_send_escrow(notify->send_fd, e->msg, e->len, e->fds, e->nfds) != 0) {
             continue;
         }
         sent[(*n)++] = e->head.key;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Where an instance's control socket lives (shared by machd and hell).
+ * Where an instance's control socket lives, and the descriptors a
+ * message to it carries (shared by machd and hell).
  */
 #include "protocol.h"
 
@@ -73,3 +74,24 @@ int hell_socket_dir_make(void)
     return hell_socket_dir_check();
 }
 
+
+unsigned hell_received_fds(struct msghdr *msg, int *fds, unsigned max)
+{
+    unsigned n = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        unsigned count = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (unsigned i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            if (n < max) {
+                fds[n++] = fd;
+            } else {
+                close(fd);
+            }
+        }
+    }
+    return n;
+}

@@ -228,6 +228,10 @@ struct hell_reply {
  * (empty, '/', leading '.') or the path does not fit. */
 int hell_socket_path(const char *name, char *buf, size_t size);
 
+/* Takes the descriptors MSG received (SCM_RIGHTS) into FDS, up to MAX;
+ * closes the others.  Returns how many FDS holds. */
+unsigned hell_received_fds(struct msghdr *msg, int *fds, unsigned max);
+
 /* Makes the directory of the instance sockets (mode 0700) if needed,
  * then checks it as hell_socket_dir_check.  Returns 0 or -1 with errno
  * set. */

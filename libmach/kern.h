@@ -59,7 +59,8 @@ extern const mach_msg_type_t kern_type_int64, kern_type_int32;
 bool kern_type_is(const mach_msg_type_t *t, const mach_msg_type_t *want);
 
 /* Copies a send right named KNAME in the kernel space into the user
- * space.  Returns its user name (MACH_PORT_NULL if KNAME is null or dead).
+ * space.  Returns its user name, MACH_PORT_NULL if KNAME is null or names
+ * no send right, MACH_PORT_DEAD if it is or names a dead name.
  * Expects [G]. */
 mach_port_name_t kern_give_send(mach_port_name_t kname);
 
@@ -82,6 +83,13 @@ time_value64_t kern_task_creation_time(void);
  * (a send right, or 0).  Expect [G]. */
 mach_port_name_t kern_task_name(void);
 mach_port_name_t kern_exception_port(void);
+
+/* The kernel-space name of what stands for this task's port towards the
+ * task itself (GNU Mach's itk_sself: mach_task_self(), the task in its
+ * exception messages): the task port, unless task_set_special_port(
+ * TASK_KERNEL_PORT) put a send right, MACH_PORT_NULL or MACH_PORT_DEAD
+ * there.  The caller gets no reference.  Expects [G]. */
+mach_port_name_t kern_task_self_kname(void);
 
 /* The kernel-space name of this task's host port.  Expects [G]. */
 mach_port_name_t kern_host_name(void);

@@ -92,7 +92,7 @@ kern_return_t kern_thread_get_special_port(mach_port_t thread, int which, mach_p
     if (t == NULL) {
         kr = KERN_INVALID_ARGUMENT;
     } else if (which == THREAD_KERNEL_PORT) {
-        *port = t->kname;
+        *port = kern_thread_self_kname(t);
     } else if (which == THREAD_EXCEPTION_PORT) {
         *port = t->exception_kname;
     } else {
@@ -110,10 +110,19 @@ kern_return_t kern_thread_set_special_port(mach_port_t thread, int which, mach_p
     if (t == NULL || (which != THREAD_EXCEPTION_PORT && which != THREAD_KERNEL_PORT)) {
         kr = KERN_INVALID_ARGUMENT;
     } else if (which == THREAD_KERNEL_PORT) {
-        kr = KERN_INVALID_ARGUMENT; /* a thread's own port is HELL's to make */
+        /* As GNU Mach's ith_sself: what mach_thread_self() and the
+         * thread's exception messages give from now on; the thread port
+         * put back is the plain case again.  The request's send right
+         * becomes the record's (MIG leaves it to us on success). */
+        if (t->sself_set && MACH_PORT_VALID(t->sself_kname)) {
+            (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], t->sself_kname);
+        }
+        t->sself_set = port != t->kname;
+        if (!t->sself_set) {
+            (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], port);
+        }
+        t->sself_kname = t->sself_set ? port : MACH_PORT_NULL;
     } else {
-        /* The request's send right becomes the thread's (MIG leaves it to
-         * us on success). */
         if (MACH_PORT_VALID(t->exception_kname)) {
             (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], t->exception_kname);
         }
@@ -207,28 +216,35 @@ static kern_return_t kern_raise(integer_t exc, integer_t code, rpc_long_integer_
     struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
     ipc_lock();
     struct kern_thread *t = kern_thread_self();
-    mach_port_name_t thread = t != NULL ? t->kname : MACH_PORT_NULL;
-    mach_port_name_t ports[2] = {t != NULL ? t->exception_kname : MACH_PORT_NULL,
-                                 kern_exception_port()};
-    mach_port_name_t task = kern_task_name();
-    /* A reference of our own on each exception port: a concurrent
-     * set_special_port cannot take the name away during the RPC. */
-    for (int i = 0; i < 2; i++) {
+    /* The exception ports, then the thread and the task as they stand
+     * towards themselves (GNU Mach's ith_sself and itk_sself: whatever
+     * thread_set_special_port and task_set_special_port put there). */
+    enum { THREAD_EXC, TASK_EXC, THREAD, TASK, NPORTS };
+    mach_port_name_t ports[NPORTS] = {
+        [THREAD_EXC] = t != NULL ? t->exception_kname : MACH_PORT_NULL,
+        [TASK_EXC] = kern_exception_port(),
+        [THREAD] = t != NULL ? kern_thread_self_kname(t) : MACH_PORT_NULL,
+        [TASK] = kern_task_self_kname(),
+    };
+    /* A reference of our own on each: a concurrent set_special_port
+     * cannot take a name away during the RPC. */
+    for (int i = 0; i < NPORTS; i++) {
         if (MACH_PORT_VALID(ports[i]) &&
             ipc_right_delta(kspace, ports[i], MACH_PORT_RIGHT_SEND, 1) != KERN_SUCCESS) {
             ports[i] = MACH_PORT_NULL;
         }
     }
     ipc_unlock();
-    *none = !MACH_PORT_VALID(ports[0]) && !MACH_PORT_VALID(ports[1]);
+    *none = !MACH_PORT_VALID(ports[THREAD_EXC]) && !MACH_PORT_VALID(ports[TASK_EXC]);
     kern_return_t kr = KERN_FAILURE;
-    for (int i = 0; i < 2 && kr != KERN_SUCCESS; i++) {
-        if (MACH_PORT_VALID(ports[i]) && MACH_PORT_VALID(thread)) {
-            kr = kern_exception_raise(ports[i], thread, task, exc, code, subcode);
+    for (int i = THREAD_EXC; i <= TASK_EXC && kr != KERN_SUCCESS; i++) {
+        if (MACH_PORT_VALID(ports[i]) && t != NULL) {
+            kr = kern_exception_raise(ports[i], ports[THREAD], ports[TASK], exc, code,
+                                      subcode);
         }
     }
     ipc_lock();
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < NPORTS; i++) {
         if (MACH_PORT_VALID(ports[i])) {
             (void)ipc_right_dealloc(kspace, ports[i]);
         }

@@ -100,7 +100,14 @@ static mach_port_name_t kern_objects_kname;
 /* [G] task_suspend's count, and when the task started. */
 static unsigned kern_task_suspends;
 static time_value64_t kern_task_created;
-/* [G] This task's user name for its task port, 0 until first asked. */
+/* [G] What task_set_special_port(TASK_KERNEL_PORT) put where the task's
+ * own port was (GNU Mach's itk_sself): a send right in the kernel space,
+ * or MACH_PORT_NULL or MACH_PORT_DEAD; only when kern_task_sself_set,
+ * the task port itself otherwise. */
+static mach_port_name_t kern_task_sself_kname;
+static bool kern_task_sself_set;
+/* [G] This task's user name for what mach_task_self() gives, 0 until
+ * first asked (and again once the kernel port is set). */
 static mach_port_name_t kern_task_self_name;
 static bool kern_service_running; /* [G] */
 /* The request the calling thread is serving (kern_serve), and whether it
@@ -159,7 +166,9 @@ mach_port_name_t kern_give_send(mach_port_name_t kname)
     struct kright right;
     if (ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], kname, MACH_MSG_TYPE_COPY_SEND,
                          true, &right) != KERN_SUCCESS) {
-        return MACH_PORT_NULL;
+        mach_port_type_t type = 0;
+        (void)ipc_right_type(&ipc_spaces[SPACE_KERNEL], kname, &type);
+        return type & MACH_PORT_TYPE_DEAD_NAME ? MACH_PORT_DEAD : MACH_PORT_NULL;
     }
     mach_port_name_t name;
     (void)ipc_right_copyout(&ipc_spaces[SPACE_USER], &right, &name);
@@ -170,7 +179,7 @@ __attribute__((visibility("default"))) mach_port_t mach_task_self(void)
 {
     ipc_lock();
     if (kern_task_self_name == MACH_PORT_NULL) {
-        kern_task_self_name = kern_give_send(kern_task_kname);
+        kern_task_self_name = kern_give_send(kern_task_self_kname());
     }
     mach_port_name_t name = kern_task_self_name;
     ipc_unlock();
@@ -669,10 +678,15 @@ static mach_port_name_t *kern_special_slot(int which)
     case TASK_EXCEPTION_PORT:
         return &kern_exception_kname;
     case TASK_KERNEL_PORT:
-        return &kern_task_kname;
+        return &kern_task_sself_kname;
     default:
         return NULL;
     }
+}
+
+mach_port_name_t kern_task_self_kname(void)
+{
+    return kern_task_sself_set ? kern_task_sself_kname : kern_task_kname;
 }
 
 kern_return_t kern_task_get_special_port(mach_port_t task, int which,
@@ -684,7 +698,7 @@ kern_return_t kern_task_get_special_port(mach_port_t task, int which,
         ipc_unlock();
         return KERN_INVALID_ARGUMENT;
     }
-    *port = *slot;
+    *port = which == TASK_KERNEL_PORT ? kern_task_self_kname() : *slot;
     ipc_unlock();
     return KERN_SUCCESS;
 }
@@ -694,12 +708,26 @@ kern_return_t kern_task_set_special_port(mach_port_t task, int which,
 {
     ipc_lock();
     mach_port_name_t *slot = kern_special_slot(which);
-    if (!kern_is_task(task) || slot == NULL || which == TASK_KERNEL_PORT) {
+    if (!kern_is_task(task) || slot == NULL) {
         ipc_unlock();
         return KERN_INVALID_ARGUMENT;
     }
+    /* The request's send right becomes the slot's (MIG leaves it to us
+     * on success). */
     mach_port_name_t old = *slot;
     *slot = port;
+    if (which == TASK_KERNEL_PORT) {
+        /* As GNU Mach's itk_sself: what mach_task_self() and the
+         * exception messages give from now on, while the task port
+         * itself stays what others hold.  The task port put back is
+         * the plain case again. */
+        kern_task_sself_set = port != kern_task_kname;
+        if (!kern_task_sself_set) {
+            (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], port);
+            *slot = MACH_PORT_NULL;
+        }
+        kern_task_self_name = MACH_PORT_NULL;
+    }
     if (MACH_PORT_VALID(old)) {
         (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], old);
     }
@@ -813,7 +841,7 @@ __attribute__((visibility("default"))) mach_port_t mach_thread_self(void)
     ipc_lock();
     struct kern_thread *t = kern_thread_self();
     /* As GNU Mach's trap: one more user reference on every call. */
-    mach_port_name_t name = t != NULL ? kern_give_send(t->kname) : MACH_PORT_NULL;
+    mach_port_name_t name = t != NULL ? kern_give_send(kern_thread_self_kname(t)) : MACH_PORT_NULL;
     ipc_unlock();
     return name;
 }
@@ -908,6 +936,8 @@ void kern_task_fork_child(void)
     kern_registered_fork_child();
     kern_objects_kname = 0;
     kern_task_self_name = 0;
+    kern_task_sself_kname = 0;
+    kern_task_sself_set = false;
     kern_service_running = false;
     atomic_store(&kern_elsewhere_count, 0);
     kern_task_suspends = 0;

@@ -126,6 +126,11 @@ static pid_t kern_gettid(void)
     return (pid_t)syscall(SYS_gettid);
 }
 
+mach_port_name_t kern_thread_self_kname(const struct kern_thread *t)
+{
+    return t->sself_set ? t->sself_kname : t->kname;
+}
+
 /* Forgets T and destroys its port; the memory goes with the last
  * reference.  Expects [G]. */
 void kern_thread_free(struct kern_thread *t)
@@ -144,7 +149,11 @@ void kern_thread_free(struct kern_thread *t)
     if (MACH_PORT_VALID(t->exc_reply)) {
         (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], t->exc_reply);
     }
-    t->exception_kname = t->exc_reply = MACH_PORT_NULL;
+    if (t->sself_set && MACH_PORT_VALID(t->sself_kname)) {
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], t->sself_kname);
+    }
+    t->exception_kname = t->exc_reply = t->sself_kname = MACH_PORT_NULL;
+    t->sself_set = false;
     kern_i386_thread_free(t);
     t->gone = true;
     if (t->refs == 0) {

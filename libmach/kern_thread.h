@@ -40,6 +40,10 @@ struct kern_thread {
                                      right in the kernel space), or 0 */
     mach_port_name_t exc_reply;   /* [G] its kernel-space reply port for
                                      exception_raise (kern_exc.c), or 0 */
+    mach_port_name_t sself_kname; /* [G] what thread_set_special_port(
+                                     THREAD_KERNEL_PORT) put in place of its
+                                     port (a send right, null or dead) */
+    bool sself_set;               /* [G] ... when set */
     _Atomic int terminate_req;    /* thread_terminate: end at a clean point */
     _Atomic int reaped;           /* another thread's thread_terminate frees
                                      the record, after answering */
@@ -64,6 +68,12 @@ struct kern_thread {
 /* The calling thread's record, made with its port on first use; NULL
  * when out of descriptors or memory.  Expects [G]. */
 struct kern_thread *kern_thread_self(void);
+
+/* The kernel-space name of what stands for T's port towards its task
+ * (GNU Mach's ith_sself: mach_thread_self(), the thread in its exception
+ * messages): its port, unless thread_set_special_port(THREAD_KERNEL_PORT)
+ * put another there.  No reference is given.  Expects [G]. */
+mach_port_name_t kern_thread_self_kname(const struct kern_thread *t);
 
 /* The thread whose port KNAME names in the kernel space, or NULL.
  * Expects [G]. */

@@ -64,6 +64,10 @@ mach_host_HDR   := mach_host.h
 gnumach_HDR     := gnumach.h
 mach_i386_HDR   := mach_i386.h
 device_HDR      := ../device/device.h
+# device_open_new (msgh_id 2807), which GNU Mach's kernel serves (it
+# builds device.defs as KERNEL_SERVER): without this its slot is a
+# `skip` and the id answers MIG_BAD_ID.
+device_MIGFLAGS := -DDEVICE_ENABLE_DEVICE_OPEN_NEW
 
 LIB_SRCS  := $(wildcard libmach/*.c)
 LIB_OBJS  := $(LIB_SRCS:libmach/%.c=$(OBJ)/libmach/%.o) \
@@ -95,9 +99,10 @@ $(DEPS)/.ok:
 	@touch $@
 
 # ---- MIG ----
-$(GEN)/%.user.c: $(DEPS)/.ok
+# (Makefile too: the MIG flags live here.)
+$(GEN)/%.user.c: $(DEPS)/.ok Makefile
 	@mkdir -p $(GEN)/include/mach $(GEN)/include/device
-	$(MIG) -I$(MACH_INC) -user $@ -header $(GEN)/include/mach/$($*_HDR) \
+	$(MIG) -I$(MACH_INC) $($*_MIGFLAGS) -user $@ -header $(GEN)/include/mach/$($*_HDR) \
 	    -server /dev/null -sheader /dev/null $($*_DEFS)
 $(foreach d,$(MIG_USER_DEFS),$(eval $(GEN)/include/mach/$($(d)_HDR): $(GEN)/$(d).user.c))
 $(GEN)/%.server.c: $(DEPS)/.ok
@@ -209,9 +214,9 @@ $(BUILD)/demo/hell-demo: demo/hell-demo.c $(TEST_GEN_OBJS) $(LIB)
 # machd serves an instance's privileged host port (a libmach kernel
 # object) and its devices (device.defs, served by machd/device.c).
 MACHD_SRCS := $(wildcard machd/*.c)
-$(GEN)/machd/device.server.c: $(DEPS)/.ok
+$(GEN)/machd/device.server.c: $(DEPS)/.ok Makefile
 	@mkdir -p $(GEN)/machd
-	$(MIG) -I$(MACH_INC) -user /dev/null -header /dev/null \
+	$(MIG) -I$(MACH_INC) $(device_MIGFLAGS) -user /dev/null -header /dev/null \
 	    -server $@ -sheader $(GEN)/machd/device.server.h $(device_DEFS)
 $(GEN)/machd/device.server.h: $(GEN)/machd/device.server.c ;
 # i386_io_perm_create on the master port; its reply moves the send right

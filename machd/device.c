@@ -215,6 +215,18 @@ kern_return_t ds_device_open(mach_port_t master_port, mach_port_t reply_port,
     return kr;
 }
 
+/* GNU Mach's ds_device_open_new (device/ds_routines.c) is ds_device_open:
+ * only the name's wire type differs (a C string of at most 128 bytes,
+ * which the stub has already terminated). */
+kern_return_t ds_device_open_new(mach_port_t master_port, mach_port_t reply_port,
+                                 mach_msg_type_name_t reply_portPoly, dev_mode_t mode,
+                                 const_dev_name_t name, mach_port_t *device,
+                                 mach_msg_type_name_t *devicePoly)
+{
+    return ds_device_open(master_port, reply_port, reply_portPoly, mode, name, device,
+                          devicePoly);
+}
+
 void device_port_destroy(mach_port_t port)
 {
     (void)mach_port_mod_refs(mach_task_self(), port, MACH_PORT_RIGHT_RECEIVE, -1);

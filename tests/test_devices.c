@@ -301,6 +301,44 @@ static void task_cdrom(void)
     CHECK_KR(device_open(master, D_READ, "", &none), D_NO_SUCH_DEVICE);
 }
 
+/* device_open_new (msgh_id 2807) is device_open with the name as a C
+ * string, as GNU Mach's ds_device_open_new: same ports, same errors. */
+static void task_open_new(void)
+{
+    mach_port_t old = MACH_PORT_NULL, dev = MACH_PORT_NULL;
+    CHECK_KR(device_open(master, D_READ, "hd0", &old), D_SUCCESS);
+    CHECK_KR(device_open_new(master, D_READ, "hd0", &dev), D_SUCCESS);
+    CHECK(dev == old); /* one port per disk and mode, one more open */
+    check_read(dev, 50, REC, D_SUCCESS, REC, hd_byte);
+    CHECK_KR(device_close(dev), D_SUCCESS);
+    CHECK_KR(device_close(old), D_SUCCESS);
+    mach_port_deallocate(mach_task_self(), old);
+    mach_port_deallocate(mach_task_self(), old); /* (a send right, or a dead name by now) */
+
+    mach_port_t time_dev = MACH_PORT_NULL, pager = MACH_PORT_NULL;
+    CHECK_KR(device_open_new(master, 0, "time", &time_dev), D_SUCCESS);
+    CHECK_KR(device_map(time_dev, VM_PROT_READ, 0, 4096, &pager, 0), D_SUCCESS);
+    CHECK(MACH_PORT_VALID(pager));
+    mach_port_deallocate(mach_task_self(), pager);
+    CHECK_KR(device_close(time_dev), D_SUCCESS);
+    mach_port_deallocate(mach_task_self(), time_dev);
+
+    mach_port_t none = MACH_PORT_NULL;
+    CHECK_KR(device_open_new(master, D_READ, "hd9", &none), D_NO_SUCH_DEVICE);
+    CHECK_KR(device_open_new(master, D_READ, "", &none), D_NO_SUCH_DEVICE);
+    char name[sizeof(dev_name_t)];
+    memset(name, 'h', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    CHECK_KR(device_open_new(master, D_READ, name, &none), D_NO_SUCH_DEVICE);
+    CHECK_KR(device_open_new(master, D_WRITE, "cd0", &none), D_READ_ONLY);
+    CHECK(none == MACH_PORT_NULL);
+    /* Only the master port opens. */
+    CHECK_KR(device_open(master, D_READ, "cd0", &dev), D_SUCCESS);
+    CHECK_KR(device_open_new(dev, D_READ, "cd0", &none), D_INVALID_OPERATION);
+    CHECK_KR(device_close(dev), D_SUCCESS);
+    mach_port_deallocate(mach_task_self(), dev);
+}
+
 /* ---- the console ---- */
 
 struct reader {
@@ -547,6 +585,7 @@ static int task_main(int argc, char **argv)
         task_disks();
         task_cdrom();
         task_time();
+        task_open_new();
         task_console(fifo);
     }
     return test_done("test_devices (task)");

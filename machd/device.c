@@ -12,8 +12,9 @@
  * Locking keys:
  *   (c) constant once device_setup has returned
  *   (L) device_lock: the open state of every device
- * L is never held with another lock, the console's (Q), (R) and (W) of
- * device_console.c included.  Disk I/O runs without a lock (each call
+ * L is held with no other lock but device_tty.c's (S), taken under it
+ * (at the console's first open and last close); never with the console's
+ * (Q), (R) and (W) of device_console.c.  Disk I/O runs without a lock (each call
  * positions itself with pread/pwrite), so a slow disk or console holds up
  * only the thread serving it, and no server thread waits for console
  * input.
@@ -40,6 +41,7 @@
 #include "device_console.h"
 #include "device_i.h"
 #include "device_time.h"
+#include "device_tty.h"
 
 /* The demultiplexer MIG generates for device.defs (not in its header). */
 boolean_t device_server(mach_msg_header_t *in, mach_msg_header_t *out);
@@ -203,7 +205,9 @@ kern_return_t ds_device_open(mach_port_t master_port, mach_port_t reply_port,
         kr = mach_port_insert_right(mach_task_self(), h->port, h->port,
                                     MACH_MSG_TYPE_MAKE_SEND);
         if (kr == KERN_SUCCESS) {
-            h->opens++;
+            if (h->opens++ == 0 && unit->kind == DEVICE_CONSOLE) {
+                device_tty_opened();
+            }
             *device = h->port;
             *devicePoly = MACH_MSG_TYPE_MOVE_SEND;
         } else if (h->opens == 0) {
@@ -247,6 +251,9 @@ kern_return_t ds_device_close(mach_port_t device)
     } else if (--h->opens == 0) {
         h->port = MACH_PORT_NULL; /* from now on, calls through it fail */
         last = true;
+        if (ref.unit->kind == DEVICE_CONSOLE) {
+            device_tty_closed();
+        }
     }
     pthread_mutex_unlock(&device_lock);
     if (!last) {
@@ -475,6 +482,9 @@ kern_return_t ds_device_get_status(mach_port_t device, dev_flavor_t flavor, dev_
     if (kr != D_SUCCESS) {
         return kr;
     }
+    if (ref.unit->kind == DEVICE_CONSOLE) {
+        return device_tty_get_status(flavor, status, statusCnt);
+    }
     if (ref.unit->kind != DEVICE_DISK) {
         return D_INVALID_OPERATION;
     }
@@ -497,6 +507,20 @@ kern_return_t ds_device_get_status(mach_port_t device, dev_flavor_t flavor, dev_
     }
 }
 
+kern_return_t ds_device_set_status(mach_port_t device, dev_flavor_t flavor,
+                                   const dev_status_t status, mach_msg_type_number_t statusCnt)
+{
+    struct device_ref ref;
+    kern_return_t kr = device_lookup(device, &ref);
+    if (kr != D_SUCCESS) {
+        return kr;
+    }
+    if (ref.unit->kind != DEVICE_CONSOLE) {
+        return D_INVALID_OPERATION; /* disks and "time" set nothing */
+    }
+    return device_tty_set_status(flavor, status, statusCnt);
+}
+
 /* ---- what no HELL device does ---- */
 
 /* The answer to a call HELL's devices do not support, through DEVICE. */
@@ -505,12 +529,6 @@ static kern_return_t device_unsupported(mach_port_t device)
     struct device_ref ref;
     kern_return_t kr = device_lookup(device, &ref);
     return kr != D_SUCCESS ? kr : D_INVALID_OPERATION;
-}
-
-kern_return_t ds_device_set_status(mach_port_t device, dev_flavor_t flavor,
-                                   const dev_status_t status, mach_msg_type_number_t statusCnt)
-{
-    return device_unsupported(device);
 }
 
 kern_return_t ds_device_map(mach_port_t device, vm_prot_t prot, vm_offset_t offset,

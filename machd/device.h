@@ -45,9 +45,30 @@
  * - device_get_status on disks: DEV_GET_SIZE and DEV_GET_RECORDS, always
  *   with their DEV_GET_*_COUNT integers (a caller that asked for fewer
  *   gets MIG_ARRAY_TOO_LARGE from its stub, as with GNU Mach); a value
- *   that does not fit an int reads INT_MAX.  Every other flavor, every
- *   flavor of the console and every device_set_status:
- *   D_INVALID_OPERATION.
+ *   that does not fit an int reads INT_MAX.  Every other flavor, and
+ *   every device_set_status on disks and "time": D_INVALID_OPERATION.
+ * - The console's status is <device/tty_status.h>'s, as GNU Mach's com
+ *   (serial line) driver answers it (device_tty.h): get TTY_STATUS and
+ *   TTY_MODEM; set TTY_STATUS, TTY_MODEM, TTY_FLUSH, TTY_STOP, TTY_START,
+ *   TTY_SET_BREAK, TTY_CLEAR_BREAK; any other flavor (GNU Mach has no
+ *   TTY_DRAIN; kd, com and chario ignore TTY_SET_TRANSLATION), a count below
+ *   the flavor's (TTY_MODEM's get excepted: one integer whatever the
+ *   count) or a speed outside 0..NSPEEDS-1: D_INVALID_OPERATION.  On a
+ *   terminal they act on it: speeds and flags are termios (TF_TANDEM
+ *   IXOFF, TF_ECHO ECHO, TF_CRMOD ICRNL and ONLCR, TF_XTABS TAB3,
+ *   TF_NOHANG CLOCAL, TF_HUPCLS HUPCL, TF_LITOUT 8 bits without parity,
+ *   else 7 with TF_EVENP's or odd parity), TTY_FLUSH tcflush, TTY_STOP and
+ *   TTY_START tcflow, the breaks TIOCSBRK/TIOCCBRK, TTY_MODEM the modem
+ *   lines where the terminal has them; a record keeps the rest (the
+ *   break character, TF_MDMBUF) and everything where the console is no
+ *   terminal.  A get returns what a set stored, but for what has changed
+ *   on the terminal since.  TF_HUPCLS, once set, stays until the last
+ *   close, as in chario; a console write restarts output stopped, as
+ *   GNU Mach's char_write; TTY_FLUSH of input discards what waits in a
+ *   pipe (a FIFO) too.  The first open clears the break character and
+ *   raises DTR and RTS in the record; the last close restarts output,
+ *   clears the break and the modem bits (the terminal's DTR is not
+ *   dropped).
  * - device_map: a protection beyond VM_PROT_ALL is KERN_INVALID_ARGUMENT;
  *   on "time", whatever the range, the memory object of the time page
  *   (the same port every time, a send right copied to the caller), which

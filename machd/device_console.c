@@ -34,9 +34,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "device_i.h"
+#include "device_tty.h"
 
 #define DEVICE_CONSOLE_QUEUE_MAX 64u /* console reads waiting */
 
@@ -78,6 +81,7 @@ int device_console_init(int in, int out)
     device_console.in = in;
     device_console.out = out;
     device_console.tail = &device_console.head;
+    device_tty_init(in, out);
     device_console.wake = eventfd(0, EFD_CLOEXEC);
     if (device_console.wake < 0) {
         fprintf(stderr, "machd: eventfd: %s\n", strerror(errno));
@@ -199,6 +203,7 @@ kern_return_t device_console_write(const char *buf, size_t count, size_t *done)
         return D_INVALID_OPERATION;
     }
     kern_return_t kr = D_SUCCESS;
+    device_tty_output_restart(); /* as GNU Mach's char_write */
     pthread_mutex_lock(&device_console.write_lock);
     while (*done < count) {
         ssize_t n = write(device_console.out, buf + *done, count - *done);
@@ -213,6 +218,26 @@ kern_return_t device_console_write(const char *buf, size_t count, size_t *done)
     }
     pthread_mutex_unlock(&device_console.write_lock);
     return kr;
+}
+
+void device_console_discard(void)
+{
+    struct stat st;
+    if (device_console.in < 0 || fstat(device_console.in, &st) != 0 ||
+        !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) ||
+        pthread_mutex_trylock(&device_console.read_lock) != 0) {
+        return;
+    }
+    int waiting = 0;
+    char buf[512];
+    while (ioctl(device_console.in, FIONREAD, &waiting) == 0 && waiting > 0 &&
+           device_console_ready(0)) {
+        size_t n = (size_t)waiting < sizeof buf ? (size_t)waiting : sizeof buf;
+        if (read(device_console.in, buf, n) <= 0) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&device_console.read_lock);
 }
 
 /* ---- the console thread ---- */

@@ -59,6 +59,13 @@ kern_return_t device_console_read(dev_mode_t mode, char *buf, size_t count, size
  * Takes and releases (W). */
 kern_return_t device_console_write(const char *buf, size_t count, size_t *done);
 
+/* Discards the input waiting in the console's input when that is a pipe
+ * or a socket (a terminal's is tcflush's; a file's is left): what
+ * TTY_FLUSH does to input (device_tty.c).  Does nothing while a read
+ * holds (R): that read takes the input.  Takes and releases (R), with a
+ * try-lock. */
+void device_console_discard(void);
+
 /* Destroys PORT, a console port just closed (no longer the console's
  * open port), after the reads queued on it are answered: by the console
  * thread, so only when device_console_has_input().  Consumes the receive

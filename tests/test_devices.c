@@ -10,11 +10,47 @@
  *   FIFO) and output (a file) in a scratch directory, starts the
  *   instance, runs itself as a task with `hell run --priv`, stops the
  *   instance and checks what the task wrote on the disks and console;
- * - the task (--host-priv-port=N --device-master-port=N --console-fifo=P)
- *   makes the calls and exits 0 if every check passed.
+ *   then does the same with a second instance whose console is a
+ *   pseudo-terminal, for the terminal status;
+ * - the task (--host-priv-port=N --device-master-port=N, and
+ *   --console-fifo=P or --console-pty=P) makes the calls and exits 0 if
+ *   every check passed.
  */
+
+/* <termios.h> and <device/tty_status.h> both name speeds B50...: the
+ * Linux speeds the terminal checks need are read here, then undefined
+ * for GNU Mach's. */
+#include <termios.h>
+
+static const speed_t linux_speeds[] = {
+    B0,    B50,   B75,   B110,  B134,  B150,  B200,   B300,  B600,
+    B1200, B1800, B2400, B4800, B9600, B19200, B38400, B57600, B115200,
+};
+
+#undef B0
+#undef B50
+#undef B75
+#undef B110
+#undef B134
+#undef B150
+#undef B200
+#undef B300
+#undef B600
+#undef B1200
+#undef B1800
+#undef B2400
+#undef B4800
+#undef B9600
+#undef B19200
+#undef B38400
+#undef B57600
+#undef B115200
+#undef EXTA
+#undef EXTB
+
 #include <device/device.h>
 #include <device/device_types.h>
+#include <device/tty_status.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -23,6 +59,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -30,12 +67,14 @@
 #include "test.h"
 
 #define INSTANCE "devices"
+#define INSTANCE_PTY "devices-pty"
 #define REC 512
 #define HD_SIZE (1 << 20)
 #define HD_RECORDS (HD_SIZE / REC)
 #define CD_SIZE (64 << 10)
 #define CONSOLE_LINE "hello from a task\n"
 #define CONSOLE_OOL_LINE "and out of line\n"
+#define CONSOLE_STOPPED_LINE "written while stopped\n"
 #define READERS 6 /* more than machd's server threads */
 
 /* ---- the disks' contents, known to both roles ---- */
@@ -414,6 +453,251 @@ static void task_console_reads(mach_port_t console, int fifo)
     }
 }
 
+/* ---- the console's terminal status ---- */
+
+/* What GNU Mach's com gives a line never opened (IFLAGS). */
+#define CONSOLE_FLAGS (TF_EVENP | TF_ODDP | TF_ECHO | TF_CRMOD | TF_XTABS | TF_LITOUT)
+
+/* device_get_status TTY_STATUS into *TS; failures name the caller's LINE. */
+static void get_tty_at(int line, mach_port_t console, struct tty_status *ts)
+{
+    int status[DEV_STATUS_MAX];
+    mach_msg_type_number_t count = DEV_STATUS_MAX;
+    kern_return_t kr = device_get_status(console, TTY_STATUS, status, &count);
+    if (kr != D_SUCCESS || count != TTY_STATUS_COUNT) {
+        fprintf(stderr, "%s:%d: TTY_STATUS = %#x with %u integers\n", __FILE__, line,
+                (unsigned)kr, count);
+        test_failures++;
+        memset(ts, 0xff, sizeof *ts);
+        return;
+    }
+    memcpy(ts, status, sizeof *ts);
+}
+#define get_tty(...) get_tty_at(__LINE__, __VA_ARGS__)
+
+static kern_return_t set_tty(mach_port_t console, int ispeed, int ospeed, int breakc, int flags)
+{
+    struct tty_status ts = {ispeed, ospeed, breakc, flags};
+    return device_set_status(console, TTY_STATUS, (int *)&ts, TTY_STATUS_COUNT);
+}
+
+static bool tty_is(const struct tty_status *ts, int ispeed, int ospeed, int breakc, int flags)
+{
+    return ts->tt_ispeed == ispeed && ts->tt_ospeed == ospeed && ts->tt_breakc == breakc &&
+           ts->tt_flags == flags;
+}
+
+static int get_modem(mach_port_t console)
+{
+    int bits = -1;
+    mach_msg_type_number_t count = TTY_MODEM_COUNT;
+    CHECK_KR(device_get_status(console, TTY_MODEM, &bits, &count), D_SUCCESS);
+    CHECK(count == TTY_MODEM_COUNT);
+    return bits;
+}
+
+/* What every console answers, a terminal or not: the flavors GNU Mach's
+ * com takes, its errors for short counts, bad speeds and other flavors. */
+static void task_tty_common(mach_port_t console)
+{
+    int status[DEV_STATUS_MAX] = {0};
+    mach_msg_type_number_t count = TTY_STATUS_COUNT - 1;
+    CHECK_KR(device_get_status(console, TTY_STATUS, status, &count), D_INVALID_OPERATION);
+    CHECK_KR(device_set_status(console, TTY_STATUS, status, TTY_STATUS_COUNT - 1),
+             D_INVALID_OPERATION);
+    CHECK_KR(set_tty(console, NSPEEDS, B9600, 0, TF_LITOUT), D_INVALID_OPERATION);
+    CHECK_KR(set_tty(console, B9600, -1, 0, TF_LITOUT), D_INVALID_OPERATION);
+    count = DEV_STATUS_MAX;
+    CHECK_KR(device_get_status(console, TTY_FLUSH, status, &count), D_INVALID_OPERATION);
+    CHECK_KR(device_get_status(console, 0x12345, status, &count), D_INVALID_OPERATION);
+    CHECK_KR(device_set_status(console, TTY_SET_TRANSLATION, status, 1), D_INVALID_OPERATION);
+    CHECK_KR(device_set_status(console, 0x12345, status, 1), D_INVALID_OPERATION);
+    CHECK_KR(device_set_status(console, TTY_FLUSH, status, 0), D_INVALID_OPERATION);
+    CHECK_KR(device_set_status(console, TTY_MODEM, status, 0), D_INVALID_OPERATION);
+    /* TTY_MODEM is one integer: a caller asking for none is told so. */
+    count = 0;
+    CHECK_KR(device_get_status(console, TTY_MODEM, status, &count), MIG_ARRAY_TOO_LARGE);
+
+    /* The modem bits: set as given; TM_HUP drops DTR and RTS. */
+    CHECK(get_modem(console) == (TM_DTR | TM_RTS)); /* as after comopen */
+    int bits = TM_DTR | TM_LE;
+    CHECK_KR(device_set_status(console, TTY_MODEM, &bits, TTY_MODEM_COUNT), D_SUCCESS);
+    CHECK(get_modem(console) == (TM_DTR | TM_LE));
+    CHECK_KR(device_set_status(console, TTY_SET_BREAK, NULL, 0), D_SUCCESS);
+    CHECK(get_modem(console) == (TM_DTR | TM_LE | TM_BRK));
+    CHECK_KR(device_set_status(console, TTY_CLEAR_BREAK, NULL, 0), D_SUCCESS);
+    CHECK(get_modem(console) == (TM_DTR | TM_LE));
+    bits = TM_HUP;
+    CHECK_KR(device_set_status(console, TTY_MODEM, &bits, TTY_MODEM_COUNT), D_SUCCESS);
+    CHECK(get_modem(console) == TM_LE);
+    bits = TM_DTR | TM_RTS;
+    CHECK_KR(device_set_status(console, TTY_MODEM, &bits, TTY_MODEM_COUNT), D_SUCCESS);
+
+    /* Output stops and starts; a write restarts it, as GNU Mach's. */
+    CHECK_KR(device_set_status(console, TTY_STOP, NULL, 0), D_SUCCESS);
+    CHECK_KR(device_set_status(console, TTY_STOP, NULL, 0), D_SUCCESS);
+    CHECK_KR(device_set_status(console, TTY_START, NULL, 0), D_SUCCESS);
+    CHECK_KR(device_set_status(console, TTY_START, NULL, 0), D_SUCCESS);
+    status[0] = 0; /* 0: both ways */
+    CHECK_KR(device_set_status(console, TTY_FLUSH, status, TTY_FLUSH_COUNT), D_SUCCESS);
+}
+
+/* The console on a FIFO and a file: no terminal, so the status is what
+ * was set, as GNU Mach keeps it. */
+static void task_tty_record(mach_port_t console, int fifo)
+{
+    struct tty_status ts;
+    get_tty(console, &ts);
+    CHECK(tty_is(&ts, B115200, B115200, 0, CONSOLE_FLAGS));
+    task_tty_common(console);
+    CHECK_KR(set_tty(console, B9600, B4800, 3, TF_EVENP | TF_TANDEM | TF_MDMBUF), D_SUCCESS);
+    get_tty(console, &ts);
+    CHECK(tty_is(&ts, B9600, B4800, 3, TF_EVENP | TF_TANDEM | TF_MDMBUF));
+    /* Refused settings change nothing. */
+    CHECK_KR(set_tty(console, NSPEEDS, B9600, 0, 0), D_INVALID_OPERATION);
+    get_tty(console, &ts);
+    CHECK(tty_is(&ts, B9600, B4800, 3, TF_EVENP | TF_TANDEM | TF_MDMBUF));
+    /* TF_HUPCLS sticks until the last close (chario keeps it in t_state). */
+    CHECK_KR(set_tty(console, B9600, B9600, 4, TF_LITOUT | TF_HUPCLS), D_SUCCESS);
+    CHECK_KR(set_tty(console, B9600, B9600, 4, TF_LITOUT), D_SUCCESS);
+    get_tty(console, &ts);
+    CHECK(tty_is(&ts, B9600, B9600, 4, TF_LITOUT | TF_HUPCLS));
+
+    /* Flushing input discards what waits in the FIFO. */
+    CHECK(write(fifo, "junk", 4) == 4);
+    int rw = D_READ;
+    CHECK_KR(device_set_status(console, TTY_FLUSH, &rw, TTY_FLUSH_COUNT), D_SUCCESS);
+    char buf[IO_INBAND_MAX];
+    mach_msg_type_number_t len = sizeof buf;
+    CHECK_KR(device_read_inband(console, D_NOWAIT, 0, sizeof buf, buf, &len), D_WOULD_BLOCK);
+    /* A write after TTY_STOP goes out. */
+    CHECK_KR(device_set_status(console, TTY_STOP, NULL, 0), D_SUCCESS);
+    int written = -1;
+    io_buf_ptr_inband_t line = CONSOLE_STOPPED_LINE;
+    CHECK_KR(device_write_inband(console, 0, 0, line, strlen(CONSOLE_STOPPED_LINE), &written),
+             D_SUCCESS);
+    CHECK(written == (int)strlen(CONSOLE_STOPPED_LINE));
+    CHECK_KR(device_set_status(console, TTY_SET_BREAK, NULL, 0), D_SUCCESS);
+}
+
+/* After the last close and a new open: the speeds and flags stay, the
+ * break character, the sticky TF_HUPCLS and the break go, DTR and RTS
+ * are up again (comclose, comopen). */
+static void task_tty_reopened(void)
+{
+    mach_port_t console = MACH_PORT_NULL;
+    CHECK_KR(device_open(master, D_READ | D_WRITE, "console", &console), D_SUCCESS);
+    struct tty_status ts;
+    get_tty(console, &ts);
+    CHECK(tty_is(&ts, B9600, B9600, 0, TF_LITOUT));
+    CHECK(get_modem(console) == (TM_DTR | TM_RTS));
+    CHECK_KR(device_close(console), D_SUCCESS);
+    mach_port_deallocate(mach_task_self(), console);
+}
+
+/* The GNU Mach speed number of the Linux speed S (-1: none). */
+static int speed_number(speed_t s)
+{
+    for (int i = 0; i < NSPEEDS; i++) {
+        if (linux_speeds[i] == s) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* The console on a pseudo-terminal, PATH (which this task opens too):
+ * the status is the terminal's termios. */
+static void task_tty_pty(const char *path)
+{
+    int fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    CHECK(fd >= 0);
+    mach_port_t console = MACH_PORT_NULL;
+    CHECK_KR(device_open(master, D_READ | D_WRITE, "console", &console), D_SUCCESS);
+    if (fd < 0 || console == MACH_PORT_NULL) {
+        return;
+    }
+    /* The driver typed a line before: flushing input discards it. */
+    int waiting = 0;
+    CHECK(ioctl(fd, FIONREAD, &waiting) == 0 && waiting > 0);
+    int rw = D_READ;
+    CHECK_KR(device_set_status(console, TTY_FLUSH, &rw, TTY_FLUSH_COUNT), D_SUCCESS);
+    CHECK(ioctl(fd, FIONREAD, &waiting) == 0 && waiting == 0);
+    char buf[IO_INBAND_MAX];
+    mach_msg_type_number_t len = sizeof buf;
+    CHECK_KR(device_read_inband(console, D_NOWAIT, 0, sizeof buf, buf, &len), D_WOULD_BLOCK);
+
+    /* What the terminal shows at first. */
+    struct termios t;
+    struct tty_status ts;
+    CHECK(tcgetattr(fd, &t) == 0);
+    get_tty(console, &ts);
+    CHECK(ts.tt_ospeed == speed_number(cfgetospeed(&t)));
+    CHECK(!(ts.tt_flags & TF_ECHO) == !(t.c_lflag & ECHO));
+    CHECK(!(ts.tt_flags & TF_CRMOD) == !(t.c_oflag & ONLCR));
+
+    /* Set, the terminal follows, and a get returns what was set. */
+    CHECK_KR(set_tty(console, B9600, B9600, 0, TF_ECHO | TF_LITOUT | TF_TANDEM), D_SUCCESS);
+    CHECK(tcgetattr(fd, &t) == 0);
+    CHECK(cfgetospeed(&t) == linux_speeds[B9600] && cfgetispeed(&t) == linux_speeds[B9600]);
+    CHECK((t.c_lflag & ECHO) && (t.c_iflag & IXOFF) && !(t.c_oflag & ONLCR) &&
+          !(t.c_iflag & ICRNL) && (t.c_oflag & TABDLY) == TAB0);
+    CHECK((t.c_cflag & CSIZE) == CS8 && !(t.c_cflag & PARENB));
+    get_tty(console, &ts);
+    CHECK(tty_is(&ts, B9600, B9600, 0, TF_ECHO | TF_LITOUT | TF_TANDEM));
+
+    int flags = TF_EVENP | TF_CRMOD | TF_XTABS | TF_NOHANG;
+    CHECK_KR(set_tty(console, B2400, B2400, 7, flags), D_SUCCESS);
+    CHECK(tcgetattr(fd, &t) == 0);
+    CHECK(cfgetospeed(&t) == linux_speeds[B2400]);
+    CHECK(!(t.c_lflag & ECHO) && !(t.c_iflag & IXOFF) && (t.c_oflag & ONLCR) &&
+          (t.c_iflag & ICRNL) && (t.c_oflag & TABDLY) == TAB3 && (t.c_cflag & CLOCAL));
+    /* (Linux's pseudo-terminals keep 8 bits without parity: the parity
+     * asked for is only recorded.) */
+    get_tty(console, &ts);
+    CHECK(tty_is(&ts, B2400, B2400, 7, flags));
+    CHECK_KR(set_tty(console, B2400, B2400, 7, TF_ODDP), D_SUCCESS);
+    get_tty(console, &ts);
+    CHECK(tty_is(&ts, B2400, B2400, 7, TF_ODDP));
+
+    /* Changed behind machd's back (stty): a get shows the terminal where
+     * it changed (glibc sets one speed for both ways). */
+    CHECK(tcgetattr(fd, &t) == 0);
+    t.c_lflag |= ECHO;
+    cfsetospeed(&t, linux_speeds[B38400]);
+    cfsetispeed(&t, linux_speeds[B38400]);
+    CHECK(tcsetattr(fd, TCSANOW, &t) == 0);
+    get_tty(console, &ts);
+    CHECK(tty_is(&ts, B38400, B38400, 7, TF_ODDP | TF_ECHO));
+
+    task_tty_common(console);
+
+    /* TTY_STOP stops the terminal's output (a write that cannot wait
+     * fails), TTY_START, a console write or a flush of output restart
+     * it. */
+    CHECK_KR(device_set_status(console, TTY_STOP, NULL, 0), D_SUCCESS);
+    CHECK(write(fd, "s", 1) < 0 && errno == EAGAIN);
+    CHECK_KR(device_set_status(console, TTY_START, NULL, 0), D_SUCCESS);
+    CHECK(write(fd, "s", 1) == 1);
+    CHECK_KR(device_set_status(console, TTY_STOP, NULL, 0), D_SUCCESS);
+    int written = -1;
+    io_buf_ptr_inband_t line = CONSOLE_STOPPED_LINE;
+    CHECK_KR(device_write_inband(console, 0, 0, line, strlen(CONSOLE_STOPPED_LINE), &written),
+             D_SUCCESS);
+    CHECK(written == (int)strlen(CONSOLE_STOPPED_LINE));
+    CHECK(write(fd, "s", 1) == 1);
+    CHECK_KR(device_set_status(console, TTY_STOP, NULL, 0), D_SUCCESS);
+    rw = D_WRITE;
+    CHECK_KR(device_set_status(console, TTY_FLUSH, &rw, TTY_FLUSH_COUNT), D_SUCCESS);
+    CHECK(write(fd, "s", 1) == 1);
+    /* The last close restarts output stopped. */
+    CHECK_KR(device_set_status(console, TTY_STOP, NULL, 0), D_SUCCESS);
+    CHECK_KR(device_close(console), D_SUCCESS);
+    mach_port_deallocate(mach_task_self(), console);
+    CHECK(write(fd, "s", 1) == 1);
+    close(fd);
+}
+
 static void task_console(const char *fifo_path)
 {
     int fifo = open(fifo_path, O_WRONLY | O_CLOEXEC);
@@ -439,6 +723,7 @@ static void task_console(const char *fifo_path)
 
     if (fifo >= 0) {
         task_console_reads(console, fifo);
+        task_tty_record(console, fifo);
         close(fifo);
     }
 
@@ -452,6 +737,7 @@ static void task_console(const char *fifo_path)
     /* (MACH_SEND_INVALID_DEST only if the thread had not yet sent.) */
     CHECK(last.kr == D_NO_SUCH_DEVICE || last.kr == MACH_SEND_INVALID_DEST);
     mach_port_deallocate(mach_task_self(), console);
+    task_tty_reopened();
 }
 
 /* ---- the time device ---- */
@@ -562,7 +848,7 @@ static void task_time(void)
 
 static int task_main(int argc, char **argv)
 {
-    const char *fifo = NULL;
+    const char *fifo = NULL, *pty = NULL;
     mach_port_t host_priv = MACH_PORT_NULL;
     for (int i = 1; i < argc; i++) {
         if (strncmp(argv[i], "--host-priv-port=", 17) == 0) {
@@ -571,6 +857,8 @@ static int task_main(int argc, char **argv)
             master = (mach_port_t)strtoul(argv[i] + 21, NULL, 10);
         } else if (strncmp(argv[i], "--console-fifo=", 15) == 0) {
             fifo = argv[i] + 15;
+        } else if (strncmp(argv[i], "--console-pty=", 14) == 0) {
+            pty = argv[i] + 14;
         }
     }
     /* Both privileged ports are send rights under the names given. */
@@ -580,8 +868,10 @@ static int task_main(int argc, char **argv)
     type = 0;
     CHECK_KR(mach_port_type(mach_task_self(), master, &type), KERN_SUCCESS);
     CHECK(type & MACH_PORT_TYPE_SEND);
-    CHECK(MACH_PORT_VALID(master) && fifo != NULL);
-    if (MACH_PORT_VALID(master) && fifo != NULL) {
+    CHECK(MACH_PORT_VALID(master) && (fifo != NULL || pty != NULL));
+    if (MACH_PORT_VALID(master) && pty != NULL) {
+        task_tty_pty(pty);
+    } else if (MACH_PORT_VALID(master) && fifo != NULL) {
         task_disks();
         task_cdrom();
         task_time();
@@ -712,6 +1002,7 @@ static void check_console(void)
         CHECK(line != NULL);
         CHECK(line != NULL && strncmp(line + strlen(CONSOLE_LINE), CONSOLE_OOL_LINE,
                                       strlen(CONSOLE_OOL_LINE)) == 0);
+        CHECK(strstr(out, CONSOLE_STOPPED_LINE) != NULL);
     }
     free(out);
 }
@@ -733,6 +1024,37 @@ static void remove_scratch(void)
         closedir(d);
     }
     CHECK(rmdir(scratch) == 0);
+}
+
+/* The second instance: its console a pseudo-terminal, with a line typed
+ * before the task runs (for TTY_FLUSH).  The driver keeps the master
+ * side and never reads it (the little the task writes fits). */
+static void run_pty_instance(const char *self)
+{
+    int pty = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    CHECK(pty >= 0 && grantpt(pty) == 0 && unlockpt(pty) == 0);
+    const char *name = pty >= 0 ? ptsname(pty) : NULL;
+    CHECK(name != NULL);
+    if (name == NULL) {
+        return;
+    }
+    char pty_arg[PATH_MAX + 20];
+    snprintf(pty_arg, sizeof pty_arg, "--console-pty=%s", name);
+    int tty = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    CHECK(tty >= 0);
+    CHECK(write(pty, "typed\n", 6) == 6);
+    int status = hell(tty, tty, (const char *[]){"start", INSTANCE_PTY, NULL});
+    CHECK(exited_ok(status));
+    close(tty);
+    if (exited_ok(status)) {
+        status = hell(-1, -1, (const char *[]){"run", INSTANCE_PTY, "--priv", "--", self,
+                                               "--host-priv-port=${host-port}",
+                                               "--device-master-port=${device-port}",
+                                               pty_arg, NULL});
+        CHECK(exited_ok(status));
+        CHECK(exited_ok(hell(-1, -1, (const char *[]){"stop", INSTANCE_PTY, NULL})));
+    }
+    close(pty);
 }
 
 static int driver_main(void)
@@ -783,6 +1105,7 @@ static int driver_main(void)
         check_disks();
         check_console();
     }
+    run_pty_instance(self);
     remove_scratch();
     return test_done("test_devices");
 }

@@ -64,7 +64,7 @@ mach_host_HDR   := mach_host.h
 gnumach_HDR     := gnumach.h
 mach_i386_HDR   := mach_i386.h
 device_HDR      := ../device/device.h
-# device_open_new (msgh_id 2807), which GNU Mach's kernel serves (it
+# device_open_new (msgh_id 2806), which GNU Mach's kernel serves (it
 # builds device.defs as KERNEL_SERVER): without this its slot is a
 # `skip` and the id answers MIG_BAD_ID.
 device_MIGFLAGS := -DDEVICE_ENABLE_DEVICE_OPEN_NEW

@@ -63,9 +63,11 @@ boolean_t gnumach_server(mach_msg_header_t *in, mach_msg_header_t *out);
 boolean_t mach_i386_server(mach_msg_header_t *in, mach_msg_header_t *out);
 
 /* device.defs (subsystem 2800) sent to a kernel port that is no device:
- * GNU Mach answers device_open with D_INVALID_OPERATION (not the master)
- * and the other calls with D_NO_SUCH_DEVICE (not an open device). */
+ * GNU Mach answers device_open and device_open_new with
+ * D_INVALID_OPERATION (not the master) and the other calls with
+ * D_NO_SUCH_DEVICE (not an open device). */
 #define KERN_DEVICE_FIRST_ID 2800
+#define KERN_DEVICE_OPEN_NEW_ID 2806
 #define KERN_DEVICE_LAST_ID 2899
 static boolean_t kern_device_refuse(mach_msg_header_t *in, mach_msg_header_t *out)
 {
@@ -74,7 +76,9 @@ static boolean_t kern_device_refuse(mach_msg_header_t *in, mach_msg_header_t *ou
     }
     mig_reply_setup(in, out);
     ((mig_reply_header_t *)out)->RetCode =
-        in->msgh_id == KERN_DEVICE_FIRST_ID ? D_INVALID_OPERATION : D_NO_SUCH_DEVICE;
+        in->msgh_id == KERN_DEVICE_FIRST_ID || in->msgh_id == KERN_DEVICE_OPEN_NEW_ID
+            ? D_INVALID_OPERATION
+            : D_NO_SUCH_DEVICE;
     return TRUE;
 }
 

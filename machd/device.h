@@ -14,7 +14,7 @@
  * "Device Interface" chapter, device/ds_routines.c, and the block-device
  * glue behind the Hurd's "hd" disks):
  *
- * - device_open_new (msgh_id 2807, the name a C string) is device_open,
+ * - device_open_new (msgh_id 2806, the name a C string) is device_open,
  *   as GNU Mach's ds_device_open_new.
  * - device_open on any port but the master: D_INVALID_OPERATION; an
  *   unknown name: D_NO_SUCH_DEVICE; without a reply port: no reply and

@@ -253,6 +253,7 @@ static void task_disk_misc(mach_port_t hd)
     /* As GNU Mach, through any kernel port that is not the master;
      * other device calls there find no device. */
     CHECK_KR(device_open(mach_task_self(), D_READ, "hd0", &dev), D_INVALID_OPERATION);
+    CHECK_KR(device_open_new(mach_task_self(), D_READ, "hd0", &dev), D_INVALID_OPERATION);
     CHECK_KR(device_close(mach_task_self()), D_NO_SUCH_DEVICE);
     CHECK_KR(device_close(mach_host_self()), D_NO_SUCH_DEVICE);
     /* The master port is no device. */

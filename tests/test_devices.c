@@ -341,7 +341,7 @@ static void task_cdrom(void)
     CHECK_KR(device_open(master, D_READ, "", &none), D_NO_SUCH_DEVICE);
 }
 
-/* device_open_new (msgh_id 2807) is device_open with the name as a C
+/* device_open_new (msgh_id 2806) is device_open with the name as a C
  * string, as GNU Mach's ds_device_open_new: same ports, same errors. */
 static void task_open_new(void)
 {

@@ -75,6 +75,8 @@ static struct {
     kern_return_t answer;   /* what it replies */
     size_t skip;            /* bytes to advance RIP by (0: leave it) */
     uint64_t rax;           /* value to put in RAX */
+    mach_port_t state_thread; /* whose state to use, when the message's
+                                 thread port stands in for another */
 } seen;
 
 kern_return_t catch_exception_raise(mach_port_t port, mach_port_t thread, mach_port_t task,
@@ -90,13 +92,14 @@ kern_return_t catch_exception_raise(mach_port_t port, mach_port_t thread, mach_p
     seen.task = task;
     struct i386_thread_state regs;
     mach_msg_type_number_t count = i386_THREAD_STATE_COUNT;
-    if (thread_get_state(thread, i386_THREAD_STATE, (thread_state_t)&regs, &count) ==
+    mach_port_t state = MACH_PORT_VALID(seen.state_thread) ? seen.state_thread : thread;
+    if (thread_get_state(state, i386_THREAD_STATE, (thread_state_t)&regs, &count) ==
         KERN_SUCCESS) {
         seen.rip = regs.rip;
         if (seen.answer == KERN_SUCCESS) {
             regs.rip += seen.skip;
             regs.rax = seen.rax;
-            thread_set_state(thread, i386_THREAD_STATE, (thread_state_t)&regs, count);
+            thread_set_state(state, i386_THREAD_STATE, (thread_state_t)&regs, count);
         }
     }
     /* MIG's rule: the rights are ours only when we succeed; otherwise
@@ -398,8 +401,12 @@ static const uint8_t load_ret[] = {0x48, 0x8b, 0x07, 0xc3};
  * made by hell_fork (its exception port set through its task port), the
  * fault in the child's own thread, in code the child calls.  The server
  * reads and fixes the thread's state through the thread port it got;
- * the child sees the value the server put in RAX. */
-static void test_server_in_other_task(void)
+ * the child sees the value the server put in RAX.  With STAND_INS, the
+ * child's task and thread kernel ports are first set to ports of this
+ * task (as rpctrace does): the exception names those (GNU Mach's
+ * itk_sself and ith_sself), and the state goes through the real thread
+ * port. */
+static void test_server_in_other_task(bool stand_ins)
 {
     struct area *a = new_area(load_ret, sizeof load_ret);
     int go[2];
@@ -433,18 +440,33 @@ static void test_server_in_other_task(void)
         mach_port_deallocate(SELF, list[i]);
     }
     vm_deallocate(SELF, (vm_address_t)list, n * sizeof *list);
+    mach_port_t stand_task = MACH_PORT_NULL, stand_thread = MACH_PORT_NULL;
+    if (stand_ins) {
+        stand_task = test_new_port(true);
+        stand_thread = test_new_port(true);
+        CHECK_KR(task_set_special_port(child, TASK_KERNEL_PORT, stand_task), KERN_SUCCESS);
+        CHECK_KR(thread_set_special_port(main_thread, THREAD_KERNEL_PORT, stand_thread),
+                 KERN_SUCCESS);
+    }
 
     memset(&seen, 0, sizeof seen);
     seen.answer = KERN_SUCCESS;
     seen.skip = 3; /* the load */
     seen.rax = 0x5150;
+    seen.state_thread = stand_ins ? main_thread : MACH_PORT_NULL;
     CHECK(write(go[1], "g", 1) == 1);
     CHECK(serve_one(port));
     CHECK(seen.calls == 1 && seen.exception == EXC_BAD_ACCESS &&
           seen.code == KERN_INVALID_ADDRESS && seen.subcode == 0x40);
     /* The ports are the child's (the names this task already had for
-     * them), the state the fault's. */
-    CHECK(seen.task == child && seen.thread == main_thread);
+     * them), or what stands in for them; the state the fault's. */
+    if (stand_ins) {
+        CHECK(seen.task == stand_task && seen.thread == stand_thread);
+        CHECK_KR(mach_port_destroy(SELF, stand_task), KERN_SUCCESS);
+        CHECK_KR(mach_port_destroy(SELF, stand_thread), KERN_SUCCESS);
+    } else {
+        CHECK(seen.task == child && seen.thread == main_thread);
+    }
     CHECK(seen.rip == (uintptr_t)a->code);
     test_wait_ok(pid);
 
@@ -549,7 +571,8 @@ int main(void)
 {
     test_in_task();
     test_default_and_refusal();
-    test_server_in_other_task();
+    test_server_in_other_task(false);
+    test_server_in_other_task(true);
     test_fallback(FALLBACK_REFUSED);
     test_fallback(FALLBACK_OTHER_ANSWER);
     test_fallback(FALLBACK_DEAD);

@@ -874,11 +874,15 @@ void kern_task_set_priority(int priority)
 
 kern_return_t kern_task_set_name(mach_port_t task, const_kernel_debug_name_t name)
 {
-    /* GNU Mach keeps the name for its kernel debugger; HELL has none. */
-    (void)name;
+    /* GNU Mach keeps the name for its kernel debugger; here it becomes
+     * the Linux name of the process (its first thread's), which ps shows.
+     * (A thread name set on that thread gives way, in Linux only.) */
     ipc_lock();
     bool ok = kern_is_task(task);
     ipc_unlock();
+    if (ok) {
+        kern_linux_name_set(getpid(), name);
+    }
     return ok ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
 }
 

@@ -742,6 +742,17 @@ kern_return_t kern_task_info(mach_port_t task, int flavor, task_info_t info,
 
 /* ---- names and priorities ---- */
 
+void kern_linux_name_set(pid_t tid, const char *name)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)tid);
+    FILE *f = fopen(path, "we");
+    if (f != NULL) {
+        fprintf(f, "%.15s", name);
+        fclose(f);
+    }
+}
+
 kern_return_t kern_thread_set_name(mach_port_t thread, const_kernel_debug_name_t name)
 {
     ipc_lock();
@@ -755,14 +766,7 @@ kern_return_t kern_thread_set_name(mach_port_t thread, const_kernel_debug_name_t
         return KERN_INVALID_ARGUMENT;
     }
     if (tid != 0) {
-        /* Linux's name of the thread too (15 characters), for ps and gdb. */
-        char path[64];
-        snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)tid);
-        FILE *f = fopen(path, "we");
-        if (f != NULL) {
-            fprintf(f, "%.15s", name);
-            fclose(f);
-        }
+        kern_linux_name_set(tid, name);
     }
     return KERN_SUCCESS;
 }

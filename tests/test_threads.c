@@ -259,6 +259,23 @@ static void test_remote(void)
     count = TASK_BASIC_INFO_COUNT;
     CHECK_KR(task_info(child, TASK_BASIC_INFO, (task_info_t)&basic, &count), KERN_SUCCESS);
     CHECK(basic.resident_size > 0);
+    /* task_set_name from another task: the child's Linux name (15
+     * characters), which ps shows.  (A simpleroutine: the child's
+     * service thread gets to it in its own time.) */
+    CHECK_KR(task_set_name(child, "named-by-its-parent"), KERN_SUCCESS);
+    char path[64], comm[32] = {0};
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    for (int tries = 0; tries < 500 && strcmp(comm, "named-by-its-pa\n") != 0; tries++) {
+        usleep(tries == 0 ? 0 : 10000);
+        FILE *f = fopen(path, "r");
+        if (f == NULL || fgets(comm, sizeof comm, f) == NULL) {
+            comm[0] = '\0';
+        }
+        if (f != NULL) {
+            fclose(f);
+        }
+    }
+    CHECK(strcmp(comm, "named-by-its-pa\n") == 0);
     CHECK_KR(task_terminate(child), KERN_SUCCESS);
     waitpid(pid, NULL, 0);
     CHECK_KR(mach_port_deallocate(SELF, child), KERN_SUCCESS);
@@ -280,6 +297,12 @@ static void test_names_and_priorities(void)
     }
     CHECK(strncmp(comm, "hell-worker", 11) == 0);
     CHECK_KR(task_set_name(SELF, "test_threads"), KERN_SUCCESS);
+    f = fopen("/proc/self/comm", "r");
+    CHECK(f != NULL && fgets(comm, sizeof comm, f) != NULL);
+    if (f != NULL) {
+        fclose(f);
+    }
+    CHECK(strcmp(comm, "test_threads\n") == 0); /* served in this thread: done */
     CHECK_KR(task_set_essential(SELF, FALSE), KERN_SUCCESS);
 
     thread_sched_info_data_t sched;

@@ -80,6 +80,17 @@ static void test_time_and_version(mach_port_t host)
     memset(version, 0, sizeof version);
     CHECK_KR(host_get_kernel_version(host, version), KERN_SUCCESS);
     CHECK(strstr(version, "HELL") != NULL && strstr(version, "GNU Mach") != NULL);
+    /* HELL's version, as the hell command gives it ("hell (HELL) V"). */
+    char out[256] = {0};
+    const char *const args[] = {"--version", NULL};
+    CHECK(test_hell_output(out, sizeof out, args) == 0);
+    const char *number = strstr(out, "(HELL) ");
+    CHECK(number != NULL);
+    if (number != NULL) {
+        char want[64];
+        snprintf(want, sizeof want, "HELL %.*s:", (int)strcspn(number + 7, "\n"), number + 7);
+        CHECK(strstr(version, want) != NULL);
+    }
 
     vm_size_t xsize = 0;
     CHECK_KR(i386_get_xstate_size(host, &xsize), KERN_SUCCESS);

@@ -231,6 +231,11 @@ static void task_priv(const char *host_arg, const char *device_arg)
     CHECK(strcmp(host_arg, "1") == 0 && strcmp(device_arg, "2") == 0);
     mach_port_t host_priv = (mach_port_t)atoi(host_arg);
     mach_port_t master = (mach_port_t)atoi(device_arg);
+    /* As GNU Mach's first tasks: no bootstrap port (a Hurd server takes
+     * that for being started by the kernel). */
+    mach_port_t boot = MACH_PORT_DEAD;
+    CHECK_KR(task_get_bootstrap_port(mach_task_self(), &boot), KERN_SUCCESS);
+    CHECK(boot == MACH_PORT_NULL);
     mach_port_type_t type = 0;
     CHECK_KR(mach_port_type(mach_task_self(), host_priv, &type), KERN_SUCCESS);
     CHECK(type == MACH_PORT_TYPE_SEND);
@@ -259,6 +264,9 @@ static void task_priv(const char *host_arg, const char *device_arg)
 static void task_unpriv(const char *arg)
 {
     CHECK(strcmp(arg, "${host-port}") == 0);
+    mach_port_t boot = MACH_PORT_DEAD;
+    CHECK_KR(task_get_bootstrap_port(mach_task_self(), &boot), KERN_SUCCESS);
+    CHECK(boot == MACH_PORT_NULL);
     mach_port_type_t type;
     CHECK_KR(mach_port_type(mach_task_self(), 1, &type), KERN_INVALID_NAME);
     CHECK_KR(mach_port_type(mach_task_self(), 2, &type), KERN_INVALID_NAME);

@@ -136,6 +136,9 @@ kern_return_t kern_thread_set_special_port(mach_port_t thread, int which, mach_p
 
 /* GNU Mach's exception, code and subcode for a fault (i386/i386/trap.c's
  * user_trap, from the trap number and error code). */
+/* The SIMD floating-point exception (#XM). */
+#define KERN_TRAP_SIMD 19
+
 static void kern_fault_to_exception(int sig, const siginfo_t *si, const ucontext_t *uc,
                                     integer_t *exc, integer_t *code, rpc_long_integer_t *subcode)
 {
@@ -176,17 +179,19 @@ static void kern_fault_to_exception(int sig, const siginfo_t *si, const ucontext
         *exc = EXC_ARITHMETIC;
         if (trapno == EXC_I386_DIVERR || si->si_code == FPE_INTDIV) {
             *code = EXC_I386_DIV;
+        } else if (trapno == KERN_TRAP_SIMD) {
+            /* GNU Mach never sets CR4.OSXMMEXCPT (fpu.c's init_fpu), so
+             * there an unmasked SSE exception is an invalid opcode. */
+            *exc = EXC_BAD_INSTRUCTION;
+            *code = EXC_I386_INVOP;
         } else {
-            /* x87 (trap 16): its status word; SSE (trap 19, which GNU Mach
-             * does not handle): MXCSR. */
+            /* x87 (trap 16): its status word, as fpextovrflt gives it. */
             uint16_t fsw = 0;
-            uint32_t mxcsr = 0;
             if (fp != NULL) {
                 memcpy(&fsw, fp + 2, sizeof fsw);
-                memcpy(&mxcsr, fp + 24, sizeof mxcsr);
             }
             *code = EXC_I386_EXTERR;
-            *subcode = trapno == 19 ? (rpc_long_integer_t)mxcsr : (rpc_long_integer_t)fsw;
+            *subcode = (rpc_long_integer_t)fsw;
         }
         break;
     default: /* SIGTRAP */

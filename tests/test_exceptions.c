@@ -57,6 +57,16 @@ static const uint8_t trap_x87[] = {
     0xde, 0xf9,                   /* fdivp: st(1) = st(1) / st(0) */
     0x9b,                         /* fwait */
 };
+/* 1.0f / 0.0f with SSE's zero-divide exception unmasked: raised by the
+ * divss itself (at 21). */
+static const uint8_t trap_sse[] = {
+    0x68, 0x80, 0x1d, 0x00, 0x00, /* push $0x1d80 (MXCSR, ZM clear) */
+    0x0f, 0xae, 0x14, 0x24,       /* ldmxcsr (%rsp) */
+    0xb8, 0x01, 0x00, 0x00, 0x00, /* mov $1,%eax */
+    0xf3, 0x0f, 0x2a, 0xc0,       /* cvtsi2ss %eax,%xmm0 */
+    0x0f, 0x57, 0xc9,             /* xorps %xmm1,%xmm1 */
+    0xf3, 0x0f, 0x5e, 0xc1,       /* divss %xmm1,%xmm0 */
+};
 static const uint8_t tail[] = {0x48, 0x89, 0x06, 0xf3, 0x90, 0xeb, 0xfc};
 
 struct area {
@@ -316,6 +326,10 @@ static void test_in_task(void)
          0x10 << 3 | 2, 0, sizeof trap_int10},
         {"x87 zero divide", trap_x87, sizeof trap_x87, 0, EXC_ARITHMETIC, EXC_I386_EXTERR,
          0xb084, 14, 1},
+        /* GNU Mach leaves CR4.OSXMMEXCPT clear: the CPU makes an
+         * unmasked SSE exception an invalid opcode there. */
+        {"SSE zero divide", trap_sse, sizeof trap_sse, 0, EXC_BAD_INSTRUCTION,
+         EXC_I386_INVOP, 0, 21, 4},
     };
     for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
         test_fixed(&faults[i]);

@@ -49,10 +49,17 @@ struct filepager *filepager_create(int fd, bool writable)
  * to it when the pager keeps none. */
 static void filepager_release_control(struct filepager *pager, mach_port_t control)
 {
+    if (pager == NULL || !pager->keeps_no_control) {
+        /* One reference, on every request: mach_port_deallocate, unlike
+         * mach_port_mod_refs, need not ask Linux whether the port died
+         * while the name keeps other references (and takes a dead name's
+         * reference too). */
+        mach_port_deallocate(mach_task_self(), control);
+        return;
+    }
     mach_port_urefs_t refs = 1;
-    if (pager != NULL && pager->keeps_no_control &&
-        mach_port_get_refs(mach_task_self(), control, MACH_PORT_RIGHT_SEND, &refs) !=
-            KERN_SUCCESS) {
+    if (mach_port_get_refs(mach_task_self(), control, MACH_PORT_RIGHT_SEND, &refs) !=
+        KERN_SUCCESS) {
         refs = 1;
     }
     mach_port_mod_refs(mach_task_self(), control, MACH_PORT_RIGHT_SEND, -(int)refs);

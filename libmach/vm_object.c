@@ -1087,69 +1087,6 @@ static struct vm_object *vm_control_lock(mach_port_t control)
     return object;
 }
 
-/* Writes SIZE bytes from SRC at AT in OBJECT's cache.  Returns false
- * when Linux refuses. */
-static bool vm_write(struct vm_object *object, uint64_t at, uint64_t size, const char *src)
-{
-    uint64_t done = 0;
-    while (done < size) {
-        ssize_t n = pwrite(object->memfd, src + done, size - done, (off_t)(at + done));
-        if (n > 0) {
-            done += (uint64_t)n;
-        } else if (n == 0 || errno != EINTR) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* The mapping in which a thread waits for a page of [AT, END) of OBJECT,
- * or NULL. */
-static struct vm_mapping *vm_fill_target(struct vm_object *object, uint64_t at, uint64_t end)
-{
-    for (struct vm_waiter *w = object->waiters; w != NULL; w = w->next) {
-        if (w->mapping != NULL && !w->unlock && w->offset >= at && w->offset < end) {
-            return w->mapping;
-        }
-    }
-    return NULL;
-}
-
-/* Writes the absent pages [AT, END) of OBJECT from SRC.  Where a thread
- * waits for one of them, the part its mapping reaches goes through
- * UFFDIO_COPY instead of pwrite: the pages land in the memfd (every
- * mapping sees them) and in that mapping's page table at once, so the
- * woken thread finds its page mapped instead of faulting it in again.
- * They are mapped write-protected, as every page is until its first
- * write.  The copy wakes no one: the waiters are woken once [V] is
- * released (vm_wake), as after a pwrite; woken inside the copy, a
- * faulting thread of this process ran at once into the fault thread
- * waiting for [V] (3.5 us a fault more, measured).  What the copy leaves
- * (a page there already, a mapping changing, the space gone) is written
- * as before.  Expects [V]; returns false when Linux refuses the data. */
-static bool vm_fill_data(struct vm_object *object, uint64_t at, uint64_t end, const char *src)
-{
-    struct vm_mapping *m = vm_fill_target(object, at, end);
-    if (m == NULL) {
-        return vm_write(object, at, end - at, src);
-    }
-    uint64_t mend = m->offset + (m->end - m->start);
-    uint64_t lo = at > m->offset ? at : m->offset;
-    uint64_t hi = end < mend ? end : mend;
-    struct uffdio_copy copy = {
-        .dst = m->start + (lo - m->offset),
-        .src = (uint64_t)(uintptr_t)(src + (lo - at)),
-        .len = hi - lo,
-        .mode = UFFDIO_COPY_MODE_WP | UFFDIO_COPY_MODE_DONTWAKE,
-    };
-    (void)ioctl(m->space->uffd, UFFDIO_COPY, &copy);
-    /* (On a partial copy the ioctl fails with what it did in .copy.) */
-    uint64_t copied = copy.copy > 0 && (uint64_t)copy.copy <= hi - lo ? (uint64_t)copy.copy : 0;
-    copied &= ~(uint64_t)(VM_PAGE - 1);
-    return vm_write(object, at, lo - at, src) &&
-           vm_write(object, lo + copied, end - lo - copied, src + (lo + copied - at));
-}
-
 /* Fills the absent pages of [OFFSET, OFFSET + SIZE) of OBJECT (up to the
  * reach of its mappings): from DATA (NULL: zeros), with LOCK and
  * PRECIOUS.  Pages already cached keep their data; with PRESENT_AT, the
@@ -1184,7 +1121,14 @@ static bool vm_fill(struct vm_object *object, uint64_t offset, uint64_t size, co
         }
         bool ok;
         if (data != NULL) {
-            ok = vm_fill_data(object, at, run, data + (at - offset));
+            const char *src = data + (at - offset);
+            uint64_t done = 0;
+            ok = true;
+            while (ok && done < run - at) {
+                ssize_t n = pwrite(object->memfd, src + done, run - at - done, (off_t)(at + done));
+                ok = n > 0 || (n < 0 && errno == EINTR);
+                done += n > 0 ? (uint64_t)n : 0;
+            }
         } else {
             ok = fallocate(object->memfd, 0, (off_t)at, (off_t)(run - at)) == 0;
         }

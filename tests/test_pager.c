@@ -306,6 +306,51 @@ static void read_write_clean_flush(void)
     close(fd);
 }
 
+/* Runs of pages supplied at once (sequential reads) go into the cache
+ * through the mapping that faulted: the other mappings see them too, and
+ * the first write to each is still seen, after a flush as well. */
+static void sequential_runs(void)
+{
+    int fd = make_file();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL);
+    volatile char *m = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+    volatile char *other = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+    for (int i = 0; i < 16; i++) {
+        CHECK(m[i * PAGE + 9] == 'A' + i);
+    }
+    struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.requests < 16); /* runs of several pages */
+    for (int i = 0; i < 16; i++) {
+        CHECK(other[i * PAGE] == 'A' + i);
+    }
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).requests == a.requests);
+    m[12 * PAGE] = 'x';
+    other[13 * PAGE] = 'y';
+    CHECK(other[12 * PAGE] == 'x' && m[13 * PAGE] == 'y');
+    a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK(a.dirty_returned == 2);
+    CHECK(file_byte(fd, 12 * PAGE) == 'x' && file_byte(fd, 13 * PAGE) == 'y');
+
+    /* Supplied again after a flush, write-locked this time. */
+    pager_cmd(&pp, CMD_SUPPLY_LOCK, 0, 0, VM_PROT_WRITE);
+    CHECK_KR(pager_cmd(&pp, CMD_FLUSH, 0, FILE_PAGES * PAGE, 0).kr, KERN_SUCCESS);
+    for (int i = 0; i < 16; i++) {
+        CHECK(m[i * PAGE] == (i == 12 ? 'x' : i == 13 ? 'y' : 'A' + i));
+    }
+    m[14 * PAGE] = 'z';
+    other[15 * PAGE] = 'w';
+    a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.unlocks == 2);
+    a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK(a.dirty_returned == 4);
+    CHECK(file_byte(fd, 14 * PAGE) == 'z' && file_byte(fd, 15 * PAGE) == 'w');
+
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)other, FILE_PAGES * PAGE), KERN_SUCCESS);
+    pager_end(&pp);
+    close(fd);
+}
+
 /* ---- write locks and data_unlock ---- */
 
 static void write_locks(void)
@@ -907,6 +952,7 @@ static void suite(bool instance)
      * deaths, the kernel service's ports. */
     int fds = settled_fds();
     write_locks();
+    sequential_runs();
     copies_and_zeros();
     control_without_rights();
     terminate_at_last_unmapping();

@@ -20,8 +20,40 @@
  * per process is served by filepager_serve at a time per thread. */
 static __thread struct filepager *filepager_current;
 
-/* The largest request read into a thread's own buffer. */
-#define FILEPAGER_SMALL (16 * 1024)
+/* The largest request read into a thread's own buffer: the most a
+ * request of libmach's kernel asks (256 pages). */
+#define FILEPAGER_BUF (1024 * 1024)
+
+static pthread_key_t filepager_buf_key;
+static pthread_once_t filepager_buf_once = PTHREAD_ONCE_INIT;
+
+static void filepager_buf_release(void *buf)
+{
+    munmap(buf, FILEPAGER_BUF);
+}
+
+static void filepager_buf_key_create(void)
+{
+    (void)pthread_key_create(&filepager_buf_key, filepager_buf_release);
+}
+
+/* The calling thread's buffer (NULL when it cannot be mapped), released
+ * when the thread exits. */
+static char *filepager_thread_buf(void)
+{
+    static __thread char *buf;
+    if (buf == NULL) {
+        void *p = mmap(NULL, FILEPAGER_BUF, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            return NULL;
+        }
+        pthread_once(&filepager_buf_once, filepager_buf_key_create);
+        pthread_setspecific(filepager_buf_key, p);
+        buf = p;
+    }
+    return buf;
+}
 
 static struct filepager *filepager_of(mach_port_t object)
 {
@@ -129,21 +161,28 @@ kern_return_t filepager_memory_object_copy(mach_port_t old_object, mach_port_t o
 }
 
 /* Answers a request for [OFFSET, OFFSET + LENGTH) from the file: its
- * data, zeros past its end, or data_unavailable when it starts there.  A
- * small request is read into this thread's buffer and copied into the
- * message (no memory to allocate and free each time); a large one into
- * memory from vm_allocate that the message then moves away (whole, so
- * its pages go without a copy). */
+ * data, zeros past its end, or data_unavailable when it starts there.
+ *
+ * The data is read into this thread's buffer, whose pages stay mapped
+ * from one request to the next, and copied into the message.  Read
+ * instead into memory from vm_allocate that the message moves away
+ * whole (its pages go without a copy), a request of 64 pages took a
+ * third longer end to end: every page was a fresh one of shared memory
+ * (the region's memfd) that the read faulted in and cleared, and
+ * unmapped again after the send, which costs Linux far more than copying
+ * a page.  Only a request too large for the buffer is read that way. */
 static kern_return_t filepager_supply(struct filepager *pager, mach_port_t control,
                                       vm_offset_t offset, vm_size_t length)
 {
-    static __thread char small[FILEPAGER_SMALL] __attribute__((aligned(4096)));
-    bool own = length > sizeof small;
+    char *buf = length <= FILEPAGER_BUF ? filepager_thread_buf() : NULL;
+    bool own = buf == NULL;
     vm_address_t mem = 0;
     if (own && vm_allocate(mach_task_self(), &mem, length, TRUE) != KERN_SUCCESS) {
         return memory_object_data_error(control, offset, length, KERN_RESOURCE_SHORTAGE);
     }
-    void *buf = own ? (void *)mem : small;
+    if (own) {
+        buf = (char *)mem;
+    }
     ssize_t n = pread(pager->fd, buf, length, (off_t)offset);
     if (n <= 0) {
         if (own) {
@@ -153,7 +192,7 @@ static kern_return_t filepager_supply(struct filepager *pager, mach_port_t contr
                       : memory_object_data_error(control, offset, length, KERN_MEMORY_ERROR);
     }
     if (!own && (size_t)n < length) {
-        memset((char *)buf + n, 0, length - (size_t)n); /* (a fresh mapping is zero) */
+        memset(buf + n, 0, length - (size_t)n); /* (a fresh mapping is zero) */
     }
     return memory_object_data_supply(control, offset, (vm_offset_t)buf,
                                      (mach_msg_type_number_t)length, own, pager->supply_lock,

@@ -29,6 +29,7 @@
 #include "kern_vm.h"
 #include "linux.h"
 #include "vm_fault.h"
+#include "vm_maps.h"
 #include "vm_movable.h"
 
 /* A thread's receive buffer: the largest message. */
@@ -174,12 +175,78 @@ static char *wire_thread_buf(void)
     return buf;
 }
 
+/* The regions of the message this thread last received into the kernel
+ * space that came as sealed memfds: each memfd is kept, with its inode,
+ * until the region is released or the thread receives the next such
+ * message (wire_region_read). */
+#define WIRE_KEPT_MAX 4
+struct wire_kept {
+    void *addr;
+    size_t size;
+    int fd;
+    uint64_t ino;
+};
+static __thread struct wire_kept wire_kept[WIRE_KEPT_MAX];
+static __thread unsigned wire_nkept;
+static pthread_key_t wire_kept_key;
+static pthread_once_t wire_kept_once = PTHREAD_ONCE_INIT;
+
+/* Closes the memfds the calling thread keeps. */
+static void wire_kept_clear(void)
+{
+    for (unsigned i = 0; i < wire_nkept; i++) {
+        linux_close(wire_kept[i].fd);
+    }
+    wire_nkept = 0;
+}
+
+/* At the exit of a thread that kept memfds (ARG is not NULL). */
+static void wire_kept_exit(void *arg)
+{
+    (void)arg;
+    wire_kept_clear();
+}
+
+static void wire_kept_key_create(void)
+{
+    (void)pthread_key_create(&wire_kept_key, wire_kept_exit);
+}
+
+void wire_fork_child(void)
+{
+    wire_kept_clear();
+}
+
+bool wire_region_read(const void *addr, size_t size, void *dst)
+{
+    const struct wire_kept *k = NULL;
+    for (unsigned i = 0; i < wire_nkept && k == NULL; i++) {
+        k = wire_kept[i].addr == addr && wire_kept[i].size == size ? &wire_kept[i] : NULL;
+    }
+    /* Still its mapping?  (A region let go without wire_region_release
+     * leaves its memfd kept, and the address may map something else.) */
+    vm_address_t end = ((vm_address_t)addr + size + 4095) & ~(vm_address_t)4095;
+    struct vm_maps_entry m;
+    if (k == NULL || !vm_maps_find((vm_address_t)addr, &m) || m.start != (vm_address_t)addr ||
+        m.end != end || m.shared || m.offset != 0 || m.inode != k->ino) {
+        return false;
+    }
+    return linux_pread_full(k->fd, dst, size, 0) == size;
+}
+
 void wire_region_release(void *addr, size_t size)
 {
     char *buf = wire_thread_buf();
     uintptr_t at = (uintptr_t)addr;
     if (buf != NULL && at >= (uintptr_t)buf && at - (uintptr_t)buf < WIRE_BUF_SIZE) {
         return; /* lent */
+    }
+    for (unsigned i = 0; i < wire_nkept; i++) {
+        if (wire_kept[i].addr == addr) {
+            linux_close(wire_kept[i].fd);
+            wire_kept[i] = wire_kept[--wire_nkept];
+            break;
+        }
     }
     kern_vm_unmap(addr, size);
 }
@@ -923,6 +990,7 @@ struct wire_parsed {
     size_t body_size;
     struct wire_parsed_right inline_rights[WIRE_PARSED_INLINE];
     int inline_ool_fds[WIRE_PARSED_INLINE];
+    uint64_t ool_inos[WIRE_KEPT_MAX]; /* the inodes of the first regions' memfds */
 };
 
 static bool wire_check_fd_ino(int fd, uint64_t ino)
@@ -1119,6 +1187,9 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
             if (seals < 0 || (seals & need) != need || fstat(fd, &st) != 0 ||
                 (uint64_t)st.st_size < wo->size) {
                 return "region not sealed";
+            }
+            if (i < WIRE_KEPT_MAX) {
+                out->ool_inos[i] = st.st_ino; /* (wire_kept_take) */
             }
         }
     }
@@ -1595,6 +1666,28 @@ static mach_msg_return_t wire_recv_one(int fd, int flags, char *buf, int *fds,
     return MACH_MSG_SUCCESS;
 }
 
+/* Keeps the memfds of the first regions of KMSG, just received into the
+ * kernel space from PARSED, in place of the previous message's: taken
+ * out of PARSED (which closes the rest). */
+static void wire_kept_take(struct wire_parsed *parsed, const struct kmsg *kmsg)
+{
+    wire_kept_clear();
+    for (uint32_t i = 0; i < kmsg->nool && i < WIRE_KEPT_MAX; i++) {
+        const struct kool *ool = &kmsg->ool[i];
+        int fd = parsed->ool_fds[i];
+        if (!(parsed->ool[i].flags & WO_FD) || fd < 0 || ool->addr == NULL || ool->lent) {
+            continue;
+        }
+        if (wire_nkept == 0) {
+            pthread_once(&wire_kept_once, wire_kept_key_create);
+            pthread_setspecific(wire_kept_key, wire_kept);
+        }
+        wire_kept[wire_nkept++] = (struct wire_kept){
+            .addr = ool->addr, .size = ool->size, .fd = fd, .ino = parsed->ool_inos[i]};
+        parsed->ool_fds[i] = -1;
+    }
+}
+
 /* Checks the datagram BUF[0..LEN) with its descriptors FDS[0..NFDS) as a
  * message to the port whose receive state is RCV, and makes *KMSG of it
  * (authenticated, unless PORT is NULL: a dead receiver's queue).
@@ -1640,6 +1733,9 @@ static const char *wire_accept(struct ipc_port *port, struct ipc_port_rcv *rcv,
         }
     }
     if (why == NULL) {
+        if (rcv != NULL && rcv->space == SPACE_KERNEL) {
+            wire_kept_take(&parsed, kmsg);
+        }
         if (nfds > 0) {
             wire_close_parsed_fds(&parsed, NULL, 0); /* what was not adopted */
         }

@@ -102,6 +102,17 @@ mach_msg_return_t wire_send_notify_fd(int send_fd, uint64_t nonce, mach_msg_id_t
  * other.  Needs no lock. */
 void wire_region_release(void *addr, size_t size);
 
+/* Reads into DST the SIZE bytes of the region at ADDR, received out of
+ * line by this thread's last message to a kernel port, from the sealed
+ * memfd it came as, without faulting its mapping in.  Returns false when
+ * the region did not come so or is no longer that mapping (then read it
+ * where it lies).  Needs no lock. */
+bool wire_region_read(const void *addr, size_t size, void *dst);
+
+/* The child side of fork(): closes the memfds of regions the forking
+ * thread kept (wire_region_read).  Single-threaded. */
+void wire_fork_child(void);
+
 /* Messages dropped as malformed or forged since the process started. */
 unsigned long wire_dropped_count(void);
 

@@ -954,6 +954,7 @@ void kern_task_fork_child(void)
     kern_pset_fork_child();
     vm_attr_fork_child();
     vm_maps_fork_child();
+    wire_fork_child();
     vm_movable_fork_child();
     vm_fault_fork_child();
     vm_object_fork_child();

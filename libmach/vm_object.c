@@ -16,6 +16,7 @@
 #include <mach/memory_object.h>
 #include <mach/mig_errors.h>
 #include <mach/notify.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -1208,6 +1209,41 @@ static bool vm_fill(struct vm_object *object, uint64_t offset, uint64_t size, co
     return true;
 }
 
+/* The largest supply read into a thread's buffer (kern_memory_object_data_supply):
+ * the largest run a request asks. */
+#define VM_SUPPLY_BUF ((size_t)VM_CLUSTER_MAX * VM_PAGE)
+
+static pthread_key_t vm_supply_buf_key;
+static pthread_once_t vm_supply_buf_once = PTHREAD_ONCE_INIT;
+
+static void vm_supply_buf_release(void *buf)
+{
+    munmap(buf, VM_SUPPLY_BUF);
+}
+
+static void vm_supply_buf_key_create(void)
+{
+    (void)pthread_key_create(&vm_supply_buf_key, vm_supply_buf_release);
+}
+
+/* The calling thread's buffer of VM_SUPPLY_BUF bytes (NULL when it cannot
+ * be mapped), released when the thread exits. */
+static char *vm_supply_buf(void)
+{
+    static __thread char *buf;
+    if (buf == NULL) {
+        void *p = mmap(NULL, VM_SUPPLY_BUF, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            return NULL;
+        }
+        pthread_once(&vm_supply_buf_once, vm_supply_buf_key_create);
+        pthread_setspecific(vm_supply_buf_key, p);
+        buf = p;
+    }
+    return buf;
+}
+
 /* The whole pages of [OFFSET, OFFSET + SIZE): partial ones are dropped. */
 static bool vm_whole_pages(uint64_t *offset, uint64_t *size)
 {
@@ -1229,11 +1265,16 @@ kern_return_t kern_memory_object_data_supply(mach_port_t control, vm_offset_t of
 {
     (void)reply_toPoly;
     /* A large region arrives as a private mapping of the sender's sealed
-     * memfd, not yet in our page tables: populated first, the copy into
-     * the cache runs at memcpy speed instead of faulting a page at a time
-     * inside pwrite (4x slower; UFFDIO_COPY's own slow path is no
-     * faster). */
-    if (dataCnt > 4 * VM_PAGE) {
+     * memfd, not yet in our page tables.  Read from the memfd into a
+     * buffer of this thread that stays mapped, it is copied into the
+     * cache at memcpy speed; populating the mapping instead made a
+     * sequential read 4-10% slower, and faulting a page at a time inside
+     * pwrite (or UFFDIO_COPY's slow path) was 4x slower still. */
+    const char *src = (const char *)data;
+    char *buf = dataCnt > 4 * VM_PAGE && dataCnt <= VM_SUPPLY_BUF ? vm_supply_buf() : NULL;
+    if (buf != NULL && wire_region_read((const void *)data, dataCnt, buf)) {
+        src = buf;
+    } else if (dataCnt > 4 * VM_PAGE) {
         vm_fault_prepare((const void *)data, dataCnt);
     }
     struct vm_object *object = vm_control_lock(control);
@@ -1245,7 +1286,7 @@ kern_return_t kern_memory_object_data_supply(mach_port_t control, vm_offset_t of
     uint64_t skip = ((at + VM_PAGE - 1) & ~(uint64_t)(VM_PAGE - 1)) - at;
     uint64_t present_at = UINT64_MAX;
     if (vm_whole_pages(&at, &size) &&
-        !vm_fill(object, at, size, (const char *)data + skip, lock_value, precious,
+        !vm_fill(object, at, size, src + skip, lock_value, precious,
                  &present_at)) {
         result = KERN_RESOURCE_SHORTAGE;
     }

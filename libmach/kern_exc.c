@@ -134,11 +134,11 @@ kern_return_t kern_thread_set_special_port(mach_port_t thread, int which, mach_p
 
 /* ---- faults ---- */
 
-/* GNU Mach's exception, code and subcode for a fault (i386/i386/trap.c's
- * user_trap, from the trap number and error code). */
 /* The SIMD floating-point exception (#XM). */
 #define KERN_TRAP_SIMD 19
 
+/* GNU Mach's exception, code and subcode for a fault (i386/i386/trap.c's
+ * user_trap, from the trap number and error code). */
 static void kern_fault_to_exception(int sig, const siginfo_t *si, const ucontext_t *uc,
                                     integer_t *exc, integer_t *code, rpc_long_integer_t *subcode)
 {

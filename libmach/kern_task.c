@@ -845,7 +845,8 @@ __attribute__((visibility("default"))) mach_port_t mach_thread_self(void)
     ipc_lock();
     struct kern_thread *t = kern_thread_self();
     /* As GNU Mach's trap: one more user reference on every call. */
-    mach_port_name_t name = t != NULL ? kern_give_send(kern_thread_self_kname(t)) : MACH_PORT_NULL;
+    mach_port_name_t name =
+        t != NULL ? kern_give_send(kern_thread_self_kname(t)) : MACH_PORT_NULL;
     ipc_unlock();
     return name;
 }

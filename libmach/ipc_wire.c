@@ -145,34 +145,10 @@ static void wire_out_fd(struct wire_out *out, int fd)
     out->fds[out->nfds++] = fd;
 }
 
-static pthread_key_t wire_buf_key;
-static pthread_once_t wire_buf_once = PTHREAD_ONCE_INIT;
-
-static void wire_buf_release(void *buf)
-{
-    munmap(buf, WIRE_BUF_SIZE);
-}
-
-static void wire_buf_key_create(void)
-{
-    (void)pthread_key_create(&wire_buf_key, wire_buf_release);
-}
-
 /* The calling thread's receive buffer, released when the thread exits. */
 static char *wire_thread_buf(void)
 {
-    static __thread char *buf;
-    if (buf == NULL) {
-        void *p = mmap(NULL, WIRE_BUF_SIZE, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED) {
-            return NULL;
-        }
-        pthread_once(&wire_buf_once, wire_buf_key_create);
-        pthread_setspecific(wire_buf_key, p);
-        buf = p;
-    }
-    return buf;
+    return linux_thread_buf(LINUX_BUF_RECEIVE, WIRE_BUF_SIZE);
 }
 
 /* The regions of the message this thread last received into the kernel

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -101,6 +102,48 @@ void linux_helper_adopt_self(void)
 {
     linux_helper_self = true;
     linux_helper_mark(0, (pid_t)syscall(SYS_gettid));
+}
+
+/* The calling thread's buffers (linux_thread_buf), unmapped by a
+ * destructor of the key whose value is this very structure. */
+struct linux_thread_bufs {
+    void *addr[LINUX_NBUFS];
+    size_t size[LINUX_NBUFS];
+};
+static __thread struct linux_thread_bufs linux_bufs;
+static pthread_key_t linux_bufs_key;
+static pthread_once_t linux_bufs_once = PTHREAD_ONCE_INIT;
+
+static void linux_bufs_release(void *arg)
+{
+    struct linux_thread_bufs *b = arg;
+    for (int i = 0; i < LINUX_NBUFS; i++) {
+        if (b->addr[i] != NULL) {
+            munmap(b->addr[i], b->size[i]);
+            b->addr[i] = NULL; /* (a later destructor may map it again) */
+        }
+    }
+}
+
+static void linux_bufs_key_create(void)
+{
+    (void)pthread_key_create(&linux_bufs_key, linux_bufs_release);
+}
+
+void *linux_thread_buf(enum linux_thread_buf_id id, size_t size)
+{
+    if (linux_bufs.addr[id] == NULL) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            return NULL;
+        }
+        pthread_once(&linux_bufs_once, linux_bufs_key_create);
+        pthread_setspecific(linux_bufs_key, &linux_bufs);
+        linux_bufs.size[id] = size;
+        linux_bufs.addr[id] = p;
+    }
+    return linux_bufs.addr[id];
 }
 
 bool linux_is_helper(pid_t tid)

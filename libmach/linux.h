@@ -24,6 +24,18 @@ bool linux_is_helper(pid_t tid);
 /* Makes the calling thread one of libmach's hidden threads. */
 void linux_helper_adopt_self(void);
 
+/* libmach's per-thread buffers, by use. */
+enum linux_thread_buf_id {
+    LINUX_BUF_RECEIVE, /* ipc_wire.c: the largest message */
+    LINUX_BUF_SUPPLY,  /* vm_object.c: a data_supply read from its memfd */
+    LINUX_NBUFS
+};
+
+/* The calling thread's buffer ID, of SIZE bytes (the same SIZE at every
+ * call for one ID): mapped on first use, unmapped when the thread exits.
+ * Returns NULL when it cannot be mapped.  Needs no lock. */
+void *linux_thread_buf(enum linux_thread_buf_id id, size_t size);
+
 /* A system call of up to two arguments that leaves errno alone: for
  * signal handlers that may run on a thread pointer (FS) not glibc's and
  * so touch no thread-local until they have switched.  Returns the raw

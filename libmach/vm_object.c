@@ -16,7 +16,6 @@
 #include <mach/memory_object.h>
 #include <mach/mig_errors.h>
 #include <mach/notify.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -1213,35 +1212,11 @@ static bool vm_fill(struct vm_object *object, uint64_t offset, uint64_t size, co
  * the largest run a request asks. */
 #define VM_SUPPLY_BUF ((size_t)VM_CLUSTER_MAX * VM_PAGE)
 
-static pthread_key_t vm_supply_buf_key;
-static pthread_once_t vm_supply_buf_once = PTHREAD_ONCE_INIT;
-
-static void vm_supply_buf_release(void *buf)
-{
-    munmap(buf, VM_SUPPLY_BUF);
-}
-
-static void vm_supply_buf_key_create(void)
-{
-    (void)pthread_key_create(&vm_supply_buf_key, vm_supply_buf_release);
-}
-
 /* The calling thread's buffer of VM_SUPPLY_BUF bytes (NULL when it cannot
  * be mapped), released when the thread exits. */
 static char *vm_supply_buf(void)
 {
-    static __thread char *buf;
-    if (buf == NULL) {
-        void *p = mmap(NULL, VM_SUPPLY_BUF, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED) {
-            return NULL;
-        }
-        pthread_once(&vm_supply_buf_once, vm_supply_buf_key_create);
-        pthread_setspecific(vm_supply_buf_key, p);
-        buf = p;
-    }
-    return buf;
+    return linux_thread_buf(LINUX_BUF_SUPPLY, VM_SUPPLY_BUF);
 }
 
 /* The whole pages of [OFFSET, OFFSET + SIZE): partial ones are dropped. */

@@ -741,17 +741,56 @@ error:
     return -1;
 }
 
-/* A server thread: serves the set for ever.  mach_msg_server returns on
- * a request too large for DEVICE_MSG_MAX (dropped) or a reply it could
- * not send; only a set that is gone ends the thread. */
+/* Sends OUT, the reply device_demux made to IN, as mach_msg_server
+ * would, but destroys a reply that could not be sent, whatever the
+ * error: mach_msg_server keeps it only for MACH_SEND_INVALID_DEST, and
+ * otherwise (MACH_SEND_NO_BUFFER when the client dies in the middle of a
+ * reply, say) loses it with what it holds (a disk read's pages, the
+ * reply right).  Consumes the rights and memory of IN and OUT. */
+static void device_reply_send(mach_msg_header_t *in, mach_msg_header_t *out)
+{
+    kern_return_t kr = ((mig_reply_header_t *)out)->RetCode;
+    if (kr == MIG_NO_REPLY) {
+        return; /* IN is kept (a console read queued) or was consumed */
+    }
+    if (kr != KERN_SUCCESS) {
+        in->msgh_remote_port = MACH_PORT_NULL; /* the reply right goes with the reply */
+        mach_msg_destroy(in);
+    }
+    if (!MACH_PORT_VALID(out->msgh_remote_port)) {
+        mach_msg_destroy(out); /* no one to answer */
+        return;
+    }
+    if (mach_msg(out, MACH_SEND_MSG, out->msgh_size, 0, MACH_PORT_NULL, MACH_MSG_TIMEOUT_NONE,
+                 MACH_PORT_NULL) != MACH_MSG_SUCCESS) {
+        mach_msg_destroy(out);
+    }
+}
+
+/* A server thread: serves the set for ever.  A request too large for
+ * DEVICE_MSG_MAX is dropped; only a set that is gone ends the thread. */
 static void *device_server_main(void *arg)
 {
     (void)arg;
+    mach_msg_header_t *in = malloc(DEVICE_MSG_MAX), *out = malloc(DEVICE_MSG_MAX);
+    if (in == NULL || out == NULL) {
+        fprintf(stderr, "machd: device server: out of memory\n");
+        free(in);
+        free(out);
+        return NULL;
+    }
     for (;;) {
-        mach_msg_return_t mr = mach_msg_server(device_demux, DEVICE_MSG_MAX, device_set);
+        mach_msg_return_t mr = mach_msg(in, MACH_RCV_MSG, 0, DEVICE_MSG_MAX, device_set,
+                                        MACH_MSG_TIMEOUT_NONE, MACH_PORT_NULL);
         if (mr == MACH_RCV_INVALID_NAME || mr == MACH_RCV_PORT_DIED) {
             fprintf(stderr, "machd: device server: receive error %#x\n", (unsigned)mr);
+            free(in);
+            free(out);
             return NULL;
+        }
+        if (mr == MACH_MSG_SUCCESS) {
+            (void)device_demux(in, out);
+            device_reply_send(in, out);
         }
     }
 }

@@ -573,7 +573,8 @@ kern_return_t ds_device_intr_ack(mach_port_t device, mach_port_t receive_port)
 boolean_t device_demux(mach_msg_header_t *in, mach_msg_header_t *out)
 {
     device_request = in;
-    boolean_t handled = device_server(in, out) || device_io_perm_demux(in, out);
+    boolean_t handled = device_server(in, out) || device_console_notify_demux(in, out) ||
+                        device_io_perm_demux(in, out);
     device_request = NULL;
     return handled;
 }
@@ -727,6 +728,11 @@ int device_setup(const struct device_disk *disks, unsigned ndisks, int console_i
     if (kr != KERN_SUCCESS) {
         fprintf(stderr, "machd: device master port: error %#x\n", (unsigned)kr);
         goto error_ports;
+    }
+    kr = device_console_notify_make();
+    if (kr != KERN_SUCCESS) {
+        fprintf(stderr, "machd: console notify port: error %#x\n", (unsigned)kr);
+        goto error_ports; /* (machd exits: the ports go with it) */
     }
     if (device_time_init(device_set) != 0) {
         goto error_ports; /* (machd exits: the ports go with it) */

@@ -84,7 +84,9 @@
  *   as soon as at least one byte is there (at most 4096 bytes; end of
  *   input answers 0 bytes), in the order the reads came; with D_NOWAIT
  *   and nothing there, D_WOULD_BLOCK.  At most 64 reads wait at once,
- *   more get D_NO_MEMORY.  Waiting reads never hold up other devices.
+ *   more get D_NO_MEMORY.  Waiting reads never hold up other devices.  A
+ *   waiting read whose reply port dies (its task killed) is dropped and
+ *   takes no input, as GNU Mach's tty_portdeath drops it.
  */
 #ifndef HELL_MACHD_DEVICE_H
 #define HELL_MACHD_DEVICE_H

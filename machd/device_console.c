@@ -12,6 +12,14 @@
  * reads waiting on it, and destroyed by the console thread once they are
  * answered (D_NO_SUCH_DEVICE, since the port is closed by then).
  *
+ * A waiting read whose reply port dies (its task killed) is dropped
+ * without reading, as GNU Mach's tty_portdeath drops it from the tty's
+ * delayed reads: else it would keep its reply right and its place in the
+ * queue until input came, then take that input and lose it with the
+ * reply.  A dead-name request on each queued reply right tells the
+ * console thread (through the notify port) to look; it looks again just
+ * before it answers, in case the notification is still on its way.
+ *
  * Locking keys:
  *   (c) constant once device_setup has returned (device_console_init)
  *   (Q) device_console.lock: the console's queue of waiting reads
@@ -19,16 +27,20 @@
  *   (W) device_console.write_lock: writing to the console
  * R is taken under Q only with a try-lock; none of them is held with
  * device.c's (L), which the console thread takes alone (through
- * device_is_open_console).  Console I/O runs under R or W alone, so a
- * slow console holds up only the thread serving it, and no server thread
- * waits for console input.
+ * device_is_open_console).  Q is held across mach_port_type and
+ * mach_port_request_notification, which take only libmach's own lock
+ * (and send their notifications once they have released it).  Console
+ * I/O runs under R or W alone, so a slow console holds up only the
+ * thread serving it, and no server thread waits for console input.
  */
 #include "device_console.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <mach/notify.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +71,8 @@ static struct {
     int in;                          /* (c) */
     int out;                         /* (c) */
     int wake;                        /* (c) eventfd: queue or state changed */
+    mach_port_t notify;              /* (c) receive right: reply ports' deaths */
+    atomic_bool reply_died;          /* (atomic) a queued read's reply port died */
     struct device_pending *head;     /* (Q) oldest waiting read */
     struct device_pending **tail;    /* (Q) */
     unsigned queued;                 /* (Q) */
@@ -69,6 +83,7 @@ static struct {
     .in = -1,
     .out = -1,
     .wake = -1,
+    .notify = MACH_PORT_NULL,
 };
 
 /* Whether the calling thread is the console thread, which may wait. */
@@ -99,6 +114,22 @@ void device_console_destroy(void)
 bool device_console_has_input(void)
 {
     return device_console.in >= 0;
+}
+
+kern_return_t device_console_notify_make(void)
+{
+    mach_port_t port = MACH_PORT_NULL;
+    kern_return_t kr = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &port);
+    if (kr == KERN_SUCCESS) {
+        kr = device_set_add(port);
+        if (kr != KERN_SUCCESS) {
+            (void)mach_port_mod_refs(mach_task_self(), port, MACH_PORT_RIGHT_RECEIVE, -1);
+        }
+    }
+    if (kr == KERN_SUCCESS) {
+        device_console.notify = port;
+    }
+    return kr;
 }
 
 /* ---- the queue of waiting reads ---- */
@@ -137,8 +168,80 @@ static kern_return_t device_console_defer(void)
     *device_console.tail = p;
     device_console.tail = &p->next;
     device_console.queued++;
+    /* Told when the reply port dies (at once if it is dead already:
+     * sync 1).  Should the request fail, the death is only found when
+     * the read comes to be answered. */
+    mach_port_t previous = MACH_PORT_NULL;
+    if (mach_port_request_notification(mach_task_self(), req->msgh_remote_port,
+                                       MACH_NOTIFY_DEAD_NAME, 1, device_console.notify,
+                                       MACH_MSG_TYPE_MAKE_SEND_ONCE,
+                                       &previous) == KERN_SUCCESS &&
+        MACH_PORT_VALID(previous)) {
+        (void)mach_port_deallocate(mach_task_self(), previous);
+    }
     device_console_wake();
     return MIG_NO_REPLY;
+}
+
+/* Whether the reply port of P, a waiting read, is dead (probed: this
+ * finds a death before its notification comes). */
+static bool device_console_reply_dead(const struct device_pending *p)
+{
+    mach_port_type_t type = 0;
+    return mach_port_type(mach_task_self(), p->request->msgh_remote_port, &type) ==
+               KERN_SUCCESS &&
+           (type & MACH_PORT_TYPE_DEAD_NAME);
+}
+
+/* Drops the waiting reads whose reply port died, with their requests.
+ * Only the console thread, which alone takes reads off the queue.  Takes
+ * and releases (Q). */
+static void device_console_sweep(void)
+{
+    struct device_pending *dead = NULL;
+    pthread_mutex_lock(&device_console.lock);
+    struct device_pending **link = &device_console.head;
+    while (*link != NULL) {
+        struct device_pending *p = *link;
+        if (p->bury == MACH_PORT_NULL && device_console_reply_dead(p)) {
+            *link = p->next;
+            p->next = dead;
+            dead = p;
+            device_console.queued--;
+        } else {
+            link = &p->next;
+        }
+    }
+    device_console.tail = link;
+    pthread_mutex_unlock(&device_console.lock);
+    while (dead != NULL) {
+        struct device_pending *next = dead->next;
+        mach_msg_destroy(dead->request);
+        free(dead);
+        dead = next;
+    }
+}
+
+boolean_t device_console_notify_demux(mach_msg_header_t *in, mach_msg_header_t *out)
+{
+    if (!MACH_PORT_VALID(in->msgh_local_port) || in->msgh_local_port != device_console.notify ||
+        MACH_PORT_VALID(in->msgh_remote_port) || (in->msgh_bits & MACH_MSGH_BITS_COMPLEX)) {
+        return FALSE;
+    }
+    if (in->msgh_id == MACH_NOTIFY_DEAD_NAME &&
+        in->msgh_size == sizeof(mach_dead_name_notification_t)) {
+        /* The notification's own reference to the dead name; the queued
+         * request keeps the other until the console thread drops it. */
+        const mach_dead_name_notification_t *n = (const void *)in;
+        (void)mach_port_deallocate(mach_task_self(), n->not_port);
+        atomic_store(&device_console.reply_died, true);
+        device_console_wake();
+    } else if (in->msgh_id != MACH_NOTIFY_PORT_DELETED) {
+        return FALSE; /* (a read answered sends port-deleted: nothing to do) */
+    }
+    ((mig_reply_header_t *)out)->RetCode = MIG_NO_REPLY;
+    ((mig_reply_header_t *)out)->Head.msgh_remote_port = MACH_PORT_NULL;
+    return TRUE;
 }
 
 void device_console_bury(mach_port_t port)
@@ -287,6 +390,9 @@ void *device_console_main(void *arg)
         return NULL;
     }
     for (;;) {
+        if (atomic_exchange(&device_console.reply_died, false)) {
+            device_console_sweep();
+        }
         pthread_mutex_lock(&device_console.lock);
         struct device_pending *p = device_console.head;
         pthread_mutex_unlock(&device_console.lock);
@@ -299,7 +405,9 @@ void *device_console_main(void *arg)
         } else if (device_is_open_console(p->request->msgh_local_port) &&
                    !device_console_ready(0)) {
             device_console_wait(true);
-            continue; /* look again: input, or the console closed */
+            continue; /* look again: input, a death, or the console closed */
+        } else if (device_console_reply_dead(p)) {
+            mach_msg_destroy(p->request); /* the input stays for the living */
         } else {
             device_console_answer(p->request, reply);
         }

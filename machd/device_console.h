@@ -34,10 +34,24 @@ void device_console_destroy(void);
  * starts it): constant once device_setup has returned. */
 bool device_console_has_input(void);
 
+/* Makes the port on which the console learns of the death of a waiting
+ * read's reply port, and puts it in the device server threads' set
+ * (device_set_add), which must exist.  Returns what mach_port_allocate
+ * or mach_port_move_member returned.  Called once, by device_setup. */
+kern_return_t device_console_notify_make(void);
+
+/* Serves IN when it is a notification on that port: a dead-name
+ * notification (its reference to the dead name released) has the console
+ * thread drop the reads whose reply port died; a port-deleted
+ * notification (a read answered) needs nothing.  Same contract as
+ * device_demux; returns FALSE for anything else.  Needs no lock. */
+boolean_t device_console_notify_demux(mach_msg_header_t *in, mach_msg_header_t *out);
+
 /* The console thread, to start (detached) once, and only when
  * device_console_has_input(): answers the queued reads, oldest first, as
  * input comes (serving each request again through device_demux and
- * sending its reply), and destroys the ports buried behind them.  Runs
+ * sending its reply), drops those whose reply port died (their input
+ * stays for later reads), and destroys the ports buried behind them.  Runs
  * for ever; returns NULL at once, with a message, if it cannot allocate
  * its reply buffer (queued reads are then never answered). */
 void *device_console_main(void *arg);

@@ -191,7 +191,10 @@ $(BUILD)/tests/%: tests/%.c tests/test.h tests/test_types.h pager/filepager.h $(
                  $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -Wno-error=unused-variable -o $@ $< \
-	    $(TEST_GEN_OBJS) $(PROG_LDFLAGS)
+	    $(TEST_GEN_OBJS) $(TEST_EXTRA_OBJS) $(PROG_LDFLAGS)
+# test_devices also sends device_request.defs's one-way requests.
+$(BUILD)/tests/test_devices: TEST_EXTRA_OBJS := $(GEN)/tests/device_request.user.c
+$(BUILD)/tests/test_devices: $(GEN)/tests/device_request.user.c
 # test_wire_forgery writes libmach's wire format by hand, with ports'
 # secrets: it is linked with libmach's objects, whose headers it reads.
 $(BUILD)/tests/test_wire_forgery: tests/test_wire_forgery.c tests/test.h libmach/ipc_wire_format.h \

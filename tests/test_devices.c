@@ -5,7 +5,7 @@
  * its console; this program, run in it as a privileged task, checks
  * GNU Mach's semantics through the device master port.
  *
- * Two roles in one program:
+ * Three roles in one program:
  * - the driver (no arguments) makes the disks, the console's input (a
  *   FIFO) and output (a file) in a scratch directory, starts the
  *   instance, runs itself as a task with `hell run --priv`, stops the
@@ -14,7 +14,9 @@
  *   pseudo-terminal, for the terminal status;
  * - the task (--host-priv-port=N --device-master-port=N, and
  *   --console-fifo=P or --console-pty=P) makes the calls and exits 0 if
- *   every check passed.
+ *   every check passed;
+ * - the victims (--victim=KIND --device-master-port=N), which the task
+ *   on the FIFO console starts and kills in the middle of device calls.
  */
 
 /* <termios.h> and <device/tty_status.h> both name speeds B50...: the
@@ -53,9 +55,11 @@ static const speed_t linux_speeds[] = {
 #include <device/tty_status.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <hell.h>
 #include <libgen.h>
 #include <limits.h>
 #include <mach/time_value.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -64,6 +68,7 @@ static const speed_t linux_speeds[] = {
 #include <sys/stat.h>
 #include <time.h>
 
+#include "device_request.h"
 #include "test.h"
 
 #define INSTANCE "devices"
@@ -847,12 +852,497 @@ static void task_time(void)
     CHECK_KR(device_close(time_dev), D_SUCCESS);
 }
 
+/* ---- tasks killed in the middle of device calls ---- */
+
+/* A task that dies in the middle of device calls leaves nothing behind
+ * in machd: DEATHS times for each kind of victim, a task of the instance
+ * starts the calls and is killed (SIGKILL).  Then machd must have no
+ * more threads than before, no more descriptors than the send ends of
+ * the victim's reply ports (below), the input typed next must go to the
+ * next reader, not to a read of the dead task, and machd must serve on.
+ * As in GNU Mach (whose devices ignore no-senders), the devices a victim
+ * left open stay open: one port per device and mode, which does not
+ * pile up.
+ *
+ * The send end of the reply port of a request to machd stays in the
+ * transport table of the port the request went to until the table is
+ * swept (as it doubles, at 64 entries first: ARCHITECTURE.md, "Tasks and
+ * ports"): a dead victim may leave machd one descriptor per reply port
+ * it used, VICTIM_*_PORTS of them, and nothing more.  (A sweep during
+ * the deaths lowers the count, so this bound is loose then; the threads
+ * and the console's queue are counted exactly.) */
+#define DEATHS 20
+#define VICTIM_READERS 3     /* "read": console reads besides the main thread's */
+#define VICTIM_DISK_THREADS 2
+#define VICTIM_READ_PORTS (1 + VICTIM_READERS)
+#define VICTIM_HOLD_PORTS (1 + VICTIM_DISK_THREADS)
+#define VICTIM_REQUEST_PORTS 2 /* the main thread's and the one replies are asked on */
+#define BEACON_OK 1
+#define BEACON_FAILED 2
+
+/* The victims, run as tasks of the instance with --victim=KIND and the
+ * device master port: once their calls are on their way, each sends its
+ * bootstrap port (the survivor's) a send right to a port of its own, the
+ * beacon, which dies with the victim's other ports. */
+
+static mach_port_t victim_beacon;
+
+static void victim_ready(bool ok)
+{
+    mach_port_t boot = MACH_PORT_NULL;
+    (void)task_get_bootstrap_port(mach_task_self(), &boot);
+    if (ok) {
+        victim_beacon = test_new_port(false);
+    }
+    (void)test_send_port(boot, ok ? victim_beacon : MACH_PORT_NULL, MACH_MSG_TYPE_MAKE_SEND,
+                         ok ? BEACON_OK : BEACON_FAILED);
+}
+
+/* A console read that waits (nothing is typed): in line in odd threads,
+ * out of line in the others. */
+static void *victim_console_reader(void *arg)
+{
+    mach_port_t console = *(mach_port_t *)arg;
+    static atomic_uint n;
+    if (atomic_fetch_add(&n, 1) % 2 == 1) {
+        char buf[IO_INBAND_MAX];
+        mach_msg_type_number_t len = sizeof buf;
+        (void)device_read_inband(console, 0, 0, sizeof buf, buf, &len);
+    } else {
+        io_buf_ptr_t data = NULL;
+        mach_msg_type_number_t len = 0;
+        (void)device_read(console, 0, 0, 100, &data, &len);
+    }
+    return NULL;
+}
+
+/* Reads all of hd0 and writes it back, for ever: a disk read or write is
+ * in flight whenever the victim dies (what is written is what is there). */
+static void *victim_disk_main(void *arg)
+{
+    mach_port_t hd = *(mach_port_t *)arg;
+    for (;;) {
+        io_buf_ptr_t data = NULL;
+        mach_msg_type_number_t len = 0;
+        int written;
+        if (device_read(hd, 0, 0, INT_MAX, &data, &len) == D_SUCCESS && len > 0) {
+            (void)device_write(hd, 0, 0, data, len, &written);
+            vm_deallocate(mach_task_self(), (vm_address_t)data, len);
+        }
+    }
+    return NULL;
+}
+
+/* "read": console reads wait in every thread. */
+static bool victim_read(void)
+{
+    static mach_port_t console;
+    if (device_open(master, D_READ, "console", &console) != D_SUCCESS) {
+        return false;
+    }
+    for (int i = 0; i < VICTIM_READERS; i++) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, victim_console_reader, &console) != 0) {
+            return false;
+        }
+    }
+    victim_ready(true);
+    victim_console_reader(&console);
+    return true;
+}
+
+/* "hold": hd0 open read-write with its reads and writes in flight, hd0
+ * open read-only, the console open with a read waiting, "time" open and
+ * mapped. */
+static bool victim_hold(void)
+{
+    static mach_port_t hd, ro, console;
+    mach_port_t time_dev = MACH_PORT_NULL, pager = MACH_PORT_NULL;
+    vm_address_t at = 0;
+    bool ok = device_open(master, D_READ | D_WRITE, "hd0", &hd) == D_SUCCESS &&
+              device_open(master, D_READ, "hd0", &ro) == D_SUCCESS &&
+              device_open(master, D_READ | D_WRITE, "console", &console) == D_SUCCESS &&
+              device_open(master, 0, "time", &time_dev) == D_SUCCESS &&
+              device_map(time_dev, VM_PROT_READ, 0, 4096, &pager, 0) == D_SUCCESS &&
+              vm_map(mach_task_self(), &at, 4096, 0, TRUE, pager, 0, FALSE, VM_PROT_READ,
+                     VM_PROT_READ, VM_INHERIT_NONE) == KERN_SUCCESS;
+    ok = ok && mapped_now((const void *)at).tv_sec > 0;
+    for (int i = 0; ok && i < VICTIM_DISK_THREADS; i++) {
+        pthread_t thread;
+        ok = pthread_create(&thread, NULL, victim_disk_main, &hd) == 0;
+    }
+    if (!ok) {
+        return false;
+    }
+    check_read(ro, 1, REC, D_SUCCESS, REC, hd_byte);
+    victim_ready(test_failures == 0);
+    victim_console_reader(&console);
+    return true;
+}
+
+/* "request": device_request.defs's one-way calls, their replies asked
+ * on a port of the victim's: console reads that wait, disk reads and a
+ * write whose replies (one with a megabyte out of line) wait in the
+ * port's queue, an open whose reply carries the device's port. */
+static bool victim_request(void)
+{
+    mach_port_t reply = MACH_PORT_NULL, hd = MACH_PORT_NULL, console = MACH_PORT_NULL;
+    io_buf_ptr_t data = NULL;
+    mach_msg_type_number_t len = 0;
+    io_buf_ptr_inband_t none = "";
+    bool ok = mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &reply) ==
+                  KERN_SUCCESS &&
+              device_open(master, D_READ | D_WRITE, "hd0", &hd) == D_SUCCESS &&
+              device_open(master, D_READ | D_WRITE, "console", &console) == D_SUCCESS &&
+              device_read(hd, 0, 256, 16 * REC, &data, &len) == D_SUCCESS;
+    ok = ok && device_read_request(console, reply, 0, 0, 100) == KERN_SUCCESS &&
+         device_read_request_inband(console, reply, 0, 0, 100) == KERN_SUCCESS &&
+         device_read_request(hd, reply, 0, 0, INT_MAX) == KERN_SUCCESS &&
+         device_read_request_inband(hd, reply, 0, 0, 100) == KERN_SUCCESS &&
+         device_write_request(hd, reply, 0, 256, data, len) == KERN_SUCCESS &&
+         device_write_request_inband(console, reply, 0, 0, none, 0) == KERN_SUCCESS &&
+         device_open_request(master, reply, D_READ, "cd0") == KERN_SUCCESS;
+    if (!ok) {
+        return false;
+    }
+    victim_ready(true);
+    for (;;) {
+        pause();
+    }
+}
+
+static int victim_main(const char *kind)
+{
+    bool ok = false;
+    if (strcmp(kind, "read") == 0) {
+        ok = victim_read();
+    } else if (strcmp(kind, "hold") == 0) {
+        ok = victim_hold();
+    } else if (strcmp(kind, "request") == 0) {
+        ok = victim_request();
+    }
+    if (!ok) {
+        victim_ready(false);
+    }
+    return 1; /* (a victim's calls only return when something is wrong) */
+}
+
+/* The survivor's side. */
+
+static mach_port_t deaths_boot; /* the victims' bootstrap port, receive right */
+
+static const struct victim_kind {
+    const char *name;
+    int ports; /* reply ports it sends machd requests from */
+} victim_kinds[] = {
+    {"read", VICTIM_READ_PORTS},
+    {"hold", VICTIM_HOLD_PORTS},
+    {"request", VICTIM_REQUEST_PORTS},
+};
+
+/* What machd uses that a death could leak. */
+struct machd_usage {
+    int fds;
+    long threads;
+};
+
+static struct machd_usage machd_usage_of(pid_t machd)
+{
+    return (struct machd_usage){.fds = test_count_fds_of(machd),
+                                .threads = test_status_kb(machd, "Threads")};
+}
+
+static bool usage_within(struct machd_usage now, struct machd_usage bound)
+{
+    return now.fds <= bound.fds && now.threads <= bound.threads;
+}
+
+/* Waits (at most 3 s) until machd uses no more than BOUND; returns what
+ * it uses then.  (A dead task's connections and threads in machd go a
+ * moment after its ports.) */
+static struct machd_usage machd_settle(pid_t machd, struct machd_usage bound)
+{
+    struct machd_usage now = machd_usage_of(machd);
+    for (int i = 0; i < 3000 && !usage_within(now, bound); i++) {
+        nap(1);
+        now = machd_usage_of(machd);
+    }
+    return now;
+}
+
+/* Starts SELF as a victim of KIND and waits for its calls to be on their
+ * way.  Returns its pid and its beacon in *BEACON (-1: it failed, and is
+ * reaped). */
+static pid_t victim_start(const char *self, const char *kind, mach_port_t *beacon)
+{
+    char kind_arg[32], master_arg[48];
+    snprintf(kind_arg, sizeof kind_arg, "--victim=%s", kind);
+    snprintf(master_arg, sizeof master_arg, "--device-master-port=%u", (unsigned)master);
+    struct hell_port_grant grant = {.right = master, .name = master};
+    struct hell_spawn_attr attr = {.bootstrap = deaths_boot, .grants = &grant, .ngrants = 1};
+    mach_port_t task = MACH_PORT_NULL;
+    pid_t pid = hell_spawn_attr(self, (char *[]){(char *)self, kind_arg, master_arg, NULL},
+                                &attr, &task);
+    CHECK(pid > 0);
+    if (pid <= 0) {
+        return -1;
+    }
+    mach_port_deallocate(mach_task_self(), task);
+    struct {
+        struct test_port_msg m;
+        char slack[64];
+    } r;
+    mach_msg_return_t mr = mach_msg(&r.m.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r,
+                                    deaths_boot, 10000, MACH_PORT_NULL);
+    CHECK_KR(mr, MACH_MSG_SUCCESS);
+    bool ok = mr == MACH_MSG_SUCCESS && r.m.h.msgh_id == BEACON_OK &&
+              MACH_PORT_VALID(r.m.p.name);
+    if (mr == MACH_MSG_SUCCESS && !ok) {
+        fprintf(stderr, "%s: a \"%s\" victim could not start its calls\n", __FILE__, kind);
+        test_failures++;
+    }
+    if (!ok) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    *beacon = r.m.p.name;
+    /* Its requests are sent: give machd a moment to take them. */
+    nap(100);
+    return pid;
+}
+
+/* Kills victim PID and waits until its ports are dead (its BEACON dies
+ * with them, when machd's janitor destroys them). */
+static void victim_kill(pid_t pid, mach_port_t beacon)
+{
+    int status = 0;
+    CHECK(kill(pid, SIGKILL) == 0);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
+        fprintf(stderr, "%s: a victim ended before it was killed (status %#x): its calls "
+                "returned\n", __FILE__, (unsigned)status);
+        test_failures++;
+    }
+    mach_port_type_t type = 0;
+    for (int i = 0; i < 5000 && !(type & MACH_PORT_TYPE_DEAD_NAME); i++) {
+        CHECK_KR(mach_port_type(mach_task_self(), beacon, &type), KERN_SUCCESS);
+        if (!(type & MACH_PORT_TYPE_DEAD_NAME)) {
+            nap(1);
+        }
+    }
+    CHECK(type & MACH_PORT_TYPE_DEAD_NAME);
+    mach_port_deallocate(mach_task_self(), beacon);
+}
+
+/* The survivor's console reads, all from one thread: a thread that ends
+ * leaves its reply port behind, which machd would count. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t go;
+    bool asked;
+    struct reader r;
+} survivor = {.lock = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER};
+
+static void *survivor_main(void *arg)
+{
+    for (;;) {
+        pthread_mutex_lock(&survivor.lock);
+        while (!survivor.asked) {
+            pthread_cond_wait(&survivor.go, &survivor.lock);
+        }
+        survivor.asked = false;
+        pthread_mutex_unlock(&survivor.lock);
+        reader_main(&survivor.r); /* (readers_done counts it) */
+    }
+    return arg;
+}
+
+/* Waits at most MS for the survivor's read to be answered. */
+static bool survivor_answered_within(int ms)
+{
+    for (int i = 0; i < ms && atomic_load(&readers_done) == 0; i++) {
+        nap(1);
+    }
+    return atomic_load(&readers_done) > 0;
+}
+
+/* LINE, typed on the console, goes whole to the survivor's next read of
+ * CONSOLE; with WAITS_FIRST, that read is made first and must wait for
+ * it.  Failures name the death: ROUND of KIND. */
+static bool console_gets(mach_port_t console, int fifo, const char *line, bool waits_first,
+                         const char *kind, int round)
+{
+    atomic_store(&readers_done, 0);
+    pthread_mutex_lock(&survivor.lock);
+    survivor.r.console = console;
+    survivor.asked = true;
+    pthread_cond_signal(&survivor.go);
+    pthread_mutex_unlock(&survivor.lock);
+    if (waits_first && survivor_answered_within(200)) {
+        fprintf(stderr, "%s: after death %d of a \"%s\" victim, a console read did not wait "
+                "for input: %#x\n", __FILE__, round, kind, (unsigned)survivor.r.kr);
+        test_failures++;
+        return false;
+    }
+    CHECK(write(fifo, line, strlen(line)) == (ssize_t)strlen(line));
+    bool answered = survivor_answered_within(2000);
+    /* Swallowed: type on until the read is answered (each dead read
+     * still waiting would take what is typed). */
+    for (int i = 0; !answered && i < 4 * VICTIM_READ_PORTS; i++) {
+        CHECK(write(fifo, "x", 1) == 1);
+        answered = survivor_answered_within(200);
+    }
+    const struct reader *r = &survivor.r;
+    bool ok = answered && r->kr == D_SUCCESS && r->len == strlen(line) &&
+              memcmp(r->data, line, r->len) == 0;
+    if (!answered) {
+        fprintf(stderr, "%s: the console never answered after death %d of a \"%s\" victim\n",
+                __FILE__, round, kind);
+        test_failures++;
+    } else if (!ok) {
+        fprintf(stderr, "%s: after death %d of a \"%s\" victim, the console read %#x, "
+                "%u bytes \"%.*s\", not \"%s\"\n",
+                __FILE__, round, kind, (unsigned)r->kr, r->len, (int)r->len, r->data, line);
+        test_failures++;
+    }
+    return ok;
+}
+
+/* machd serves on: a disk read, "time" mapped, nothing waiting on the
+ * console. */
+static void machd_serves(mach_port_t console)
+{
+    mach_port_t hd = MACH_PORT_NULL, time_dev = MACH_PORT_NULL, pager = MACH_PORT_NULL;
+    CHECK_KR(device_open(master, D_READ, "hd0", &hd), D_SUCCESS);
+    check_read(hd, 21, REC, D_SUCCESS, REC, hd_byte);
+    CHECK_KR(device_close(hd), D_SUCCESS);
+    mach_port_deallocate(mach_task_self(), hd);
+    CHECK_KR(device_open(master, 0, "time", &time_dev), D_SUCCESS);
+    CHECK_KR(device_map(time_dev, VM_PROT_READ, 0, 4096, &pager, 0), D_SUCCESS);
+    mach_port_deallocate(mach_task_self(), pager);
+    CHECK_KR(device_close(time_dev), D_SUCCESS);
+    mach_port_deallocate(mach_task_self(), time_dev);
+    char buf[IO_INBAND_MAX];
+    mach_msg_type_number_t len = sizeof buf;
+    CHECK_KR(device_read_inband(console, D_NOWAIT, 0, sizeof buf, buf, &len), D_WOULD_BLOCK);
+}
+
+/* DEATHS victims of KIND, one after the other, each checked after its
+ * death against what machd used before the first, BASE; returns what
+ * machd uses after the last. */
+static struct machd_usage task_deaths_of(const char *self, const struct victim_kind *kind,
+                                         pid_t machd, mach_port_t console, int fifo,
+                                         struct machd_usage base)
+{
+    struct machd_usage now = base;
+    for (int round = 1; round <= DEATHS; round++) {
+        mach_port_t beacon = MACH_PORT_NULL;
+        pid_t pid = victim_start(self, kind->name, &beacon);
+        if (pid < 0) {
+            break;
+        }
+        victim_kill(pid, beacon);
+        struct machd_usage bound = {base.fds + round * kind->ports, base.threads};
+        now = machd_settle(machd, bound);
+        if (!usage_within(now, bound)) {
+            fprintf(stderr, "%s: after death %d of a \"%s\" victim, machd has %d descriptors "
+                    "and %ld threads, %d and %ld before the first\n",
+                    __FILE__, round, kind->name, now.fds, now.threads, base.fds, base.threads);
+            test_failures++;
+        }
+        char line[32];
+        snprintf(line, sizeof line, "after %s %d\n", kind->name, round);
+        bool ok = console_gets(console, fifo, line, false, kind->name, round);
+        machd_serves(console);
+        if (!ok || !usage_within(now, bound)) {
+            break; /* once is enough to tell */
+        }
+    }
+    fprintf(stderr, "test_devices: \"%s\" deaths: machd has %d descriptors and %ld threads, "
+            "%d and %ld before\n",
+            kind->name, now.fds, now.threads, base.fds, base.threads);
+    return now;
+}
+
+/* The reads of dead tasks are gone, input or not: DEATHS "read" victims
+ * die in a row, leaving more reads than the console queues (64) if they
+ * stayed (the last victims' reads would then fail and end them); then a
+ * read still waits for input (it is not refused), and gets it. */
+static void task_deaths_unread(const char *self, mach_port_t console, int fifo)
+{
+    for (int round = 1; round <= DEATHS; round++) {
+        mach_port_t beacon = MACH_PORT_NULL;
+        pid_t pid = victim_start(self, "read", &beacon);
+        if (pid < 0) {
+            return;
+        }
+        victim_kill(pid, beacon);
+    }
+    CHECK(DEATHS * VICTIM_READ_PORTS > 64);
+    (void)console_gets(console, fifo, "after all\n", true, "read", DEATHS);
+    machd_serves(console);
+}
+
+/* Run last (the victims leave the console open).  The first victim of
+ * each kind makes what stays (the ports of the devices it opens, the
+ * time thread); what machd uses after them is the base.  The first
+ * failure ends the deaths: it is enough to tell, and saves time. */
+static void task_deaths(const char *fifo_path)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    int fifo = open(fifo_path, O_WRONLY | O_CLOEXEC);
+    mach_port_t console = MACH_PORT_NULL;
+    pthread_t thread;
+    CHECK(n > 0 && fifo >= 0);
+    CHECK_KR(device_open(master, D_READ, "console", &console), D_SUCCESS);
+    CHECK(pthread_create(&thread, NULL, survivor_main, NULL) == 0);
+    deaths_boot = test_new_port(true);
+    int failures = test_failures;
+    self[n > 0 ? n : 0] = '\0';
+    pid_t machd = getppid(); /* hell run's tasks are machd's children */
+    size_t nkinds = sizeof victim_kinds / sizeof victim_kinds[0];
+    for (size_t k = 0; k < nkinds && test_failures == failures; k++) {
+        mach_port_t beacon = MACH_PORT_NULL;
+        pid_t pid = victim_start(self, victim_kinds[k].name, &beacon);
+        if (pid > 0) {
+            victim_kill(pid, beacon);
+        }
+        (void)console_gets(console, fifo, "first\n", false, victim_kinds[k].name, 0);
+    }
+    /* The base: what machd uses once steady. */
+    struct machd_usage base = machd_usage_of(machd), was;
+    for (int i = 0; i < 50; i++) {
+        nap(20);
+        was = base;
+        base = machd_usage_of(machd);
+        if (base.fds == was.fds && base.threads == was.threads) {
+            break;
+        }
+    }
+    CHECK(base.fds > 0 && base.threads > 0);
+    for (size_t k = 0; k < nkinds && test_failures == failures; k++) {
+        base = task_deaths_of(self, &victim_kinds[k], machd, console, fifo, base);
+    }
+    if (test_failures == failures) {
+        task_deaths_unread(self, console, fifo);
+    }
+    mach_port_destroy(mach_task_self(), deaths_boot);
+    mach_port_deallocate(mach_task_self(), console); /* (open still: victims left it so) */
+    if (fifo >= 0) {
+        close(fifo);
+    }
+}
+
 static int task_main(int argc, char **argv)
 {
-    const char *fifo = NULL, *pty = NULL;
+    const char *fifo = NULL, *pty = NULL, *victim = NULL;
     mach_port_t host_priv = MACH_PORT_NULL;
     for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--host-priv-port=", 17) == 0) {
+        if (strncmp(argv[i], "--victim=", 9) == 0) {
+            victim = argv[i] + 9;
+        } else if (strncmp(argv[i], "--host-priv-port=", 17) == 0) {
             host_priv = (mach_port_t)strtoul(argv[i] + 17, NULL, 10);
         } else if (strncmp(argv[i], "--device-master-port=", 21) == 0) {
             master = (mach_port_t)strtoul(argv[i] + 21, NULL, 10);
@@ -861,6 +1351,9 @@ static int task_main(int argc, char **argv)
         } else if (strncmp(argv[i], "--console-pty=", 14) == 0) {
             pty = argv[i] + 14;
         }
+    }
+    if (victim != NULL) {
+        return victim_main(victim);
     }
     /* Both privileged ports are send rights under the names given. */
     mach_port_type_t type = 0;
@@ -878,6 +1371,7 @@ static int task_main(int argc, char **argv)
         task_time();
         task_open_new();
         task_console(fifo);
+        task_deaths(fifo);
     }
     return test_done("test_devices (task)");
 }

@@ -221,9 +221,14 @@ static bool ipc_msg_deliver_local(struct kmsg *kmsg)
                                     .msgh_id = kmsg->hdr.msgh_id,
                                     .msgh_seqno = rcv->seqno},
                             .body = kmsg->body, .body_size = kmsg->body_size};
+    /* Whatever waits in the socket of a port that never had a send right
+     * and whose one live send-once right is this message's would be
+     * dropped when received (its nonce is spent): it is older but is no
+     * message, and need not be asked for (a MIG reply port). */
     int queued = -1;
-    bool ok = rcv->pending == NULL && ioctl(rcv->recv_fd, SIOCINQ, &queued) == 0 &&
-              queued == 0 && ipc_port_rcv_has_nonce(rcv, kmsg->dest.nonce) &&
+    bool alone = !rcv->send_made && rcv->sorights == 1;
+    bool ok = rcv->pending == NULL && ipc_port_rcv_has_nonce(rcv, kmsg->dest.nonce) &&
+              (alone || (ioctl(rcv->recv_fd, SIOCINQ, &queued) == 0 && queued == 0)) &&
               ipc_msg_set_pending(rcv, &received);
     if (ok) {
         rcv->seqno++;

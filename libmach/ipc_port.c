@@ -180,6 +180,9 @@ kern_return_t ipc_port_srights_add(struct ipc_port *port)
         port->count_wfd = fd;
     }
     port->srights++;
+    if (port->rcv != NULL) {
+        port->rcv->send_made = true;
+    }
     if (port->rcv != NULL && port->rcv->janitor_slot == 0) {
         ipc_janitor_keep_receive(port);
     }
@@ -199,10 +202,37 @@ void ipc_port_srights_adopt(struct ipc_port *port, int count_fd)
 void ipc_port_srights_drop(struct ipc_port *port)
 {
     assert(port->srights > 0);
-    if (--port->srights == 0) {
+    if (--port->srights == 0 && !port->count_spare) {
         linux_close(port->count_wfd);
         port->count_wfd = -1;
     }
+}
+
+void ipc_port_count_spare_keep(struct ipc_port *port)
+{
+    if (port->rcv == NULL && port->count_wfd >= 0) {
+        port->count_spare = true;
+    }
+}
+
+void ipc_port_count_spare_end(struct ipc_port *port)
+{
+    if (port->count_spare) {
+        port->count_spare = false;
+        if (port->srights == 0) {
+            linux_close(port->count_wfd);
+            port->count_wfd = -1;
+        }
+    }
+}
+
+bool ipc_port_srights_adopt_by_reference(struct ipc_port *port)
+{
+    if (port->count_wfd >= 0) {
+        port->srights++;
+        return true;
+    }
+    return port->rcv != NULL && ipc_port_srights_add(port) == KERN_SUCCESS;
 }
 
 uint64_t ipc_port_make_send_once(struct ipc_port *port)

@@ -40,8 +40,31 @@ kern_return_t ipc_port_srights_add(struct ipc_port *port);
 void ipc_port_srights_adopt(struct ipc_port *port, int count_fd);
 
 /* Accounts for one send right fewer; the last one closes the counting
- * descriptor so that the receiver can see no-senders. */
+ * descriptor so that the receiver can see no-senders, unless the port
+ * keeps it as a spare (ipc_port_count_spare_keep). */
 void ipc_port_srights_drop(struct ipc_port *port);
+
+/* Keeps PORT's counting descriptor open from now on even while this
+ * process holds no send right to it, so that send rights sent by
+ * reference (a memory object's control port, which its kernel sends with
+ * every request and which carries no counting descriptor then) are
+ * counted by it.  Only the receiver can see no-senders, and the kernel
+ * holding the control port's receive right never asks for it: the spare
+ * goes when the receive right comes here (ipc_port_count_spare_end),
+ * before any no-senders request of this process can see it.  Does
+ * nothing while this process holds the receive right.  Expects [G]. */
+void ipc_port_count_spare_keep(struct ipc_port *port);
+
+/* Ends PORT's spare counting descriptor, if any: its receive right came
+ * here, and counting must be exact from now on.  Expects [G]. */
+void ipc_port_count_spare_end(struct ipc_port *port);
+
+/* Accounts for a send right to PORT that came by reference, without a
+ * counting descriptor: counted by the descriptor this process keeps for
+ * the port, or by one the receive right held here makes.  Returns false
+ * when there is none (then nothing is accounted: the right cannot be
+ * counted and must arrive dead).  Expects [G]. */
+bool ipc_port_srights_adopt_by_reference(struct ipc_port *port);
 
 /* Makes a send-once right from the receive right held here: returns its
  * nonce (never 0). */

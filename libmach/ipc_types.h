@@ -41,6 +41,9 @@ struct ipc_port_rcv {
     mach_port_mscount_t mscount;  /* [G] make-send count */
     mach_port_msgcount_t qlimit;  /* [G] */
     unsigned sorights;            /* [G] send-once rights outstanding */
+    bool send_made;               /* [G] a send right to it may exist or
+                                     have existed (made here, or before
+                                     the right came here) */
     struct u64map nonces;         /* [G] nonce -> port: live send-once rights */
     struct u64map transports;     /* [G] ino -> struct ipc_port *: send ends
                                      senders passed to this port once; dead
@@ -86,6 +89,9 @@ struct ipc_port {
                                      this process holds send rights, else -1 */
     unsigned srights;             /* [G] send rights held here (entries with
                                      SEND, send rights in kernel messages) */
+    bool count_spare;             /* [G] count_wfd stays open without send
+                                     rights here: the port's kernel sends
+                                     them by reference (ipc_port.h) */
     uint64_t secret;              /* [G] valid when has_secret */
     bool has_secret;              /* [G] */
     _Atomic bool dead;            /* [G] to write: receive right destroyed */

@@ -295,8 +295,10 @@ static bool wire_send_by_reference(const struct ipc_port *port)
  * A send-once right, or a send right that goes by reference, omits the
  * send end when DEST's receiver already has it; otherwise the port's
  * serial is stored in *PEER_NEW, to be remembered once the message is
- * sent.  A send right always carries its counting descriptor: it is what
- * keeps a right in flight counted. */
+ * sent.  A send right carries its counting descriptor with its send end:
+ * it is what keeps a right in flight counted.  One by reference carries
+ * neither: the receiver's spare counting descriptor for the port, kept
+ * since the first right came (ipc_port_count_spare_keep), counts it. */
 static void wire_put_right(struct wire_out *out, struct kright *right,
                            struct ipc_port *dest, uint64_t *peer_new)
 {
@@ -311,7 +313,7 @@ static void wire_put_right(struct wire_out *out, struct kright *right,
         wr.flags = WR_SEND_FD | WR_COUNT_FD;
         if (dest != NULL && wire_send_by_reference(port)) {
             if (wire_peer_has(dest, port)) {
-                wr.flags = WR_COUNT_FD;
+                wr.flags = 0;
             } else {
                 wr.flags |= WR_KEEP;
                 *peer_new = port->serial;
@@ -1057,7 +1059,8 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
         if ((wr->kind == KRIGHT_RECEIVE && !(wr->flags & WR_SEND_FD)) ||
             ((wr->flags & WR_KEEP) &&
              (wr->kind != KRIGHT_SEND || !(wr->flags & WR_SEND_FD))) ||
-            ((wr->kind == KRIGHT_SEND) != ((wr->flags & WR_COUNT_FD) != 0)) ||
+            ((wr->kind == KRIGHT_SEND && (wr->flags & WR_SEND_FD)) !=
+             ((wr->flags & WR_COUNT_FD) != 0)) ||
             ((wr->kind == KRIGHT_RECEIVE) != ((wr->flags & WR_RECEIVE) != 0)) ||
             ((wr->flags & WR_QUEUE_FD) && wr->kind != KRIGHT_SEND &&
              wr->kind != KRIGHT_RECEIVE) ||
@@ -1323,6 +1326,7 @@ static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
     r->recv_fd = r->count_rfd = -1;
     rcv->secret = r->rcv->secret;
     rcv->mscount = r->rcv->mscount;
+    rcv->send_made = true; /* as far as this process can tell */
     rcv->qlimit = r->rcv->qlimit;
     rcv->leaving = true; /* in a message until copied out */
     for (uint32_t i = 0; i < r->rcv->nnonces; i++) {
@@ -1338,6 +1342,7 @@ static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
             ipc_port_unref(t);
         }
     }
+    ipc_port_count_spare_end(port);
     port->rcv = rcv;
     port->secret = rcv->secret;
     port->has_secret = true;
@@ -1423,12 +1428,25 @@ static const char *wire_adopt_right(struct wire_parsed_right *r,
             *out = (struct kright){.kind = KRIGHT_DEAD};
             return NULL;
         }
+        if (by_reference) {
+            if (!ipc_port_srights_adopt_by_reference(port)) {
+                /* Nothing here counts it (the spare went when the receive
+                 * right came, and the right went away again). */
+                ipc_port_unref(port);
+                *out = (struct kright){.kind = KRIGHT_DEAD};
+                return NULL;
+            }
+            break;
+        }
         if (port->rcv == NULL && (port->srights == 0 || !port->has_secret)) {
             port->secret = wr->auth;
             port->has_secret = true;
         }
         ipc_port_srights_adopt(port, r->count_fd);
         r->count_fd = -1;
+        if (wr->flags & WR_KEEP) {
+            ipc_port_count_spare_keep(port);
+        }
         if (r->queue_fd >= 0) {
             ipc_qlimit_adopt(port, r->queue_fd);
             r->queue_fd = -1;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <mach/gnumach.h>
 #include <mach/memory_object.h>
+#include <mach/notify.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,52 @@ kern_return_t filepager_memory_object_init(mach_port_t object, mach_port_t contr
     return kr;
 }
 
+/* Waits up to TIMEOUT ms for a message on PORT; returns its id, or -1. */
+static mach_msg_id_t filepager_wait_id(mach_port_t port, mach_msg_timeout_t timeout)
+{
+    union {
+        mach_msg_header_t head;
+        char buf[256];
+    } m;
+    if (mach_msg(&m.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof m, port, timeout,
+                 MACH_PORT_NULL) != MACH_MSG_SUCCESS) {
+        return -1;
+    }
+    mach_msg_destroy(&m.head);
+    return m.head.msgh_id;
+}
+
+/* Counts whether CONTROL, whose receive right just came with
+ * memory_object_terminate, sees no-senders exactly when due: at once when
+ * the pager holds no send right to it (KEEPS_ONE false), else only after
+ * the pager drops the one it kept since init (then done here). */
+static void filepager_check_no_senders(struct filepager *pager, mach_port_t control,
+                                       bool keeps_one)
+{
+    mach_port_t notify, previous = MACH_PORT_NULL;
+    bool exact = false;
+    if (mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &notify) !=
+        KERN_SUCCESS) {
+        atomic_fetch_add(&pager->stats.ns_wrong, 1);
+        return;
+    }
+    if (mach_port_request_notification(mach_task_self(), control, MACH_NOTIFY_NO_SENDERS, 0,
+                                       notify, MACH_MSG_TYPE_MAKE_SEND_ONCE,
+                                       &previous) == KERN_SUCCESS) {
+        if (keeps_one) {
+            exact = filepager_wait_id(notify, 200) == -1;
+            mach_port_deallocate(mach_task_self(), control);
+        } else {
+            exact = true;
+        }
+        exact = exact && filepager_wait_id(notify, 5000) == MACH_NOTIFY_NO_SENDERS;
+    } else if (keeps_one) {
+        mach_port_deallocate(mach_task_self(), control);
+    }
+    mach_port_mod_refs(mach_task_self(), notify, MACH_PORT_RIGHT_RECEIVE, -1);
+    atomic_fetch_add(exact ? &pager->stats.ns_exact : &pager->stats.ns_wrong, 1);
+}
+
 kern_return_t filepager_memory_object_terminate(mach_port_t object, mach_port_t control,
                                                 mach_port_t name)
 {
@@ -132,11 +179,16 @@ kern_return_t filepager_memory_object_terminate(mach_port_t object, mach_port_t 
     if (ours) {
         atomic_fetch_add(&pager->stats.terminates, 1);
     }
+    bool keeps_one = ours && !pager->keeps_no_control;
+    if (ours && pager->checks_no_senders) {
+        filepager_check_no_senders(pager, control, keeps_one);
+        keeps_one = false; /* dropped there */
+    }
     /* The receive rights of both ports come with the call; the send right
      * to the control port kept since init goes too (a dead name by now). */
     mach_port_mod_refs(mach_task_self(), control, MACH_PORT_RIGHT_RECEIVE, -1);
     mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_RECEIVE, -1);
-    if (ours && !pager->keeps_no_control) {
+    if (keeps_one) {
         mach_port_deallocate(mach_task_self(), control);
     }
     if (ours) {

@@ -36,6 +36,10 @@ struct filepager_stats {
     atomic_uint lock_completed; /* memory_object_lock_completed */
     atomic_uint bad_controls;   /* requests whose control port was no send right
                                    (checked when keeps_no_control) */
+    atomic_uint ns_exact;       /* terminations whose control port's no-senders
+                                   notification came exactly when due
+                                   (checked when checks_no_senders) */
+    atomic_uint ns_wrong;       /* ... came too early, or not at all */
 };
 
 /* How the pager answers data requests. */
@@ -59,6 +63,11 @@ struct filepager {
                                 filepager_sync and filepager_lock_writes then
                                 have none to use, and a terminate is taken
                                 from anyone (nothing to compare it with) */
+    bool checks_no_senders;  /* at terminate, asks for no-senders on the control
+                                port it then receives, for tests: the
+                                notification must come at once when the pager
+                                holds no send right to it, and only once it lets
+                                go of its own otherwise (stats.ns_exact) */
     bool initialized;        /* a kernel is served (memory_object_init) */
     _Atomic int mode;        /* enum filepager_mode */
     struct filepager_stats stats;

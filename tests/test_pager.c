@@ -76,6 +76,9 @@ const char *__asan_default_options(void)
 /* With the mode of pager_spawn: the pager keeps no right to the control
  * port between requests. */
 #define PAGER_NO_CONTROL 0x200
+/* With the mode of pager_spawn: the pager checks, at terminate, that the
+ * control port's no-senders notification comes exactly when due. */
+#define PAGER_CHECK_NO_SENDERS 0x400
 
 enum { CMD_STATS, CMD_SYNC, CMD_FLUSH, CMD_LOCK_WRITES, CMD_MODE, CMD_SUPPLY_LOCK,
        CMD_OBJECT_SYNC };
@@ -89,7 +92,7 @@ struct cmd {
 struct answer {
     kern_return_t kr;
     unsigned inits, terminates, requests, pages_requested, unlocks, returns, pages_returned,
-        dirty_returned, bad_controls;
+        dirty_returned, bad_controls, ns_exact, ns_wrong;
 };
 
 struct pager_proc {
@@ -108,6 +111,7 @@ static void pager_main(int fd, int sock, int mode)
     p->mode = mode & 3;
     p->uncached = (mode & PAGER_UNCACHED) != 0;
     p->keeps_no_control = (mode & PAGER_NO_CONTROL) != 0;
+    p->checks_no_senders = (mode & PAGER_CHECK_NO_SENDERS) != 0;
     if (test_send_port(boot, p->object, MACH_MSG_TYPE_MAKE_SEND, 1) != MACH_MSG_SUCCESS ||
         !filepager_start(p)) {
         _exit(3);
@@ -146,6 +150,8 @@ static void pager_main(int fd, int sock, int mode)
         a.pages_returned = p->stats.pages_returned;
         a.dirty_returned = p->stats.dirty_returned;
         a.bad_controls = p->stats.bad_controls;
+        a.ns_exact = p->stats.ns_exact;
+        a.ns_wrong = p->stats.ns_wrong;
         if (write(sock, &a, sizeof a) != sizeof a) {
             break;
         }
@@ -421,8 +427,8 @@ static void copies_and_zeros(void)
 /* A pager that keeps no right to the control port between requests:
  * each data_request brings a live send right all the same.  (After the
  * first request the control port travels by reference, its send end
- * kept by the pager's object port; the right's counting descriptor still
- * comes with each.) */
+ * kept by the pager's object port, and nothing else comes: the counting
+ * descriptor the first right brought stays with the pager as a spare.) */
 static void control_without_rights(void)
 {
     int fd = make_file();
@@ -520,6 +526,37 @@ static void terminate_at_last_unmapping(void)
     CHECK(file_byte(fd, PAGE) == 't');
     pager_end(&pp);
     close(fd);
+}
+
+/* The control port's send rights are counted exactly once the pager
+ * holds its receive right (memory_object_terminate hands it over), though
+ * after the first request they came by reference, without a counting
+ * descriptor: a pager holding no send right sees no-senders at once, one
+ * holding the right it kept since init only once it drops it.  Pages are
+ * asked one by one, so that many rights come by reference first. */
+static void control_counted_after_terminate(void)
+{
+    for (int keeps_none = 0; keeps_none < 2; keeps_none++) {
+        int fd = make_file();
+        struct pager_proc pp =
+            pager_spawn(fd, FILEPAGER_NORMAL | PAGER_UNCACHED | PAGER_CHECK_NO_SENDERS |
+                                (keeps_none ? PAGER_NO_CONTROL : 0));
+        volatile char *m = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+        for (int i = FILE_PAGES - 1; i >= 0; i -= 2) {
+            CHECK(m[(size_t)i * PAGE] == 'A' + i);
+        }
+        CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
+        CHECK(wait_terminates(&pp, 1) == 1);
+        struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+        for (int i = 0; i < 600 && a.ns_exact + a.ns_wrong == 0; i++) {
+            usleep(10000);
+            a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+        }
+        CHECK(a.requests >= FILE_PAGES / 2 && a.bad_controls == 0);
+        CHECK(a.ns_exact == 1 && a.ns_wrong == 0);
+        pager_end(&pp);
+        close(fd);
+    }
 }
 
 /* ---- another task mapping the same object ---- */
@@ -956,6 +993,7 @@ static void suite(bool instance)
     copies_and_zeros();
     control_without_rights();
     terminate_at_last_unmapping();
+    control_counted_after_terminate();
     if (!instance) {
         cache_bounded(); /* (machd's own environment bounds its cache) */
     }

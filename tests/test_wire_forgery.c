@@ -11,6 +11,7 @@
  * reads the ports' secrets and inodes from their private state.
  */
 #include <mach.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,8 +33,9 @@ static struct ipc_port *port_of(mach_port_t name)
 }
 
 /* Writes into P's socket a message whose reply right is a send right to
- * C without its send end, vouched for by AUTH, with a counting pipe. */
-static void send_by_reference(mach_port_t p, mach_port_t c, uint64_t auth)
+ * C without its send end, vouched for by AUTH; with WITH_COUNT_FD, a
+ * counting pipe comes too (which no right by reference carries). */
+static void send_by_reference(mach_port_t p, mach_port_t c, uint64_t auth, bool with_count_fd)
 {
     struct ipc_port *pp = port_of(p), *cp = port_of(c);
     CHECK(pp != NULL && cp != NULL);
@@ -45,20 +47,24 @@ static void send_by_reference(mach_port_t p, mach_port_t c, uint64_t auth)
     } w = {
         .h = {.magic = WIRE_MAGIC, .auth_kind = WIRE_AUTH_SEND, .auth = pp->secret,
               .bits = MACH_MSGH_BITS(MACH_MSG_TYPE_PORT_SEND, MACH_MSG_TYPE_PORT_SEND),
-              .size = sizeof(mach_msg_header_t), .id = 77, .nrights = 1, .nfds = 1,
-              .desc_size = sizeof w.reply},
-        .reply = {.kind = KRIGHT_SEND, .flags = WR_COUNT_FD, .ino = cp->ino, .auth = auth},
+              .size = sizeof(mach_msg_header_t), .id = 77, .nrights = 1,
+              .nfds = with_count_fd ? 1 : 0, .desc_size = sizeof w.reply},
+        .reply = {.kind = KRIGHT_SEND, .flags = with_count_fd ? WR_COUNT_FD : 0,
+                  .ino = cp->ino, .auth = auth},
     };
     char control[CMSG_SPACE(sizeof(int))];
     memset(control, 0, sizeof control);
     struct iovec iov = {.iov_base = &w, .iov_len = sizeof w};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-                        .msg_controllen = sizeof control};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &pipefd[1], sizeof(int));
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (with_count_fd) {
+        mh.msg_control = control;
+        mh.msg_controllen = sizeof control;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &pipefd[1], sizeof(int));
+    }
     CHECK(sendmsg(pp->send_fd, &mh, 0) == (ssize_t)sizeof w);
     close(pipefd[0]);
     close(pipefd[1]);
@@ -92,8 +98,16 @@ int main(void)
     CHECK_KR(mach_port_deallocate(SELF, r.h.msgh_remote_port), KERN_SUCCESS);
     CHECK(send_refs(c) == 0);
 
+    /* A right by reference with a counting descriptor is malformed: the
+     * message is dropped. */
+    send_by_reference(p, c, port_of(c)->secret, true);
+    CHECK_KR(mach_msg(&r.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r, p, 200,
+                      MACH_PORT_NULL),
+             MACH_RCV_TIMED_OUT);
+    CHECK(send_refs(c) == 0);
+
     /* Forged: the inode is known, the secret is not.  It arrives dead. */
-    send_by_reference(p, c, port_of(c)->secret ^ 1);
+    send_by_reference(p, c, port_of(c)->secret ^ 1, false);
     CHECK_KR(mach_msg(&r.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r, p, 5000,
                       MACH_PORT_NULL),
              MACH_MSG_SUCCESS);
@@ -101,7 +115,7 @@ int main(void)
     CHECK(send_refs(c) == 0);
 
     /* With the secret (what a holder of a send right knows): accepted. */
-    send_by_reference(p, c, port_of(c)->secret);
+    send_by_reference(p, c, port_of(c)->secret, false);
     CHECK_KR(mach_msg(&r.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r, p, 5000,
                       MACH_PORT_NULL),
              MACH_MSG_SUCCESS);

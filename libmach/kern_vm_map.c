@@ -221,7 +221,7 @@ static kern_return_t kern_vm_map_remote(mach_port_name_t pager, vm_address_t *ad
         if (kr == KERN_SUCCESS) {
             /* A child of fork() gets a hole (its faults are not served). */
             (void)madvise((void *)at, len, MADV_DONTFORK);
-            kr = vm_remote_add(handle, at, at + len, offset);
+            kr = vm_remote_add(handle, at, at + len, offset, pager);
             added = kr == KERN_SUCCESS;
             if (added && mprotect((void *)at, len, kern_vm_linux_prot(cur)) != 0) {
                 kr = KERN_RESOURCE_SHORTAGE;
@@ -328,5 +328,21 @@ kern_return_t kern_vm_map(mach_port_t target_task, vm_address_t *address, vm_siz
         kern_release_right(memory_object); /* a successful routine owns it */
         *address = at;
     }
+    return kr;
+}
+
+kern_return_t kern_vm_map_fixed_object(vm_address_t at, vm_size_t len, mach_port_name_t pager,
+                                       vm_offset_t offset, bool copy, vm_prot_t cur,
+                                       vm_prot_t max, vm_inherit_t inherit)
+{
+    vm_lock();
+    kern_return_t kr = vm_remote_active()
+                           ? kern_vm_map_remote(pager, &at, len, 0, false, offset, copy, cur)
+                           : kern_vm_map_local(pager, &at, len, 0, false, offset, copy, cur);
+    vm_unlock();
+    if (kr == KERN_SUCCESS) {
+        kern_vm_map_attrs(at, len, max, inherit);
+    }
+    kern_release_right(pager);
     return kr;
 }

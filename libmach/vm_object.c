@@ -1511,3 +1511,40 @@ void vm_object_fork_child(void)
     atomic_store(&vm_wakers, 0);
     vm_lock_word = (struct futex_lock)FUTEX_LOCK_INIT;
 }
+
+bool vm_object_range_append(struct vm_object_range **ranges, size_t *n, size_t *cap,
+                            const struct vm_object_range *range)
+{
+    if (*n == *cap) {
+        size_t room = *cap == 0 ? 8 : *cap * 2;
+        struct vm_object_range *grown = realloc(*ranges, room * sizeof *grown);
+        if (grown == NULL) {
+            return false;
+        }
+        *ranges = grown;
+        *cap = room;
+    }
+    (*ranges)[(*n)++] = *range;
+    return true;
+}
+
+bool vm_object_self_ranges(struct vm_object_range **ranges, size_t *n, size_t *cap)
+{
+    struct vm_space *space = vm_space_self_if_any();
+    for (struct vm_mapping *m = space != NULL ? space->maps : NULL; m != NULL;
+         m = m->space_next) {
+        struct vm_object_range range = {.start = m->start, .end = m->end, .offset = m->offset,
+                                         .pager = m->object->pager};
+        if (!vm_object_range_append(ranges, n, cap, &range)) {
+            return false;
+        }
+        ipc_lock();
+        kern_return_t kr = ipc_right_delta(&ipc_spaces[SPACE_KERNEL], range.pager,
+                                           MACH_PORT_RIGHT_SEND, 1);
+        ipc_unlock();
+        if (kr != KERN_SUCCESS) {
+            (*n)--; /* (the object's own reference is always there) */
+        }
+    }
+    return true;
+}

@@ -62,6 +62,26 @@ struct vm_mapping {
     struct vm_mapping *object_next;
 };
 
+/* A range of this task that maps an object: PAGER is a kernel-space send
+ * right to the object's pager, a reference of the holder's. */
+struct vm_object_range {
+    uint64_t start, end;
+    uint64_t offset;           /* the object's offset at START */
+    mach_port_name_t pager;
+};
+
+/* Appends to *RANGES (*N of them, room for *CAP; a malloc'd array,
+ * grown as needed) the ranges of this process's own space that map
+ * objects, each with a new reference to its pager.  Returns false when
+ * memory ran short (what was appended stays the caller's).  Expects [V];
+ * takes [G]. */
+bool vm_object_self_ranges(struct vm_object_range **ranges, size_t *n, size_t *cap);
+
+/* Appends RANGE to *RANGES as vm_object_self_ranges does.  Returns false
+ * when memory ran short.  Needs no lock. */
+bool vm_object_range_append(struct vm_object_range **ranges, size_t *n, size_t *cap,
+                            const struct vm_object_range *range);
+
 /* [V], the VM's lock.  vm_unlock makes the wake-ups of faulting threads
  * deferred while it was held. */
 void vm_lock(void);

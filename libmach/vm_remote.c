@@ -17,16 +17,29 @@
 #include "ipc_janitor.h"
 #include "ipc_space.h"
 #include "ipc_wire.h"
+#include "kern.h"
 #include "linux.h"
 #include "protocol.h"
 #include "vm_fault.h"
+#include "vm_object.h"
 #include "vm_remote.h"
 
-/* A range of this task that maps an object. */
+/* A range of this task that maps an object: PAGER (a kernel-space send
+ * right the range holds a reference to) at OFFSET, kept so that a task
+ * this one creates with inherited memory maps it too. */
 struct vm_remote_range {
     uint64_t start, end;
+    uint64_t offset;
+    mach_port_name_t pager;
     struct vm_remote_range *next;
 };
+
+/* Frees RANGE, releasing its reference to its pager.  Expects [C]. */
+static void vm_remote_range_free(struct vm_remote_range *range)
+{
+    kern_release_right(range->pager);
+    free(range);
+}
 
 static struct futex_lock vm_remote_lock = FUTEX_LOCK_INIT; /* [C] */
 static int vm_remote_sock = -1;          /* [C] the connection, or -1 */
@@ -181,21 +194,31 @@ kern_return_t vm_remote_enter(mach_port_name_t pager, uint64_t end, uint64_t *ha
     return kr;
 }
 
-kern_return_t vm_remote_add(uint64_t handle, uint64_t start, uint64_t end, uint64_t offset)
+kern_return_t vm_remote_add(uint64_t handle, uint64_t start, uint64_t end, uint64_t offset,
+                            mach_port_name_t pager)
 {
     struct vm_remote_range *range = malloc(sizeof *range);
     if (range == NULL) {
         return KERN_RESOURCE_SHORTAGE;
     }
+    ipc_lock();
+    kern_return_t kr = ipc_right_delta(&ipc_spaces[SPACE_KERNEL], pager, MACH_PORT_RIGHT_SEND, 1);
+    ipc_unlock();
+    if (kr != KERN_SUCCESS) {
+        free(range);
+        return KERN_RESOURCE_SHORTAGE;
+    }
     struct hell_vm_request req = {.op = HELL_VM_ADD, .handle = handle, .start = start,
                                   .end = end, .offset = offset};
     futex_lock_acquire(&vm_remote_lock);
-    kern_return_t kr = vm_remote_call_locked(&req, MACH_PORT_NULL, NULL, NULL);
+    kr = vm_remote_call_locked(&req, MACH_PORT_NULL, NULL, NULL);
     if (kr == KERN_SUCCESS) {
-        *range = (struct vm_remote_range){.start = start, .end = end, .next = vm_remote_ranges};
+        *range = (struct vm_remote_range){.start = start, .end = end, .offset = offset,
+                                          .pager = pager, .next = vm_remote_ranges};
         vm_remote_ranges = range;
     } else {
-        free(range);
+        range->pager = pager;
+        vm_remote_range_free(range);
     }
     futex_lock_release(&vm_remote_lock);
     return kr;
@@ -246,8 +269,17 @@ void vm_remote_unmap(uint64_t start, uint64_t end)
             /* A hole in the middle: the tail is a range of its own (when
              * memory is short, machd's word is enough: it stays whole). */
             struct vm_remote_range *tail = malloc(sizeof *tail);
+            ipc_lock();
+            if (tail != NULL && ipc_right_delta(&ipc_spaces[SPACE_KERNEL], r->pager,
+                                                MACH_PORT_RIGHT_SEND, 1) != KERN_SUCCESS) {
+                free(tail);
+                tail = NULL;
+            }
+            ipc_unlock();
             if (tail != NULL) {
-                *tail = (struct vm_remote_range){.start = end, .end = r->end, .next = r->next};
+                *tail = (struct vm_remote_range){.start = end, .end = r->end,
+                                                 .offset = r->offset + (end - r->start),
+                                                 .pager = r->pager, .next = r->next};
                 r->end = start;
                 r->next = tail;
             }
@@ -256,11 +288,12 @@ void vm_remote_unmap(uint64_t start, uint64_t end)
             r->end = start;
             link = &r->next;
         } else if (r->end > end) {
+            r->offset += end - r->start;
             r->start = end;
             link = &r->next;
         } else {
             *link = r->next;
-            free(r);
+            vm_remote_range_free(r);
         }
     }
     struct hell_vm_request req = {.op = HELL_VM_UNMAP, .start = start, .end = end};
@@ -279,6 +312,45 @@ bool vm_remote_sync(uint64_t start, uint64_t end, bool invalidate)
     return any;
 }
 
+bool vm_remote_ranges_list(struct vm_object_range **ranges, size_t *n, size_t *cap)
+{
+    bool ok = true;
+    futex_lock_acquire(&vm_remote_lock);
+    for (struct vm_remote_range *r = vm_remote_ranges; ok && r != NULL; r = r->next) {
+        struct vm_object_range range = {.start = r->start, .end = r->end, .offset = r->offset,
+                                         .pager = r->pager};
+        ok = vm_object_range_append(ranges, n, cap, &range);
+        ipc_lock();
+        if (ok && ipc_right_delta(&ipc_spaces[SPACE_KERNEL], r->pager, MACH_PORT_RIGHT_SEND,
+                                  1) != KERN_SUCCESS) {
+            (*n)--; /* (the range's own reference is always there) */
+        }
+        ipc_unlock();
+    }
+    futex_lock_release(&vm_remote_lock);
+    return ok;
+}
+
+bool vm_remote_attach(int sock)
+{
+    int uffd = vm_uffd_open();
+    struct hell_vm_request req = {.magic = HELL_PROTO_MAGIC, .op = HELL_VM_ATTACH,
+                                  .flags = (uint32_t)vm_pager_timeout_ms(),
+                                  .handle = (uint64_t)getpid()};
+    struct iovec iov = {.iov_base = &req, .iov_len = sizeof req};
+    bool ok = uffd >= 0 && wire_sendmsg(sock, &iov, 1, &uffd, 1, 0) == (int)sizeof req;
+    linux_close(uffd); /* the creator has its own */
+    if (!ok) {
+        linux_close(sock);
+        return false;
+    }
+    futex_lock_acquire(&vm_remote_lock);
+    vm_remote_sock = sock;
+    futex_lock_release(&vm_remote_lock);
+    vm_fault_set_active();
+    return true;
+}
+
 void vm_remote_fork_child(void)
 {
     vm_remote_lock = (struct futex_lock)FUTEX_LOCK_INIT;
@@ -286,6 +358,7 @@ void vm_remote_fork_child(void)
     vm_remote_sock = -1;
     vm_remote_failed = false;
     while (vm_remote_ranges != NULL) {
+        /* (Its pager's name was the parent's: nothing to release.) */
         struct vm_remote_range *next = vm_remote_ranges->next;
         free(vm_remote_ranges);
         vm_remote_ranges = next;

@@ -24,7 +24,10 @@
 #include <mach/kern_return.h>
 #include <mach/port.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+struct vm_object_range;
 
 /* Whether machd serves this task's objects: in an instance, connected
  * (the first call connects; a failure is told on stderr once, and the
@@ -41,9 +44,12 @@ kern_return_t vm_remote_enter(mach_port_name_t pager, uint64_t end, uint64_t *ha
 
 /* [START, END) of this task maps HANDLE's cache at OFFSET (the caller
  * mapped it there): machd registers it and serves its faults; HANDLE's
- * reference moves into the mapping.  Returns KERN_SUCCESS, or
+ * reference moves into the mapping, which also takes a reference of its
+ * own to PAGER (the object's pager, a kernel-space send right, released
+ * when the range is unmapped).  Returns KERN_SUCCESS, or
  * KERN_RESOURCE_SHORTAGE (HANDLE stays the caller's). */
-kern_return_t vm_remote_add(uint64_t handle, uint64_t start, uint64_t end, uint64_t offset);
+kern_return_t vm_remote_add(uint64_t handle, uint64_t start, uint64_t end, uint64_t offset,
+                            mach_port_name_t pager);
 
 /* Lets HANDLE go. */
 void vm_remote_release(uint64_t handle);
@@ -64,6 +70,16 @@ void vm_remote_unmap(uint64_t start, uint64_t end);
  * Returns whether the range maps any object. */
 bool vm_remote_sync(uint64_t start, uint64_t end, bool invalidate);
 
+/* Appends the ranges of this task that map objects through machd to
+ * *RANGES as vm_object_self_ranges does (vm_object.h), each with a new
+ * reference to its pager.  Returns false when memory ran short. */
+bool vm_remote_ranges_list(struct vm_object_range **ranges, size_t *n, size_t *cap);
+/* This task, just made by a task_create with inherited memory whose
+ * creator is its own kernel for memory objects, has its objects served
+ * by that creator over SOCK (taken over, closed on failure): sends it
+ * this task's userfaultfd (HELL_VM_ATTACH).  Returns whether it worked.
+ * Expects a single thread. */
+bool vm_remote_attach(int sock);
 /* The child side of fork(): the connection and the mappings are the
  * parent's (the child's copies of its mappings are holes).  Expects a
  * single thread. */

@@ -144,6 +144,11 @@ enum hell_vm_op {
     HELL_VM_SYNC = 5,    /* [START, END); FLAGS: HELL_VM_INVALIDATE */
     HELL_VM_COPY = 6,    /* [OFFSET, OFFSET + END) of HANDLE: replies a
                             memfd holding a copy */
+    HELL_VM_ATTACH = 7,  /* first on a connection between a task and the
+                            task it created with inherited memory while
+                            its own kernel (no machd): HANDLE the new
+                            task's pid, FLAGS its pager timeout in ms,
+                            its userfaultfd as SCM_RIGHTS; no reply */
 };
 #define HELL_VM_INVALIDATE 0x1u
 /* HELL_VM_ENTER's handle for memory mapped as it is: nothing to add or

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "futex_lock.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "ipc_wire.h"
@@ -29,6 +30,7 @@
 #include "u64map.h"
 #include "vm_fault.h"
 #include "vm_object.h"
+#include "vm_server.h"
 
 /* The most references a task holds between HELL_VM_ENTER and the
  * request that uses them (libmach holds one at a time). */
@@ -292,8 +294,9 @@ static void vm_server_request(struct vm_client *client, const struct hell_vm_req
     vm_server_reply(client, kr, 0, -1);
 }
 
-__attribute__((visibility("default"))) void hell_vm_serve(int conn, int uffd,
-                                                          unsigned timeout_ms)
+/* Serves the space of process PID (-1: the peer of CONN) whose
+ * userfaultfd is UFFD (taken) over CONN (left open) until it hangs up. */
+static void vm_server_run(int conn, int uffd, pid_t pid, unsigned timeout_ms)
 {
     struct ucred cred;
     socklen_t len = sizeof cred;
@@ -304,15 +307,14 @@ __attribute__((visibility("default"))) void hell_vm_serve(int conn, int uffd,
     if (!vm_server_uffd_ok(uffd)) {
         fprintf(stderr, "machd: a task's userfaultfd is none\n");
         errno = EBADF;
-    } else if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+    } else if (pid > 0 || getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
         vm_lock();
-        client.space = vm_space_add(uffd, cred.pid, (int)timeout_ms);
+        client.space = vm_space_add(uffd, pid > 0 ? pid : cred.pid, (int)timeout_ms);
         vm_unlock();
     }
     if (client.space == NULL) {
         fprintf(stderr, "machd: cannot serve the faults of a task: %s\n", strerror(errno));
         linux_close(uffd);
-        linux_close(conn);
         return;
     }
     for (;;) {
@@ -336,5 +338,112 @@ __attribute__((visibility("default"))) void hell_vm_serve(int conn, int uffd,
     u64map_destroy(&client.handles);
     vm_space_remove(client.space);
     vm_unlock();
+}
+
+__attribute__((visibility("default"))) void hell_vm_serve(int conn, int uffd,
+                                                          unsigned timeout_ms)
+{
+    vm_server_run(conn, uffd, -1, timeout_ms);
     linux_close(conn);
+}
+
+/* The connections to tasks this one created and serves (a child of
+ * fork() closes them: their tasks are not its). */
+#define VM_SERVER_CHILDREN_MAX 256
+static struct futex_lock vm_server_children_lock = FUTEX_LOCK_INIT; /* [K] */
+static int vm_server_children[VM_SERVER_CHILDREN_MAX];              /* [K] */
+static unsigned vm_server_nchildren;                                 /* [K] */
+
+struct vm_server_child {
+    int conn, uffd;
+    pid_t pid;
+    unsigned timeout_ms;
+};
+
+/* CONN is no longer served (and about to be closed).  Takes [K]. */
+static void vm_server_children_remove(int conn)
+{
+    futex_lock_acquire(&vm_server_children_lock);
+    for (unsigned i = 0; i < vm_server_nchildren; i++) {
+        if (vm_server_children[i] == conn) {
+            vm_server_children[i] = vm_server_children[--vm_server_nchildren];
+            break;
+        }
+    }
+    futex_lock_release(&vm_server_children_lock);
+}
+
+static void *vm_server_child_main(void *arg)
+{
+    struct vm_server_child child = *(struct vm_server_child *)arg;
+    free(arg);
+    vm_server_run(child.conn, child.uffd, child.pid, child.timeout_ms);
+    vm_server_children_remove(child.conn);
+    linux_close(child.conn);
+    return NULL;
+}
+
+/* Receives HELL_VM_ATTACH on CONN into *CHILD.  Returns whether it came
+ * whole, with a descriptor. */
+static bool vm_server_recv_attach(int conn, struct vm_server_child *child)
+{
+    struct hell_vm_request req;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct iovec iov = {.iov_base = &req, .iov_len = sizeof req};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
+    ssize_t n;
+    do {
+        n = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    int fd = -1;
+    struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+    if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int))) {
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    }
+    if (n != (ssize_t)sizeof req || req.magic != HELL_PROTO_MAGIC || req.op != HELL_VM_ATTACH ||
+        fd < 0 || req.handle == 0 || req.handle > INT32_MAX) {
+        linux_close(fd);
+        return false;
+    }
+    *child = (struct vm_server_child){.conn = conn, .uffd = fd, .pid = (pid_t)req.handle,
+                                      .timeout_ms = req.flags};
+    return true;
+}
+
+bool vm_server_child_start(int conn)
+{
+    struct vm_server_child *child = malloc(sizeof *child);
+    if (child == NULL || !vm_server_recv_attach(conn, child)) {
+        free(child);
+        linux_close(conn);
+        return false;
+    }
+    futex_lock_acquire(&vm_server_children_lock);
+    bool room = vm_server_nchildren < VM_SERVER_CHILDREN_MAX;
+    if (room) {
+        vm_server_children[vm_server_nchildren++] = conn;
+    }
+    futex_lock_release(&vm_server_children_lock);
+    if (!room || !linux_thread_start(vm_server_child_main, child)) {
+        vm_server_children_remove(conn);
+        linux_close(child->uffd);
+        linux_close(conn);
+        free(child);
+        return false;
+    }
+    return true;
+}
+
+void vm_server_fork_child(void)
+{
+    for (unsigned i = 0; i < vm_server_nchildren; i++) {
+        linux_close(vm_server_children[i]);
+    }
+    vm_server_nchildren = 0;
+    vm_server_children_lock = (struct futex_lock)FUTEX_LOCK_INIT;
 }

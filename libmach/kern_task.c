@@ -44,6 +44,7 @@
 #include "vm_movable.h"
 #include "vm_object.h"
 #include "vm_remote.h"
+#include "vm_server.h"
 #include "mach.server.h"
 #include "gnumach.server.h"
 #include "mach_port.server.h"
@@ -540,10 +541,12 @@ static void kern_serve_reply(mach_msg_header_t *request, mig_reply_header_t *rep
  * hidden one (a task starts with no Mach thread), takes the inherited
  * special ports and hands over its task port on FD, then waits for
  * thread_create while the service thread serves the task. */
-static __attribute__((noreturn)) void kern_task_become_new(int fd)
+static __attribute__((noreturn)) void kern_task_become_new(int fd, struct kern_vm_inherit *inh)
 {
     linux_helper_adopt_self();
-    int rc = kern_bootstrap_child(fd);
+    /* Its mappings of objects first: a task that cannot have them all
+     * ends before its creator has its port. */
+    int rc = kern_vm_inherit_child(inh, fd) ? kern_bootstrap_child(fd) : -1;
     linux_close(fd);
     if (rc != 0) {
         _exit(127);
@@ -579,9 +582,15 @@ kern_return_t kern_task_create(mach_port_t parent, boolean_t inherit_memory,
     if (!inherit_memory && !hell_empty_task_prepare(&empty)) {
         return KERN_RESOURCE_SHORTAGE;
     }
+    /* With it: the mappings of memory objects, which fork() leaves out. */
+    struct kern_vm_inherit inh = {.vm_sock = {-1, -1}};
+    if (inherit_memory && !kern_vm_inherit_prepare(&inh)) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
         hell_empty_task_free(&empty);
+        kern_vm_inherit_free(&inh);
         return KERN_RESOURCE_SHORTAGE;
     }
     /* Twice, so that the new task is no child of ours that a wait() of the
@@ -599,15 +608,19 @@ kern_return_t kern_task_create(mach_port_t parent, boolean_t inherit_memory,
         if (!inherit_memory) {
             hell_empty_task_exec(&empty, sv[1]);
         }
-        kern_task_become_new(sv[1]);
+        kern_task_become_new(sv[1], &inh);
     }
     hell_empty_task_free(&empty);
     linux_close(sv[1]);
     int status = 0;
-    if (middle < 0 || waitpid(middle, &status, __WALL) != middle || status != 0) {
+    if (middle < 0 || waitpid(middle, &status, __WALL) != middle || status != 0 ||
+        !kern_vm_inherit_parent(&inh, sv[0])) {
+        /* (A new task whose pagers did not all come ends.) */
+        kern_vm_inherit_free(&inh);
         linux_close(sv[0]);
         return KERN_RESOURCE_SHORTAGE;
     }
+    kern_vm_inherit_free(&inh);
     struct kright rights[KERN_BOOT_FIXED];
     ipc_lock();
     kern_special_right(kern_bootstrap_kname, &rights[KERN_BOOT_BOOTSTRAP]);
@@ -960,6 +973,7 @@ void kern_task_fork_child(void)
     vm_fault_fork_child();
     vm_object_fork_child();
     vm_remote_fork_child();
+    vm_server_fork_child();
     atomic_fetch_add(&kern_fork_generation, 1);
     kern_task_create_objects();
 }

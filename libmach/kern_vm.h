@@ -7,6 +7,7 @@
 
 #include <mach/kern_return.h>
 #include <mach/message.h>
+#include <mach/vm_inherit.h>
 #include <mach/vm_prot.h>
 #include <mach/std_types.h>
 #include <stdbool.h>
@@ -59,6 +60,55 @@ boolean_t kern_wire_forward_server(mach_msg_header_t *in, mach_msg_header_t *out
  * that task's memory (kern_vm_phys.c); FALSE for any other message.
  * Expects no lock. */
 boolean_t kern_vm_phys_forward_server(mach_msg_header_t *in, mach_msg_header_t *out);
+
+/* The part of task_create with inherited memory that gives the new task
+ * its creator's mappings of memory objects (kern_vm_inherit.c): fork()
+ * leaves them holes (MADV_DONTFORK), and each is mapped again here as
+ * its inheritance says: SHARE the object itself, COPY a copy of it as
+ * the creator sees it, NONE nothing.  The creator lists them before it
+ * forks (kern_vm_inherit_prepare); the new task, whose memory holds the
+ * list, gets the pagers' rights on the handshake socket and maps each
+ * (kern_vm_inherit_child).  Both share one cache: machd's in an
+ * instance, else the creator's, which then serves the new task's objects
+ * (vm_server.h). */
+struct kern_vm_inherit {
+    struct kern_vm_inherit_piece *pieces; /* malloc'd */
+    size_t npieces;
+    bool serve; /* the creator is the new task's kernel for objects */
+    int vm_sock[2]; /* with SERVE: the creator's end, the new task's */
+};
+/* Lists this task's mappings of objects to give a new task in *INH,
+ * holding a reference to each pager, and with SERVE makes the socket
+ * pair.  Returns false when resources ran short (*INH empty then).
+ * Expects no lock. */
+bool kern_vm_inherit_prepare(struct kern_vm_inherit *inh);
+/* The creator's side after fork(): sends the pagers' rights on FD (the
+ * handshake socket) and, with SERVE, starts serving the new task (its
+ * end of the pair closed here).  Returns false when that failed (the
+ * new task then fails too).  Expects no lock. */
+bool kern_vm_inherit_parent(struct kern_vm_inherit *inh, int fd);
+/* The new task's side: maps each piece.  Returns false when one could
+ * not be mapped (the task must then end).  Expects a single thread and
+ * no lock. */
+bool kern_vm_inherit_child(struct kern_vm_inherit *inh, int fd);
+/* Releases what *INH holds (the creator's; the new task's copy is let
+ * go by kern_vm_inherit_child).  Expects no lock. */
+void kern_vm_inherit_free(struct kern_vm_inherit *inh);
+struct vm_object_range;
+/* The ranges of this task that map objects (vm_object.h), in a new array
+ * (*RANGES), each holding a reference to its pager: the first *NLOCAL
+ * from this task's own cache, the rest from machd's.  Returns false when
+ * memory ran short (nothing then held).  Expects no lock. */
+bool kern_vm_object_ranges(struct vm_object_range **ranges, size_t *n, size_t *nlocal);
+/* Releases what kern_vm_object_ranges gave.  Expects no lock. */
+void kern_vm_object_ranges_free(struct vm_object_range *ranges, size_t n);
+/* Maps [AT, AT + LEN) of this task at that very address to the object
+ * of PAGER (a kernel-space send right, consumed) at OFFSET, a copy with
+ * COPY, with the protections and inheritance given.  Returns
+ * KERN_SUCCESS or what vm_map would.  Expects no lock. */
+kern_return_t kern_vm_map_fixed_object(vm_address_t at, vm_size_t len, mach_port_name_t pager,
+                                       vm_offset_t offset, bool copy, vm_prot_t cur,
+                                       vm_prot_t max, vm_inherit_t inherit);
 
 /* The Linux protection of the Mach protection PROT. */
 static inline int kern_vm_linux_prot(vm_prot_t prot)

@@ -38,6 +38,7 @@
 #include "vm_remote.h"
 #include "vm_maps.h"
 #include "vm_movable.h"
+#include "vm_object.h"
 
 #define KERN_VM_PAGE 4096ul
 /* What a task may wire through the unprivileged host port (GNU Mach's
@@ -206,12 +207,27 @@ static kern_return_t kern_vm_make_private(vm_address_t start, vm_address_t end, 
     return KERN_SUCCESS;
 }
 
+/* Whether [A, B) meets one of the N RANGES mapping objects. */
+static bool kern_vm_inherit_object(const struct vm_object_range *ranges, size_t n,
+                                   vm_address_t a, vm_address_t b)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ranges[i].start < b && a < ranges[i].end) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Gives the mapped pages of [START, END) the inheritance INHERIT as Linux
  * understands it: fork copies a private mapping (COPY), shares a shared
- * one (SHARE), leaves out one marked MADV_DONTFORK (NONE).  Expects
- * vm_attr_lock. */
+ * one (SHARE), leaves out one marked MADV_DONTFORK (NONE).  Mappings of
+ * objects (the N RANGES) stay as they are, holes for fork: task_create
+ * maps them into the new task as their recorded inheritance says
+ * (kern_vm_inherit_prepare).  Expects vm_attr_lock. */
 static kern_return_t kern_vm_inherit_apply(vm_address_t start, vm_address_t end,
-                                           vm_inherit_t inherit)
+                                           vm_inherit_t inherit,
+                                           const struct vm_object_range *ranges, size_t n)
 {
     struct vm_maps_entry m;
     kern_return_t kr = KERN_SUCCESS;
@@ -221,6 +237,10 @@ static kern_return_t kern_vm_inherit_apply(vm_address_t start, vm_address_t end,
          at = m.end) {
         vm_address_t a = m.start > start ? m.start : start;
         vm_address_t b = m.end < end ? m.end : end;
+        if (kern_vm_inherit_object(ranges, n, a, b)) {
+            m.end = b;
+            continue;
+        }
         if (inherit == VM_INHERIT_SHARE && !m.shared) {
             kr = kern_vm_make_shared(a, b, m.protection);
         } else if (inherit == VM_INHERIT_COPY && m.shared &&
@@ -254,12 +274,18 @@ kern_return_t kern_vm_inherit(mach_port_t target_task, vm_address_t address, vm_
     if (new_inheritance == VM_INHERIT_SHARE) {
         vm_movable_share(start, end);
     }
+    struct vm_object_range *ranges;
+    size_t n, nlocal;
+    if (!kern_vm_object_ranges(&ranges, &n, &nlocal)) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
     vm_attr_lock();
-    kern_return_t kr = kern_vm_inherit_apply(start, end, new_inheritance);
+    kern_return_t kr = kern_vm_inherit_apply(start, end, new_inheritance, ranges, n);
     if (kr == KERN_SUCCESS && !vm_attr_set_inheritance(start, end, new_inheritance)) {
         kr = KERN_RESOURCE_SHORTAGE;
     }
     vm_attr_unlock();
+    kern_vm_object_ranges_free(ranges, n);
     return kr;
 }
 

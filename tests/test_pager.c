@@ -35,6 +35,7 @@
 #include <mach.h>
 #include <mach/exception.h>
 #include <mach/memory_object.h>
+#include <mach/thread_status.h>
 #include <mach/vm_sync.h>
 #include <pthread.h>
 #include <signal.h>
@@ -964,6 +965,155 @@ static void map_rules(void)
     mach_port_mod_refs(SELF, port, MACH_PORT_RIGHT_RECEIVE, -1);
 }
 
+/* ---- task_create with inherited memory ---- */
+
+/* mov (%rdi),%rax; mov %rax,(%rsi); 1: pause; jmp 1b */
+static const uint8_t inherit_code[] = {0x48, 0x8b, 0x07, 0x48, 0x89, 0x06,
+                                       0xf3, 0x90, 0xeb, 0xfc};
+
+/* Memory the creator and the new task share (MAP_SHARED, which fork
+ * shares): the code the new task runs and the words it moves. */
+struct inherit_shared {
+    uint8_t code[64];
+    volatile uint64_t seen[2]; /* what the new task read */
+    volatile uint64_t give[2]; /* what it writes */
+    uint8_t stack[4][4096] __attribute__((aligned(16)));
+};
+
+/* Runs a thread in TASK that copies the word at FROM to TO, on stack
+ * STACK of SH. */
+static void inherit_move(mach_port_t task, struct inherit_shared *sh, int stack,
+                         uint64_t from, uint64_t to)
+{
+    mach_port_t th;
+    CHECK_KR(thread_create(task, &th), KERN_SUCCESS);
+    struct i386_thread_state regs;
+    mach_msg_type_number_t count = i386_THREAD_STATE_COUNT;
+    CHECK_KR(thread_get_state(th, i386_THREAD_STATE, (thread_state_t)&regs, &count),
+             KERN_SUCCESS);
+    regs.rip = (uint64_t)(uintptr_t)sh->code;
+    regs.ursp = (uint64_t)(uintptr_t)(sh->stack[stack] + sizeof sh->stack[stack] - 64);
+    regs.rdi = from;
+    regs.rsi = to;
+    CHECK_KR(thread_set_state(th, i386_THREAD_STATE, (thread_state_t)&regs, count),
+             KERN_SUCCESS);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    CHECK_KR(mach_port_deallocate(SELF, th), KERN_SUCCESS);
+}
+
+/* Waits for the send right NAME to a task to turn into a dead name, and
+ * lets go of it. */
+static void await_dead_name(mach_port_t name)
+{
+    mach_port_type_t type = 0;
+    for (int i = 0; i < 2500 && type != MACH_PORT_TYPE_DEAD_NAME; i++) {
+        if (mach_port_type(SELF, name, &type) != KERN_SUCCESS ||
+            type != MACH_PORT_TYPE_DEAD_NAME) {
+            usleep(2000);
+        }
+    }
+    CHECK(type == MACH_PORT_TYPE_DEAD_NAME);
+    mach_port_urefs_t refs = 0;
+    CHECK_KR(mach_port_get_refs(SELF, name, MACH_PORT_RIGHT_DEAD_NAME, &refs), KERN_SUCCESS);
+    CHECK_KR(mach_port_mod_refs(SELF, name, MACH_PORT_RIGHT_DEAD_NAME, -(int)refs),
+             KERN_SUCCESS);
+}
+
+/* Waits (at most 5 s) for *WORD to be WANT; returns it. */
+static uint64_t inherit_wait(volatile uint64_t *word, uint64_t want)
+{
+    for (int i = 0; i < 5000 && *word != want; i++) {
+        usleep(1000);
+    }
+    return *word;
+}
+
+/* task_create with inherited memory gives the new task our mappings of
+ * an object as their inheritance says (GNU Mach's vm_map_fork): SHARE
+ * the object itself, pages shared both ways; COPY our view as it was at
+ * task_create, writes private on each side; NONE nothing.  One cache
+ * (one memory_object_init), and the object ends once both are gone. */
+static void inherited_by_task_create(void)
+{
+    int fd = make_file();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL | PAGER_UNCACHED);
+    volatile char *m = map_object(pp.object, 0, 12 * PAGE, FALSE);
+    vm_address_t share = (vm_address_t)m, copy = share + 4 * PAGE, none = share + 8 * PAGE;
+    CHECK_KR(vm_inherit(SELF, share, 4 * PAGE, VM_INHERIT_SHARE), KERN_SUCCESS);
+    CHECK_KR(vm_inherit(SELF, copy, 4 * PAGE, VM_INHERIT_COPY), KERN_SUCCESS);
+    CHECK_KR(vm_inherit(SELF, none, 4 * PAGE, VM_INHERIT_NONE), KERN_SUCCESS);
+    /* Setting the inheritance leaves our own mapping the object's. */
+    CHECK(m[4 * PAGE] == 'E');
+    *(volatile uint64_t *)share = 0x5151;
+    *(volatile uint64_t *)copy = 0xc0c0;
+    CHECK(m[8 * PAGE] == 'I');
+
+    struct inherit_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE | PROT_EXEC,
+                                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(sh != MAP_FAILED);
+    memcpy(sh->code, inherit_code, sizeof inherit_code);
+    sh->give[0] = 0xaaaa;
+    sh->give[1] = 0xbbbb;
+
+    mach_port_t child = MACH_PORT_NULL;
+    CHECK_KR(task_create(SELF, TRUE, &child), KERN_SUCCESS);
+    /* Our writes after task_create: seen through SHARE, not COPY. */
+    *(volatile uint64_t *)share = 0x5252;
+    *(volatile uint64_t *)copy = 0xc1c1;
+    inherit_move(child, sh, 0, share, (uint64_t)(uintptr_t)&sh->seen[0]);
+    inherit_move(child, sh, 1, copy, (uint64_t)(uintptr_t)&sh->seen[1]);
+    CHECK(inherit_wait(&sh->seen[0], 0x5252) == 0x5252);
+    CHECK(inherit_wait(&sh->seen[1], 0xc0c0) == 0xc0c0);
+    /* Its writes: seen here through SHARE, its own through COPY. */
+    inherit_move(child, sh, 2, (uint64_t)(uintptr_t)&sh->give[0], share + 8);
+    inherit_move(child, sh, 3, (uint64_t)(uintptr_t)&sh->give[1], copy + 8);
+    CHECK(inherit_wait((volatile uint64_t *)(share + 8), 0xaaaa) == 0xaaaa);
+    usleep(20000);
+    CHECK(*(volatile uint64_t *)(copy + 8) == 0x4545454545454545ull); /* 'E' */
+    vm_offset_t data = 0;
+    mach_msg_type_number_t n = 0;
+    bool read = false;
+    for (int i = 0; i < 5000 && !read; i++) {
+        CHECK_KR(vm_read(child, copy, PAGE, &data, &n), KERN_SUCCESS);
+        read = ((uint64_t *)data)[1] == 0xbbbb;
+        CHECK(((uint64_t *)data)[0] == 0xc0c0);
+        CHECK_KR(vm_deallocate(SELF, data, n), KERN_SUCCESS);
+        if (!read) {
+            usleep(1000);
+        }
+    }
+    CHECK(read);
+    /* NONE: nothing there in the new task. */
+    CHECK_KR(vm_read(child, none, PAGE, &data, &n), KERN_INVALID_ADDRESS);
+    /* What it maps keeps the attributes. */
+    vm_address_t addr = share;
+    vm_size_t size = 0;
+    vm_prot_t cur = 0, max = 0;
+    vm_inherit_t inherit = 0;
+    boolean_t shared = FALSE;
+    mach_port_t name = MACH_PORT_NULL;
+    vm_offset_t offset = 0;
+    CHECK_KR(vm_region(child, &addr, &size, &cur, &max, &inherit, &shared, &name, &offset),
+             KERN_SUCCESS);
+    CHECK(addr == share && size == 4 * PAGE && inherit == VM_INHERIT_SHARE &&
+          cur == (VM_PROT_READ | VM_PROT_WRITE) && max == VM_PROT_ALL);
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).inits == 1);
+
+    CHECK_KR(task_terminate(child), KERN_SUCCESS);
+    await_dead_name(child);
+    CHECK_KR(vm_deallocate(SELF, share, 12 * PAGE), KERN_SUCCESS);
+    CHECK(wait_terminates(&pp, 1) == 1);
+    struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.inits == 1 && a.terminates == 1);
+    /* The writes through SHARE went back; the new task's COPY did not. */
+    char word[8];
+    CHECK(pread(fd, word, sizeof word, 8) == 8 && memcmp(word, "\xaa\xaa", 2) == 0);
+    CHECK(file_byte(fd, 4 * PAGE + 8) == 'E');
+    munmap(sh, sizeof *sh);
+    pager_end(&pp);
+    close(fd);
+}
+
 /* The descriptor count once the objects of dead pagers are gone (their
  * deaths come asynchronously): the same count three times 30 ms apart. */
 static int settled_fds(void)
@@ -984,6 +1134,9 @@ static void suite(bool instance)
 {
     map_rules();
     read_write_clean_flush();
+    /* Once before the count too: the first task_create of a task of an
+     * instance keeps what it makes for every later one. */
+    inherited_by_task_create();
     /* What stays from here: the fault thread's userfaultfd (or the
      * connection to machd), the port on which the VM hears of pagers'
      * deaths, the kernel service's ports. */
@@ -1002,6 +1155,7 @@ static void suite(bool instance)
         shared_between_tasks();
         mapping_task_dies();
     }
+    inherited_by_task_create();
     failures();
     read_write_clean_flush();
     /* Every object went with its pager (told by a dead-name notification,

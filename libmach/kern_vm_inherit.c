@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * task_create with inherited memory: the creator's mappings of memory
+ * objects, given to the new task as their inheritance says (kern_vm.h,
+ * GNU Mach's vm_map_fork: SHARE maps the object itself, COPY a copy of
+ * it as the creator sees it, NONE nothing).
+ */
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ipc_space.h"
+#include "ipc_wire.h"
+#include "kern.h"
+#include "kern_vm.h"
+#include "linux.h"
+#include "vm_attr.h"
+#include "vm_maps.h"
+#include "vm_object.h"
+#include "vm_remote.h"
+#include "vm_server.h"
+
+/* A piece of a mapping of an object whose attributes are one. */
+struct kern_vm_inherit_piece {
+    uint64_t start, end, offset;
+    vm_prot_t cur, max;
+    vm_inherit_t inherit;
+    mach_port_name_t pager; /* a reference of the creator's */
+};
+
+/* Appends to *INH the pieces of RANGE that a new task inherits, each
+ * with a reference to its pager.  Returns false when memory ran short.
+ * Expects vm_attr_lock. */
+static bool kern_vm_inherit_cut(struct kern_vm_inherit *inh, size_t *cap,
+                                const struct vm_object_range *range)
+{
+    struct vm_maps_entry m;
+    for (uint64_t at = range->start;
+         at < range->end && vm_maps_find(at, &m) && m.start < range->end;) {
+        at = m.start > at ? m.start : at;
+        uint64_t b = m.end < range->end ? m.end : range->end;
+        struct vm_attr attr;
+        uint64_t e = vm_attr_get(at, b, &attr);
+        vm_inherit_t inherit =
+            attr.inheritance == VM_ATTR_INHERIT_UNSET ? VM_INHERIT_COPY : attr.inheritance;
+        if (inherit != VM_INHERIT_NONE) {
+            if (inh->npieces == *cap) {
+                size_t room = *cap == 0 ? 8 : *cap * 2;
+                struct kern_vm_inherit_piece *grown =
+                    realloc(inh->pieces, room * sizeof *grown);
+                if (grown == NULL) {
+                    return false;
+                }
+                inh->pieces = grown;
+                *cap = room;
+            }
+            ipc_lock();
+            kern_return_t kr = ipc_right_delta(&ipc_spaces[SPACE_KERNEL], range->pager,
+                                               MACH_PORT_RIGHT_SEND, 1);
+            ipc_unlock();
+            if (kr != KERN_SUCCESS) {
+                return false;
+            }
+            inh->pieces[inh->npieces++] = (struct kern_vm_inherit_piece){
+                .start = at, .end = e, .offset = range->offset + (at - range->start),
+                .cur = m.protection, .max = attr.max_protection, .inherit = inherit,
+                .pager = range->pager};
+        }
+        at = e;
+    }
+    return true;
+}
+
+bool kern_vm_object_ranges(struct vm_object_range **ranges, size_t *n, size_t *nlocal)
+{
+    size_t cap = 0;
+    *ranges = NULL;
+    *n = 0;
+    vm_lock();
+    bool ok = vm_object_self_ranges(ranges, n, &cap);
+    *nlocal = *n;
+    ok = ok && vm_remote_ranges_list(ranges, n, &cap);
+    vm_unlock();
+    if (!ok) {
+        kern_vm_object_ranges_free(*ranges, *n);
+        *ranges = NULL;
+        *n = 0;
+    }
+    return ok;
+}
+
+void kern_vm_object_ranges_free(struct vm_object_range *ranges, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        kern_release_right(ranges[i].pager);
+    }
+    free(ranges);
+}
+
+bool kern_vm_inherit_prepare(struct kern_vm_inherit *inh)
+{
+    *inh = (struct kern_vm_inherit){.vm_sock = {-1, -1}};
+    struct vm_object_range *ranges;
+    size_t n, nlocal, cap = 0;
+    if (!kern_vm_object_ranges(&ranges, &n, &nlocal)) {
+        return false;
+    }
+    bool ok = true;
+    vm_attr_lock();
+    for (size_t i = 0; ok && i < n; i++) {
+        size_t before = inh->npieces;
+        ok = kern_vm_inherit_cut(inh, &cap, &ranges[i]);
+        /* Objects this task serves itself are the new task's through it. */
+        inh->serve = inh->serve || (i < nlocal && inh->npieces > before);
+    }
+    vm_attr_unlock();
+    kern_vm_object_ranges_free(ranges, n);
+    if (ok && inh->serve &&
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, inh->vm_sock) != 0) {
+        inh->vm_sock[0] = inh->vm_sock[1] = -1;
+        ok = false;
+    }
+    if (!ok) {
+        kern_vm_inherit_free(inh);
+    }
+    return ok;
+}
+
+bool kern_vm_inherit_parent(struct kern_vm_inherit *inh, int fd)
+{
+    linux_close(inh->vm_sock[1]);
+    inh->vm_sock[1] = -1;
+    bool ok = true;
+    ipc_lock();
+    for (size_t i = 0; ok && i < inh->npieces; i++) {
+        struct kright right;
+        kern_special_right(inh->pieces[i].pager, &right);
+        ok = right.kind != KRIGHT_NONE && wire_send_bootstrap(fd, &right, 1) == MACH_MSG_SUCCESS;
+        if (!ok) {
+            kright_destroy(&right);
+        }
+    }
+    ipc_unlock();
+    if (ok && inh->serve) {
+        ok = vm_server_child_start(inh->vm_sock[0]); /* (taken either way) */
+        inh->vm_sock[0] = -1;
+    }
+    return ok;
+}
+
+bool kern_vm_inherit_child(struct kern_vm_inherit *inh, int fd)
+{
+    bool ok = true;
+    linux_close(inh->vm_sock[0]);
+    if (inh->serve) {
+        ok = vm_remote_attach(inh->vm_sock[1]);
+    }
+    for (size_t i = 0; ok && i < inh->npieces; i++) {
+        const struct kern_vm_inherit_piece *p = &inh->pieces[i];
+        struct kright right;
+        mach_port_name_t pager = MACH_PORT_NULL;
+        ok = wire_recv_bootstrap(fd, &right, 1) == 1;
+        if (ok) {
+            ipc_lock();
+            ok = ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &right, &pager) == KERN_SUCCESS &&
+                 MACH_PORT_VALID(pager);
+            ipc_unlock();
+        }
+        ok = ok && kern_vm_map_fixed_object(p->start, p->end - p->start, pager, p->offset,
+                                            p->inherit == VM_INHERIT_COPY, p->cur, p->max,
+                                            p->inherit) == KERN_SUCCESS;
+    }
+    /* The pagers' names were the creator's. */
+    free(inh->pieces);
+    *inh = (struct kern_vm_inherit){.vm_sock = {-1, -1}};
+    return ok;
+}
+
+void kern_vm_inherit_free(struct kern_vm_inherit *inh)
+{
+    for (size_t i = 0; i < inh->npieces; i++) {
+        kern_release_right(inh->pieces[i].pager);
+    }
+    free(inh->pieces);
+    linux_close(inh->vm_sock[0]);
+    linux_close(inh->vm_sock[1]);
+    *inh = (struct kern_vm_inherit){.vm_sock = {-1, -1}};
+}

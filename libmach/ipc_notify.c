@@ -1,17 +1,537 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include "ipc_notify.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <mach/notify.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "ipc_janitor.h"
 #include "ipc_port.h"
+#include "ipc_space.h"
+#include "ipc_watch.h"
 #include "ipc_wire.h"
+#include "ipc_wire_format.h"
+#include "kern_notify.h"
+#include "linux.h"
+
+enum ipc_notify_kind { IPC_NOTIFY_KERN, IPC_NOTIFY_ONCE, IPC_NOTIFY_RAW };
+
+/* A notification waiting in a backlog. */
+struct ipc_notify_item {
+    struct ipc_notify_item *next;
+    enum ipc_notify_kind kind;
+    union {
+        struct ipc_notify_kern kern; /* IPC_NOTIFY_KERN */
+        uint64_t nonce;              /* IPC_NOTIFY_ONCE */
+        struct {                     /* IPC_NOTIFY_RAW */
+            char *msg;
+            size_t len;
+            int *fds;                /* copies, owned */
+            unsigned nfds;
+        } raw;
+    };
+};
+
+/* The backlog of a destination port.  It exists while notifications wait
+ * for the port or one is being sent to it out of [G] (busy); then it is
+ * either on the ready list (ready: to be sent by the next flush), or
+ * waiting for room (armed: in the epoll set), or being sent (busy).
+ * Everything is guarded by [G]. */
+struct ipc_notify_dest {
+    uint64_t ino;                 /* the port's identity */
+    struct ipc_port *port;        /* a reference, or NULL (a bare send end) */
+    int own_fd;                   /* a copy of the bare send end, or -1 */
+    struct ipc_notify_item *head, **tail;
+    struct ipc_notify_dest *next_ready;
+    bool busy, ready, armed, registered;
+};
+
+static struct u64map ipc_notify_dests;          /* [G] ino -> struct ipc_notify_dest */
+static struct ipc_notify_dest *ipc_notify_ready; /* [G] FIFO of ready backlogs */
+static struct ipc_notify_dest **ipc_notify_ready_tail = &ipc_notify_ready; /* [G] */
+static unsigned ipc_notify_waiting;   /* [G] notifications in backlogs */
+static unsigned ipc_notify_raw_fds;   /* [G] descriptors they hold */
+static bool ipc_notify_reported;      /* [G] the bound was reported */
+static int ipc_notify_epoll = -1;     /* [G] send ends waiting for room */
+static unsigned ipc_notify_nregistered; /* [G] backlogs in that set */
+atomic_bool ipc_notify_pending;
+
+static int ipc_notify_dest_fd(const struct ipc_notify_dest *d)
+{
+    return d->port != NULL ? d->port->send_fd : d->own_fd;
+}
+
+/* Makes room for one more waiting notification, or says on stderr (once
+ * until the backlogs have emptied by half) that it is lost. */
+static bool ipc_notify_admit(void)
+{
+    if (ipc_notify_waiting < IPC_NOTIFY_BACKLOG_MAX) {
+        if (ipc_notify_waiting < IPC_NOTIFY_BACKLOG_MAX / 2) {
+            ipc_notify_reported = false;
+        }
+        ipc_notify_waiting++;
+        return true;
+    }
+    if (!ipc_notify_reported) {
+        fprintf(stderr,
+                "hell[%d]: %u notifications wait for ports that do not read them: "
+                "further ones are lost\n",
+                (int)getpid(), ipc_notify_waiting);
+        ipc_notify_reported = true;
+    }
+    return false;
+}
+
+/* The backlog of the port INO, made if there is none: for PORT (a
+ * reference is taken), or else for the bare send end BARE_FD (copied).
+ * Returns NULL when out of memory or descriptors. */
+static struct ipc_notify_dest *ipc_notify_dest_get(uint64_t ino, struct ipc_port *port,
+                                                   int bare_fd)
+{
+    struct ipc_notify_dest *d = u64map_lookup(&ipc_notify_dests, ino);
+    if (d != NULL) {
+        return d;
+    }
+    d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        return NULL;
+    }
+    *d = (struct ipc_notify_dest){.ino = ino, .port = port, .own_fd = -1, .tail = &d->head};
+    if (port == NULL && (d->own_fd = fcntl(bare_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        free(d);
+        return NULL;
+    }
+    if (!u64map_insert(&ipc_notify_dests, ino, d)) {
+        linux_close(d->own_fd);
+        free(d);
+        return NULL;
+    }
+    if (port != NULL) {
+        ipc_port_ref(port);
+    }
+    return d;
+}
+
+/* Frees D, which holds nothing and is not in use. */
+static void ipc_notify_dest_free(struct ipc_notify_dest *d)
+{
+    if (d->registered) {
+        epoll_ctl(ipc_notify_epoll, EPOLL_CTL_DEL, ipc_notify_dest_fd(d), NULL);
+        if (--ipc_notify_nregistered == 0) {
+            /* Nothing waits for room: the set closes until needed. */
+            ipc_watch_backlogs_stop(ipc_notify_epoll);
+            linux_close(ipc_notify_epoll);
+            ipc_notify_epoll = -1;
+        }
+    }
+    u64map_remove(&ipc_notify_dests, d->ino);
+    if (d->port != NULL) {
+        ipc_port_unref(d->port);
+    }
+    linux_close(d->own_fd);
+    free(d);
+}
+
+static void ipc_notify_append(struct ipc_notify_dest *d, struct ipc_notify_item *item)
+{
+    item->next = NULL;
+    *d->tail = item;
+    d->tail = &item->next;
+}
+
+static struct ipc_notify_item *ipc_notify_pop(struct ipc_notify_dest *d)
+{
+    struct ipc_notify_item *item = d->head;
+    d->head = item->next;
+    if (d->head == NULL) {
+        d->tail = &d->head;
+    }
+    return item;
+}
+
+static void ipc_notify_push_front(struct ipc_notify_dest *d, struct ipc_notify_item *item)
+{
+    item->next = d->head;
+    if (d->head == NULL) {
+        d->tail = &item->next;
+    }
+    d->head = item;
+}
+
+static void ipc_notify_make_ready(struct ipc_notify_dest *d)
+{
+    d->ready = true;
+    d->next_ready = NULL;
+    *ipc_notify_ready_tail = d;
+    ipc_notify_ready_tail = &d->next_ready;
+    atomic_store(&ipc_notify_pending, true);
+}
+
+/* Destroys a raw message that cannot be sent as a message queued on a
+ * dead task's port is destroyed: through a socket pair of its own,
+ * whose receive end ipc_port_destroy_orphans drains. */
+static void ipc_notify_raw_destroy(struct ipc_notify_item *item)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        fprintf(stderr, "hell[%d]: a notification that could not be sent is lost: %s\n",
+                (int)getpid(), strerror(errno));
+        return; /* its descriptors close: the rights die with them */
+    }
+    struct iovec iov = {.iov_base = item->raw.msg, .iov_len = item->raw.len};
+    bool queued = wire_sendmsg(sv[1], &iov, 1, item->raw.fds, item->raw.nfds, MSG_DONTWAIT) >= 0;
+    linux_close(sv[1]);
+    if (queued) {
+        ipc_port_destroy_orphans(&sv[0], 1, NULL, 0);
+    } else {
+        linux_close(sv[0]);
+    }
+}
+
+/* ITEM is done with: sent (SENT) or not (its rights released as a failed
+ * send releases them).  Frees it. */
+static void ipc_notify_item_done(struct ipc_notify_item *item, bool sent)
+{
+    switch (item->kind) {
+    case IPC_NOTIFY_KERN:
+        if (!sent) {
+            kern_notify_discard(&item->kern);
+        }
+        break;
+    case IPC_NOTIFY_ONCE:
+        ipc_janitor_release(item->nonce);
+        break;
+    case IPC_NOTIFY_RAW:
+        if (!sent) {
+            ipc_notify_raw_destroy(item);
+        }
+        for (unsigned i = 0; i < item->raw.nfds; i++) {
+            linux_close(item->raw.fds[i]);
+        }
+        ipc_notify_raw_fds -= item->raw.nfds;
+        free(item->raw.fds);
+        free(item->raw.msg);
+        break;
+    }
+    free(item);
+}
+
+enum ipc_notify_outcome { IPC_NOTIFY_SENT, IPC_NOTIFY_FULL, IPC_NOTIFY_FAILED };
+
+/* Sends ITEM to D without waiting.  A kernel notification is sent
+ * through the kernel space's mach_msg, without [G] (D is busy
+ * meanwhile).  Expects [G]; returns with it. */
+static enum ipc_notify_outcome ipc_notify_item_send(struct ipc_notify_dest *d,
+                                                    struct ipc_notify_item *item)
+{
+    mach_msg_return_t mr;
+    switch (item->kind) {
+    case IPC_NOTIFY_KERN:
+        ipc_unlock();
+        mr = kern_notify_deliver(&item->kern);
+        ipc_lock();
+        break;
+    case IPC_NOTIFY_ONCE:
+        mr = wire_send_notify_fd(ipc_notify_dest_fd(d), item->nonce, MACH_NOTIFY_SEND_ONCE);
+        break;
+    default: {
+        struct iovec iov = {.iov_base = item->raw.msg, .iov_len = item->raw.len};
+        mr = wire_sendmsg(ipc_notify_dest_fd(d), &iov, 1, item->raw.fds, item->raw.nfds,
+                          MSG_DONTWAIT) >= 0 ? MACH_MSG_SUCCESS
+             : errno == EAGAIN               ? MACH_SEND_TIMED_OUT
+                                             : MACH_SEND_INVALID_DEST;
+        break;
+    }
+    }
+    return mr == MACH_MSG_SUCCESS       ? IPC_NOTIFY_SENT
+           : mr == MACH_SEND_TIMED_OUT ? IPC_NOTIFY_FULL
+                                       : IPC_NOTIFY_FAILED;
+}
+
+/* Waits for room in D's socket (the watchdog sends what waits then).
+ * Returns false when it cannot be watched. */
+static bool ipc_notify_arm(struct ipc_notify_dest *d)
+{
+    if (ipc_notify_epoll < 0) {
+        ipc_notify_epoll = epoll_create1(EPOLL_CLOEXEC);
+        if (ipc_notify_epoll < 0) {
+            return false;
+        }
+        if (!ipc_watch_backlogs(ipc_notify_epoll)) {
+            linux_close(ipc_notify_epoll);
+            ipc_notify_epoll = -1;
+            return false;
+        }
+    }
+    /* One event per arming: a backlog whose head another thread is
+     * sending must not wake the watchdog again and again. */
+    struct epoll_event event = {.events = EPOLLOUT | EPOLLONESHOT, .data.u64 = d->ino};
+    int fd = ipc_notify_dest_fd(d);
+    if (epoll_ctl(ipc_notify_epoll, d->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd,
+                  &event) != 0) {
+        if (ipc_notify_nregistered == 0) {
+            ipc_watch_backlogs_stop(ipc_notify_epoll);
+            linux_close(ipc_notify_epoll);
+            ipc_notify_epoll = -1;
+        }
+        return false;
+    }
+    if (!d->registered) {
+        d->registered = true;
+        ipc_notify_nregistered++;
+    }
+    d->armed = true;
+    return true;
+}
+
+/* D is idle (not busy, ready or armed): freed when empty, else armed;
+ * what cannot be watched is released, as if its port were dead. */
+static void ipc_notify_settle(struct ipc_notify_dest *d)
+{
+    if (d->head != NULL && !ipc_notify_arm(d)) {
+        fprintf(stderr, "hell[%d]: cannot wait for room in a port: its notifications are lost\n",
+                (int)getpid());
+        while (d->head != NULL) {
+            ipc_notify_waiting--;
+            ipc_notify_item_done(ipc_notify_pop(d), false);
+        }
+    }
+    if (d->head == NULL) {
+        ipc_notify_dest_free(d);
+    }
+}
+
+/* Sends what waits in D, in order, until its socket is full.  Expects
+ * [G] (released while a kernel notification is sent) and D idle. */
+static void ipc_notify_drain(struct ipc_notify_dest *d)
+{
+    d->busy = true;
+    while (d->head != NULL) {
+        struct ipc_notify_item *item = ipc_notify_pop(d);
+        enum ipc_notify_outcome outcome = ipc_notify_item_send(d, item);
+        if (outcome == IPC_NOTIFY_FULL) {
+            ipc_notify_push_front(d, item);
+            break;
+        }
+        ipc_notify_waiting--;
+        /* (Releasing may queue more for D itself: a dead port's notify
+         * right destroyed.  They fail in turn.) */
+        ipc_notify_item_done(item, outcome == IPC_NOTIFY_SENT);
+    }
+    d->busy = false;
+    ipc_notify_settle(d);
+}
+
+void ipc_notify_kern(struct ipc_port *dest, const struct ipc_notify_kern *n)
+{
+    struct ipc_notify_item *item = malloc(sizeof *item);
+    struct ipc_notify_dest *d = NULL;
+    if (item == NULL || !ipc_notify_admit()) {
+        free(item);
+        kern_notify_discard(n);
+        return;
+    }
+    if ((d = ipc_notify_dest_get(dest->ino, dest, -1)) == NULL) {
+        ipc_notify_waiting--;
+        free(item);
+        kern_notify_discard(n);
+        return;
+    }
+    item->kind = IPC_NOTIFY_KERN;
+    item->kern = *n;
+    ipc_notify_append(d, item);
+    if (!d->busy && !d->ready && !d->armed) {
+        ipc_notify_make_ready(d);
+    }
+}
+
+void ipc_notify_flush(void)
+{
+    ipc_lock();
+    while (ipc_notify_ready != NULL) {
+        struct ipc_notify_dest *d = ipc_notify_ready;
+        ipc_notify_ready = d->next_ready;
+        if (ipc_notify_ready == NULL) {
+            ipc_notify_ready_tail = &ipc_notify_ready;
+        }
+        d->ready = false;
+        ipc_notify_drain(d);
+    }
+    atomic_store(&ipc_notify_pending, false);
+    ipc_unlock();
+}
+
+/* Queues ITEM (admitted) for the port INO, of PORT or the bare send end
+ * BARE_FD, whose socket is full or which has a backlog.  Returns false
+ * when out of memory or descriptors (ITEM is then the caller's). */
+static bool ipc_notify_queue(uint64_t ino, struct ipc_port *port, int bare_fd,
+                             struct ipc_notify_item *item)
+{
+    struct ipc_notify_dest *d = ipc_notify_dest_get(ino, port, bare_fd);
+    if (d == NULL) {
+        return false;
+    }
+    ipc_notify_append(d, item);
+    if (!d->busy && !d->ready && !d->armed) {
+        ipc_notify_settle(d); /* a new backlog: the socket was full */
+    }
+    return true;
+}
 
 void ipc_notify_send_once(struct ipc_port *port, uint64_t nonce)
 {
     if (port->rcv != NULL && port->rcv->orphan) {
         return;
     }
-    /* A full or dead queue loses the notification, as a dead port does in
-     * GNU Mach; a full one is the one difference (see ARCHITECTURE.md). */
-    (void)wire_send_notify_locked(port, nonce, MACH_NOTIFY_SEND_ONCE);
+    if (u64map_lookup(&ipc_notify_dests, port->ino) == NULL &&
+        wire_send_notify_locked(port, nonce, MACH_NOTIFY_SEND_ONCE) != MACH_SEND_TIMED_OUT) {
+        return; /* sent, or the port is dead: lost, as in GNU Mach */
+    }
+    struct ipc_notify_item *item = malloc(sizeof *item);
+    if (item == NULL || !ipc_notify_admit()) {
+        free(item);
+        return;
+    }
+    *item = (struct ipc_notify_item){.kind = IPC_NOTIFY_ONCE, .nonce = nonce};
+    if (!ipc_notify_queue(port->ino, port, -1, item)) {
+        ipc_notify_waiting--;
+        free(item);
+        return;
+    }
+    /* Listed again until it goes: should this task die first, machd
+     * sends it. */
+    ipc_janitor_hold(port, nonce);
+}
+
+/* Sends ITEM (consumed) to the bare send end SEND_FD, or queues it.
+ * Returns 0 when sent or queued, -1 when the port is dead or ITEM could
+ * not be queued (its descriptors are closed then).  Takes [G]. */
+static int ipc_notify_send_bare(int send_fd, struct ipc_notify_item *item)
+{
+    uint64_t ino;
+    ipc_lock();
+    struct ipc_notify_dest probe = {.own_fd = send_fd};
+    enum ipc_notify_outcome outcome = !linux_socket_ino(send_fd, &ino) ? IPC_NOTIFY_FAILED
+                                      : u64map_lookup(&ipc_notify_dests, ino) != NULL
+                                          ? IPC_NOTIFY_FULL
+                                          : ipc_notify_item_send(&probe, item);
+    int rc = outcome == IPC_NOTIFY_SENT ? 0 : -1;
+    if (outcome == IPC_NOTIFY_FULL && ipc_notify_admit()) {
+        if (ipc_notify_queue(ino, NULL, send_fd, item)) {
+            ipc_unlock();
+            return 0;
+        }
+        ipc_notify_waiting--;
+    }
+    /* Sent, or never to be: the caller keeps what it stands for. */
+    ipc_notify_item_done(item, true);
+    ipc_unlock();
+    return rc;
+}
+
+int ipc_notify_send_once_fd(int send_fd, uint64_t nonce)
+{
+    struct ipc_notify_item *item = malloc(sizeof *item);
+    if (item == NULL) {
+        return wire_send_notify_fd(send_fd, nonce, MACH_NOTIFY_SEND_ONCE) == MACH_MSG_SUCCESS
+                   ? 0
+                   : -1;
+    }
+    *item = (struct ipc_notify_item){.kind = IPC_NOTIFY_ONCE, .nonce = nonce};
+    return ipc_notify_send_bare(send_fd, item);
+}
+
+int ipc_notify_send_raw_fd(int send_fd, const void *msg, size_t len, const int *fds,
+                           unsigned nfds)
+{
+    if (nfds > WIRE_MAX_FDS) {
+        return -1;
+    }
+    struct ipc_notify_item *item = calloc(1, sizeof *item);
+    char *copy = malloc(len > 0 ? len : 1);
+    int *own = malloc((nfds + 1) * sizeof *own);
+    if (item == NULL || copy == NULL || own == NULL) {
+        free(item);
+        free(copy);
+        free(own);
+        return -1;
+    }
+    memcpy(copy, msg, len);
+    unsigned n = 0;
+    ipc_lock();
+    bool ok = ipc_notify_raw_fds + nfds <= IPC_NOTIFY_RAW_FDS_MAX;
+    if (!ok) {
+        fprintf(stderr, "hell[%d]: notifications waiting hold %u descriptors: one is lost\n",
+                (int)getpid(), ipc_notify_raw_fds);
+    }
+    while (ok && n < nfds) {
+        int fd = fcntl(fds[n], F_DUPFD_CLOEXEC, 0);
+        ok = fd >= 0;
+        if (ok) {
+            own[n++] = fd;
+        }
+    }
+    if (ok) {
+        ipc_notify_raw_fds += nfds; /* given back by ipc_notify_item_done */
+    }
+    ipc_unlock();
+    if (!ok) {
+        for (unsigned i = 0; i < n; i++) {
+            linux_close(own[i]);
+        }
+        free(item);
+        free(copy);
+        free(own);
+        return -1;
+    }
+    *item = (struct ipc_notify_item){
+        .kind = IPC_NOTIFY_RAW, .raw = {.msg = copy, .len = len, .fds = own, .nfds = nfds}};
+    return ipc_notify_send_bare(send_fd, item);
+}
+
+void ipc_notify_writable(void)
+{
+    ipc_lock();
+    struct epoll_event events[64];
+    int n = ipc_notify_epoll >= 0 ? epoll_wait(ipc_notify_epoll, events, 64, 0) : 0;
+    for (int i = 0; i < n; i++) {
+        /* Looked up again each time: draining one releases [G]. */
+        struct ipc_notify_dest *d = u64map_lookup(&ipc_notify_dests, events[i].data.u64);
+        if (d != NULL && d->armed) {
+            d->armed = false;
+            ipc_notify_drain(d);
+        }
+    }
+    ipc_unlock();
+}
+
+void ipc_notify_fork_child(void)
+{
+    /* The parent's backlogs are its own: only their descriptors are
+     * closed here (the memory is left alone, like the ports'). */
+    uint64_t key;
+    void *value;
+    for (size_t i = 0; u64map_next(&ipc_notify_dests, &i, &key, &value);) {
+        struct ipc_notify_dest *d = value;
+        linux_close(d->own_fd);
+        for (struct ipc_notify_item *item = d->head; item != NULL; item = item->next) {
+            for (unsigned k = 0; item->kind == IPC_NOTIFY_RAW && k < item->raw.nfds; k++) {
+                linux_close(item->raw.fds[k]);
+            }
+        }
+    }
+    linux_close(ipc_notify_epoll);
+    ipc_notify_epoll = -1;
+    ipc_notify_dests = (struct u64map){0};
+    ipc_notify_ready = NULL;
+    ipc_notify_ready_tail = &ipc_notify_ready;
+    ipc_notify_waiting = ipc_notify_raw_fds = ipc_notify_nregistered = 0;
+    ipc_notify_reported = false;
+    atomic_store(&ipc_notify_pending, false);
 }

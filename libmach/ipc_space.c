@@ -297,8 +297,10 @@ void kright_destroy(struct kright *right)
         ipc_port_srights_drop(port);
         break;
     case KRIGHT_SEND_ONCE:
-        ipc_notify_send_once(port, right->nonce);
+        /* (Released first: a notification that has to wait lists the
+         * right again until it goes.) */
         ipc_janitor_release(right->nonce);
+        ipc_notify_send_once(port, right->nonce);
         break;
     case KRIGHT_RECEIVE:
         if (kern_notify_port_destroyed_right(right)) {

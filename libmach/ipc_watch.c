@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ipc_msg.h"
+#include "ipc_notify.h"
 #include "ipc_port.h"
 #include "ipc_qlimit.h"
 #include "ipc_space.h"
@@ -27,6 +28,7 @@ static struct u64map ipc_watch_ns;    /* [G] serial -> port: counting pipe watch
 static struct u64map ipc_watch_owners; /* [G] serial -> dead port whose
                                           destroyer's pidfd is watched */
 #define IPC_WATCH_OWNER_TAG (1ull << 62) /* epoll data of such a pidfd */
+#define IPC_WATCH_BACKLOG_TAG (1ull << 61) /* epoll data of ipc_notify's set */
 static struct u64map ipc_watch_dead;  /* [G] serial -> dead port with waiters
                                          (referenced) */
 
@@ -86,12 +88,18 @@ void ipc_watch_port_died(struct ipc_port *port)
     ipc_watch_server_gone(port);
 }
 
-/* Handles hang-ups and kicks waiters on dead ports.  Expects [G].
+/* Handles hang-ups and kicks waiters on dead ports; *WRITABLE tells
+ * whether ports with notifications waiting have room.  Expects [G].
  * Returns whether some remain to be kicked again. */
-static bool ipc_watch_pass(struct epoll_event *events, int n)
+static bool ipc_watch_pass(struct epoll_event *events, int n, bool *writable)
 {
+    *writable = false;
     for (int i = 0; i < n; i++) {
         uint64_t tag = events[i].data.u64;
+        if (tag == IPC_WATCH_BACKLOG_TAG) {
+            *writable = true;
+            continue;
+        }
         if (tag & IPC_WATCH_OWNER_TAG) {
             /* The task that destroyed the port died with our replies. */
             struct ipc_port *port = u64map_lookup(&ipc_watch_owners, tag & ~IPC_WATCH_OWNER_TAG);
@@ -148,9 +156,13 @@ static void *ipc_watch_main(void *arg)
         if (n < 0 && errno != EINTR) {
             return NULL;
         }
+        bool writable;
         ipc_lock();
-        kicking = ipc_watch_pass(events, n < 0 ? 0 : n);
+        kicking = ipc_watch_pass(events, n < 0 ? 0 : n, &writable);
         ipc_unlock();
+        if (writable) {
+            ipc_notify_writable();
+        }
         kern_notify_flush();
     }
 }
@@ -250,6 +262,17 @@ void ipc_watch_no_senders_stop(struct ipc_port *port)
         u64map_remove(&ipc_watch_ns, port->serial);
         rcv->ns_watched = false;
     }
+}
+
+bool ipc_watch_backlogs(int fd)
+{
+    struct epoll_event event = {.events = EPOLLIN, .data.u64 = IPC_WATCH_BACKLOG_TAG};
+    return ipc_watch_start() && epoll_ctl(ipc_watch_epoll, EPOLL_CTL_ADD, fd, &event) == 0;
+}
+
+void ipc_watch_backlogs_stop(int fd)
+{
+    epoll_ctl(ipc_watch_epoll, EPOLL_CTL_DEL, fd, NULL);
 }
 
 void ipc_watch_fork_child(void)

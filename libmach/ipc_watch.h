@@ -12,7 +12,8 @@
  * still answer what it took: then the watchdog waits for that task's
  * death instead (a pidfd), as GNU Mach keeps a reply right alive as long
  * as its holder.  Nothing is paid per RPC: a destination is added to the
- * epoll set once, the first time a reply is awaited from it.
+ * epoll set once, the first time a reply is awaited from it.  It also
+ * sends the notifications that wait for room in their ports' sockets.
  *
  * Every function here expects ipc_lock held ([G]).
  */
@@ -53,6 +54,15 @@ void ipc_watch_no_senders(struct ipc_port *port);
 
 /* Stops watching PORT's counting pipe (its receive right leaves). */
 void ipc_watch_no_senders_stop(struct ipc_port *port);
+
+/* Watches FD, the epoll set of the send ends whose ports have
+ * notifications waiting for room (ipc_notify.h), starting the watchdog
+ * if need be: when FD is ready, ipc_notify_writable runs.  Returns
+ * whether it is watched. */
+bool ipc_watch_backlogs(int fd);
+
+/* Stops watching FD (before it closes). */
+void ipc_watch_backlogs_stop(int fd);
 
 /* The child side of fork(): no watchdog, nothing watched. */
 void ipc_watch_fork_child(void);

@@ -7,6 +7,7 @@
 
 #include "ipc_janitor.h"
 #include "ipc_msg.h"
+#include "ipc_notify.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "ipc_watch.h"
@@ -15,30 +16,18 @@
 #include "mach_port.server.h"
 
 
-/* A notification waiting to be sent once [G] is released. */
-struct kern_notification {
-    mach_port_name_t notify; /* kernel-space send-once right (consumed) */
-    mach_msg_id_t id;
-    uint32_t value;          /* make-send count or port name */
-    struct kern_notification *next;
-};
-
-static struct kern_notification *kern_notify_queue; /* [G] */
-atomic_bool kern_notify_pending;
-
+/* Queues the notification ID with VALUE through the kernel-space
+ * send-once right NOTIFY (consumed), for the next flush.  Expects [G]. */
 static void kern_notify_queue_add(mach_port_name_t notify, mach_msg_id_t id, uint32_t value)
 {
-    struct kern_notification *n = malloc(sizeof *n);
-    if (n == NULL) {
-        /* Out of memory: destroying the right still tells its receiver
-         * something happened (a send-once notification). */
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], notify);
+    struct ipc_notify_kern n = {.notify = notify, .id = id, .value = value};
+    struct ipc_port *dest;
+    uint64_t nonce;
+    if (!kern_notify_request_right(notify, &dest, &nonce)) {
+        kern_notify_discard(&n); /* (never: requests hold send-once rights) */
         return;
     }
-    *n = (struct kern_notification){.notify = notify, .id = id, .value = value,
-                                    .next = kern_notify_queue};
-    kern_notify_queue = n;
-    atomic_store(&kern_notify_pending, true);
+    ipc_notify_kern(dest, &n);
 }
 
 /* The layout of notify.defs messages with one argument: 32 bits, or a
@@ -72,39 +61,26 @@ static struct kern_notify_msg kern_notify_msg_make(mach_msg_id_t id, mach_port_n
     };
 }
 
-static void kern_notify_send(const struct kern_notification *n)
+mach_msg_return_t kern_notify_deliver(const struct ipc_notify_kern *n)
 {
-    bool destroyed = n->id == MACH_NOTIFY_PORT_DESTROYED;
     struct kern_notify_msg msg = kern_notify_msg_make(n->id, n->notify, n->value);
-    mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, &msg.head,
-                                        MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof msg, 0,
-                                        MACH_PORT_NULL, 0);
-    if (mr != MACH_MSG_SUCCESS) {
-        /* The notify port is dead (or full): drop the right, and destroy
-         * the receive right a port-destroyed notification carried. */
-        ipc_lock();
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], n->notify);
-        if (destroyed) {
-            (void)ipc_right_delta(&ipc_spaces[SPACE_KERNEL], n->value, MACH_PORT_RIGHT_RECEIVE,
-                                  -1);
-        }
-        ipc_unlock();
+    return ipc_mach_msg(SPACE_KERNEL, &msg.head, MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof msg, 0,
+                        MACH_PORT_NULL, 0);
+}
+
+void kern_notify_discard(const struct ipc_notify_kern *n)
+{
+    /* Drop the right, and destroy the receive right a port-destroyed
+     * notification carried. */
+    (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], n->notify);
+    if (n->id == MACH_NOTIFY_PORT_DESTROYED) {
+        (void)ipc_right_delta(&ipc_spaces[SPACE_KERNEL], n->value, MACH_PORT_RIGHT_RECEIVE, -1);
     }
 }
 
 void kern_notify_flush(void)
 {
-    ipc_lock();
-    struct kern_notification *list = kern_notify_queue;
-    kern_notify_queue = NULL;
-    atomic_store(&kern_notify_pending, false);
-    ipc_unlock();
-    while (list != NULL) {
-        struct kern_notification *next = list->next;
-        kern_notify_send(list);
-        free(list);
-        list = next;
-    }
+    ipc_notify_flush();
 }
 
 void kern_notify_entry_dead(struct ipc_entry *entry)

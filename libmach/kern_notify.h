@@ -5,13 +5,15 @@
  * dead-name, port-deleted.  A request's notify right is a send-once right
  * held in the kernel space.  Notifications are queued under [G] by the
  * code that notices the event, and sent by kern_notify_flush once [G] is
- * released (sending may need to take it).
+ * released (sending may need to take it); one whose port's socket is
+ * full waits for room, behind the others to that port (ipc_notify.h).
  */
 #ifndef HELL_KERN_NOTIFY_H
 #define HELL_KERN_NOTIFY_H
 
 #include <stdatomic.h>
 
+#include "ipc_notify.h"
 #include "ipc_types.h"
 
 /* PORT's send end hung up: its receive right is gone.  Converts the user
@@ -91,8 +93,21 @@ mach_msg_return_t kern_notify_port_destroyed_copy(struct ipc_port *port, int fd,
                                                   const void *prefix, size_t prefix_len,
                                                   size_t max);
 
-/* Sends the queued notifications.  Expects [G] not held. */
+/* Sends the queued notifications (ipc_notify_flush).  Expects [G] not
+ * held. */
 void kern_notify_flush(void);
+
+/* Sends N through the kernel space's mach_msg without waiting.  Returns
+ * MACH_MSG_SUCCESS (its rights gone with it), MACH_SEND_TIMED_OUT when
+ * its port's socket is full (its rights back under their names), or
+ * another error (likewise; the port is dead).  Expects [G] not held. */
+mach_msg_return_t kern_notify_deliver(const struct ipc_notify_kern *n);
+
+/* Releases the rights of N, which will not be sent, as GNU Mach does
+ * with a notification it cannot deliver: its notify right is destroyed,
+ * and the receive right of a port-destroyed notification.  Expects
+ * [G]. */
+void kern_notify_discard(const struct ipc_notify_kern *n);
 
 /* Asks for a dead-name notification of NAME, a send right of the kernel
  * space, through NOTIFY, a kernel-space send-once right (consumed): how
@@ -107,13 +122,10 @@ kern_return_t kern_notify_request_dead_name_kernel(mach_port_name_t name,
  * of descriptors.  Expects [G]. */
 void kern_notify_watch(mach_port_name_t name, int kotype, mach_port_name_t *notify_kname);
 
-/* Whether notifications are queued (read without [G]: a hint). */
-extern atomic_bool kern_notify_pending;
-
 /* Flushes when something is queued: one load on the message path. */
 static inline void kern_notify_flush_pending(void)
 {
-    if (atomic_load_explicit(&kern_notify_pending, memory_order_relaxed)) {
+    if (atomic_load_explicit(&ipc_notify_pending, memory_order_relaxed)) {
         kern_notify_flush();
     }
 }

@@ -28,6 +28,7 @@
 #include "ipc_janitor.h"
 #include "ipc_kmsg.h"
 #include "ipc_msg.h"
+#include "ipc_notify.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "ipc_pset.h"
@@ -946,6 +947,7 @@ void kern_task_fork_child(void)
     ipc_janitor_fork_child();
     linux_fork_child();
     ipc_watch_fork_child();
+    ipc_notify_fork_child();
     ipc_pset_forget_all();
     ipc_port_forget_all();
     for (int i = 0; i < 2; i++) {

@@ -68,16 +68,24 @@ mach_port_t hell_host_priv_create(void (*on_reboot)(int options));
 
 /* Sends the send-once notification of the right NONCE through SEND_FD,
  * a port's send end.  For the kernel process: it destroys the send-once
- * rights a task of the instance held when it died.  Returns 0, or -1
- * when the port is dead or its queue full. */
+ * rights a task of the instance held when it died.  Never waits: when
+ * the port's queue is full, the notification is kept (SEND_FD is copied)
+ * and sent, in order with the others to that port, once there is room.
+ * Returns 0 (sent or kept), or -1 when the port is dead (or, past
+ * libmach's bound on kept notifications, which stderr reports, lost). */
 int hell_janitor_send_once(int send_fd, uint64_t nonce);
 
 /* Sends MSG[0..LEN), an escrow a task of the instance left (the
  * notification it would send, as it goes on the wire), with its
  * descriptors FDS[0..NFDS) (copied; at most HELL_JANITOR_ESCROW_FDS)
  * through SEND_FD, a port's send end, without waiting: for the kernel
- * process, when the task has died.  Returns 0, or -1 when the port is
- * dead or its queue full. */
+ * process, when the task has died.  A full queue keeps it (with copies
+ * of SEND_FD and FDS) until there is room, as hell_janitor_send_once
+ * does; should the port die first, the message is destroyed as one
+ * queued on a dead task's port (the receive right it carries destroyed
+ * with its queue).  Returns 0 (sent or kept), or -1 when the port is
+ * dead, or nothing more can be kept (bounds, descriptors): the caller
+ * then destroys what the escrow stands for. */
 int hell_janitor_send_escrow(int send_fd, const void *msg, size_t len, const int *fds,
                              unsigned nfds);
 

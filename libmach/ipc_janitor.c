@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "ipc_notify.h"
 #include "ipc_port.h"
 #include "ipc_space.h"
 #include "ipc_wire.h"
@@ -401,17 +402,13 @@ void ipc_janitor_fork_child(void)
 
 EXPORT int hell_janitor_send_once(int send_fd, uint64_t nonce)
 {
-    return wire_send_notify_fd(send_fd, nonce, MACH_NOTIFY_SEND_ONCE) == MACH_MSG_SUCCESS ? 0
-                                                                                          : -1;
+    return ipc_notify_send_once_fd(send_fd, nonce);
 }
 
 EXPORT int hell_janitor_send_escrow(int send_fd, const void *msg, size_t len, const int *fds,
                                     unsigned nfds)
 {
-    struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
-    return nfds <= WIRE_MAX_FDS && wire_sendmsg(send_fd, &iov, 1, fds, nfds, MSG_DONTWAIT) >= 0
-               ? 0
-               : -1;
+    return ipc_notify_send_raw_fd(send_fd, msg, len, fds, nfds);
 }
 
 EXPORT void hell_janitor_destroy_receives(const int *recv_fds, size_t nrecv, const int *send_fds,

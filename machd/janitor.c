@@ -579,9 +579,10 @@ static uint64_t *janitor_escrows_send(struct janitor_task *t, const struct janit
         if (janitor_receive_listed(listed, e->head.key) != e->head.id || notify == NULL) {
             continue;
         }
-        /* A notify port that is dead or full: the port is destroyed
-         * with the others, as GNU Mach destroys a right whose
-         * notification cannot be sent. */
+        /* A notify port that is dead: the port is destroyed with the
+         * others, as GNU Mach destroys a right whose notification
+         * cannot be sent.  (A full one keeps the escrow until there is
+         * room, and destroys it should the port die first.) */
         if (hell_janitor_send_escrow(notify->send_fd, e->msg, e->len, e->fds, e->nfds) != 0) {
             continue;
         }

@@ -50,6 +50,8 @@ struct ipc_notify_dest {
     struct ipc_notify_item *head, **tail;
     struct ipc_notify_dest *next_ready;
     bool busy, ready, armed, registered;
+    const bool *owner;            /* while busy: its thread's ipc_notify_draining */
+    bool handoff;                 /* another thread appended while busy */
 };
 
 static struct u64map ipc_notify_dests;          /* [G] ino -> struct ipc_notify_dest */
@@ -60,7 +62,13 @@ static unsigned ipc_notify_raw_fds;   /* [G] descriptors they hold */
 static bool ipc_notify_reported;      /* [G] the bound was reported */
 static int ipc_notify_epoll = -1;     /* [G] send ends waiting for room */
 static unsigned ipc_notify_nregistered; /* [G] backlogs in that set */
+static unsigned ipc_notify_handoffs;  /* [G] busy backlogs with a handoff */
 atomic_bool ipc_notify_pending;
+/* This thread is sending a backlog: the mach_msg that sends a kernel
+ * notification ends with a flush, which must not nest (the outer loop
+ * takes what became ready meanwhile), or the stack would grow with the
+ * number of ports waiting. */
+static __thread bool ipc_notify_draining;
 
 static int ipc_notify_dest_fd(const struct ipc_notify_dest *d)
 {
@@ -143,6 +151,14 @@ static void ipc_notify_append(struct ipc_notify_dest *d, struct ipc_notify_item 
     item->next = NULL;
     *d->tail = item;
     d->tail = &item->next;
+    if (d->busy && d->owner != &ipc_notify_draining && !d->handoff) {
+        /* Another thread sends D's head: it sends this too, and the
+         * flush that follows here waits until it has (a task that
+         * exits right after the call that made it must not lose it). */
+        d->handoff = true;
+        ipc_notify_handoffs++;
+        atomic_store(&ipc_notify_pending, true);
+    }
 }
 
 static struct ipc_notify_item *ipc_notify_pop(struct ipc_notify_dest *d)
@@ -311,7 +327,10 @@ static void ipc_notify_settle(struct ipc_notify_dest *d)
  * [G] (released while a kernel notification is sent) and D idle. */
 static void ipc_notify_drain(struct ipc_notify_dest *d)
 {
+    bool nested = ipc_notify_draining;
+    ipc_notify_draining = true;
     d->busy = true;
+    d->owner = &ipc_notify_draining;
     while (d->head != NULL) {
         struct ipc_notify_item *item = ipc_notify_pop(d);
         enum ipc_notify_outcome outcome = ipc_notify_item_send(d, item);
@@ -325,7 +344,12 @@ static void ipc_notify_drain(struct ipc_notify_dest *d)
         ipc_notify_item_done(item, outcome == IPC_NOTIFY_SENT);
     }
     d->busy = false;
+    if (d->handoff) {
+        d->handoff = false;
+        ipc_notify_handoffs--;
+    }
     ipc_notify_settle(d);
+    ipc_notify_draining = nested;
 }
 
 void ipc_notify_kern(struct ipc_port *dest, const struct ipc_notify_kern *n)
@@ -353,15 +377,30 @@ void ipc_notify_kern(struct ipc_port *dest, const struct ipc_notify_kern *n)
 
 void ipc_notify_flush(void)
 {
+    if (ipc_notify_draining) {
+        return; /* the drain below us goes on with what is ready */
+    }
     ipc_lock();
-    while (ipc_notify_ready != NULL) {
-        struct ipc_notify_dest *d = ipc_notify_ready;
-        ipc_notify_ready = d->next_ready;
-        if (ipc_notify_ready == NULL) {
-            ipc_notify_ready_tail = &ipc_notify_ready;
+    for (;;) {
+        while (ipc_notify_ready != NULL) {
+            struct ipc_notify_dest *d = ipc_notify_ready;
+            ipc_notify_ready = d->next_ready;
+            if (ipc_notify_ready == NULL) {
+                ipc_notify_ready_tail = &ipc_notify_ready;
+            }
+            d->ready = false;
+            ipc_notify_drain(d);
         }
-        d->ready = false;
-        ipc_notify_drain(d);
+        if (ipc_notify_handoffs == 0) {
+            break;
+        }
+        /* Notifications handed to threads sending their ports' heads:
+         * those sends do not wait (a full socket arms the backlog), so
+         * this wait is short.  (Which handoff is ours is not recorded:
+         * rare enough to wait for all.) */
+        ipc_unlock();
+        usleep(50);
+        ipc_lock();
     }
     atomic_store(&ipc_notify_pending, false);
     ipc_unlock();
@@ -532,6 +571,7 @@ void ipc_notify_fork_child(void)
     ipc_notify_ready = NULL;
     ipc_notify_ready_tail = &ipc_notify_ready;
     ipc_notify_waiting = ipc_notify_raw_fds = ipc_notify_nregistered = 0;
+    ipc_notify_handoffs = 0;
     ipc_notify_reported = false;
     atomic_store(&ipc_notify_pending, false);
 }

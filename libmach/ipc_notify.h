@@ -61,8 +61,12 @@ void ipc_notify_send_once(struct ipc_port *port, uint64_t nonce);
 void ipc_notify_kern(struct ipc_port *dest, const struct ipc_notify_kern *n);
 
 /* Sends the notifications queued by ipc_notify_kern, and what waits
- * behind them, as far as their ports' sockets take them.  Expects [G]
- * not held. */
+ * behind them, as far as their ports' sockets take them.  A notification
+ * this thread queued behind one another thread is sending (never
+ * waiting for room) is sent by that thread: the flush waits for it, so
+ * that what a call queued has been tried when the call returns.  Does
+ * nothing inside a drain of this thread (a kernel notification's own
+ * mach_msg).  Expects [G] not held. */
 void ipc_notify_flush(void);
 
 /* Whether ipc_notify_flush has something to do (read without [G]: a

@@ -218,6 +218,23 @@ bool kern_serving_other_task(void);
 mach_msg_return_t kern_call_timed(mach_msg_header_t *msg, mach_msg_size_t send_size,
                                   mach_msg_size_t rcv_size, int timeout_ms);
 
+/* ---- calls to another task (kern_task_call.c) ---- */
+
+/* mach_port_destroy (DESTROY) or mach_port_deallocate of NAME in TASK, a
+ * kernel-space send right to another task's port (kept), waiting at most
+ * TIMEOUT_MS for each of the send and the reply.  Returns whether TASK
+ * answered as a task does, the routine's code in *KR; false when it did
+ * not answer in time, could not be sent to, or answered MIG_BAD_ID or
+ * MIG_BAD_ARGUMENTS (no task's port, as far as one can tell).  Expects no
+ * lock; blocks: never in the service thread. */
+bool kern_task_call_port(mach_port_t task, bool destroy, mach_port_name_t name, int timeout_ms,
+                         kern_return_t *kr);
+
+/* vm_deallocate of [ADDRESS, ADDRESS + SIZE) in TASK, as
+ * kern_task_call_port. */
+bool kern_task_call_vm_deallocate(mach_port_t task, vm_address_t address, vm_size_t size,
+                                  int timeout_ms, kern_return_t *kr);
+
 /* The service thread, waiting inside a routine for what another kernel
  * object must receive (a pager's answer): serves at most one request,
  * waiting at most TIMEOUT_MS for it.  A request too large for the

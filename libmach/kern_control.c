@@ -41,6 +41,9 @@
  * (a thread that entered a blocking wait inside libmach just after the
  * first signal would otherwise not notice). */
 #define KERN_CONTROL_RESIGNAL_MS 10
+/* How long thread_terminate_release waits for another task to answer each
+ * of its calls there. */
+#define KERN_RELEASE_CALL_MS 5000
 
 /* GNU Mach's flags a user thread always has and never has (x86_64's
  * EFL_USER_SET and EFL_USER_CLEAR). */
@@ -792,22 +795,60 @@ kern_return_t kern_thread_terminate(mach_port_t thread)
     return replied ? MIG_NO_REPLY : KERN_SUCCESS;
 }
 
+/* thread_terminate_release's releases in TASK, another task's port (a
+ * kernel-space send right, kept), through that task: the name of the
+ * thread, then the reply port, then the range, as GNU Mach.  Returns
+ * false, having done nothing, when TASK does not answer the first call as
+ * a task does (no task's port, or one that does not answer in time).
+ * Expects no lock; blocks. */
+static bool kern_release_in_task(mach_port_t task, mach_port_name_t thread_name,
+                                 mach_port_name_t reply_port, vm_address_t address,
+                                 vm_size_t size)
+{
+    /* (GNU Mach ignores what each call returns.) */
+    kern_return_t kr;
+    if (!kern_task_call_port(task, false, thread_name, KERN_RELEASE_CALL_MS, &kr)) {
+        return false;
+    }
+    if (reply_port != MACH_PORT_NULL) {
+        (void)kern_task_call_port(task, true, reply_port, KERN_RELEASE_CALL_MS, &kr);
+    }
+    if (address != 0 || size != 0) {
+        (void)kern_task_call_vm_deallocate(task, address, size, KERN_RELEASE_CALL_MS, &kr);
+    }
+    return true;
+}
+
 kern_return_t kern_thread_terminate_release(mach_port_t thread, mach_port_t task,
                                             mach_port_name_t thread_name,
                                             mach_port_name_t reply_port, vm_address_t address,
                                             vm_size_t size)
 {
-    /* (TASK must be this one: the names and the range are the caller's,
-     * whose thread this is.) */
+    bool self;
+    struct kern_thread *t = kern_control_get(thread, &self);
+    if (t == NULL || !MACH_PORT_VALID(task)) {
+        if (t != NULL) {
+            kern_control_put(t);
+        }
+        return KERN_INVALID_ARGUMENT; /* as GNU Mach for a null task or thread */
+    }
+    kern_control_put(t);
     ipc_lock();
     bool ours = kern_is_task(task);
     ipc_unlock();
-    bool self;
-    struct kern_thread *t = ours ? kern_control_get(thread, &self) : NULL;
-    if (t == NULL) {
-        return KERN_INVALID_ARGUMENT;
+    if (!ours) {
+        /* The names and the range are another task's, which answers for
+         * them: not in the service thread. */
+        if (kern_serving_other_task() && kern_serve_elsewhere()) {
+            return MIG_NO_REPLY;
+        }
+        if (!kern_release_in_task(task, thread_name, reply_port, address, size)) {
+            return KERN_INVALID_ARGUMENT; /* GNU Mach's code for no task */
+        }
+        kern_release_right(task); /* the request's */
+        (void)kern_thread_terminate(thread);
+        return KERN_SUCCESS;
     }
-    kern_control_put(t);
     (void)kern_mach_port_deallocate(task, thread_name);
     if (reply_port != MACH_PORT_NULL) {
         (void)kern_mach_port_destroy(task, reply_port);

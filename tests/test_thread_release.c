@@ -6,13 +6,16 @@
  * deallocates the range, then ends the thread.  A thread of thread_create
  * running on a vm_allocate'd stack releases that very stack; another
  * thread is ended first and its stack released after; a thread of
- * pthread_create releases a region that is not its stack; a task port
- * that is not the thread's task does nothing.
+ * pthread_create releases a region that is not its stack.  With another
+ * task's port, the names and the range are that task's (released through
+ * it) and the thread may be any task's; a port that is no task's does
+ * nothing.
  */
 #include <linux/futex.h>
 #include <mach.h>
 #include <mach/gnumach.h>
 #include <mach/thread_status.h>
+#include <mach/mig_errors.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -143,6 +146,10 @@ static const uint8_t spin_code[] = {0x48, 0x89, 0x3e, 0xf3, 0x90, 0xeb, 0xfc};
 
 static void test_other_thread(void)
 {
+    /* A port that is no task's: its server answers MIG_BAD_ID. */
+    mach_port_t stranger = test_new_port(true);
+    pthread_t server;
+    CHECK(pthread_create(&server, NULL, test_bad_id_server, &stranger) == 0);
     unsigned before = test_thread_count(SELF);
     uint8_t *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -166,19 +173,187 @@ static void test_other_thread(void)
         usleep(1000);
     }
     CHECK(result == 0x77);
-    /* A task port that is not the thread's: nothing happens. */
-    mach_port_t stranger = test_new_port(true);
-    CHECK_KR(thread_terminate_release(th, stranger, th, reply, stack, STACK_SIZE),
+    /* No task, or a port that is no task's: nothing happens. */
+    CHECK_KR(thread_terminate_release(th, MACH_PORT_NULL, th, reply, stack, STACK_SIZE),
              KERN_SUCCESS); /* (sent: a simpleroutine has no answer) */
+    CHECK_KR(thread_terminate_release(th, stranger, th, reply, stack, STACK_SIZE),
+             KERN_SUCCESS);
     CHECK(test_thread_count(SELF) == before + 1);
     CHECK(any_mapped(stack, STACK_SIZE) && type_of(reply) == MACH_PORT_TYPE_RECEIVE);
-    CHECK_KR(mach_port_destroy(SELF, stranger), KERN_SUCCESS);
+    CHECK(type_of(th) == MACH_PORT_TYPE_SEND);
     /* Served before the send returns: the thread is gone, then its
      * stack; the name's one reference went with it. */
     CHECK_KR(thread_terminate_release(th, SELF, th, reply, stack, STACK_SIZE), KERN_SUCCESS);
     CHECK(test_thread_count(SELF) == before);
     CHECK(!any_mapped(stack, STACK_SIZE));
     CHECK(type_of(reply) == 0 && type_of(th) == 0);
+    munmap(code, 4096);
+    CHECK_KR(mach_port_destroy(SELF, stranger), KERN_SUCCESS);
+    CHECK(pthread_join(server, NULL) == 0);
+}
+
+/* ---- with another task's port ---- */
+
+#define CHILD_NAME 0x7f01 /* the child's name for a thread, inserted */
+
+/* Starts a thread in TASK spinning on the code at CODE (mapped there too)
+ * with its stack pointer at SP; returns its port. */
+static mach_port_t start_spinner(mach_port_t task, const uint8_t *code, vm_address_t sp)
+{
+    mach_port_t th = MACH_PORT_NULL;
+    CHECK_KR(thread_create(task, &th), KERN_SUCCESS);
+    struct i386_thread_state regs = {0};
+    regs.rip = (uint64_t)(uintptr_t)(code + 3); /* the pause loop */
+    regs.ursp = sp;
+    CHECK_KR(thread_set_state(th, i386_THREAD_STATE, (thread_state_t)&regs,
+                              i386_THREAD_STATE_COUNT),
+             KERN_SUCCESS);
+    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    return th;
+}
+
+static mach_port_type_t type_in(mach_port_t task, mach_port_t name)
+{
+    mach_port_type_t type = 0;
+    if (mach_port_type(task, name, &type) != KERN_SUCCESS) {
+        return 0;
+    }
+    return type;
+}
+
+/* Whether ADDR is in a region of TASK (vm_region). */
+static bool mapped_in(mach_port_t task, vm_address_t addr)
+{
+    vm_address_t start = addr;
+    vm_size_t size = 0;
+    vm_prot_t prot, max_prot;
+    vm_inherit_t inherit;
+    boolean_t shared;
+    mach_port_t object = MACH_PORT_NULL;
+    vm_offset_t offset;
+    kern_return_t kr = vm_region(task, &start, &size, &prot, &max_prot, &inherit, &shared,
+                                 &object, &offset);
+    if (MACH_PORT_VALID(object)) {
+        mach_port_deallocate(SELF, object);
+    }
+    return kr == KERN_SUCCESS && start <= addr && addr - start < size;
+}
+
+/* What a release left in TASK: the thread count THREADS_IN has there,
+ * the names and the range there.  Waits (up to 10 s) for all of it. */
+struct released {
+    mach_port_t threads_in;
+    unsigned threads;
+    mach_port_t task;
+    mach_port_name_t name, reply;
+    vm_address_t range;
+};
+
+static bool released_now(const struct released *r)
+{
+    return test_thread_count(r->threads_in) == r->threads && type_in(r->task, r->name) == 0 &&
+           type_in(r->task, r->reply) == 0 && !mapped_in(r->task, r->range);
+}
+
+static void wait_released(const struct released *r)
+{
+    for (int i = 0; i < 1000 && !released_now(r); i++) {
+        usleep(10000);
+    }
+    CHECK(test_thread_count(r->threads_in) == r->threads);
+    CHECK(type_in(r->task, r->name) == 0);
+    CHECK(type_in(r->task, r->reply) == 0);
+    CHECK(!mapped_in(r->task, r->range));
+}
+
+/* A name for TH (a send right of ours) in the child, and a receive right
+ * and a range there. */
+static void child_names(mach_port_t child, mach_port_t th, mach_port_name_t *reply,
+                        vm_address_t *range)
+{
+    CHECK_KR(mach_port_insert_right(child, CHILD_NAME, th, MACH_MSG_TYPE_COPY_SEND),
+             KERN_SUCCESS);
+    CHECK(type_in(child, CHILD_NAME) == MACH_PORT_TYPE_SEND);
+    CHECK_KR(mach_port_allocate(child, MACH_PORT_RIGHT_RECEIVE, reply), KERN_SUCCESS);
+    *range = 0;
+    CHECK_KR(vm_allocate(child, range, STACK_SIZE, TRUE), KERN_SUCCESS);
+    CHECK(mapped_in(child, *range));
+}
+
+/* A thread of a child, released with the child's own port by its parent:
+ * its name, its reply port and its stack go there, then the thread. */
+static void test_child_thread(const uint8_t *code, mach_port_t child)
+{
+    unsigned before = test_thread_count(child);
+    vm_address_t stack = 0;
+    CHECK_KR(vm_allocate(child, &stack, STACK_SIZE, TRUE), KERN_SUCCESS);
+    mach_port_t th = start_spinner(child, code, stack + STACK_SIZE - 64);
+    CHECK(test_thread_count(child) == before + 1);
+    mach_port_name_t reply;
+    vm_address_t unused;
+    child_names(child, th, &reply, &unused);
+    CHECK_KR(vm_deallocate(child, unused, STACK_SIZE), KERN_SUCCESS);
+    CHECK_KR(thread_terminate_release(th, child, CHILD_NAME, reply, stack, STACK_SIZE),
+             KERN_SUCCESS);
+    wait_released(&(struct released){.threads_in = child, .threads = before, .task = child,
+                                      .name = CHILD_NAME, .reply = reply, .range = stack});
+    CHECK_KR(mach_port_deallocate(SELF, th), KERN_SUCCESS); /* a dead name now */
+}
+
+/* A thread of ours released with the child's port: the names and the
+ * range are the child's; the thread's own stack stays. */
+static void test_names_in_child(const uint8_t *code, mach_port_t child)
+{
+    unsigned before = test_thread_count(SELF);
+    vm_address_t stack = new_region(STACK_SIZE);
+    mach_port_t th = start_spinner(SELF, code, stack + STACK_SIZE - 64);
+    CHECK(test_thread_count(SELF) == before + 1);
+    mach_port_name_t reply;
+    vm_address_t range;
+    child_names(child, th, &reply, &range);
+    CHECK_KR(thread_terminate_release(th, child, CHILD_NAME, reply, range, STACK_SIZE),
+             KERN_SUCCESS);
+    wait_released(&(struct released){.threads_in = SELF, .threads = before, .task = child,
+                                      .name = CHILD_NAME, .reply = reply, .range = range});
+    CHECK(any_mapped(stack, STACK_SIZE));
+    CHECK_KR(vm_deallocate(SELF, stack, STACK_SIZE), KERN_SUCCESS);
+    CHECK_KR(mach_port_deallocate(SELF, th), KERN_SUCCESS);
+}
+
+/* A thread of the child released with our port: the names and the range
+ * are ours (released by the child through our task port). */
+static void test_names_here(const uint8_t *code, mach_port_t child)
+{
+    unsigned before = test_thread_count(child);
+    vm_address_t stack = 0;
+    CHECK_KR(vm_allocate(child, &stack, STACK_SIZE, TRUE), KERN_SUCCESS);
+    mach_port_t th = start_spinner(child, code, stack + STACK_SIZE - 64);
+    CHECK(test_thread_count(child) == before + 1);
+    mach_port_t reply = test_new_port(false);
+    vm_address_t range = new_region(STACK_SIZE);
+    /* (TH, our name for the thread, has thread_create's one reference.) */
+    CHECK_KR(thread_terminate_release(th, SELF, th, reply, range, STACK_SIZE), KERN_SUCCESS);
+    wait_released(&(struct released){.threads_in = child, .threads = before, .task = SELF,
+                                      .name = th, .reply = reply, .range = range});
+    CHECK(!any_mapped(range, STACK_SIZE));
+    CHECK(mapped_in(child, stack)); /* the thread's own stack stays */
+    CHECK_KR(vm_deallocate(child, stack, STACK_SIZE), KERN_SUCCESS);
+}
+
+static void test_other_task(void)
+{
+    uint8_t *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(code != MAP_FAILED);
+    memcpy(code, spin_code, sizeof spin_code);
+    mach_port_t child;
+    pid_t pid = test_fork_idle(&child); /* (with the code: a copy of us) */
+    test_child_thread(code, child);
+    test_names_in_child(code, child);
+    test_names_here(code, child);
+    CHECK_KR(task_terminate(child), KERN_SUCCESS);
+    waitpid(pid, NULL, 0);
+    CHECK_KR(mach_port_deallocate(SELF, child), KERN_SUCCESS);
     munmap(code, 4096);
 }
 
@@ -212,6 +387,7 @@ static void test_plain_thread(void)
 int main(void)
 {
     test_other_thread();
+    test_other_task();
     test_plain_thread();
     test_own_stack();
     return test_done("thread_release");

@@ -744,13 +744,7 @@ kern_return_t kern_task_info(mach_port_t task, int flavor, task_info_t info,
 
 void kern_linux_name_set(pid_t tid, const char *name)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)tid);
-    FILE *f = fopen(path, "we");
-    if (f != NULL) {
-        fprintf(f, "%.15s", name);
-        fclose(f);
-    }
+    linux_thread_name_set(tid, name);
 }
 
 kern_return_t kern_thread_set_name(mach_port_t thread, const_kernel_debug_name_t name)

@@ -70,8 +70,9 @@ struct kern_thread {
 struct kern_thread *kern_thread_self(void);
 
 /* Gives thread TID of this process NAME as its Linux name (its first 15
- * characters: ps, top and gdb show it); nothing when Linux refuses.
- * Needs no lock. */
+ * characters: ps, top and gdb show it; a hidden thread's after
+ * LINUX_HELPER_NAME_PREFIX, which no Mach thread's starts with); nothing
+ * when Linux refuses.  Needs no lock. */
 void kern_linux_name_set(pid_t tid, const char *name);
 
 /* The kernel-space name of what stands for T's port towards its task

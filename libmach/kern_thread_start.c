@@ -98,6 +98,9 @@ static void *kern_thread_start_main(void *arg)
     struct i386_thread_state state = t->start_state;
     unsigned long fs = t->fs_base, gs = t->gs_base;
     ipc_unlock();
+    /* (Made by the service thread for another task, it has that hidden
+     * thread's name: not one to be counted as a Mach thread's.) */
+    linux_thread_name_unmark_self();
     atomic_store(&t->running, 1);
     linux_futex_wake(&t->running, 1, false);
     kern_thread_bind_self(t);

@@ -9,6 +9,7 @@
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
 #include <sys/socket.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -36,6 +38,7 @@ struct linux_helper_start {
     void *(*fn)(void *);
     void *arg;
     _Atomic int registered; /* futex: the thread is marked a helper */
+    bool named;             /* started by a helper: Linux copied its name */
 };
 
 static void linux_helper_mark(pid_t tid, pid_t value)
@@ -50,11 +53,112 @@ static void linux_helper_mark(pid_t tid, pid_t value)
     pthread_mutex_unlock(&linux_helpers_lock);
 }
 
+/* Reads the Linux name of thread TID of process PID (0: this process)
+ * into NAME[16], without its newline.  Returns false when it is gone. */
+static bool linux_thread_name_get(pid_t pid, pid_t tid, char *name)
+{
+    char path[64];
+    if (pid == 0) {
+        snprintf(path, sizeof path, "/proc/thread-self/comm");
+    } else {
+        snprintf(path, sizeof path, "/proc/%d/task/%d/comm", (int)pid, (int)tid);
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t len = fd >= 0 ? read(fd, name, 15) : -1;
+    linux_close(fd);
+    if (len <= 0) {
+        return false;
+    }
+    name[len] = '\0';
+    name[strcspn(name, "\n")] = '\0';
+    return true;
+}
+
+static bool linux_name_is_helper(const char *name)
+{
+    return strncmp(name, LINUX_HELPER_NAME_PREFIX, strlen(LINUX_HELPER_NAME_PREFIX)) == 0;
+}
+
+/* Marks the calling thread hidden in its Linux name, keeping as much of
+ * the name it has as fits. */
+static void linux_helper_name_self(void)
+{
+    char name[16], marked[32];
+    if (!linux_thread_name_get(0, 0, name) || linux_name_is_helper(name)) {
+        return;
+    }
+    snprintf(marked, sizeof marked, "%s%s", LINUX_HELPER_NAME_PREFIX, name);
+    marked[15] = '\0'; /* (Linux's limit) */
+    (void)prctl(PR_SET_NAME, marked);
+}
+
+void linux_thread_name_set(pid_t tid, const char *name)
+{
+    bool hidden = linux_is_helper(tid);
+    char comm[32];
+    snprintf(comm, sizeof comm, "%s%.15s", hidden ? LINUX_HELPER_NAME_PREFIX : "", name);
+    comm[15] = '\0'; /* (Linux's limit) */
+    if (!hidden && linux_name_is_helper(comm)) {
+        comm[strlen(LINUX_HELPER_NAME_PREFIX) - 1] = '-';
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)tid);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)!write(fd, comm, strlen(comm));
+        linux_close(fd);
+    }
+}
+
+void linux_thread_name_unmark_self(void)
+{
+    char name[16], task_name[16];
+    if (!linux_thread_name_get(0, 0, name) || !linux_name_is_helper(name) ||
+        !linux_thread_name_get(getpid(), getpid(), task_name)) {
+        return;
+    }
+    const char *plain = task_name;
+    if (linux_name_is_helper(plain)) {
+        plain += strlen(LINUX_HELPER_NAME_PREFIX); /* (the first thread is hidden) */
+    }
+    (void)prctl(PR_SET_NAME, plain);
+}
+
+long linux_mach_threads_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *dir = opendir(path);
+    if (dir == NULL) {
+        return -1;
+    }
+    bool self = pid == getpid();
+    long n = 0;
+    struct dirent *d;
+    while ((d = readdir(dir)) != NULL) {
+        pid_t tid = (pid_t)atoi(d->d_name);
+        char name[16];
+        if (tid <= 0) {
+            continue;
+        }
+        if (self) {
+            n += !linux_is_helper(tid);
+        } else if (linux_thread_name_get(pid, tid, name)) {
+            n += !linux_name_is_helper(name); /* (one gone meanwhile: not counted) */
+        }
+    }
+    closedir(dir);
+    return n;
+}
+
 static void *linux_helper_main(void *p)
 {
     struct linux_helper_start *shared = p;
     struct linux_helper_start start = {.fn = shared->fn, .arg = shared->arg};
     pid_t tid = (pid_t)syscall(SYS_gettid);
+    if (!shared->named) {
+        linux_helper_name_self();
+    }
     linux_helper_self = true;
     linux_helper_mark(0, tid);
     /* The starter waits for this, so that no listing of the task's
@@ -84,7 +188,7 @@ bool linux_thread_start(void *(*fn)(void *), void *arg)
     if (start == NULL) {
         return false;
     }
-    *start = (struct linux_helper_start){.fn = fn, .arg = arg};
+    *start = (struct linux_helper_start){.fn = fn, .arg = arg, .named = linux_helper_self};
     pthread_t thread;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -100,6 +204,7 @@ bool linux_thread_start(void *(*fn)(void *), void *arg)
 
 void linux_helper_adopt_self(void)
 {
+    linux_helper_name_self();
     linux_helper_self = true;
     linux_helper_mark(0, (pid_t)syscall(SYS_gettid));
 }

@@ -24,6 +24,29 @@ bool linux_is_helper(pid_t tid);
 /* Makes the calling thread one of libmach's hidden threads. */
 void linux_helper_adopt_self(void);
 
+/* The Linux name (comm) of each of libmach's hidden threads starts with
+ * this: how other processes tell them from Mach threads
+ * (linux_mach_threads_of).  Only the process itself can name its threads,
+ * so a task can miscount only its own. */
+#define LINUX_HELPER_NAME_PREFIX "hell/"
+
+/* Sets the Linux name of thread TID of this process to NAME (15 bytes
+ * kept): after LINUX_HELPER_NAME_PREFIX for a hidden thread; a Mach
+ * thread's name never starts with it (its '/' becomes '-').  Needs no
+ * lock. */
+void linux_thread_name_set(pid_t tid, const char *name);
+
+/* Gives the calling thread, a Mach thread that a hidden one started (and
+ * whose name Linux copied), the task's name: the process's, without the
+ * prefix.  Needs no lock. */
+void linux_thread_name_unmark_self(void);
+
+/* The Mach threads of process PID: its Linux threads but libmach's hidden
+ * ones, those of this process as linux_is_helper says, another's by their
+ * names.  Returns -1 when PID is gone (or its /proc unreadable).  Reads
+ * /proc only, never waiting for the process.  Needs no lock. */
+long linux_mach_threads_of(pid_t pid);
+
 /* libmach's per-thread buffers, by use. */
 enum linux_thread_buf_id {
     LINUX_BUF_RECEIVE, /* ipc_wire.c: the largest message */

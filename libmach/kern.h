@@ -133,6 +133,12 @@ int kern_pset_current_policies(void);
 size_t kern_pset_task_count(void);
 void kern_pset_sched(int *policies, int *max_priority);
 
+/* The Mach threads of the set's tasks, this one's included: what
+ * task_threads of each would count now, read from Linux (/proc) without
+ * a call to any task (linux_mach_threads_of), so a stopped or hostile
+ * task holds nobody.  Expects no lock. */
+size_t kern_pset_thread_count(void);
+
 /* Lists a task just created, its port being CHILD (a send right,
  * consumed), in the default processor set: with machd in an instance,
  * else here, where the new-task notification goes out.  Its parent is

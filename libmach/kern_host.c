@@ -394,12 +394,10 @@ kern_return_t kern_processor_set_info(mach_port_t set_name, int flavor, mach_por
         integer_t avenrun[3];
         kern_load(avenrun);
         integer_t cpus = kern_cpus_online();
-        /* The threads of other tasks are counted one per task: their
-         * exact number would take a call to each (processor_set_threads). */
         struct processor_set_basic_info basic = {
             .processor_count = cpus,
             .task_count = (integer_t)tasks,
-            .thread_count = (integer_t)tasks,
+            .thread_count = (integer_t)kern_pset_thread_count(),
             .load_average = avenrun[0],
             .mach_factor = kern_mach_factor(avenrun[0], cpus),
         };

@@ -115,6 +115,45 @@ size_t kern_pset_task_count(void)
     return n;
 }
 
+/* The process that receives on KNAME, a kernel-space send right to a
+ * task's port: the one that made the port's socket pair, as Linux
+ * recorded it (a task makes its own port, and its receive right never
+ * moves).  0 when there is none.  Expects [G]. */
+static pid_t kern_pset_task_pid(mach_port_name_t kname)
+{
+    struct ipc_entry *entry = ipc_entry_lookup(&ipc_spaces[SPACE_KERNEL], kname);
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (entry == NULL || !(entry->type & MACH_PORT_TYPE_SEND) || entry->port == NULL ||
+        getsockopt(entry->port->send_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        return 0;
+    }
+    return cred.pid;
+}
+
+size_t kern_pset_thread_count(void)
+{
+    ipc_lock();
+    size_t n = 0;
+    pid_t *pids = malloc((kern_pset_ntasks + 1) * sizeof *pids);
+    for (size_t i = 0; pids != NULL && i < kern_pset_ntasks; i++) {
+        pid_t pid = kern_pset_task_pid(kern_pset_tasks[i]);
+        if (pid > 0) {
+            pids[n++] = pid;
+        }
+    }
+    ipc_unlock();
+    /* Outside [G]: /proc, never the tasks, answers. */
+    long own = linux_mach_threads_of(getpid());
+    size_t total = own > 0 ? (size_t)own : 0;
+    for (size_t i = 0; i < n; i++) {
+        long threads = linux_mach_threads_of(pids[i]);
+        total += threads > 0 ? (size_t)threads : 0; /* (one that just ended: none) */
+    }
+    free(pids);
+    return total;
+}
+
 void kern_pset_sched(int *policies, int *max_priority)
 {
     *policies = kern_pset_policies_now;

@@ -15,7 +15,9 @@
 #include <mach/mig_errors.h>
 #include <mach/policy.h>
 #include <mach/processor_info.h>
+#include <mach/thread_status.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -145,6 +147,106 @@ static void check_tasks(mach_port_t name, mach_port_t control, bool kernel_is_se
     CHECK_KR(mach_port_deallocate(SELF, empty), KERN_SUCCESS);
 }
 
+/* The set's counts now (processor_set_info). */
+static struct processor_set_basic_info basic_info(mach_port_t set)
+{
+    struct processor_set_basic_info basic = {0};
+    mach_msg_type_number_t count = PROCESSOR_SET_BASIC_INFO_COUNT;
+    mach_port_t host;
+    CHECK_KR(processor_set_info(set, PROCESSOR_SET_BASIC_INFO, &host,
+                                (processor_set_info_t)&basic, &count),
+             KERN_SUCCESS);
+    return basic;
+}
+
+/* Whether the counts of the set are those of its tasks now: as many
+ * tasks as processor_set_tasks lists, as many threads as task_threads of
+ * each lists.  *THREADS gets the thread count. */
+static bool counts_exact(mach_port_t control, integer_t *threads)
+{
+    struct processor_set_basic_info basic = basic_info(control);
+    task_array_t tasks;
+    mach_msg_type_number_t n;
+    CHECK_KR(processor_set_tasks(control, &tasks, &n), KERN_SUCCESS);
+    integer_t sum = 0;
+    for (mach_msg_type_number_t i = 0; i < n; i++) {
+        sum += (integer_t)test_thread_count(tasks[i]);
+    }
+    list_free(tasks, n);
+    *threads = basic.thread_count;
+    return basic.task_count == (integer_t)n && basic.thread_count == sum;
+}
+
+/* mov %rdi,(%rsi); 1: pause; jmp 1b (from offset 3: the loop alone) */
+static const uint8_t spin_code[] = {0x48, 0x89, 0x3e, 0xf3, 0x90, 0xeb, 0xfc};
+#define EXTRA_THREADS 3
+
+/* processor_set_info counts every Mach thread of the set's tasks, none of
+ * libmach's own: a child's new threads add exactly their number. */
+static void check_counts(mach_port_t control)
+{
+    uint8_t *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(code != MAP_FAILED);
+    memcpy(code, spin_code, sizeof spin_code);
+    mach_port_t child;
+    pid_t pid = test_fork_idle(&child); /* (with the code: a copy of us) */
+    /* Tasks whose first thread is libmach's: none of theirs counts. */
+    mach_port_t empty, copy;
+    CHECK_KR(task_create(SELF, FALSE, &empty), KERN_SUCCESS);
+    CHECK_KR(task_create(SELF, TRUE, &copy), KERN_SUCCESS);
+    CHECK(test_thread_count(empty) == 0 && test_thread_count(copy) == 0);
+    integer_t base = 0;
+    bool exact = false;
+    for (int i = 0; i < 500 && !exact; i++) {
+        exact = counts_exact(control, &base);
+        if (!exact) {
+            usleep(10000); /* (a helper thread starting somewhere) */
+        }
+    }
+    CHECK(exact);
+    mach_port_t threads[EXTRA_THREADS];
+    vm_address_t stack = 0;
+    CHECK_KR(vm_allocate(child, &stack, 4096 * EXTRA_THREADS, TRUE), KERN_SUCCESS);
+    for (int i = 0; i < EXTRA_THREADS; i++) {
+        CHECK_KR(thread_create(child, &threads[i]), KERN_SUCCESS);
+        struct i386_thread_state regs = {0};
+        regs.rip = (uint64_t)(uintptr_t)(code + 3);
+        regs.ursp = stack + 4096 * (vm_address_t)(i + 1) - 64;
+        CHECK_KR(thread_set_state(threads[i], i386_THREAD_STATE, (thread_state_t)&regs,
+                                  i386_THREAD_STATE_COUNT),
+                 KERN_SUCCESS);
+        CHECK_KR(thread_resume(threads[i]), KERN_SUCCESS);
+    }
+    integer_t now = 0;
+    for (int i = 0; i < 500 && now != base + EXTRA_THREADS; i++) {
+        now = basic_info(control).thread_count;
+        if (now != base + EXTRA_THREADS) {
+            usleep(10000);
+        }
+    }
+    CHECK(now == base + EXTRA_THREADS);
+    for (int i = 0; i < EXTRA_THREADS; i++) {
+        CHECK_KR(thread_terminate(threads[i]), KERN_SUCCESS);
+        CHECK_KR(mach_port_deallocate(SELF, threads[i]), KERN_SUCCESS);
+    }
+    for (int i = 0; i < 500 && now != base; i++) {
+        now = basic_info(control).thread_count;
+        if (now != base) {
+            usleep(10000);
+        }
+    }
+    CHECK(now == base);
+    CHECK_KR(task_terminate(child), KERN_SUCCESS);
+    CHECK(waitpid(pid, NULL, 0) == pid);
+    CHECK_KR(mach_port_deallocate(SELF, child), KERN_SUCCESS);
+    CHECK_KR(task_terminate(empty), KERN_SUCCESS);
+    CHECK_KR(mach_port_deallocate(SELF, empty), KERN_SUCCESS);
+    CHECK_KR(task_terminate(copy), KERN_SUCCESS);
+    CHECK_KR(mach_port_deallocate(SELF, copy), KERN_SUCCESS);
+    munmap(code, 4096);
+}
+
 /* Policies and priorities; the calls GNU Mach refuses without MACH_HOST. */
 static void check_scheduling(mach_port_t priv, mach_port_t name, mach_port_t control)
 {
@@ -243,6 +345,7 @@ static void check_all(mach_port_t priv, bool kernel_is_self)
     mach_port_t name, control;
     check_ports(priv, kernel_is_self, &name, &control);
     check_tasks(name, control, kernel_is_self);
+    check_counts(control);
     check_scheduling(priv, name, control);
     check_new_task_notification(priv);
     CHECK_KR(mach_port_deallocate(SELF, control), KERN_SUCCESS);

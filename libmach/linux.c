@@ -53,16 +53,16 @@ static void linux_helper_mark(pid_t tid, pid_t value)
     pthread_mutex_unlock(&linux_helpers_lock);
 }
 
-/* Reads the Linux name of thread TID of process PID (0: this process)
- * into NAME[16], without its newline.  Returns false when it is gone. */
+/* Reads the Linux name of thread TID of process PID (PID 0: the calling
+ * thread) into NAME[16], without a newline.  Returns false when it is
+ * gone. */
 static bool linux_thread_name_get(pid_t pid, pid_t tid, char *name)
 {
-    char path[64];
     if (pid == 0) {
-        snprintf(path, sizeof path, "/proc/thread-self/comm");
-    } else {
-        snprintf(path, sizeof path, "/proc/%d/task/%d/comm", (int)pid, (int)tid);
+        return prctl(PR_GET_NAME, name) == 0; /* (no descriptor needed) */
     }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/comm", (int)pid, (int)tid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t len = fd >= 0 ? read(fd, name, 15) : -1;
     linux_close(fd);

@@ -773,10 +773,7 @@ kern_return_t kern_thread_terminate(mach_port_t thread)
     }
     /* It runs no user code any more; wait the few microseconds until
      * Linux has it gone too, so that task_threads never lists it again. */
-    for (int i = 0; i < 100000 && syscall(SYS_tgkill, getpid(), t->tid, 0) == 0; i++) {
-        struct timespec ts = {.tv_nsec = 20000};
-        nanosleep(&ts, NULL);
-    }
+    linux_thread_wait_gone(t->tid);
     /* Another task asking hears of it before the thread port it sent
      * the request to goes (it would take that for the server's death). */
     const mach_msg_header_t *request = kern_current_request();

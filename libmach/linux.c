@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -568,6 +569,40 @@ int linux_pidfd_of(pid_t pid, uint64_t start)
         return -1;
     }
     return fd;
+}
+
+/* A pidfd of one thread rather than of its process (Linux 6.9). */
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL
+#endif
+
+/* Whether the thread TID of this process still exists for Linux. */
+static bool linux_thread_exists(pid_t tid)
+{
+    return syscall(SYS_tgkill, getpid(), tid, 0) == 0;
+}
+
+void linux_thread_wait_gone(pid_t tid)
+{
+    if (tid == getpid()) {
+        return;
+    }
+    /* A thread's pidfd polls readable as it exits, just before Linux
+     * reaps it: then at most a few microseconds remain. */
+    int fd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
+    if (fd >= 0) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        while (poll(&pfd, 1, 2000) < 0 && errno == EINTR) {
+        }
+        linux_close(fd);
+        for (int i = 0; i < 1000 && linux_thread_exists(tid); i++) {
+        }
+    }
+    /* Without thread pidfds (older Linux), or still there: sleep. */
+    for (int i = 0; i < 100000 && linux_thread_exists(tid); i++) {
+        struct timespec ts = {.tv_nsec = 20000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 int linux_connect_own(const char *path, int sock_flags)

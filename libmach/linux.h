@@ -165,4 +165,10 @@ uint64_t linux_self_start_time(void);
  * or -1 when that process is gone. */
 int linux_pidfd_of(pid_t pid, uint64_t start);
 
+/* Waits until the thread TID of this process, which has left all user
+ * code and is exiting, is gone from Linux too (tgkill no longer finds
+ * it), for a bounded time (seconds).  The process's first thread is not
+ * waited for: Linux keeps it until the whole process ends. */
+void linux_thread_wait_gone(pid_t tid);
+
 #endif

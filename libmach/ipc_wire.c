@@ -31,6 +31,7 @@
 #include "vm_fault.h"
 #include "vm_maps.h"
 #include "vm_movable.h"
+#include "vm_reap.h"
 
 /* A thread's receive buffer: the largest message. */
 #define WIRE_BUF_SIZE (sizeof(struct wire_hdr) + WIRE_DESC_MAX + WIRE_BODY_MAX)
@@ -968,7 +969,8 @@ struct wire_parsed {
     size_t body_size;
     struct wire_parsed_right inline_rights[WIRE_PARSED_INLINE];
     int inline_ool_fds[WIRE_PARSED_INLINE];
-    uint64_t ool_inos[WIRE_KEPT_MAX]; /* the inodes of the first regions' memfds */
+    uint64_t ool_inos[WIRE_KEPT_MAX]; /* the inodes of the first regions' memfds
+                                         (wire_kept_take, vm_reap_note) */
 };
 
 static bool wire_check_fd_ino(int fd, uint64_t ino)
@@ -1506,7 +1508,8 @@ static void wire_close_parsed_fds(struct wire_parsed *parsed, int *fds, unsigned
 
 /* Maps SIZE bytes of the sealed region FD as the receiver's own memory
  * (private: its writes are copied on write and never reach the file).
- * Returns the address, or NULL when it cannot be mapped.
+ * With INO, the memfd's inode (0: unknown), a large region is noted for
+ * vm_reap.h.  Returns the address, or NULL when it cannot be mapped.
  *
  * The mapping is marked sequential: when it is unmapped, the kernel then
  * does not mark each page it drops as recently used (an LRU operation per
@@ -1514,13 +1517,16 @@ static void wire_close_parsed_fds(struct wire_parsed *parsed, int *fds, unsigned
  * makes the munmap of vm_deallocate about twice cheaper.  Shared memory
  * is never read ahead; the other effect is that, under memory pressure,
  * reclaim gives less weight to this mapping's recent accesses. */
-static void *wire_ool_map(int fd, size_t size)
+static void *wire_ool_map(int fd, size_t size, uint64_t ino)
 {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
         return NULL;
     }
     (void)madvise(p, size, MADV_SEQUENTIAL); /* only a hint */
+    if (ino != 0) {
+        vm_reap_note(p, size, ino); /* freed off the releaser's path */
+    }
     return p;
 }
 
@@ -1570,7 +1576,12 @@ static const char *wire_adopt(struct wire_parsed *parsed, struct ipc_port_rcv *r
             ool->dealloc = false; /* lost: the receiver gets address 0 and
                                      MACH_MSG_VM_SPACE (ipc_kmsg_copyout) */
         } else if (wo->flags & WO_FD) {
-            void *p = wire_ool_map(parsed->ool_fds[i], ool->size);
+            /* The user's regions are released off its path (vm_reap.h);
+             * the kernel space's are read from the memfd and released
+             * at once by a thread that has more to serve. */
+            bool user = rcv != NULL && rcv->space != SPACE_KERNEL;
+            void *p = wire_ool_map(parsed->ool_fds[i], ool->size,
+                                   user && i < WIRE_KEPT_MAX ? parsed->ool_inos[i] : 0);
             if (p == NULL) {
                 why = "cannot map a region";
                 break;

@@ -44,6 +44,7 @@
 #include "vm_maps.h"
 #include "vm_movable.h"
 #include "vm_object.h"
+#include "vm_reap.h"
 #include "vm_remote.h"
 #include "vm_server.h"
 #include "mach.server.h"
@@ -976,6 +977,7 @@ void kern_task_fork_child(void)
     vm_object_fork_child();
     vm_remote_fork_child();
     vm_server_fork_child();
+    vm_reap_fork_child();
     atomic_fetch_add(&kern_fork_generation, 1);
     kern_task_create_objects();
 }

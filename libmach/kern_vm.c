@@ -24,6 +24,7 @@
 #include "vm_remote.h"
 #include "vm_maps.h"
 #include "vm_movable.h"
+#include "vm_reap.h"
 
 
 bool kern_vm_task_ok(mach_port_t task)
@@ -70,7 +71,9 @@ void kern_vm_unmap(const void *addr, size_t size)
         return;
     }
     vm_movable_unmap(start, end);
-    (void)munmap((void *)start, end - start);
+    if (!vm_reap_unmap(start, end)) {
+        (void)munmap((void *)start, end - start);
+    }
     vm_attr_forget((void *)start, end - start);
 }
 

@@ -41,8 +41,9 @@ void *kern_vm_zeros(void *hint, size_t len, bool fixed);
 /* Unmaps the pages of [ADDR, ADDR + SIZE) (rounded out) for libmach, an
  * out-of-line region moved or destroyed, forgetting what libmach keeps
  * on them (movable regions, attributes; not the records of memory object
- * mappings, which need [V], taken before [G]).  May be called with
- * [G]. */
+ * mappings, which need [V], taken before [G]).  The range is free on
+ * return; a large received region is freed by a hidden thread
+ * (vm_reap.h).  May be called with [G]. */
 void kern_vm_unmap(const void *addr, size_t size);
 
 /* vm_deallocate of [ADDRESS, ADDRESS + SIZE) in this task, as GNU Mach

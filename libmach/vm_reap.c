@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "vm_reap.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+
+#include "futex_lock.h"
+#include "linux.h"
+#include "vm_maps.h"
+
+/* The alignment a region keeps when moved aside: with the same offset
+ * within a page-table page, Linux moves whole page tables (35 us for
+ * 64 MiB, against 240 us entry by entry). */
+#define VM_REAP_ALIGN ((vm_address_t)2 << 20)
+
+/* A received region, mapped from the memfd whose inode is INO. */
+struct vm_reap_note {
+    vm_address_t start, end;
+    uint64_t ino;
+};
+
+/* A range the hidden thread is to unmap. */
+struct vm_reap_range {
+    void *addr;
+    size_t len;
+};
+
+/* Locking keys: [R] vm_reap_lock; [A] atomic. */
+static struct futex_lock vm_reap_lock = FUTEX_LOCK_INIT;
+static struct vm_reap_note vm_reap_notes[VM_REAP_NOTES];     /* [R] */
+static unsigned vm_reap_nnotes_locked;                       /* [R] */
+static unsigned vm_reap_oldest;                              /* [R] replaced when full */
+static atomic_uint vm_reap_nnotes;                           /* [A] a copy, read unlocked */
+static struct vm_reap_range vm_reap_pending[VM_REAP_PENDING]; /* [R] */
+static unsigned vm_reap_npending;                            /* [R] */
+static size_t vm_reap_pending_bytes;                         /* [R] their total length */
+static bool vm_reap_started;                                 /* [R] the thread runs */
+static bool vm_reap_failed;                                  /* [R] it could not start */
+static _Atomic unsigned vm_reap_seq;                         /* [A] futex: bumped per range */
+
+/* Drops note I.  Expects [R]. */
+static void vm_reap_forget(unsigned i)
+{
+    vm_reap_notes[i] = vm_reap_notes[--vm_reap_nnotes_locked];
+    if (vm_reap_oldest >= vm_reap_nnotes_locked) {
+        vm_reap_oldest = 0;
+    }
+    atomic_store_explicit(&vm_reap_nnotes, vm_reap_nnotes_locked, memory_order_relaxed);
+}
+
+/* Forgets the notes of the regions that meet [START, END); returns the
+ * inode of the one that is exactly that range, or 0.  Expects [R]. */
+static uint64_t vm_reap_take_note(vm_address_t start, vm_address_t end)
+{
+    uint64_t ino = 0;
+    unsigned i = 0;
+    while (i < vm_reap_nnotes_locked) {
+        const struct vm_reap_note *n = &vm_reap_notes[i];
+        if (n->start >= end || n->end <= start) {
+            i++;
+            continue;
+        }
+        if (n->start == start && n->end == end) {
+            ino = n->ino;
+        }
+        vm_reap_forget(i);
+    }
+    return ino;
+}
+
+void vm_reap_note(void *addr, size_t size, uint64_t ino)
+{
+    if (size < VM_REAP_MIN) {
+        return;
+    }
+    vm_address_t start = (vm_address_t)addr;
+    struct vm_reap_note note = {.start = start, .end = start + ((size + 4095) & ~(size_t)4095),
+                                .ino = ino};
+    futex_lock_acquire(&vm_reap_lock);
+    (void)vm_reap_take_note(note.start, note.end); /* stale: the range is this region's */
+    if (vm_reap_nnotes_locked < VM_REAP_NOTES) {
+        vm_reap_notes[vm_reap_nnotes_locked++] = note;
+    } else {
+        /* Most likely a region unmapped behind libmach's back. */
+        vm_reap_notes[vm_reap_oldest] = note;
+        vm_reap_oldest = (vm_reap_oldest + 1) % VM_REAP_NOTES;
+    }
+    atomic_store_explicit(&vm_reap_nnotes, vm_reap_nnotes_locked, memory_order_relaxed);
+    futex_lock_release(&vm_reap_lock);
+}
+
+/* The hidden thread: unmaps the ranges handed to it, in order. */
+static void *vm_reap_main(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    for (;;) {
+        unsigned seq = atomic_load(&vm_reap_seq);
+        futex_lock_acquire(&vm_reap_lock);
+        struct vm_reap_range range = {0};
+        if (vm_reap_npending > 0) {
+            range = vm_reap_pending[0];
+            vm_reap_npending--;
+            vm_reap_pending_bytes -= range.len;
+            for (unsigned i = 0; i < vm_reap_npending; i++) {
+                vm_reap_pending[i] = vm_reap_pending[i + 1];
+            }
+        }
+        futex_lock_release(&vm_reap_lock);
+        if (range.addr != NULL) {
+            (void)munmap(range.addr, range.len);
+        } else {
+            linux_futex_wait(&vm_reap_seq, seq, -1, false);
+        }
+    }
+    return NULL;
+}
+
+/* Whether a range of LEN bytes can wait for the thread.  Expects [R]. */
+static bool vm_reap_room(size_t len)
+{
+    return vm_reap_npending < VM_REAP_PENDING &&
+           vm_reap_pending_bytes + len <= VM_REAP_PENDING_BYTES;
+}
+
+/* Whether the thread runs, started now if need be.  Expects [R]. */
+static bool vm_reap_start(void)
+{
+    if (!vm_reap_started && !vm_reap_failed) {
+        vm_reap_started = linux_thread_start(vm_reap_main, NULL);
+        vm_reap_failed = !vm_reap_started;
+    }
+    return vm_reap_started;
+}
+
+/* Moves the mapping [START, END) aside, with its alignment within a
+ * page-table page, and returns the whole reservation it landed in, to
+ * unmap (its len is 0 when the mapping could not be moved). */
+static struct vm_reap_range vm_reap_move(vm_address_t start, vm_address_t end)
+{
+    size_t len = end - start;
+    struct vm_reap_range r = {.len = len + VM_REAP_ALIGN};
+    r.addr = mmap(NULL, r.len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r.addr == MAP_FAILED) {
+        return (struct vm_reap_range){0};
+    }
+    vm_address_t base = (vm_address_t)r.addr;
+    vm_address_t to = base + ((start - base) & (VM_REAP_ALIGN - 1));
+    /* Never inherited from here on, so a child has nothing to unmap. */
+    (void)madvise(r.addr, r.len, MADV_DONTFORK);
+    if (madvise((void *)start, len, MADV_DONTFORK) != 0 ||
+        mremap((void *)start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)to) ==
+            MAP_FAILED) {
+        (void)munmap(r.addr, r.len);
+        return (struct vm_reap_range){0};
+    }
+    return r;
+}
+
+bool vm_reap_unmap(vm_address_t start, vm_address_t end)
+{
+    if (atomic_load_explicit(&vm_reap_nnotes, memory_order_relaxed) == 0) {
+        return false;
+    }
+    futex_lock_acquire(&vm_reap_lock);
+    uint64_t ino = vm_reap_take_note(start, end);
+    bool room = ino != 0 && vm_reap_room(end - start + VM_REAP_ALIGN) && vm_reap_start();
+    futex_lock_release(&vm_reap_lock);
+    struct vm_maps_entry m;
+    if (!room || !vm_maps_find(start, &m) || m.start != start || m.end != end || m.shared ||
+        m.offset != 0 || m.inode != ino) {
+        return false;
+    }
+    struct vm_reap_range r = vm_reap_move(start, end);
+    if (r.len == 0) {
+        return false;
+    }
+    futex_lock_acquire(&vm_reap_lock);
+    bool queued = vm_reap_room(r.len);
+    if (queued) {
+        vm_reap_pending[vm_reap_npending++] = r;
+        vm_reap_pending_bytes += r.len;
+    }
+    futex_lock_release(&vm_reap_lock);
+    if (!queued) {
+        (void)munmap(r.addr, r.len); /* others filled the queue meanwhile */
+        return true;
+    }
+    atomic_fetch_add(&vm_reap_seq, 1);
+    linux_futex_wake(&vm_reap_seq, 1, false);
+    return true;
+}
+
+void vm_reap_fork_child(void)
+{
+    vm_reap_lock = (struct futex_lock)FUTEX_LOCK_INIT;
+    vm_reap_nnotes_locked = 0;
+    vm_reap_oldest = 0;
+    atomic_store(&vm_reap_nnotes, 0);
+    vm_reap_npending = 0; /* MADV_DONTFORK: not here */
+    vm_reap_pending_bytes = 0;
+    vm_reap_started = false;
+    vm_reap_failed = false;
+}

@@ -291,6 +291,22 @@ kern_return_t kern_vm_inherit(mach_port_t target_task, vm_address_t address, vm_
 
 /* ---- vm_region ---- */
 
+/* GNU Mach's vm_object_name for the region at ADDR: a kernel-space send
+ * right (a new reference, moved to the caller by the reply) to the name
+ * port of the object mapped there, from machd (or the creator serving
+ * this task) when it keeps the object, else from this task's own cache;
+ * MACH_PORT_NULL for memory that maps no object.  Expects no lock. */
+static mach_port_name_t kern_vm_region_name(vm_address_t addr)
+{
+    vm_lock();
+    mach_port_name_t name = vm_remote_name(addr);
+    if (name == MACH_PORT_NULL) {
+        name = vm_space_object_name(vm_space_self_if_any(), addr);
+    }
+    vm_unlock();
+    return name;
+}
+
 kern_return_t kern_vm_region(mach_port_t target_task, vm_address_t *address, vm_size_t *size,
                              vm_prot_t *protection, vm_prot_t *max_protection,
                              vm_inherit_t *inheritance, boolean_t *is_shared,
@@ -327,7 +343,7 @@ kern_return_t kern_vm_region(mach_port_t target_task, vm_address_t *address, vm_
                    : shared                                  ? VM_INHERIT_SHARE
                                                              : VM_INHERIT_COPY;
     *is_shared = shared;
-    *object_name = MACH_PORT_NULL; /* no memory object name ports (yet) */
+    *object_name = kern_vm_region_name(start);
     *offset = m.offset + (start - m.start);
     return KERN_SUCCESS;
 }

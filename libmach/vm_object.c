@@ -808,6 +808,19 @@ struct vm_mapping *vm_space_lookup(struct vm_space *space, uint64_t addr)
     return NULL;
 }
 
+mach_port_name_t vm_space_object_name(struct vm_space *space, uint64_t addr)
+{
+    struct vm_mapping *m = space != NULL ? vm_space_lookup(space, addr) : NULL;
+    if (m == NULL || m->object->terminated) {
+        return MACH_PORT_NULL;
+    }
+    mach_port_name_t name = m->object->name;
+    ipc_lock();
+    kern_return_t kr = ipc_right_delta(&ipc_spaces[SPACE_KERNEL], name, MACH_PORT_RIGHT_SEND, 1);
+    ipc_unlock();
+    return kr == KERN_SUCCESS ? name : MACH_PORT_NULL;
+}
+
 kern_return_t vm_mapping_add(struct vm_space *space, struct vm_object *object, uint64_t start,
                              uint64_t end, uint64_t offset)
 {

@@ -137,6 +137,14 @@ bool vm_space_sync(struct vm_space *space, uint64_t start, uint64_t end, bool in
 /* The mapping of SPACE holding ADDR, or NULL.  Expects [V]. */
 struct vm_mapping *vm_space_lookup(struct vm_space *space, uint64_t addr);
 
+/* GNU Mach's vm_object_name for vm_region: the name port of the object
+ * SPACE (NULL: none) maps at ADDR, the port the pager was given with
+ * memory_object_init.  Returns its kernel-space name with a new send
+ * reference (the caller's), or MACH_PORT_NULL when no object is mapped
+ * there or its ports went back to the pager (terminated).  Expects [V];
+ * takes [G]. */
+mach_port_name_t vm_space_object_name(struct vm_space *space, uint64_t addr);
+
 /* A fault of thread TID of SPACE at ADDR (userfaultfd flags FLAGS: write,
  * write-protect) in MAPPING: asks the pager, waits for it, or lets the
  * thread go on.  Expects [V]. */

@@ -312,6 +312,28 @@ bool vm_remote_sync(uint64_t start, uint64_t end, bool invalidate)
     return any;
 }
 
+mach_port_name_t vm_remote_name(uint64_t addr)
+{
+    mach_port_name_t name = MACH_PORT_NULL;
+    futex_lock_acquire(&vm_remote_lock);
+    struct hell_vm_request req = {.op = HELL_VM_NAME, .start = addr};
+    struct kright right;
+    if (vm_remote_maps(addr, addr + 1) &&
+        vm_remote_call_locked(&req, MACH_PORT_NULL, NULL, NULL) == KERN_SUCCESS &&
+        wire_recv_bootstrap(vm_remote_sock, &right, 1) == 1) {
+        ipc_lock();
+        if (right.kind != KRIGHT_SEND) {
+            kright_destroy(&right);
+        } else if (ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &right, &name) !=
+                   KERN_SUCCESS) {
+            name = MACH_PORT_NULL; /* (the right went) */
+        }
+        ipc_unlock();
+    }
+    futex_lock_release(&vm_remote_lock);
+    return name;
+}
+
 bool vm_remote_ranges_list(struct vm_object_range **ranges, size_t *n, size_t *cap)
 {
     bool ok = true;

@@ -70,6 +70,14 @@ void vm_remote_unmap(uint64_t start, uint64_t end);
  * Returns whether the range maps any object. */
 bool vm_remote_sync(uint64_t start, uint64_t end, bool invalidate);
 
+/* vm_region's object name at ADDR: when ADDR lies in a range of this
+ * task that maps an object through machd, asks machd for a send right to
+ * the object's name port (HELL_VM_NAME).  Returns its kernel-space name
+ * with a reference the caller owns, or MACH_PORT_NULL (no such range, no
+ * name, or the connection failed): a range that maps no object costs no
+ * request. */
+mach_port_name_t vm_remote_name(uint64_t addr);
+
 /* Appends the ranges of this task that map objects through machd to
  * *RANGES as vm_object_self_ranges does (vm_object.h), each with a new
  * reference to its pager.  Returns false when memory ran short. */

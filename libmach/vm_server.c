@@ -245,6 +245,37 @@ static kern_return_t vm_server_copy(struct vm_client *client, const struct hell_
     return kr;
 }
 
+/* HELL_VM_NAME: a send right to the name port of the object CLIENT maps
+ * at REQ->start, after the reply (a bootstrap message, as a pager comes
+ * with HELL_VM_ENTER; an empty one when the right cannot go, which the
+ * task takes for no name). */
+static void vm_server_name(struct vm_client *client, const struct hell_vm_request *req)
+{
+    vm_lock();
+    mach_port_name_t name = vm_space_object_name(client->space, req->start);
+    vm_unlock();
+    struct kright right;
+    ipc_lock();
+    bool moved = MACH_PORT_VALID(name) &&
+                 ipc_right_copyin(&ipc_spaces[SPACE_KERNEL], name, MACH_MSG_TYPE_MOVE_SEND,
+                                  false, &right) == KERN_SUCCESS;
+    ipc_unlock();
+    if (!moved) {
+        kern_release_right(name);
+        vm_server_reply(client, KERN_INVALID_ADDRESS, 0, -1);
+        return;
+    }
+    vm_server_reply(client, KERN_SUCCESS, 0, -1);
+    ipc_lock();
+    if (wire_send_bootstrap(client->conn, &right, 1) != MACH_MSG_SUCCESS) {
+        kright_destroy(&right);
+        if (wire_send_bootstrap(client->conn, NULL, 0) != MACH_MSG_SUCCESS) {
+            (void)shutdown(client->conn, SHUT_RDWR); /* the task would wait forever */
+        }
+    }
+    ipc_unlock();
+}
+
 static void vm_server_request(struct vm_client *client, const struct hell_vm_request *req)
 {
     kern_return_t kr = KERN_INVALID_ARGUMENT;
@@ -252,6 +283,9 @@ static void vm_server_request(struct vm_client *client, const struct hell_vm_req
     switch (req->op) {
     case HELL_VM_ENTER:
         vm_server_enter(client, req);
+        return;
+    case HELL_VM_NAME:
+        vm_server_name(client, req);
         return;
     case HELL_VM_COPY:
         kr = vm_server_copy(client, req, &fd);

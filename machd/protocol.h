@@ -149,6 +149,10 @@ enum hell_vm_op {
                             its own kernel (no machd): HANDLE the new
                             task's pid, FLAGS its pager timeout in ms,
                             its userfaultfd as SCM_RIGHTS; no reply */
+    HELL_VM_NAME = 8,    /* the name port of the object mapped at START
+                            (vm_region): replies KERN_SUCCESS then a
+                            bootstrap message with a send right to it, or
+                            KERN_INVALID_ADDRESS (no object there) */
 };
 #define HELL_VM_INVALIDATE 0x1u
 /* HELL_VM_ENTER's handle for memory mapped as it is: nothing to add or

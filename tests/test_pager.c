@@ -80,9 +80,12 @@ const char *__asan_default_options(void)
 /* With the mode of pager_spawn: the pager checks, at terminate, that the
  * control port's no-senders notification comes exactly when due. */
 #define PAGER_CHECK_NO_SENDERS 0x400
+/* With the mode of pager_spawn: the test keeps the receive right of the
+ * pager's bootstrap port (pager_proc.boot), on which CMD_NAME answers. */
+#define PAGER_KEEP_BOOT 0x800
 
 enum { CMD_STATS, CMD_SYNC, CMD_FLUSH, CMD_LOCK_WRITES, CMD_MODE, CMD_SUPPLY_LOCK,
-       CMD_OBJECT_SYNC };
+       CMD_OBJECT_SYNC, CMD_NAME };
 
 struct cmd {
     int op;
@@ -100,6 +103,7 @@ struct pager_proc {
     pid_t pid;
     int sock;
     mach_port_t object; /* send right to the memory object */
+    mach_port_t boot;   /* with PAGER_KEEP_BOOT: receive right of its bootstrap port */
 };
 
 static void pager_main(int fd, int sock, int mode)
@@ -139,6 +143,12 @@ static void pager_main(int fd, int sock, int mode)
         case CMD_SUPPLY_LOCK:
             p->supply_lock = c.arg;
             break;
+        case CMD_NAME:
+            /* The name port memory_object_init gave, on the bootstrap port. */
+            a.kr = p->name == MACH_PORT_NULL
+                       ? KERN_INVALID_ARGUMENT
+                       : (kern_return_t)test_send_port(boot, p->name, MACH_MSG_TYPE_COPY_SEND, 2);
+            break;
         default:
             break;
         }
@@ -177,8 +187,12 @@ static struct pager_proc pager_spawn(int fd, int mode)
     pp.sock = sv[0];
     mach_msg_type_name_t type;
     CHECK_KR(test_receive_port(rcv, 10000, &pp.object, &type), MACH_MSG_SUCCESS);
-    mach_port_mod_refs(SELF, rcv, MACH_PORT_RIGHT_RECEIVE, -1);
-    mach_port_deallocate(SELF, rcv);
+    if (mode & PAGER_KEEP_BOOT) {
+        pp.boot = rcv;
+    } else {
+        mach_port_mod_refs(SELF, rcv, MACH_PORT_RIGHT_RECEIVE, -1);
+        mach_port_deallocate(SELF, rcv);
+    }
     return pp;
 }
 
@@ -194,6 +208,10 @@ static struct answer pager_cmd(struct pager_proc *pp, int op, uint64_t offset, u
 
 static void pager_end(struct pager_proc *pp)
 {
+    if (MACH_PORT_VALID(pp->boot)) {
+        mach_port_mod_refs(SELF, pp->boot, MACH_PORT_RIGHT_RECEIVE, -1);
+        mach_port_deallocate(SELF, pp->boot);
+    }
     mach_port_deallocate(SELF, pp->object);
     close(pp->sock); /* the pager exits */
     test_wait_ok(pp->pid);
@@ -940,7 +958,8 @@ static void map_rules(void)
     CHECK_KR(vm_region(SELF, &r, &size, &prot, &max, &inherit, &shared, &name, &offset),
              KERN_SUCCESS);
     CHECK(r == a && size == 4 * PAGE && prot == VM_PROT_READ &&
-          max == (VM_PROT_READ | VM_PROT_WRITE) && inherit == VM_INHERIT_SHARE);
+          max == (VM_PROT_READ | VM_PROT_WRITE) && inherit == VM_INHERIT_SHARE &&
+          name == MACH_PORT_NULL);
     CHECK_KR(vm_protect(SELF, a, PAGE, FALSE, VM_PROT_ALL), KERN_PROTECTION_FAILURE);
     /* Fixed: taken, misaligned for the mask, outside the user range. */
     vm_address_t b = a;
@@ -1097,6 +1116,8 @@ static void inherited_by_task_create(void)
              KERN_SUCCESS);
     CHECK(addr == share && size == 4 * PAGE && inherit == VM_INHERIT_SHARE &&
           cur == (VM_PROT_READ | VM_PROT_WRITE) && max == VM_PROT_ALL);
+    CHECK(MACH_PORT_VALID(name)); /* the object's name port (region_names) */
+    CHECK_KR(mach_port_deallocate(SELF, name), KERN_SUCCESS);
     CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).inits == 1);
 
     CHECK_KR(task_terminate(child), KERN_SUCCESS);
@@ -1111,6 +1132,100 @@ static void inherited_by_task_create(void)
     CHECK(file_byte(fd, 4 * PAGE + 8) == 'E');
     munmap(sh, sizeof *sh);
     pager_end(&pp);
+    close(fd);
+}
+
+/* ---- vm_region's object names ---- */
+
+/* The name vm_region gives for the region of TASK at ADDR (a send right
+ * of ours, or MACH_PORT_NULL). */
+static mach_port_t region_name(mach_port_t task, vm_address_t addr)
+{
+    vm_size_t size;
+    vm_prot_t prot, max;
+    vm_inherit_t inherit;
+    boolean_t shared;
+    mach_port_t name = MACH_PORT_DEAD;
+    vm_offset_t offset;
+    CHECK_KR(vm_region(task, &addr, &size, &prot, &max, &inherit, &shared, &name, &offset),
+             KERN_SUCCESS);
+    return name;
+}
+
+/* The name port PP's pager was given by memory_object_init, as we name
+ * it (a send right of ours). */
+static mach_port_t pager_name(struct pager_proc *pp)
+{
+    CHECK_KR(pager_cmd(pp, CMD_NAME, 0, 0, 0).kr, KERN_SUCCESS);
+    mach_port_t name = MACH_PORT_NULL;
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(pp->boot, 10000, &name, &type), MACH_MSG_SUCCESS);
+    CHECK(type == MACH_MSG_TYPE_PORT_SEND);
+    return name;
+}
+
+static mach_port_urefs_t send_refs(mach_port_t name)
+{
+    mach_port_urefs_t refs = 0;
+    CHECK_KR(mach_port_get_refs(SELF, name, MACH_PORT_RIGHT_SEND, &refs), KERN_SUCCESS);
+    return refs;
+}
+
+/* vm_region gives, as GNU Mach's vm_object_name, a new send right to the
+ * name port of the object mapped: the port the pager got with
+ * memory_object_init, one port for every mapping of the object (so one
+ * name here), another for another object; no name for anonymous memory
+ * nor for a copy (made at once here, GNU Mach's copy of an object whose
+ * strategy is MEMORY_OBJECT_COPY_NONE). */
+static void region_names(void)
+{
+    int fd = make_file();
+    struct pager_proc pa = pager_spawn(fd, FILEPAGER_NORMAL | PAGER_UNCACHED | PAGER_KEEP_BOOT);
+    struct pager_proc pb = pager_spawn(fd, FILEPAGER_NORMAL | PAGER_UNCACHED | PAGER_KEEP_BOOT);
+    volatile char *a1 = map_object(pa.object, 0, 4 * PAGE, FALSE);
+    volatile char *a2 = map_object(pa.object, 8 * PAGE, 4 * PAGE, FALSE);
+    volatile char *b = map_object(pb.object, 0, 2 * PAGE, FALSE);
+    volatile char *copy = map_object(pa.object, 0, 2 * PAGE, TRUE);
+    CHECK(a1[PAGE] == 'B' && a2[0] == 'I' && b[0] == 'A' && copy[0] == 'A');
+    vm_address_t anon = 0;
+    CHECK_KR(vm_allocate(SELF, &anon, PAGE, TRUE), KERN_SUCCESS);
+
+    mach_port_t n1 = region_name(SELF, (vm_address_t)a1 + PAGE + 5);
+    CHECK(MACH_PORT_VALID(n1) && send_refs(n1) == 1);
+    mach_port_t n2 = region_name(SELF, (vm_address_t)a2);
+    CHECK(n2 == n1 && send_refs(n1) == 2); /* the same port, a reference each */
+    mach_port_t nb = region_name(SELF, (vm_address_t)b);
+    CHECK(MACH_PORT_VALID(nb) && nb != n1);
+    CHECK(region_name(SELF, anon) == MACH_PORT_NULL);
+    CHECK(region_name(SELF, (vm_address_t)copy) == MACH_PORT_NULL);
+    /* The very ports the pagers were given. */
+    mach_port_t pna = pager_name(&pa), pnb = pager_name(&pb);
+    CHECK(pna == n1 && pnb == nb && send_refs(n1) == 3);
+    CHECK_KR(mach_port_mod_refs(SELF, n1, MACH_PORT_RIGHT_SEND, -3), KERN_SUCCESS);
+    CHECK_KR(mach_port_mod_refs(SELF, nb, MACH_PORT_RIGHT_SEND, -2), KERN_SUCCESS);
+
+    /* The same through another task's port: a task created with our
+     * memory maps the object itself where it inherits a share of it. */
+    CHECK_KR(vm_inherit(SELF, (vm_address_t)a1, 4 * PAGE, VM_INHERIT_SHARE), KERN_SUCCESS);
+    mach_port_t child = MACH_PORT_NULL;
+    CHECK_KR(task_create(SELF, TRUE, &child), KERN_SUCCESS);
+    mach_port_t nc = region_name(child, (vm_address_t)a1);
+    CHECK(nc == pager_name(&pa) && send_refs(nc) == 2);
+    CHECK(region_name(child, anon) == MACH_PORT_NULL);
+    CHECK_KR(mach_port_mod_refs(SELF, nc, MACH_PORT_RIGHT_SEND, -2), KERN_SUCCESS);
+    CHECK_KR(task_terminate(child), KERN_SUCCESS);
+    await_dead_name(child);
+
+    CHECK_KR(vm_deallocate(SELF, anon, PAGE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)copy, 2 * PAGE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)a1, 4 * PAGE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)a2, 4 * PAGE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)b, 2 * PAGE), KERN_SUCCESS);
+    /* The names given did not keep the objects: each ends with its last
+     * mapping. */
+    CHECK(wait_terminates(&pa, 1) == 1 && wait_terminates(&pb, 1) == 1);
+    pager_end(&pb); /* (which holds a copy of PA's socket, made before it) */
+    pager_end(&pa);
     close(fd);
 }
 
@@ -1147,6 +1262,7 @@ static void suite(bool instance)
     control_without_rights();
     terminate_at_last_unmapping();
     control_counted_after_terminate();
+    region_names();
     if (!instance) {
         cache_bounded(); /* (machd's own environment bounds its cache) */
     }

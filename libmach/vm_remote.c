@@ -2,8 +2,8 @@
 /*
  * Memory objects served by machd: the task's side (vm_remote.h).
  *
- * The task keeps the ranges it maps objects in, so that unmapping or
- * syncing memory that maps none costs no request.
+ * The task keeps the ranges it maps objects in, so that unmapping,
+ * syncing or naming (vm_region) memory that maps none costs no request.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -21,6 +21,8 @@
  *   SIGBUS as a Linux program would;
  * - vm_map's own rules: anonymous memory, masks, fixed addresses, bad
  *   arguments;
+ * - vm_region names every mapping of an object, in this task or another,
+ *   by the name port its pager got with memory_object_init;
  * - all of it again in an instance, where machd is the kernel of every
  *   object, with what only an instance has: two tasks mapping one object
  *   from one cache (a write in one seen by the other, one
@@ -1174,9 +1176,11 @@ static mach_port_urefs_t send_refs(mach_port_t name)
 /* vm_region gives, as GNU Mach's vm_object_name, a new send right to the
  * name port of the object mapped: the port the pager got with
  * memory_object_init, one port for every mapping of the object (so one
- * name here), another for another object; no name for anonymous memory
- * nor for a copy (made at once here, GNU Mach's copy of an object whose
- * strategy is MEMORY_OBJECT_COPY_NONE). */
+ * name here), another for another object; no name for anonymous memory.
+ * A copy (made at once here, as GNU Mach's vm_object_copy_slowly) has
+ * none either: GNU Mach names one only for a copy strategy other than
+ * MEMORY_OBJECT_COPY_NONE, whose copy object shadows the source (a known
+ * difference, docs/ARCHITECTURE.md). */
 static void region_names(void)
 {
     int fd = make_file();

@@ -794,6 +794,9 @@ static void vm_service_rejects_nonsense(void)
              KERN_INVALID_ARGUMENT);
     CHECK_KR(vm_service_call(sock, (struct hell_vm_request){.op = HELL_VM_RELEASE, .handle = 3}),
              KERN_INVALID_ARGUMENT);
+    CHECK_KR(vm_service_call(sock, (struct hell_vm_request){.op = HELL_VM_NAME,
+                                                             .start = 1 << 20}),
+             KERN_INVALID_ADDRESS); /* no object there: no name, and no right follows */
     CHECK_KR(vm_service_call(sock, (struct hell_vm_request){.op = 99}), KERN_INVALID_ARGUMENT);
     /* ENTER wants a pager right next: the datagram that comes instead
      * (an UNMAP) is taken for it and found wanting, and ENTER fails. */

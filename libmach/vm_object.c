@@ -9,6 +9,14 @@
  * returns, then flushes, and is acknowledged once; only threads waiting
  * when data_error arrives are affected; an object whose pager lets it
  * be cached outlives its last mapping.
+ *
+ * A page locked against reading (its lock value holds VM_PROT_READ,
+ * which on x86 locks out every access: GNU Mach's faults ask for read,
+ * or read and write, and an instruction fetch is a read) is kept out of
+ * the memfd, in the object's aside store at the same offset: every
+ * access to it is then a missing-page fault, which asks the pager to
+ * unlock (memory_object_data_unlock, once) and waits.  Unlocking puts the
+ * data back.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +63,13 @@ enum {
 #define PG_LOCK_SHIFT 4 /* bits 4-6: the access the pager locked out */
 #define PG_LOCK(st) ((vm_prot_t)(((st) >> PG_LOCK_SHIFT) & VM_PROT_ALL))
 
+/* Whether a page in state ST is cached but locked against reading: its
+ * data is in the aside store, not in the memfd. */
+static bool vm_page_hidden(uint8_t st)
+{
+    return (st & PG_PRESENT) && (PG_LOCK(st) & VM_PROT_READ);
+}
+
 #define VM_CHUNK_PAGES 512
 struct vm_chunk {
     uint8_t page[VM_CHUNK_PAGES];
@@ -91,6 +106,9 @@ struct vm_object {
     mach_port_name_t name;    /* kernel-space receive right */
     int memfd;
     uint64_t memfd_size;
+    int aside;                /* the data of the pages locked against reading
+                                 (vm_page_hidden), at their offsets; -1 until
+                                 the first such page */
     bool ready, may_cache;
     memory_object_copy_strategy_t copy_strategy;
     bool destroyed;           /* memory_object_destroy: faults fail */
@@ -307,6 +325,94 @@ static void vm_memory_error(pid_t pid, pid_t tid, uint64_t addr)
     (void)syscall(SYS_rt_tgsigqueueinfo, pid, tid, SIGBUS, &si);
 }
 
+/* ---- pages locked against reading ---- */
+
+/* OBJECT's aside store, made on first use (-1 when it cannot be). */
+static int vm_aside_fd(struct vm_object *object)
+{
+    if (object->aside < 0) {
+        object->aside = memfd_create("hell-object-locked", MFD_CLOEXEC);
+    }
+    return object->aside;
+}
+
+/* Copies [AT, AT + LEN) of the file FROM into the same range of TO.
+ * Returns whether it all went. */
+static bool vm_copy_pages(int from, int to, uint64_t at, uint64_t len)
+{
+    uint64_t done = 0;
+    while (done < len) {
+        loff_t in = (loff_t)(at + done), out = (loff_t)(at + done);
+        ssize_t n = copy_file_range(from, &in, to, &out, len - done, 0);
+        if (n > 0) {
+            done += (uint64_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n == 0 || (errno != EXDEV && errno != EINVAL && errno != ENOSYS)) {
+            return false;
+        }
+        /* (Where Linux cannot copy between these files itself.) */
+        char page[VM_PAGE];
+        while (done < len) {
+            if (linux_pread_full(from, page, VM_PAGE, at + done) != VM_PAGE ||
+                pwrite(to, page, VM_PAGE, (off_t)(at + done)) != (ssize_t)VM_PAGE) {
+                return false;
+            }
+            done += VM_PAGE;
+        }
+    }
+    return true;
+}
+
+/* Takes the cached pages [AT, AT + LEN) of OBJECT out of the memfd (so
+ * out of every mapping) into its aside store: every access to them then
+ * faults.  Writes are stopped first, so that none is lost between the
+ * copy and the punch.  Returns false when the pages could not move (they
+ * stay in the memfd). */
+static bool vm_hide(struct vm_object *object, uint64_t at, uint64_t len)
+{
+    int aside = vm_aside_fd(object);
+    if (aside < 0) {
+        return false;
+    }
+    vm_protect_range(object, NULL, at, len, true);
+    if (!vm_copy_pages(object->memfd, aside, at, len)) {
+        (void)fallocate(aside, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)at,
+                        (off_t)len);
+        return false;
+    }
+    (void)fallocate(object->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)at,
+                    (off_t)len);
+    object->rearm = true;
+    return true;
+}
+
+/* Puts the pages [AT, AT + LEN) of OBJECT's aside store back into the
+ * memfd, write-protected in every mapping as every page of the cache
+ * starts (their first write is seen).  Returns false when they could not
+ * move (they stay aside). */
+static bool vm_show(struct vm_object *object, uint64_t at, uint64_t len)
+{
+    vm_protect_range(object, NULL, at, len, true);
+    if (object->aside < 0 || !vm_copy_pages(object->aside, object->memfd, at, len)) {
+        (void)fallocate(object->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)at,
+                        (off_t)len);
+        return false;
+    }
+    (void)fallocate(object->aside, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)at,
+                    (off_t)len);
+    return true;
+}
+
+/* The file holding the data of a cached page in state ST. */
+static int vm_page_fd(const struct vm_object *object, uint8_t st)
+{
+    return vm_page_hidden(st) ? object->aside : object->memfd;
+}
+
 /* ---- waiters ---- */
 
 static void vm_reader_signal(_Atomic int *done, int value)
@@ -348,24 +454,21 @@ static void vm_waiters_end(struct vm_object *object, uint64_t offset, uint64_t s
     }
 }
 
-/* Whether W waits for data that is now there. */
+/* Whether W waits for data that is now there (a page locked against
+ * reading too: its thread faults again, and asks to unlock it). */
 static bool vm_waiter_supplied(struct vm_object *object, struct vm_waiter *w)
 {
     return !w->unlock && (vm_page_state(object, w->offset) & PG_PRESENT);
 }
 
-/* Whether W waits for an unlock: the page is gone, or writes are allowed. */
-static bool vm_waiter_unlocked(struct vm_object *object, struct vm_waiter *w)
-{
-    uint8_t st = vm_page_state(object, w->offset);
-    return w->unlock && (!(st & PG_PRESENT) || !(PG_LOCK(st) & VM_PROT_WRITE));
-}
-
-/* Whether W waits for data, not for an unlock. */
-static bool vm_waiter_wants_data(struct vm_object *object, struct vm_waiter *w)
+/* Whether W waits for an unlock.  Such waits end whenever the pager sets
+ * the page's lock, lowered or not, or the page goes: the thread faults
+ * again and asks again if it must (GNU Mach restarts unlock requests on
+ * every lock_request that sets a lock value). */
+static bool vm_waiter_unlocking(struct vm_object *object, struct vm_waiter *w)
 {
     (void)object;
-    return !w->unlock;
+    return w->unlock;
 }
 
 /* Adds a waiter for the page at OFFSET: thread TID of MAPPING's space
@@ -479,6 +582,9 @@ static void vm_object_free(struct vm_object *object)
     }
     u64map_destroy(&object->chunks);
     linux_close(object->memfd);
+    if (object->aside >= 0) {
+        linux_close(object->aside);
+    }
     free(object);
 }
 
@@ -510,22 +616,29 @@ static void vm_return_range(struct vm_object *object, uint64_t offset, uint64_t 
             at += VM_PAGE;
             continue;
         }
-        /* A run of pages to return with the same dirtiness. */
+        /* A run of pages to return with the same dirtiness, all in the
+         * memfd or all aside (locked against reading: no task can write
+         * them). */
         bool dirty = (st & PG_DIRTY) != 0;
+        bool hidden = vm_page_hidden(st);
         uint64_t run = at;
         unsigned n = 0;
         while (run < end && n < VM_CLUSTER_MAX) {
             uint8_t s = vm_page_state(object, run);
-            if (!vm_page_wanted(s, should_return) || ((s & PG_DIRTY) != 0) != dirty) {
+            if (!vm_page_wanted(s, should_return) || ((s & PG_DIRTY) != 0) != dirty ||
+                vm_page_hidden(s) != hidden) {
                 break;
             }
             run += VM_PAGE;
             n++;
         }
         size_t len = (size_t)n * VM_PAGE;
-        vm_protect_range(object, NULL, at, len, true);
+        if (!hidden) {
+            vm_protect_range(object, NULL, at, len, true);
+        }
         void *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (buf == MAP_FAILED || pread(object->memfd, buf, len, (off_t)at) != (ssize_t)len) {
+        if (buf == MAP_FAILED ||
+            pread(vm_page_fd(object, st), buf, len, (off_t)at) != (ssize_t)len) {
             fprintf(stderr, "hell: cannot read back pages of a memory object\n");
             if (buf != MAP_FAILED) {
                 munmap(buf, len);
@@ -557,6 +670,10 @@ static void vm_flush_range(struct vm_object *object, uint64_t offset, uint64_t s
     }
     (void)fallocate(object->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
                     (off_t)(end - offset));
+    if (object->aside >= 0) {
+        (void)fallocate(object->aside, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                        (off_t)offset, (off_t)(end - offset));
+    }
     object->rearm = true;
     for (uint64_t p = offset; (p = vm_next_state(object, p, end)) < end; p += VM_PAGE) {
         uint8_t *st = vm_page(object, p, false);
@@ -565,7 +682,7 @@ static void vm_flush_range(struct vm_object *object, uint64_t offset, uint64_t s
         }
     }
     /* Whoever waited to write a flushed page faults again for its data. */
-    vm_waiters_end(object, offset, end - offset, false, vm_waiter_unlocked);
+    vm_waiters_end(object, offset, end - offset, false, vm_waiter_unlocking);
 }
 
 /* Ends OBJECT for this kernel: its pages go back (GIVE_BACK), then
@@ -677,6 +794,7 @@ kern_return_t vm_object_enter(mach_port_name_t pager, struct vm_object **result)
         object->memfd = -1;
     }
     object->pager = pager;
+    object->aside = -1;
     object->cluster = 1;
     object->seq_next = UINT64_MAX;
     object->copy_strategy = MEMORY_OBJECT_COPY_DELAY;
@@ -751,7 +869,11 @@ static uint64_t vm_cache_limit_bytes(void)
 static uint64_t vm_object_resident(const struct vm_object *object)
 {
     struct stat st;
-    return fstat(object->memfd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+    uint64_t bytes = fstat(object->memfd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+    if (object->aside >= 0 && fstat(object->aside, &st) == 0) {
+        bytes += (uint64_t)st.st_blocks * 512;
+    }
+    return bytes;
 }
 
 void vm_object_release(struct vm_object *object)
@@ -965,6 +1087,22 @@ static bool vm_fault_wait(struct vm_mapping *mapping, uint64_t offset, uint64_t 
     return true;
 }
 
+/* Asks the pager of OBJECT to unlock ACCESS to its cached page at OFFSET
+ * (state *ST), unless an unlock of it is already asked. */
+static void vm_unlock_ask(struct vm_object *object, uint64_t offset, uint8_t *st,
+                          vm_prot_t access)
+{
+    if (*st & PG_UNLOCKING) {
+        return;
+    }
+    *st |= PG_UNLOCKING;
+    kern_return_t kr = kmo_memory_object_data_unlock(object->pager, object->control, offset,
+                                                     VM_PAGE, access);
+    if (kr != KERN_SUCCESS && !vm_pager_failed(object, kr)) {
+        *st &= (uint8_t)~PG_UNLOCKING;
+    }
+}
+
 void vm_object_fault(struct vm_mapping *mapping, uint64_t addr, unsigned flags, pid_t tid)
 {
     struct vm_object *object = mapping->object;
@@ -975,6 +1113,20 @@ void vm_object_fault(struct vm_mapping *mapping, uint64_t addr, unsigned flags, 
         vm_memory_error(mapping->space->pid, tid, page);
         return;
     }
+    if (vm_page_hidden(*st)) {
+        /* Locked against reading (whatever the fault says: it may have
+         * been queued before the lock): every access waits for the
+         * unlock, a write asking for writing too, as GNU Mach's faults
+         * ask for read, or read and write. */
+        vm_prot_t access = VM_PROT_READ;
+        if (flags & UFFD_PAGEFAULT_FLAG_WRITE) {
+            access |= VM_PROT_WRITE;
+        }
+        if (vm_fault_wait(mapping, offset, page, tid, true)) {
+            vm_unlock_ask(object, offset, st, access);
+        }
+        return;
+    }
     if ((flags & UFFD_PAGEFAULT_FLAG_WP) && (*st & PG_PRESENT)) {
         if (!(PG_LOCK(*st) & VM_PROT_WRITE)) {
             *st |= PG_DIRTY;
@@ -982,16 +1134,8 @@ void vm_object_fault(struct vm_mapping *mapping, uint64_t addr, unsigned flags, 
             return;
         }
         /* The pager locked writes out: ask it to unlock (once). */
-        if (!vm_fault_wait(mapping, offset, page, tid, true)) {
-            return;
-        }
-        if (!(*st & PG_UNLOCKING)) {
-            *st |= PG_UNLOCKING;
-            kern_return_t kr = kmo_memory_object_data_unlock(object->pager, object->control,
-                                                             offset, VM_PAGE, VM_PROT_WRITE);
-            if (kr != KERN_SUCCESS && !vm_pager_failed(object, kr)) {
-                *st &= (uint8_t)~PG_UNLOCKING;
-            }
+        if (vm_fault_wait(mapping, offset, page, tid, true)) {
+            vm_unlock_ask(object, offset, st, VM_PROT_WRITE);
         }
         return;
     }
@@ -1036,23 +1180,49 @@ int vm_object_expire(void)
     return next == UINT64_MAX ? -1 : (int)(next - now);
 }
 
+/* Whether every page of [OFFSET, OFFSET + SIZE) of OBJECT is in the
+ * memfd; if not, stores the first that is not at *AT.  Expects [V]. */
+static bool vm_readable(struct vm_object *object, uint64_t offset, uint64_t size, uint64_t *at)
+{
+    for (uint64_t p = offset; p < offset + size; p += VM_PAGE) {
+        uint8_t st = vm_page_state(object, p);
+        if (!(st & PG_PRESENT) || vm_page_hidden(st)) {
+            *at = p;
+            return false;
+        }
+    }
+    return true;
+}
+
 kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t size,
                              void *dst, int timeout_ms)
 {
     kern_return_t kr = KERN_SUCCESS;
     vm_lock();
     for (uint64_t at = offset; at < offset + size && kr == KERN_SUCCESS;) {
-        if (vm_page_state(object, at) & PG_PRESENT) {
+        uint8_t st = vm_page_state(object, at);
+        if ((st & PG_PRESENT) && !vm_page_hidden(st)) {
             at += VM_PAGE;
+            if (at >= offset + size) {
+                /* Each was there when seen, but [V] went while later ones
+                 * were awaited: one that left since (flushed, or locked
+                 * against reading) is awaited again. */
+                (void)vm_readable(object, offset, size, &at);
+            }
             continue;
         }
+        /* Wanted: its data, or (locked against reading) its unlock, as
+         * GNU Mach's copy faults the page for reading. */
+        bool unlock = (st & PG_PRESENT) != 0;
         _Atomic int done = 0;
         if (object->destroyed || object->pager_dead ||
-            !vm_waiter_add(object, NULL, at, 0, 0, false, &done, timeout_ms)) {
+            !vm_waiter_add(object, NULL, at, 0, 0, unlock, &done, timeout_ms)) {
             kr = KERN_MEMORY_ERROR;
             break;
         }
-        if (!(vm_page_state(object, at) & PG_REQUESTED)) {
+        if (unlock) {
+            vm_unlock_ask(object, at, vm_page(object, at, false), VM_PROT_READ);
+        } else if (!(st & PG_REQUESTED)) {
             vm_request(object, at, offset + size, VM_PROT_READ);
         }
         while (atomic_load(&done) == 0) {
@@ -1161,9 +1331,10 @@ static uint64_t vm_fill_mapped(struct vm_object *object, uint64_t at, uint64_t l
 
 /* Fills the absent pages of [OFFSET, OFFSET + SIZE) of OBJECT (up to the
  * reach of its mappings): from DATA (NULL: zeros), with LOCK and
- * PRECIOUS.  Pages already cached keep their data; with PRESENT_AT, the
- * first one ends the fill and its offset is stored there.  Returns false
- * when Linux refuses the data. */
+ * PRECIOUS (locked against reading, into the aside store).  Pages already
+ * cached keep their data; with PRESENT_AT, the first one ends the fill
+ * and its offset is stored there.  Returns false when Linux refuses the
+ * data. */
 static bool vm_fill(struct vm_object *object, uint64_t offset, uint64_t size, const char *data,
                     vm_prot_t lock, bool precious, uint64_t *present_at)
 {
@@ -1188,21 +1359,22 @@ static bool vm_fill(struct vm_object *object, uint64_t offset, uint64_t size, co
          * unseen: a mapping's pages are from when it is added (Linux
          * keeps the protection of an empty page as a marker), until a
          * flush punches them out. */
-        if (object->rearm) {
+        bool hide = (lock & VM_PROT_READ) != 0;
+        if (object->rearm && !hide) {
             vm_protect_range(object, NULL, at, run - at, true);
         }
-        bool ok;
-        if (data != NULL) {
+        int fd = hide ? vm_aside_fd(object) : object->memfd;
+        bool ok = fd >= 0;
+        if (ok && data != NULL) {
             const char *src = data + (at - offset);
-            uint64_t done = vm_fill_mapped(object, at, run - at, src);
-            ok = true;
+            uint64_t done = hide ? 0 : vm_fill_mapped(object, at, run - at, src);
             while (ok && done < run - at) {
-                ssize_t n = pwrite(object->memfd, src + done, run - at - done, (off_t)(at + done));
+                ssize_t n = pwrite(fd, src + done, run - at - done, (off_t)(at + done));
                 ok = n > 0 || (n < 0 && errno == EINTR);
                 done += n > 0 ? (uint64_t)n : 0;
             }
-        } else {
-            ok = fallocate(object->memfd, 0, (off_t)at, (off_t)(run - at)) == 0;
+        } else if (ok) {
+            ok = fallocate(fd, 0, (off_t)at, (off_t)(run - at)) == 0;
         }
         if (!ok) {
             return false;
@@ -1321,11 +1493,14 @@ kern_return_t kern_memory_object_data_error(mach_port_t control, vm_offset_t off
     uint64_t limit = vm_cached_end(object, offset, size);
     for (uint64_t p = at; (p = vm_next_state(object, p, limit)) < limit; p += VM_PAGE) {
         uint8_t *st = vm_page(object, p, false);
-        if (st != NULL && !(*st & PG_PRESENT)) {
-            *st &= (uint8_t)~PG_REQUESTED;
+        if (st != NULL) {
+            *st &= (uint8_t)~(*st & PG_PRESENT ? PG_UNLOCKING : PG_REQUESTED);
         }
     }
-    vm_waiters_end(object, at, end - at, true, vm_waiter_wants_data);
+    /* Those waiting for the data, and those waiting for an unlock: the
+     * pager refuses it.  (GNU Mach ignores a data_error for a page it
+     * holds; its threads wait on until the lock is lowered.) */
+    vm_waiters_end(object, at, end - at, true, NULL);
     vm_unlock();
     return KERN_SUCCESS;
 }
@@ -1361,6 +1536,57 @@ kern_return_t kern_vm_object_sync(mach_port_t name, vm_offset_t offset, vm_size_
                                            0);
 }
 
+/* Ends a run of pages [LO, HI) of OBJECT whose lock changed to LOCK and
+ * which must move: out of the memfd when LOCK forbids reading, back into
+ * it otherwise.  Pages that cannot move keep where they are, and their
+ * lock says so (the lock against reading is lost, or kept). */
+static void vm_lock_move(struct vm_object *object, uint64_t lo, uint64_t hi, vm_prot_t lock)
+{
+    if (lo >= hi) {
+        return;
+    }
+    bool hide = (lock & VM_PROT_READ) != 0;
+    if (hide ? vm_hide(object, lo, hi - lo) : vm_show(object, lo, hi - lo)) {
+        return;
+    }
+    fprintf(stderr, "hell: cannot %s pages of a memory object: %s\n",
+            hide ? "lock out reads of" : "unlock reads of", strerror(errno));
+    for (uint64_t p = lo; p < hi; p += VM_PAGE) {
+        uint8_t *st = vm_page(object, p, false);
+        *st = (uint8_t)(hide ? *st & ~(VM_PROT_READ << PG_LOCK_SHIFT)
+                             : *st | (VM_PROT_READ << PG_LOCK_SHIFT));
+    }
+}
+
+/* Sets the lock of the cached pages of [AT, END) of OBJECT to LOCK
+ * (memory_object_lock_request's first step), restarting their unlock
+ * requests: writes locked out are write-protected in every mapping;
+ * pages whose reading is locked out or allowed again move out of the
+ * memfd or back, in runs.  Expects [V]. */
+static void vm_lock_range(struct vm_object *object, uint64_t at, uint64_t end, vm_prot_t lock)
+{
+    bool hide = (lock & VM_PROT_READ) != 0;
+    uint64_t run = 0, run_end = 0; /* pages to move */
+    for (uint64_t p = at; (p = vm_next_state(object, p, end)) < end; p += VM_PAGE) {
+        uint8_t *st = vm_page(object, p, false);
+        if (st == NULL || !(*st & PG_PRESENT)) {
+            continue;
+        }
+        if (vm_page_hidden(*st) != hide) {
+            if (p != run_end) {
+                vm_lock_move(object, run, run_end, lock);
+                run = p;
+            }
+            run_end = p + VM_PAGE;
+        } else if (!hide && (lock & VM_PROT_WRITE) && !(PG_LOCK(*st) & VM_PROT_WRITE)) {
+            vm_protect_range(object, NULL, p, VM_PAGE, true);
+        }
+        *st = (uint8_t)((*st & ~(VM_PROT_ALL << PG_LOCK_SHIFT) & ~PG_UNLOCKING) |
+                        (lock << PG_LOCK_SHIFT));
+    }
+    vm_lock_move(object, run, run_end, lock);
+}
+
 kern_return_t kern_memory_object_lock_request(mach_port_t control, vm_offset_t offset,
                                               vm_size_t size,
                                               memory_object_return_t should_return,
@@ -1380,28 +1606,14 @@ kern_return_t kern_memory_object_lock_request(mach_port_t control, vm_offset_t o
     }
     uint64_t at = offset & ~(uint64_t)(VM_PAGE - 1);
     uint64_t end = vm_cached_end(object, offset, size);
-    /* 1: restrict access. */
-    if (lock_value != VM_PROT_NO_CHANGE) {
-        for (uint64_t p = at; (p = vm_next_state(object, p, end)) < end; p += VM_PAGE) {
-            uint8_t *st = vm_page(object, p, false);
-            if (st == NULL || !(*st & PG_PRESENT)) {
-                continue;
-            }
-            bool was_locked = PG_LOCK(*st) & VM_PROT_WRITE;
-            *st = (uint8_t)((*st & ~(VM_PROT_ALL << PG_LOCK_SHIFT)) |
-                            (lock_value << PG_LOCK_SHIFT));
-            if ((lock_value & VM_PROT_WRITE) && !was_locked) {
-                vm_protect_range(object, NULL, p, VM_PAGE, true);
-            }
-            if (!(lock_value & VM_PROT_WRITE)) {
-                *st &= (uint8_t)~PG_UNLOCKING;
-            }
-        }
-        /* Writers waiting for an unlock that came: they fault again and
-         * find the page writable (dirtying it). */
-        if (at < end) {
-            vm_waiters_end(object, at, end - at, false, vm_waiter_unlocked);
-        }
+    /* 1: restrict access (a page flushed needs none: GNU Mach locks it
+     * all, then frees it). */
+    if (lock_value != VM_PROT_NO_CHANGE && !should_flush && at < end) {
+        vm_lock_range(object, at, end, lock_value);
+        /* Threads waiting for an unlock fault again: on a page unlocked,
+         * a write goes on (dirtying it); on one still locked, they ask
+         * again. */
+        vm_waiters_end(object, at, end - at, false, vm_waiter_unlocking);
     }
     /* 2: write back; 3: flush. */
     if (at < end) {

@@ -17,6 +17,9 @@
  *  - a page supplied is write-protected in every mapping until its first
  *    write, which marks it dirty (so only pages written are returned) or,
  *    when the pager locked writes, becomes memory_object_data_unlock;
+ *  - a page the pager locked against reading leaves the memfd (kept
+ *    aside) until it unlocks it: every access to it faults (missing)
+ *    and becomes memory_object_data_unlock;
  *  - cleaning write-protects a page again before reading it, flushing
  *    punches it out of the memfd (and so out of every mapping).
  *
@@ -157,9 +160,10 @@ int vm_object_expire(void);
 
 /* Copies [OFFSET, OFFSET + SIZE) of OBJECT into DST (memory of this
  * process, not a mapping of any object), asking the pager for what is
- * not cached and waiting for it at most TIMEOUT_MS a page: a copy
- * mapping (vm_map with copy).  Returns KERN_SUCCESS, or
- * KERN_MEMORY_ERROR (the pager failed, died or did not answer in time).
+ * not cached, or to unlock what is locked against reading, and waiting
+ * for it at most TIMEOUT_MS a page: a copy mapping (vm_map with copy).
+ * Returns KERN_SUCCESS, or KERN_MEMORY_ERROR (the pager failed, refused
+ * the unlock, died or did not answer in time).
  * Expects no lock. */
 kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t size,
                              void *dst, int timeout_ms);

@@ -287,17 +287,18 @@ kern_return_t filepager_memory_object_data_unlock(mach_port_t object, mach_port_
                                                   vm_offset_t offset, vm_size_t length,
                                                   vm_prot_t desired_access)
 {
-    (void)desired_access;
     struct filepager *pager = filepager_of(object);
     if (pager == NULL) {
         return KERN_INVALID_ARGUMENT;
     }
+    atomic_store(&pager->stats.unlock_access, (unsigned)desired_access);
     atomic_fetch_add(&pager->stats.unlocks, 1);
-    kern_return_t kr;
-    if (pager->writable) {
+    int answer = pager->writable ? atomic_load(&pager->unlock_mode) : FILEPAGER_UNLOCK_ERROR;
+    kern_return_t kr = KERN_SUCCESS;
+    if (answer == FILEPAGER_UNLOCK_GRANT) {
         kr = memory_object_lock_request(control, offset, length, MEMORY_OBJECT_RETURN_NONE,
                                         FALSE, VM_PROT_NONE, MACH_PORT_NULL);
-    } else {
+    } else if (answer == FILEPAGER_UNLOCK_ERROR) {
         kr = memory_object_data_error(control, offset, length, KERN_PROTECTION_FAILURE);
     }
     mach_port_deallocate(mach_task_self(), control);
@@ -432,6 +433,12 @@ kern_return_t filepager_object_sync(struct filepager *pager, vm_offset_t offset,
 kern_return_t filepager_lock_writes(struct filepager *pager, vm_offset_t offset,
                                     vm_size_t size, int timeout_ms)
 {
-    return filepager_lock(pager, offset, size, MEMORY_OBJECT_RETURN_NONE, false,
-                          VM_PROT_WRITE, timeout_ms);
+    return filepager_set_lock(pager, offset, size, VM_PROT_WRITE, timeout_ms);
+}
+
+kern_return_t filepager_set_lock(struct filepager *pager, vm_offset_t offset, vm_size_t size,
+                                 vm_prot_t lock, int timeout_ms)
+{
+    return filepager_lock(pager, offset, size, MEMORY_OBJECT_RETURN_NONE, false, lock,
+                          timeout_ms);
 }

@@ -8,8 +8,9 @@
  * with memory_object_data_supply; pages past the end of the file are
  * zero-filled (memory_object_data_unavailable).  Pages coming back with
  * memory_object_data_return are written to the file when it is writable.
- * A write to a page the pager supplied write-locked becomes
- * memory_object_data_unlock, which the pager grants.  The pager asks the
+ * An access to a page the pager supplied locked (or locked since)
+ * becomes memory_object_data_unlock, which the pager grants (or, for
+ * tests, refuses or leaves unanswered).  The pager asks the
  * kernel for dirty pages with filepager_sync (lock_request), and can
  * misbehave on purpose for tests (answer errors, or never answer).
  *
@@ -30,6 +31,7 @@ struct filepager_stats {
     atomic_uint requests;       /* memory_object_data_request */
     atomic_uint pages_requested;
     atomic_uint unlocks;        /* memory_object_data_unlock */
+    atomic_uint unlock_access;  /* the desired access of the last one */
     atomic_uint returns;        /* memory_object_data_return */
     atomic_uint pages_returned;
     atomic_uint dirty_returned; /* pages returned marked dirty */
@@ -47,6 +49,14 @@ enum filepager_mode {
     FILEPAGER_NORMAL = 0,
     FILEPAGER_ERROR = 1,  /* memory_object_data_error(KERN_MEMORY_ERROR) */
     FILEPAGER_SILENT = 2, /* never answers */
+};
+
+/* How the pager answers data_unlock (a writable pager's; one that is not
+ * refuses every unlock). */
+enum filepager_unlock {
+    FILEPAGER_UNLOCK_GRANT = 0, /* lock_request lowering the lock to none */
+    FILEPAGER_UNLOCK_ERROR = 1, /* memory_object_data_error(KERN_PROTECTION_FAILURE) */
+    FILEPAGER_UNLOCK_HOLD = 2,  /* never answers (filepager_set_lock may, later) */
 };
 
 struct filepager {
@@ -70,6 +80,7 @@ struct filepager {
                                 go of its own otherwise (stats.ns_exact) */
     bool initialized;        /* a kernel is served (memory_object_init) */
     _Atomic int mode;        /* enum filepager_mode */
+    _Atomic int unlock_mode; /* enum filepager_unlock */
     struct filepager_stats stats;
 };
 
@@ -105,5 +116,11 @@ kern_return_t filepager_object_sync(struct filepager *pager, vm_offset_t offset,
  * filepager_sync. */
 kern_return_t filepager_lock_writes(struct filepager *pager, vm_offset_t offset,
                                     vm_size_t size, int timeout_ms);
+
+/* Sets the lock of the cached pages of [OFFSET, OFFSET + SIZE) to LOCK
+ * (the access locked out: VM_PROT_READ locks out every access, as in GNU
+ * Mach; VM_PROT_NONE unlocks), and waits as filepager_sync. */
+kern_return_t filepager_set_lock(struct filepager *pager, vm_offset_t offset, vm_size_t size,
+                                 vm_prot_t lock, int timeout_ms);
 
 #endif

@@ -9,6 +9,11 @@
  *   time; the file gets the data; flushing makes the next touch ask again;
  * - pages supplied write-locked: a write becomes memory_object_data_unlock
  *   and goes on once the pager unlocks; lock_request locks cached pages;
+ * - pages locked against reading (supplied so, or locked by lock_request):
+ *   every access waits for the unlock, asked once, through every mapping
+ *   and for a copy too; cleaning and flushing still return their dirty
+ *   data; a pager refusing the unlock (data_error) or never answering it
+ *   gives the memory error;
  * - a copy mapping is private both ways; a mapping past the end of the
  *   file reads zeros (data_unavailable); vm_msync returns what was
  *   written in its range;
@@ -87,7 +92,7 @@ const char *__asan_default_options(void)
 #define PAGER_KEEP_BOOT 0x800
 
 enum { CMD_STATS, CMD_SYNC, CMD_FLUSH, CMD_LOCK_WRITES, CMD_MODE, CMD_SUPPLY_LOCK,
-       CMD_OBJECT_SYNC, CMD_NAME };
+       CMD_OBJECT_SYNC, CMD_NAME, CMD_SET_LOCK, CMD_UNLOCK_MODE };
 
 struct cmd {
     int op;
@@ -99,6 +104,7 @@ struct answer {
     kern_return_t kr;
     unsigned inits, terminates, requests, pages_requested, unlocks, returns, pages_returned,
         dirty_returned, bad_controls, ns_exact, ns_wrong;
+    vm_prot_t unlock_access; /* of the last data_unlock */
 };
 
 struct pager_proc {
@@ -151,6 +157,12 @@ static void pager_main(int fd, int sock, int mode)
                        ? KERN_INVALID_ARGUMENT
                        : (kern_return_t)test_send_port(boot, p->name, MACH_MSG_TYPE_COPY_SEND, 2);
             break;
+        case CMD_SET_LOCK:
+            a.kr = filepager_set_lock(p, c.offset, c.size, c.arg, 5000);
+            break;
+        case CMD_UNLOCK_MODE:
+            p->unlock_mode = c.arg;
+            break;
         default:
             break;
         }
@@ -159,6 +171,7 @@ static void pager_main(int fd, int sock, int mode)
         a.requests = p->stats.requests;
         a.pages_requested = p->stats.pages_requested;
         a.unlocks = p->stats.unlocks;
+        a.unlock_access = (vm_prot_t)p->stats.unlock_access;
         a.returns = p->stats.returns;
         a.pages_returned = p->stats.pages_returned;
         a.dirty_returned = p->stats.dirty_returned;
@@ -412,6 +425,114 @@ static void write_locks(void)
     CHECK(file_byte(fd, 7 * PAGE + 1) == 'i' && file_byte(fd, 10 * PAGE) == 'l');
 
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
+    pager_end(&pp);
+    close(fd);
+}
+
+/* ---- read locks ---- */
+
+/* A thread reading a byte. */
+struct reader {
+    volatile char *at;
+    char got;
+    atomic_int done; /* 1 once read */
+};
+
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    r->got = *r->at;
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+/* Waits at most 5 s for PP's pager to have seen UNLOCKS data_unlocks;
+ * returns its stats then. */
+static struct answer wait_unlocks(struct pager_proc *pp, unsigned unlocks)
+{
+    struct answer a = pager_cmd(pp, CMD_STATS, 0, 0, 0);
+    for (int i = 0; i < 500 && a.unlocks < unlocks; i++) {
+        usleep(10000);
+        a = pager_cmd(pp, CMD_STATS, 0, 0, 0);
+    }
+    return a;
+}
+
+static void read_locks(void)
+{
+    int fd = make_file();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL);
+    pager_cmd(&pp, CMD_SUPPLY_LOCK, 0, 0, VM_PROT_READ);
+    pager_cmd(&pp, CMD_UNLOCK_MODE, 0, 0, FILEPAGER_UNLOCK_HOLD);
+    volatile char *m = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+    volatile char *other = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+
+    /* Supplied locked against reading: a read waits for the unlock,
+     * asked once, and then reads the data. */
+    struct reader r = {.at = m + 5 * PAGE + 7};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, reader_main, &r) == 0);
+    struct answer a = wait_unlocks(&pp, 1);
+    CHECK(a.unlocks == 1 && a.unlock_access == VM_PROT_READ);
+    usleep(50000);
+    CHECK(atomic_load(&r.done) == 0);
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 1);
+    CHECK_KR(pager_cmd(&pp, CMD_SET_LOCK, 5 * PAGE, PAGE, VM_PROT_NONE).kr, KERN_SUCCESS);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK(r.got == 'F' && atomic_load(&r.done) == 1);
+    CHECK(m[5 * PAGE] == 'F' && other[5 * PAGE + 1] == 'F');
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 1);
+
+    /* Locked after it was read and written: the next read, through any
+     * mapping, asks again; cleaning returns what was written, without
+     * an unlock. */
+    pager_cmd(&pp, CMD_SUPPLY_LOCK, 0, 0, VM_PROT_NONE);
+    pager_cmd(&pp, CMD_UNLOCK_MODE, 0, 0, FILEPAGER_UNLOCK_GRANT);
+    CHECK(m[9 * PAGE] == 'J');
+    m[9 * PAGE + 1] = 'j';
+    CHECK_KR(pager_cmd(&pp, CMD_SET_LOCK, 8 * PAGE, 3 * PAGE, VM_PROT_READ).kr, KERN_SUCCESS);
+    a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK(a.dirty_returned == 1 && a.unlocks == 1);
+    CHECK(file_byte(fd, 9 * PAGE + 1) == 'j');
+    CHECK(other[9 * PAGE + 1] == 'j');
+    a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.unlocks == 2 && a.unlock_access == VM_PROT_READ);
+    CHECK(m[9 * PAGE] == 'J' && pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 2);
+
+    /* A write asks to read and write. */
+    CHECK_KR(pager_cmd(&pp, CMD_SET_LOCK, 9 * PAGE, PAGE, VM_PROT_READ | VM_PROT_WRITE).kr,
+             KERN_SUCCESS);
+    m[9 * PAGE + 2] = 'w';
+    a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.unlocks == 3 && a.unlock_access == (VM_PROT_READ | VM_PROT_WRITE));
+    CHECK(other[9 * PAGE + 2] == 'w');
+
+    /* A copy of a page locked against reading asks too. */
+    CHECK_KR(pager_cmd(&pp, CMD_SET_LOCK, 9 * PAGE, PAGE, VM_PROT_READ).kr, KERN_SUCCESS);
+    volatile char *copy = map_object(pp.object, 8 * PAGE, 2 * PAGE, TRUE);
+    CHECK(copy[0] == 'I' && copy[PAGE + 1] == 'j' && copy[PAGE + 2] == 'w');
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 4);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)copy, 2 * PAGE), KERN_SUCCESS);
+
+    /* Flushed while locked against reading: its dirty data goes back
+     * first, and comes again on the next read, unlocked. */
+    m[9 * PAGE + 3] = 'f';
+    CHECK_KR(pager_cmd(&pp, CMD_SET_LOCK, 9 * PAGE, PAGE, VM_PROT_READ).kr, KERN_SUCCESS);
+    a = pager_cmd(&pp, CMD_FLUSH, 0, FILE_PAGES * PAGE, 0);
+    CHECK_KR(a.kr, KERN_SUCCESS);
+    CHECK(file_byte(fd, 9 * PAGE + 3) == 'f' && file_byte(fd, 9 * PAGE + 2) == 'w');
+    CHECK(other[9 * PAGE + 3] == 'f' && m[9 * PAGE + 2] == 'w');
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 4);
+
+    /* A lock on execution alone locks out nothing (on x86 GNU Mach's
+     * faults ask for reading, or reading and writing). */
+    CHECK(m[10 * PAGE] == 'K');
+    CHECK_KR(pager_cmd(&pp, CMD_SET_LOCK, 10 * PAGE, PAGE, VM_PROT_EXECUTE).kr, KERN_SUCCESS);
+    CHECK(m[10 * PAGE] == 'K' && other[10 * PAGE] == 'K');
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 4);
+
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)other, FILE_PAGES * PAGE), KERN_SUCCESS);
     pager_end(&pp);
     close(fd);
 }
@@ -713,6 +834,34 @@ static void shared_between_tasks(void)
     close(fd);
 }
 
+/* A page locked against reading is locked for every task mapping it: a
+ * read in either asks the pager to unlock, and reads what the other
+ * wrote. */
+static void read_locks_between_tasks(void)
+{
+    int fd = make_file();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL);
+    volatile char *m = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+    struct peer peer = peer_spawn(&pp);
+    CHECK(m[2 * PAGE] == 'C');
+    CHECK(peer_do(&peer, 'w', 2 * PAGE + 1, 'c') == 'c');
+    CHECK_KR(pager_cmd(&pp, CMD_SET_LOCK, 2 * PAGE, PAGE, VM_PROT_READ).kr, KERN_SUCCESS);
+    CHECK(peer_do(&peer, 'r', 2 * PAGE + 1, 0) == 'c');
+    struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.unlocks == 1 && a.unlock_access == VM_PROT_READ);
+    m[2 * PAGE + 2] = 'm';
+    CHECK_KR(pager_cmd(&pp, CMD_SET_LOCK, 2 * PAGE, PAGE, VM_PROT_READ).kr, KERN_SUCCESS);
+    CHECK(peer_do(&peer, 'r', 2 * PAGE + 2, 0) == 'm');
+    CHECK(m[2 * PAGE + 1] == 'c');
+    a = pager_cmd(&pp, CMD_SYNC, 0, FILE_PAGES * PAGE, 0);
+    CHECK(a.unlocks == 2 && a.dirty_returned == 1 && file_byte(fd, 2 * PAGE + 2) == 'm');
+    close(peer.sock);
+    test_wait_ok(peer.pid);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
+    pager_end(&pp);
+    close(fd);
+}
+
 /* A task killed while it maps an object: the object ends with the last
  * mapping, its own, and the page it wrote goes back first. */
 static void mapping_task_dies(void)
@@ -900,6 +1049,27 @@ static void failures(void)
     pp = pager_spawn(fd, FILEPAGER_ERROR);
     status = wait_bounded(victim_with(&pp, false, 0));
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS);
+    pager_end(&pp);
+
+    /* A pager refusing to unlock a page it supplied locked against
+     * reading (data_error): the same. */
+    for (int handler = 1; handler >= 0; handler--) {
+        pp = pager_spawn(fd, FILEPAGER_NORMAL);
+        pager_cmd(&pp, CMD_SUPPLY_LOCK, 0, 0, VM_PROT_READ);
+        pager_cmd(&pp, CMD_UNLOCK_MODE, 0, 0, FILEPAGER_UNLOCK_ERROR);
+        status = wait_bounded(victim_with(&pp, handler, 0));
+        CHECK(handler ? WIFEXITED(status) && WEXITSTATUS(status) == 42
+                      : WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS);
+        CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 1);
+        pager_end(&pp);
+    }
+    /* ... or never answering: the wait ends at the timeout. */
+    pp = pager_spawn(fd, FILEPAGER_NORMAL);
+    pager_cmd(&pp, CMD_SUPPLY_LOCK, 0, 0, VM_PROT_READ);
+    pager_cmd(&pp, CMD_UNLOCK_MODE, 0, 0, FILEPAGER_UNLOCK_HOLD);
+    status = wait_bounded(victim_with(&pp, true, 300));
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42);
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 1);
     pager_end(&pp);
 
     /* A pager that never answers: the wait ends at the timeout. */
@@ -1264,6 +1434,7 @@ static void suite(bool instance)
      * deaths, the kernel service's ports. */
     int fds = settled_fds();
     write_locks();
+    read_locks();
     sequential_runs();
     copies_and_zeros();
     control_without_rights();
@@ -1276,6 +1447,7 @@ static void suite(bool instance)
     if (instance) {
         vm_service_rejects_nonsense();
         shared_between_tasks();
+        read_locks_between_tasks();
         mapping_task_dies();
     }
     inherited_by_task_create();

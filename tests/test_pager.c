@@ -11,7 +11,7 @@
  *   and goes on once the pager unlocks; lock_request locks cached pages;
  * - pages locked against reading (supplied so, or locked by lock_request):
  *   every access waits for the unlock, asked once, through every mapping
- *   and for a copy too; cleaning and flushing still return their dirty
+ *   and for a copy, vm_read and an out-of-line send too; cleaning and flushing still return their dirty
  *   data; a pager refusing the unlock (data_error) or never answering it
  *   gives the memory error;
  * - a copy mapping is private both ways; a mapping past the end of the
@@ -458,6 +458,54 @@ static struct answer wait_unlocks(struct pager_proc *pp, unsigned unlocks)
     return a;
 }
 
+/* Whether this user's userfaultfd sees faults from the kernel (system
+ * calls touching a page not in the cache), not only from user mode. */
+static bool uffd_sees_kernel_faults(void)
+{
+    int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (uffd < 0) {
+        return false;
+    }
+    close(uffd);
+    return true;
+}
+
+/* Sends the page at ADDR out of line to a port of ours, receives it and
+ * returns its second byte. */
+static char ool_second_byte(vm_address_t addr)
+{
+    struct ool_msg {
+        mach_msg_header_t h;
+        mach_msg_type_t t;
+        vm_offset_t addr;
+    };
+    union {
+        struct ool_msg m;
+        char buf[512];
+    } out = {0}, in = {0};
+    mach_port_t port = test_new_port(true);
+    out.m.h = (mach_msg_header_t){
+        .msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0) | MACH_MSGH_BITS_COMPLEX,
+        .msgh_size = sizeof out.m, .msgh_remote_port = port, .msgh_id = 77};
+    out.m.t = (mach_msg_type_t){.msgt_name = MACH_MSG_TYPE_BYTE, .msgt_size = 8,
+                                .msgt_number = PAGE, .msgt_inline = FALSE};
+    out.m.addr = addr;
+    CHECK_KR(mach_msg(&out.m.h, MACH_SEND_MSG, sizeof out.m, 0, MACH_PORT_NULL,
+                      MACH_MSG_TIMEOUT_NONE, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK_KR(mach_msg(&in.m.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof in, port, 5000,
+                      MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    char got = 0;
+    if (in.m.h.msgh_id == 77 && !in.m.t.msgt_inline && in.m.t.msgt_number == PAGE) {
+        got = ((char *)in.m.addr)[1];
+        CHECK_KR(vm_deallocate(SELF, in.m.addr, PAGE), KERN_SUCCESS);
+    }
+    mach_port_mod_refs(SELF, port, MACH_PORT_RIGHT_RECEIVE, -1);
+    mach_port_deallocate(SELF, port);
+    return got;
+}
+
 static void read_locks(void)
 {
     int fd = make_file();
@@ -513,6 +561,23 @@ static void read_locks(void)
     CHECK(copy[0] == 'I' && copy[PAGE + 1] == 'j' && copy[PAGE + 2] == 'w');
     CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 4);
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)copy, 2 * PAGE), KERN_SUCCESS);
+    /* And vm_read, and an out-of-line send, of one: the kernel's reads
+     * wait as for a page not yet supplied (which an unprivileged user's
+     * userfaultfd does not let them do). */
+    unsigned unlocks = 4;
+    if (uffd_sees_kernel_faults()) {
+        CHECK_KR(pager_cmd(&pp, CMD_SET_LOCK, 9 * PAGE, PAGE, VM_PROT_READ).kr, KERN_SUCCESS);
+        vm_offset_t data = 0;
+        mach_msg_type_number_t n = 0;
+        CHECK_KR(vm_read(SELF, (vm_address_t)m + 9 * PAGE, PAGE, &data, &n), KERN_SUCCESS);
+        CHECK(n == PAGE && ((char *)data)[1] == 'j' && ((char *)data)[2] == 'w');
+        CHECK_KR(vm_deallocate(SELF, data, n), KERN_SUCCESS);
+        CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 5);
+        CHECK_KR(pager_cmd(&pp, CMD_SET_LOCK, 9 * PAGE, PAGE, VM_PROT_READ).kr, KERN_SUCCESS);
+        CHECK(ool_second_byte((vm_address_t)m + 9 * PAGE) == 'j');
+        CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 6);
+        unlocks = 6;
+    }
 
     /* Flushed while locked against reading: its dirty data goes back
      * first, and comes again on the next read, unlocked. */
@@ -522,14 +587,14 @@ static void read_locks(void)
     CHECK_KR(a.kr, KERN_SUCCESS);
     CHECK(file_byte(fd, 9 * PAGE + 3) == 'f' && file_byte(fd, 9 * PAGE + 2) == 'w');
     CHECK(other[9 * PAGE + 3] == 'f' && m[9 * PAGE + 2] == 'w');
-    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 4);
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == unlocks);
 
     /* A lock on execution alone locks out nothing (on x86 GNU Mach's
      * faults ask for reading, or reading and writing). */
     CHECK(m[10 * PAGE] == 'K');
     CHECK_KR(pager_cmd(&pp, CMD_SET_LOCK, 10 * PAGE, PAGE, VM_PROT_EXECUTE).kr, KERN_SUCCESS);
     CHECK(m[10 * PAGE] == 'K' && other[10 * PAGE] == 'K');
-    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == 4);
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).unlocks == unlocks);
 
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)other, FILE_PAGES * PAGE), KERN_SUCCESS);

@@ -88,7 +88,9 @@ bool kern_vm_inherit_prepare(struct kern_vm_inherit *inh);
  * end of the pair closed here).  Returns false when that failed (the
  * new task then fails too).  Expects no lock. */
 bool kern_vm_inherit_parent(struct kern_vm_inherit *inh, int fd);
-/* The new task's side: maps each piece.  Returns false when one could
+/* The new task's side: takes every pager's right, then maps each piece
+ * (a mapping may ask the creator, which sends all the rights before it
+ * serves).  Returns false when one could
  * not be mapped (the task must then end).  Expects a single thread and
  * no lock. */
 bool kern_vm_inherit_child(struct kern_vm_inherit *inh, int fd);

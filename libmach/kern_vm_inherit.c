@@ -155,21 +155,30 @@ bool kern_vm_inherit_child(struct kern_vm_inherit *inh, int fd)
     if (inh->serve) {
         ok = vm_remote_attach(inh->vm_sock[1]);
     }
+    /* Every right is taken before any mapping is made: a mapping asks the
+     * creator (when it serves the objects), which sends all the rights
+     * first, and would wait on a socket full of them. */
+    mach_port_name_t *pagers = calloc(inh->npieces + 1, sizeof *pagers);
+    ok = ok && pagers != NULL;
     for (size_t i = 0; ok && i < inh->npieces; i++) {
-        const struct kern_vm_inherit_piece *p = &inh->pieces[i];
         struct kright right;
-        mach_port_name_t pager = MACH_PORT_NULL;
         ok = wire_recv_bootstrap(fd, &right, 1) == 1;
         if (ok) {
             ipc_lock();
-            ok = ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &right, &pager) == KERN_SUCCESS &&
-                 MACH_PORT_VALID(pager);
+            ok = ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &right, &pagers[i]) ==
+                     KERN_SUCCESS &&
+                 MACH_PORT_VALID(pagers[i]);
             ipc_unlock();
         }
-        ok = ok && kern_vm_map_fixed_object(p->start, p->end - p->start, pager, p->offset,
-                                            p->inherit == VM_INHERIT_COPY, p->cur, p->max,
-                                            p->inherit) == KERN_SUCCESS;
     }
+    for (size_t i = 0; ok && i < inh->npieces; i++) {
+        const struct kern_vm_inherit_piece *p = &inh->pieces[i];
+        ok = kern_vm_map_fixed_object(p->start, p->end - p->start, pagers[i], p->offset,
+                                      p->inherit == VM_INHERIT_COPY, p->cur, p->max,
+                                      p->inherit) == KERN_SUCCESS;
+    }
+    /* (On failure the new task exits: its rights go with it.) */
+    free(pagers);
     /* The pagers' names were the creator's. */
     free(inh->pieces);
     *inh = (struct kern_vm_inherit){.vm_sock = {-1, -1}};

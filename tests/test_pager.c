@@ -1487,6 +1487,41 @@ static int settled_fds(void)
 
 /* The whole suite, with this task and its pagers in an instance (machd
  * is then the kernel of every object) or not (each task is its own). */
+/* A creator with many mappings of objects (1000, more than its handshake
+ * socket holds rights at once) creates a task inheriting them all: the
+ * new task takes every right before it maps any, so nobody waits on the
+ * other (outside an instance the creator serves the new task's
+ * mappings).  Each shares the object's page with the creator. */
+static void many_inherited_mappings(void)
+{
+    enum { N = 1000 };
+    int fd = make_file();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL);
+    static vm_address_t at[N];
+    for (int i = 0; i < N; i++) {
+        volatile char *m = map_object(pp.object, 0, PAGE, FALSE);
+        at[i] = (vm_address_t)m;
+        CHECK_KR(vm_inherit(SELF, at[i], PAGE, VM_INHERIT_SHARE), KERN_SUCCESS);
+    }
+    ((volatile char *)at[N - 1])[1] = 'm';
+    mach_port_t child = MACH_PORT_NULL;
+    CHECK_KR(task_create(SELF, TRUE, &child), KERN_SUCCESS);
+    for (int i = 0; i < N; i += N / 4) {
+        vm_offset_t data = 0;
+        mach_msg_type_number_t count = 0;
+        CHECK_KR(vm_read(child, at[i], PAGE, &data, &count), KERN_SUCCESS);
+        CHECK(count == PAGE && ((char *)data)[0] == 'A' && ((char *)data)[1] == 'm');
+        vm_deallocate(SELF, data, count);
+    }
+    CHECK_KR(task_terminate(child), KERN_SUCCESS);
+    await_dead_name(child);
+    for (int i = 0; i < N; i++) {
+        CHECK_KR(vm_deallocate(SELF, at[i], PAGE), KERN_SUCCESS);
+    }
+    pager_end(&pp);
+    close(fd);
+}
+
 static void suite(bool instance)
 {
     map_rules();
@@ -1516,6 +1551,7 @@ static void suite(bool instance)
         mapping_task_dies();
     }
     inherited_by_task_create();
+    many_inherited_mappings();
     failures();
     read_write_clean_flush();
     /* Every object went with its pager (told by a dead-name notification,

@@ -1845,7 +1845,9 @@ void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv)
     free(buf);
 }
 
-mach_msg_return_t wire_send_bootstrap(int fd, struct kright *rights, unsigned n)
+/* wire_send_bootstrap, with sendmsg's FLAGS. */
+static mach_msg_return_t wire_send_bootstrap_flags(int fd, struct kright *rights, unsigned n,
+                                                   int flags)
 {
     struct wire_out out;
     wire_out_init(&out);
@@ -1868,14 +1870,25 @@ mach_msg_return_t wire_send_bootstrap(int fd, struct kright *rights, unsigned n)
     hdr.desc_size = (uint32_t)out.len;
     struct iovec iov[2] = {{.iov_base = &hdr, .iov_len = sizeof hdr},
                            {.iov_base = out.desc, .iov_len = out.len}};
-    int rc = wire_sendmsg(fd, iov, 2, out.fds, out.nfds, 0);
+    int rc = wire_sendmsg(fd, iov, 2, out.fds, out.nfds, flags);
+    int err = errno;
     wire_out_fini(&out);
     if (rc < 0) {
-        return MACH_SEND_INVALID_DEST;
+        return err == EAGAIN ? MACH_SEND_NO_BUFFER : MACH_SEND_INVALID_DEST;
     }
     struct kmsg k = {.rights = rights, .nrights = n};
     wire_release_sent(&k);
     return MACH_MSG_SUCCESS;
+}
+
+mach_msg_return_t wire_send_bootstrap(int fd, struct kright *rights, unsigned n)
+{
+    return wire_send_bootstrap_flags(fd, rights, n, 0);
+}
+
+mach_msg_return_t wire_send_bootstrap_nowait(int fd, struct kright *rights, unsigned n)
+{
+    return wire_send_bootstrap_flags(fd, rights, n, MSG_DONTWAIT);
 }
 
 int wire_recv_bootstrap(int fd, struct kright *rights, unsigned max)

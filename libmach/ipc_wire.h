@@ -73,6 +73,11 @@ mach_msg_return_t wire_send_copy(int fd, const void *prefix, size_t prefix_len,
  * child its first rights.  Expects [G]. */
 mach_msg_return_t wire_send_bootstrap(int fd, struct kright *rights, unsigned n);
 
+/* The same without waiting for room: MACH_SEND_NO_BUFFER (nothing
+ * consumed) when FD cannot take the message now.  For a peer that need
+ * not read, sent under [G].  Expects [G]. */
+mach_msg_return_t wire_send_bootstrap_nowait(int fd, struct kright *rights, unsigned n);
+
 /* Receives up to MAX rights sent by wire_send_bootstrap on FD into RIGHTS
  * and returns how many, or -1 on a malformed or missing message.  Expects
  * [G] not held. */

@@ -462,8 +462,10 @@ static bool kern_tasks_answer(int conn, struct hell_tasks_reply *reply, struct k
     reply->magic = HELL_PROTO_MAGIC;
     bool ok = send(conn, reply, sizeof *reply, MSG_NOSIGNAL) == (ssize_t)sizeof *reply;
     if (right != NULL) {
+        /* Never waiting for room under [G]: a task that does not read
+         * would hold the whole kernel; it loses its connection instead. */
         ipc_lock();
-        if (!ok || wire_send_bootstrap(conn, right, 1) != MACH_MSG_SUCCESS) {
+        if (!ok || wire_send_bootstrap_nowait(conn, right, 1) != MACH_MSG_SUCCESS) {
             kright_destroy(right);
             ok = false;
         }

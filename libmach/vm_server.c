@@ -266,11 +266,14 @@ static void vm_server_name(struct vm_client *client, const struct hell_vm_reques
         return;
     }
     vm_server_reply(client, KERN_SUCCESS, 0, -1);
+    /* Never waiting for room under [G]: a task that does not read its
+     * connection would hold the whole kernel.  One that cannot take the
+     * right now loses its connection (it would wait forever). */
     ipc_lock();
-    if (wire_send_bootstrap(client->conn, &right, 1) != MACH_MSG_SUCCESS) {
+    if (wire_send_bootstrap_nowait(client->conn, &right, 1) != MACH_MSG_SUCCESS) {
         kright_destroy(&right);
-        if (wire_send_bootstrap(client->conn, NULL, 0) != MACH_MSG_SUCCESS) {
-            (void)shutdown(client->conn, SHUT_RDWR); /* the task would wait forever */
+        if (wire_send_bootstrap_nowait(client->conn, NULL, 0) != MACH_MSG_SUCCESS) {
+            (void)shutdown(client->conn, SHUT_RDWR);
         }
     }
     ipc_unlock();

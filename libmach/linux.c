@@ -592,13 +592,19 @@ void linux_thread_wait_gone(pid_t tid)
     int fd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
     if (fd >= 0) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        while (poll(&pfd, 1, 2000) < 0 && errno == EINTR) {
+        int n;
+        while ((n = poll(&pfd, 1, 2000)) < 0 && errno == EINTR) {
         }
         linux_close(fd);
-        for (int i = 0; i < 1000 && linux_thread_exists(tid); i++) {
+        if (n == 1) {
+            /* Exited: gone in a moment (past that, its number could be
+             * another thread's already). */
+            for (int i = 0; i < 1000 && linux_thread_exists(tid); i++) {
+            }
+            return;
         }
     }
-    /* Without thread pidfds (older Linux), or still there: sleep. */
+    /* Without thread pidfds (older Linux): sleep. */
     for (int i = 0; i < 100000 && linux_thread_exists(tid); i++) {
         struct timespec ts = {.tv_nsec = 20000};
         nanosleep(&ts, NULL);

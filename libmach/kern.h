@@ -219,10 +219,24 @@ bool kern_serving_other_task(void);
  * port set here) with a send-once right to a fresh reply port, and
  * receives the reply into MSG (at most RCV_SIZE bytes), waiting at most
  * TIMEOUT_MS for each.  Returns what mach_msg returns
- * (MACH_SEND_INVALID_REPLY when no reply port could be made); the reply's rights are the caller's, in
- * the kernel space.  Expects no lock. */
+ * (MACH_SEND_INVALID_REPLY when no reply port could be made); the reply's
+ * rights are the caller's, in the kernel space.  Expects no lock. */
 mach_msg_return_t kern_call_timed(mach_msg_header_t *msg, mach_msg_size_t send_size,
                                   mach_msg_size_t rcv_size, int timeout_ms);
+
+/* Whether REPLY, received for a request of id REQUEST_ID, is that
+ * routine's bare return code (a mig_reply_header_t) from a server that
+ * knows the routine: neither MIG_BAD_ID nor MIG_BAD_ARGUMENTS.  If so,
+ * the code is in *KR.  Needs no lock. */
+bool kern_reply_code(const mach_msg_header_t *reply, mach_msg_id_t request_id, kern_return_t *kr);
+
+/* kern_call_timed for a routine whose reply is a bare return code:
+ * returns MACH_MSG_SUCCESS with the routine's code in *KR when the reply
+ * passes kern_reply_code, MIG_REPLY_MISMATCH when another reply came, or
+ * what kern_call_timed returned when none did.  Whatever the reply
+ * carried is destroyed.  Expects no lock. */
+mach_msg_return_t kern_call_code(mach_msg_header_t *msg, mach_msg_size_t send_size,
+                                 mach_msg_size_t rcv_size, int timeout_ms, kern_return_t *kr);
 
 /* ---- calls to another task (kern_task_call.c) ---- */
 

@@ -349,6 +349,32 @@ mach_msg_return_t kern_call_timed(mach_msg_header_t *msg, mach_msg_size_t send_s
     return mr;
 }
 
+bool kern_reply_code(const mach_msg_header_t *reply, mach_msg_id_t request_id, kern_return_t *kr)
+{
+    const mig_reply_header_t *r = (const void *)reply;
+    if (r->Head.msgh_id != request_id + 100 || r->Head.msgh_size != sizeof *r ||
+        (r->Head.msgh_bits & MACH_MSGH_BITS_COMPLEX) ||
+        !kern_type_is(&r->RetCodeType, &kern_type_int32) || r->RetCode == MIG_BAD_ID ||
+        r->RetCode == MIG_BAD_ARGUMENTS) {
+        return false;
+    }
+    *kr = r->RetCode;
+    return true;
+}
+
+mach_msg_return_t kern_call_code(mach_msg_header_t *msg, mach_msg_size_t send_size,
+                                 mach_msg_size_t rcv_size, int timeout_ms, kern_return_t *kr)
+{
+    mach_msg_id_t id = msg->msgh_id;
+    mach_msg_return_t mr = kern_call_timed(msg, send_size, rcv_size, timeout_ms);
+    if (mr != MACH_MSG_SUCCESS) {
+        return mr;
+    }
+    bool ok = kern_reply_code(msg, id, kr);
+    msg_destroy_in(SPACE_KERNEL, msg, true); /* whatever else it brought */
+    return ok ? MACH_MSG_SUCCESS : MIG_REPLY_MISMATCH;
+}
+
 void kern_reply(mach_port_name_t reply_port, mach_msg_id_t request_id, kern_return_t kr)
 {
     struct {

@@ -9,46 +9,13 @@
  * answers no such call (MIG_BAD_ID), or does not answer in time, is taken
  * for no task's.
  */
-#include <mach/mig_errors.h>
 #include <string.h>
 
 #include "kern.h"
-#include "msg_destroy.h"
 
 #define KERN_TASK_CALL_VM_DEALLOCATE_ID 2023     /* mach.defs */
 #define KERN_TASK_CALL_PORT_DESTROY_ID 3205      /* mach_port.defs */
 #define KERN_TASK_CALL_PORT_DEALLOCATE_ID 3206
-
-/* Every one of these replies is a bare return code. */
-struct kern_task_call_reply {
-    mach_msg_header_t head;
-    mach_msg_type_t ret_code_type;
-    kern_return_t ret_code;
-    char pad[4];
-};
-
-/* Sends REQUEST (SIZE bytes, its remote port and id set) and checks that
- * the reply is the routine's.  Returns whether it is, with its code in
- * *KR. */
-static bool kern_task_call(mach_msg_header_t *request, mach_msg_size_t size, size_t room,
-                           int timeout_ms, kern_return_t *kr)
-{
-    mach_msg_id_t id = request->msgh_id;
-    if (kern_call_timed(request, size, (mach_msg_size_t)room, timeout_ms) != MACH_MSG_SUCCESS) {
-        return false;
-    }
-    const struct kern_task_call_reply *reply = (const void *)request;
-    bool ok = reply->head.msgh_id == id + 100 && reply->head.msgh_size == sizeof *reply &&
-              !(reply->head.msgh_bits & MACH_MSGH_BITS_COMPLEX) &&
-              kern_type_is(&reply->ret_code_type, &kern_type_int32) &&
-              reply->ret_code != MIG_BAD_ID && reply->ret_code != MIG_BAD_ARGUMENTS;
-    if (!ok) {
-        msg_destroy_in(SPACE_KERNEL, request, true); /* whatever it was */
-        return false;
-    }
-    *kr = reply->ret_code;
-    return true;
-}
 
 bool kern_task_call_port(mach_port_t task, bool destroy, mach_port_name_t name, int timeout_ms,
                          kern_return_t *kr)
@@ -60,8 +27,7 @@ bool kern_task_call_port(mach_port_t task, bool destroy, mach_port_name_t name, 
             mach_port_name_t name;
             char pad[4];
         } in;
-        struct kern_task_call_reply out;
-        char room[256];
+        char room[256]; /* for the reply */
     } m;
     memset(&m, 0, sizeof m);
     m.in.head.msgh_remote_port = task;
@@ -70,7 +36,7 @@ bool kern_task_call_port(mach_port_t task, bool destroy, mach_port_name_t name, 
     m.in.name_type = (mach_msg_type_t){.msgt_name = MACH_MSG_TYPE_PORT_NAME, .msgt_size = 32,
                                        .msgt_number = 1, .msgt_inline = TRUE};
     m.in.name = name;
-    return kern_task_call(&m.in.head, sizeof m.in, sizeof m, timeout_ms, kr);
+    return kern_call_code(&m.in.head, sizeof m.in, sizeof m, timeout_ms, kr) == MACH_MSG_SUCCESS;
 }
 
 bool kern_task_call_vm_deallocate(mach_port_t task, vm_address_t address, vm_size_t size,
@@ -84,8 +50,7 @@ bool kern_task_call_vm_deallocate(mach_port_t task, vm_address_t address, vm_siz
             mach_msg_type_t size_type;
             vm_size_t size;
         } in;
-        struct kern_task_call_reply out;
-        char room[256];
+        char room[256]; /* for the reply */
     } m;
     memset(&m, 0, sizeof m);
     m.in.head.msgh_remote_port = task;
@@ -94,5 +59,5 @@ bool kern_task_call_vm_deallocate(mach_port_t task, vm_address_t address, vm_siz
     m.in.address = address;
     m.in.size_type = kern_type_int64;
     m.in.size = size;
-    return kern_task_call(&m.in.head, sizeof m.in, sizeof m, timeout_ms, kr);
+    return kern_call_code(&m.in.head, sizeof m.in, sizeof m, timeout_ms, kr) == MACH_MSG_SUCCESS;
 }

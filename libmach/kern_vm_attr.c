@@ -496,23 +496,13 @@ static kern_return_t kern_wire_forward_call(struct kern_wire_forward *f)
     m.in = f->request;
     m.in.head.msgh_bits = 0;
     m.in.head.msgh_remote_port = f->task;
-    mach_msg_id_t id = m.in.head.msgh_id;
-    mach_msg_return_t mr = kern_call_timed(&m.in.head, f->size, sizeof m,
-                                           KERN_WIRE_FORWARD_TIMEOUT_MS);
+    kern_return_t kr;
+    mach_msg_return_t mr = kern_call_code(&m.in.head, f->size, sizeof m,
+                                          KERN_WIRE_FORWARD_TIMEOUT_MS, &kr);
     if (mr == MACH_SEND_INVALID_REPLY) {
         return KERN_RESOURCE_SHORTAGE; /* no reply port */
     }
-    kern_return_t kr = KERN_INVALID_TASK;
-    if (mr == MACH_MSG_SUCCESS) {
-        if (m.out.Head.msgh_id == id + 100 && m.out.Head.msgh_size == sizeof m.out &&
-            !(m.out.Head.msgh_bits & MACH_MSGH_BITS_COMPLEX) &&
-            kern_type_is(&m.out.RetCodeType, &kern_type_int32) &&
-            m.out.RetCode != MIG_BAD_ID && m.out.RetCode != MIG_BAD_ARGUMENTS) {
-            kr = m.out.RetCode;
-        }
-        msg_destroy_in(SPACE_KERNEL, &m.out.Head, true); /* whatever else it brought */
-    }
-    return kr;
+    return mr == MACH_MSG_SUCCESS ? kr : KERN_INVALID_TASK;
 }
 
 /* Releases F's own reference to its task. */

@@ -304,20 +304,16 @@ static kern_return_t kern_vm_phys_call(mach_port_t task, union kern_vm_phys_msg 
     if (mr != MACH_MSG_SUCCESS) {
         return KERN_INVALID_TASK;
     }
-    kern_return_t kr = KERN_INVALID_TASK;
     const mig_reply_header_t *e = &m->error;
-    if (e->Head.msgh_id == id + 100 && kern_type_is(&e->RetCodeType, &kern_type_int32)) {
-        if (e->RetCode == KERN_SUCCESS) {
-            bool ok = id == KERN_VM_PHYS_PAGES_ID ? kern_vm_phys_pages_reply_ok(m, count)
-                                                  : kern_vm_phys_contig_reply_ok(m);
-            if (ok) {
-                return KERN_SUCCESS;
-            }
-        } else if (e->Head.msgh_size == sizeof *e &&
-                   !(e->Head.msgh_bits & MACH_MSGH_BITS_COMPLEX) && e->RetCode != MIG_BAD_ID &&
-                   e->RetCode != MIG_BAD_ARGUMENTS) {
-            kr = e->RetCode;
-        }
+    if (e->Head.msgh_id == id + 100 && kern_type_is(&e->RetCodeType, &kern_type_int32) &&
+        e->RetCode == KERN_SUCCESS &&
+        (id == KERN_VM_PHYS_PAGES_ID ? kern_vm_phys_pages_reply_ok(m, count)
+                                     : kern_vm_phys_contig_reply_ok(m))) {
+        return KERN_SUCCESS;
+    }
+    kern_return_t kr;
+    if (!kern_reply_code(&m->request.head, id, &kr) || kr == KERN_SUCCESS) {
+        kr = KERN_INVALID_TASK; /* (a success carries its answer) */
     }
     msg_destroy_in(SPACE_KERNEL, &m->request.head, true); /* whatever it brought */
     return kr;

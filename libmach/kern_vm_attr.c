@@ -298,12 +298,13 @@ kern_return_t kern_vm_inherit(mach_port_t target_task, vm_address_t address, vm_
  * MACH_PORT_NULL for memory that maps no object.  Expects no lock. */
 static mach_port_name_t kern_vm_region_name(vm_address_t addr)
 {
-    vm_lock();
+    /* The round trip to machd holds no [V]: vm_remote_name takes its own lock. */
     mach_port_name_t name = vm_remote_name(addr);
     if (name == MACH_PORT_NULL) {
+        vm_lock();
         name = vm_space_object_name(vm_space_self_if_any(), addr);
+        vm_unlock();
     }
-    vm_unlock();
     return name;
 }
 

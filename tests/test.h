@@ -40,6 +40,28 @@ static int test_failures __attribute__((unused));
         }                                                                      \
     } while (0)
 
+/* CHECK and CHECK_KR for helpers that check on behalf of a caller:
+ * failures name the caller's FILE and LINE (pass __FILE__, __LINE__
+ * through a wrapper macro). */
+#define CHECK_AT(file, line, cond)                                             \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", (file), (line),       \
+                    #cond);                                                    \
+            test_failures++;                                                   \
+        }                                                                      \
+    } while (0)
+
+#define CHECK_KR_AT(file, line, expr, want)                                    \
+    do {                                                                       \
+        kern_return_t kr_ = (expr);                                            \
+        if (kr_ != (kern_return_t)(want)) {                                    \
+            fprintf(stderr, "%s:%d: %s = 0x%x, want %s (0x%x)\n", (file),      \
+                    (line), #expr, kr_, #want, (unsigned)(want));              \
+            test_failures++;                                                   \
+        }                                                                      \
+    } while (0)
+
 static inline int test_count_fds(void)
 {
     int n = 0;
@@ -184,6 +206,50 @@ static inline mach_port_t test_new_port(bool with_send)
     }
     return port;
 }
+
+/* How many notifications a flood makes. */
+#define TEST_FLOOD_N 1000
+
+/* The id of the messages test_fill_port sends. */
+#define TEST_FILL_ID 9999
+
+/* A message test_fill_port sends: a couple of kilobytes of data. */
+struct test_fill_msg {
+    mach_msg_header_t head;
+    mach_msg_type_t type;
+    char data[2048];
+};
+
+/* Fills the socket of PORT (a receive right of this task) through
+ * send-once rights, not limited by the queue limit, until a send times
+ * out; the right of that one is then destroyed, which makes one more
+ * send-once notification.  Returns how many messages went in.  Failures
+ * name the caller's FILE and LINE. */
+static inline int test_fill_port_at(const char *file, int line, mach_port_t port)
+{
+    for (int n = 0;; n++) {
+        mach_port_t once;
+        mach_msg_type_name_t type;
+        CHECK_KR_AT(file, line,
+                    mach_port_extract_right(mach_task_self(), port, MACH_MSG_TYPE_MAKE_SEND_ONCE,
+                                            &once, &type),
+                    KERN_SUCCESS);
+        struct test_fill_msg m = {
+            .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+                     .msgh_size = sizeof m, .msgh_remote_port = once, .msgh_id = TEST_FILL_ID},
+            .type = {.msgt_name = MACH_MSG_TYPE_CHAR, .msgt_size = 8,
+                     .msgt_number = sizeof m.data, .msgt_inline = TRUE},
+        };
+        mach_msg_return_t mr = mach_msg(&m.head, MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof m, 0,
+                                        MACH_PORT_NULL, 0, MACH_PORT_NULL);
+        if (mr != MACH_MSG_SUCCESS || n > 100000) {
+            CHECK_KR_AT(file, line, mr, MACH_SEND_TIMED_OUT);
+            CHECK_KR_AT(file, line, mach_port_deallocate(mach_task_self(), once), KERN_SUCCESS);
+            return n;
+        }
+    }
+}
+#define test_fill_port(port) test_fill_port_at(__FILE__, __LINE__, port)
 
 /* How many threads TASK has (task_threads; the list is released). */
 static inline unsigned test_thread_count(mach_port_t task)

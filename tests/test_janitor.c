@@ -34,7 +34,7 @@
  *   killed: the port dies (machd keeps no copy of it alive);
  * - a server that makes and destroys a port per call leaves machd with no
  *   more descriptors than it had;
- * - a killed task held FLOOD_N send-once rights to a port whose socket a
+ * - a killed task held TEST_FLOOD_N send-once rights to a port whose socket a
  *   sender had filled: every notification comes once the port is read
  *   (machd keeps them until there is room), and machd is left with no
  *   more descriptors than before.
@@ -903,49 +903,13 @@ static void fresh_ports(void)
 
 /* ---- many rights of a killed task to a port whose socket is full ---- */
 
-#define FLOOD_N 1000
-#define FILL_ID 9999
-
-struct fill_msg {
-    mach_msg_header_t head;
-    mach_msg_type_t type;
-    char data[2048];
-};
-
-/* Fills PORT's socket through send-once rights (not limited by the
- * queue limit) until a send times out; the right of that one is then
- * destroyed, which makes one more send-once notification.  Returns how
- * many messages went in. */
-static int fill(mach_port_t port)
-{
-    for (int n = 0;; n++) {
-        mach_port_t once;
-        mach_msg_type_name_t type;
-        CHECK_KR(mach_port_extract_right(SELF, port, MACH_MSG_TYPE_MAKE_SEND_ONCE, &once, &type),
-                 KERN_SUCCESS);
-        struct fill_msg m = {
-            .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
-                     .msgh_size = sizeof m, .msgh_remote_port = once, .msgh_id = FILL_ID},
-            .type = {.msgt_name = MACH_MSG_TYPE_CHAR, .msgt_size = 8,
-                     .msgt_number = sizeof m.data, .msgt_inline = TRUE},
-        };
-        mach_msg_return_t mr = mach_msg(&m.head, MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof m, 0,
-                                        MACH_PORT_NULL, 0, MACH_PORT_NULL);
-        if (mr != MACH_MSG_SUCCESS || n > 100000) {
-            CHECK_KR(mr, MACH_SEND_TIMED_OUT);
-            CHECK_KR(mach_port_deallocate(SELF, once), KERN_SUCCESS);
-            return n;
-        }
-    }
-}
-
-/* Takes FLOOD_N send-once rights (the reply rights of messages), says
+/* Takes TEST_FLOOD_N send-once rights (the reply rights of messages), says
  * so, waits to be killed. */
 static void once_keeper_main(mach_port_t parent, void *arg)
 {
     mach_port_t inbox = test_new_port(true);
     CHECK_KR(test_send_port(parent, inbox, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
-    for (int i = 0; i < FLOOD_N; i++) {
+    for (int i = 0; i < TEST_FLOOD_N; i++) {
         msgbuf_t m;
         CHECK_KR(receive(&m, inbox, WAIT_MS), MACH_MSG_SUCCESS);
         CHECK(MACH_MSGH_BITS_REMOTE(m.h.msgh_bits) == MACH_MSG_TYPE_PORT_SEND_ONCE);
@@ -965,7 +929,7 @@ static void flood_to_a_full_port(void)
     mach_port_t inbox = MACH_PORT_NULL;
     mach_msg_type_name_t type;
     CHECK_KR(test_receive_port(boot, WAIT_MS, &inbox, &type), MACH_MSG_SUCCESS);
-    for (int i = 0; i < FLOOD_N; i++) {
+    for (int i = 0; i < TEST_FLOOD_N; i++) {
         CHECK_KR(send_right(inbox, 1, reply, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
     }
     msgbuf_t m;
@@ -978,31 +942,31 @@ static void flood_to_a_full_port(void)
                                             MACH_MSG_TYPE_MAKE_SEND_ONCE, &previous),
              KERN_SUCCESS);
     int before = test_count_fds_of(machd);
-    int filled = fill(reply);
+    int filled = test_fill_port(reply);
     kill_and_reap(pid);
     CHECK_KR(receive(&m, watch, WAIT_MS), MACH_MSG_SUCCESS);
     CHECK(m.h.msgh_id == MACH_NOTIFY_DEAD_NAME);
     /* Only now is the port read: the fill, then a send-once notification
-     * for each right (and the one fill destroyed). */
+     * for each right (and the one test_fill_port destroyed). */
     int fills = 0, notified = 0, other = 0;
-    for (int i = 0; i < filled + FLOOD_N + 1; i++) {
+    for (int i = 0; i < filled + TEST_FLOOD_N + 1; i++) {
         union {
-            struct fill_msg f;
+            struct test_fill_msg f;
             msgbuf_t m;
         } r;
         if (mach_msg(&r.f.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r, reply, WAIT_MS,
                      MACH_PORT_NULL) != MACH_MSG_SUCCESS) {
             break;
         }
-        fills += r.f.head.msgh_id == FILL_ID;
+        fills += r.f.head.msgh_id == TEST_FILL_ID;
         notified += r.f.head.msgh_id == MACH_NOTIFY_SEND_ONCE;
-        other += r.f.head.msgh_id != FILL_ID && r.f.head.msgh_id != MACH_NOTIFY_SEND_ONCE;
+        other += r.f.head.msgh_id != TEST_FILL_ID && r.f.head.msgh_id != MACH_NOTIFY_SEND_ONCE;
     }
-    if (fills != filled || notified != FLOOD_N + 1 || other != 0) {
+    if (fills != filled || notified != TEST_FLOOD_N + 1 || other != 0) {
         fprintf(stderr, "filled %d: %d came; %d send-once notifications of %d; %d others\n",
-                filled, fills, notified, FLOOD_N + 1, other);
+                filled, fills, notified, TEST_FLOOD_N + 1, other);
     }
-    CHECK(fills == filled && notified == FLOOD_N + 1 && other == 0);
+    CHECK(fills == filled && notified == TEST_FLOOD_N + 1 && other == 0);
     CHECK_KR(receive(&m, reply, QUIET_MS), MACH_RCV_TIMED_OUT);
     /* What machd kept while the port was full is gone. */
     CHECK(test_count_fds_of(machd) <= before);

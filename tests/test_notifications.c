@@ -7,7 +7,7 @@
  * back with its queue), the previous notify right, and errors.
  *
  * Floods: a notify port whose socket a sender filled, not read while
- * FLOOD_N notifications come (dead-name requests on the ports of a task killed
+ * TEST_FLOOD_N notifications come (dead-name requests on the ports of a task killed
  * with SIGKILL, no-senders requests on ports whose last send rights it
  * held, port-destroyed requests on ports destroyed at once): every
  * notification arrives, once, in order for the port, once it is read.
@@ -388,60 +388,21 @@ static void errors(void)
     CHECK_KR(mach_port_destroy(self, p), KERN_SUCCESS);
 }
 
+/* What fills the notify port's socket first (test_fill_port): GNU
+ * Mach's notifications ignore queue limits, and a port's socket holds a
+ * couple of megabytes (thousands of small messages), so a hostile sender
+ * is what fills it. */
 
-/* How many notifications a flood makes. */
-#define FLOOD_N 1000
-
-/* What fills the notify port's socket first: GNU Mach's notifications
- * ignore queue limits, and a port's socket holds a couple of megabytes
- * (thousands of small messages), so a hostile sender is what fills it. */
-#define FILL_ID 9999
-struct fill_msg {
-    mach_msg_header_t head;
-    mach_msg_type_t type;
-    char data[2048];
-};
-
-/* Fills NOTIFY_PORT's socket through send-once rights (not limited by
- * the queue limit, as in GNU Mach) until a send times out; the right of
- * that one is then destroyed, whose send-once notification has to wait
- * too.  Returns how many messages went in. */
-static int fill(void)
-{
-    int n = 0;
-    for (;;) {
-        mach_port_t once;
-        mach_msg_type_name_t type_name;
-        CHECK_KR(mach_port_extract_right(self, notify_port, MACH_MSG_TYPE_MAKE_SEND_ONCE, &once,
-                                         &type_name),
-                 KERN_SUCCESS);
-        struct fill_msg m = {
-            .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
-                     .msgh_size = sizeof m, .msgh_remote_port = once, .msgh_id = FILL_ID},
-            .type = {.msgt_name = MACH_MSG_TYPE_CHAR, .msgt_size = 8,
-                     .msgt_number = sizeof m.data, .msgt_inline = TRUE},
-        };
-        mach_msg_return_t mr = mach_msg(&m.head, MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof m, 0,
-                                        MACH_PORT_NULL, 0, MACH_PORT_NULL);
-        if (mr != MACH_MSG_SUCCESS || n > 100000) {
-            CHECK_KR(mr, MACH_SEND_TIMED_OUT);
-            CHECK_KR(mach_port_deallocate(self, once), KERN_SUCCESS);
-            return n;
-        }
-        n++;
-    }
-}
-
-/* Takes the N messages fill sent, and the notification of the right it
- * destroyed. */
+/* Takes the N messages test_fill_port sent, and the notification of the
+ * right it destroyed. */
 static void drain_fill(int n)
 {
     int got = 0;
     for (int i = 0; i < n; i++) {
-        struct fill_msg m;
+        struct test_fill_msg m;
         got += mach_msg(&m.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof m, notify_port,
                         10000, MACH_PORT_NULL) == MACH_MSG_SUCCESS &&
-               m.head.msgh_id == FILL_ID;
+               m.head.msgh_id == TEST_FILL_ID;
     }
     CHECK(got == n);
     expect(MACH_NOTIFY_SEND_ONCE, 0);
@@ -530,7 +491,7 @@ static bool wait_all_dead(const mach_port_t *names, int n)
     return false;
 }
 
-/* Dead-name requests on FLOOD_N ports whose receiver is killed at once,
+/* Dead-name requests on TEST_FLOOD_N ports whose receiver is killed at once,
  * the notify port not read meanwhile: every notification is kept until
  * there is room, none is lost.  A send-once notification made after
  * them comes after them. */
@@ -538,15 +499,15 @@ static void flood_dead_name(void)
 {
     int fds_before = test_count_fds();
     mach_port_t boot = test_new_port(true);
-    mach_port_t *names = calloc(FLOOD_N, sizeof *names);
-    pid_t pid = flood_receiver(boot, names, FLOOD_N);
-    for (int i = 0; i < FLOOD_N; i++) {
+    mach_port_t *names = calloc(TEST_FLOOD_N, sizeof *names);
+    pid_t pid = flood_receiver(boot, names, TEST_FLOOD_N);
+    for (int i = 0; i < TEST_FLOOD_N; i++) {
         CHECK_KR(request(names[i], MACH_NOTIFY_DEAD_NAME, 0, NULL), KERN_SUCCESS);
     }
-    int filled = fill();
+    int filled = test_fill_port(notify_port);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    CHECK(wait_all_dead(names, FLOOD_N));
+    CHECK(wait_all_dead(names, TEST_FLOOD_N));
     /* Every dead-name notification is made by now: this one is later. */
     mach_port_t once;
     mach_msg_type_name_t type_name;
@@ -555,10 +516,10 @@ static void flood_dead_name(void)
              KERN_SUCCESS);
     CHECK_KR(mach_port_deallocate(self, once), KERN_SUCCESS);
     drain_fill(filled);
-    expect_all(MACH_NOTIFY_DEAD_NAME, names, FLOOD_N);
+    expect_all(MACH_NOTIFY_DEAD_NAME, names, TEST_FLOOD_N);
     expect(MACH_NOTIFY_SEND_ONCE, 0);
     expect_nothing();
-    for (int i = 0; i < FLOOD_N; i++) {
+    for (int i = 0; i < TEST_FLOOD_N; i++) {
         CHECK(dead_refs(names[i]) == 2);
         CHECK_KR(mach_port_mod_refs(self, names[i], MACH_PORT_RIGHT_DEAD_NAME, -2),
                  KERN_SUCCESS);
@@ -568,7 +529,7 @@ static void flood_dead_name(void)
     CHECK(test_count_fds() == fds_before);
 }
 
-/* No-senders requests on FLOOD_N ports whose last send rights a task
+/* No-senders requests on TEST_FLOOD_N ports whose last send rights a task
  * held that is killed: each notification comes. */
 static void flood_no_senders(void)
 {
@@ -582,7 +543,7 @@ static void flood_no_senders(void)
         task_get_bootstrap_port(mach_task_self(), &parent);
         mach_port_allocate(mach_task_self(), MACH_PORT_RIGHT_RECEIVE, &inbox);
         test_send_port(parent, inbox, MACH_MSG_TYPE_MAKE_SEND, 1);
-        for (int i = 0; i < FLOOD_N; i++) {
+        for (int i = 0; i < TEST_FLOOD_N; i++) {
             if (test_receive_port(inbox, 10000, &got, &t) != MACH_MSG_SUCCESS) {
                 _exit(2);
             }
@@ -595,23 +556,23 @@ static void flood_no_senders(void)
     mach_port_t inbox = MACH_PORT_NULL, none;
     mach_msg_type_name_t type_name;
     CHECK_KR(test_receive_port(boot, 10000, &inbox, &type_name), MACH_MSG_SUCCESS);
-    mach_port_t *ports = calloc(FLOOD_N, sizeof *ports);
-    for (int i = 0; i < FLOOD_N; i++) {
+    mach_port_t *ports = calloc(TEST_FLOOD_N, sizeof *ports);
+    for (int i = 0; i < TEST_FLOOD_N; i++) {
         CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &ports[i]), KERN_SUCCESS);
         CHECK_KR(test_send_port(inbox, ports[i], MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
     }
     CHECK_KR(test_receive_port(boot, 10000, &none, &type_name), MACH_MSG_SUCCESS);
-    for (int i = 0; i < FLOOD_N; i++) {
+    for (int i = 0; i < TEST_FLOOD_N; i++) {
         CHECK_KR(request(ports[i], MACH_NOTIFY_NO_SENDERS, 0, NULL), KERN_SUCCESS);
     }
     expect_nothing();
-    int filled = fill();
+    int filled = test_fill_port(notify_port);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     drain_fill(filled);
     /* Each says mscount 1 (the names are the receive rights'). */
     int got = 0, wrong = 0;
-    for (int i = 0; i < FLOOD_N; i++) {
+    for (int i = 0; i < TEST_FLOOD_N; i++) {
         struct notification m;
         memset(&m, 0, sizeof m);
         if (mach_msg(&m.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof m, notify_port, 10000,
@@ -621,14 +582,14 @@ static void flood_no_senders(void)
         got++;
         wrong += m.head.msgh_id != MACH_NOTIFY_NO_SENDERS || m.value != 1;
     }
-    if (got != FLOOD_N || wrong != 0) {
-        fprintf(stderr, "no-senders flood of %d: %d came, %d wrong\n", FLOOD_N, got, wrong);
+    if (got != TEST_FLOOD_N || wrong != 0) {
+        fprintf(stderr, "no-senders flood of %d: %d came, %d wrong\n", TEST_FLOOD_N, got, wrong);
     }
-    CHECK(got == FLOOD_N && wrong == 0);
+    CHECK(got == TEST_FLOOD_N && wrong == 0);
     expect_nothing();
     /* Each request was used: none is left on any port. */
     int left = 0;
-    for (int i = 0; i < FLOOD_N; i++) {
+    for (int i = 0; i < TEST_FLOOD_N; i++) {
         mach_port_status_t st;
         CHECK_KR(mach_port_get_receive_status(self, ports[i], &st), KERN_SUCCESS);
         left += st.mps_nsrequest;
@@ -642,13 +603,13 @@ static void flood_no_senders(void)
     CHECK(test_count_fds() == fds_before);
 }
 
-/* Port-destroyed requests on FLOOD_N ports destroyed one after another,
+/* Port-destroyed requests on TEST_FLOOD_N ports destroyed one after another,
  * the notify port not read: each receive right comes back in its
  * notification with its queue, in the order the ports were destroyed. */
 static void flood_port_destroyed(void)
 {
     int fds_before = test_count_fds();
-    enum { N = FLOOD_N / 2 }; /* each right in flight holds descriptors */
+    enum { N = TEST_FLOOD_N / 2 }; /* each right in flight holds descriptors */
     mach_port_t *ports = calloc(N, sizeof *ports);
     for (int i = 0; i < N; i++) {
         CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &ports[i]), KERN_SUCCESS);
@@ -658,7 +619,7 @@ static void flood_port_destroyed(void)
                  MACH_MSG_SUCCESS);
         CHECK_KR(request(ports[i], MACH_NOTIFY_PORT_DESTROYED, 0, NULL), KERN_SUCCESS);
     }
-    int filled = fill();
+    int filled = test_fill_port(notify_port);
     for (int i = 0; i < N; i++) {
         CHECK_KR(mach_port_mod_refs(self, ports[i], MACH_PORT_RIGHT_RECEIVE, -1), KERN_SUCCESS);
     }

@@ -18,40 +18,11 @@
 #include <sys/stat.h>
 
 #include "test.h"
+#include "test_region.h"
 
 #define SELF mach_task_self()
 
 #define SIZE ((vm_size_t)1 << 20)
-
-struct ool_msg {
-    mach_msg_header_t head;
-    mach_msg_type_long_t type;
-    void *addr;
-};
-
-/* The inode of the file mapped at ADDR (0 when anonymous or unmapped),
- * and in *SHARED whether Linux maps it shared. */
-static uint64_t inode_and_sharing_at(const void *addr, bool *shared)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[512];
-    uint64_t found = 0;
-    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-        uint64_t start, end, offset, inode;
-        unsigned major, minor;
-        char perms[5];
-        if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %x:%x %" SCNu64, &start, &end,
-                   perms, &offset, &major, &minor, &inode) == 7 &&
-            start <= (uintptr_t)addr && (uintptr_t)addr < end) {
-            found = inode;
-            *shared = perms[3] == 's';
-        }
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    return found;
-}
 
 /* The bytes the memfds of movable regions hold, and how many there are
  * (from this process's descriptors named "memfd:hell-vm"). */
@@ -80,79 +51,33 @@ static long long movable_bytes(int *count)
 
 static uint64_t inode_at(const void *addr)
 {
-    bool shared;
-    return inode_and_sharing_at(addr, &shared);
+    return test_maps_inode(addr, 0, NULL);
 }
 
+/* Whether Linux maps ADDR shared. */
 static bool linux_shared(const void *addr)
 {
     bool shared = false;
-    inode_and_sharing_at(addr, &shared);
+    test_maps_inode(addr, 0, &shared);
     return shared;
 }
-
-static bool mapped(const void *addr);
 
 /* Whether [P, P + SIZE) is mapped and holds only C. */
 static bool holds(const char *p, size_t size, char c)
 {
     for (size_t off = 0; off < size; off += 4096) {
-        if (!mapped(p + off)) {
+        if (!test_mapped(p + off)) {
             return false;
         }
     }
-    for (size_t i = 0; i < size; i++) {
-        if (p[i] != c) {
-            return false;
-        }
-    }
-    return true;
+    return test_all(p, size, c);
 }
 
-static bool mapped(const void *addr)
-{
-    unsigned char vec;
-    return mincore((void *)((uintptr_t)addr & ~(uintptr_t)4095), 4096, &vec) == 0;
-}
-
+/* Sends SIZE bytes at ADDR to DEST (a send right kept) out of line. */
 static mach_msg_return_t send_region(mach_port_t dest, void *addr, size_t size, bool dealloc,
                                      mach_msg_option_t option)
 {
-    struct ool_msg m = {
-        .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0) | MACH_MSGH_BITS_COMPLEX,
-                 .msgh_remote_port = dest,
-                 .msgh_id = 7},
-        .type = {.msgtl_name = MACH_MSG_TYPE_BYTE, .msgtl_size = 8, .msgtl_number = size,
-                 .msgtl_inline = FALSE, .msgtl_longform = TRUE, .msgtl_deallocate = dealloc},
-        .addr = addr,
-    };
-    return mach_msg(&m.head, MACH_SEND_MSG | option, sizeof m, 0, MACH_PORT_NULL, 0,
-                    MACH_PORT_NULL);
-}
-
-static char *receive_region(mach_port_t port, size_t *size)
-{
-    union {
-        struct ool_msg m;
-        char buf[256];
-    } r;
-    if (mach_msg(&r.m.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r, port, 10000,
-                 MACH_PORT_NULL) != MACH_MSG_SUCCESS) {
-        return NULL;
-    }
-    *size = r.m.type.msgtl_number;
-    return r.m.addr;
-}
-
-/* Whether every byte of [P, P + SIZE) is C. */
-static bool all(const char *p, size_t size, char c)
-{
-    for (size_t i = 0; i < size; i++) {
-        if (p[i] != c) {
-            return false;
-        }
-    }
-    return true;
+    return test_send_region(dest, MACH_MSG_TYPE_COPY_SEND, addr, size, dealloc, option);
 }
 
 static char *allocate(vm_size_t size, char fill)
@@ -171,13 +96,13 @@ static void move_passes_the_memory(mach_port_t port)
     uint64_t ino = inode_at(a);
     CHECK(ino != 0);
     CHECK_KR(send_region(port, a, SIZE, true, 0), MACH_MSG_SUCCESS);
-    CHECK(!mapped(a));
+    CHECK(!test_mapped(a));
     size_t size = 0;
-    char *got = receive_region(port, &size);
+    char *got = test_receive_region(port, &size);
     CHECK(got != NULL && size == SIZE);
     if (got != NULL) {
         CHECK(inode_at(got) == ino);
-        CHECK(all(got, SIZE, 'm'));
+        CHECK(test_all(got, SIZE, 'm'));
         got[0] = 'w'; /* the receiver's own, copy-on-write */
         CHECK_KR(vm_deallocate(SELF, (vm_address_t)got, SIZE), KERN_SUCCESS);
     }
@@ -185,10 +110,10 @@ static void move_passes_the_memory(mach_port_t port)
     a = allocate(SIZE - 100, 'o');
     ino = inode_at(a);
     CHECK_KR(send_region(port, a, SIZE - 100, true, 0), MACH_MSG_SUCCESS);
-    got = receive_region(port, &size);
+    got = test_receive_region(port, &size);
     CHECK(got != NULL && size == SIZE - 100 && inode_at(got) == ino);
     if (got != NULL) {
-        CHECK(all(got, SIZE - 100, 'o'));
+        CHECK(test_all(got, SIZE - 100, 'o'));
         vm_deallocate(SELF, (vm_address_t)got, size);
     }
 }
@@ -202,23 +127,23 @@ static void copy_then_move(mach_port_t port)
     CHECK_KR(send_region(port, a, SIZE, false, 0), MACH_MSG_SUCCESS);
     memset(a, 'd', SIZE / 2); /* after the send */
     size_t size = 0;
-    char *got = receive_region(port, &size);
+    char *got = test_receive_region(port, &size);
     CHECK(got != NULL && size == SIZE);
     if (got != NULL) {
         CHECK(inode_at(got) != ino);
-        CHECK(all(got, SIZE, 'c'));
+        CHECK(test_all(got, SIZE, 'c'));
         memset(got, 'r', SIZE);
-        CHECK(all(a, SIZE / 2, 'd') && all(a + SIZE / 2, SIZE / 2, 'c'));
+        CHECK(test_all(a, SIZE / 2, 'd') && test_all(a + SIZE / 2, SIZE / 2, 'c'));
         vm_deallocate(SELF, (vm_address_t)got, SIZE);
     }
     CHECK(inode_at(a) == ino);
     CHECK_KR(send_region(port, a, SIZE, true, 0), MACH_MSG_SUCCESS);
-    CHECK(!mapped(a));
-    got = receive_region(port, &size);
+    CHECK(!test_mapped(a));
+    got = test_receive_region(port, &size);
     CHECK(got != NULL && size == SIZE);
     if (got != NULL) {
         CHECK(inode_at(got) == ino);
-        CHECK(all(got, SIZE / 2, 'd') && all(got + SIZE / 2, SIZE / 2, 'c'));
+        CHECK(test_all(got, SIZE / 2, 'd') && test_all(got + SIZE / 2, SIZE / 2, 'c'));
         vm_deallocate(SELF, (vm_address_t)got, SIZE);
     }
 }
@@ -231,19 +156,19 @@ static void changed_regions_are_copied(mach_port_t port)
     char *a = allocate(SIZE, 'p');
     uint64_t ino = inode_at(a);
     CHECK_KR(send_region(port, a, SIZE / 2, true, 0), MACH_MSG_SUCCESS);
-    char *got = receive_region(port, &size);
-    CHECK(got != NULL && inode_at(got) != ino && all(got, SIZE / 2, 'p'));
+    char *got = test_receive_region(port, &size);
+    CHECK(got != NULL && inode_at(got) != ino && test_all(got, SIZE / 2, 'p'));
     vm_deallocate(SELF, (vm_address_t)got, SIZE / 2);
-    CHECK(all(a + SIZE / 2, SIZE / 2, 'p'));
+    CHECK(test_all(a + SIZE / 2, SIZE / 2, 'p'));
     memset(a + SIZE / 2, 'q', SIZE / 2); /* the rest is still private memory */
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)a + SIZE / 2, SIZE / 2), KERN_SUCCESS);
 
     a = allocate(SIZE, 's');
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)a + SIZE - 4096, 4096), KERN_SUCCESS);
-    CHECK(all(a, SIZE - 4096, 's'));
+    CHECK(test_all(a, SIZE - 4096, 's'));
     CHECK_KR(send_region(port, a, SIZE - 4096, true, 0), MACH_MSG_SUCCESS);
-    got = receive_region(port, &size);
-    CHECK(got != NULL && size == SIZE - 4096 && all(got, size, 's'));
+    got = test_receive_region(port, &size);
+    CHECK(got != NULL && size == SIZE - 4096 && test_all(got, size, 's'));
     vm_deallocate(SELF, (vm_address_t)got, size);
 
     a = allocate(SIZE, 't');
@@ -251,8 +176,8 @@ static void changed_regions_are_copied(mach_port_t port)
     CHECK_KR(vm_protect(SELF, (vm_address_t)a, 4096, FALSE, VM_PROT_DEFAULT), KERN_SUCCESS);
     a[0] = 'u';
     CHECK_KR(send_region(port, a, SIZE, true, 0), MACH_MSG_SUCCESS);
-    got = receive_region(port, &size);
-    CHECK(got != NULL && got[0] == 'u' && all(got + 1, SIZE - 1, 't'));
+    got = test_receive_region(port, &size);
+    CHECK(got != NULL && got[0] == 'u' && test_all(got + 1, SIZE - 1, 't'));
     vm_deallocate(SELF, (vm_address_t)got, SIZE);
 
     a = allocate(SIZE, 'v');
@@ -262,11 +187,11 @@ static void changed_regions_are_copied(mach_port_t port)
                -1, 0) == a + 4096);
     memset(a + 4096, 'x', 4096);
     CHECK_KR(send_region(port, a, SIZE, true, 0), MACH_MSG_SUCCESS);
-    got = receive_region(port, &size);
+    got = test_receive_region(port, &size);
     CHECK(got != NULL && inode_at(got) != ino);
     if (got != NULL) {
-        CHECK(all(got, 4096, 'v') && all(got + 4096, 4096, 'x') &&
-              all(got + 8192, SIZE - 8192, 'v'));
+        CHECK(test_all(got, 4096, 'v') && test_all(got + 4096, 4096, 'x') &&
+              test_all(got + 8192, SIZE - 8192, 'v'));
         vm_deallocate(SELF, (vm_address_t)got, SIZE);
     }
 }
@@ -282,9 +207,9 @@ static void failed_move_keeps_the_region(void)
     CHECK_KR(mach_msg(&filler, MACH_SEND_MSG, sizeof filler, 0, 0, 0, 0), MACH_MSG_SUCCESS);
     char *a = allocate(SIZE, 'f');
     CHECK_KR(send_region(full, a, SIZE, true, MACH_SEND_TIMEOUT), MACH_SEND_TIMED_OUT);
-    CHECK(mapped(a) && all(a, SIZE, 'f'));
+    CHECK(test_mapped(a) && test_all(a, SIZE, 'f'));
     memset(a, 'g', SIZE);
-    CHECK(all(a, SIZE, 'g'));
+    CHECK(test_all(a, SIZE, 'g'));
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)a, SIZE), KERN_SUCCESS);
     CHECK_KR(mach_port_destroy(SELF, full), KERN_SUCCESS);
 }
@@ -320,8 +245,8 @@ static void inheritance(void)
     char token = 0;
     if (pid == 0) {
         CHECK(read(to_child[0], &token, 1) == 1);
-        CHECK(all(copied, SIZE, 'a'));
-        CHECK(all(shared, SIZE / 2, 'Q') && all(shared + SIZE / 2, SIZE / 2, 'b'));
+        CHECK(test_all(copied, SIZE, 'a'));
+        CHECK(test_all(shared, SIZE / 2, 'Q') && test_all(shared + SIZE / 2, SIZE / 2, 'b'));
         memset(copied, 'C', SIZE);
         memset(shared + SIZE / 2, 'R', SIZE / 2);
         CHECK(write(to_parent[1], &token, 1) == 1);
@@ -332,8 +257,8 @@ static void inheritance(void)
     memset(shared, 'Q', SIZE / 2);
     CHECK(write(to_child[1], &token, 1) == 1);
     CHECK(read(to_parent[0], &token, 1) == 1);
-    CHECK(all(copied, SIZE, 'P'));
-    CHECK(all(shared, SIZE / 2, 'Q') && all(shared + SIZE / 2, SIZE / 2, 'R'));
+    CHECK(test_all(copied, SIZE, 'P'));
+    CHECK(test_all(shared, SIZE / 2, 'Q') && test_all(shared + SIZE / 2, SIZE / 2, 'R'));
     test_wait_ok(pid);
     mach_port_deallocate(SELF, child_task);
     for (int i = 0; i < 2; i++) {
@@ -345,8 +270,8 @@ static void inheritance(void)
     mach_port_t port = test_new_port(true);
     CHECK_KR(send_region(port, copied, SIZE, true, 0), MACH_MSG_SUCCESS);
     size_t size = 0;
-    char *got = receive_region(port, &size);
-    CHECK(got != NULL && inode_at(got) != ino && all(got, SIZE, 'P'));
+    char *got = test_receive_region(port, &size);
+    CHECK(got != NULL && inode_at(got) != ino && test_all(got, SIZE, 'P'));
     vm_deallocate(SELF, (vm_address_t)got, SIZE);
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)shared, SIZE), KERN_SUCCESS);
     CHECK_KR(mach_port_destroy(SELF, port), KERN_SUCCESS);
@@ -364,7 +289,7 @@ static void many_regions(void)
     }
     CHECK(test_count_fds() <= fds + 256);
     for (int i = 0; i < N; i++) {
-        CHECK(all(regions[i], 64 * 1024, (char)i));
+        CHECK(test_all(regions[i], 64 * 1024, (char)i));
         CHECK_KR(vm_deallocate(SELF, (vm_address_t)regions[i], 64 * 1024), KERN_SUCCESS);
     }
     CHECK(test_count_fds() == fds);
@@ -379,14 +304,14 @@ static void unmapped_regions_stay_gone(void)
     int before;
     movable_bytes(&before);
     char *a = allocate(SIZE, 'k');
-    struct ool_msg m = {
+    struct test_ool_msg m = {
         .head = {.msgh_bits = MACH_MSGH_BITS_COMPLEX, .msgh_size = sizeof m},
         .type = {.msgtl_name = MACH_MSG_TYPE_BYTE, .msgtl_size = 8, .msgtl_number = SIZE,
                  .msgtl_inline = FALSE, .msgtl_longform = TRUE, .msgtl_deallocate = TRUE},
         .addr = a,
     };
     mach_msg_destroy(&m.head);
-    CHECK(!mapped(a));
+    CHECK(!test_mapped(a));
     int now;
     movable_bytes(&now);
     CHECK(now == before);
@@ -400,12 +325,12 @@ static void unmapped_regions_stay_gone(void)
     memset((void *)pair, 'l', 2 * SIZE);
     mach_port_t port = test_new_port(true);
     CHECK_KR(send_region(port, (void *)pair, 2 * SIZE, true, 0), MACH_MSG_SUCCESS);
-    CHECK(!mapped((void *)pair) && !mapped((void *)hi));
+    CHECK(!test_mapped((void *)pair) && !test_mapped((void *)hi));
     movable_bytes(&now);
     CHECK(now == before);
     size_t size = 0;
-    char *got = receive_region(port, &size);
-    CHECK(got != NULL && size == 2 * SIZE && all(got, size, 'l'));
+    char *got = test_receive_region(port, &size);
+    CHECK(got != NULL && size == 2 * SIZE && test_all(got, size, 'l'));
     vm_deallocate(SELF, (vm_address_t)got, size);
     CHECK_KR(mach_port_destroy(SELF, port), KERN_SUCCESS);
 
@@ -414,10 +339,12 @@ static void unmapped_regions_stay_gone(void)
     CHECK(munmap(raw, SIZE) == 0);
     pid_t pid = fork();
     if (pid == 0) {
-        _exit(mapped(a) || mapped((void *)pair) || mapped((void *)hi) || mapped(raw));
+        _exit(test_mapped(a) || test_mapped((void *)pair) || test_mapped((void *)hi) ||
+              test_mapped(raw));
     }
     test_wait_ok(pid);
-    CHECK(!mapped(a) && !mapped((void *)pair) && !mapped((void *)hi) && !mapped(raw));
+    CHECK(!test_mapped(a) && !test_mapped((void *)pair) && !test_mapped((void *)hi) &&
+          !test_mapped(raw));
     int after;
     movable_bytes(&after);
     CHECK(after == before);
@@ -434,7 +361,7 @@ static void memory_held_once(void)
     CHECK(movable_bytes(&count) - base == (long long)SIZE);
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)a, SIZE - 4096), KERN_SUCCESS);
     CHECK(movable_bytes(&count) - base == 4096);
-    CHECK(all(a + SIZE - 4096, 4096, 'h'));
+    CHECK(test_all(a + SIZE - 4096, 4096, 'h'));
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)a + SIZE - 4096, 4096), KERN_SUCCESS);
     CHECK(movable_bytes(&count) == base);
 
@@ -450,7 +377,7 @@ static void memory_held_once(void)
     kern_return_t kr = vm_wire(mach_host_self(), SELF, (vm_address_t)a, 64 * 1024,
                                VM_PROT_READ | VM_PROT_WRITE);
     if (kr == KERN_SUCCESS) {
-        CHECK(!linux_shared(a) && all(a, 64 * 1024, 'w'));
+        CHECK(!linux_shared(a) && test_all(a, 64 * 1024, 'w'));
         CHECK(!TEST_LOCKS_SEEN || test_status_kb(getpid(), "VmLck") >= locked + 64);
         pid_t pid = fork();
         if (pid == 0) {
@@ -488,7 +415,7 @@ static void none_stays_none(void)
     if (pid == 0) {
         /* (The child may have mapped something of its own there since.) */
         bool ok = !holds(whole, SIZE, '1') && !holds(wired, 64 * 1024, '2') &&
-                  !holds(halves, SIZE / 2, '3') && all(halves + SIZE / 2, SIZE / 2, '3');
+                  !holds(halves, SIZE / 2, '3') && test_all(halves + SIZE / 2, SIZE / 2, '3');
         memset(halves + SIZE / 2, '4', SIZE / 2); /* shared with the parent */
         char token = 0;
         if (write(to_parent[1], &token, 1) != 1) {
@@ -500,7 +427,7 @@ static void none_stays_none(void)
     char token;
     CHECK(read(to_parent[0], &token, 1) == 1);
     test_wait_ok(pid);
-    CHECK(all(halves + SIZE / 2, SIZE / 2, '4') && all(halves, SIZE / 2, '3'));
+    CHECK(test_all(halves + SIZE / 2, SIZE / 2, '4') && test_all(halves, SIZE / 2, '3'));
     mach_port_deallocate(SELF, child_task);
     close(to_parent[0]);
     close(to_parent[1]);

@@ -251,6 +251,39 @@ static inline int test_fill_port_at(const char *file, int line, mach_port_t port
 }
 #define test_fill_port(port) test_fill_port_at(__FILE__, __LINE__, port)
 
+/* Drops every reference of this task to the dead name NAME.  Failures
+ * name the caller's FILE and LINE. */
+static inline void test_drop_dead_name_at(const char *file, int line, mach_port_t name)
+{
+    mach_port_urefs_t refs = 0;
+    CHECK_KR_AT(file, line,
+                mach_port_get_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME, &refs),
+                KERN_SUCCESS);
+    CHECK_KR_AT(file, line,
+                mach_port_mod_refs(mach_task_self(), name, MACH_PORT_RIGHT_DEAD_NAME,
+                                   -(int)refs),
+                KERN_SUCCESS);
+}
+#define test_drop_dead_name(name) test_drop_dead_name_at(__FILE__, __LINE__, name)
+
+/* Waits (up to MS ms) until NAME, a send right of this task, is a dead
+ * name, checks that it became one and drops every reference to it.
+ * Failures name the caller's FILE and LINE. */
+static inline void test_await_dead_name_at(const char *file, int line, mach_port_t name, int ms)
+{
+    mach_port_type_t type = 0;
+    for (int i = 0; i < ms; i++) {
+        if (mach_port_type(mach_task_self(), name, &type) == KERN_SUCCESS &&
+            type == MACH_PORT_TYPE_DEAD_NAME) {
+            break;
+        }
+        usleep(1000);
+    }
+    CHECK_AT(file, line, type == MACH_PORT_TYPE_DEAD_NAME);
+    test_drop_dead_name_at(file, line, name);
+}
+#define test_await_dead_name(name, ms) test_await_dead_name_at(__FILE__, __LINE__, name, ms)
+
 /* How many threads TASK has (task_threads; the list is released). */
 static inline unsigned test_thread_count(mach_port_t task)
 {

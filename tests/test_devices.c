@@ -128,6 +128,23 @@ static void nap(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* Waits (up to about MS ms) until NAME is (also) a dead name; checks
+ * every mach_port_type and that it became one.  Failures name the
+ * caller's LINE. */
+static void await_dead_name_at(int line, mach_port_t name, int ms)
+{
+    mach_port_type_t type = 0;
+    for (int i = 0; i < ms && !(type & MACH_PORT_TYPE_DEAD_NAME); i++) {
+        CHECK_KR_AT(__FILE__, line, mach_port_type(mach_task_self(), name, &type),
+                    KERN_SUCCESS);
+        if (!(type & MACH_PORT_TYPE_DEAD_NAME)) {
+            nap(1);
+        }
+    }
+    CHECK_AT(__FILE__, line, type & MACH_PORT_TYPE_DEAD_NAME);
+}
+#define await_dead_name(...) await_dead_name_at(__LINE__, __VA_ARGS__)
+
 /* device_read of COUNT bytes at RECNUM: checks the result, the length
  * and (when BYTE) the data at byte RECNUM * REC of the disk.  Failures
  * name the caller's LINE. */
@@ -308,14 +325,7 @@ static void task_disks(void)
     CHECK(closed_error(kr));
     CHECK(closed_error(device_close(hd)));
     /* Once dead, as in GNU Mach: the name is a dead name. */
-    mach_port_type_t type = 0;
-    for (int i = 0; i < 2000 && !(type & MACH_PORT_TYPE_DEAD_NAME); i++) {
-        CHECK_KR(mach_port_type(mach_task_self(), hd, &type), KERN_SUCCESS);
-        if (!(type & MACH_PORT_TYPE_DEAD_NAME)) {
-            nap(1);
-        }
-    }
-    CHECK(type & MACH_PORT_TYPE_DEAD_NAME);
+    await_dead_name(hd, 2000);
     check_read(hd, 0, REC, MACH_SEND_INVALID_DEST, 0, NULL);
     mach_port_deallocate(mach_task_self(), hd);
     mach_port_deallocate(mach_task_self(), hd); /* the second open's reference */
@@ -1124,14 +1134,7 @@ static void victim_kill(pid_t pid, mach_port_t beacon)
                 "returned\n", __FILE__, (unsigned)status);
         test_failures++;
     }
-    mach_port_type_t type = 0;
-    for (int i = 0; i < 5000 && !(type & MACH_PORT_TYPE_DEAD_NAME); i++) {
-        CHECK_KR(mach_port_type(mach_task_self(), beacon, &type), KERN_SUCCESS);
-        if (!(type & MACH_PORT_TYPE_DEAD_NAME)) {
-            nap(1);
-        }
-    }
-    CHECK(type & MACH_PORT_TYPE_DEAD_NAME);
+    await_dead_name(beacon, 5000);
     mach_port_deallocate(mach_task_self(), beacon);
 }
 

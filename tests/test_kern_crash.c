@@ -97,19 +97,7 @@ static void round_once(int delay_us, int *failures_seen)
     }
     int status = 0;
     CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
-    mach_port_type_t type = 0;
-    for (int i = 0; i < 1000; i++) {
-        if (mach_port_type(SELF, child, &type) == KERN_SUCCESS &&
-            type == MACH_PORT_TYPE_DEAD_NAME) {
-            break;
-        }
-        usleep(1000);
-    }
-    CHECK(type == MACH_PORT_TYPE_DEAD_NAME);
-    mach_port_urefs_t refs = 0;
-    CHECK_KR(mach_port_get_refs(SELF, child, MACH_PORT_RIGHT_DEAD_NAME, &refs), KERN_SUCCESS);
-    CHECK_KR(mach_port_mod_refs(SELF, child, MACH_PORT_RIGHT_DEAD_NAME, -(int)refs),
-             KERN_SUCCESS);
+    test_await_dead_name(child, 1000);
     CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
 }
 

@@ -1260,24 +1260,6 @@ static void inherit_move(mach_port_t task, struct inherit_shared *sh, int stack,
     CHECK_KR(mach_port_deallocate(SELF, th), KERN_SUCCESS);
 }
 
-/* Waits for the send right NAME to a task to turn into a dead name, and
- * lets go of it. */
-static void await_dead_name(mach_port_t name)
-{
-    mach_port_type_t type = 0;
-    for (int i = 0; i < 2500 && type != MACH_PORT_TYPE_DEAD_NAME; i++) {
-        if (mach_port_type(SELF, name, &type) != KERN_SUCCESS ||
-            type != MACH_PORT_TYPE_DEAD_NAME) {
-            usleep(2000);
-        }
-    }
-    CHECK(type == MACH_PORT_TYPE_DEAD_NAME);
-    mach_port_urefs_t refs = 0;
-    CHECK_KR(mach_port_get_refs(SELF, name, MACH_PORT_RIGHT_DEAD_NAME, &refs), KERN_SUCCESS);
-    CHECK_KR(mach_port_mod_refs(SELF, name, MACH_PORT_RIGHT_DEAD_NAME, -(int)refs),
-             KERN_SUCCESS);
-}
-
 /* Waits (at most 5 s) for *WORD to be WANT; returns it. */
 static uint64_t inherit_wait(volatile uint64_t *word, uint64_t want)
 {
@@ -1361,7 +1343,7 @@ static void inherited_by_task_create(void)
     CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).inits == 1);
 
     CHECK_KR(task_terminate(child), KERN_SUCCESS);
-    await_dead_name(child);
+    test_await_dead_name(child, 5000);
     CHECK_KR(vm_deallocate(SELF, share, 12 * PAGE), KERN_SUCCESS);
     CHECK(wait_terminates(&pp, 1) == 1);
     struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
@@ -1456,7 +1438,7 @@ static void region_names(void)
     CHECK(region_name(child, anon) == MACH_PORT_NULL);
     CHECK_KR(mach_port_mod_refs(SELF, nc, MACH_PORT_RIGHT_SEND, -2), KERN_SUCCESS);
     CHECK_KR(task_terminate(child), KERN_SUCCESS);
-    await_dead_name(child);
+    test_await_dead_name(child, 5000);
 
     CHECK_KR(vm_deallocate(SELF, anon, PAGE), KERN_SUCCESS);
     CHECK_KR(vm_deallocate(SELF, (vm_address_t)copy, 2 * PAGE), KERN_SUCCESS);
@@ -1514,7 +1496,7 @@ static void many_inherited_mappings(void)
         vm_deallocate(SELF, data, count);
     }
     CHECK_KR(task_terminate(child), KERN_SUCCESS);
-    await_dead_name(child);
+    test_await_dead_name(child, 5000);
     for (int i = 0; i < N; i++) {
         CHECK_KR(vm_deallocate(SELF, at[i], PAGE), KERN_SUCCESS);
     }

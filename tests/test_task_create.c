@@ -37,22 +37,9 @@ struct shared {
  * and lets go of it and of the thread rights THREADS[0..N). */
 static void await_death(mach_port_t child, const mach_port_t *threads, unsigned n)
 {
-    mach_port_type_t type = 0;
-    for (int i = 0; i < 1000; i++) {
-        if (mach_port_type(SELF, child, &type) == KERN_SUCCESS &&
-            type == MACH_PORT_TYPE_DEAD_NAME) {
-            break;
-        }
-        usleep(2000);
-    }
-    CHECK(type == MACH_PORT_TYPE_DEAD_NAME);
-    for (unsigned i = 0; i <= n; i++) {
-        mach_port_t name = i == 0 ? child : threads[i - 1];
-        mach_port_urefs_t refs = 0;
-        CHECK_KR(mach_port_get_refs(SELF, name, MACH_PORT_RIGHT_DEAD_NAME, &refs),
-                 KERN_SUCCESS);
-        CHECK_KR(mach_port_mod_refs(SELF, name, MACH_PORT_RIGHT_DEAD_NAME, -(int)refs),
-                 KERN_SUCCESS);
+    test_await_dead_name(child, 2000);
+    for (unsigned i = 0; i < n; i++) {
+        test_drop_dead_name(threads[i]);
     }
 }
 

@@ -408,6 +408,33 @@ static void drain_fill(int n)
     expect(MACH_NOTIFY_SEND_ONCE, 0);
 }
 
+/* Receives the next notification on NOTIFY_PORT into *M (cleared
+ * first), waiting up to 10 s: the notify port was not read while a flood
+ * came.  Returns whether one came. */
+static bool next_notification(struct notification *m)
+{
+    memset(m, 0, sizeof *m);
+    return mach_msg(&m->head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof *m, notify_port, 10000,
+                    MACH_PORT_NULL) == MACH_MSG_SUCCESS;
+}
+
+/* Checks a flood of N notifications (WHAT names its kind, "" or ending
+ * in a space) of which GOT came, WRONG were not the ones expected and
+ * TWICE came again (negative: not counted), and prints the counts when
+ * it went wrong.  Failures name the caller's LINE. */
+static void flood_report_at(int line, const char *what, int n, int got, int wrong, int twice)
+{
+    if (got != n || wrong != 0 || twice > 0) {
+        fprintf(stderr, "%sflood of %d: %d came, %d wrong", what, n, got, wrong);
+        if (twice >= 0) {
+            fprintf(stderr, ", %d twice", twice);
+        }
+        fputc('\n', stderr);
+    }
+    CHECK_AT(__FILE__, line, got == n && wrong == 0 && twice <= 0);
+}
+#define flood_report(...) flood_report_at(__LINE__, __VA_ARGS__)
+
 /* Receives N notifications of id ID on NOTIFY_PORT (waiting up to 10 s
  * for each: the notify port was not read while they came) and checks
  * that their values are exactly NAMES[0..N), each once. */
@@ -417,9 +444,7 @@ static void expect_all(mach_msg_id_t id, const mach_port_t *names, int n)
     int got = 0, wrong = 0, twice = 0;
     for (int i = 0; i < n; i++) {
         struct notification m;
-        memset(&m, 0, sizeof m);
-        if (mach_msg(&m.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof m, notify_port, 10000,
-                     MACH_PORT_NULL) != MACH_MSG_SUCCESS) {
+        if (!next_notification(&m)) {
             break;
         }
         got++;
@@ -435,10 +460,7 @@ static void expect_all(mach_msg_id_t id, const mach_port_t *names, int n)
             seen[at] = true;
         }
     }
-    if (got != n || wrong != 0 || twice != 0) {
-        fprintf(stderr, "flood of %d: %d came, %d wrong, %d twice\n", n, got, wrong, twice);
-    }
-    CHECK(got == n && wrong == 0 && twice == 0);
+    flood_report("", n, got, wrong, twice);
     free(seen);
 }
 
@@ -558,7 +580,7 @@ static void flood_no_senders(void)
     CHECK_KR(test_receive_port(boot, 10000, &inbox, &type_name), MACH_MSG_SUCCESS);
     mach_port_t *ports = calloc(TEST_FLOOD_N, sizeof *ports);
     for (int i = 0; i < TEST_FLOOD_N; i++) {
-        CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &ports[i]), KERN_SUCCESS);
+        ports[i] = test_new_port(false);
         CHECK_KR(test_send_port(inbox, ports[i], MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
     }
     CHECK_KR(test_receive_port(boot, 10000, &none, &type_name), MACH_MSG_SUCCESS);
@@ -574,18 +596,13 @@ static void flood_no_senders(void)
     int got = 0, wrong = 0;
     for (int i = 0; i < TEST_FLOOD_N; i++) {
         struct notification m;
-        memset(&m, 0, sizeof m);
-        if (mach_msg(&m.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof m, notify_port, 10000,
-                     MACH_PORT_NULL) != MACH_MSG_SUCCESS) {
+        if (!next_notification(&m)) {
             break;
         }
         got++;
         wrong += m.head.msgh_id != MACH_NOTIFY_NO_SENDERS || m.value != 1;
     }
-    if (got != TEST_FLOOD_N || wrong != 0) {
-        fprintf(stderr, "no-senders flood of %d: %d came, %d wrong\n", TEST_FLOOD_N, got, wrong);
-    }
-    CHECK(got == TEST_FLOOD_N && wrong == 0);
+    flood_report("no-senders ", TEST_FLOOD_N, got, wrong, -1);
     expect_nothing();
     /* Each request was used: none is left on any port. */
     int left = 0;
@@ -612,7 +629,7 @@ static void flood_port_destroyed(void)
     enum { N = TEST_FLOOD_N / 2 }; /* each right in flight holds descriptors */
     mach_port_t *ports = calloc(N, sizeof *ports);
     for (int i = 0; i < N; i++) {
-        CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &ports[i]), KERN_SUCCESS);
+        ports[i] = test_new_port(false);
         mach_msg_header_t m = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MAKE_SEND, 0),
                                .msgh_remote_port = ports[i], .msgh_id = 1000 + i};
         CHECK_KR(mach_msg(&m, MACH_SEND_MSG, sizeof m, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
@@ -627,9 +644,7 @@ static void flood_port_destroyed(void)
     int got = 0, wrong = 0;
     for (int i = 0; i < N; i++) {
         struct notification n;
-        memset(&n, 0, sizeof n);
-        if (mach_msg(&n.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n, notify_port, 10000,
-                     MACH_PORT_NULL) != MACH_MSG_SUCCESS) {
+        if (!next_notification(&n)) {
             break;
         }
         got++;
@@ -644,10 +659,7 @@ static void flood_port_destroyed(void)
                      KERN_SUCCESS);
         }
     }
-    if (got != N || wrong != 0) {
-        fprintf(stderr, "port-destroyed flood of %d: %d came, %d wrong\n", N, got, wrong);
-    }
-    CHECK(got == N && wrong == 0);
+    flood_report("port-destroyed ", N, got, wrong, -1);
     expect_nothing();
     free(ports);
     CHECK(test_count_fds() == fds_before);

@@ -87,6 +87,27 @@ static mach_msg_return_t send_right(mach_port_t dest, mach_msg_id_t id, mach_por
     return mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL);
 }
 
+/* Sends a header-only message with id ID through the send-once right
+ * RIGHT (which it uses up). */
+static mach_msg_return_t send_once(mach_port_t right, mach_msg_id_t id)
+{
+    mach_msg_header_t h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
+                           .msgh_remote_port = right, .msgh_id = id};
+    return mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL);
+}
+
+/* Destroys the N ports PORTS; failures name the caller's LINE. */
+static void destroy_all_at(int line, const mach_port_t *ports, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        CHECK_KR_AT(__FILE__, line, mach_port_destroy(SELF, ports[i]), KERN_SUCCESS);
+    }
+}
+/* destroy_all(port, ...): destroys each port given. */
+#define destroy_all(...)                                                                   \
+    destroy_all_at(__LINE__, (const mach_port_t[]){__VA_ARGS__},                           \
+                   sizeof((const mach_port_t[]){__VA_ARGS__}) / sizeof(mach_port_t))
+
 /* Starts a child task running FN(ARG) with our port BOOT (send right
  * made) as its bootstrap port.  Returns its pid, and a send right to its
  * task port in *TASK unless TASK is NULL. */
@@ -270,10 +291,7 @@ static void keeper_main(mach_port_t parent, void *arg)
                                             MACH_MSG_TYPE_MOVE_SEND_ONCE, &previous),
              KERN_SUCCESS);
     if (k->end == USES_THEN_KILLED) {
-        mach_msg_header_t h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
-                               .msgh_remote_port = m1.h.msgh_remote_port, .msgh_id = 42};
-        CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
-                 MACH_MSG_SUCCESS);
+        CHECK_KR(send_once(m1.h.msgh_remote_port, 42), MACH_MSG_SUCCESS);
     }
     CHECK_KR(send_right(parent, 2, MACH_PORT_NULL, 0), MACH_MSG_SUCCESS);
     if (k->end == EXITS) {
@@ -299,9 +317,7 @@ static void rights_of_a_task(enum holder_end end)
     CHECK_KR(receive(&m, boot, WAIT_MS), MACH_MSG_SUCCESS);
     CHECK(m.h.msgh_id == 2);
     if (end == EXITS) {
-        int status;
-        CHECK(waitpid(keeper, &status, 0) == keeper && WIFEXITED(status) &&
-              WEXITSTATUS(status) == 0);
+        test_wait_ok(keeper);
     } else {
         kill_and_reap(keeper);
     }
@@ -398,10 +414,7 @@ static void queued_at_killed_task(void)
     /* CARRIED came back whole: its message, then INNER's right used. */
     CHECK_KR(receive(&m, carried, WAIT_MS), MACH_MSG_SUCCESS);
     CHECK(m.h.msgh_id == 3 && MACH_MSGH_BITS_REMOTE(m.h.msgh_bits) == MACH_MSG_TYPE_PORT_SEND_ONCE);
-    mach_msg_header_t h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
-                           .msgh_remote_port = m.h.msgh_remote_port, .msgh_id = 4};
-    CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
-             MACH_MSG_SUCCESS);
+    CHECK_KR(send_once(m.h.msgh_remote_port, 4), MACH_MSG_SUCCESS);
     CHECK_KR(receive(&m, inner, WAIT_MS), MACH_MSG_SUCCESS);
     CHECK(m.h.msgh_id == 4);
 
@@ -412,10 +425,7 @@ static void queued_at_killed_task(void)
     CHECK(m.h.msgh_id == 5);
 
     mach_port_deallocate(SELF, inbox);
-    mach_port_t all[] = {given, reply, alone, carried, inner, notify, boot};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
-        CHECK_KR(mach_port_destroy(SELF, all[i]), KERN_SUCCESS);
-    }
+    destroy_all(given, reply, alone, carried, inner, notify, boot);
 }
 
 /* ---- the port-destroyed request of a port whose receiver is killed ---- */
@@ -447,11 +457,7 @@ static void pd_keeper_main(mach_port_t parent, void *arg)
     CHECK_KR(send_right(parent, 11, port, MACH_MSG_TYPE_MAKE_SEND_ONCE), MACH_MSG_SUCCESS);
     CHECK_KR(receive(&m, port, WAIT_MS), MACH_MSG_SUCCESS);
     CHECK(m.h.msgh_id == 12);
-    mach_msg_header_t answer = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
-                                .msgh_remote_port = m.h.msgh_remote_port, .msgh_id = 112};
-    CHECK_KR(mach_msg(&answer, MACH_SEND_MSG, sizeof answer, 0, MACH_PORT_NULL, 0,
-                      MACH_PORT_NULL),
-             MACH_MSG_SUCCESS);
+    CHECK_KR(send_once(m.h.msgh_remote_port, 112), MACH_MSG_SUCCESS);
     if (arg != NULL) {
         CHECK_KR(mach_port_request_notification(SELF, port, MACH_NOTIFY_PORT_DESTROYED, 0,
                                                 MACH_PORT_NULL, MACH_MSG_TYPE_MOVE_SEND_ONCE,
@@ -512,17 +518,11 @@ static void port_destroyed_of_killed_task(enum pd_end end)
         CHECK_KR(receive(&m, port, WAIT_MS), MACH_MSG_SUCCESS);
         CHECK(m.h.msgh_id == 14 &&
               MACH_MSGH_BITS_REMOTE(m.h.msgh_bits) == MACH_MSG_TYPE_PORT_SEND_ONCE);
-        mach_msg_header_t h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
-                               .msgh_remote_port = m.h.msgh_remote_port, .msgh_id = 15};
-        CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
-                 MACH_MSG_SUCCESS);
+        CHECK_KR(send_once(m.h.msgh_remote_port, 15), MACH_MSG_SUCCESS);
         CHECK_KR(receive(&m, reply, WAIT_MS), MACH_MSG_SUCCESS);
         CHECK(m.h.msgh_id == 15);
         /* The send-once right the keeper made after its request. */
-        h = (mach_msg_header_t){.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_MOVE_SEND_ONCE, 0),
-                                .msgh_remote_port = once, .msgh_id = 16};
-        CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
-                 MACH_MSG_SUCCESS);
+        CHECK_KR(send_once(once, 16), MACH_MSG_SUCCESS);
         CHECK_KR(receive(&m, port, WAIT_MS), MACH_MSG_SUCCESS);
         CHECK(m.h.msgh_id == 16);
         /* The request's right went with the notification: nothing else. */
@@ -540,19 +540,13 @@ static void port_destroyed_of_killed_task(enum pd_end end)
         }
         CHECK_KR(receive(&m, dead_name, WAIT_MS), MACH_MSG_SUCCESS);
         CHECK(m.h.msgh_id == MACH_NOTIFY_DEAD_NAME);
-        mach_msg_header_t h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
-                               .msgh_remote_port = port, .msgh_id = 17};
-        CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
-                 MACH_SEND_INVALID_DEST);
+        CHECK_KR(send_right(port, 17, MACH_PORT_NULL, 0), MACH_SEND_INVALID_DEST);
         CHECK_KR(mach_port_deallocate(SELF, once), KERN_SUCCESS);
     }
     if (end != PD_NOTIFY_DEAD) {
         CHECK_KR(mach_port_destroy(SELF, notify), KERN_SUCCESS);
     }
-    mach_port_t all[] = {port, reply, boot, dead_name};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
-        CHECK_KR(mach_port_destroy(SELF, all[i]), KERN_SUCCESS);
-    }
+    destroy_all(port, reply, boot, dead_name);
 }
 
 #define CHURN_PORTS 100
@@ -666,10 +660,7 @@ static void taken_then_killed(void)
 
     mach_port_deallocate(SELF, inbox);
     mach_port_deallocate(SELF, child_task);
-    mach_port_t all[] = {boot, full, reply};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
-        CHECK_KR(mach_port_destroy(SELF, all[i]), KERN_SUCCESS);
-    }
+    destroy_all(boot, full, reply);
 }
 
 /* ---- a message kept by MACH_RCV_LARGE in a task that is killed ---- */
@@ -772,16 +763,10 @@ static void kept_receive_then_killed(void)
     /* QUEUED died: our send right to it is a dead name. */
     CHECK_KR(receive(&m, dead_name, WAIT_MS), MACH_MSG_SUCCESS);
     CHECK(m.h.msgh_id == MACH_NOTIFY_DEAD_NAME);
-    mach_msg_header_t h = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
-                           .msgh_remote_port = queued, .msgh_id = 4};
-    CHECK_KR(mach_msg(&h, MACH_SEND_MSG, sizeof h, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
-             MACH_SEND_INVALID_DEST);
+    CHECK_KR(send_right(queued, 4, MACH_PORT_NULL, 0), MACH_SEND_INVALID_DEST);
 
     mach_port_deallocate(SELF, inbox);
-    mach_port_t all[] = {boot, queued, back, inner, notify, dead_name};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
-        CHECK_KR(mach_port_destroy(SELF, all[i]), KERN_SUCCESS);
-    }
+    destroy_all(boot, queued, back, inner, notify, dead_name);
 }
 
 /* ---- a receive right given to a task outside the instance ---- */
@@ -892,9 +877,7 @@ static void fresh_ports(void)
             before = test_count_fds_of(machd);
         }
     }
-    int status = 0;
-    CHECK(waitpid(server, &status, 0) == server);
-    CHECK_KR(status, 0);
+    test_wait_ok(server);
     /* One reply port all along: machd holds a copy of its send end at
      * most, not one per call. */
     CHECK(test_count_fds_of(machd) < before + 20);
@@ -971,10 +954,7 @@ static void flood_to_a_full_port(void)
     /* What machd kept while the port was full is gone. */
     CHECK(test_count_fds_of(machd) <= before);
     CHECK_KR(mach_port_mod_refs(SELF, inbox, MACH_PORT_RIGHT_DEAD_NAME, -2), KERN_SUCCESS);
-    mach_port_t all[] = {boot, reply, watch};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
-        CHECK_KR(mach_port_destroy(SELF, all[i]), KERN_SUCCESS);
-    }
+    destroy_all(boot, reply, watch);
 }
 
 static int task_main(void)

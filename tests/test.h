@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <hell.h>
 #include <mach.h>
+#include <mach/thread_status.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,6 +299,26 @@ static inline unsigned test_thread_count(mach_port_t task)
     }
     return n;
 }
+
+/* Creates a thread in TASK, sets its instruction pointer to PC and its
+ * stack pointer to SP (every other register 0), resumes it and returns
+ * its port.  Failures name the caller's FILE and LINE. */
+static inline mach_port_t test_start_thread_at(const char *file, int line, mach_port_t task,
+                                               uint64_t pc, vm_address_t sp)
+{
+    mach_port_t th = MACH_PORT_NULL;
+    CHECK_KR_AT(file, line, thread_create(task, &th), KERN_SUCCESS);
+    struct i386_thread_state regs = {0};
+    regs.rip = pc;
+    regs.ursp = sp;
+    CHECK_KR_AT(file, line,
+                thread_set_state(th, i386_THREAD_STATE, (thread_state_t)&regs,
+                                 i386_THREAD_STATE_COUNT),
+                KERN_SUCCESS);
+    CHECK_KR_AT(file, line, thread_resume(th), KERN_SUCCESS);
+    return th;
+}
+#define test_start_thread(task, pc, sp) test_start_thread_at(__FILE__, __LINE__, task, pc, sp)
 
 static inline boolean_t test_no_routine(mach_msg_header_t *in, mach_msg_header_t *out)
 {

@@ -159,6 +159,18 @@ static struct processor_set_basic_info basic_info(mach_port_t set)
     return basic;
 }
 
+/* Waits (up to 5 s) until the thread count of the set CONTROL is WANT;
+ * returns the last count read. */
+static integer_t wait_thread_count(mach_port_t control, integer_t want)
+{
+    integer_t now = basic_info(control).thread_count;
+    for (int i = 1; i < 500 && now != want; i++) {
+        usleep(10000);
+        now = basic_info(control).thread_count;
+    }
+    return now;
+}
+
 /* Whether the counts of the set are those of its tasks now: as many
  * tasks as processor_set_tasks lists, as many threads as task_threads of
  * each lists.  *THREADS gets the thread count. */
@@ -209,34 +221,15 @@ static void check_counts(mach_port_t control)
     vm_address_t stack = 0;
     CHECK_KR(vm_allocate(child, &stack, 4096 * EXTRA_THREADS, TRUE), KERN_SUCCESS);
     for (int i = 0; i < EXTRA_THREADS; i++) {
-        CHECK_KR(thread_create(child, &threads[i]), KERN_SUCCESS);
-        struct i386_thread_state regs = {0};
-        regs.rip = (uint64_t)(uintptr_t)(code + 3);
-        regs.ursp = stack + 4096 * (vm_address_t)(i + 1) - 64;
-        CHECK_KR(thread_set_state(threads[i], i386_THREAD_STATE, (thread_state_t)&regs,
-                                  i386_THREAD_STATE_COUNT),
-                 KERN_SUCCESS);
-        CHECK_KR(thread_resume(threads[i]), KERN_SUCCESS);
+        threads[i] = test_start_thread(child, (uint64_t)(uintptr_t)(code + 3),
+                                       stack + 4096 * (vm_address_t)(i + 1) - 64);
     }
-    integer_t now = 0;
-    for (int i = 0; i < 500 && now != base + EXTRA_THREADS; i++) {
-        now = basic_info(control).thread_count;
-        if (now != base + EXTRA_THREADS) {
-            usleep(10000);
-        }
-    }
-    CHECK(now == base + EXTRA_THREADS);
+    CHECK(wait_thread_count(control, base + EXTRA_THREADS) == base + EXTRA_THREADS);
     for (int i = 0; i < EXTRA_THREADS; i++) {
         CHECK_KR(thread_terminate(threads[i]), KERN_SUCCESS);
         CHECK_KR(mach_port_deallocate(SELF, threads[i]), KERN_SUCCESS);
     }
-    for (int i = 0; i < 500 && now != base; i++) {
-        now = basic_info(control).thread_count;
-        if (now != base) {
-            usleep(10000);
-        }
-    }
-    CHECK(now == base);
+    CHECK(wait_thread_count(control, base) == base);
     CHECK_KR(task_terminate(child), KERN_SUCCESS);
     CHECK(waitpid(pid, NULL, 0) == pid);
     CHECK_KR(mach_port_deallocate(SELF, child), KERN_SUCCESS);

@@ -200,16 +200,7 @@ static void test_other_thread(void)
  * with its stack pointer at SP; returns its port. */
 static mach_port_t start_spinner(mach_port_t task, const uint8_t *code, vm_address_t sp)
 {
-    mach_port_t th = MACH_PORT_NULL;
-    CHECK_KR(thread_create(task, &th), KERN_SUCCESS);
-    struct i386_thread_state regs = {0};
-    regs.rip = (uint64_t)(uintptr_t)(code + 3); /* the pause loop */
-    regs.ursp = sp;
-    CHECK_KR(thread_set_state(th, i386_THREAD_STATE, (thread_state_t)&regs,
-                              i386_THREAD_STATE_COUNT),
-             KERN_SUCCESS);
-    CHECK_KR(thread_resume(th), KERN_SUCCESS);
-    return th;
+    return test_start_thread(task, (uint64_t)(uintptr_t)(code + 3) /* the pause loop */, sp);
 }
 
 static mach_port_type_t type_in(mach_port_t task, mach_port_t name)

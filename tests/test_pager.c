@@ -446,16 +446,41 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-/* Waits at most 5 s for PP's pager to have seen UNLOCKS data_unlocks;
- * returns its stats then. */
-static struct answer wait_unlocks(struct pager_proc *pp, unsigned unlocks)
+/* Reads PP's pager's stats, then again every 10 ms (at most TRIES more
+ * times) until DONE(stats, WANT) holds; returns the last stats read. */
+static struct answer wait_stats(struct pager_proc *pp, int tries,
+                                bool (*done)(const struct answer *a, unsigned want),
+                                unsigned want)
 {
     struct answer a = pager_cmd(pp, CMD_STATS, 0, 0, 0);
-    for (int i = 0; i < 500 && a.unlocks < unlocks; i++) {
+    for (int i = 0; i < tries && !done(&a, want); i++) {
         usleep(10000);
         a = pager_cmd(pp, CMD_STATS, 0, 0, 0);
     }
     return a;
+}
+
+static bool unlocks_reached(const struct answer *a, unsigned unlocks)
+{
+    return a->unlocks >= unlocks;
+}
+
+static bool terminates_reached(const struct answer *a, unsigned terminates)
+{
+    return a->terminates >= terminates;
+}
+
+/* Whether a no-senders notification reached the pager, right or wrong. */
+static bool notified(const struct answer *a, unsigned unused)
+{
+    return a->ns_exact + a->ns_wrong != 0;
+}
+
+/* Waits at most 5 s for PP's pager to have seen UNLOCKS data_unlocks;
+ * returns its stats then. */
+static struct answer wait_unlocks(struct pager_proc *pp, unsigned unlocks)
+{
+    return wait_stats(pp, 500, unlocks_reached, unlocks);
 }
 
 /* Whether this user's userfaultfd sees faults from the kernel (system
@@ -657,13 +682,7 @@ static void control_without_rights(void)
  * returns how many it saw. */
 static unsigned wait_terminates(struct pager_proc *pp, unsigned terminates)
 {
-    unsigned seen = 0;
-    for (int i = 0; i < 500 && (seen = pager_cmd(pp, CMD_STATS, 0, 0, 0).terminates) <
-                                   terminates;
-         i++) {
-        usleep(10000);
-    }
-    return seen;
+    return wait_stats(pp, 500, terminates_reached, terminates).terminates;
 }
 
 /* Maps SIZE bytes of PP's object, touches every page, unmaps it. */
@@ -754,11 +773,7 @@ static void control_counted_after_terminate(void)
         }
         CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, FILE_PAGES * PAGE), KERN_SUCCESS);
         CHECK(wait_terminates(&pp, 1) == 1);
-        struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
-        for (int i = 0; i < 600 && a.ns_exact + a.ns_wrong == 0; i++) {
-            usleep(10000);
-            a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
-        }
+        struct answer a = wait_stats(&pp, 600, notified, 0);
         CHECK(a.requests >= FILE_PAGES / 2 && a.bad_controls == 0);
         CHECK(a.ns_exact == 1 && a.ns_wrong == 0);
         pager_end(&pp);
@@ -1467,8 +1482,6 @@ static int settled_fds(void)
     return count;
 }
 
-/* The whole suite, with this task and its pagers in an instance (machd
- * is then the kernel of every object) or not (each task is its own). */
 /* A creator with many mappings of objects (1000, more than its handshake
  * socket holds rights at once) creates a task inheriting them all: the
  * new task takes every right before it maps any, so nobody waits on the
@@ -1504,6 +1517,8 @@ static void many_inherited_mappings(void)
     close(fd);
 }
 
+/* The whole suite, with this task and its pagers in an instance (machd
+ * is then the kernel of every object) or not (each task is its own). */
 static void suite(bool instance)
 {
     map_rules();

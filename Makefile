@@ -187,7 +187,7 @@ TEST_GEN_OBJS := $(GEN)/tests/hell_test.user.c $(GEN)/tests/hell_test.server.c \
                  $(GEN)/tests/hell_exc.user.c $(GEN)/tests/hell_exc.server.c \
                  pager/filepager.c $(GEN)/pager/memory_object.server.c
 
-$(BUILD)/tests/%: tests/%.c tests/test.h tests/test_types.h pager/filepager.h $(TEST_GEN_OBJS) \
+$(BUILD)/tests/%: tests/%.c tests/test.h tests/test_types.h tests/test_region.h pager/filepager.h $(TEST_GEN_OBJS) \
                  $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PROG_CFLAGS) -Wno-error=unused-variable -o $@ $< \

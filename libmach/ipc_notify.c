@@ -126,16 +126,22 @@ static struct ipc_notify_dest *ipc_notify_dest_get(uint64_t ino, struct ipc_port
     return d;
 }
 
+/* Closes the backlogs' epoll set, in which nothing is registered, until
+ * it is needed again. */
+static void ipc_notify_epoll_close(void)
+{
+    ipc_watch_backlogs_stop(ipc_notify_epoll);
+    linux_close(ipc_notify_epoll);
+    ipc_notify_epoll = -1;
+}
+
 /* Frees D, which holds nothing and is not in use. */
 static void ipc_notify_dest_free(struct ipc_notify_dest *d)
 {
     if (d->registered) {
         epoll_ctl(ipc_notify_epoll, EPOLL_CTL_DEL, ipc_notify_dest_fd(d), NULL);
         if (--ipc_notify_nregistered == 0) {
-            /* Nothing waits for room: the set closes until needed. */
-            ipc_watch_backlogs_stop(ipc_notify_epoll);
-            linux_close(ipc_notify_epoll);
-            ipc_notify_epoll = -1;
+            ipc_notify_epoll_close(); /* nothing waits for room */
         }
     }
     u64map_remove(&ipc_notify_dests, d->ino);
@@ -243,8 +249,8 @@ enum ipc_notify_outcome { IPC_NOTIFY_SENT, IPC_NOTIFY_FULL, IPC_NOTIFY_FAILED };
 /* Sends ITEM to D without waiting.  A kernel notification is sent
  * through the kernel space's mach_msg, without [G] (D is busy
  * meanwhile).  Expects [G]; returns with it. */
-static enum ipc_notify_outcome ipc_notify_item_send(struct ipc_notify_dest *d,
-                                                    struct ipc_notify_item *item)
+static enum ipc_notify_outcome ipc_notify_item_send(const struct ipc_notify_dest *d,
+                                                    const struct ipc_notify_item *item)
 {
     mach_msg_return_t mr;
     switch (item->kind) {
@@ -292,9 +298,7 @@ static bool ipc_notify_arm(struct ipc_notify_dest *d)
     if (epoll_ctl(ipc_notify_epoll, d->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd,
                   &event) != 0) {
         if (ipc_notify_nregistered == 0) {
-            ipc_watch_backlogs_stop(ipc_notify_epoll);
-            linux_close(ipc_notify_epoll);
-            ipc_notify_epoll = -1;
+            ipc_notify_epoll_close();
         }
         return false;
     }
@@ -352,27 +356,44 @@ static void ipc_notify_drain(struct ipc_notify_dest *d)
     ipc_notify_draining = nested;
 }
 
+/* Admits ITEM and queues it for the port INO, of PORT or of the bare
+ * send end BARE_FD: behind its backlog, or in a new one, which is made
+ * ready (READY: sent by the next flush) or else armed (its socket is
+ * full).  Returns false when the bound is reached or out of memory or
+ * descriptors (ITEM is then the caller's). */
+static bool ipc_notify_queue(uint64_t ino, struct ipc_port *port, int bare_fd,
+                             struct ipc_notify_item *item, bool ready)
+{
+    if (!ipc_notify_admit()) {
+        return false;
+    }
+    struct ipc_notify_dest *d = ipc_notify_dest_get(ino, port, bare_fd);
+    if (d == NULL) {
+        ipc_notify_waiting--;
+        return false;
+    }
+    ipc_notify_append(d, item);
+    if (!d->busy && !d->ready && !d->armed) {
+        if (ready) {
+            ipc_notify_make_ready(d);
+        } else {
+            ipc_notify_settle(d);
+        }
+    }
+    return true;
+}
+
 void ipc_notify_kern(struct ipc_port *dest, const struct ipc_notify_kern *n)
 {
     struct ipc_notify_item *item = malloc(sizeof *item);
-    struct ipc_notify_dest *d = NULL;
-    if (item == NULL || !ipc_notify_admit()) {
-        free(item);
-        kern_notify_discard(n);
-        return;
+    if (item != NULL) {
+        *item = (struct ipc_notify_item){.kind = IPC_NOTIFY_KERN, .kern = *n};
+        if (ipc_notify_queue(dest->ino, dest, -1, item, true)) {
+            return;
+        }
     }
-    if ((d = ipc_notify_dest_get(dest->ino, dest, -1)) == NULL) {
-        ipc_notify_waiting--;
-        free(item);
-        kern_notify_discard(n);
-        return;
-    }
-    item->kind = IPC_NOTIFY_KERN;
-    item->kern = *n;
-    ipc_notify_append(d, item);
-    if (!d->busy && !d->ready && !d->armed) {
-        ipc_notify_make_ready(d);
-    }
+    free(item);
+    kern_notify_discard(n);
 }
 
 void ipc_notify_flush(void)
@@ -406,23 +427,6 @@ void ipc_notify_flush(void)
     ipc_unlock();
 }
 
-/* Queues ITEM (admitted) for the port INO, of PORT or the bare send end
- * BARE_FD, whose socket is full or which has a backlog.  Returns false
- * when out of memory or descriptors (ITEM is then the caller's). */
-static bool ipc_notify_queue(uint64_t ino, struct ipc_port *port, int bare_fd,
-                             struct ipc_notify_item *item)
-{
-    struct ipc_notify_dest *d = ipc_notify_dest_get(ino, port, bare_fd);
-    if (d == NULL) {
-        return false;
-    }
-    ipc_notify_append(d, item);
-    if (!d->busy && !d->ready && !d->armed) {
-        ipc_notify_settle(d); /* a new backlog: the socket was full */
-    }
-    return true;
-}
-
 void ipc_notify_send_once(struct ipc_port *port, uint64_t nonce)
 {
     if (port->rcv != NULL && port->rcv->orphan) {
@@ -433,13 +437,11 @@ void ipc_notify_send_once(struct ipc_port *port, uint64_t nonce)
         return; /* sent, or the port is dead: lost, as in GNU Mach */
     }
     struct ipc_notify_item *item = malloc(sizeof *item);
-    if (item == NULL || !ipc_notify_admit()) {
-        free(item);
+    if (item == NULL) {
         return;
     }
     *item = (struct ipc_notify_item){.kind = IPC_NOTIFY_ONCE, .nonce = nonce};
-    if (!ipc_notify_queue(port->ino, port, -1, item)) {
-        ipc_notify_waiting--;
+    if (!ipc_notify_queue(port->ino, port, -1, item, false)) {
         free(item);
         return;
     }
@@ -448,42 +450,90 @@ void ipc_notify_send_once(struct ipc_port *port, uint64_t nonce)
     ipc_janitor_hold(port, nonce);
 }
 
-/* Sends ITEM (consumed) to the bare send end SEND_FD, or queues it.
- * Returns 0 when sent or queued, -1 when the port is dead or ITEM could
- * not be queued (its descriptors are closed then).  Takes [G]. */
-static int ipc_notify_send_bare(int send_fd, struct ipc_notify_item *item)
+/* Copies ITEM, the caller's (a raw one's message and descriptors are not
+ * its own), into a new item that owns its copies.  Returns NULL when the
+ * bound on descriptors is reached or memory or descriptors run out.
+ * Expects [G]. */
+static struct ipc_notify_item *ipc_notify_bare_copy(const struct ipc_notify_item *item)
+{
+    struct ipc_notify_item *copy = malloc(sizeof *copy);
+    if (copy == NULL) {
+        return NULL;
+    }
+    *copy = *item;
+    if (item->kind != IPC_NOTIFY_RAW) {
+        return copy;
+    }
+    unsigned nfds = item->raw.nfds;
+    if (ipc_notify_raw_fds + nfds > IPC_NOTIFY_RAW_FDS_MAX) {
+        fprintf(stderr, "hell[%d]: notifications waiting hold %u descriptors: one is lost\n",
+                (int)getpid(), ipc_notify_raw_fds);
+        free(copy);
+        return NULL;
+    }
+    copy->raw.msg = malloc(item->raw.len > 0 ? item->raw.len : 1);
+    copy->raw.fds = malloc((nfds + 1) * sizeof *copy->raw.fds);
+    bool ok = copy->raw.msg != NULL && copy->raw.fds != NULL;
+    unsigned n = 0;
+    while (ok && n < nfds) {
+        int fd = fcntl(item->raw.fds[n], F_DUPFD_CLOEXEC, 0);
+        ok = fd >= 0;
+        if (ok) {
+            copy->raw.fds[n++] = fd;
+        }
+    }
+    if (!ok) {
+        for (unsigned i = 0; i < n; i++) {
+            linux_close(copy->raw.fds[i]);
+        }
+        free(copy->raw.fds);
+        free(copy->raw.msg);
+        free(copy);
+        return NULL;
+    }
+    memcpy(copy->raw.msg, item->raw.msg, item->raw.len);
+    ipc_notify_raw_fds += nfds; /* given back by ipc_notify_item_done */
+    return copy;
+}
+
+/* Sends ITEM, the caller's (a raw one's message and descriptors are not
+ * its own), to the bare send end SEND_FD; queues a copy of it instead
+ * when the port has a backlog (to keep the order) or its socket is full.
+ * Returns 0 when sent or queued, -1 when the port is dead or the copy
+ * could not be queued.  Takes [G]. */
+static int ipc_notify_send_bare(int send_fd, const struct ipc_notify_item *item)
 {
     uint64_t ino;
     ipc_lock();
-    struct ipc_notify_dest probe = {.own_fd = send_fd};
-    enum ipc_notify_outcome outcome = !linux_socket_ino(send_fd, &ino) ? IPC_NOTIFY_FAILED
-                                      : u64map_lookup(&ipc_notify_dests, ino) != NULL
-                                          ? IPC_NOTIFY_FULL
-                                          : ipc_notify_item_send(&probe, item);
-    int rc = outcome == IPC_NOTIFY_SENT ? 0 : -1;
-    if (outcome == IPC_NOTIFY_FULL && ipc_notify_admit()) {
-        if (ipc_notify_queue(ino, NULL, send_fd, item)) {
-            ipc_unlock();
-            return 0;
-        }
-        ipc_notify_waiting--;
+    /* The port's identity matters only when some backlog exists. */
+    bool known = false;
+    enum ipc_notify_outcome outcome;
+    if (ipc_notify_dests.count > 0 && !(known = linux_socket_ino(send_fd, &ino))) {
+        outcome = IPC_NOTIFY_FAILED;
+    } else if (known && u64map_lookup(&ipc_notify_dests, ino) != NULL) {
+        outcome = IPC_NOTIFY_FULL;
+    } else {
+        struct ipc_notify_dest probe = {.own_fd = send_fd};
+        outcome = ipc_notify_item_send(&probe, item);
     }
-    /* Sent, or never to be: the caller keeps what it stands for. */
-    ipc_notify_item_done(item, true);
+    int rc = outcome == IPC_NOTIFY_SENT ? 0 : -1;
+    if (outcome == IPC_NOTIFY_FULL && (known || linux_socket_ino(send_fd, &ino))) {
+        struct ipc_notify_item *copy = ipc_notify_bare_copy(item);
+        if (copy != NULL && ipc_notify_queue(ino, NULL, send_fd, copy, false)) {
+            rc = 0;
+        } else if (copy != NULL) {
+            /* Never to be sent: the caller keeps what it stands for. */
+            ipc_notify_item_done(copy, true);
+        }
+    }
     ipc_unlock();
     return rc;
 }
 
 int ipc_notify_send_once_fd(int send_fd, uint64_t nonce)
 {
-    struct ipc_notify_item *item = malloc(sizeof *item);
-    if (item == NULL) {
-        return wire_send_notify_fd(send_fd, nonce, MACH_NOTIFY_SEND_ONCE) == MACH_MSG_SUCCESS
-                   ? 0
-                   : -1;
-    }
-    *item = (struct ipc_notify_item){.kind = IPC_NOTIFY_ONCE, .nonce = nonce};
-    return ipc_notify_send_bare(send_fd, item);
+    struct ipc_notify_item item = {.kind = IPC_NOTIFY_ONCE, .nonce = nonce};
+    return ipc_notify_send_bare(send_fd, &item);
 }
 
 int ipc_notify_send_raw_fd(int send_fd, const void *msg, size_t len, const int *fds,
@@ -492,46 +542,11 @@ int ipc_notify_send_raw_fd(int send_fd, const void *msg, size_t len, const int *
     if (nfds > WIRE_MAX_FDS) {
         return -1;
     }
-    struct ipc_notify_item *item = calloc(1, sizeof *item);
-    char *copy = malloc(len > 0 ? len : 1);
-    int *own = malloc((nfds + 1) * sizeof *own);
-    if (item == NULL || copy == NULL || own == NULL) {
-        free(item);
-        free(copy);
-        free(own);
-        return -1;
-    }
-    memcpy(copy, msg, len);
-    unsigned n = 0;
-    ipc_lock();
-    bool ok = ipc_notify_raw_fds + nfds <= IPC_NOTIFY_RAW_FDS_MAX;
-    if (!ok) {
-        fprintf(stderr, "hell[%d]: notifications waiting hold %u descriptors: one is lost\n",
-                (int)getpid(), ipc_notify_raw_fds);
-    }
-    while (ok && n < nfds) {
-        int fd = fcntl(fds[n], F_DUPFD_CLOEXEC, 0);
-        ok = fd >= 0;
-        if (ok) {
-            own[n++] = fd;
-        }
-    }
-    if (ok) {
-        ipc_notify_raw_fds += nfds; /* given back by ipc_notify_item_done */
-    }
-    ipc_unlock();
-    if (!ok) {
-        for (unsigned i = 0; i < n; i++) {
-            linux_close(own[i]);
-        }
-        free(item);
-        free(copy);
-        free(own);
-        return -1;
-    }
-    *item = (struct ipc_notify_item){
-        .kind = IPC_NOTIFY_RAW, .raw = {.msg = copy, .len = len, .fds = own, .nfds = nfds}};
-    return ipc_notify_send_bare(send_fd, item);
+    /* (Not modified: the item is only read, or copied.) */
+    struct ipc_notify_item item = {
+        .kind = IPC_NOTIFY_RAW,
+        .raw = {.msg = (char *)msg, .len = len, .fds = (int *)fds, .nfds = nfds}};
+    return ipc_notify_send_bare(send_fd, &item);
 }
 
 void ipc_notify_writable(void)

@@ -93,8 +93,6 @@ struct janitor_task {
     size_t nescrows, ecap;
     size_t escrow_fds;    /* descriptors the escrows hold */
     size_t escrow_bytes;  /* bytes they hold */
-    uint64_t *spent;      /* at its end: the nonces the escrows sent carry */
-    size_t nspent;
 };
 
 /* The most descriptors the escrows of one task hold. */
@@ -131,56 +129,73 @@ static int janitor_key_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* A receive right a task's table lists, with its slot's value (1, or
- * the id of its current escrow). */
-struct janitor_listed_receive {
+/* A right a task's table lists: its key and its slot's value (a
+ * send-once right's nonce; for a receive right 1, or the id of its
+ * current escrow). */
+struct janitor_listed_right {
     uint64_t key;
     uint64_t value;
 };
 
-/* The rights a task's table lists: the receive rights, sorted by key. */
+/* The rights a task's table lists: the receive rights, sorted by key, and
+ * when asked for the send-once rights, in the table's order. */
 struct janitor_listed {
     bool ok;       /* the table was read whole (else nothing counts) */
-    struct janitor_listed_receive *receives;
+    struct janitor_listed_right *receives;
     size_t nreceives;
+    struct janitor_listed_right *send_onces;
+    size_t nsend_onces;
 };
 
-/* Reads T's table: every send-once right listed is passed to ON_SEND_ONCE
- * (when not NULL) with its key and nonce; the receive rights' keys are
- * collected in *OUT (its array for the caller to free). */
-static void janitor_table_read(struct janitor_task *t,
-                               void (*on_send_once)(struct janitor_task *t, uint64_t key,
-                                                    uint64_t nonce),
+static void janitor_listed_free(struct janitor_listed *listed)
+{
+    free(listed->receives);
+    free(listed->send_onces);
+}
+
+/* Appends KEY and VALUE to *ARRAY, of *N rights with room for *CAP.
+ * Returns false when out of memory. */
+static bool janitor_listed_add(struct janitor_listed_right **array, size_t *n, size_t *cap,
+                               uint64_t key, uint64_t value)
+{
+    if (*n == *cap) {
+        size_t more = *cap ? *cap * 2 : 64;
+        struct janitor_listed_right *p = realloc(*array, more * sizeof *p);
+        if (p == NULL) {
+            return false;
+        }
+        *array = p;
+        *cap = more;
+    }
+    (*array)[(*n)++] = (struct janitor_listed_right){key, value};
+    return true;
+}
+
+/* Reads T's table into *OUT (its arrays for the caller to free with
+ * janitor_listed_free): the receive rights, and with SEND_ONCES the
+ * send-once rights too. */
+static void janitor_table_read(struct janitor_task *t, bool send_onces,
                                struct janitor_listed *out)
 {
-    size_t nslots, cap = 0;
+    size_t nslots, rcap = 0, scap = 0;
     *out = (struct janitor_listed){0};
     struct hell_janitor_slot *slots = janitor_table_map(t, &nslots);
     out->ok = slots != MAP_FAILED;
     for (size_t i = 0; out->ok && i < nslots; i++) {
         uint64_t nonce = __atomic_load_n(&slots[i].nonce, __ATOMIC_ACQUIRE);
         uint64_t key = __atomic_load_n(&slots[i].key, __ATOMIC_RELAXED);
-        if (nonce == 0) {
+        bool receive = key & HELL_JANITOR_SLOT_RECEIVE;
+        if (nonce == 0 || (!receive && !send_onces)) {
             continue;
         }
-        if (!(key & HELL_JANITOR_SLOT_RECEIVE)) {
-            if (on_send_once != NULL) {
-                on_send_once(t, key, nonce);
-            }
-            continue;
+        bool added = receive ? janitor_listed_add(&out->receives, &out->nreceives, &rcap,
+                                                  key & ~HELL_JANITOR_SLOT_RECEIVE, nonce)
+                             : janitor_listed_add(&out->send_onces, &out->nsend_onces, &scap,
+                                                  key, nonce);
+        if (!added) {
+            janitor_listed_free(out);
+            *out = (struct janitor_listed){0};
         }
-        if (out->nreceives == cap) {
-            cap = cap ? cap * 2 : 64;
-            struct janitor_listed_receive *p = realloc(out->receives, cap * sizeof *p);
-            if (p == NULL) {
-                free(out->receives);
-                *out = (struct janitor_listed){0};
-                break;
-            }
-            out->receives = p;
-        }
-        out->receives[out->nreceives++] =
-            (struct janitor_listed_receive){key & ~HELL_JANITOR_SLOT_RECEIVE, nonce};
     }
     if (slots != MAP_FAILED) {
         munmap(slots, nslots * sizeof *slots);
@@ -190,14 +205,21 @@ static void janitor_table_read(struct janitor_task *t,
     }
 }
 
+/* The entry of the receive right KEY in LISTED, or NULL when it is not
+ * listed.  (libmach lists each receive right once.) */
+static struct janitor_listed_right *janitor_receive_find(const struct janitor_listed *listed,
+                                                         uint64_t key)
+{
+    return listed->nreceives > 0 ? bsearch(&key, listed->receives, listed->nreceives,
+                                           sizeof *listed->receives, janitor_key_cmp)
+                                 : NULL;
+}
+
 /* The slot's value of the receive right KEY in LISTED, or 0 when it is
  * not listed. */
 static uint64_t janitor_receive_listed(const struct janitor_listed *listed, uint64_t key)
 {
-    const struct janitor_listed_receive *r =
-        listed->nreceives > 0 ? bsearch(&key, listed->receives, listed->nreceives,
-                                        sizeof *listed->receives, janitor_key_cmp)
-                              : NULL;
+    const struct janitor_listed_right *r = janitor_receive_find(listed, key);
     return r != NULL ? r->value : 0;
 }
 
@@ -314,7 +336,7 @@ static void janitor_receive_drop(struct janitor_receive *r)
 static void janitor_sweep_receives(struct janitor_task *t)
 {
     struct janitor_listed listed;
-    janitor_table_read(t, NULL, &listed);
+    janitor_table_read(t, false, &listed);
     for (size_t i = t->nreceives; listed.ok && i-- > 0;) {
         if (!janitor_receive_listed(&listed, t->receives[i]->key)) {
             janitor_receive_drop(t->receives[i]);
@@ -325,7 +347,7 @@ static void janitor_sweep_receives(struct janitor_task *t)
             janitor_escrow_free(t, i);
         }
     }
-    free(listed.receives);
+    janitor_listed_free(&listed);
     t->rswept_at = t->nreceives;
 }
 
@@ -551,32 +573,22 @@ static bool janitor_read(struct janitor_task *t)
     }
 }
 
-/* Sends the notification of T's send-once right NONCE to port KEY. */
-static void janitor_notify_send_once(struct janitor_task *t, uint64_t key, uint64_t nonce)
-{
-    if (t->nspent > 0 &&
-        bsearch(&nonce, t->spent, t->nspent, sizeof *t->spent, janitor_key_cmp) != NULL) {
-        return; /* it went on in an escrow */
-    }
-    struct janitor_port *p = janitor_port_find(t, key);
-    if (p != NULL) {
-        (void)hell_janitor_send_once(p->send_fd, nonce);
-    }
-}
-
 /* T ended: sends each escrow its table still names as current to its
- * notify port.  Returns the keys of the ports that went (an array the
- * caller frees, *N its length); their nonces are in T's spent list. */
-static uint64_t *janitor_escrows_send(struct janitor_task *t, const struct janitor_listed *listed,
+ * notify port; the receive right of each one sent is no longer listed in
+ * LISTED (its value is 0).  Returns the nonces the escrows sent carry,
+ * sorted (an array the caller frees, *N its length), or NULL when out of
+ * memory: then none is sent. */
+static uint64_t *janitor_escrows_send(struct janitor_task *t, struct janitor_listed *listed,
                                       size_t *n)
 {
-    uint64_t *sent = malloc((t->nescrows + 1) * sizeof *sent);
-    t->spent = malloc((2 * t->nescrows + 1) * sizeof *t->spent);
+    uint64_t *spent = malloc((2 * t->nescrows + 1) * sizeof *spent);
     *n = 0;
-    for (size_t i = 0; sent != NULL && i < t->nescrows; i++) {
+    for (size_t i = 0; spent != NULL && i < t->nescrows; i++) {
         struct janitor_escrow *e = &t->escrows[i];
         struct janitor_port *notify = janitor_port_find(t, e->head.notify_key);
-        if (janitor_receive_listed(listed, e->head.key) != e->head.id || notify == NULL) {
+        struct janitor_listed_right *r = janitor_receive_find(listed, e->head.key);
+        /* (A value of 0: an escrow of that port went already.) */
+        if (r == NULL || r->value == 0 || r->value != e->head.id || notify == NULL) {
             continue;
         }
         /* A notify port that is dead: the port is destroyed with the
@@ -586,21 +598,18 @@ static uint64_t *janitor_escrows_send(struct janitor_task *t, const struct janit
         if (hell_janitor_send_escrow(notify->send_fd, e->msg, e->len, e->fds, e->nfds) != 0) {
             continue;
         }
-        sent[(*n)++] = e->head.key;
-        for (unsigned k = 0; k < 2 && t->spent != NULL; k++) {
+        r->value = 0; /* gone: not destroyed with the others */
+        for (unsigned k = 0; k < 2; k++) {
             if (e->head.nonces[k] != 0) {
-                t->spent[t->nspent++] = e->head.nonces[k];
+                spent[(*n)++] = e->head.nonces[k];
             }
         }
     }
     /* Sorted, for the lookups of the task's end. */
-    if (sent != NULL && *n > 1) {
-        qsort(sent, *n, sizeof *sent, janitor_key_cmp);
+    if (*n > 1) {
+        qsort(spent, *n, sizeof *spent, janitor_key_cmp);
     }
-    if (t->nspent > 1) {
-        qsort(t->spent, t->nspent, sizeof *t->spent, janitor_key_cmp);
-    }
-    return sent;
+    return spent;
 }
 
 /* T ended: notifies the send-once rights its table lists, destroys the
@@ -608,38 +617,44 @@ static uint64_t *janitor_escrows_send(struct janitor_task *t, const struct janit
 static void janitor_task_end(struct janitor_task *t)
 {
     epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, t->conn_fd, NULL);
+    /* The task is gone: its table no longer changes. */
     struct janitor_listed listed;
-    /* The escrows first: the send-once rights they carry live on. */
-    janitor_table_read(t, NULL, &listed);
-    size_t nsent = 0;
-    uint64_t *sent = listed.ok ? janitor_escrows_send(t, &listed, &nsent) : NULL;
-    free(listed.receives);
-    janitor_table_read(t, janitor_notify_send_once, &listed);
+    janitor_table_read(t, true, &listed);
+    /* The escrows first: the send-once rights they carry live on (they
+     * went on in them, and are not notified). */
+    size_t nspent = 0;
+    uint64_t *spent = listed.ok ? janitor_escrows_send(t, &listed, &nspent) : NULL;
+    for (size_t i = 0; i < listed.nsend_onces; i++) {
+        uint64_t nonce = listed.send_onces[i].value;
+        bool went = nspent > 0 &&
+                    bsearch(&nonce, spent, nspent, sizeof *spent, janitor_key_cmp) != NULL;
+        struct janitor_port *p = went ? NULL : janitor_port_find(t, listed.send_onces[i].key);
+        if (p != NULL) {
+            (void)hell_janitor_send_once(p->send_fd, nonce);
+        }
+    }
+    free(spent);
     size_t ndead = 0;
     int *dead = malloc((t->nreceives + 1) * sizeof *dead);
     for (size_t i = 0; i < t->nreceives; i++) {
         struct janitor_receive *r = t->receives[i];
         epoll_ctl(janitor_epoll, EPOLL_CTL_DEL, r->fd, NULL);
-        bool went = nsent > 0 &&
-                    bsearch(&r->key, sent, nsent, sizeof *sent, janitor_key_cmp) != NULL;
-        if (dead != NULL && !went && janitor_receive_listed(&listed, r->key)) {
+        if (dead != NULL && janitor_receive_listed(&listed, r->key)) {
             dead[ndead++] = r->fd;
         } else {
             close(r->fd); /* given away: its port lives on elsewhere */
         }
         free(r);
     }
-    free(sent);
     while (t->nescrows > 0) {
         janitor_escrow_free(t, t->nescrows - 1);
     }
     free(t->escrows);
-    free(t->spent);
     int *sends = janitor_send_fds(t);
     hell_janitor_destroy_receives(dead, ndead, sends, sends != NULL ? t->nports : 0);
     free(sends);
     free(dead);
-    free(listed.receives);
+    janitor_listed_free(&listed);
     for (size_t i = 0; i < t->nports; i++) {
         close(t->ports[i].send_fd);
     }

@@ -551,7 +551,6 @@ int ipc_notify_send_raw_fd(int send_fd, const void *msg, size_t len, const int *
 
 void ipc_notify_writable(void)
 {
-    ipc_lock();
     struct epoll_event events[64];
     int n = ipc_notify_epoll >= 0 ? epoll_wait(ipc_notify_epoll, events, 64, 0) : 0;
     for (int i = 0; i < n; i++) {
@@ -562,7 +561,6 @@ void ipc_notify_writable(void)
             ipc_notify_drain(d);
         }
     }
-    ipc_unlock();
 }
 
 void ipc_notify_fork_child(void)

@@ -91,7 +91,8 @@ int ipc_notify_send_raw_fd(int send_fd, const void *msg, size_t len, const int *
                            unsigned nfds);
 
 /* The watchdog saw the backlogs' epoll set ready: sends what the ports
- * with room now take.  Expects [G] not held. */
+ * with room now take.  Expects [G]; releases it while a kernel
+ * notification is sent, and returns with it. */
 void ipc_notify_writable(void);
 
 /* The child side of fork(): nothing waits (the descriptors kept for

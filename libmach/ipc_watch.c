@@ -159,10 +159,10 @@ static void *ipc_watch_main(void *arg)
         bool writable;
         ipc_lock();
         kicking = ipc_watch_pass(events, n < 0 ? 0 : n, &writable);
-        ipc_unlock();
         if (writable) {
-            ipc_notify_writable();
+            ipc_notify_writable(); /* (releases [G] while it sends one of the kernel's) */
         }
+        ipc_unlock();
         kern_notify_flush();
     }
 }

@@ -296,6 +296,7 @@ static void janitor_escrow_make(struct ipc_port *port, struct ipc_port_rcv *rcv,
 {
     struct ipc_port *notify, *ns_notify;
     uint64_t nonce, ns_nonce = 0;
+    rcv->escrow_after_receive = false; /* made now, from the state as it is */
     if (request == 0 || !kern_notify_request_right(request, &notify, &nonce) || notify == port) {
         janitor_escrow_void(port, rcv);
         return;
@@ -359,7 +360,8 @@ void ipc_janitor_forget_receive(struct ipc_port *port, struct ipc_port_rcv *rcv,
     }
     janitor_unlist(rcv->janitor_slot - 1);
     rcv->janitor_slot = 0;
-    rcv->escrowed = rcv->escrow_stale = false; /* unlisted: void */
+    /* Unlisted: void. */
+    rcv->escrowed = rcv->escrow_stale = rcv->escrow_after_receive = false;
     if (moving) {
         /* machd closes its copy now, so that the port dies with its next
          * holder whatever that holder does.  Lost when machd is behind:

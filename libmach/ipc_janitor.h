@@ -115,8 +115,9 @@ void ipc_janitor_escrow(struct ipc_port *port);
  * there. */
 void ipc_janitor_escrow_queued(struct ipc_port *port, mach_port_name_t request);
 
-/* PORT's receive state (here) changed: its escrow, if it has one, is
- * made again. */
+/* PORT's receive state (here) changed: its escrow, if it has one or
+ * making it failed, is made again.  (A transport kept by a message being
+ * received waits for the message: the receive path makes it then.) */
 static inline void ipc_janitor_receive_changed(struct ipc_port *port)
 {
     if (port->rcv != NULL && (port->rcv->escrowed || port->rcv->escrow_stale)) {

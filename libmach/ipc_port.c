@@ -320,7 +320,7 @@ void ipc_port_transport_add(struct ipc_port_rcv *rcv, struct ipc_port *port)
     if (!u64map_insert(&rcv->transports, port->ino, port)) {
         ipc_port_unref(port); /* senders will see the port as dead */
     } else if (rcv->escrowed) {
-        rcv->escrow_stale = true; /* made again once the message is in */
+        rcv->escrow_after_receive = true; /* made again once the message is in */
     }
 }
 

@@ -70,8 +70,11 @@ struct ipc_port_rcv {
     bool escrowed;                /* [G] machd keeps the port-destroyed
                                      notification for this task's death
                                      (ipc_janitor_escrow) */
-    bool escrow_stale;            /* [G] that copy is to be made again:
-                                     the state changed, or making it failed */
+    bool escrow_stale;            /* [G] making that copy again failed: it
+                                     is tried again at the next change */
+    bool escrow_after_receive;    /* [G] that copy is to be made again once
+                                     the message being received is in (it
+                                     kept a transport) */
     uint64_t escrow_nonce;        /* [G] the nonce of the request that copy
                                      honours, when escrowed */
     uint64_t payload;             /* [G] protected payload, when has_payload */

@@ -1808,7 +1808,8 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
             ipc_unlock();
             return MACH_RCV_PORT_DIED;
         }
-        if (rcv->escrow_stale) {
+        if (rcv->escrow_after_receive) {
+            rcv->escrow_after_receive = false;
             ipc_janitor_escrow(port); /* it kept a transport */
         }
         /* Delivered: the caller goes on under [G]. */

@@ -310,12 +310,10 @@ static void janitor_escrow_make(struct ipc_port *port, struct ipc_port_rcv *rcv,
                                          .notify_key = notify->serial,
                                          .id = janitor_escrow_id + 1,
                                          .nonces = {nonce, ns_nonce}};
-    mach_port_name_t saved = rcv->pdrequest;
-    rcv->pdrequest = request;
     bool sent = janitor_show_port(notify) &&
-                kern_notify_port_destroyed_copy(port, janitor_sock, &escrow, sizeof escrow,
+                kern_notify_port_destroyed_copy(port, notify, nonce, janitor_sock, &escrow,
+                                                sizeof escrow,
                                                 HELL_JANITOR_ESCROW_MAX) == MACH_MSG_SUCCESS;
-    rcv->pdrequest = saved;
     if (!sent) {
         /* The last one stays current while it honours the same request:
          * one naming a request since replaced would hand the port to the

@@ -273,18 +273,13 @@ bool kern_notify_port_destroyed_right(struct kright *right)
     return true;
 }
 
-mach_msg_return_t kern_notify_port_destroyed_copy(struct ipc_port *port, int fd,
-                                                  const void *prefix, size_t prefix_len,
+mach_msg_return_t kern_notify_port_destroyed_copy(struct ipc_port *port,
+                                                  struct ipc_port *notify, uint64_t nonce,
+                                                  int fd, const void *prefix, size_t prefix_len,
                                                   size_t max)
 {
     struct ipc_port_rcv *rcv = port->rcv;
-    struct ipc_port *notify;
-    uint64_t nonce;
-    if (!kern_notify_pd_request_ok(port, rcv) ||
-        !kern_notify_request_right(rcv->pdrequest, &notify, &nonce)) {
-        return MACH_SEND_INVALID_DEST;
-    }
-    /* The message kern_notify_send would send, the right copied in. */
+    /* The message kern_notify_deliver would send, the right copied in. */
     struct kern_notify_msg msg = kern_notify_msg_make(MACH_NOTIFY_PORT_DESTROYED, 0, 0);
     struct kright right = {.kind = KRIGHT_RECEIVE, .port = port};
     struct kmsg kmsg = {

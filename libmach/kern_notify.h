@@ -84,13 +84,14 @@ bool kern_notify_port_destroyed_right(struct kright *right);
 
 /* Sends on the plain socket FD, after PREFIX, a copy of the
  * port-destroyed notification that destroying PORT's receive right
- * would send now (wire_send_copy: PORT keeps its right and request), for
- * machd to send should this task die first (ipc_janitor.h).  Returns
- * MACH_SEND_INVALID_DEST when PORT has no request that would be
- * honoured, else what wire_send_copy returns (MAX bounds the datagram).
- * Expects [G]. */
-mach_msg_return_t kern_notify_port_destroyed_copy(struct ipc_port *port, int fd,
-                                                  const void *prefix, size_t prefix_len,
+ * would send now to its request, the send-once right to NOTIFY (not
+ * PORT) with NONCE (wire_send_copy: PORT keeps its right and request;
+ * the copy carries the right without one).  For machd to send should
+ * this task die first (ipc_janitor.h).  Returns what wire_send_copy
+ * returns (MAX bounds the datagram).  Expects [G]. */
+mach_msg_return_t kern_notify_port_destroyed_copy(struct ipc_port *port,
+                                                  struct ipc_port *notify, uint64_t nonce,
+                                                  int fd, const void *prefix, size_t prefix_len,
                                                   size_t max);
 
 /* Sends the queued notifications (ipc_notify_flush).  Expects [G] not

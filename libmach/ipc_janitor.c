@@ -236,7 +236,7 @@ static void janitor_list_receive(struct ipc_port *port, struct ipc_port_rcv *rcv
     }
     rcv->janitor_slot = slot;
     if (slot != 0 && rcv->pdrequest != 0) {
-        ipc_janitor_escrow(port);
+        ipc_janitor_escrow(port, ipc_janitor_own_request(rcv));
     }
 }
 
@@ -334,16 +334,7 @@ static void janitor_escrow_make(struct ipc_port *port, struct ipc_port_rcv *rcv,
     rcv->escrow_nonce = nonce;
 }
 
-void ipc_janitor_escrow(struct ipc_port *port)
-{
-    struct ipc_port_rcv *rcv = port->rcv;
-    if (rcv == NULL || rcv->janitor_slot == 0) {
-        return;
-    }
-    janitor_escrow_make(port, rcv, rcv->space == SPACE_USER ? rcv->pdrequest : 0);
-}
-
-void ipc_janitor_escrow_queued(struct ipc_port *port, mach_port_name_t request)
+void ipc_janitor_escrow(struct ipc_port *port, mach_port_name_t request)
 {
     struct ipc_port_rcv *rcv = port->rcv;
     if (rcv != NULL && rcv->janitor_slot != 0) {

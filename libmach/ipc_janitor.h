@@ -99,21 +99,25 @@ void ipc_janitor_unkeep_kept(struct kmsg *kmsg);
  * the end down, which closes machd's copy. */
 void ipc_janitor_forget_receive(struct ipc_port *port, struct ipc_port_rcv *rcv, bool moving);
 
-/* Gives machd a fresh escrow of PORT's port-destroyed notification
- * (PORT's receive right listed here), or, when PORT has no request to
- * honour (any more), makes the last one void.  A copy that cannot be
- * made now (machd behind, out of descriptors, a state larger than
- * HELL_JANITOR_ESCROW_MAX) leaves the previous one current if it
- * honours the same request (else the escrow is void), and is tried
- * again at the next change. */
-void ipc_janitor_escrow(struct ipc_port *port);
+/* The port-destroyed request an escrow of RCV honours when the right
+ * is where it stays: its own while in the user space, else none (0). */
+static inline mach_port_name_t ipc_janitor_own_request(const struct ipc_port_rcv *rcv)
+{
+    return rcv->space == SPACE_USER ? rcv->pdrequest : 0;
+}
 
-/* PORT's receive right, in this task's kernel space, waits in the queue
- * of notifications to be sent to its port-destroyed request REQUEST
- * (taken off the right): escrowed as if the request were still on it,
+/* Gives machd a fresh escrow of PORT's port-destroyed notification to
+ * REQUEST, a kernel-space send-once right (PORT's receive right listed
+ * here; nothing otherwise), or, when REQUEST is 0 or not one to honour,
+ * makes the last one void.  REQUEST is ipc_janitor_own_request, or, for
+ * a right in this task's kernel space that waits in the queue of
+ * notifications to be sent to the request taken off it, that request:
  * so that a death before the notification goes still sends the port
- * there. */
-void ipc_janitor_escrow_queued(struct ipc_port *port, mach_port_name_t request);
+ * there.  A copy that cannot be made now (machd behind, out of
+ * descriptors, a state larger than HELL_JANITOR_ESCROW_MAX) leaves the
+ * previous one current if it honours the same request (else the escrow
+ * is void), and is tried again at the next change. */
+void ipc_janitor_escrow(struct ipc_port *port, mach_port_name_t request);
 
 /* PORT's receive state (here) changed: its escrow, if it has one or
  * making it failed, is made again.  (A transport kept by a message being
@@ -121,7 +125,7 @@ void ipc_janitor_escrow_queued(struct ipc_port *port, mach_port_name_t request);
 static inline void ipc_janitor_receive_changed(struct ipc_port *port)
 {
     if (port->rcv != NULL && (port->rcv->escrowed || port->rcv->escrow_stale)) {
-        ipc_janitor_escrow(port);
+        ipc_janitor_escrow(port, ipc_janitor_own_request(port->rcv));
     }
 }
 

@@ -1810,7 +1810,7 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
         }
         if (rcv->escrow_after_receive) {
             rcv->escrow_after_receive = false;
-            ipc_janitor_escrow(port); /* it kept a transport */
+            ipc_janitor_escrow(port, ipc_janitor_own_request(rcv)); /* it kept a transport */
         }
         /* Delivered: the caller goes on under [G]. */
         kmsg->hdr.msgh_seqno = rcv->seqno++;

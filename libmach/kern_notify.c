@@ -269,7 +269,7 @@ bool kern_notify_port_destroyed_right(struct kright *right)
         return true; /* the right is gone: out of names */
     }
     kern_notify_queue_add(notify, MACH_NOTIFY_PORT_DESTROYED, kname);
-    ipc_janitor_escrow_queued(right_port, notify);
+    ipc_janitor_escrow(right_port, notify);
     return true;
 }
 
@@ -408,7 +408,7 @@ kern_return_t kern_mach_port_request_notification(mach_port_t task, mach_port_na
             if (port->rcv->janitor_slot == 0 && port->rcv->pdrequest != 0) {
                 ipc_janitor_keep_receive(port);
             } else {
-                ipc_janitor_escrow(port);
+                ipc_janitor_escrow(port, ipc_janitor_own_request(port->rcv));
             }
             kr = KERN_SUCCESS;
         }

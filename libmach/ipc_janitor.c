@@ -116,6 +116,13 @@ static bool janitor_connect(void)
     return true;
 }
 
+/* Sends machd MSG, LEN bytes without descriptors, without waiting:
+ * lost when machd is behind (each caller says what then). */
+static void janitor_tell(const void *msg, size_t len)
+{
+    (void)send(janitor_sock, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 /* Shows machd PORT's send end, once per port.  Returns whether it knows
  * it. */
 static bool janitor_show_port(struct ipc_port *port)
@@ -141,7 +148,7 @@ void ipc_janitor_port_freed(struct ipc_port *port)
         .magic = HELL_PROTO_MAGIC, .flags = HELL_JANITOR_FORGET, .key = port->serial};
     /* Lost when machd is behind: it then keeps the send end until this
      * task ends, or until the port dies. */
-    (void)send(janitor_sock, &forget, sizeof forget, MSG_DONTWAIT | MSG_NOSIGNAL);
+    janitor_tell(&forget, sizeof forget);
     port->janitor_known = false;
 }
 
@@ -284,7 +291,7 @@ static void janitor_escrow_void(struct ipc_port *port, struct ipc_port_rcv *rcv)
         struct hell_janitor_escrow forget = {.magic = HELL_PROTO_MAGIC,
                                              .flags = HELL_JANITOR_ESCROW | HELL_JANITOR_FORGET,
                                              .key = port->serial};
-        (void)send(janitor_sock, &forget, sizeof forget, MSG_DONTWAIT | MSG_NOSIGNAL);
+        janitor_tell(&forget, sizeof forget);
     }
     rcv->escrowed = rcv->escrow_stale = false;
 }
@@ -359,7 +366,7 @@ void ipc_janitor_forget_receive(struct ipc_port *port, struct ipc_port_rcv *rcv,
             .magic = HELL_PROTO_MAGIC,
             .flags = HELL_JANITOR_FORGET | HELL_JANITOR_RECEIVE,
             .key = port->serial};
-        (void)send(janitor_sock, &forget, sizeof forget, MSG_DONTWAIT | MSG_NOSIGNAL);
+        janitor_tell(&forget, sizeof forget);
     }
 }
 

@@ -747,13 +747,7 @@ error:
     return -1;
 }
 
-/* Sends OUT, the reply device_demux made to IN, as mach_msg_server
- * would, but destroys a reply that could not be sent, whatever the
- * error: mach_msg_server keeps it only for MACH_SEND_INVALID_DEST, and
- * otherwise (MACH_SEND_NO_BUFFER when the client dies in the middle of a
- * reply, say) loses it with what it holds (a disk read's pages, the
- * reply right).  Consumes the rights and memory of IN and OUT. */
-static void device_reply_send(mach_msg_header_t *in, mach_msg_header_t *out)
+void device_reply_send(mach_msg_header_t *in, mach_msg_header_t *out)
 {
     kern_return_t kr = ((mig_reply_header_t *)out)->RetCode;
     if (kr == MIG_NO_REPLY) {

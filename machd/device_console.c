@@ -347,21 +347,12 @@ void device_console_discard(void)
 
 /* Serves REQ again (now that input is there, or the console closed) and
  * sends its reply from REPLY (DEVICE_MSG_MAX bytes), as mach_msg_server
- * would.  Consumes the rights and memory of REQ. */
+ * would (device_reply_send).  Consumes the rights and memory of REQ. */
 static void device_console_answer(mach_msg_header_t *req, mach_msg_header_t *reply)
 {
     (void)device_demux(req, reply);
-    kern_return_t kr = ((mig_reply_header_t *)reply)->RetCode;
-    assert(kr != MIG_NO_REPLY);
-    if (kr != KERN_SUCCESS) {
-        req->msgh_remote_port = MACH_PORT_NULL; /* the reply right goes with the reply */
-        mach_msg_destroy(req);
-    }
-    mach_msg_return_t mr = mach_msg(reply, MACH_SEND_MSG, reply->msgh_size, 0, MACH_PORT_NULL,
-                                    MACH_MSG_TIMEOUT_NONE, MACH_PORT_NULL);
-    if (mr != MACH_MSG_SUCCESS) {
-        mach_msg_destroy(reply);
-    }
+    assert(((mig_reply_header_t *)reply)->RetCode != MIG_NO_REPLY);
+    device_reply_send(req, reply);
 }
 
 /* Waits until the console has input or the state changes (a read queued,

@@ -32,6 +32,14 @@ boolean_t device_demux(mach_msg_header_t *in, mach_msg_header_t *out);
  * device_demux.  Takes and releases its own lock. */
 boolean_t device_io_perm_demux(mach_msg_header_t *in, mach_msg_header_t *out);
 
+/* Sends OUT, the reply device_demux made to IN, as mach_msg_server
+ * would, but destroys a reply that could not be sent, whatever the
+ * error: mach_msg_server keeps it only for MACH_SEND_INVALID_DEST, and
+ * otherwise (MACH_SEND_NO_BUFFER when the client dies in the middle of a
+ * reply, say) loses it with what it holds (a disk read's pages, the
+ * reply right).  Consumes the rights and memory of IN and OUT. */
+void device_reply_send(mach_msg_header_t *in, mach_msg_header_t *out);
+
 /* Whether PORT names the device master port.  Needs no lock. */
 bool device_is_master(mach_port_t port);
 

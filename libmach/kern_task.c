@@ -923,7 +923,7 @@ kern_return_t kern_task_set_name(mach_port_t task, const_kernel_debug_name_t nam
     bool ok = kern_is_task(task);
     ipc_unlock();
     if (ok) {
-        kern_linux_name_set(getpid(), name);
+        linux_thread_name_set(getpid(), name);
     }
     return ok ? KERN_SUCCESS : KERN_INVALID_ARGUMENT;
 }

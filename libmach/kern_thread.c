@@ -742,11 +742,6 @@ kern_return_t kern_task_info(mach_port_t task, int flavor, task_info_t info,
 
 /* ---- names and priorities ---- */
 
-void kern_linux_name_set(pid_t tid, const char *name)
-{
-    linux_thread_name_set(tid, name);
-}
-
 kern_return_t kern_thread_set_name(mach_port_t thread, const_kernel_debug_name_t name)
 {
     ipc_lock();
@@ -760,7 +755,7 @@ kern_return_t kern_thread_set_name(mach_port_t thread, const_kernel_debug_name_t
         return KERN_INVALID_ARGUMENT;
     }
     if (tid != 0) {
-        kern_linux_name_set(tid, name);
+        linux_thread_name_set(tid, name);
     }
     return KERN_SUCCESS;
 }

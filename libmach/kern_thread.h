@@ -69,12 +69,6 @@ struct kern_thread {
  * when out of descriptors or memory.  Expects [G]. */
 struct kern_thread *kern_thread_self(void);
 
-/* Gives thread TID of this process NAME as its Linux name (its first 15
- * characters: ps, top and gdb show it; a hidden thread's after
- * LINUX_HELPER_NAME_PREFIX, which no Mach thread's starts with); nothing
- * when Linux refuses.  Needs no lock. */
-void kern_linux_name_set(pid_t tid, const char *name);
-
 /* The kernel-space name of what stands for T's port towards its task
  * (GNU Mach's ith_sself: mach_thread_self(), the thread in its exception
  * messages): its port, unless thread_set_special_port(THREAD_KERNEL_PORT)

@@ -68,6 +68,9 @@ static int kern_pset_max_priority_now = KERN_BASEPRI_SYSTEM;   /* [G] */
 /* [G] The tasks created, as kernel-space send rights, in creation order
  * (this task, the kernel's, is not among them: it comes first). */
 static mach_port_name_t *kern_pset_tasks;
+/* [G] In step with kern_pset_tasks: the process of each (0 when Linux
+ * did not say), which never changes. */
+static pid_t *kern_pset_pids;
 static size_t kern_pset_ntasks, kern_pset_tasks_cap;
 /* [G] The kernel object on which their dead-name notifications come. */
 static mach_port_name_t kern_pset_notify_kname;
@@ -104,13 +107,20 @@ bool kern_pset_is(mach_port_t kname, bool control_only)
             (!control_only && kern_object_is(kname, IKOT_PSET_NAME)));
 }
 
+/* Whether KNAME, a kernel-space name, is still a send right (a task that
+ * died is a dead name).  Expects [G]. */
+static bool kern_pset_task_live(mach_port_name_t kname)
+{
+    mach_port_type_t type = 0;
+    return ipc_right_type(&ipc_spaces[SPACE_KERNEL], kname, &type) == KERN_SUCCESS &&
+           (type & MACH_PORT_TYPE_SEND);
+}
+
 size_t kern_pset_task_count(void)
 {
     size_t n = 1; /* this one */
     for (size_t i = 0; i < kern_pset_ntasks; i++) {
-        mach_port_type_t type = 0;
-        n += ipc_right_type(&ipc_spaces[SPACE_KERNEL], kern_pset_tasks[i], &type) ==
-                 KERN_SUCCESS && (type & MACH_PORT_TYPE_SEND);
+        n += kern_pset_task_live(kern_pset_tasks[i]);
     }
     return n;
 }
@@ -137,9 +147,8 @@ size_t kern_pset_thread_count(void)
     size_t n = 0;
     pid_t *pids = malloc((kern_pset_ntasks + 1) * sizeof *pids);
     for (size_t i = 0; pids != NULL && i < kern_pset_ntasks; i++) {
-        pid_t pid = kern_pset_task_pid(kern_pset_tasks[i]);
-        if (pid > 0) {
-            pids[n++] = pid;
+        if (kern_pset_pids[i] > 0 && kern_pset_task_live(kern_pset_tasks[i])) {
+            pids[n++] = kern_pset_pids[i];
         }
     }
     ipc_unlock();
@@ -168,6 +177,8 @@ void kern_pset_fork_child(void)
     kern_pset_max_priority_now = KERN_BASEPRI_SYSTEM;
     free(kern_pset_tasks);
     kern_pset_tasks = NULL;
+    free(kern_pset_pids);
+    kern_pset_pids = NULL;
     kern_pset_ntasks = kern_pset_tasks_cap = 0;
     kern_pset_notify_kname = kern_new_task_kname = MACH_PORT_NULL;
     pthread_mutex_init(&kern_tasks_lock, NULL);
@@ -291,14 +302,19 @@ static void kern_pset_register(mach_port_name_t child, mach_port_name_t parent)
     }
     if (!listed && kern_pset_ntasks == kern_pset_tasks_cap) {
         size_t cap = kern_pset_tasks_cap > 0 ? 2 * kern_pset_tasks_cap : 16;
-        mach_port_name_t *grown = realloc(kern_pset_tasks, cap * sizeof *grown);
-        if (grown != NULL) {
-            kern_pset_tasks = grown;
-            kern_pset_tasks_cap = cap;
+        pid_t *pids = realloc(kern_pset_pids, cap * sizeof *pids);
+        if (pids != NULL) {
+            kern_pset_pids = pids; /* (larger than the list until both grew) */
+            mach_port_name_t *grown = realloc(kern_pset_tasks, cap * sizeof *grown);
+            if (grown != NULL) {
+                kern_pset_tasks = grown;
+                kern_pset_tasks_cap = cap;
+            }
         }
     }
     bool added = !listed && kern_pset_ntasks < kern_pset_tasks_cap;
     if (added) {
+        kern_pset_pids[kern_pset_ntasks] = kern_pset_task_pid(child);
         kern_pset_tasks[kern_pset_ntasks++] = child; /* the list's reference */
         kern_notify_watch(child, IKOT_PSET_NOTIFY, &kern_pset_notify_kname);
     }
@@ -335,6 +351,8 @@ boolean_t kern_pset_notify_server(mach_msg_header_t *in, mach_msg_header_t *out)
         if (kern_pset_tasks[i] == name) {
             memmove(&kern_pset_tasks[i], &kern_pset_tasks[i + 1],
                     (kern_pset_ntasks - i - 1) * sizeof *kern_pset_tasks);
+            memmove(&kern_pset_pids[i], &kern_pset_pids[i + 1],
+                    (kern_pset_ntasks - i - 1) * sizeof *kern_pset_pids);
             kern_pset_ntasks--;
             (void)ipc_right_dealloc(kspace, name); /* the list's reference */
             break;

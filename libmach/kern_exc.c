@@ -114,14 +114,7 @@ kern_return_t kern_thread_set_special_port(mach_port_t thread, int which, mach_p
          * thread's exception messages give from now on; the thread port
          * put back is the plain case again.  The request's send right
          * becomes the record's (MIG leaves it to us on success). */
-        if (t->sself_set && MACH_PORT_VALID(t->sself_kname)) {
-            (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], t->sself_kname);
-        }
-        t->sself_set = port != t->kname;
-        if (!t->sself_set) {
-            (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], port);
-        }
-        t->sself_kname = t->sself_set ? port : MACH_PORT_NULL;
+        kern_sself_put(&t->sself, t->kname, port);
     } else {
         if (MACH_PORT_VALID(t->exception_kname)) {
             (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], t->exception_kname);

@@ -108,11 +108,8 @@ static mach_port_name_t kern_objects_kname;
 static unsigned kern_task_suspends;
 static time_value64_t kern_task_created;
 /* [G] What task_set_special_port(TASK_KERNEL_PORT) put where the task's
- * own port was (GNU Mach's itk_sself): a send right in the kernel space,
- * or MACH_PORT_NULL or MACH_PORT_DEAD; only when kern_task_sself_set,
- * the task port itself otherwise. */
-static mach_port_name_t kern_task_sself_kname;
-static bool kern_task_sself_set;
+ * own port was (GNU Mach's itk_sself). */
+static struct kern_sself kern_task_sself;
 /* [G] This task's user name for what mach_task_self() gives, 0 until
  * first asked (and again once the kernel port is set). */
 static mach_port_name_t kern_task_self_name;
@@ -723,7 +720,7 @@ static mach_port_name_t *kern_special_slot(int which)
     case TASK_EXCEPTION_PORT:
         return &kern_exception_kname;
     case TASK_KERNEL_PORT:
-        return &kern_task_sself_kname;
+        return &kern_task_sself.kname;
     default:
         return NULL;
     }
@@ -731,7 +728,7 @@ static mach_port_name_t *kern_special_slot(int which)
 
 mach_port_name_t kern_task_self_kname(void)
 {
-    return kern_task_sself_set ? kern_task_sself_kname : kern_task_kname;
+    return kern_sself_get(&kern_task_sself, kern_task_kname);
 }
 
 kern_return_t kern_task_get_special_port(mach_port_t task, int which,
@@ -759,22 +756,19 @@ kern_return_t kern_task_set_special_port(mach_port_t task, int which,
     }
     /* The request's send right becomes the slot's (MIG leaves it to us
      * on success). */
-    mach_port_name_t old = *slot;
-    *slot = port;
     if (which == TASK_KERNEL_PORT) {
         /* As GNU Mach's itk_sself: what mach_task_self() and the
          * exception messages give from now on, while the task port
          * itself stays what others hold.  The task port put back is
          * the plain case again. */
-        kern_task_sself_set = port != kern_task_kname;
-        if (!kern_task_sself_set) {
-            (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], port);
-            *slot = MACH_PORT_NULL;
-        }
+        kern_sself_put(&kern_task_sself, kern_task_kname, port);
         kern_task_self_name = MACH_PORT_NULL;
-    }
-    if (MACH_PORT_VALID(old)) {
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], old);
+    } else {
+        mach_port_name_t old = *slot;
+        *slot = port;
+        if (MACH_PORT_VALID(old)) {
+            (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], old);
+        }
     }
     ipc_unlock();
     return KERN_SUCCESS;
@@ -987,8 +981,7 @@ void kern_task_fork_child(void)
     kern_registered_fork_child();
     kern_objects_kname = 0;
     kern_task_self_name = 0;
-    kern_task_sself_kname = 0;
-    kern_task_sself_set = false;
+    kern_task_sself = (struct kern_sself){0};
     kern_service_running = false;
     atomic_store(&kern_elsewhere_count, 0);
     kern_task_suspends = 0;

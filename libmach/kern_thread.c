@@ -126,9 +126,32 @@ static pid_t kern_gettid(void)
     return (pid_t)syscall(SYS_gettid);
 }
 
+mach_port_name_t kern_sself_get(const struct kern_sself *s, mach_port_name_t base)
+{
+    return s->set ? s->kname : base;
+}
+
+void kern_sself_release(struct kern_sself *s)
+{
+    if (s->set && MACH_PORT_VALID(s->kname)) {
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], s->kname);
+    }
+    *s = (struct kern_sself){0};
+}
+
+void kern_sself_put(struct kern_sself *s, mach_port_name_t base, mach_port_name_t port)
+{
+    kern_sself_release(s);
+    if (port == base) {
+        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], port);
+    } else {
+        *s = (struct kern_sself){.kname = port, .set = true};
+    }
+}
+
 mach_port_name_t kern_thread_self_kname(const struct kern_thread *t)
 {
-    return t->sself_set ? t->sself_kname : t->kname;
+    return kern_sself_get(&t->sself, t->kname);
 }
 
 /* Forgets T and destroys its port; the memory goes with the last
@@ -149,11 +172,8 @@ void kern_thread_free(struct kern_thread *t)
     if (MACH_PORT_VALID(t->exc_reply)) {
         (void)ipc_right_destroy(&ipc_spaces[SPACE_KERNEL], t->exc_reply);
     }
-    if (t->sself_set && MACH_PORT_VALID(t->sself_kname)) {
-        (void)ipc_right_dealloc(&ipc_spaces[SPACE_KERNEL], t->sself_kname);
-    }
-    t->exception_kname = t->exc_reply = t->sself_kname = MACH_PORT_NULL;
-    t->sself_set = false;
+    kern_sself_release(&t->sself);
+    t->exception_kname = t->exc_reply = MACH_PORT_NULL;
     kern_i386_thread_free(t);
     t->gone = true;
     if (t->refs == 0) {

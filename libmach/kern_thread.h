@@ -13,6 +13,28 @@
 
 #include "ipc_types.h"
 
+/* What thread_set_special_port(THREAD_KERNEL_PORT) or
+ * task_set_special_port(TASK_KERNEL_PORT) put in place of an object's
+ * own port towards itself (GNU Mach's ith_sself and itk_sself). */
+struct kern_sself {
+    mach_port_name_t kname;       /* [G] a send right in the kernel space,
+                                     MACH_PORT_NULL or MACH_PORT_DEAD ... */
+    bool set;                     /* [G] ... when set: the own port otherwise */
+};
+
+/* What stands for BASE, the object's own port (kernel space), towards the
+ * object: S's port when set, BASE otherwise.  No reference is given.
+ * Expects [G]. */
+mach_port_name_t kern_sself_get(const struct kern_sself *s, mach_port_name_t base);
+
+/* Puts PORT (a kernel-space send right, consumed, or MACH_PORT_NULL or
+ * MACH_PORT_DEAD) in S, in place of BASE, releasing what S held; BASE put
+ * back is the plain case again (S cleared).  Expects [G]. */
+void kern_sself_put(struct kern_sself *s, mach_port_name_t base, mach_port_name_t port);
+
+/* Releases what S holds and clears it.  Expects [G]. */
+void kern_sself_release(struct kern_sself *s);
+
 struct kern_thread {
     pid_t tid;                    /* [C] Linux thread id */
     struct ipc_port *port;        /* [C] its thread port (kernel object) */
@@ -40,10 +62,9 @@ struct kern_thread {
                                      right in the kernel space), or 0 */
     mach_port_name_t exc_reply;   /* [G] its kernel-space reply port for
                                      exception_raise (kern_exc.c), or 0 */
-    mach_port_name_t sself_kname; /* [G] what thread_set_special_port(
+    struct kern_sself sself;      /* [G] what thread_set_special_port(
                                      THREAD_KERNEL_PORT) put in place of its
-                                     port (a send right, null or dead) */
-    bool sself_set;               /* [G] ... when set */
+                                     port */
     _Atomic int terminate_req;    /* thread_terminate: end at a clean point */
     _Atomic int reaped;           /* another thread's thread_terminate frees
                                      the record, after answering */

@@ -46,6 +46,7 @@
 #include "ipc_wire.h"
 #include "kern.h"
 #include "kern_notify.h"
+#include "kern_thread.h"
 #include "linux.h"
 #include "mach.server.h"
 #include "mach_host.server.h"
@@ -153,8 +154,7 @@ size_t kern_pset_thread_count(void)
     }
     ipc_unlock();
     /* Outside [G]: /proc, never the tasks, answers. */
-    long own = linux_mach_threads_of(getpid());
-    size_t total = own > 0 ? (size_t)own : 0;
+    size_t total = kern_thread_count();
     for (size_t i = 0; i < n; i++) {
         long threads = linux_mach_threads_of(pids[i]);
         total += threads > 0 ? (size_t)threads : 0; /* (one that just ended: none) */

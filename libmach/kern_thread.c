@@ -374,6 +374,20 @@ static void kern_each_tid(bool (*fn)(pid_t, void *), void *arg)
     }
 }
 
+static bool kern_thread_count_add(pid_t tid, void *arg)
+{
+    (void)tid;
+    ++*(size_t *)arg;
+    return true;
+}
+
+size_t kern_thread_count(void)
+{
+    size_t n = 0;
+    kern_each_tid(kern_thread_count_add, &n);
+    return n;
+}
+
 struct kern_thread_list {
     struct kern_thread **v;
     size_t n, cap;

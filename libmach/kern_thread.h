@@ -119,6 +119,11 @@ void kern_thread_unref(struct kern_thread *t);
  * Expects [G] not held. */
 struct kern_thread **kern_threads_snapshot(size_t *n);
 
+/* The number of the task's Mach threads now (its Linux threads but
+ * libmach's hidden ones), read from /proc; 0 when it cannot be read.
+ * Needs no lock. */
+size_t kern_thread_count(void);
+
 /* Makes the record and port of a thread that does not run yet
  * (thread_create): suspend count 1, GNU Mach's initial state.  Returns
  * NULL when out of descriptors or memory.  Expects [G]. */

@@ -133,18 +133,12 @@ long linux_mach_threads_of(pid_t pid)
     if (dir == NULL) {
         return -1;
     }
-    bool self = pid == getpid();
     long n = 0;
     struct dirent *d;
     while ((d = readdir(dir)) != NULL) {
         pid_t tid = (pid_t)atoi(d->d_name);
         char name[16];
-        if (tid <= 0) {
-            continue;
-        }
-        if (self) {
-            n += !linux_is_helper(tid);
-        } else if (linux_thread_name_get(pid, tid, name)) {
+        if (tid > 0 && linux_thread_name_get(pid, tid, name)) {
             n += !linux_name_is_helper(name); /* (one gone meanwhile: not counted) */
         }
     }

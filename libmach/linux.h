@@ -41,10 +41,11 @@ void linux_thread_name_set(pid_t tid, const char *name);
  * prefix.  Needs no lock. */
 void linux_thread_name_unmark_self(void);
 
-/* The Mach threads of process PID: its Linux threads but libmach's hidden
- * ones, those of this process as linux_is_helper says, another's by their
- * names.  Returns -1 when PID is gone (or its /proc unreadable).  Reads
- * /proc only, never waiting for the process.  Needs no lock. */
+/* The Mach threads of process PID, another process: its Linux threads
+ * but libmach's hidden ones, told by their names (this process counts its
+ * own with linux_is_helper, kern_thread_count).  Returns -1 when PID is
+ * gone (or its /proc unreadable).  Reads /proc only, never waiting for
+ * the process.  Needs no lock. */
 long linux_mach_threads_of(pid_t pid);
 
 /* libmach's per-thread buffers, by use. */

@@ -39,7 +39,6 @@ struct linux_helper_start {
     void *(*fn)(void *);
     void *arg;
     _Atomic int registered; /* futex: the thread is marked a helper */
-    bool named;             /* started by a helper: Linux copied its name */
 };
 
 static void linux_helper_mark(pid_t tid, pid_t value)
@@ -151,9 +150,7 @@ static void *linux_helper_main(void *p)
     struct linux_helper_start *shared = p;
     struct linux_helper_start start = {.fn = shared->fn, .arg = shared->arg};
     pid_t tid = (pid_t)syscall(SYS_gettid);
-    if (!shared->named) {
-        linux_helper_name_self();
-    }
+    linux_helper_name_self(); /* (nothing when a helper started it: Linux copied its name) */
     linux_helper_self = true;
     linux_helper_mark(0, tid);
     /* The starter waits for this, so that no listing of the task's
@@ -183,7 +180,7 @@ bool linux_thread_start(void *(*fn)(void *), void *arg)
     if (start == NULL) {
         return false;
     }
-    *start = (struct linux_helper_start){.fn = fn, .arg = arg, .named = linux_helper_self};
+    *start = (struct linux_helper_start){.fn = fn, .arg = arg};
     pthread_t thread;
     pthread_attr_t attr;
     pthread_attr_init(&attr);

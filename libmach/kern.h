@@ -135,8 +135,9 @@ void kern_pset_sched(int *policies, int *max_priority);
 
 /* The Mach threads of the set's tasks, this one's included: what
  * task_threads of each would count now, read from Linux (/proc) without
- * a call to any task (linux_mach_threads_of), so a stopped or hostile
- * task holds nobody.  Expects no lock. */
+ * a call to any task (this one's by kern_thread_count, the others' by
+ * linux_mach_threads_of), so a stopped or hostile task holds nobody.
+ * Expects no lock. */
 size_t kern_pset_thread_count(void);
 
 /* Lists a task just created, its port being CHILD (a send right,

@@ -204,8 +204,7 @@ bool wire_region_read(const void *addr, size_t size, void *dst)
      * leaves its memfd kept, and the address may map something else.) */
     vm_address_t end = ((vm_address_t)addr + size + 4095) & ~(vm_address_t)4095;
     struct vm_maps_entry m;
-    if (k == NULL || !vm_maps_find((vm_address_t)addr, &m) || m.start != (vm_address_t)addr ||
-        m.end != end || m.shared || m.offset != 0 || m.inode != k->ino) {
+    if (k == NULL || !vm_maps_find_whole((vm_address_t)addr, end, k->ino, &m) || m.shared) {
         return false;
     }
     return linux_pread_full(k->fd, dst, size, 0) == size;

@@ -134,6 +134,13 @@ bool vm_maps_find(vm_address_t addr, struct vm_maps_entry *entry)
     return found;
 }
 
+bool vm_maps_find_whole(vm_address_t start, vm_address_t end, uint64_t ino,
+                        struct vm_maps_entry *entry)
+{
+    return vm_maps_find(start, entry) && entry->start == start && entry->end == end &&
+           entry->offset == 0 && entry->inode == ino;
+}
+
 void vm_maps_fork_child(void)
 {
     vm_maps_query_lock = (struct futex_lock)FUTEX_LOCK_INIT;

@@ -45,6 +45,12 @@ void vm_maps_close(struct vm_maps *maps);
  * the maps up to ADDR.  Thread-safe. */
 bool vm_maps_find(vm_address_t addr, struct vm_maps_entry *entry);
 
+/* True when [START, END) is exactly one mapping, of the file with inode
+ * INO from its offset 0; that mapping is then in *ENTRY (so the caller can
+ * test its sharing and protection).  One vm_maps_find.  Thread-safe. */
+bool vm_maps_find_whole(vm_address_t start, vm_address_t end, uint64_t ino,
+                        struct vm_maps_entry *entry);
+
 /* The child side of fork(): forgets the parent's descriptor.
  * Single-threaded. */
 void vm_maps_fork_child(void);

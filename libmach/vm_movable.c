@@ -248,9 +248,8 @@ int vm_movable_take(void *addr, size_t size)
      * vm_deallocate, a plain munmap, mmap or mprotect would have changed
      * it; then it is copied.) */
     struct vm_maps_entry m;
-    if (r.start != start || r.end != end || !vm_maps_find(start, &m) ||
-        m.start != start || m.end != end || !m.shared || m.inode != r.ino || m.offset != 0 ||
-        m.protection != (VM_PROT_READ | VM_PROT_WRITE) ||
+    if (r.start != start || r.end != end || !vm_maps_find_whole(start, end, r.ino, &m) ||
+        !m.shared || m.protection != (VM_PROT_READ | VM_PROT_WRITE) ||
         /* The sender's view until the message is sent; it does not stop
          * the seal. */
         mmap(addr, end - start, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,

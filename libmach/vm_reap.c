@@ -171,8 +171,7 @@ bool vm_reap_unmap(vm_address_t start, vm_address_t end)
     bool room = ino != 0 && vm_reap_room(end - start + VM_REAP_ALIGN) && vm_reap_start();
     futex_lock_release(&vm_reap_lock);
     struct vm_maps_entry m;
-    if (!room || !vm_maps_find(start, &m) || m.start != start || m.end != end || m.shared ||
-        m.offset != 0 || m.inode != ino) {
+    if (!room || !vm_maps_find_whole(start, end, ino, &m) || m.shared) {
         return false;
     }
     struct vm_reap_range r = vm_reap_move(start, end);

@@ -52,6 +52,11 @@ kern_return_t kern_array_alloc(size_t count, size_t elem, void **out);
  * nothing for a name that is not valid.  Expects no lock. */
 void kern_release_right(mach_port_name_t kname);
 
+/* Adds one reference to the send right KNAME names in the kernel space.
+ * Returns KERN_SUCCESS, or ipc_right_delta's code (KNAME is no send
+ * right, or its references would overflow).  Expects no lock. */
+kern_return_t kern_retain_right(mach_port_name_t kname);
+
 /* The MIG type descriptors of one 64-bit and one 32-bit inline integer,
  * for HELL's own requests between kernels, and whether T is exactly
  * WANT.  Need no lock. */

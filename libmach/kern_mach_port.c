@@ -75,6 +75,14 @@ void kern_release_right(mach_port_name_t kname)
     }
 }
 
+kern_return_t kern_retain_right(mach_port_name_t kname)
+{
+    ipc_lock();
+    kern_return_t kr = ipc_right_delta(&ipc_spaces[SPACE_KERNEL], kname, MACH_PORT_RIGHT_SEND, 1);
+    ipc_unlock();
+    return kr;
+}
+
 const mach_msg_type_t kern_type_int64 = {.msgt_name = MACH_MSG_TYPE_INTEGER_64,
                                          .msgt_size = 64, .msgt_number = 1, .msgt_inline = TRUE};
 const mach_msg_type_t kern_type_int32 = {.msgt_name = MACH_MSG_TYPE_INTEGER_32,

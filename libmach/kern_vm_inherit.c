@@ -54,11 +54,7 @@ static bool kern_vm_inherit_cut(struct kern_vm_inherit *inh, size_t *cap,
                 inh->pieces = grown;
                 *cap = room;
             }
-            ipc_lock();
-            kern_return_t kr = ipc_right_delta(&ipc_spaces[SPACE_KERNEL], range->pager,
-                                               MACH_PORT_RIGHT_SEND, 1);
-            ipc_unlock();
-            if (kr != KERN_SUCCESS) {
+            if (kern_retain_right(range->pager) != KERN_SUCCESS) {
                 return false;
             }
             inh->pieces[inh->npieces++] = (struct kern_vm_inherit_piece){

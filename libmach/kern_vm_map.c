@@ -252,14 +252,11 @@ static kern_return_t kern_vm_map_local(mach_port_name_t pager, vm_address_t *add
                                        vm_offset_t offset, bool copy, vm_prot_t cur)
 {
     /* The object takes a reference of its own. */
-    ipc_lock();
-    kern_return_t kr = ipc_right_delta(&ipc_spaces[SPACE_KERNEL], pager, MACH_PORT_RIGHT_SEND, 1);
-    ipc_unlock();
-    if (kr != KERN_SUCCESS) {
+    if (kern_retain_right(pager) != KERN_SUCCESS) {
         return KERN_INVALID_ARGUMENT;
     }
     struct vm_object *object;
-    kr = vm_object_enter(pager, &object);
+    kern_return_t kr = vm_object_enter(pager, &object);
     if (kr != KERN_SUCCESS) {
         kern_release_right(pager); /* the object's */
         return kr;

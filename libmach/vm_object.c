@@ -937,10 +937,7 @@ mach_port_name_t vm_space_object_name(struct vm_space *space, uint64_t addr)
         return MACH_PORT_NULL;
     }
     mach_port_name_t name = m->object->name;
-    ipc_lock();
-    kern_return_t kr = ipc_right_delta(&ipc_spaces[SPACE_KERNEL], name, MACH_PORT_RIGHT_SEND, 1);
-    ipc_unlock();
-    return kr == KERN_SUCCESS ? name : MACH_PORT_NULL;
+    return kern_retain_right(name) == KERN_SUCCESS ? name : MACH_PORT_NULL;
 }
 
 kern_return_t vm_mapping_add(struct vm_space *space, struct vm_object *object, uint64_t start,
@@ -1763,11 +1760,7 @@ bool vm_object_self_ranges(struct vm_object_range **ranges, size_t *n, size_t *c
         if (!vm_object_range_append(ranges, n, cap, &range)) {
             return false;
         }
-        ipc_lock();
-        kern_return_t kr = ipc_right_delta(&ipc_spaces[SPACE_KERNEL], range.pager,
-                                           MACH_PORT_RIGHT_SEND, 1);
-        ipc_unlock();
-        if (kr != KERN_SUCCESS) {
+        if (kern_retain_right(range.pager) != KERN_SUCCESS) {
             (*n)--; /* (the object's own reference is always there) */
         }
     }

@@ -201,17 +201,14 @@ kern_return_t vm_remote_add(uint64_t handle, uint64_t start, uint64_t end, uint6
     if (range == NULL) {
         return KERN_RESOURCE_SHORTAGE;
     }
-    ipc_lock();
-    kern_return_t kr = ipc_right_delta(&ipc_spaces[SPACE_KERNEL], pager, MACH_PORT_RIGHT_SEND, 1);
-    ipc_unlock();
-    if (kr != KERN_SUCCESS) {
+    if (kern_retain_right(pager) != KERN_SUCCESS) {
         free(range);
         return KERN_RESOURCE_SHORTAGE;
     }
     struct hell_vm_request req = {.op = HELL_VM_ADD, .handle = handle, .start = start,
                                   .end = end, .offset = offset};
     futex_lock_acquire(&vm_remote_lock);
-    kr = vm_remote_call_locked(&req, MACH_PORT_NULL, NULL, NULL);
+    kern_return_t kr = vm_remote_call_locked(&req, MACH_PORT_NULL, NULL, NULL);
     if (kr == KERN_SUCCESS) {
         *range = (struct vm_remote_range){.start = start, .end = end, .offset = offset,
                                           .pager = pager, .next = vm_remote_ranges};
@@ -269,13 +266,10 @@ void vm_remote_unmap(uint64_t start, uint64_t end)
             /* A hole in the middle: the tail is a range of its own (when
              * memory is short, machd's word is enough: it stays whole). */
             struct vm_remote_range *tail = malloc(sizeof *tail);
-            ipc_lock();
-            if (tail != NULL && ipc_right_delta(&ipc_spaces[SPACE_KERNEL], r->pager,
-                                                MACH_PORT_RIGHT_SEND, 1) != KERN_SUCCESS) {
+            if (tail != NULL && kern_retain_right(r->pager) != KERN_SUCCESS) {
                 free(tail);
                 tail = NULL;
             }
-            ipc_unlock();
             if (tail != NULL) {
                 *tail = (struct vm_remote_range){.start = end, .end = r->end,
                                                  .offset = r->offset + (end - r->start),
@@ -342,12 +336,9 @@ bool vm_remote_ranges_list(struct vm_object_range **ranges, size_t *n, size_t *c
         struct vm_object_range range = {.start = r->start, .end = r->end, .offset = r->offset,
                                          .pager = r->pager};
         ok = vm_object_range_append(ranges, n, cap, &range);
-        ipc_lock();
-        if (ok && ipc_right_delta(&ipc_spaces[SPACE_KERNEL], r->pager, MACH_PORT_RIGHT_SEND,
-                                  1) != KERN_SUCCESS) {
+        if (ok && kern_retain_right(r->pager) != KERN_SUCCESS) {
             (*n)--; /* (the range's own reference is always there) */
         }
-        ipc_unlock();
     }
     futex_lock_release(&vm_remote_lock);
     return ok;

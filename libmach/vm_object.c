@@ -1196,18 +1196,21 @@ kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t
 {
     kern_return_t kr = KERN_SUCCESS;
     vm_lock();
-    for (uint64_t at = offset; at < offset + size && kr == KERN_SUCCESS;) {
-        uint8_t st = vm_page_state(object, at);
-        if ((st & PG_PRESENT) && !vm_page_hidden(st)) {
-            at += VM_PAGE;
-            if (at >= offset + size) {
-                /* Each was there when seen, but [V] went while later ones
-                 * were awaited: one that left since (flushed, or locked
-                 * against reading) is awaited again. */
-                (void)vm_readable(object, offset, size, &at);
+    uint64_t from = offset; /* pages below it were there when seen */
+    for (;;) {
+        uint64_t at;
+        if (vm_readable(object, from, offset + size - from, &at)) {
+            if (from == offset) {
+                break;
             }
+            /* Each was there when seen, but [V] went while later ones
+             * were awaited: one that left since (flushed, or locked
+             * against reading) is awaited again. */
+            from = offset;
             continue;
         }
+        from = at;
+        uint8_t st = vm_page_state(object, at);
         /* Wanted: its data, or (locked against reading) its unlock, as
          * GNU Mach's copy faults the page for reading. */
         bool unlock = (st & PG_PRESENT) != 0;
@@ -1236,6 +1239,7 @@ kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t
         }
         if (atomic_load(&done) < 0) {
             kr = KERN_MEMORY_ERROR;
+            break;
         }
     }
     if (kr == KERN_SUCCESS && linux_pread_full(object->memfd, dst, size, offset) != size) {

@@ -1750,7 +1750,9 @@ bool vm_object_range_append(struct vm_object_range **ranges, size_t *n, size_t *
         *ranges = grown;
         *cap = room;
     }
-    (*ranges)[(*n)++] = *range;
+    if (kern_retain_right(range->pager) == KERN_SUCCESS) {
+        (*ranges)[(*n)++] = *range;
+    }
     return true;
 }
 
@@ -1763,9 +1765,6 @@ bool vm_object_self_ranges(struct vm_object_range **ranges, size_t *n, size_t *c
                                          .pager = m->object->pager};
         if (!vm_object_range_append(ranges, n, cap, &range)) {
             return false;
-        }
-        if (kern_retain_right(range.pager) != KERN_SUCCESS) {
-            (*n)--; /* (the object's own reference is always there) */
         }
     }
     return true;

@@ -80,8 +80,10 @@ struct vm_object_range {
  * takes [G]. */
 bool vm_object_self_ranges(struct vm_object_range **ranges, size_t *n, size_t *cap);
 
-/* Appends RANGE to *RANGES as vm_object_self_ranges does.  Returns false
- * when memory ran short.  Needs no lock. */
+/* Appends RANGE to *RANGES as vm_object_self_ranges does, with a new
+ * reference to its pager (RANGE is left out when that reference cannot
+ * be added: the caller holds one, so it always can).  Returns false when
+ * memory ran short.  Expects no ipc_lock. */
 bool vm_object_range_append(struct vm_object_range **ranges, size_t *n, size_t *cap,
                             const struct vm_object_range *range);
 

@@ -336,9 +336,6 @@ bool vm_remote_ranges_list(struct vm_object_range **ranges, size_t *n, size_t *c
         struct vm_object_range range = {.start = r->start, .end = r->end, .offset = r->offset,
                                          .pager = r->pager};
         ok = vm_object_range_append(ranges, n, cap, &range);
-        if (ok && kern_retain_right(r->pager) != KERN_SUCCESS) {
-            (*n)--; /* (the range's own reference is always there) */
-        }
     }
     futex_lock_release(&vm_remote_lock);
     return ok;

@@ -11,6 +11,7 @@
 
 #include "ipc_space.h"
 #include "ipc_wire.h"
+#include "ipc_wire_format.h"
 #include "kern.h"
 #include "kern_vm.h"
 #include "linux.h"
@@ -19,6 +20,17 @@
 #include "vm_object.h"
 #include "vm_remote.h"
 #include "vm_server.h"
+
+/* Pagers' rights one bootstrap message carries: a send right brings at
+ * most three descriptors (its send end, counting and queue descriptors:
+ * ipc_wire.c), and one sendmsg at most WIRE_MAX_FDS. */
+#define KERN_VM_INHERIT_CHUNK (WIRE_MAX_FDS / 3)
+
+/* How many of the REMAINING rights the next message carries. */
+static unsigned kern_vm_inherit_chunk(size_t remaining)
+{
+    return remaining < KERN_VM_INHERIT_CHUNK ? (unsigned)remaining : KERN_VM_INHERIT_CHUNK;
+}
 
 /* A piece of a mapping of an object whose attributes are one. */
 struct kern_vm_inherit_piece {
@@ -128,12 +140,16 @@ bool kern_vm_inherit_parent(struct kern_vm_inherit *inh, int fd)
     inh->vm_sock[1] = -1;
     bool ok = true;
     ipc_lock();
-    for (size_t i = 0; ok && i < inh->npieces; i++) {
-        struct kright right;
-        kern_special_right(inh->pieces[i].pager, &right);
-        ok = right.kind != KRIGHT_NONE && wire_send_bootstrap(fd, &right, 1) == MACH_MSG_SUCCESS;
-        if (!ok) {
-            kright_destroy(&right);
+    for (size_t i = 0; ok && i < inh->npieces; i += KERN_VM_INHERIT_CHUNK) {
+        unsigned n = kern_vm_inherit_chunk(inh->npieces - i);
+        struct kright rights[KERN_VM_INHERIT_CHUNK];
+        for (unsigned j = 0; j < n; j++) {
+            kern_special_right(inh->pieces[i + j].pager, &rights[j]);
+            ok = ok && rights[j].kind != KRIGHT_NONE;
+        }
+        ok = ok && wire_send_bootstrap(fd, rights, n) == MACH_MSG_SUCCESS;
+        for (unsigned j = 0; !ok && j < n; j++) {
+            kright_destroy(&rights[j]);
         }
     }
     ipc_unlock();
@@ -156,14 +172,17 @@ bool kern_vm_inherit_child(struct kern_vm_inherit *inh, int fd)
      * first, and would wait on a socket full of them. */
     mach_port_name_t *pagers = calloc(inh->npieces + 1, sizeof *pagers);
     ok = ok && pagers != NULL;
-    for (size_t i = 0; ok && i < inh->npieces; i++) {
-        struct kright right;
-        ok = wire_recv_bootstrap(fd, &right, 1) == 1;
+    for (size_t i = 0; ok && i < inh->npieces; i += KERN_VM_INHERIT_CHUNK) {
+        unsigned n = kern_vm_inherit_chunk(inh->npieces - i);
+        struct kright rights[KERN_VM_INHERIT_CHUNK];
+        ok = wire_recv_bootstrap(fd, rights, n) == (int)n;
         if (ok) {
             ipc_lock();
-            ok = ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &right, &pagers[i]) ==
-                     KERN_SUCCESS &&
-                 MACH_PORT_VALID(pagers[i]);
+            for (unsigned j = 0; ok && j < n; j++) {
+                ok = ipc_right_copyout(&ipc_spaces[SPACE_KERNEL], &rights[j], &pagers[i + j]) ==
+                         KERN_SUCCESS &&
+                     MACH_PORT_VALID(pagers[i + j]);
+            }
             ipc_unlock();
         }
     }

@@ -276,6 +276,22 @@ static kern_return_t kern_vm_map_local(mach_port_name_t pager, vm_address_t *add
     return kr;
 }
 
+/* Maps [OFFSET, OFFSET + LEN) of the object of PAGER (left to the caller)
+ * as placed, through machd when this task's objects are served there,
+ * else from this task's own cache.  Takes [V]. */
+static kern_return_t kern_vm_map_object(mach_port_name_t pager, vm_address_t *address,
+                                        vm_size_t len, vm_address_t mask, bool anywhere,
+                                        vm_offset_t offset, bool copy, vm_prot_t cur)
+{
+    vm_lock();
+    kern_return_t kr =
+        vm_remote_active()
+            ? kern_vm_map_remote(pager, address, len, mask, anywhere, offset, copy, cur)
+            : kern_vm_map_local(pager, address, len, mask, anywhere, offset, copy, cur);
+    vm_unlock();
+    return kr;
+}
+
 kern_return_t kern_vm_map(mach_port_t target_task, vm_address_t *address, vm_size_t size,
                           vm_address_t mask, boolean_t anywhere, mach_port_t memory_object,
                           vm_offset_t offset, boolean_t copy, vm_prot_t cur_protection,
@@ -313,12 +329,8 @@ kern_return_t kern_vm_map(mach_port_t target_task, vm_address_t *address, vm_siz
          * page.) */
         return KERN_INVALID_ARGUMENT;
     } else {
-        vm_lock();
-        kr = vm_remote_active() ? kern_vm_map_remote(memory_object, &at, len, mask, anywhere,
-                                                     offset, copy, cur_protection)
-                                : kern_vm_map_local(memory_object, &at, len, mask, anywhere,
-                                                    offset, copy, cur_protection);
-        vm_unlock();
+        kr = kern_vm_map_object(memory_object, &at, len, mask, anywhere, offset, copy,
+                                cur_protection);
     }
     if (kr == KERN_SUCCESS) {
         kern_vm_map_attrs(at, len, max_protection, inheritance);
@@ -332,11 +344,7 @@ kern_return_t kern_vm_map_fixed_object(vm_address_t at, vm_size_t len, mach_port
                                        vm_offset_t offset, bool copy, vm_prot_t cur,
                                        vm_prot_t max, vm_inherit_t inherit)
 {
-    vm_lock();
-    kern_return_t kr = vm_remote_active()
-                           ? kern_vm_map_remote(pager, &at, len, 0, false, offset, copy, cur)
-                           : kern_vm_map_local(pager, &at, len, 0, false, offset, copy, cur);
-    vm_unlock();
+    kern_return_t kr = kern_vm_map_object(pager, &at, len, 0, false, offset, copy, cur);
     if (kr == KERN_SUCCESS) {
         kern_vm_map_attrs(at, len, max, inherit);
     }

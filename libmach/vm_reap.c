@@ -30,9 +30,8 @@ struct vm_reap_range {
 /* Locking keys: [R] vm_reap_lock; [A] atomic. */
 static struct futex_lock vm_reap_lock = FUTEX_LOCK_INIT;
 static struct vm_reap_note vm_reap_notes[VM_REAP_NOTES];     /* [R] */
-static unsigned vm_reap_nnotes_locked;                       /* [R] */
+static atomic_uint vm_reap_nnotes;                           /* [R] written, [A] read unlocked */
 static unsigned vm_reap_oldest;                              /* [R] replaced when full */
-static atomic_uint vm_reap_nnotes;                           /* [A] a copy, read unlocked */
 static struct vm_reap_range vm_reap_pending[VM_REAP_PENDING]; /* [R] */
 static unsigned vm_reap_npending;                            /* [R] */
 static size_t vm_reap_pending_bytes;                         /* [R] their total length */
@@ -40,14 +39,27 @@ static bool vm_reap_started;                                 /* [R] the thread r
 static bool vm_reap_failed;                                  /* [R] it could not start */
 static _Atomic unsigned vm_reap_seq;                         /* [A] futex: bumped per range */
 
+/* How many notes there are (exact under [R], a hint without it). */
+static unsigned vm_reap_count(void)
+{
+    return atomic_load_explicit(&vm_reap_nnotes, memory_order_relaxed);
+}
+
+/* Sets how many notes there are to N.  Expects [R]. */
+static void vm_reap_count_set(unsigned n)
+{
+    atomic_store_explicit(&vm_reap_nnotes, n, memory_order_relaxed);
+}
+
 /* Drops note I.  Expects [R]. */
 static void vm_reap_forget(unsigned i)
 {
-    vm_reap_notes[i] = vm_reap_notes[--vm_reap_nnotes_locked];
-    if (vm_reap_oldest >= vm_reap_nnotes_locked) {
+    unsigned n = vm_reap_count() - 1;
+    vm_reap_notes[i] = vm_reap_notes[n];
+    vm_reap_count_set(n);
+    if (vm_reap_oldest >= n) {
         vm_reap_oldest = 0;
     }
-    atomic_store_explicit(&vm_reap_nnotes, vm_reap_nnotes_locked, memory_order_relaxed);
 }
 
 /* Forgets the notes of the regions that meet [START, END); returns the
@@ -56,7 +68,7 @@ static uint64_t vm_reap_take_note(vm_address_t start, vm_address_t end)
 {
     uint64_t ino = 0;
     unsigned i = 0;
-    while (i < vm_reap_nnotes_locked) {
+    while (i < vm_reap_count()) {
         const struct vm_reap_note *n = &vm_reap_notes[i];
         if (n->start >= end || n->end <= start) {
             i++;
@@ -80,14 +92,15 @@ void vm_reap_note(void *addr, size_t size, uint64_t ino)
                                 .ino = ino};
     futex_lock_acquire(&vm_reap_lock);
     (void)vm_reap_take_note(note.start, note.end); /* stale: the range is this region's */
-    if (vm_reap_nnotes_locked < VM_REAP_NOTES) {
-        vm_reap_notes[vm_reap_nnotes_locked++] = note;
+    unsigned n = vm_reap_count();
+    if (n < VM_REAP_NOTES) {
+        vm_reap_notes[n] = note;
+        vm_reap_count_set(n + 1);
     } else {
         /* Most likely a region unmapped behind libmach's back. */
         vm_reap_notes[vm_reap_oldest] = note;
         vm_reap_oldest = (vm_reap_oldest + 1) % VM_REAP_NOTES;
     }
-    atomic_store_explicit(&vm_reap_nnotes, vm_reap_nnotes_locked, memory_order_relaxed);
     futex_lock_release(&vm_reap_lock);
 }
 
@@ -163,7 +176,7 @@ static struct vm_reap_range vm_reap_move(vm_address_t start, vm_address_t end)
 
 bool vm_reap_unmap(vm_address_t start, vm_address_t end)
 {
-    if (atomic_load_explicit(&vm_reap_nnotes, memory_order_relaxed) == 0) {
+    if (vm_reap_count() == 0) {
         return false;
     }
     futex_lock_acquire(&vm_reap_lock);
@@ -197,9 +210,8 @@ bool vm_reap_unmap(vm_address_t start, vm_address_t end)
 void vm_reap_fork_child(void)
 {
     vm_reap_lock = (struct futex_lock)FUTEX_LOCK_INIT;
-    vm_reap_nnotes_locked = 0;
+    vm_reap_count_set(0);
     vm_reap_oldest = 0;
-    atomic_store(&vm_reap_nnotes, 0);
     vm_reap_npending = 0; /* MADV_DONTFORK: not here */
     vm_reap_pending_bytes = 0;
     vm_reap_started = false;

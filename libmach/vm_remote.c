@@ -60,6 +60,23 @@ static void vm_remote_lost(void)
     }
 }
 
+/* Sends REQ (LEN bytes) with this task's userfaultfd UFFD over SOCK (-1
+ * for either: nothing is sent), then closes UFFD: the peer has its own.
+ * Returns whether it was sent; if not, SOCK is closed too and errno says
+ * why. */
+static bool vm_remote_send_uffd(int sock, int uffd, void *req, size_t len)
+{
+    struct iovec iov = {.iov_base = req, .iov_len = len};
+    bool ok = sock >= 0 && uffd >= 0 && wire_sendmsg(sock, &iov, 1, &uffd, 1, 0) == (int)len;
+    int err = errno;
+    linux_close(uffd);
+    if (!ok) {
+        linux_close(sock);
+    }
+    errno = err;
+    return ok;
+}
+
 /* Connects to machd and hands it this task's userfaultfd.  Returns
  * whether it worked.  Expects [C]. */
 static bool vm_remote_connect(void)
@@ -73,14 +90,9 @@ static bool vm_remote_connect(void)
     int sock = uffd < 0 ? -1 : linux_connect_own(path, 0);
     struct hell_request req = {.magic = HELL_PROTO_MAGIC, .op = HELL_OP_VM,
                                .flags = (uint32_t)vm_pager_timeout_ms()};
-    struct iovec iov = {.iov_base = &req, .iov_len = sizeof req};
-    bool ok = sock >= 0 && wire_sendmsg(sock, &iov, 1, &uffd, 1, 0) == (int)sizeof req;
-    int err = errno;
-    linux_close(uffd); /* machd has its own */
-    if (!ok) {
-        linux_close(sock);
+    if (!vm_remote_send_uffd(sock, uffd, &req, sizeof req)) {
         fprintf(stderr, "hell[%d]: memory objects served by the task itself, not machd: %s\n",
-                (int)getpid(), strerror(err));
+                (int)getpid(), strerror(errno));
         vm_remote_failed = true;
         return false;
     }
@@ -347,11 +359,7 @@ bool vm_remote_attach(int sock)
     struct hell_vm_request req = {.magic = HELL_PROTO_MAGIC, .op = HELL_VM_ATTACH,
                                   .flags = (uint32_t)vm_pager_timeout_ms(),
                                   .handle = (uint64_t)getpid()};
-    struct iovec iov = {.iov_base = &req, .iov_len = sizeof req};
-    bool ok = uffd >= 0 && wire_sendmsg(sock, &iov, 1, &uffd, 1, 0) == (int)sizeof req;
-    linux_close(uffd); /* the creator has its own */
-    if (!ok) {
-        linux_close(sock);
+    if (!vm_remote_send_uffd(sock, uffd, &req, sizeof req)) {
         return false;
     }
     futex_lock_acquire(&vm_remote_lock);

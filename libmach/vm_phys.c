@@ -32,12 +32,16 @@
 #define VM_PHYS_PFN ((1ull << 55) - 1)
 #define VM_PHYS_READ_MAX 512 /* entries read at once */
 
-kern_return_t vm_phys_read(vm_address_t address, size_t n, rpc_phys_addr_t *out)
+/* Opens /proc/self/pagemap; returns its descriptor, or -1. */
+static int vm_phys_pagemap_open(void)
 {
-    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return KERN_RESOURCE_SHORTAGE;
-    }
+    return open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+}
+
+/* vm_phys_read through the pagemap descriptor FD. */
+static kern_return_t vm_phys_read_fd(int fd, vm_address_t address, size_t n,
+                                     rpc_phys_addr_t *out)
+{
     uint64_t entries[VM_PHYS_READ_MAX];
     kern_return_t kr = KERN_SUCCESS;
     size_t i = 0;
@@ -68,20 +72,32 @@ kern_return_t vm_phys_read(vm_address_t address, size_t n, rpc_phys_addr_t *out)
         }
         i += run;
     }
+    return kr;
+}
+
+kern_return_t vm_phys_read(vm_address_t address, size_t n, rpc_phys_addr_t *out)
+{
+    int fd = vm_phys_pagemap_open();
+    if (fd < 0) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    kern_return_t kr = vm_phys_read_fd(fd, address, n, out);
     linux_close(fd);
     return kr;
 }
 
 /* Whether the LEN bytes (page multiple) from START are in memory and
  * physically contiguous: KERN_SUCCESS with the address of the first in
- * *PADDR, or KERN_FAILURE; or vm_phys_read's failure. */
-static kern_return_t vm_phys_contiguous(vm_address_t start, vm_size_t len, rpc_phys_addr_t *paddr)
+ * *PADDR, or KERN_FAILURE; or vm_phys_read's failure.  FD is the
+ * pagemap's. */
+static kern_return_t vm_phys_contiguous(int fd, vm_address_t start, vm_size_t len,
+                                        rpc_phys_addr_t *paddr)
 {
     rpc_phys_addr_t run[VM_PHYS_READ_MAX];
     size_t n = len / VM_PHYS_PAGE;
     for (size_t i = 0; i < n; i += VM_PHYS_READ_MAX) {
         size_t k = n - i < VM_PHYS_READ_MAX ? n - i : VM_PHYS_READ_MAX;
-        kern_return_t kr = vm_phys_read(start + i * VM_PHYS_PAGE, k, run);
+        kern_return_t kr = vm_phys_read_fd(fd, start + i * VM_PHYS_PAGE, k, run);
         if (kr != KERN_SUCCESS) {
             return kr;
         }
@@ -132,8 +148,8 @@ static vm_address_t vm_phys_map_locked(vm_size_t len, vm_size_t align, bool huge
     return at;
 }
 
-/* vm_phys_alloc_contiguous of a page. */
-static kern_return_t vm_phys_alloc_page(rpc_phys_addr_t pmax, vm_address_t *start,
+/* vm_phys_alloc_contiguous of a page; FD is the pagemap's. */
+static kern_return_t vm_phys_alloc_page(int fd, rpc_phys_addr_t pmax, vm_address_t *start,
                                         rpc_phys_addr_t *paddr)
 {
     vm_address_t aside[VM_PHYS_TRIES]; /* pages above PMAX, kept while trying */
@@ -145,7 +161,7 @@ static kern_return_t vm_phys_alloc_page(rpc_phys_addr_t pmax, vm_address_t *star
             kr = KERN_RESOURCE_SHORTAGE;
             break;
         }
-        kr = vm_phys_contiguous(at, VM_PHYS_PAGE, paddr);
+        kr = vm_phys_contiguous(fd, at, VM_PHYS_PAGE, paddr);
         if (kr == KERN_SUCCESS && *paddr > pmax - VM_PHYS_PAGE) {
             kr = KERN_FAILURE;
         }
@@ -180,8 +196,9 @@ static int vm_phys_huge_order(const void *a, const void *b)
 /* Adds to POOL (*COUNT entries, room for N more) N fresh huge pages;
  * those Linux did not make one huge page (no THP, or none free) are
  * unmapped.  Returns KERN_SUCCESS, or vm_phys_alloc_contiguous's
- * failure. */
-static kern_return_t vm_phys_pool_grow(struct vm_phys_huge *pool, size_t *count, size_t n)
+ * failure.  FD is the pagemap's. */
+static kern_return_t vm_phys_pool_grow(int fd, struct vm_phys_huge *pool, size_t *count,
+                                       size_t n)
 {
     vm_address_t at = vm_phys_map_locked(n * VM_PHYS_HUGE, VM_PHYS_HUGE, true);
     if (at == 0) {
@@ -190,7 +207,7 @@ static kern_return_t vm_phys_pool_grow(struct vm_phys_huge *pool, size_t *count,
     for (size_t i = 0; i < n; i++) {
         vm_address_t va = at + i * VM_PHYS_HUGE;
         rpc_phys_addr_t pa;
-        kern_return_t kr = vm_phys_contiguous(va, VM_PHYS_HUGE, &pa);
+        kern_return_t kr = vm_phys_contiguous(fd, va, VM_PHYS_HUGE, &pa);
         if (kr == KERN_SUCCESS) {
             pool[(*count)++] = (struct vm_phys_huge){.va = va, .pa = pa};
             continue;
@@ -258,9 +275,9 @@ static vm_address_t vm_phys_pool_join(struct vm_phys_huge *pool, size_t first, s
     return at;
 }
 
-/* vm_phys_alloc_contiguous of more than a page. */
-static kern_return_t vm_phys_alloc_huge(vm_size_t len, rpc_phys_addr_t pmax, vm_address_t *start,
-                                        rpc_phys_addr_t *paddr)
+/* vm_phys_alloc_contiguous of more than a page; FD is the pagemap's. */
+static kern_return_t vm_phys_alloc_huge(int fd, vm_size_t len, rpc_phys_addr_t pmax,
+                                        vm_address_t *start, rpc_phys_addr_t *paddr)
 {
     size_t k = (len + VM_PHYS_HUGE - 1) / VM_PHYS_HUGE;
     struct vm_phys_huge *pool = malloc(VM_PHYS_TRIES * k * sizeof *pool);
@@ -271,7 +288,7 @@ static kern_return_t vm_phys_alloc_huge(vm_size_t len, rpc_phys_addr_t pmax, vm_
     vm_address_t at = 0;
     kern_return_t kr = KERN_FAILURE;
     for (unsigned tries = 0; kr == KERN_FAILURE && tries < VM_PHYS_TRIES; tries++) {
-        kr = vm_phys_pool_grow(pool, &count, k);
+        kr = vm_phys_pool_grow(fd, pool, &count, k);
         if (kr != KERN_SUCCESS) {
             break;
         }
@@ -296,7 +313,7 @@ static kern_return_t vm_phys_alloc_huge(vm_size_t len, rpc_phys_addr_t pmax, vm_
     /* Checked again where it now is, then trimmed to the size (its last
      * huge page split: the pages kept stay where they are). */
     rpc_phys_addr_t again;
-    if (vm_phys_contiguous(at, len, &again) != KERN_SUCCESS || again != *paddr) {
+    if (vm_phys_contiguous(fd, at, len, &again) != KERN_SUCCESS || again != *paddr) {
         (void)munmap((void *)at, k * VM_PHYS_HUGE);
         return KERN_RESOURCE_SHORTAGE;
     }
@@ -315,6 +332,12 @@ kern_return_t vm_phys_alloc_contiguous(vm_size_t len, rpc_phys_addr_t pmax, vm_a
     if (len > pmax || len > VM_MAPS_USER_MAX - VM_PHYS_HUGE) {
         return KERN_RESOURCE_SHORTAGE; /* nothing could fit */
     }
-    return len <= VM_PHYS_PAGE ? vm_phys_alloc_page(pmax, start, paddr)
-                               : vm_phys_alloc_huge(len, pmax, start, paddr);
+    int fd = vm_phys_pagemap_open();
+    if (fd < 0) {
+        return KERN_RESOURCE_SHORTAGE;
+    }
+    kern_return_t kr = len <= VM_PHYS_PAGE ? vm_phys_alloc_page(fd, pmax, start, paddr)
+                                           : vm_phys_alloc_huge(fd, len, pmax, start, paddr);
+    linux_close(fd);
+    return kr;
 }

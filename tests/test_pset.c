@@ -161,16 +161,6 @@ static struct processor_set_basic_info basic_info(mach_port_t set)
 
 /* Waits (up to 5 s) until the thread count of the set CONTROL is WANT;
  * returns the last count read. */
-static integer_t wait_thread_count(mach_port_t control, integer_t want)
-{
-    integer_t now = basic_info(control).thread_count;
-    for (int i = 1; i < 500 && now != want; i++) {
-        usleep(10000);
-        now = basic_info(control).thread_count;
-    }
-    return now;
-}
-
 /* Whether the counts of the set are those of its tasks now: as many
  * tasks as processor_set_tasks lists, as many threads as task_threads of
  * each lists.  *THREADS gets the thread count. */
@@ -187,6 +177,22 @@ static bool counts_exact(mach_port_t control, integer_t *threads)
     list_free(tasks, n);
     *threads = basic.thread_count;
     return basic.task_count == (integer_t)n && basic.thread_count == sum;
+}
+
+/* Waits (5 s at most) until the set counts exactly its tasks' threads
+ * (counts_exact) while CHILD has WANT of them.  The whole count is not
+ * compared with a number taken earlier: a helper thread another task
+ * starts is listed, for a moment, under its program's name. */
+static bool wait_counts(mach_port_t control, mach_port_t child, mach_msg_type_number_t want)
+{
+    for (int i = 0; i < 500; i++) {
+        integer_t total;
+        if (test_thread_count(child) == want && counts_exact(control, &total)) {
+            return true;
+        }
+        usleep(10000);
+    }
+    return false;
 }
 
 /* mov %rdi,(%rsi); 1: pause; jmp 1b (from offset 3: the loop alone) */
@@ -208,15 +214,8 @@ static void check_counts(mach_port_t control)
     CHECK_KR(task_create(SELF, FALSE, &empty), KERN_SUCCESS);
     CHECK_KR(task_create(SELF, TRUE, &copy), KERN_SUCCESS);
     CHECK(test_thread_count(empty) == 0 && test_thread_count(copy) == 0);
-    integer_t base = 0;
-    bool exact = false;
-    for (int i = 0; i < 500 && !exact; i++) {
-        exact = counts_exact(control, &base);
-        if (!exact) {
-            usleep(10000); /* (a helper thread starting somewhere) */
-        }
-    }
-    CHECK(exact);
+    mach_msg_type_number_t base = test_thread_count(child);
+    CHECK(wait_counts(control, child, base));
     mach_port_t threads[EXTRA_THREADS];
     vm_address_t stack = 0;
     CHECK_KR(vm_allocate(child, &stack, 4096 * EXTRA_THREADS, TRUE), KERN_SUCCESS);
@@ -224,12 +223,12 @@ static void check_counts(mach_port_t control)
         threads[i] = test_start_thread(child, (uint64_t)(uintptr_t)(code + 3),
                                        stack + 4096 * (vm_address_t)(i + 1) - 64);
     }
-    CHECK(wait_thread_count(control, base + EXTRA_THREADS) == base + EXTRA_THREADS);
+    CHECK(wait_counts(control, child, base + EXTRA_THREADS));
     for (int i = 0; i < EXTRA_THREADS; i++) {
         CHECK_KR(thread_terminate(threads[i]), KERN_SUCCESS);
         CHECK_KR(mach_port_deallocate(SELF, threads[i]), KERN_SUCCESS);
     }
-    CHECK(wait_thread_count(control, base) == base);
+    CHECK(wait_counts(control, child, base));
     CHECK_KR(task_terminate(child), KERN_SUCCESS);
     CHECK(waitpid(pid, NULL, 0) == pid);
     CHECK_KR(mach_port_deallocate(SELF, child), KERN_SUCCESS);

@@ -32,6 +32,33 @@ struct ipc_port *kern_task_port(void);
  * KERN_RESOURCE_SHORTAGE.  Expects [G]. */
 kern_return_t kern_object_create(int kotype, struct ipc_port **port, mach_port_name_t *kname);
 
+/* kern_object_create, the port then served from SET, a kernel-space port
+ * set from kern_object_set_create received on by a thread of its own
+ * (MACH_PORT_NULL: by the service thread, as kern_object_create).
+ * Expects [G]. */
+kern_return_t kern_object_create_in(int kotype, mach_port_name_t set, struct ipc_port **port,
+                                    mach_port_name_t *kname);
+
+/* Makes a port set in the kernel space for kernel objects served by a
+ * thread of their own (kern_object_create_in, kern_receive_serve).
+ * Returns KERN_SUCCESS with its name in *SET and in *FD a descriptor that
+ * polls readable while a member has a request (the set's own: valid
+ * while the set lives, never to be closed by the caller), or
+ * KERN_RESOURCE_SHORTAGE.  Expects [G]. */
+kern_return_t kern_object_set_create(mach_port_name_t *set, int *fd);
+
+/* The size of a buffer made for kern_receive_serve. */
+#define KERN_REQUEST_MAX (64 * 1024)
+
+/* Receives one request on SET (a kernel-space port or port set), waiting
+ * at most TIMEOUT_MS (-1: without limit), and serves it (kern_serve).
+ * *BUF, a malloc'd buffer of *SIZE bytes, is grown for a larger request
+ * (the caller frees it); a request too large for the memory there is is
+ * destroyed unserved.  Returns the receive's result: MACH_MSG_SUCCESS
+ * once a request was served.  Expects no lock. */
+mach_msg_return_t kern_receive_serve(mach_port_name_t set, int timeout_ms,
+                                     mach_msg_header_t **buf, size_t *size);
+
 /* Whether HOST, a kernel-space name, is a host port served here; in
  * *PRIVILEGED whether it is the privileged one.  Expects no lock. */
 bool kern_host_port_ok(mach_port_t host, bool *privileged);

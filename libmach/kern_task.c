@@ -90,8 +90,6 @@ static boolean_t (*const kern_servers[])(mach_msg_header_t *, mach_msg_header_t 
     mach_i386_server, vm_notify_server, kern_wire_forward_server, kern_vm_phys_forward_server,
     kern_pset_notify_server, kern_device_refuse,
 };
-#define KERN_REQUEST_MAX (64 * 1024)
-
 /* [G] The task port, as named in the kernel space (receive and send). */
 static struct ipc_port *kern_task;
 static mach_port_name_t kern_task_kname;
@@ -140,6 +138,12 @@ bool kern_object_is(mach_port_t kname, int kotype)
 
 kern_return_t kern_object_create(int kotype, struct ipc_port **port, mach_port_name_t *kname)
 {
+    return kern_object_create_in(kotype, MACH_PORT_NULL, port, kname);
+}
+
+kern_return_t kern_object_create_in(int kotype, mach_port_name_t set, struct ipc_port **port,
+                                    mach_port_name_t *kname)
+{
     struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
     struct ipc_entry *entry;
     kern_return_t kr = ipc_right_new_receive(kspace, &entry);
@@ -153,9 +157,10 @@ kern_return_t kern_object_create(int kotype, struct ipc_port **port, mach_port_n
         mach_port_name_t same;
         kr = ipc_right_copyout(kspace, &send, &same);
     }
-    struct ipc_entry *set = ipc_entry_lookup(kspace, kern_objects_kname);
-    if (kr == KERN_SUCCESS && set != NULL) {
-        kr = ipc_pset_add(set->pset, entry->port);
+    struct ipc_entry *members =
+        ipc_entry_lookup(kspace, set != MACH_PORT_NULL ? set : kern_objects_kname);
+    if (kr == KERN_SUCCESS && members != NULL && (members->type & MACH_PORT_TYPE_PORT_SET)) {
+        kr = ipc_pset_add(members->pset, entry->port);
     }
     *port = entry->port;
     *kname = entry->name;
@@ -276,6 +281,38 @@ bool kern_serve_elsewhere(void)
     return false;
 }
 
+mach_msg_return_t kern_receive_serve(mach_port_name_t set, int timeout_ms,
+                                     mach_msg_header_t **buf, size_t *size)
+{
+    mach_msg_option_t option = MACH_RCV_MSG | MACH_RCV_LARGE;
+    mach_msg_timeout_t timeout = 0;
+    if (timeout_ms >= 0) {
+        option |= MACH_RCV_TIMEOUT;
+        timeout = (mach_msg_timeout_t)timeout_ms;
+    }
+    for (;;) {
+        mach_msg_return_t mr =
+            ipc_mach_msg(SPACE_KERNEL, *buf, option, 0, (mach_msg_size_t)*size, set, timeout);
+        if (mr == MACH_MSG_SUCCESS) {
+            kern_serve(*buf);
+        }
+        if (mr != MACH_RCV_TOO_LARGE) {
+            return mr;
+        }
+        /* Left queued: taken again into a buffer of its size. */
+        size_t need = (*buf)->msgh_size;
+        void *p = realloc(*buf, need);
+        if (p == NULL) {
+            /* Taken anyway, too large: destroyed with a header. */
+            (void)ipc_mach_msg(SPACE_KERNEL, *buf, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0,
+                               sizeof(mach_msg_header_t), set, 0);
+            return MACH_RCV_TOO_LARGE;
+        }
+        *buf = p;
+        *size = need;
+    }
+}
+
 /* ARG: a malloc'd buffer of KERN_REQUEST_MAX bytes, now the thread's. */
 static void *kern_service_main(void *arg)
 {
@@ -285,28 +322,10 @@ static void *kern_service_main(void *arg)
     mach_msg_header_t *buf = arg;
     for (;;) {
         ipc_lock();
-        mach_port_name_t kname = kern_objects_kname;
+        mach_port_name_t kname = kern_objects_kname; /* every kernel object's port */
         ipc_unlock();
-        mach_msg_return_t mr = ipc_mach_msg(SPACE_KERNEL, buf,
-                                            MACH_RCV_MSG | MACH_RCV_LARGE, 0,
-                                            (mach_msg_size_t)size, kname, 0);
-        /* (kname is the set of every kernel object port.) */
-        if (mr == MACH_RCV_TOO_LARGE) {
-            size = buf->msgh_size;
-            void *p = realloc(buf, size);
-            if (p == NULL) {
-                /* Take it anyway, too large: destroyed with a header. */
-                ipc_mach_msg(SPACE_KERNEL, buf, MACH_RCV_MSG, 0,
-                             sizeof(mach_msg_header_t), kname, 0);
-                size = KERN_REQUEST_MAX;
-                continue;
-            }
-            buf = p;
-            continue;
-        }
-        if (mr == MACH_MSG_SUCCESS) {
-            kern_serve(buf);
-        } else if (mr == MACH_RCV_PORT_DIED || mr == MACH_RCV_INVALID_NAME) {
+        mach_msg_return_t mr = kern_receive_serve(kname, -1, &buf, &size);
+        if (mr == MACH_RCV_PORT_DIED || mr == MACH_RCV_INVALID_NAME) {
             break;
         }
     }
@@ -843,6 +862,12 @@ int kern_bootstrap_child(int fd)
 /* Makes the kernel-space port set of the kernel objects.  Expects [G]. */
 static kern_return_t kern_objects_create(void)
 {
+    int fd;
+    return kern_object_set_create(&kern_objects_kname, &fd);
+}
+
+kern_return_t kern_object_set_create(mach_port_name_t *set, int *fd)
+{
     struct ipc_space *kspace = &ipc_spaces[SPACE_KERNEL];
     struct ipc_entry *entry;
     kern_return_t kr = ipc_entry_alloc(kspace, &entry);
@@ -856,7 +881,8 @@ static kern_return_t kern_objects_create(void)
     }
     entry->type = MACH_PORT_TYPE_PORT_SET;
     entry->pset->name = entry->name;
-    kern_objects_kname = entry->name;
+    *set = entry->name;
+    *fd = entry->pset->epfd;
     return KERN_SUCCESS;
 }
 

@@ -23,6 +23,12 @@ int vm_uffd_open(void);
  * space, or NULL with errno set (UFFD stays the caller's).  Expects [V]. */
 struct vm_space *vm_space_add(int uffd, pid_t pid, int timeout_ms);
 
+/* The kernel port set whose members, the control ports of memory
+ * objects, the fault thread serves (kern_object_create_in), or
+ * MACH_PORT_NULL when there is none yet (then the service thread serves
+ * them).  Expects [V]. */
+mach_port_name_t vm_fault_pagers(void);
+
 /* Removes SPACE (its process died or hung up): its mappings are cut,
  * which releases their objects, its userfaultfd closed, SPACE freed.
  * Expects [V]. */

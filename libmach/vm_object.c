@@ -116,6 +116,8 @@ struct vm_object {
     bool terminated;          /* its ports went back to the pager */
     bool rearm;               /* pages were flushed: their write protection
                                  went with them and is set again on fill */
+    bool served_apart;        /* the control port is the fault thread's
+                                 (vm_fault_pagers), not the service thread's */
     unsigned refs;
     struct vm_mapping *maps;
     struct u64map chunks;     /* page index / VM_CHUNK_PAGES -> struct vm_chunk */
@@ -802,9 +804,11 @@ kern_return_t vm_object_enter(mach_port_name_t pager, struct vm_object **result)
         free(object);
         return KERN_RESOURCE_SHORTAGE;
     }
+    mach_port_name_t pagers = vm_fault_pagers();
+    object->served_apart = pagers != MACH_PORT_NULL;
     ipc_lock();
     struct ipc_port *port;
-    kern_return_t kr = kern_object_create(IKOT_PAGER_CONTROL, &port, &object->control);
+    kern_return_t kr = kern_object_create_in(IKOT_PAGER_CONTROL, pagers, &port, &object->control);
     if (kr == KERN_SUCCESS &&
         (kr = kern_object_create(IKOT_PAGER_NAME, &port, &object->name)) != KERN_SUCCESS) {
         (void)ipc_right_destroy(kspace, object->control);
@@ -1228,7 +1232,7 @@ kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t
         while (atomic_load(&done) == 0) {
             unsigned gen = atomic_load(&vm_generation);
             vm_unlock();
-            if (kern_serving_other_task()) {
+            if (kern_serving_other_task() && !object->served_apart) {
                 /* The service thread answers the pager itself. */
                 kern_service_once(10);
             } else if (atomic_load(&done) == 0) {

@@ -15,8 +15,9 @@ struct kool {
     size_t size;
     bool dealloc;     /* the sender gives the region up */
     bool ports;       /* an out-of-line port array (travels as rights) */
-    bool lent;        /* received: ADDR lies in this thread's receive
-                         buffer (wire_region_release), not a mapping */
+    bool lent;        /* ADDR lies in a buffer of this thread (received:
+                         its receive buffer; sent to its own kernel: its
+                         lend buffer), not a mapping: wire_region_release */
     int memfd;        /* sealed copy in transit, or -1 */
 };
 

@@ -210,11 +210,24 @@ bool wire_region_read(const void *addr, size_t size, void *dst)
     return linux_pread_full(k->fd, dst, size, 0) == size;
 }
 
+char *wire_lend_buf(void)
+{
+    return linux_thread_buf(LINUX_BUF_LEND, WIRE_LEND_SIZE);
+}
+
+/* Whether ADDR lies in this thread's buffer ID of SIZE bytes, if it has
+ * one (without making it). */
+static bool wire_in_thread_buf(uintptr_t addr, int id, size_t size)
+{
+    uintptr_t buf = (uintptr_t)linux_thread_buf_if_any(id);
+    return buf != 0 && addr >= buf && addr - buf < size;
+}
+
 void wire_region_release(void *addr, size_t size)
 {
-    char *buf = wire_thread_buf();
     uintptr_t at = (uintptr_t)addr;
-    if (buf != NULL && at >= (uintptr_t)buf && at - (uintptr_t)buf < WIRE_BUF_SIZE) {
+    if (wire_in_thread_buf(at, LINUX_BUF_RECEIVE, WIRE_BUF_SIZE) ||
+        wire_in_thread_buf(at, LINUX_BUF_LEND, WIRE_LEND_SIZE)) {
         return; /* lent */
     }
     for (unsigned i = 0; i < wire_nkept; i++) {

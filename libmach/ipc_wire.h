@@ -99,8 +99,19 @@ int wire_sendmsg(int fd, struct iovec *iov, int iovcnt, const int *fds, unsigned
  * no port).  Needs no lock. */
 mach_msg_return_t wire_send_notify_fd(int send_fd, uint64_t nonce, mach_msg_id_t id);
 
+/* The size of wire_lend_buf. */
+#define WIRE_LEND_SIZE (64 * 1024)
+
+/* The calling thread's buffer for the small regions it sends to this
+ * process's own kernel ports (kern_deliver copies them there rather than
+ * into a new mapping, which costs a mapping, a page fault and an unmap
+ * per call): WIRE_LEND_SIZE bytes, or NULL when it cannot be mapped.
+ * What lies there is lent as a received region is (wire_region_release).
+ * Needs no lock. */
+char *wire_lend_buf(void);
+
 /* Gives back the region [ADDR, ADDR + SIZE) received out of line: unmaps
- * it, unless it lies in this thread's receive buffer.  A small region
+ * it, unless it lies in this thread's receive or lend buffer.  A small region
  * that came to one of this process's kernel ports is lent from there
  * instead of mapped (no mapping to make and unmap for a page of data):
  * valid until the thread's next receive, it is let go here like any

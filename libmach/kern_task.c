@@ -436,16 +436,31 @@ void kern_service_start(void)
     }
 }
 
+/* The calling thread serves a request whose regions lie in its lend
+ * buffer: a kernel call made meanwhile maps its own. */
+static __thread bool kern_lending;
+
 mach_msg_return_t kern_deliver(struct kmsg *kmsg)
 {
     struct ipc_port *dest = kmsg->dest.port;
     mach_msg_header_t *request = malloc(kmsg->hdr.msgh_size);
     /* Regions the sender keeps are copied: the kernel owns what it gets
-     * (faulted in first without [G] when they may come from a pager). */
+     * (faulted in first without [G] when they may come from a pager).
+     * Small ones are lent from a buffer of the thread (a page a pager of
+     * this task supplies, say), as received ones are. */
     wire_ool_prepare(kmsg, true);
+    char *lend = kern_lending ? NULL : wire_lend_buf();
+    size_t lent = 0;
     for (unsigned i = 0; i < kmsg->nool; i++) {
         struct kool *ool = &kmsg->ool[i];
-        if (!ool->dealloc && !ool->ports && ool->size > 0) {
+        size_t room = (ool->size + 7) & ~(size_t)7;
+        if (!ool->dealloc && !ool->ports && ool->size > 0 && lend != NULL &&
+            room <= WIRE_LEND_SIZE - lent) {
+            memcpy(lend + lent, ool->addr, ool->size);
+            ool->addr = lend + lent;
+            ool->lent = true;
+            lent += room;
+        } else if (!ool->dealloc && !ool->ports && ool->size > 0) {
             void *p = mmap(NULL, ool->size, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (p != MAP_FAILED) {
@@ -465,7 +480,10 @@ mach_msg_return_t kern_deliver(struct kmsg *kmsg)
     (void)ipc_kmsg_copyout(&ipc_spaces[SPACE_KERNEL], kmsg, local, NULL, request);
     ipc_kmsg_destroy(kmsg);
     ipc_unlock();
+    bool outer = kern_lending;
+    kern_lending = outer || lent > 0;
     kern_serve(request);
+    kern_lending = outer;
     free(request);
     return MACH_MSG_SUCCESS;
 }

@@ -243,6 +243,11 @@ void *linux_thread_buf(enum linux_thread_buf_id id, size_t size)
     return linux_bufs.addr[id];
 }
 
+void *linux_thread_buf_if_any(enum linux_thread_buf_id id)
+{
+    return linux_bufs.addr[id];
+}
+
 bool linux_is_helper(pid_t tid)
 {
     bool found = false;

@@ -52,6 +52,7 @@ long linux_mach_threads_of(pid_t pid);
 enum linux_thread_buf_id {
     LINUX_BUF_RECEIVE, /* ipc_wire.c: the largest message */
     LINUX_BUF_SUPPLY,  /* vm_object.c: a data_supply read from its memfd */
+    LINUX_BUF_LEND,    /* ipc_wire.c: regions sent to this process's kernel */
     LINUX_NBUFS
 };
 
@@ -59,6 +60,10 @@ enum linux_thread_buf_id {
  * call for one ID): mapped on first use, unmapped when the thread exits.
  * Returns NULL when it cannot be mapped.  Needs no lock. */
 void *linux_thread_buf(enum linux_thread_buf_id id, size_t size);
+
+/* The calling thread's buffer ID if it has one yet, else NULL.  Needs no
+ * lock. */
+void *linux_thread_buf_if_any(enum linux_thread_buf_id id);
 
 /* A system call of up to two arguments that leaves errno alone: for
  * signal handlers that may run on a thread pointer (FS) not glibc's and

@@ -16,6 +16,7 @@
  * - vm_copy: overlapping copies, alignment and protection errors in GNU
  *   Mach's order;
  * - vm_statistics, vm_cache_statistics, vm_wire, vm_wire_all, vm_msync;
+ * - regions written by vm_write on one's own task (lent to the kernel);
  * - a port that is no task port, and the calls served for another task.
  */
 #include <hell.h>
@@ -188,6 +189,32 @@ static void region_rules(void)
     CHECK_KR(vm_deallocate(SELF, a, 3 * PAGE), KERN_SUCCESS);
 }
 
+/* A small region sent to one's own kernel is copied into a buffer of the
+ * calling thread (kern_deliver) and lent from there to the routine, as
+ * a received one is: the routine sees what was sent, the sender's memory
+ * stays as it was, and the buffer is neither unmapped by the routine's
+ * release nor kept from the next calls (a write of each page's last
+ * bytes checks that no other call overwrote it). */
+static void own_kernel_regions(void)
+{
+    vm_address_t from = 0, dst = 0;
+    CHECK_KR(vm_allocate(SELF, &from, 2 * PAGE, TRUE), KERN_SUCCESS);
+    CHECK_KR(vm_allocate(SELF, &dst, 2 * PAGE, TRUE), KERN_SUCCESS);
+    char *src = (char *)from;
+    for (int i = 0; i < 300; i++) {
+        vm_size_t size = (i % 2 + 1) * PAGE;
+        memset(src, i, size);
+        src[size - 1] = (char)~i;
+        CHECK_KR(vm_write(SELF, dst, (vm_offset_t)src, (mach_msg_type_number_t)size),
+                 KERN_SUCCESS);
+        CHECK(((volatile char *)dst)[17] == (char)i);
+        CHECK(((volatile char *)dst)[size - 1] == (char)~i);
+        CHECK(src[17] == (char)i && src[size - 1] == (char)~i);
+    }
+    CHECK_KR(vm_deallocate(SELF, dst, 2 * PAGE), KERN_SUCCESS);
+    CHECK_KR(vm_deallocate(SELF, from, 2 * PAGE), KERN_SUCCESS);
+}
+
 /* SHARE, COPY and NONE through task_create with inherited memory. */
 static void inherit_rules(void)
 {
@@ -330,6 +357,7 @@ int main(void)
     protect_rules();
     region_rules();
     moved_region_forgotten();
+    own_kernel_regions();
     inherit_rules();
     copy_rules();
     statistics_and_wiring();

@@ -5,11 +5,14 @@
  */
 #include <mach.h>
 #include <mach/mig_errors.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "msg_destroy.h"
+#include "ipc_space.h"
 #include "ipc_types.h"
+#include "kern_notify.h"
+#include "msg_destroy.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -19,6 +22,23 @@ EXPORT vm_size_t vm_page_size = 4096;
 
 static __thread mach_port_t mig_reply_port;
 static __thread unsigned mig_reply_generation;
+/* Its destructor releases an exiting thread's reply port, as glibc's
+ * thread exit does on the Hurd: a program whose threads come and go (a
+ * libports pool that shrinks) would otherwise keep a port, and its
+ * descriptors here and in machd, per thread it ever had. */
+static pthread_key_t mig_reply_key;
+static pthread_once_t mig_reply_once = PTHREAD_ONCE_INIT;
+
+static void mig_reply_exit(void *arg)
+{
+    (void)arg;
+    mig_dealloc_reply_port(MACH_PORT_NULL);
+}
+
+static void mig_reply_key_create(void)
+{
+    (void)pthread_key_create(&mig_reply_key, mig_reply_exit);
+}
 
 EXPORT void mig_init(void *arg)
 {
@@ -32,6 +52,8 @@ EXPORT mach_port_t mig_get_reply_port(void)
     if (mig_reply_port == MACH_PORT_NULL || mig_reply_generation != generation) {
         mig_reply_port = mach_reply_port();
         mig_reply_generation = generation;
+        (void)pthread_once(&mig_reply_once, mig_reply_key_create);
+        (void)pthread_setspecific(mig_reply_key, (void *)1);
     }
     return mig_reply_port;
 }
@@ -42,7 +64,12 @@ EXPORT void mig_dealloc_reply_port(mach_port_t port)
     mach_port_t old = mig_reply_port;
     mig_reply_port = MACH_PORT_NULL;
     if (MACH_PORT_VALID(old) && mig_reply_generation == atomic_load(&kern_fork_generation)) {
-        (void)mach_port_mod_refs(mach_task_self(), old, MACH_PORT_RIGHT_RECEIVE, -1);
+        /* Destroyed in place: mach_port_mod_refs would be an RPC, which
+         * takes a reply port (a new one, made for it). */
+        ipc_lock();
+        (void)ipc_right_delta(&ipc_spaces[SPACE_USER], old, MACH_PORT_RIGHT_RECEIVE, -1);
+        ipc_unlock();
+        kern_notify_flush_pending();
     }
 }
 

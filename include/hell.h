@@ -89,6 +89,13 @@ int hell_janitor_send_once(int send_fd, uint64_t nonce);
 int hell_janitor_send_escrow(int send_fd, const void *msg, size_t len, const int *fds,
                              unsigned nfds);
 
+/* Lowers the bounds on the notifications this process keeps while their
+ * ports are full (libmach/ipc_notify.h) to WAITING_MAX notifications and
+ * FDS_MAX descriptors; a value above the bound in force, or below 16,
+ * leaves it.  For the kernel process, under test (HELL_MACHD_NOTIFY_MAX):
+ * a test then reaches the bounds with a few notifications. */
+void hell_notify_lower_bounds(unsigned waiting_max, unsigned fds_max);
+
 /* Destroys the ports whose receive ends RECV_FDS[0..NRECV) (taken)
  * belonged to a task of the instance that died, as GNU Mach destroys a
  * dead task's receive rights: for the kernel process.  Every queued

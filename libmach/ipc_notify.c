@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <hell.h>
 #include <mach/notify.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,8 @@
 #include "ipc_wire_format.h"
 #include "kern_notify.h"
 #include "linux.h"
+
+#define EXPORT __attribute__((visibility("default")))
 
 enum ipc_notify_kind { IPC_NOTIFY_KERN, IPC_NOTIFY_ONCE, IPC_NOTIFY_RAW };
 
@@ -59,6 +62,9 @@ static struct ipc_notify_dest *ipc_notify_ready; /* [G] FIFO of ready backlogs *
 static struct ipc_notify_dest **ipc_notify_ready_tail = &ipc_notify_ready; /* [G] */
 static unsigned ipc_notify_waiting;   /* [G] notifications in backlogs */
 static unsigned ipc_notify_raw_fds;   /* [G] descriptors they hold */
+/* [G] The bounds on those (ipc_notify_lower_bounds). */
+static unsigned ipc_notify_waiting_max = IPC_NOTIFY_BACKLOG_MAX;
+static unsigned ipc_notify_fds_max = IPC_NOTIFY_RAW_FDS_MAX;
 static bool ipc_notify_reported;      /* [G] the bound was reported */
 static int ipc_notify_epoll = -1;     /* [G] send ends waiting for room */
 static unsigned ipc_notify_nregistered; /* [G] backlogs in that set */
@@ -79,8 +85,8 @@ static int ipc_notify_dest_fd(const struct ipc_notify_dest *d)
  * until the backlogs have emptied by half) that it is lost. */
 static bool ipc_notify_admit(void)
 {
-    if (ipc_notify_waiting < IPC_NOTIFY_BACKLOG_MAX) {
-        if (ipc_notify_waiting < IPC_NOTIFY_BACKLOG_MAX / 2) {
+    if (ipc_notify_waiting < ipc_notify_waiting_max) {
+        if (ipc_notify_waiting < ipc_notify_waiting_max / 2) {
             ipc_notify_reported = false;
         }
         ipc_notify_waiting++;
@@ -465,7 +471,7 @@ static struct ipc_notify_item *ipc_notify_bare_copy(const struct ipc_notify_item
         return copy;
     }
     unsigned nfds = item->raw.nfds;
-    if (ipc_notify_raw_fds + nfds > IPC_NOTIFY_RAW_FDS_MAX) {
+    if (ipc_notify_raw_fds + nfds > ipc_notify_fds_max) {
         fprintf(stderr, "hell[%d]: notifications waiting hold %u descriptors: one is lost\n",
                 (int)getpid(), ipc_notify_raw_fds);
         free(copy);
@@ -547,6 +553,23 @@ int ipc_notify_send_raw_fd(int send_fd, const void *msg, size_t len, const int *
         .kind = IPC_NOTIFY_RAW,
         .raw = {.msg = (char *)msg, .len = len, .fds = (int *)fds, .nfds = nfds}};
     return ipc_notify_send_bare(send_fd, &item);
+}
+
+void ipc_notify_lower_bounds(unsigned waiting_max, unsigned fds_max)
+{
+    ipc_lock();
+    if (waiting_max >= IPC_NOTIFY_LOWEST_BOUND && waiting_max < ipc_notify_waiting_max) {
+        ipc_notify_waiting_max = waiting_max;
+    }
+    if (fds_max >= IPC_NOTIFY_LOWEST_BOUND && fds_max < ipc_notify_fds_max) {
+        ipc_notify_fds_max = fds_max;
+    }
+    ipc_unlock();
+}
+
+EXPORT void hell_notify_lower_bounds(unsigned waiting_max, unsigned fds_max)
+{
+    ipc_notify_lower_bounds(waiting_max, fds_max);
 }
 
 void ipc_notify_writable(void)

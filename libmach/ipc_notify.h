@@ -35,6 +35,8 @@
 
 #define IPC_NOTIFY_BACKLOG_MAX (1u << 20)
 #define IPC_NOTIFY_RAW_FDS_MAX 4096u
+/* The least either bound may be lowered to. */
+#define IPC_NOTIFY_LOWEST_BOUND 16u
 
 /* A notification of the kernel space (kern_notify.c): the kernel-space
  * send-once right it goes through, its id and its value (a make-send
@@ -89,6 +91,14 @@ int ipc_notify_send_once_fd(int send_fd, uint64_t nonce);
  * caller then still owns what the message stands for.  Takes [G]. */
 int ipc_notify_send_raw_fd(int send_fd, const void *msg, size_t len, const int *fds,
                            unsigned nfds);
+
+/* Lowers the bounds on what waits in this process to WAITING_MAX
+ * notifications and FDS_MAX descriptors; a value above the bound in
+ * force, or below IPC_NOTIFY_LOWEST_BOUND, leaves it.  For tests (machd
+ * reads them from HELL_MACHD_NOTIFY_MAX): the bounds are then reached by
+ * a test's few notifications, through the same code as at the real
+ * bounds.  Takes [G]. */
+void ipc_notify_lower_bounds(unsigned waiting_max, unsigned fds_max);
 
 /* The watchdog saw the backlogs' epoll set ready: sends what the ports
  * with room now take.  Expects [G]; releases it while a kernel

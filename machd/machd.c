@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <hell.h>
+#include <limits.h>
 #include <mach.h>
 #include <pthread.h>
 #include <signal.h>
@@ -67,6 +68,25 @@ static bool machd_parse_disk(char *spec, bool readonly, struct device_disk *disk
     *eq = '\0';
     *disk = (struct device_disk){.name = spec, .path = eq + 1, .readonly = readonly};
     return true;
+}
+
+/* HELL_MACHD_NOTIFY_MAX=WAITING,FDS lowers the bounds on the
+ * notifications machd keeps for full ports (hell_notify_lower_bounds):
+ * for tests, which then reach them, and each port's share of them, with
+ * a few notifications. */
+static void machd_notify_bounds(void)
+{
+    const char *env = getenv("HELL_MACHD_NOTIFY_MAX");
+    char *end = NULL;
+    unsigned long waiting = env != NULL ? strtoul(env, &end, 10) : 0;
+    unsigned long fds = end != NULL && *end == ',' ? strtoul(end + 1, &end, 10) : 0;
+    if (env != NULL && (*end != '\0' || waiting > UINT_MAX || fds > UINT_MAX)) {
+        fprintf(stderr, "machd: bad HELL_MACHD_NOTIFY_MAX '%s' (WAITING,FDS): ignored\n", env);
+        return;
+    }
+    if (env != NULL) {
+        hell_notify_lower_bounds((unsigned)waiting, (unsigned)fds);
+    }
 }
 
 int main(int argc, char **argv)
@@ -129,6 +149,7 @@ int main(int argc, char **argv)
         control_end_instance();
     }
     control_set_priv_ports(host_priv, master);
+    machd_notify_bounds();
     if (janitor_start() != 0) {
         perror("machd: janitor");
         control_end_instance();

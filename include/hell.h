@@ -72,7 +72,8 @@ mach_port_t hell_host_priv_create(void (*on_reboot)(int options));
  * the port's queue is full, the notification is kept (SEND_FD is copied)
  * and sent, in order with the others to that port, once there is room.
  * Returns 0 (sent or kept), or -1 when the port is dead (or, past
- * libmach's bound on kept notifications, which stderr reports, lost). */
+ * libmach's bounds on kept notifications, or past the port's share of
+ * them, a sixteenth, which stderr reports, lost). */
 int hell_janitor_send_once(int send_fd, uint64_t nonce);
 
 /* Sends MSG[0..LEN), an escrow a task of the instance left (the
@@ -84,16 +85,17 @@ int hell_janitor_send_once(int send_fd, uint64_t nonce);
  * does; should the port die first, the message is destroyed as one
  * queued on a dead task's port (the receive right it carries destroyed
  * with its queue).  Returns 0 (sent or kept), or -1 when the port is
- * dead, or nothing more can be kept (bounds, descriptors): the caller
- * then destroys what the escrow stands for. */
+ * dead, or nothing more can be kept (bounds, the port's share of them,
+ * descriptors): the caller then destroys what the escrow stands for. */
 int hell_janitor_send_escrow(int send_fd, const void *msg, size_t len, const int *fds,
                              unsigned nfds);
 
 /* Lowers the bounds on the notifications this process keeps while their
- * ports are full (libmach/ipc_notify.h) to WAITING_MAX notifications and
+ * ports are full (2^20 notifications holding 4096 descriptors, of which
+ * each port may take a sixteenth) to WAITING_MAX notifications and
  * FDS_MAX descriptors; a value above the bound in force, or below 16,
  * leaves it.  For the kernel process, under test (HELL_MACHD_NOTIFY_MAX):
- * a test then reaches the bounds with a few notifications. */
+ * a test then reaches the bounds and shares with a few notifications. */
 void hell_notify_lower_bounds(unsigned waiting_max, unsigned fds_max);
 
 /* Destroys the ports whose receive ends RECV_FDS[0..NRECV) (taken)

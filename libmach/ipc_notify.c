@@ -44,8 +44,9 @@ struct ipc_notify_item {
 /* The backlog of a destination port.  It exists while notifications wait
  * for the port or one is being sent to it out of [G] (busy); then it is
  * either on the ready list (ready: to be sent by the next flush), or
- * waiting for room (armed: in the epoll set), or being sent (busy).
- * Everything is guarded by [G]. */
+ * waiting for room (armed: in the epoll set), or being sent (busy).  What
+ * waits is charged to it, within its share of the bounds.  Everything is
+ * guarded by [G]. */
 struct ipc_notify_dest {
     uint64_t ino;                 /* the port's identity */
     struct ipc_port *port;        /* a reference, or NULL (a bare send end) */
@@ -55,17 +56,20 @@ struct ipc_notify_dest {
     bool busy, ready, armed, registered;
     const bool *owner;            /* while busy: its thread's ipc_notify_draining */
     bool handoff;                 /* another thread appended while busy */
+    unsigned nwaiting;            /* notifications in its backlog */
+    unsigned nfds;                /* descriptors they and own_fd hold */
+    bool reported;                /* a loss to its share was reported */
 };
 
 static struct u64map ipc_notify_dests;          /* [G] ino -> struct ipc_notify_dest */
 static struct ipc_notify_dest *ipc_notify_ready; /* [G] FIFO of ready backlogs */
 static struct ipc_notify_dest **ipc_notify_ready_tail = &ipc_notify_ready; /* [G] */
 static unsigned ipc_notify_waiting;   /* [G] notifications in backlogs */
-static unsigned ipc_notify_raw_fds;   /* [G] descriptors they hold */
+static unsigned ipc_notify_fds;       /* [G] descriptors backlogs hold */
 /* [G] The bounds on those (ipc_notify_lower_bounds). */
 static unsigned ipc_notify_waiting_max = IPC_NOTIFY_BACKLOG_MAX;
-static unsigned ipc_notify_fds_max = IPC_NOTIFY_RAW_FDS_MAX;
-static bool ipc_notify_reported;      /* [G] the bound was reported */
+static unsigned ipc_notify_fds_max = IPC_NOTIFY_FDS_MAX;
+static bool ipc_notify_reported;      /* [G] a bound was reported */
 static int ipc_notify_epoll = -1;     /* [G] send ends waiting for room */
 static unsigned ipc_notify_nregistered; /* [G] backlogs in that set */
 static unsigned ipc_notify_handoffs;  /* [G] busy backlogs with a handoff */
@@ -81,25 +85,76 @@ static int ipc_notify_dest_fd(const struct ipc_notify_dest *d)
     return d->port != NULL ? d->port->send_fd : d->own_fd;
 }
 
-/* Makes room for one more waiting notification, or says on stderr (once
- * until the backlogs have emptied by half) that it is lost. */
-static bool ipc_notify_admit(void)
+/* The largest item fits in a port's share of descriptors, beside the
+ * copy of its send end. */
+_Static_assert(IPC_NOTIFY_FDS_MAX / IPC_NOTIFY_SHARES >= WIRE_MAX_FDS + 1,
+               "a port's share of descriptors holds a raw message");
+
+/* The descriptors ITEM holds while it waits (its own copies). */
+static unsigned ipc_notify_item_fds(const struct ipc_notify_item *item)
 {
-    if (ipc_notify_waiting < ipc_notify_waiting_max) {
-        if (ipc_notify_waiting < ipc_notify_waiting_max / 2) {
-            ipc_notify_reported = false;
+    return item->kind == IPC_NOTIFY_RAW ? item->raw.nfds : 0;
+}
+
+/* Whether one more notification, holding NFDS descriptors, may wait for
+ * the port INO (BARE: known by a bare send end, whose copy a new backlog
+ * holds): within the port's share of each bound, then within the bounds.
+ * A refusal is said on stderr: once per backlog for its share, once
+ * until the backlogs have emptied by half for the bounds. */
+static bool ipc_notify_admit(uint64_t ino, bool bare, unsigned nfds)
+{
+    struct ipc_notify_dest *d = u64map_lookup(&ipc_notify_dests, ino);
+    nfds += d == NULL && bare;
+    unsigned waiting = (d != NULL ? d->nwaiting : 0) + 1;
+    unsigned fds = (d != NULL ? d->nfds : 0) + nfds;
+    if (waiting > ipc_notify_waiting_max / IPC_NOTIFY_SHARES ||
+        fds > ipc_notify_fds_max / IPC_NOTIFY_SHARES) {
+        bool *reported = d != NULL ? &d->reported : &ipc_notify_reported;
+        if (!*reported) {
+            fprintf(stderr,
+                    "hell[%d]: notifications for a port that does not read them hold its "
+                    "share (%u of them, %u descriptors): further ones to it are lost\n",
+                    (int)getpid(), waiting - 1, fds - nfds);
+            *reported = true;
         }
-        ipc_notify_waiting++;
-        return true;
+        return false;
     }
-    if (!ipc_notify_reported) {
-        fprintf(stderr,
-                "hell[%d]: %u notifications wait for ports that do not read them: "
-                "further ones are lost\n",
-                (int)getpid(), ipc_notify_waiting);
-        ipc_notify_reported = true;
+    if (ipc_notify_waiting < ipc_notify_waiting_max / 2 &&
+        ipc_notify_fds < ipc_notify_fds_max / 2) {
+        ipc_notify_reported = false;
     }
-    return false;
+    if (ipc_notify_waiting >= ipc_notify_waiting_max ||
+        ipc_notify_fds + nfds > ipc_notify_fds_max) {
+        if (!ipc_notify_reported) {
+            fprintf(stderr,
+                    "hell[%d]: %u notifications wait for ports that do not read them, "
+                    "holding %u descriptors: further ones are lost\n",
+                    (int)getpid(), ipc_notify_waiting, ipc_notify_fds);
+            ipc_notify_reported = true;
+        }
+        return false;
+    }
+    return true;
+}
+
+/* ITEM joined D's backlog: charged to D and to the process. */
+static void ipc_notify_charge(struct ipc_notify_dest *d, const struct ipc_notify_item *item)
+{
+    unsigned nfds = ipc_notify_item_fds(item);
+    d->nwaiting++;
+    d->nfds += nfds;
+    ipc_notify_waiting++;
+    ipc_notify_fds += nfds;
+}
+
+/* ITEM left D's backlog (before it is done with). */
+static void ipc_notify_uncharge(struct ipc_notify_dest *d, const struct ipc_notify_item *item)
+{
+    unsigned nfds = ipc_notify_item_fds(item);
+    d->nwaiting--;
+    d->nfds -= nfds;
+    ipc_notify_waiting--;
+    ipc_notify_fds -= nfds;
 }
 
 /* The backlog of the port INO, made if there is none: for PORT (a
@@ -128,6 +183,9 @@ static struct ipc_notify_dest *ipc_notify_dest_get(uint64_t ino, struct ipc_port
     }
     if (port != NULL) {
         ipc_port_ref(port);
+    } else {
+        d->nfds = 1; /* the copy of the send end */
+        ipc_notify_fds++;
     }
     return d;
 }
@@ -153,6 +211,8 @@ static void ipc_notify_dest_free(struct ipc_notify_dest *d)
     u64map_remove(&ipc_notify_dests, d->ino);
     if (d->port != NULL) {
         ipc_port_unref(d->port);
+    } else {
+        ipc_notify_fds--;
     }
     linux_close(d->own_fd);
     free(d);
@@ -242,7 +302,6 @@ static void ipc_notify_item_done(struct ipc_notify_item *item, bool sent)
         for (unsigned i = 0; i < item->raw.nfds; i++) {
             linux_close(item->raw.fds[i]);
         }
-        ipc_notify_raw_fds -= item->raw.nfds;
         free(item->raw.fds);
         free(item->raw.msg);
         break;
@@ -324,8 +383,9 @@ static void ipc_notify_settle(struct ipc_notify_dest *d)
         fprintf(stderr, "hell[%d]: cannot wait for room in a port: its notifications are lost\n",
                 (int)getpid());
         while (d->head != NULL) {
-            ipc_notify_waiting--;
-            ipc_notify_item_done(ipc_notify_pop(d), false);
+            struct ipc_notify_item *item = ipc_notify_pop(d);
+            ipc_notify_uncharge(d, item);
+            ipc_notify_item_done(item, false);
         }
     }
     if (d->head == NULL) {
@@ -348,7 +408,7 @@ static void ipc_notify_drain(struct ipc_notify_dest *d)
             ipc_notify_push_front(d, item);
             break;
         }
-        ipc_notify_waiting--;
+        ipc_notify_uncharge(d, item);
         /* (Releasing may queue more for D itself: a dead port's notify
          * right destroyed.  They fail in turn.) */
         ipc_notify_item_done(item, outcome == IPC_NOTIFY_SENT);
@@ -362,23 +422,20 @@ static void ipc_notify_drain(struct ipc_notify_dest *d)
     ipc_notify_draining = nested;
 }
 
-/* Admits ITEM and queues it for the port INO, of PORT or of the bare
- * send end BARE_FD: behind its backlog, or in a new one, which is made
- * ready (READY: sent by the next flush) or else armed (its socket is
- * full).  Returns false when the bound is reached or out of memory or
- * descriptors (ITEM is then the caller's). */
+/* Queues ITEM, admitted by ipc_notify_admit, for the port INO, of PORT or
+ * of the bare send end BARE_FD: behind its backlog, or in a new one,
+ * which is made ready (READY: sent by the next flush) or else armed (its
+ * socket is full).  Returns false when out of memory or descriptors
+ * (ITEM is then the caller's). */
 static bool ipc_notify_queue(uint64_t ino, struct ipc_port *port, int bare_fd,
                              struct ipc_notify_item *item, bool ready)
 {
-    if (!ipc_notify_admit()) {
-        return false;
-    }
     struct ipc_notify_dest *d = ipc_notify_dest_get(ino, port, bare_fd);
     if (d == NULL) {
-        ipc_notify_waiting--;
         return false;
     }
     ipc_notify_append(d, item);
+    ipc_notify_charge(d, item);
     if (!d->busy && !d->ready && !d->armed) {
         if (ready) {
             ipc_notify_make_ready(d);
@@ -391,7 +448,8 @@ static bool ipc_notify_queue(uint64_t ino, struct ipc_port *port, int bare_fd,
 
 void ipc_notify_kern(struct ipc_port *dest, const struct ipc_notify_kern *n)
 {
-    struct ipc_notify_item *item = malloc(sizeof *item);
+    struct ipc_notify_item *item =
+        ipc_notify_admit(dest->ino, false, 0) ? malloc(sizeof *item) : NULL;
     if (item != NULL) {
         *item = (struct ipc_notify_item){.kind = IPC_NOTIFY_KERN, .kern = *n};
         if (ipc_notify_queue(dest->ino, dest, -1, item, true)) {
@@ -442,7 +500,8 @@ void ipc_notify_send_once(struct ipc_port *port, uint64_t nonce)
         wire_send_notify_locked(port, nonce, MACH_NOTIFY_SEND_ONCE) != MACH_SEND_TIMED_OUT) {
         return; /* sent, or the port is dead: lost, as in GNU Mach */
     }
-    struct ipc_notify_item *item = malloc(sizeof *item);
+    struct ipc_notify_item *item =
+        ipc_notify_admit(port->ino, false, 0) ? malloc(sizeof *item) : NULL;
     if (item == NULL) {
         return;
     }
@@ -457,9 +516,8 @@ void ipc_notify_send_once(struct ipc_port *port, uint64_t nonce)
 }
 
 /* Copies ITEM, the caller's (a raw one's message and descriptors are not
- * its own), into a new item that owns its copies.  Returns NULL when the
- * bound on descriptors is reached or memory or descriptors run out.
- * Expects [G]. */
+ * its own), into a new item that owns its copies.  Returns NULL when
+ * memory or descriptors run out.  Expects [G]. */
 static struct ipc_notify_item *ipc_notify_bare_copy(const struct ipc_notify_item *item)
 {
     struct ipc_notify_item *copy = malloc(sizeof *copy);
@@ -471,12 +529,6 @@ static struct ipc_notify_item *ipc_notify_bare_copy(const struct ipc_notify_item
         return copy;
     }
     unsigned nfds = item->raw.nfds;
-    if (ipc_notify_raw_fds + nfds > ipc_notify_fds_max) {
-        fprintf(stderr, "hell[%d]: notifications waiting hold %u descriptors: one is lost\n",
-                (int)getpid(), ipc_notify_raw_fds);
-        free(copy);
-        return NULL;
-    }
     copy->raw.msg = malloc(item->raw.len > 0 ? item->raw.len : 1);
     copy->raw.fds = malloc((nfds + 1) * sizeof *copy->raw.fds);
     bool ok = copy->raw.msg != NULL && copy->raw.fds != NULL;
@@ -498,7 +550,6 @@ static struct ipc_notify_item *ipc_notify_bare_copy(const struct ipc_notify_item
         return NULL;
     }
     memcpy(copy->raw.msg, item->raw.msg, item->raw.len);
-    ipc_notify_raw_fds += nfds; /* given back by ipc_notify_item_done */
     return copy;
 }
 
@@ -523,7 +574,8 @@ static int ipc_notify_send_bare(int send_fd, const struct ipc_notify_item *item)
         outcome = ipc_notify_item_send(&probe, item);
     }
     int rc = outcome == IPC_NOTIFY_SENT ? 0 : -1;
-    if (outcome == IPC_NOTIFY_FULL && (known || linux_socket_ino(send_fd, &ino))) {
+    if (outcome == IPC_NOTIFY_FULL && (known || linux_socket_ino(send_fd, &ino)) &&
+        ipc_notify_admit(ino, true, ipc_notify_item_fds(item))) {
         struct ipc_notify_item *copy = ipc_notify_bare_copy(item);
         if (copy != NULL && ipc_notify_queue(ino, NULL, send_fd, copy, false)) {
             rc = 0;
@@ -606,7 +658,7 @@ void ipc_notify_fork_child(void)
     ipc_notify_dests = (struct u64map){0};
     ipc_notify_ready = NULL;
     ipc_notify_ready_tail = &ipc_notify_ready;
-    ipc_notify_waiting = ipc_notify_raw_fds = ipc_notify_nregistered = 0;
+    ipc_notify_waiting = ipc_notify_fds = ipc_notify_nregistered = 0;
     ipc_notify_handoffs = 0;
     ipc_notify_reported = false;
     atomic_store(&ipc_notify_pending, false);

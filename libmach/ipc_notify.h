@@ -17,13 +17,19 @@
  *
  * Bounds: at most IPC_NOTIFY_BACKLOG_MAX notifications wait in a process
  * (GNU Mach's bound is its memory; these hold tens of bytes each, and
- * the rights they carry exist anyway), and the raw messages of machd's
- * janitor hold at most IPC_NOTIFY_RAW_FDS_MAX descriptors.  Past either,
- * a notification is released as if its port were dead, and stderr says
- * so.  A port with a backlog costs nothing more than memory (its send
- * end is watched through an epoll set of the watchdog's, open while some
- * port needs it); one known only by a bare send end (machd's janitor)
- * costs a copy of that descriptor while it waits.
+ * the rights they carry exist anyway), and they hold at most
+ * IPC_NOTIFY_FDS_MAX descriptors of their own (machd's: the copies of
+ * its janitor's raw messages, and of the bare send ends of their ports).
+ * Each destination port may take at most 1/IPC_NOTIFY_SHARES of either:
+ * a notification waits because its port is not read, so a port that
+ * is not read loses its own past its share, and the bounds stay for the
+ * other ports (in machd, those of every other task of the instance).
+ * Past a share or a bound, a notification is released as if its port
+ * were dead, and stderr says so once (per backlog for a share).  A port
+ * with a backlog costs nothing more than memory (its send end is watched
+ * through an epoll set of the watchdog's, open while some port needs
+ * it); one known only by a bare send end (machd's janitor) costs a copy
+ * of that descriptor while it waits.
  */
 #ifndef HELL_IPC_NOTIFY_H
 #define HELL_IPC_NOTIFY_H
@@ -34,9 +40,11 @@
 #include "ipc_types.h"
 
 #define IPC_NOTIFY_BACKLOG_MAX (1u << 20)
-#define IPC_NOTIFY_RAW_FDS_MAX 4096u
-/* The least either bound may be lowered to. */
-#define IPC_NOTIFY_LOWEST_BOUND 16u
+#define IPC_NOTIFY_FDS_MAX 4096u
+/* A port's share of each bound is this fraction of it. */
+#define IPC_NOTIFY_SHARES 16u
+/* The least either bound may be lowered to: a share of one. */
+#define IPC_NOTIFY_LOWEST_BOUND IPC_NOTIFY_SHARES
 
 /* A notification of the kernel space (kern_notify.c): the kernel-space
  * send-once right it goes through, its id and its value (a make-send

@@ -11,6 +11,13 @@
  * with SIGKILL, no-senders requests on ports whose last send rights it
  * held, port-destroyed requests on ports destroyed at once): every
  * notification arrives, once, in order for the port, once it is read.
+ *
+ * Fairness, in an instance whose machd has low bounds (HELL_MACHD_NOTIFY_MAX):
+ * a port never read is sent more notifications (send-once, and escrows
+ * holding descriptors) from a killed task than machd's whole bounds,
+ * then a victim's full port some from another killed task: the victim
+ * gets every one, the hostile port only its share, and machd holds no
+ * more descriptors than before once both ports are gone.
  */
 #include <hell.h>
 #include <signal.h>
@@ -665,8 +672,294 @@ static void flood_port_destroyed(void)
     CHECK(test_count_fds() == fds_before);
 }
 
-int main(void)
+/* ---- machd's bounds, shared fairly between ports (run in an instance) ---- */
+
+/* The bounds the instance's machd is given (HELL_MACHD_NOTIFY_MAX), and
+ * each port's share of them: a sixteenth (hell_notify_lower_bounds). */
+#define BUDGET_WAITING 1024
+#define BUDGET_FDS 512
+#define BUDGET_SHARE_WAITING (BUDGET_WAITING / 16)
+#define BUDGET_SHARE_FDS (BUDGET_FDS / 16)
+/* The hostile port is sent more than machd's whole bounds; the victim's
+ * stays within its share. */
+#define BUDGET_HOSTILE_ONCES (BUDGET_WAITING + 100)
+#define BUDGET_VICTIM_ONCES (BUDGET_SHARE_WAITING - 4)
+#define BUDGET_HOSTILE_ESCROWS (BUDGET_FDS / 2 + 50)
+#define BUDGET_VICTIM_ESCROWS 6
+#define BUDGET_WAIT_MS 10000
+#define BUDGET_QUIET_MS 300
+
+/* A task that takes N messages on an inbox it sends to PARENT and keeps
+ * their reply rights (send-once rights), or with PD makes a port (with
+ * a send right, so that machd escrows it) per message whose
+ * port-destroyed request takes the reply right; then says so and waits
+ * to be killed. */
+static void budget_doomed_main(mach_port_t parent, int n, bool pd)
 {
+    mach_port_t inbox = test_new_port(true);
+    CHECK_KR(test_send_port(parent, inbox, MACH_MSG_TYPE_MAKE_SEND, 1), MACH_MSG_SUCCESS);
+    for (int i = 0; i < n; i++) {
+        struct notification m;
+        CHECK_KR(mach_msg(&m.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof m, inbox,
+                          BUDGET_WAIT_MS, MACH_PORT_NULL),
+                 MACH_MSG_SUCCESS);
+        CHECK(MACH_MSGH_BITS_REMOTE(m.head.msgh_bits) == MACH_MSG_TYPE_PORT_SEND_ONCE);
+        mach_port_t previous = MACH_PORT_NULL;
+        if (pd) {
+            CHECK_KR(mach_port_request_notification(self, test_new_port(true),
+                                                    MACH_NOTIFY_PORT_DESTROYED, 0,
+                                                    m.head.msgh_remote_port,
+                                                    MACH_MSG_TYPE_MOVE_SEND_ONCE, &previous),
+                     KERN_SUCCESS);
+        }
+    }
+    mach_msg_header_t done = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
+                              .msgh_remote_port = parent, .msgh_id = 2};
+    CHECK_KR(mach_msg(&done, MACH_SEND_MSG, sizeof done, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    for (;;) {
+        pause();
+    }
+}
+
+/* Starts a task of the instance that holds N rights made from NOTIFY (a
+ * receive right of ours), as budget_doomed_main says.  Returns its pid;
+ * *INBOX gets a send right to its inbox. */
+static pid_t budget_doomed_start(mach_port_t notify, int n, bool pd, mach_port_t *inbox)
+{
+    mach_port_t boot = test_new_port(true), task = MACH_PORT_NULL;
+    pid_t pid = hell_fork(boot, &task);
+    if (pid == 0) {
+        self = mach_task_self(); /* a task of its own */
+        mach_port_t parent = MACH_PORT_NULL;
+        task_get_bootstrap_port(self, &parent);
+        budget_doomed_main(parent, n, pd);
+        _exit(1);
+    }
+    CHECK(pid > 0);
+    CHECK_KR(mach_port_deallocate(self, task), KERN_SUCCESS);
+    mach_msg_type_name_t type;
+    CHECK_KR(test_receive_port(boot, BUDGET_WAIT_MS, inbox, &type), MACH_MSG_SUCCESS);
+    for (int i = 0; i < n; i++) {
+        mach_msg_header_t m = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND,
+                                                           MACH_MSG_TYPE_MAKE_SEND_ONCE),
+                               .msgh_remote_port = *inbox, .msgh_local_port = notify,
+                               .msgh_id = 1};
+        CHECK_KR(mach_msg(&m, MACH_SEND_MSG, sizeof m, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
+                 MACH_MSG_SUCCESS);
+    }
+    struct notification done;
+    CHECK_KR(mach_msg(&done.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof done, boot,
+                      BUDGET_WAIT_MS, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(done.head.msgh_id == 2);
+    CHECK_KR(mach_port_destroy(self, boot), KERN_SUCCESS);
+    return pid;
+}
+
+/* Kills the task PID, whose inbox is INBOX, and waits until machd has
+ * dealt with its rights: machd destroys a dead task's ports (the inbox
+ * dies) after it has sent, or kept, their notifications. */
+static void budget_doomed_kill(pid_t pid, mach_port_t inbox)
+{
+    mach_port_t watch = test_new_port(false);
+    mach_port_t previous = MACH_PORT_NULL;
+    CHECK_KR(mach_port_request_notification(self, inbox, MACH_NOTIFY_DEAD_NAME, 0, watch,
+                                            MACH_MSG_TYPE_MAKE_SEND_ONCE, &previous),
+             KERN_SUCCESS);
+    kill(pid, SIGKILL);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    struct notification n;
+    CHECK_KR(mach_msg(&n.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof n, watch,
+                      BUDGET_WAIT_MS, MACH_PORT_NULL),
+             MACH_MSG_SUCCESS);
+    CHECK(n.head.msgh_id == MACH_NOTIFY_DEAD_NAME);
+    test_drop_dead_name(inbox);
+    CHECK_KR(mach_port_destroy(self, watch), KERN_SUCCESS);
+}
+
+/* What came to a port once read. */
+struct budget_got {
+    int fills, once, destroyed, other;
+};
+
+/* Reads PORT until WANT messages have come, each waited for up to
+ * BUDGET_WAIT_MS (machd sends what it kept as room appears), then for
+ * BUDGET_QUIET_MS more (nothing more should come), and counts them by
+ * kind.  A receive right that comes in a port-destroyed notification is
+ * destroyed. */
+static struct budget_got budget_read(mach_port_t port, int want)
+{
+    struct budget_got got = {0};
+    for (int n = 0;; n++) {
+        union {
+            struct test_fill_msg f;
+            mach_port_destroyed_notification_t pd;
+            struct notification n;
+        } r;
+        if (mach_msg(&r.f.head, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof r, port,
+                     n < want ? BUDGET_WAIT_MS : BUDGET_QUIET_MS,
+                     MACH_PORT_NULL) != MACH_MSG_SUCCESS) {
+            break;
+        }
+        switch (r.f.head.msgh_id) {
+        case TEST_FILL_ID:
+            got.fills++;
+            break;
+        case MACH_NOTIFY_SEND_ONCE:
+            got.once++;
+            break;
+        case MACH_NOTIFY_PORT_DESTROYED:
+            got.destroyed++;
+            CHECK(r.pd.not_type.msgt_name == MACH_MSG_TYPE_PORT_RECEIVE);
+            CHECK_KR(mach_port_destroy(self, r.pd.not_port), KERN_SUCCESS);
+            break;
+        default:
+            got.other++;
+        }
+    }
+    return got;
+}
+
+/* The descriptors machd, MACHD, holds once their number has stayed the
+ * same for 100 ms (it closes what a dead task left, and its copies of
+ * the ends of our ports as they die, a moment after). */
+static int budget_machd_fds(pid_t machd)
+{
+    int n = test_count_fds_of(machd), same = 0;
+    for (int ms = 0; same < 5 && ms < BUDGET_WAIT_MS; ms += 20) {
+        usleep(20000);
+        int now = test_count_fds_of(machd);
+        same = now == n ? same + 1 : 0;
+        n = now;
+    }
+    return n;
+}
+
+/* The first task of ours that dies holding a right leaves machd with
+ * what it keeps for us from then on: done once before counting. */
+static void budget_warm_up(void)
+{
+    mach_port_t port = test_new_port(false), inbox = MACH_PORT_NULL;
+    pid_t pid = budget_doomed_start(port, 1, false, &inbox);
+    budget_doomed_kill(pid, inbox);
+    struct budget_got got = budget_read(port, 1);
+    CHECK(got.once == 1 && got.fills + got.destroyed + got.other == 0);
+    CHECK_KR(mach_port_destroy(self, port), KERN_SUCCESS);
+}
+
+/* Waits (up to BUDGET_WAIT_MS) until machd, MACHD, holds no more than
+ * BEFORE descriptors (it closes its copies of our ports' ends as they
+ * die, a moment after us); returns whether it came to that. */
+static bool budget_machd_back_to(pid_t machd, int before)
+{
+    for (int ms = 0; ms < BUDGET_WAIT_MS; ms += 10) {
+        if (test_count_fds_of(machd) <= before) {
+            return true;
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "machd holds %d descriptors, %d before\n", test_count_fds_of(machd),
+            before);
+    return false;
+}
+
+/* Notifications made for a hostile port and for a victim's: a task that
+ * holds HOSTILE_N rights made from the first (send-once rights, or with
+ * PD port-destroyed requests), and one that holds VICTIM_N made from the
+ * second, are killed while both ports are full (the hostile one is never
+ * read; the victim's sees a burst).  Both ports are ours: machd charges a
+ * port, not its holder.  Then each is read: *H and *V get what came
+ * beside the fills, expecting HOSTILE_NOTES and VICTIM_NOTES
+ * notifications.  Checks that machd holds no more descriptors once both
+ * ports are gone than before. */
+static void budget_flood(bool pd, int hostile_n, int victim_n, int hostile_notes,
+                         int victim_notes, struct budget_got *h, struct budget_got *v)
+{
+    pid_t machd = getppid();
+    int machd_before = budget_machd_fds(machd);
+    mach_port_t hostile = test_new_port(false), victim = test_new_port(false);
+    mach_port_t hostile_inbox = MACH_PORT_NULL, victim_inbox = MACH_PORT_NULL;
+    pid_t doomed = budget_doomed_start(hostile, hostile_n, pd, &hostile_inbox);
+    pid_t well = budget_doomed_start(victim, victim_n, pd, &victim_inbox);
+    int hostile_filled = test_fill_port(hostile);
+    int victim_filled = test_fill_port(victim);
+    budget_doomed_kill(doomed, hostile_inbox);
+    budget_doomed_kill(well, victim_inbox);
+    /* (Each fill destroyed one right of ours: one more send-once
+     * notification, from this task.) */
+    *v = budget_read(victim, victim_filled + victim_notes);
+    *h = budget_read(hostile, hostile_filled + hostile_notes);
+    CHECK(v->fills == victim_filled && h->fills == hostile_filled);
+    CHECK_KR(mach_port_destroy(self, hostile), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(self, victim), KERN_SUCCESS);
+    CHECK(budget_machd_back_to(machd, machd_before));
+}
+
+/* Send-once rights: the hostile port is sent more notifications than
+ * machd's whole bound, the victim's fewer than its share.  The victim
+ * gets every one; the hostile port its share, the rest is lost (as past
+ * the bound). */
+static void budget_send_once(void)
+{
+    struct budget_got h, v;
+    budget_flood(false, BUDGET_HOSTILE_ONCES, BUDGET_VICTIM_ONCES, BUDGET_SHARE_WAITING + 1,
+                 BUDGET_VICTIM_ONCES + 1, &h, &v);
+    if (v.once != BUDGET_VICTIM_ONCES + 1 || v.destroyed + v.other != 0) {
+        fprintf(stderr, "victim: %d send-once notifications of %d, %d others\n", v.once,
+                BUDGET_VICTIM_ONCES + 1, v.destroyed + v.other);
+    }
+    CHECK(v.once == BUDGET_VICTIM_ONCES + 1 && v.destroyed + v.other == 0);
+    if (h.once != BUDGET_SHARE_WAITING + 1 || h.destroyed + h.other != 0) {
+        fprintf(stderr, "hostile: %d send-once notifications, its share %d, %d others\n",
+                h.once, BUDGET_SHARE_WAITING + 1, h.destroyed + h.other);
+    }
+    CHECK(h.once == BUDGET_SHARE_WAITING + 1 && h.destroyed + h.other == 0);
+}
+
+/* Port-destroyed requests, whose escrows machd keeps with their
+ * descriptors: the hostile port is sent escrows holding more than
+ * machd's bound on descriptors, the victim's a few.  The victim gets
+ * every port; the hostile port what its share of descriptors holds
+ * (each escrow holds some, beside the copy of the port's send end), then
+ * send-once notifications up to its share of the count: each escrow not
+ * kept leaves its port to be destroyed, which notifies the request's
+ * right. */
+static void budget_escrows(void)
+{
+    struct budget_got h, v;
+    budget_flood(true, BUDGET_HOSTILE_ESCROWS, BUDGET_VICTIM_ESCROWS, BUDGET_SHARE_WAITING + 1,
+                 BUDGET_VICTIM_ESCROWS + 1, &h, &v);
+    if (v.destroyed != BUDGET_VICTIM_ESCROWS || v.once != 1 || v.other != 0) {
+        fprintf(stderr, "victim: %d ports of %d, %d send-once, %d others\n", v.destroyed,
+                BUDGET_VICTIM_ESCROWS, v.once, v.other);
+    }
+    CHECK(v.destroyed == BUDGET_VICTIM_ESCROWS && v.once == 1 && v.other == 0);
+    if (h.destroyed == 0 || h.destroyed >= BUDGET_SHARE_FDS ||
+        h.destroyed + h.once != BUDGET_SHARE_WAITING + 1 || h.other != 0) {
+        fprintf(stderr, "hostile: %d ports, %d send-once, %d others\n", h.destroyed, h.once,
+                h.other);
+    }
+    CHECK(h.destroyed > 0 && h.destroyed < BUDGET_SHARE_FDS &&
+          h.destroyed + h.once == BUDGET_SHARE_WAITING + 1 && h.other == 0);
+}
+
+static int budget_main(void)
+{
+    self = mach_task_self();
+    CHECK(getenv("HELL_INSTANCE") != NULL);
+    budget_warm_up();
+    budget_send_once();
+    budget_escrows();
+    return test_failures == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--budget") == 0) {
+        return budget_main();
+    }
     self = mach_task_self();
     CHECK_KR(mach_port_allocate(self, MACH_PORT_RIGHT_RECEIVE, &notify_port), KERN_SUCCESS);
     int fds_before = test_count_fds();
@@ -682,5 +975,9 @@ int main(void)
     flood_port_destroyed();
     /* The watchdog's epoll instance is the one descriptor kept. */
     CHECK(test_count_fds() == fds_before + 1);
+    char bounds[32];
+    snprintf(bounds, sizeof bounds, "%d,%d", BUDGET_WAITING, BUDGET_FDS);
+    setenv("HELL_MACHD_NOTIFY_MAX", bounds, 1);
+    CHECK(test_rerun_in_instance("--budget") == 0);
     return test_done("notifications");
 }

@@ -255,6 +255,12 @@ static kern_return_t kern_vm_map_local(mach_port_name_t pager, vm_address_t *add
     if (kern_retain_right(pager) != KERN_SUCCESS) {
         return KERN_INVALID_ARGUMENT;
     }
+    /* The fault thread first, so that it serves the control port of an
+     * object mapped as it is (vm_fault_pagers; failing here, the mapping
+     * fails below). */
+    if (!copy) {
+        (void)vm_space_self();
+    }
     struct vm_object *object;
     kern_return_t kr = vm_object_enter(pager, &object);
     if (kr != KERN_SUCCESS) {

@@ -22,6 +22,9 @@ EXPORT vm_size_t vm_page_size = 4096;
 
 static __thread mach_port_t mig_reply_port;
 static __thread unsigned mig_reply_generation;
+/* Its port's serial: another may have released the name since (the
+ * thread_terminate_release of the thread) and a new port taken it. */
+static __thread uint64_t mig_reply_serial;
 /* Its destructor releases an exiting thread's reply port, as glibc's
  * thread exit does on the Hurd: a program whose threads come and go (a
  * libports pool that shrinks) would otherwise keep a port, and its
@@ -52,6 +55,10 @@ EXPORT mach_port_t mig_get_reply_port(void)
     if (mig_reply_port == MACH_PORT_NULL || mig_reply_generation != generation) {
         mig_reply_port = mach_reply_port();
         mig_reply_generation = generation;
+        ipc_lock();
+        struct ipc_entry *entry = ipc_entry_lookup(&ipc_spaces[SPACE_USER], mig_reply_port);
+        mig_reply_serial = entry != NULL && entry->port != NULL ? entry->port->serial : 0;
+        ipc_unlock();
         (void)pthread_once(&mig_reply_once, mig_reply_key_create);
         (void)pthread_setspecific(mig_reply_key, (void *)1);
     }
@@ -65,9 +72,14 @@ EXPORT void mig_dealloc_reply_port(mach_port_t port)
     mig_reply_port = MACH_PORT_NULL;
     if (MACH_PORT_VALID(old) && mig_reply_generation == atomic_load(&kern_fork_generation)) {
         /* Destroyed in place: mach_port_mod_refs would be an RPC, which
-         * takes a reply port (a new one, made for it). */
+         * takes a reply port (a new one, made for it).  Only if the name
+         * still holds that port. */
         ipc_lock();
-        (void)ipc_right_delta(&ipc_spaces[SPACE_USER], old, MACH_PORT_RIGHT_RECEIVE, -1);
+        struct ipc_entry *entry = ipc_entry_lookup(&ipc_spaces[SPACE_USER], old);
+        if (entry != NULL && (entry->type & MACH_PORT_TYPE_RECEIVE) &&
+            entry->port->serial == mig_reply_serial) {
+            (void)ipc_right_delta(&ipc_spaces[SPACE_USER], old, MACH_PORT_RIGHT_RECEIVE, -1);
+        }
         ipc_unlock();
         kern_notify_flush_pending();
     }

@@ -405,6 +405,51 @@ static void exited_threads_release_reply_ports(bool in_instance)
     }
 }
 
+static mach_port_t released_reply;
+static pthread_mutex_t reply_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reply_cond = PTHREAD_COND_INITIALIZER;
+static int reply_step;
+
+/* Makes a MIG call, publishes its reply port, and exits once told to. */
+static void *reply_publisher(void *arg)
+{
+    mig_caller(arg);
+    pthread_mutex_lock(&reply_lock);
+    released_reply = mig_get_reply_port();
+    reply_step = 1;
+    pthread_cond_broadcast(&reply_cond);
+    while (reply_step != 2) {
+        pthread_cond_wait(&reply_cond, &reply_lock);
+    }
+    pthread_mutex_unlock(&reply_lock);
+    return NULL;
+}
+
+/* A reply port released by someone else (thread_terminate_release does
+ * so) whose name a new port took: the thread's exit leaves the new port. */
+static void reused_reply_name_survives(void)
+{
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, reply_publisher, NULL) == 0);
+    pthread_mutex_lock(&reply_lock);
+    while (reply_step != 1) {
+        pthread_cond_wait(&reply_cond, &reply_lock);
+    }
+    pthread_mutex_unlock(&reply_lock);
+    CHECK_KR(mach_port_destroy(SELF, released_reply), KERN_SUCCESS);
+    CHECK_KR(mach_port_allocate_name(SELF, MACH_PORT_RIGHT_RECEIVE, released_reply),
+             KERN_SUCCESS);
+    pthread_mutex_lock(&reply_lock);
+    reply_step = 2;
+    pthread_cond_broadcast(&reply_cond);
+    pthread_mutex_unlock(&reply_lock);
+    CHECK(pthread_join(t, NULL) == 0);
+    mach_port_type_t type = 0;
+    CHECK_KR(mach_port_type(SELF, released_reply, &type), KERN_SUCCESS);
+    CHECK(type == MACH_PORT_TYPE_RECEIVE);
+    CHECK_KR(mach_port_destroy(SELF, released_reply), KERN_SUCCESS);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--in-instance") == 0) {
@@ -417,6 +462,7 @@ int main(int argc, char **argv)
     test_remote();
     test_names_and_priorities();
     exited_threads_release_reply_ports(false);
+    reused_reply_name_survives();
     CHECK(test_rerun_in_instance("--in-instance") == 0);
     return test_done("threads");
 }

@@ -286,11 +286,11 @@ static inline void test_await_dead_name_at(const char *file, int line, mach_port
 #define test_await_dead_name(name, ms) test_await_dead_name_at(__FILE__, __LINE__, name, ms)
 
 /* How many threads TASK has (task_threads; the list is released). */
-static inline unsigned test_thread_count(mach_port_t task)
+static inline unsigned test_thread_count_at(const char *file, int line, mach_port_t task)
 {
     thread_array_t list = NULL;
     mach_msg_type_number_t n = 0;
-    CHECK_KR(task_threads(task, &list, &n), KERN_SUCCESS);
+    CHECK_KR_AT(file, line, task_threads(task, &list, &n), KERN_SUCCESS);
     for (mach_msg_type_number_t i = 0; i < n; i++) {
         mach_port_deallocate(mach_task_self(), list[i]);
     }
@@ -299,6 +299,7 @@ static inline unsigned test_thread_count(mach_port_t task)
     }
     return n;
 }
+#define test_thread_count(task) test_thread_count_at(__FILE__, __LINE__, task)
 
 /* Creates a thread in TASK, sets its instruction pointer to PC and its
  * stack pointer to SP (every other register 0), resumes it and returns

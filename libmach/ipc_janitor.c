@@ -264,8 +264,14 @@ void ipc_janitor_keep_kept(struct kmsg *kmsg)
         const struct kright *right = i == 0 ? &kmsg->reply : &kmsg->rights[i - 1];
         if (right->kind == KRIGHT_SEND_ONCE) {
             ipc_janitor_hold(right->port, right->nonce);
-        } else if (right->kind == KRIGHT_RECEIVE && right->port->rcv->janitor_slot == 0) {
-            janitor_list_receive(right->port, right->port->rcv);
+        } else if (right->kind == KRIGHT_RECEIVE) {
+            struct ipc_port_rcv *rcv = right->port->rcv;
+            if (rcv->janitor_slot == 0) {
+                janitor_list_receive(right->port, rcv);
+            }
+            if (rcv->pending != NULL) {
+                ipc_janitor_keep_kept(rcv->pending); /* (nested: bounded) */
+            }
         }
     }
 }
@@ -276,6 +282,9 @@ void ipc_janitor_unkeep_kept(struct kmsg *kmsg)
         struct kright *right = &kmsg->rights[i];
         if (right->kind == KRIGHT_RECEIVE) {
             ipc_janitor_forget_receive(right->port, right->port->rcv, true);
+            if (right->port->rcv->pending != NULL) {
+                ipc_janitor_unkeep_kept(right->port->rcv->pending);
+            }
         }
     }
 }

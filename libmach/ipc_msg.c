@@ -21,6 +21,7 @@
 #include "ipc_space.h"
 #include "ipc_watch.h"
 #include "ipc_wire.h"
+#include "ipc_wire_format.h"
 #include "kern.h"
 #include "kern_control.h"
 #include "kern_notify.h"
@@ -85,10 +86,28 @@ static void ipc_msg_unlock_moving(struct ipc_port_rcv **rcvs, unsigned n)
     }
 }
 
-/* A message left queued by MACH_RCV_LARGE goes back into the port's queue
- * before its receive right leaves (at the tail: the only reordering HELL
- * makes).  Expects [G]. */
-static void ipc_msg_requeue_pending(struct kmsg *kmsg)
+/* A message left queued by MACH_RCV_LARGE goes with its receive right,
+ * ahead of the queue (ipc_wire_format.h): the receive rights it carries
+ * are no longer listed as this task's before they leave (a send that
+ * fails lists them again as it puts the right back, ipc_space.c).
+ * Expects [G]. */
+static void ipc_msg_pending_leave(struct kmsg *kmsg)
+{
+    for (unsigned i = 0; i < kmsg->nrights; i++) {
+        struct kright *right = &kmsg->rights[i];
+        struct ipc_port_rcv *rcv = right->kind == KRIGHT_RECEIVE ? right->port->rcv : NULL;
+        if (rcv != NULL && rcv->pending != NULL) {
+            ipc_janitor_unkeep_kept(rcv->pending);
+        }
+    }
+}
+
+/* Keeps KMSG, about to be kept, from nesting more than BUDGET kept
+ * messages, itself included: the message kept on a receive right it
+ * carries BUDGET deep goes back to the tail of its own queue instead
+ * (wire_pending_requeue), so that no move nests deeper than a receiver
+ * takes (WIRE_PENDING_DEPTH).  Expects [G]. */
+static void ipc_msg_pending_bound(struct kmsg *kmsg, unsigned budget)
 {
     for (unsigned i = 0; i < kmsg->nrights; i++) {
         struct kright *right = &kmsg->rights[i];
@@ -96,18 +115,13 @@ static void ipc_msg_requeue_pending(struct kmsg *kmsg)
         if (rcv == NULL || rcv->pending == NULL) {
             continue;
         }
-        struct kmsg *pending = rcv->pending;
-        rcv->pending = NULL;
-        pending->dest = (struct kright){.kind = KRIGHT_SEND, .port = right->port};
-        if (ipc_port_srights_add(right->port) == KERN_SUCCESS) {
-            ipc_port_ref(right->port);
-            ipc_janitor_unkeep_kept(pending);
-            (void)wire_send(pending, MACH_SEND_TIMEOUT | MACH_SEND_ALWAYS, 0);
-        } else {
-            pending->dest = (struct kright){.kind = KRIGHT_NONE};
+        if (budget > 1) {
+            ipc_msg_pending_bound(rcv->pending, budget - 1);
+            continue;
         }
-        ipc_kmsg_destroy(pending); /* what could not be sent is destroyed */
-        free(pending);
+        struct kmsg *kept = rcv->pending;
+        rcv->pending = NULL;
+        wire_pending_requeue(right->port, kept);
     }
 }
 
@@ -158,10 +172,12 @@ static bool ipc_msg_own_regions(struct kmsg *kmsg)
     return true;
 }
 
-/* Makes KMSG (whose body may lie in a per-thread buffer) the port's next
- * message, taking it over.  Returns false, KMSG still the caller's, when
- * out of memory.  Expects [G] and the port's rlock. */
-static bool ipc_msg_set_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
+/* Makes KMSG (whose body may lie in a per-thread buffer) the next
+ * message of PORT, whose receive state is RCV, taking it over.  Returns
+ * false, KMSG still the caller's, when out of memory.  Expects [G] and
+ * the port's rlock. */
+static bool ipc_msg_set_pending(struct ipc_port *port, struct ipc_port_rcv *rcv,
+                                struct kmsg *kmsg)
 {
     struct kmsg *copy = malloc(sizeof *copy);
     char *body = malloc(kmsg->body_size + 1);
@@ -175,6 +191,7 @@ static bool ipc_msg_set_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
     *copy = *kmsg;
     copy->body = body;
     copy->body_owned = body;
+    ipc_msg_pending_bound(copy, WIRE_PENDING_DEPTH);
     rcv->pending = copy;
     if (rcv->pset != NULL) {
         rcv->pset->npending++;
@@ -186,11 +203,12 @@ static bool ipc_msg_set_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
     return true;
 }
 
-/* Keeps KMSG as the port's next message (MACH_RCV_LARGE), or destroys
+/* Keeps KMSG as the next message of PORT (MACH_RCV_LARGE), or destroys
  * it when out of memory.  Expects [G] and the port's rlock. */
-static void ipc_msg_keep_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
+static void ipc_msg_keep_pending(struct ipc_port *port, struct ipc_port_rcv *rcv,
+                                 struct kmsg *kmsg)
 {
-    if (!ipc_msg_set_pending(rcv, kmsg)) {
+    if (!ipc_msg_set_pending(port, rcv, kmsg)) {
         ipc_kmsg_destroy(kmsg);
     }
 }
@@ -229,7 +247,7 @@ static bool ipc_msg_deliver_local(struct kmsg *kmsg)
     bool alone = !rcv->send_made && rcv->sorights == 1;
     bool ok = rcv->pending == NULL && ipc_port_rcv_has_nonce(rcv, kmsg->dest.nonce) &&
               (alone || (ioctl(rcv->recv_fd, SIOCINQ, &queued) == 0 && queued == 0)) &&
-              ipc_msg_set_pending(rcv, &received);
+              ipc_msg_set_pending(dest, rcv, &received);
     if (ok) {
         rcv->seqno++;
         (void)ipc_port_rcv_consume_nonce(rcv, kmsg->dest.nonce);
@@ -297,7 +315,7 @@ static mach_msg_return_t ipc_msg_send(int space_id, mach_msg_header_t *msg,
             return MACH_SEND_NO_BUFFER;
         }
         ipc_msg_lock_moving(&kmsg, moving, &nmoving);
-        ipc_msg_requeue_pending(&kmsg);
+        ipc_msg_pending_leave(&kmsg);
     }
     struct ipc_rpc_wait request = {0};
     if (wait != NULL && kmsg.reply.kind == KRIGHT_SEND_ONCE && kmsg.reply.port->rcv != NULL &&
@@ -353,9 +371,10 @@ static void ipc_msg_too_large_header(struct kmsg *kmsg, mach_port_name_t local,
     msg->msgh_id = kmsg->hdr.msgh_id;
 }
 
-/* Takes the message MACH_RCV_LARGE left at the head of RCV.  Expects [G]
- * and the port's rlock. */
-static void ipc_msg_take_pending(struct ipc_port_rcv *rcv, struct kmsg *kmsg)
+/* Takes the message MACH_RCV_LARGE left at the head of PORT, whose
+ * receive state is RCV.  Expects [G] and the port's rlock. */
+static void ipc_msg_take_pending(struct ipc_port *port, struct ipc_port_rcv *rcv,
+                                 struct kmsg *kmsg)
 {
     *kmsg = *rcv->pending;
     free(rcv->pending);
@@ -446,7 +465,7 @@ static mach_msg_return_t ipc_msg_deliver(int space_id, mach_msg_header_t *msg,
         if (kmsg->hdr.msgh_size > rcv_size) {
             if (option & MACH_RCV_LARGE) {
                 msg->msgh_size = kmsg->hdr.msgh_size;
-                ipc_msg_keep_pending(rcv, kmsg);
+                ipc_msg_keep_pending(port, rcv, kmsg);
             } else {
                 ipc_msg_too_large_header(kmsg, local, msg);
                 ipc_kmsg_destroy(kmsg);
@@ -492,7 +511,7 @@ static mach_msg_return_t ipc_msg_receive_port(int space_id, mach_msg_header_t *m
         }
         if (rcv->pending != NULL) { /* [R] */
             ipc_lock();
-            ipc_msg_take_pending(rcv, &kmsg);
+            ipc_msg_take_pending(port, rcv, &kmsg);
             mr = MACH_MSG_SUCCESS;
             break;
         }
@@ -557,7 +576,7 @@ static struct ipc_port *ipc_msg_pset_pending(struct ipc_pset *pset, struct kmsg 
         if (rcv->pending != NULL && futex_lock_try(&rcv->rlock)) {
             ipc_port_ref(port);
             *rcvp = ipc_port_rcv_enter(port);
-            ipc_msg_take_pending(rcv, kmsg);
+            ipc_msg_take_pending(port, rcv, kmsg);
             return port;
         }
     }

@@ -321,6 +321,15 @@ void kright_destroy(struct kright *right)
     *right = (struct kright){.kind = KRIGHT_NONE};
 }
 
+/* The receive right of PORT came into a space: the message kept at the
+ * head of its queue, which came with it, is this task's now. */
+static void ipc_right_pending_arrived(struct ipc_port *port)
+{
+    if (port->rcv->pending != NULL) {
+        ipc_janitor_keep_kept(port->rcv->pending);
+    }
+}
+
 /* Fills a new ENTRY with RIGHT (consumed). */
 static void ipc_entry_fill(struct ipc_space *space, struct ipc_entry *entry,
                            struct kright *right)
@@ -345,6 +354,7 @@ static void ipc_entry_fill(struct ipc_space *space, struct ipc_entry *entry,
         right->port->rcv->leaving = false;
         ipc_qlimit_claim(right->port);
         ipc_janitor_keep_receive(right->port);
+        ipc_right_pending_arrived(right->port);
         kern_notify_receive_arrived(right->port);
         break;
     default:
@@ -382,6 +392,7 @@ static kern_return_t ipc_entry_merge(struct ipc_space *space,
         port->rcv->leaving = false;
         ipc_qlimit_claim(port);
         ipc_janitor_keep_receive(port);
+        ipc_right_pending_arrived(port);
         kern_notify_receive_arrived(port);
     }
     ipc_port_unref(port);

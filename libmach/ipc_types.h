@@ -49,7 +49,11 @@ struct ipc_port_rcv {
                                      senders passed to this port once; dead
                                      ones are pruned (ipc_port.h) */
     size_t transports_sweep_at;   /* [G] table size of the next sweep */
-    struct kmsg *pending;         /* [R] message left queued by MACH_RCV_LARGE */
+    struct kmsg *pending;         /* [R] and [G] to write, either to read:
+                                     message left queued by MACH_RCV_LARGE
+                                     (or a reply of this task's kernel),
+                                     the next one received; it moves with
+                                     the right (ipc_wire_format.h) */
     int space;                    /* [G] SPACE_USER or SPACE_KERNEL */
     _Atomic pid_t waiter;         /* thread blocked dequeuing, or 0 */
     _Atomic bool leaving;         /* [G] to write; right being moved */

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -80,6 +82,14 @@ struct wire_out {
     unsigned nregions;
     size_t regions_len;
     bool moves_receive; /* a receive right is serialised */
+    /* The sockets carrying the kept messages of the receive rights
+     * serialised (wire_put_pending), closed with OUT; what they hold. */
+    int *pending_fds;
+    unsigned npending_fds, pending_cap;
+    size_t pending_bytes;
+    unsigned pending_nfds;
+    unsigned depth;     /* how deep in kept messages this message is */
+    bool leave_pending; /* kept messages stay out (wire_send_copy) */
     char inline_desc[512];
 };
 
@@ -93,6 +103,12 @@ static void wire_out_init(struct wire_out *out)
     out->nregions = 0;
     out->regions_len = 0;
     out->moves_receive = false;
+    out->pending_fds = NULL;
+    out->npending_fds = out->pending_cap = 0;
+    out->pending_bytes = 0;
+    out->pending_nfds = 0;
+    out->depth = 0;
+    out->leave_pending = false;
 }
 
 static void wire_out_fini(struct wire_out *out)
@@ -100,6 +116,10 @@ static void wire_out_fini(struct wire_out *out)
     if (out->desc != out->inline_desc) {
         free(out->desc);
     }
+    for (unsigned i = 0; i < out->npending_fds; i++) {
+        linux_close(out->pending_fds[i]);
+    }
+    free(out->pending_fds);
 }
 
 /* Makes room for LEN more bytes.  Returns false (and marks the message
@@ -242,6 +262,8 @@ void wire_region_release(void *addr, size_t size)
 
 /* ---- serialisation (sender) ---- */
 
+static int wire_put_pending(struct wire_out *out, struct ipc_port *port);
+
 /* Serialises the receive state of PORT after its right descriptor. */
 static void wire_put_receive(struct wire_out *out, struct ipc_port *port)
 {
@@ -267,6 +289,9 @@ static void wire_put_receive(struct wire_out *out, struct ipc_port *port)
             request_ports[nrequests++] = notify;
         }
     }
+    /* The message kept at the head of the queue goes ahead of it. */
+    int pending_fd = rcv->pending != NULL && !out->leave_pending ? wire_put_pending(out, port) : -1;
+    wrcv.requests |= pending_fd >= 0 ? WRCV_PENDING : 0;
     wire_out_put(out, &wrcv, sizeof wrcv);
     wire_out_fd(out, rcv->recv_fd);
     wire_out_fd(out, rcv->count_rfd);
@@ -282,6 +307,9 @@ static void wire_put_receive(struct wire_out *out, struct ipc_port *port)
     for (unsigned i = 0; i < nrequests; i++) {
         wire_out_put(out, &requests[i], sizeof requests[i]);
         wire_out_fd(out, request_ports[i]->send_fd);
+    }
+    if (pending_fd >= 0) {
+        wire_out_fd(out, pending_fd);
     }
 }
 
@@ -465,6 +493,8 @@ static void wire_ool_unseal(struct kmsg *kmsg)
     }
 }
 
+static void wire_release_pending(struct ipc_port_rcv *rcv);
+
 /* Lets go of what a sent message carried. */
 static void wire_release_sent(struct kmsg *kmsg)
 {
@@ -480,7 +510,10 @@ static void wire_release_sent(struct kmsg *kmsg)
             ipc_janitor_release(right->nonce);
             break;
         case KRIGHT_RECEIVE:
+            wire_release_pending(port->rcv);
             kern_notify_requests_moved(port->rcv);
+            /* (Unlisted already, unless it was in a kept message.) */
+            ipc_janitor_forget_receive(port, port->rcv, true);
             ipc_port_release_receive(port);
             break;
         default:
@@ -501,6 +534,20 @@ static void wire_release_sent(struct kmsg *kmsg)
         }
     }
     kmsg->nool = 0;
+}
+
+/* The message kept on RCV went with its receive right (wire_put_pending):
+ * lets go of it as of any message sent. */
+static void wire_release_pending(struct ipc_port_rcv *rcv)
+{
+    struct kmsg *kept = rcv->pending;
+    if (kept == NULL) {
+        return;
+    }
+    rcv->pending = NULL;
+    wire_release_sent(kept);
+    ipc_kmsg_destroy(kept); /* (it holds nothing more: its arrays, its body) */
+    free(kept);
 }
 
 int wire_sendmsg(int fd, struct iovec *iov, int iovcnt, const int *fds, unsigned nfds,
@@ -837,21 +884,24 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
 }
 
 mach_msg_return_t wire_send_copy(int fd, const void *prefix, size_t prefix_len,
-                                 struct kmsg *kmsg, size_t max)
+                                 struct kmsg *kmsg, size_t max, bool with_pending)
 {
     if (kmsg->nool != 0 || kmsg->body_size > WIRE_BODY_MAX) {
         return MACH_SEND_NO_BUFFER;
     }
     struct wire_out out;
     wire_out_init(&out);
+    out.leave_pending = !with_pending;
     struct wire_hdr hdr;
     uint64_t peer_new[WIRE_MAX_FDS];
     unsigned npeer_new;
     mach_msg_return_t mr = wire_build(kmsg, &out, &hdr, peer_new, &npeer_new);
     int aux = -1;
     unsigned nfds = out.nfds;
+    /* What kept messages hold counts as if the datagram carried it. */
     if (mr == MACH_MSG_SUCCESS &&
-        prefix_len + sizeof hdr + out.len + kmsg->body_size > max) {
+        (prefix_len + sizeof hdr + out.len + kmsg->body_size + out.pending_bytes > max ||
+         (out.pending_nfds > 0 && out.nfds + out.pending_nfds > WIRE_MAX_FDS))) {
         mr = MACH_SEND_NO_BUFFER;
     }
     if (mr == MACH_MSG_SUCCESS && (hdr.flags & WIRE_HDR_AUX) &&
@@ -872,6 +922,125 @@ mach_msg_return_t wire_send_copy(int fd, const void *prefix, size_t prefix_len,
     linux_close(aux);
     wire_out_fini(&out);
     return mr;
+}
+
+/* ---- a message kept by MACH_RCV_LARGE, with its receive right ---- */
+
+/* A socket carrying a kept message buffers as much as a port's. */
+#define WIRE_PENDING_SOCKBUF (1024 * 1024)
+
+/* Sends KEPT, the message kept at the head of PORT's queue (receive
+ * right held here), into the socket FD as a message to PORT would go
+ * (authenticated by the port's secret, not counted in its queue),
+ * without waiting.  KEPT keeps everything: the datagram carries copies
+ * (sealed copies of its large regions).  DEPTH is how deep in kept
+ * messages it goes.  *BYTES and *NFDS get what the datagram holds with
+ * what is nested in it (regions' memfds counted by their size).
+ * Returns MACH_MSG_SUCCESS, or MACH_SEND_NO_BUFFER (out of memory or
+ * descriptors, FD cannot take it now).  Expects [G]. */
+static mach_msg_return_t wire_send_pending(int fd, struct ipc_port *port, struct kmsg *kept,
+                                        unsigned depth, size_t *bytes, unsigned *nfds)
+{
+    /* Its destination is the port itself: its senders' transports omit
+     * the send ends the port's receive state keeps, as in any message to
+     * it; the datagram's reader holds that state, as it is now. */
+    struct kmsg msg = *kept;
+    msg.dest = (struct kright){.kind = KRIGHT_SEND, .port = port};
+    struct wire_out *out = malloc(sizeof *out);
+    uint64_t *peer_new = malloc(WIRE_MAX_FDS * sizeof *peer_new);
+    if (out == NULL || peer_new == NULL || msg.body_size > WIRE_BODY_MAX) {
+        free(out);
+        free(peer_new);
+        return MACH_SEND_NO_BUFFER;
+    }
+    wire_out_init(out);
+    out->depth = depth;
+    struct wire_hdr hdr;
+    unsigned npeer_new; /* (not remembered: the send ends all went) */
+    mach_msg_return_t mr = wire_build(&msg, out, &hdr, peer_new, &npeer_new);
+    int aux = -1;
+    unsigned nsent = out->nfds;
+    if (mr == MACH_MSG_SUCCESS && (hdr.flags & WIRE_HDR_AUX) &&
+        (aux = wire_send_aux(out->fds, &nsent)) < 0) {
+        mr = MACH_SEND_NO_BUFFER;
+    }
+    if (mr == MACH_MSG_SUCCESS) {
+        struct iovec iov[3 + 2 * WIRE_INLINE_REGIONS];
+        int iovcnt = 0;
+        iov[iovcnt++] = (struct iovec){.iov_base = &hdr, .iov_len = sizeof hdr};
+        iov[iovcnt++] = (struct iovec){.iov_base = out->desc, .iov_len = out->len};
+        for (unsigned i = 0; i < out->nregions; i++) {
+            iov[iovcnt++] = out->regions[i];
+        }
+        iov[iovcnt++] = (struct iovec){.iov_base = (void *)msg.body, .iov_len = msg.body_size};
+        if (wire_sendmsg(fd, iov, iovcnt, out->fds, nsent, MSG_DONTWAIT) < 0) {
+            mr = MACH_SEND_NO_BUFFER;
+        }
+    }
+    *bytes = sizeof hdr + hdr.desc_size + msg.body_size + out->pending_bytes;
+    *nfds = out->nfds + out->pending_nfds;
+    for (unsigned i = 0; i < msg.nool; i++) {
+        *bytes += msg.ool[i].memfd >= 0 ? msg.ool[i].size : 0;
+    }
+    linux_close(aux);
+    wire_ool_unseal(&msg); /* (the datagram holds what it needs) */
+    wire_out_fini(out);
+    free(out);
+    free(peer_new);
+    return mr;
+}
+
+/* Serialises the message kept on PORT (receive right held here) for
+ * OUT, a message moving the right: as the one message of a socket of
+ * its own, whose reading end is returned (owned by OUT), or -1 with OUT
+ * overflowing (the send fails, nothing moved). */
+static int wire_put_pending(struct wire_out *out, struct ipc_port *port)
+{
+    int sv[2];
+    if (out->npending_fds == out->pending_cap) {
+        unsigned cap = out->pending_cap ? 2 * out->pending_cap : 4;
+        int *p = realloc(out->pending_fds, cap * sizeof *p);
+        if (p == NULL) {
+            out->overflow = true;
+            return -1;
+        }
+        out->pending_fds = p;
+        out->pending_cap = cap;
+    }
+    /* (Deeper never happens: a message kept so deep sent the ones below
+     * it back to their queues when it was kept, ipc_msg.c.) */
+    if (out->depth >= WIRE_PENDING_DEPTH ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        out->overflow = true;
+        return -1;
+    }
+    int size = WIRE_PENDING_SOCKBUF;
+    (void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    size_t bytes;
+    unsigned nfds;
+    mach_msg_return_t mr =
+        wire_send_pending(sv[0], port, port->rcv->pending, out->depth + 1, &bytes, &nfds);
+    linux_close(sv[0]); /* its reader finds the message, then the end */
+    if (mr != MACH_MSG_SUCCESS) {
+        linux_close(sv[1]);
+        out->overflow = true;
+        return -1;
+    }
+    out->pending_fds[out->npending_fds++] = sv[1];
+    out->pending_bytes += bytes;
+    out->pending_nfds += nfds;
+    return sv[1];
+}
+
+void wire_pending_requeue(struct ipc_port *port, struct kmsg *kept)
+{
+    size_t bytes;
+    unsigned nfds;
+    if (wire_send_pending(port->send_fd, port, kept, 0, &bytes, &nfds) == MACH_MSG_SUCCESS) {
+        wire_release_sent(kept);
+    }
+    ipc_kmsg_destroy(kept); /* what did not go */
+    free(kept);
 }
 
 /* ---- parsing (receiver) ---- */
@@ -965,6 +1134,7 @@ struct wire_parsed_right {
     int *transport_fds;
     const struct wire_right *requests[2]; /* no-senders, port-destroyed */
     int request_fds[2];
+    int pending_fd; /* the socket holding the kept message (WRCV_PENDING) */
     bool lost; /* some descriptor is missing (wire_fd_missing) */
 };
 
@@ -991,11 +1161,13 @@ static bool wire_check_fd_ino(int fd, uint64_t ino)
     return fd >= 0 && linux_socket_ino(fd, &got) && got == ino;
 }
 
-/* Parses the requests that come with a receive right into R. */
+/* Parses the requests that come with a receive right into R, and the
+ * socket of its kept message. */
 static const char *wire_parse_requests(struct wire_in *in, struct wire_parsed_right *r)
 {
     uint32_t flags = r->rcv->requests;
-    if ((flags & ~(uint32_t)(WRCV_NS_REQUEST | WRCV_NS_ARMED | WRCV_PD_REQUEST)) ||
+    if ((flags &
+         ~(uint32_t)(WRCV_NS_REQUEST | WRCV_NS_ARMED | WRCV_PD_REQUEST | WRCV_PENDING)) ||
         ((flags & WRCV_NS_ARMED) && !(flags & WRCV_NS_REQUEST))) {
         return "bad request flags";
     }
@@ -1013,6 +1185,14 @@ static const char *wire_parse_requests(struct wire_in *in, struct wire_parsed_ri
         if (!wire_fd_missing(in, r->request_fds[i], &r->lost) &&
             !wire_check_fd_ino(r->request_fds[i], wr->ino)) {
             return "request descriptor does not match its port";
+        }
+    }
+    if (flags & WRCV_PENDING) {
+        uint64_t ino;
+        r->pending_fd = wire_in_fd(in);
+        if (!wire_fd_missing(in, r->pending_fd, &r->lost) &&
+            !linux_socket_ino(r->pending_fd, &ino)) {
+            return "kept message not in a socket";
         }
     }
     return NULL;
@@ -1060,6 +1240,7 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
         out->rights[i].send_fd = out->rights[i].count_fd = out->rights[i].queue_fd = -1;
         out->rights[i].recv_fd = out->rights[i].count_rfd = -1;
         out->rights[i].request_fds[0] = out->rights[i].request_fds[1] = -1;
+        out->rights[i].pending_fd = -1;
     }
     for (uint32_t i = 0; i < hdr->nrights; i++) {
         struct wire_parsed_right *r = &out->rights[i];
@@ -1322,6 +1503,8 @@ static void wire_adopt_requests(struct wire_parsed_right *r, struct ipc_port_rcv
     rcv->ns_armed = rcv->nsrequest != 0 && (r->rcv->requests & WRCV_NS_ARMED);
 }
 
+static void wire_adopt_pending(struct ipc_port *port, struct ipc_port_rcv *rcv, int fd);
+
 /* Turns a parsed receive block into receive state held here. */
 static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
 {
@@ -1365,6 +1548,10 @@ static struct ipc_port *wire_adopt_receive(struct wire_parsed_right *r)
     if (r->queue_fd >= 0) {
         ipc_qlimit_adopt(port, r->queue_fd);
         r->queue_fd = -1;
+    }
+    if (r->pending_fd >= 0) {
+        wire_adopt_pending(port, rcv, r->pending_fd);
+        r->pending_fd = -1;
     }
     return port;
 }
@@ -1503,6 +1690,7 @@ static void wire_close_parsed_fds(struct wire_parsed *parsed, int *fds, unsigned
             linux_close_untrusted(r->count_rfd);
             linux_close_untrusted(r->request_fds[0]);
             linux_close_untrusted(r->request_fds[1]);
+            linux_close_untrusted(r->pending_fd);
             if (r->transport_fds != NULL) {
                 for (uint32_t t = 0; t < r->rcv->ntransports; t++) {
                     linux_close_untrusted(r->transport_fds[t]);
@@ -1765,6 +1953,61 @@ static const char *wire_accept(struct ipc_port *port, struct ipc_port_rcv *rcv,
         free(all);
     }
     return why;
+}
+
+/* How deep in kept messages this thread is parsing (wire_adopt_pending). */
+static __thread unsigned wire_pending_depth;
+
+/* Takes the message kept at the head of PORT's queue from the socket FD
+ * (closed) that came with its receive state RCV, just adopted: checked
+ * as any message to PORT (its secret vouches for it), it becomes RCV's
+ * pending message, the first a receive takes.  One that fails is
+ * dropped, as it would be from the queue.  Expects [G]. */
+static void wire_adopt_pending(struct ipc_port *port, struct ipc_port_rcv *rcv, int fd)
+{
+    int queued = 0;
+    char *buf = NULL;
+    int fds[WIRE_MAX_FDS];
+    unsigned nfds = 0;
+    int truncated = 0;
+    ssize_t len = -1;
+    /* Exactly one message, the socket's whole content, read at once. */
+    if (wire_pending_depth < WIRE_PENDING_DEPTH && ioctl(fd, SIOCINQ, &queued) == 0 &&
+        queued >= (int)sizeof(struct wire_hdr) && (size_t)queued <= WIRE_BUF_SIZE &&
+        (buf = malloc((size_t)queued)) != NULL) {
+        len = wire_recvmsg(fd, buf, (size_t)queued, fds, &nfds, &truncated, MSG_DONTWAIT);
+    }
+    linux_close(fd); /* (a socket: checked when parsed) */
+    const struct wire_hdr *hdr = (const struct wire_hdr *)buf;
+    if (buf == NULL || len != queued || (truncated & MSG_TRUNC) ||
+        hdr->auth_kind != WIRE_AUTH_SEND ||
+        (hdr->flags & ~WIRE_HDR_AUX)) {
+        wire_drop_log(wire_pending_depth >= WIRE_PENDING_DEPTH ? "kept messages nested too deep"
+                                                            : "bad kept message");
+        for (unsigned i = 0; i < nfds; i++) {
+            linux_close_untrusted(fds[i]);
+        }
+        free(buf);
+        return;
+    }
+    struct kmsg kmsg;
+    wire_pending_depth++;
+    const char *why = wire_accept(port, rcv, buf, len, fds, nfds, (truncated & MSG_CTRUNC) != 0,
+                                  true, &kmsg);
+    wire_pending_depth--;
+    struct kmsg *kept = why == NULL ? malloc(sizeof *kept) : NULL;
+    if (kept == NULL) {
+        if (why == NULL) {
+            ipc_kmsg_destroy(&kmsg); /* out of memory: as a receive would */
+        }
+        free(buf);
+        return;
+    }
+    kmsg.body_owned = buf;
+    /* GNU Mach numbers a moved port's messages from 0 again. */
+    kmsg.hdr.msgh_seqno = rcv->seqno++;
+    *kept = kmsg;
+    rcv->pending = kept;
 }
 
 mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,

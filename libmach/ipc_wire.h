@@ -62,11 +62,22 @@ void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv);
  * (PREFIX_LEN bytes), then KMSG (no out-of-line region) as wire_send
  * would send it to its destination, with its descriptors.  KMSG keeps
  * everything: the datagram carries copies (a copy of a message kept for
- * later, machd's escrow: ipc_janitor.h).  Returns MACH_MSG_SUCCESS, or
- * MACH_SEND_NO_BUFFER when it would exceed MAX bytes, memory or
+ * later, machd's escrow: ipc_janitor.h).  The message MACH_RCV_LARGE
+ * kept on a receive right KMSG carries comes too WITH_KEPT, else not;
+ * what it holds counts as the datagram's own.  Returns
+ * MACH_MSG_SUCCESS, or MACH_SEND_NO_BUFFER when it would exceed MAX
+ * bytes or WIRE_MAX_FDS descriptors with the kept message, memory or
  * descriptors run out, or FD cannot take it now.  Expects [G]. */
 mach_msg_return_t wire_send_copy(int fd, const void *prefix, size_t prefix_len,
-                                 struct kmsg *kmsg, size_t max);
+                                 struct kmsg *kmsg, size_t max, bool with_pending);
+
+/* A message MACH_RCV_LARGE kept on a receive right travels with the
+ * right, ahead of its queue (ipc_wire_format.h, WRCV_PENDING), nested
+ * at most WIRE_PENDING_DEPTH deep.  This sends KEPT, kept on PORT
+ * (receive right held here) but too deep, back to the tail of PORT's
+ * queue instead, without waiting; when the queue cannot take it now,
+ * it is destroyed.  KEPT (malloc'd) is consumed.  Expects [G]. */
+void wire_pending_requeue(struct ipc_port *port, struct kmsg *kept);
 
 /* Sends the rights RIGHTS[0..N) (consumed on success) over the plain
  * socket FD, authenticated as a bootstrap message: how a parent hands a

@@ -78,7 +78,8 @@ struct wire_rcv {
     uint32_t reserved;
     /* then nnonces u64 nonces, ntransports u64 inos, and a wire_right
      * per request (no-senders first); descriptors: receive end, counting
-     * read end, one send end per transport, one per request */
+     * read end, one send end per transport, one per request, then with
+     * WRCV_PENDING the socket holding the kept message */
 };
 
 /* The requests that travel with a receive right (GNU Mach keeps them in
@@ -87,7 +88,18 @@ enum {
     WRCV_NS_REQUEST = 1, /* a no-senders request */
     WRCV_NS_ARMED = 2,   /* ... armed: send rights existed since it was made */
     WRCV_PD_REQUEST = 4, /* a port-destroyed request */
+    /* The message MACH_RCV_LARGE kept at the head of the queue travels
+     * too, ahead of what the queue holds: as the one message, written
+     * as to the port (authenticated by its secret, uncounted), of a
+     * socket of its own whose writing end is closed. */
+    WRCV_PENDING = 8,
 };
+
+/* How deep kept messages nest: one kept on a receive right carried by
+ * one kept on a receive right...  Deeper ones never leave a sender (each
+ * goes back to the tail of its own queue when kept: ipc_msg.c) and are
+ * dropped on arrival. */
+#define WIRE_PENDING_DEPTH 4
 
 struct wire_ool {
     uint64_t size;

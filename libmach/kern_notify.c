@@ -295,7 +295,7 @@ mach_msg_return_t kern_notify_port_destroyed_copy(struct ipc_port *port,
      * sends the right. */
     mach_port_name_t request = rcv->pdrequest;
     rcv->pdrequest = 0;
-    mach_msg_return_t mr = wire_send_copy(fd, prefix, prefix_len, &kmsg, max);
+    mach_msg_return_t mr = wire_send_copy(fd, prefix, prefix_len, &kmsg, max, false);
     rcv->pdrequest = request;
     return mr;
 }

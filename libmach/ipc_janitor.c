@@ -303,6 +303,72 @@ static void janitor_escrow_void(struct ipc_port *port, struct ipc_port_rcv *rcv)
         janitor_tell(&forget, sizeof forget);
     }
     rcv->escrowed = rcv->escrow_stale = false;
+    rcv->escrow_pending = NULL;
+}
+
+/* Whether KEPT, the message MACH_RCV_LARGE keeps on a port, can go in
+ * the port's escrow: not with a send right (machd would hold a counting
+ * descriptor, which hides no-senders as long as the escrow lasts), nor
+ * with a receive right (the table lists it as this task's: machd would
+ * destroy its queue at the death, and hand it out).  Stores the nonces
+ * of its send-once rights, which machd must not notify once the escrow
+ * is sent, in NONCES (room for 1 + KEPT's rights), their number in *N. */
+static bool janitor_pending_escrowable(const struct kmsg *kept, uint64_t *nonces, uint32_t *n)
+{
+    *n = 0;
+    for (unsigned i = 0; i <= kept->nrights; i++) {
+        const struct kright *right = i == 0 ? &kept->reply : &kept->rights[i - 1];
+        if (right->kind == KRIGHT_SEND || right->kind == KRIGHT_RECEIVE) {
+            return false;
+        }
+        if (right->kind == KRIGHT_SEND_ONCE) {
+            nonces[(*n)++] = right->nonce;
+        }
+    }
+    return true;
+}
+
+/* Sends machd a copy of the port-destroyed notification of PORT
+ * (receive right listed here) to NOTIFY (NONCE; NS_NONCE, the
+ * no-senders request's, or 0) as its escrow ID, with the message kept
+ * on the port if it may go (janitor_pending_escrowable) and fits, else
+ * without.  Returns whether it went; *WITH_PENDING says whether the kept
+ * message went too. */
+static bool janitor_escrow_send(struct ipc_port *port, struct ipc_port *notify, uint64_t nonce,
+                                uint64_t ns_nonce, uint64_t id, bool *with_pending)
+{
+    /* The head, then the nonces of the kept message's send-once rights. */
+    const struct kmsg *kept = port->rcv->pending;
+    size_t most = kept != NULL ? kept->nrights + 1 : 0;
+    struct hell_janitor_escrow *escrow = malloc(sizeof *escrow + most * sizeof(uint64_t));
+    if (escrow == NULL) {
+        return false;
+    }
+    *escrow = (struct hell_janitor_escrow){.magic = HELL_PROTO_MAGIC,
+                                           .flags = HELL_JANITOR_ESCROW,
+                                           .key = port->serial,
+                                           .notify_key = notify->serial,
+                                           .id = id,
+                                           .nonces = {nonce, ns_nonce}};
+    uint32_t npending = 0;
+    *with_pending =
+        kept != NULL && janitor_pending_escrowable(kept, (uint64_t *)(escrow + 1), &npending);
+    bool sent = false;
+    if (*with_pending) {
+        escrow->npending = npending;
+        sent = kern_notify_port_destroyed_copy(port, notify, nonce, janitor_sock, escrow,
+                                               sizeof *escrow + npending * sizeof(uint64_t),
+                                               HELL_JANITOR_ESCROW_MAX, true) == MACH_MSG_SUCCESS;
+        *with_pending = sent;
+    }
+    if (!sent) {
+        escrow->npending = 0;
+        sent = kern_notify_port_destroyed_copy(port, notify, nonce, janitor_sock, escrow,
+                                               sizeof *escrow, HELL_JANITOR_ESCROW_MAX,
+                                               false) == MACH_MSG_SUCCESS;
+    }
+    free(escrow);
+    return sent;
 }
 
 /* Makes PORT's escrow again, the port-destroyed request being the
@@ -320,21 +386,15 @@ static void janitor_escrow_make(struct ipc_port *port, struct ipc_port_rcv *rcv,
     if (rcv->nsrequest == 0 || !kern_notify_request_right(rcv->nsrequest, &ns_notify, &ns_nonce)) {
         ns_nonce = 0;
     }
-    struct hell_janitor_escrow escrow = {.magic = HELL_PROTO_MAGIC,
-                                         .flags = HELL_JANITOR_ESCROW,
-                                         .key = port->serial,
-                                         .notify_key = notify->serial,
-                                         .id = janitor_escrow_id + 1,
-                                         .nonces = {nonce, ns_nonce}};
-    bool sent = janitor_show_port(notify) &&
-                kern_notify_port_destroyed_copy(port, notify, nonce, janitor_sock, &escrow,
-                                                sizeof escrow,
-                                                HELL_JANITOR_ESCROW_MAX) == MACH_MSG_SUCCESS;
-    if (!sent) {
-        /* The last one stays current while it honours the same request:
-         * one naming a request since replaced would hand the port to the
-         * holder of a right the task was given back. */
-        if (rcv->escrowed && rcv->escrow_nonce != nonce) {
+    bool with_pending = false;
+    if (!janitor_show_port(notify) ||
+        !janitor_escrow_send(port, notify, nonce, ns_nonce, janitor_escrow_id + 1, &with_pending)) {
+        /* The last one stays current while it honours the same request
+         * (one naming a request since replaced would hand the port to
+         * the holder of a right the task was given back), and carries no
+         * message received since (which would come twice). */
+        bool pending_gone = rcv->escrow_pending != NULL && rcv->escrow_pending != rcv->pending;
+        if (rcv->escrowed && (rcv->escrow_nonce != nonce || pending_gone)) {
             janitor_escrow_void(port, rcv);
         }
         rcv->escrow_stale = true;
@@ -342,12 +402,13 @@ static void janitor_escrow_make(struct ipc_port *port, struct ipc_port_rcv *rcv,
     }
     /* Current once sent: machd keeps the last two of a port, so a death
      * before this store finds the previous one still current. */
-    janitor_escrow_id = escrow.id;
-    atomic_store_explicit(&janitor_slots[rcv->janitor_slot - 1].nonce, escrow.id,
+    janitor_escrow_id++;
+    atomic_store_explicit(&janitor_slots[rcv->janitor_slot - 1].nonce, janitor_escrow_id,
                           memory_order_release);
     rcv->escrowed = true;
     rcv->escrow_stale = false;
     rcv->escrow_nonce = nonce;
+    rcv->escrow_pending = with_pending ? rcv->pending : NULL;
 }
 
 void ipc_janitor_escrow(struct ipc_port *port, mach_port_name_t request)
@@ -367,6 +428,7 @@ void ipc_janitor_forget_receive(struct ipc_port *port, struct ipc_port_rcv *rcv,
     rcv->janitor_slot = 0;
     /* Unlisted: void. */
     rcv->escrowed = rcv->escrow_stale = rcv->escrow_after_receive = false;
+    rcv->escrow_pending = NULL;
     if (moving) {
         /* machd closes its copy now, so that the port dies with its next
          * holder whatever that holder does.  Lost when machd is behind:

@@ -81,6 +81,8 @@ struct ipc_port_rcv {
                                      kept a transport) */
     uint64_t escrow_nonce;        /* [G] the nonce of the request that copy
                                      honours, when escrowed */
+    const struct kmsg *escrow_pending; /* [G] the pending message that copy
+                                     carries, or NULL */
     uint64_t payload;             /* [G] protected payload, when has_payload */
     bool has_payload;             /* [G] (cleared when the right moves) */
 };

@@ -276,7 +276,7 @@ bool kern_notify_port_destroyed_right(struct kright *right)
 mach_msg_return_t kern_notify_port_destroyed_copy(struct ipc_port *port,
                                                   struct ipc_port *notify, uint64_t nonce,
                                                   int fd, const void *prefix, size_t prefix_len,
-                                                  size_t max)
+                                                  size_t max, bool with_pending)
 {
     struct ipc_port_rcv *rcv = port->rcv;
     /* The message kern_notify_deliver would send, the right copied in. */
@@ -295,7 +295,7 @@ mach_msg_return_t kern_notify_port_destroyed_copy(struct ipc_port *port,
      * sends the right. */
     mach_port_name_t request = rcv->pdrequest;
     rcv->pdrequest = 0;
-    mach_msg_return_t mr = wire_send_copy(fd, prefix, prefix_len, &kmsg, max, false);
+    mach_msg_return_t mr = wire_send_copy(fd, prefix, prefix_len, &kmsg, max, with_pending);
     rcv->pdrequest = request;
     return mr;
 }

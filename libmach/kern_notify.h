@@ -86,13 +86,14 @@ bool kern_notify_port_destroyed_right(struct kright *right);
  * port-destroyed notification that destroying PORT's receive right
  * would send now to its request, the send-once right to NOTIFY (not
  * PORT) with NONCE (wire_send_copy: PORT keeps its right and request;
- * the copy carries the right without one).  For machd to send should
- * this task die first (ipc_janitor.h).  Returns what wire_send_copy
- * returns (MAX bounds the datagram).  Expects [G]. */
+ * the copy carries the right without one), with the message
+ * MACH_RCV_LARGE keeps on PORT when WITH_KEPT.  For machd to send
+ * should this task die first (ipc_janitor.h).  Returns what
+ * wire_send_copy returns (MAX bounds the datagram).  Expects [G]. */
 mach_msg_return_t kern_notify_port_destroyed_copy(struct ipc_port *port,
                                                   struct ipc_port *notify, uint64_t nonce,
                                                   int fd, const void *prefix, size_t prefix_len,
-                                                  size_t max);
+                                                  size_t max, bool with_pending);
 
 /* Sends the queued notifications (ipc_notify_flush).  Expects [G] not
  * held. */

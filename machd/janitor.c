@@ -64,7 +64,8 @@ struct janitor_task;
  * (struct hell_janitor_escrow). */
 struct janitor_escrow {
     struct hell_janitor_escrow head;
-    char *msg; /* what follows the head: the notification, on the wire */
+    char *msg; /* what follows the head: the kept nonces, then the
+                  notification on the wire */
     size_t len;
     int *fds;
     unsigned nfds;
@@ -288,7 +289,8 @@ static void janitor_escrow_add(struct janitor_task *t, const struct hell_janitor
     /* The one before stays (it is current until the task stores the new
      * id); older ones go first, so that they do not count. */
     janitor_escrow_forget(t, head->key, true);
-    bool ok = len > 0 && t->escrow_fds + nfds <= JANITOR_ESCROW_FDS_MAX &&
+    bool ok = len / sizeof(uint64_t) > head->npending &&
+              t->escrow_fds + nfds <= JANITOR_ESCROW_FDS_MAX &&
               t->escrow_bytes + len <= JANITOR_ESCROW_BYTES_MAX &&
               t->nescrows < 2 * t->nreceives + JANITOR_ESCROW_SPARE;
     for (unsigned i = 0; ok && i < nfds; i++) {
@@ -581,7 +583,11 @@ static bool janitor_read(struct janitor_task *t)
 static uint64_t *janitor_escrows_send(struct janitor_task *t, struct janitor_listed *listed,
                                       size_t *n)
 {
-    uint64_t *spent = malloc((2 * t->nescrows + 1) * sizeof *spent);
+    size_t most = 1;
+    for (size_t i = 0; i < t->nescrows; i++) {
+        most += 2 + t->escrows[i].head.npending;
+    }
+    uint64_t *spent = malloc(most * sizeof *spent);
     *n = 0;
     for (size_t i = 0; spent != NULL && i < t->nescrows; i++) {
         struct janitor_escrow *e = &t->escrows[i];
@@ -595,7 +601,9 @@ static uint64_t *janitor_escrows_send(struct janitor_task *t, struct janitor_lis
          * others, as GNU Mach destroys a right whose notification
          * cannot be sent.  (A full one keeps the escrow until there is
          * room, and destroys it should the port die first.) */
-        if (hell_janitor_send_escrow(notify->send_fd, e->msg, e->len, e->fds, e->nfds) != 0) {
+        size_t kept = e->head.npending * sizeof(uint64_t);
+        if (hell_janitor_send_escrow(notify->send_fd, e->msg + kept, e->len - kept, e->fds,
+                                     e->nfds) != 0) {
             continue;
         }
         r->value = 0; /* gone: not destroyed with the others */
@@ -604,6 +612,8 @@ static uint64_t *janitor_escrows_send(struct janitor_task *t, struct janitor_lis
                 spent[(*n)++] = e->head.nonces[k];
             }
         }
+        memcpy(spent + *n, e->msg, kept);
+        *n += e->head.npending;
     }
     /* Sorted, for the lookups of the task's end. */
     if (*n > 1) {

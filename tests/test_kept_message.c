@@ -15,7 +15,8 @@
  * - in a set: the child keeps A through a port set Q is in, then moves Q;
  * - here: Q moves to another port of the same task, which receives it;
  * - nested: A carries the receive right of a port X on which A' is kept:
- *   A comes first on Q, A' first on X;
+ *   A comes first on Q, A' first on X; nested deeper than a move carries
+ *   them (WIRE_PENDING_DEPTH), the deepest goes back to its queue's tail;
  * - a reply of our own kernel delivered straight to its reply port R
  *   (ipc_msg.c's deliver_local), not received yet when R moves, comes
  *   first at R's next holder;
@@ -463,6 +464,20 @@ static void moved_here(void)
     CHECK_KR(mach_port_destroy(SELF, p), KERN_SUCCESS);
 }
 
+/* Sends to X (with DISP) a large message with id ID moving the receive
+ * right of INNER. */
+static void send_carrier(mach_port_t x, mach_msg_type_name_t disp, mach_port_t inner,
+                         mach_msg_id_t id)
+{
+    static struct carrier_msg a;
+    a.h = header(x, disp, MACH_PORT_NULL, id, true);
+    a.port_t = port_type(MACH_MSG_TYPE_MOVE_RECEIVE);
+    a.port.name = inner;
+    a.data_t = data_type(BIG, true);
+    fill(a.data, BIG, (unsigned)id);
+    CHECK_KR(send(&a.h, sizeof a), MACH_MSG_SUCCESS);
+}
+
 /* Takes Q and X, keeps A' on X, sends X in A to Q, keeps A, sends C,
  * gives Q back. */
 static void nester_main(mach_port_t parent, uintptr_t arg)
@@ -472,13 +487,7 @@ static void nester_main(mach_port_t parent, uintptr_t arg)
     mach_port_t q = take_right(inbox, MACH_MSG_TYPE_PORT_RECEIVE);
     mach_port_t x = take_right(inbox, MACH_MSG_TYPE_PORT_RECEIVE);
     keep_next(x);
-    static struct carrier_msg a;
-    a.h = header(q, MACH_MSG_TYPE_MAKE_SEND, MACH_PORT_NULL, 1, true);
-    a.port_t = port_type(MACH_MSG_TYPE_MOVE_RECEIVE);
-    a.port.name = x;
-    a.data_t = data_type(BIG, true);
-    fill(a.data, BIG, 9);
-    CHECK_KR(send(&a.h, sizeof a), MACH_MSG_SUCCESS);
+    send_carrier(q, MACH_MSG_TYPE_MAKE_SEND, x, 1);
     keep_next(q);
     CHECK_KR(send_empty(q, MACH_MSG_TYPE_MAKE_SEND, 3), MACH_MSG_SUCCESS);
     CHECK_KR(test_send_port(parent, q, MACH_MSG_TYPE_MOVE_RECEIVE, 2), MACH_MSG_SUCCESS);
@@ -507,7 +516,7 @@ static void nested(void)
     expect(q, 1, 0);
     CHECK(rbuf.carrier.port_t.msgt_name == MACH_MSG_TYPE_PORT_RECEIVE);
     CHECK(rbuf.carrier.port.name == x); /* (merged with our send right) */
-    CHECK(filled(rbuf.carrier.data, BIG, 9));
+    CHECK(filled(rbuf.carrier.data, BIG, 1));
     expect(q, 3, 1);
     expect_nothing(q);
     expect(x, 11, 0);
@@ -518,6 +527,45 @@ static void nested(void)
     CHECK_KR(mach_port_destroy(SELF, q), KERN_SUCCESS);
     CHECK_KR(mach_port_deallocate(SELF, inbox), KERN_SUCCESS);
     CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
+}
+
+/* One more port than a move nests kept messages (WIRE_PENDING_DEPTH, 4,
+ * plus one): X[i]'s kept message carries X[i + 1]'s right. */
+#define DEEP 6
+
+/* Kept messages nested deeper than a move carries them: keeping the
+ * outer ones sends the deepest back to the tail of its queue (behind B
+ * on X[5]); every other comes first. */
+static void too_deep(void)
+{
+    mach_port_t x[DEEP];
+    for (int i = 0; i < DEEP; i++) {
+        x[i] = test_new_port(true);
+    }
+    static struct data_msg a;
+    a.h = header(x[DEEP - 1], MACH_MSG_TYPE_COPY_SEND, MACH_PORT_NULL, 1, false);
+    a.data_t = data_type(BIG, true);
+    CHECK_KR(send(&a.h, sizeof a), MACH_MSG_SUCCESS);
+    CHECK_KR(send_empty(x[DEEP - 1], MACH_MSG_TYPE_COPY_SEND, 2), MACH_MSG_SUCCESS);
+    keep_next(x[DEEP - 1]);
+    for (int i = DEEP - 2; i >= 0; i--) {
+        send_carrier(x[i], MACH_MSG_TYPE_COPY_SEND, x[i + 1], 10 + i);
+        keep_next(x[i]);
+    }
+    mach_port_t p = test_new_port(true);
+    CHECK_KR(test_send_port(p, x[0], MACH_MSG_TYPE_MOVE_RECEIVE, 1), MACH_MSG_SUCCESS);
+    CHECK(take_right(p, MACH_MSG_TYPE_PORT_RECEIVE) == x[0]);
+    for (int i = 0; i < DEEP - 1; i++) {
+        expect(x[i], 10 + i, 0);
+        CHECK(rbuf.carrier.port.name == x[i + 1] && filled(rbuf.carrier.data, BIG, 10 + i));
+        expect_nothing(x[i]);
+    }
+    expect(x[DEEP - 1], 2, 0);
+    expect(x[DEEP - 1], 1, 1);
+    for (int i = 0; i < DEEP; i++) {
+        CHECK_KR(mach_port_destroy(SELF, x[i]), KERN_SUCCESS);
+    }
+    CHECK_KR(mach_port_destroy(SELF, p), KERN_SUCCESS);
 }
 
 /* mach_port_type's request (mach_port.defs, id 3201) and reply (3301). */
@@ -652,6 +700,7 @@ int main(int argc, char **argv)
     moved(true, true);
     moved_here();
     nested();
+    too_deep();
     local_reply();
     if (in_instance) {
         killed(false);

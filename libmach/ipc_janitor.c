@@ -312,7 +312,8 @@ static void janitor_escrow_void(struct ipc_port *port, struct ipc_port_rcv *rcv)
  * with a receive right (the table lists it as this task's: machd would
  * destroy its queue at the death, and hand it out).  Stores the nonces
  * of its send-once rights, which machd must not notify once the escrow
- * is sent, in NONCES (room for 1 + KEPT's rights), their number in *N. */
+ * is sent, in NONCES unless NULL (room for 1 + KEPT's rights), their
+ * number in *N. */
 static bool janitor_pending_escrowable(const struct kmsg *kept, uint64_t *nonces, uint32_t *n)
 {
     *n = 0;
@@ -321,9 +322,10 @@ static bool janitor_pending_escrowable(const struct kmsg *kept, uint64_t *nonces
         if (right->kind == KRIGHT_SEND || right->kind == KRIGHT_RECEIVE) {
             return false;
         }
-        if (right->kind == KRIGHT_SEND_ONCE) {
-            nonces[(*n)++] = right->nonce;
+        if (right->kind == KRIGHT_SEND_ONCE && nonces != NULL) {
+            nonces[*n] = right->nonce;
         }
+        *n += right->kind == KRIGHT_SEND_ONCE;
     }
     return true;
 }
@@ -409,6 +411,21 @@ static void janitor_escrow_make(struct ipc_port *port, struct ipc_port_rcv *rcv,
     rcv->escrow_stale = false;
     rcv->escrow_nonce = nonce;
     rcv->escrow_pending = with_pending ? rcv->pending : NULL;
+}
+
+void ipc_janitor_pending_changed(struct ipc_port *port)
+{
+    struct ipc_port_rcv *rcv = port->rcv;
+    if (rcv == NULL || !(rcv->escrowed || rcv->escrow_stale)) {
+        return;
+    }
+    uint32_t n;
+    bool changes = rcv->escrow_stale ||
+                   (rcv->pending != NULL ? janitor_pending_escrowable(rcv->pending, NULL, &n)
+                                         : rcv->escrow_pending != NULL);
+    if (changes) {
+        ipc_janitor_escrow(port, ipc_janitor_own_request(rcv));
+    }
 }
 
 void ipc_janitor_escrow(struct ipc_port *port, mach_port_name_t request)

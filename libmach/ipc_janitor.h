@@ -129,6 +129,12 @@ static inline void ipc_janitor_receive_changed(struct ipc_port *port)
     }
 }
 
+/* The message MACH_RCV_LARGE keeps on PORT (receive right here) was just
+ * kept, or taken (PORT's pending message is then NULL): its escrow is
+ * made again if the message goes in it, or went.  Before a taken
+ * message's rights get names: an escrow must not hand it out again. */
+void ipc_janitor_pending_changed(struct ipc_port *port);
+
 /* PORT is being freed here: machd may close its copy of the send end
  * (a right to the same port later comes with a new serial). */
 void ipc_janitor_port_freed(struct ipc_port *port);

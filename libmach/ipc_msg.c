@@ -200,7 +200,7 @@ static bool ipc_msg_set_pending(struct ipc_port *port, struct ipc_port_rcv *rcv,
      * destroy: a task killed before it takes the message again has its
      * rights destroyed by machd. */
     ipc_janitor_keep_kept(copy);
-    ipc_janitor_receive_changed(port); /* its escrow takes the message */
+    ipc_janitor_pending_changed(port);
     return true;
 }
 
@@ -383,8 +383,7 @@ static void ipc_msg_take_pending(struct ipc_port *port, struct ipc_port_rcv *rcv
     if (rcv->pset != NULL) {
         rcv->pset->npending--;
     }
-    /* Before its rights are given names: an escrow must not carry it. */
-    ipc_janitor_receive_changed(port);
+    ipc_janitor_pending_changed(port);
 }
 
 /* For a thread awaiting WAIT's reply on PORT, when the watchdog says the

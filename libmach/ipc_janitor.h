@@ -50,6 +50,9 @@
  *
  * A message kept by MACH_RCV_LARGE lies in the task's memory: its
  * send-once and receive rights are listed as held while it waits there.
+ * A port's escrow carries it too when it has no send or receive right
+ * (and fits): its send-once rights then follow the escrow's head, and
+ * machd notifies none of them once the escrow is sent.
  *
  * Every function here but the first two expects ipc_lock held ([G]).
  */

@@ -234,11 +234,11 @@ static bool ipc_msg_deliver_local(struct kmsg *kmsg)
         atomic_load(&rcv->leaving) || !futex_lock_try(&rcv->rlock)) {
         return false;
     }
-    /* As a message off the wire: the header's bits, size and id. */
+    /* As a message off the wire: the header's bits, size and id (its
+     * number comes when it is taken). */
     struct kmsg received = {.hdr = {.msgh_bits = kmsg->hdr.msgh_bits,
                                     .msgh_size = kmsg->hdr.msgh_size,
-                                    .msgh_id = kmsg->hdr.msgh_id,
-                                    .msgh_seqno = rcv->seqno},
+                                    .msgh_id = kmsg->hdr.msgh_id},
                             .body = kmsg->body, .body_size = kmsg->body_size};
     /* Whatever waits in the socket of a port that never had a send right
      * and whose one live send-once right is this message's would be
@@ -250,7 +250,6 @@ static bool ipc_msg_deliver_local(struct kmsg *kmsg)
               (alone || (ioctl(rcv->recv_fd, SIOCINQ, &queued) == 0 && queued == 0)) &&
               ipc_msg_set_pending(dest, rcv, &received);
     if (ok) {
-        rcv->seqno++;
         (void)ipc_port_rcv_consume_nonce(rcv, kmsg->dest.nonce);
         ipc_janitor_release(kmsg->dest.nonce);
         ipc_port_unref(dest);
@@ -373,11 +372,13 @@ static void ipc_msg_too_large_header(struct kmsg *kmsg, mach_port_name_t local,
 }
 
 /* Takes the message MACH_RCV_LARGE left at the head of PORT, whose
- * receive state is RCV.  Expects [G] and the port's rlock. */
+ * receive state is RCV, and numbers it: GNU Mach numbers a message when
+ * it leaves the queue.  Expects [G] and the port's rlock. */
 static void ipc_msg_take_pending(struct ipc_port *port, struct ipc_port_rcv *rcv,
                                  struct kmsg *kmsg)
 {
     *kmsg = *rcv->pending;
+    kmsg->hdr.msgh_seqno = rcv->seqno++;
     free(rcv->pending);
     rcv->pending = NULL;
     if (rcv->pset != NULL) {
@@ -466,7 +467,10 @@ static mach_msg_return_t ipc_msg_deliver(int space_id, mach_msg_header_t *msg,
         const uint64_t *payload = rcv->has_payload ? &rcv->payload : NULL;
         if (kmsg->hdr.msgh_size > rcv_size) {
             if (option & MACH_RCV_LARGE) {
+                /* Still at the head of the queue: not numbered yet (the
+                 * dequeue gave it the number before this one). */
                 msg->msgh_size = kmsg->hdr.msgh_size;
+                rcv->seqno--;
                 ipc_msg_keep_pending(port, rcv, kmsg);
             } else {
                 ipc_msg_too_large_header(kmsg, local, msg);

@@ -2003,9 +2003,8 @@ static void wire_adopt_pending(struct ipc_port *port, struct ipc_port_rcv *rcv, 
         free(buf);
         return;
     }
-    kmsg.body_owned = buf;
-    /* GNU Mach numbers a moved port's messages from 0 again. */
-    kmsg.hdr.msgh_seqno = rcv->seqno++;
+    kmsg.body_owned = buf; /* (numbered when taken, from 0 as GNU Mach
+                              numbers a moved port's messages) */
     *kept = kmsg;
     rcv->pending = kept;
 }

@@ -1188,10 +1188,9 @@ static const char *wire_parse_requests(struct wire_in *in, struct wire_parsed_ri
         }
     }
     if (flags & WRCV_PENDING) {
-        uint64_t ino;
         r->pending_fd = wire_in_fd(in);
         if (!wire_fd_missing(in, r->pending_fd, &r->lost) &&
-            !linux_socket_ino(r->pending_fd, &ino)) {
+            (r->pending_fd < 0 || !linux_is_unix_seqpacket(r->pending_fd))) {
             return "kept message not in a socket";
         }
     }
@@ -1977,7 +1976,7 @@ static void wire_adopt_pending(struct ipc_port *port, struct ipc_port_rcv *rcv, 
         (buf = malloc((size_t)queued)) != NULL) {
         len = wire_recvmsg(fd, buf, (size_t)queued, fds, &nfds, &truncated, MSG_DONTWAIT);
     }
-    linux_close(fd); /* (a socket: checked when parsed) */
+    linux_close(fd); /* (a local socket: checked when parsed) */
     const struct wire_hdr *hdr = (const struct wire_hdr *)buf;
     if (buf == NULL || len != queued || (truncated & MSG_TRUNC) ||
         hdr->auth_kind != WIRE_AUTH_SEND ||

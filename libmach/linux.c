@@ -339,6 +339,17 @@ bool linux_is_pipe(int fd)
     return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
 }
 
+bool linux_is_unix_seqpacket(int fd)
+{
+    int domain = -1, type = -1;
+    socklen_t len = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_UNIX) {
+        return false;
+    }
+    len = sizeof type;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_SEQPACKET;
+}
+
 #define LINUX_RANDOM_WORDS 64
 
 /* Random words fetched ahead, per thread.  A fork child's thread starts

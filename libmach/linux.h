@@ -134,6 +134,10 @@ int linux_unix_peer_ino(int fd, uint64_t *peer);
 /* Returns true if FD is a pipe (FIFO). */
 bool linux_is_pipe(int fd);
 
+/* Returns true if FD is an AF_UNIX SOCK_SEQPACKET socket, as ports are
+ * (which never waits to close, unlike a lingering TCP socket). */
+bool linux_is_unix_seqpacket(int fd);
+
 /* Returns 64 unpredictable bits (never 0), from the kernel's CSPRNG
  * through a per-thread buffer. */
 uint64_t linux_random_u64(void);

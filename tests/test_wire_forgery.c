@@ -11,7 +11,8 @@
  * sent to the port.  One vouched for by another secret, counted in the
  * queue, not alone in its socket, or nested deeper than
  * WIRE_PENDING_DEPTH is dropped, the right arriving without it; a right
- * whose kept message is not in a socket drops the whole message.
+ * whose kept message is not in a socket like a port's drops the whole
+ * message.
  *
  * The messages are written into the ports' sockets by hand
  * (ipc_wire_format.h), so this test is linked with libmach's objects and
@@ -287,19 +288,23 @@ static void kept_nested(mach_port_t p, unsigned depth)
     CHECK_KR(mach_port_destroy(SELF, xr), KERN_SUCCESS);
 }
 
-/* A kept message claimed to wait in a pipe: the whole message is dropped
- * (and the right with it). */
-static void kept_not_in_socket(mach_port_t p)
+/* A kept message claimed to wait in a pipe, or in a socket of another
+ * kind than a port's (STREAM): the whole message is dropped (and the
+ * right with it). */
+static void kept_not_in_socket(mach_port_t p, bool stream)
 {
     struct ipc_port *pp = port_of(p);
     unsigned long dropped = wire_dropped_count();
     struct raw_port x;
     raw_port_make(&x, 0x77);
-    int pipefd[2];
-    CHECK(pipe(pipefd) == 0);
-    write_carrier(pp->send_fd, pp->secret, &x, pipefd[0], 30);
-    close(pipefd[0]);
-    close(pipefd[1]);
+    int pair[2];
+    CHECK((stream ? socketpair(AF_UNIX, SOCK_STREAM, 0, pair) : pipe(pair)) == 0);
+    if (stream) {
+        write_plain(pair[1], x.secret, 31, 0);
+    }
+    write_carrier(pp->send_fd, pp->secret, &x, pair[0], 30);
+    close(pair[0]);
+    close(pair[1]);
     int probe = dup(x.send_fd);
     raw_port_close(&x);
     expect_on(p, 0, 0);
@@ -371,7 +376,8 @@ int main(void)
     for (unsigned depth = 1; depth <= WIRE_PENDING_DEPTH + 1; depth++) {
         kept_nested(p, depth);
     }
-    kept_not_in_socket(p);
+    kept_not_in_socket(p, false);
+    kept_not_in_socket(p, true);
     linux_reaper_wait_idle(2000);
     CHECK(test_count_fds() == fds);
     CHECK_KR(mach_port_destroy(SELF, p), KERN_SUCCESS);

@@ -467,8 +467,8 @@ static mach_msg_return_t ipc_msg_deliver(int space_id, mach_msg_header_t *msg,
         const uint64_t *payload = rcv->has_payload ? &rcv->payload : NULL;
         if (kmsg->hdr.msgh_size > rcv_size) {
             if (option & MACH_RCV_LARGE) {
-                /* Still at the head of the queue: not numbered yet (the
-                 * dequeue gave it the number before this one). */
+                /* At the head of the queue still, as in GNU Mach: it
+                 * gives its number back, and gets one when taken. */
                 msg->msgh_size = kmsg->hdr.msgh_size;
                 rcv->seqno--;
                 ipc_msg_keep_pending(port, rcv, kmsg);

@@ -1979,10 +1979,9 @@ static void wire_adopt_pending(struct ipc_port *port, struct ipc_port_rcv *rcv, 
     linux_close(fd); /* (a local socket: checked when parsed) */
     const struct wire_hdr *hdr = (const struct wire_hdr *)buf;
     if (buf == NULL || len != queued || (truncated & MSG_TRUNC) ||
-        hdr->auth_kind != WIRE_AUTH_SEND ||
-        (hdr->flags & ~WIRE_HDR_AUX)) {
+        hdr->auth_kind != WIRE_AUTH_SEND || (hdr->flags & ~WIRE_HDR_AUX)) {
         wire_drop_log(wire_pending_depth >= WIRE_PENDING_DEPTH ? "kept messages nested too deep"
-                                                            : "bad kept message");
+                                                               : "bad kept message");
         for (unsigned i = 0; i < nfds; i++) {
             linux_close_untrusted(fds[i]);
         }

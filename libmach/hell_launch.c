@@ -7,7 +7,9 @@
  * spawn with grants, an empty exception slot and the granted rights,
  * whose names follow in a second datagram); the child answers with a
  * send right to its task port.  An executed child finds the socket in
- * HELL_BOOTSTRAP_FD.
+ * HELL_BOOTSTRAP_FD.  A child of hell_fork first gets the rights of the
+ * pagers whose objects it inherits mappings of (kern_vm.h), as a task
+ * made by task_create with inherited memory does.
  */
 #include "hell_launch.h"
 
@@ -27,6 +29,7 @@
 #include "ipc_space.h"
 #include "ipc_wire.h"
 #include "kern.h"
+#include "kern_vm.h"
 #include "linux.h"
 #include "vm_movable.h"
 
@@ -247,6 +250,14 @@ static pid_t hell_start(const char *path, char *const argv[], const struct hell_
         errno = EINVAL;
         return -1;
     }
+    /* A child that goes on running our code has our mappings of memory
+     * objects as task_create with inherited memory gives them (fork()
+     * leaves them holes); one that executes a program would drop them. */
+    struct kern_vm_inherit inh = {.vm_sock = {-1, -1}};
+    if (path == NULL && !kern_vm_inherit_prepare(&inh)) {
+        errno = ENOMEM;
+        return -1;
+    }
     char *slot = NULL;
     char **env = NULL;
     int err_pipe[2] = {-1, -1};
@@ -268,6 +279,12 @@ static pid_t hell_start(const char *path, char *const argv[], const struct hell_
             hell_exec_child(path, argv, attr, sv[1], env, slot, err_pipe[1]);
         }
         linux_close(sv[0]);
+        /* The mappings first: the parent sends their pagers' rights
+         * before the bootstrap rights. */
+        if (!kern_vm_inherit_child(&inh, sv[1])) {
+            fprintf(stderr, "hell: cannot map the parent's memory objects again\n");
+            _exit(127);
+        }
         if (kern_bootstrap_child(sv[1]) != 0) {
             fprintf(stderr, "hell: bootstrap handshake with the parent failed\n");
             _exit(127);
@@ -288,10 +305,13 @@ static pid_t hell_start(const char *path, char *const argv[], const struct hell_
         linux_close(err_pipe[1]);
     }
     int rc = -1;
-    if (pid > 0) {
+    if (pid > 0 && !kern_vm_inherit_parent(&inh, sv[0])) {
+        err = EPIPE; /* (the child, missing its pagers, fails too) */
+    } else if (pid > 0) {
         rc = hell_bootstrap_parent(sv[0], attr, child_task);
         err = errno;
     }
+    kern_vm_inherit_free(&inh);
     if (sv[0] >= 0) {
         linux_close(sv[0]);
     }

@@ -861,6 +861,14 @@ static struct peer peer_spawn(struct pager_proc *pp)
     return (struct peer){.pid = pid, .sock = sv[0]};
 }
 
+/* A peer maps the object itself: the mapping at M (SIZE bytes) is made
+ * one that hell_fork does not give it (its default, a COPY, would be
+ * copied whole at once, asking the pager for every page). */
+static void peer_inherits_nothing(volatile char *m, vm_size_t size)
+{
+    CHECK_KR(vm_inherit(SELF, (vm_address_t)m, size, VM_INHERIT_NONE), KERN_SUCCESS);
+}
+
 /* Has PEER read (or write, when OP is 'w') the byte at OFFSET of its
  * mapping; returns what it reads there. */
 static char peer_do(struct peer *peer, char op, uint32_t offset, char byte)
@@ -880,6 +888,7 @@ static void shared_between_tasks(void)
     int fd = make_file();
     struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL);
     volatile char *m = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+    peer_inherits_nothing(m, FILE_PAGES * PAGE);
     struct peer peer = peer_spawn(&pp);
     CHECK(peer_do(&peer, 'r', 3 * PAGE, 0) == 'D');
     CHECK(m[3 * PAGE] == 'D');
@@ -922,6 +931,7 @@ static void read_locks_between_tasks(void)
     int fd = make_file();
     struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL);
     volatile char *m = map_object(pp.object, 0, FILE_PAGES * PAGE, FALSE);
+    peer_inherits_nothing(m, FILE_PAGES * PAGE);
     struct peer peer = peer_spawn(&pp);
     CHECK(m[2 * PAGE] == 'C');
     CHECK(peer_do(&peer, 'w', 2 * PAGE + 1, 'c') == 'c');
@@ -949,6 +959,7 @@ static void mapping_task_dies(void)
     int fd = make_file();
     struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL | PAGER_UNCACHED);
     volatile char *m = map_object(pp.object, 0, 4 * PAGE, FALSE);
+    peer_inherits_nothing(m, 4 * PAGE);
     struct peer peer = peer_spawn(&pp);
     CHECK(peer_do(&peer, 'w', 2 * PAGE, 'k') == 'k');
     CHECK(m[2 * PAGE] == 'k');

@@ -828,6 +828,23 @@ struct peer_cmd {
     uint32_t offset;
 };
 
+/* The peer's loop: reads and writes the SIZE bytes at M as told on
+ * SOCK, until it hangs up; then exits. */
+static __attribute__((noreturn)) void peer_serve(int sock, volatile char *m, uint32_t size)
+{
+    struct peer_cmd c;
+    while (read(sock, &c, sizeof c) == sizeof c && c.offset < size) {
+        if (c.op == 'w') {
+            m[c.offset] = c.byte;
+        }
+        char got = m[c.offset];
+        if (write(sock, &got, 1) != 1) {
+            break;
+        }
+    }
+    _exit(0);
+}
+
 static struct peer peer_spawn(struct pager_proc *pp)
 {
     int sv[2];
@@ -842,18 +859,7 @@ static struct peer peer_spawn(struct pager_proc *pp)
                    VM_PROT_READ | VM_PROT_WRITE, VM_PROT_ALL, VM_INHERIT_NONE) != KERN_SUCCESS) {
             _exit(5);
         }
-        volatile char *m = (volatile char *)a;
-        struct peer_cmd c;
-        while (read(sv[1], &c, sizeof c) == sizeof c && c.offset < FILE_PAGES * PAGE) {
-            if (c.op == 'w') {
-                m[c.offset] = c.byte;
-            }
-            char got = m[c.offset];
-            if (write(sv[1], &got, 1) != 1) {
-                break;
-            }
-        }
-        _exit(0);
+        peer_serve(sv[1], (volatile char *)a, FILE_PAGES * PAGE);
     }
     CHECK(pid > 0);
     close(sv[1]);
@@ -1266,9 +1272,9 @@ struct inherit_shared {
 };
 
 /* Runs a thread in TASK that copies the word at FROM to TO, on stack
- * STACK of SH. */
-static void inherit_move(mach_port_t task, struct inherit_shared *sh, int stack,
-                         uint64_t from, uint64_t to)
+ * STACK of SH.  Returns what thread_resume did. */
+static kern_return_t inherit_start(mach_port_t task, struct inherit_shared *sh, int stack,
+                                   uint64_t from, uint64_t to)
 {
     mach_port_t th;
     CHECK_KR(thread_create(task, &th), KERN_SUCCESS);
@@ -1282,8 +1288,16 @@ static void inherit_move(mach_port_t task, struct inherit_shared *sh, int stack,
     regs.rsi = to;
     CHECK_KR(thread_set_state(th, i386_THREAD_STATE, (thread_state_t)&regs, count),
              KERN_SUCCESS);
-    CHECK_KR(thread_resume(th), KERN_SUCCESS);
+    kern_return_t kr = thread_resume(th);
     CHECK_KR(mach_port_deallocate(SELF, th), KERN_SUCCESS);
+    return kr;
+}
+
+/* inherit_start, the thread resumed. */
+static void inherit_move(mach_port_t task, struct inherit_shared *sh, int stack,
+                         uint64_t from, uint64_t to)
+{
+    CHECK_KR(inherit_start(task, sh, stack, from, to), KERN_SUCCESS);
 }
 
 /* Waits (at most 5 s) for *WORD to be WANT; returns it. */
@@ -1528,6 +1542,146 @@ static void many_inherited_mappings(void)
     close(fd);
 }
 
+/* ---- hell_fork's child inherits as task_create's new task does ---- */
+
+/* A child of hell_fork that reads and writes, as peer_do tells it, the
+ * SIZE bytes at M, which it inherits from us; *TASK names its task port. */
+static struct peer peer_fork(volatile char *m, uint32_t size, mach_port_t *task)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    pid_t pid = hell_fork(MACH_PORT_NULL, task);
+    if (pid == 0) {
+        close(sv[0]);
+        peer_serve(sv[1], m, size);
+    }
+    CHECK(pid > 0);
+    close(sv[1]);
+    return (struct peer){.pid = pid, .sock = sv[0]};
+}
+
+/* hell_fork's child has our mappings of an object as task_create's new
+ * task has them (inherited_by_task_create): SHARE pages shared both
+ * ways, COPY our view at hell_fork with its writes its own, NONE
+ * nothing.  One cache (one memory_object_init), and nothing left once
+ * the child and our mapping are gone. */
+static void inherited_by_hell_fork(void)
+{
+    int fd = make_file();
+    int fds = settled_fds();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL | PAGER_UNCACHED);
+    volatile char *m = map_object(pp.object, 0, 12 * PAGE, FALSE);
+    vm_address_t share = (vm_address_t)m, copy = share + 4 * PAGE, none = share + 8 * PAGE;
+    CHECK_KR(vm_inherit(SELF, share, 4 * PAGE, VM_INHERIT_SHARE), KERN_SUCCESS);
+    CHECK_KR(vm_inherit(SELF, copy, 4 * PAGE, VM_INHERIT_COPY), KERN_SUCCESS);
+    CHECK_KR(vm_inherit(SELF, none, 4 * PAGE, VM_INHERIT_NONE), KERN_SUCCESS);
+    m[1] = 's';
+    m[4 * PAGE + 1] = 'c';
+    CHECK(m[8 * PAGE] == 'I');
+
+    mach_port_t child = MACH_PORT_NULL;
+    struct peer peer = peer_fork(m, 12 * PAGE, &child);
+    CHECK(MACH_PORT_VALID(child));
+    /* Our writes after hell_fork: seen through SHARE, not COPY. */
+    m[1] = 'S';
+    m[4 * PAGE + 1] = 'C';
+    CHECK(peer_do(&peer, 'r', 1, 0) == 'S');
+    CHECK(peer_do(&peer, 'r', 4 * PAGE + 1, 0) == 'c');
+    /* Pages we never touched: the object's data, in both. */
+    CHECK(peer_do(&peer, 'r', 3 * PAGE, 0) == 'D');
+    CHECK(peer_do(&peer, 'r', 7 * PAGE, 0) == 'H');
+    /* Its writes: seen here through SHARE, its own through COPY. */
+    CHECK(peer_do(&peer, 'w', 2, 'x') == 'x');
+    CHECK(m[2] == 'x');
+    CHECK(peer_do(&peer, 'w', 4 * PAGE + 2, 'y') == 'y');
+    CHECK(m[4 * PAGE + 2] == 'E');
+    CHECK(peer_do(&peer, 'r', 4 * PAGE + 2, 0) == 'y');
+    /* NONE: nothing there in the child. */
+    vm_offset_t data = 0;
+    mach_msg_type_number_t n = 0;
+    CHECK_KR(vm_read(child, none, PAGE, &data, &n), KERN_INVALID_ADDRESS);
+    /* What it maps keeps the attributes. */
+    vm_address_t addr = share;
+    vm_size_t size = 0;
+    vm_prot_t cur = 0, max = 0;
+    vm_inherit_t inherit = 0;
+    boolean_t shared = FALSE;
+    mach_port_t name = MACH_PORT_NULL;
+    vm_offset_t offset = 0;
+    CHECK_KR(vm_region(child, &addr, &size, &cur, &max, &inherit, &shared, &name, &offset),
+             KERN_SUCCESS);
+    CHECK(addr == share && size == 4 * PAGE && inherit == VM_INHERIT_SHARE &&
+          cur == (VM_PROT_READ | VM_PROT_WRITE) && max == VM_PROT_ALL);
+    CHECK(MACH_PORT_VALID(name));
+    CHECK_KR(mach_port_deallocate(SELF, name), KERN_SUCCESS);
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).inits == 1);
+
+    close(peer.sock); /* the child exits */
+    test_wait_ok(peer.pid);
+    test_await_dead_name(child, 5000);
+    CHECK_KR(vm_deallocate(SELF, share, 12 * PAGE), KERN_SUCCESS);
+    CHECK(wait_terminates(&pp, 1) == 1);
+    struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.inits == 1 && a.terminates == 1);
+    /* The writes through SHARE went back, and ours through our mapping
+     * of the COPY part; the child's COPY did not. */
+    CHECK(file_byte(fd, 1) == 'S' && file_byte(fd, 2) == 'x');
+    CHECK(file_byte(fd, 4 * PAGE + 1) == 'C' && file_byte(fd, 4 * PAGE + 2) == 'E');
+    pager_end(&pp);
+    CHECK(settled_fds() == fds);
+    close(fd);
+}
+
+/* The pager of an object that a child of hell_fork and a task made by
+ * task_create inherit a share of is killed: each still reads the pages
+ * that were supplied, and touching one that never came is a memory
+ * error, of which each dies without an exception port (as a task that
+ * maps the object itself, failures).  The object ends with our mapping. */
+static void pager_killed_under_inheritors(void)
+{
+    int fd = make_file();
+    int fds = settled_fds();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL);
+    volatile char *m = map_object(pp.object, 0, 8 * PAGE, FALSE);
+    CHECK_KR(vm_inherit(SELF, (vm_address_t)m, 8 * PAGE, VM_INHERIT_SHARE), KERN_SUCCESS);
+    CHECK(m[0] == 'A');
+    struct inherit_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE | PROT_EXEC,
+                                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(sh != MAP_FAILED);
+    memcpy(sh->code, inherit_code, sizeof inherit_code);
+    mach_port_t task = MACH_PORT_NULL, child = MACH_PORT_NULL;
+    CHECK_KR(task_create(SELF, TRUE, &task), KERN_SUCCESS);
+    struct peer peer = peer_fork(m, 8 * PAGE, &child);
+
+    kill(pp.pid, SIGKILL);
+    CHECK(waitpid(pp.pid, NULL, 0) == pp.pid);
+    CHECK(peer_do(&peer, 'r', 1, 0) == 'A');
+    inherit_move(task, sh, 0, (uint64_t)(uintptr_t)m, (uint64_t)(uintptr_t)&sh->seen[0]);
+    CHECK(inherit_wait(&sh->seen[0], 0x4141414141414141ull) == 0x4141414141414141ull);
+    /* Page 6 never came. */
+    struct peer_cmd c = {.op = 'r', .offset = 6 * PAGE};
+    char got;
+    CHECK(write(peer.sock, &c, sizeof c) == sizeof c);
+    CHECK(read(peer.sock, &got, 1) == 0);
+    int status = wait_bounded(peer.pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS);
+    /* (The task may die of it before it answers thread_resume.) */
+    kern_return_t kr = inherit_start(task, sh, 1, (uint64_t)(uintptr_t)m + 6 * PAGE,
+                                     (uint64_t)(uintptr_t)&sh->seen[1]);
+    CHECK(kr == KERN_SUCCESS || kr == MIG_SERVER_DIED);
+    test_await_dead_name(task, 5000);
+    CHECK(sh->seen[1] == 0);
+    test_await_dead_name(child, 5000);
+
+    close(peer.sock);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, 8 * PAGE), KERN_SUCCESS);
+    munmap(sh, sizeof *sh);
+    mach_port_deallocate(SELF, pp.object);
+    close(pp.sock);
+    CHECK(settled_fds() == fds);
+    close(fd);
+}
+
 /* The whole suite, with this task and its pagers in an instance (machd
  * is then the kernel of every object) or not (each task is its own). */
 static void suite(bool instance)
@@ -1537,6 +1691,7 @@ static void suite(bool instance)
     /* Once before the count too: the first task_create of a task of an
      * instance keeps what it makes for every later one. */
     inherited_by_task_create();
+    inherited_by_hell_fork();
     /* What stays from here: the fault thread's userfaultfd (or the
      * connection to machd), the port on which the VM hears of pagers'
      * deaths, the kernel service's ports. */
@@ -1560,6 +1715,8 @@ static void suite(bool instance)
     }
     inherited_by_task_create();
     many_inherited_mappings();
+    inherited_by_hell_fork();
+    pager_killed_under_inheritors();
     failures();
     read_write_clean_flush();
     /* Every object went with its pager (told by a dead-name notification,

@@ -14,9 +14,16 @@ extern "C" {
 
 /* Forks a new task.  The child starts with a fresh name space whose
  * bootstrap port (task_get_bootstrap_port) is a copy of the caller's send
- * right BOOTSTRAP (or null).  Returns 0 in the child; in the parent the
- * child's pid, with *CHILD_TASK naming a send right to the child's task
- * port.  Returns -1 with errno set when the child could not be started. */
+ * right BOOTSTRAP (or null), and with the caller's mappings of memory
+ * objects as their inheritance says, as task_create with inherited memory
+ * gives them (SHARE: the object itself; COPY: a copy, made at once, of
+ * what the caller sees; NONE: nothing); the rest of its memory is fork's
+ * copy.  (A plain fork() leaves holes where objects were mapped.)
+ * Returns 0 in the child; in the parent the child's pid, with
+ * *CHILD_TASK naming a send right to the child's task port.  Returns -1
+ * with errno set when the child could not be started (ENOMEM: memory or
+ * descriptors ran short listing the mappings; EPIPE: the child could not
+ * map them, or the handshake failed; the child is reaped). */
 pid_t hell_fork(mach_port_t bootstrap, mach_port_t *child_task);
 
 /* Like hell_fork, then executes PATH with ARGV in the child (with the

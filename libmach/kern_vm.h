@@ -62,10 +62,10 @@ boolean_t kern_wire_forward_server(mach_msg_header_t *in, mach_msg_header_t *out
  * Expects no lock. */
 boolean_t kern_vm_phys_forward_server(mach_msg_header_t *in, mach_msg_header_t *out);
 
-/* The part of task_create with inherited memory that gives the new task
- * its creator's mappings of memory objects (kern_vm_inherit.c): fork()
- * leaves them holes (MADV_DONTFORK), and each is mapped again here as
- * its inheritance says: SHARE the object itself, COPY a copy of it as
+/* The part of task_create with inherited memory (and of hell_fork) that
+ * gives the new task its creator's mappings of memory objects
+ * (kern_vm_inherit.c): fork() leaves them holes (MADV_DONTFORK), and
+ * each is mapped again here as its inheritance says: SHARE the object itself, COPY a copy of it as
  * the creator sees it, NONE nothing.  The creator lists them before it
  * forks (kern_vm_inherit_prepare); the new task, whose memory holds the
  * list, gets the pagers' rights on the handshake socket and maps each

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * task_create with inherited memory: the creator's mappings of memory
- * objects, given to the new task as their inheritance says (kern_vm.h,
- * GNU Mach's vm_map_fork: SHARE maps the object itself, COPY a copy of
- * it as the creator sees it, NONE nothing).
+ * task_create with inherited memory, and hell_fork: the creator's
+ * mappings of memory objects, given to the new task as their
+ * inheritance says (kern_vm.h, GNU Mach's vm_map_fork: SHARE maps the
+ * object itself, COPY a copy of it as the creator sees it, NONE
+ * nothing).
  */
 #include <stdlib.h>
 #include <sys/socket.h>

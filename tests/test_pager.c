@@ -28,6 +28,10 @@
  *   arguments;
  * - vm_region names every mapping of an object, in this task or another,
  *   by the name port its pager got with memory_object_init;
+ * - task_create with inherited memory and hell_fork give the new task
+ *   our mappings of objects as their inheritance says (SHARE, COPY,
+ *   NONE), from one cache; a pager killed under them fails the pages
+ *   that never came, in each;
  * - all of it again in an instance, where machd is the kernel of every
  *   object, with what only an instance has: two tasks mapping one object
  *   from one cache (a write in one seen by the other, one

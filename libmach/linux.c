@@ -7,17 +7,20 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
+#include <linux/sockios.h>
 #include <linux/unix_diag.h>
 #include <sys/socket.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
@@ -194,6 +197,26 @@ bool linux_thread_start(void *(*fn)(void *), void *arg)
     return started;
 }
 
+/* sched_setattr's argument, its first version (no glibc wrapper). */
+struct linux_sched_attr {
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime, deadline, period; /* runtime: the slice, in ns */
+};
+
+void linux_thread_background(void)
+{
+    struct linux_sched_attr attr = {.size = sizeof attr,
+                                    .policy = SCHED_BATCH,
+                                    .runtime = 100 * 1000 * 1000}; /* Linux's maximum */
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0) {
+        struct sched_param none = {0};
+        (void)sched_setscheduler(0, SCHED_BATCH, &none); /* Linux before 3.14 */
+    }
+}
+
 void linux_helper_adopt_self(void)
 {
     linux_helper_name_self();
@@ -282,6 +305,12 @@ bool linux_socket_ino(int fd, uint64_t *ino)
     }
     *ino = (uint64_t)st.st_ino;
     return true;
+}
+
+bool linux_socket_sent_unread(int fd)
+{
+    int queued = 0;
+    return ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0;
 }
 
 int linux_unix_peer_ino(int fd, uint64_t *peer)

@@ -17,6 +17,16 @@
  * it started. */
 bool linux_thread_start(void *(*fn)(void *), void *arg);
 
+/* Makes the calling thread a background one, for work no thread waits
+ * for: SCHED_BATCH (woken, it never takes a processor from another
+ * thread) with the longest time slice Linux allows (Linux 6.12 and later:
+ * a thread woken with an ordinary slice takes the processor from it at
+ * once).  Its share of a busy processor stays an ordinary thread's, so
+ * that a lock it holds (the address space's, in munmap) is never held
+ * for long; SCHED_IDLE would starve it.  A hint: what Linux refuses is
+ * left as it was. */
+void linux_thread_background(void);
+
 /* Whether Linux thread TID of this process is one of libmach's hidden
  * threads (at most 256 at once; more are started but not hidden). */
 bool linux_is_helper(pid_t tid);
@@ -125,6 +135,12 @@ void linux_fork_child(void);
 /* Stores in *INO the inode of FD if it is a socket and returns true;
  * returns false for anything else (not open, not a socket). */
 bool linux_socket_ino(int fd, uint64_t *ino);
+
+/* Whether some of what was sent through the socket FD is still queued,
+ * unread by its peer (Linux's SIOCOUTQ: the bytes the socket's sent
+ * messages still hold).  False as well when FD cannot say.  Needs no
+ * lock. */
+bool linux_socket_sent_unread(int fd);
 
 /* Stores in *PEER the inode of the socket connected to FD (an AF_UNIX
  * socket), asking the kernel through sock_diag.  Returns 0, or a negative

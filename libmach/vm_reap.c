@@ -21,10 +21,13 @@ struct vm_reap_note {
     uint64_t ino;
 };
 
-/* A range the hidden thread is to unmap. */
+/* What the hidden thread is to release: the range [ADDR, ADDR + LEN) to
+ * unmap, or, when FD is not negative, that descriptor to close (a memfd
+ * of LEN bytes). */
 struct vm_reap_range {
     void *addr;
     size_t len;
+    int fd;
 };
 
 /* Locking keys: [R] vm_reap_lock; [A] atomic. */
@@ -33,7 +36,7 @@ static struct vm_reap_note vm_reap_notes[VM_REAP_NOTES];     /* [R] */
 static atomic_uint vm_reap_nnotes;                           /* [R] written, [A] read unlocked */
 static unsigned vm_reap_oldest;                              /* [R] replaced when full */
 static struct vm_reap_range vm_reap_pending[VM_REAP_PENDING]; /* [R] */
-static unsigned vm_reap_npending;                            /* [R] */
+static atomic_uint vm_reap_npending;                         /* [R] written, [A] read unlocked */
 static size_t vm_reap_pending_bytes;                         /* [R] their total length */
 static bool vm_reap_started;                                 /* [R] the thread runs */
 static bool vm_reap_failed;                                  /* [R] it could not start */
@@ -104,40 +107,76 @@ void vm_reap_note(void *addr, size_t size, uint64_t ino)
     futex_lock_release(&vm_reap_lock);
 }
 
-/* The hidden thread: unmaps the ranges handed to it, in order. */
+/* Takes the oldest range or descriptor waiting; {.fd = -1} when there is
+ * none. */
+static struct vm_reap_range vm_reap_take(void)
+{
+    futex_lock_acquire(&vm_reap_lock);
+    struct vm_reap_range range = {.fd = -1};
+    unsigned n = atomic_load_explicit(&vm_reap_npending, memory_order_relaxed);
+    if (n > 0) {
+        range = vm_reap_pending[0];
+        vm_reap_pending_bytes -= range.len;
+        for (unsigned i = 0; i + 1 < n; i++) {
+            vm_reap_pending[i] = vm_reap_pending[i + 1];
+        }
+        atomic_store_explicit(&vm_reap_npending, n - 1, memory_order_relaxed);
+    }
+    futex_lock_release(&vm_reap_lock);
+    return range;
+}
+
+/* The hidden thread: releases what is handed to it, in order.  A
+ * background thread (linux_thread_background): as an ordinary one, it
+ * took the processor from the task's threads when woken, and kept it from
+ * the thread its own task's message had just woken there (the sender of
+ * a region, waiting for the answer) while it freed the region's pages. */
 static void *vm_reap_main(void *arg)
 {
     (void)arg;
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, NULL);
+    linux_thread_background();
     for (;;) {
+        /* Read before the queue: a range queued after this reading
+         * changes it, and the wait returns at once. */
         unsigned seq = atomic_load(&vm_reap_seq);
-        futex_lock_acquire(&vm_reap_lock);
-        struct vm_reap_range range = {0};
-        if (vm_reap_npending > 0) {
-            range = vm_reap_pending[0];
-            vm_reap_npending--;
-            vm_reap_pending_bytes -= range.len;
-            for (unsigned i = 0; i < vm_reap_npending; i++) {
-                vm_reap_pending[i] = vm_reap_pending[i + 1];
-            }
-        }
-        futex_lock_release(&vm_reap_lock);
-        if (range.addr != NULL) {
-            (void)munmap(range.addr, range.len);
-        } else {
+        if (atomic_load_explicit(&vm_reap_npending, memory_order_acquire) == 0) {
             linux_futex_wait(&vm_reap_seq, seq, -1, false);
+            continue;
+        }
+        struct vm_reap_range range = vm_reap_take();
+        if (range.fd >= 0) {
+            linux_close(range.fd);
+        } else if (range.addr != NULL) {
+            (void)munmap(range.addr, range.len);
         }
     }
     return NULL;
 }
 
+/* Tells the thread that the queue has grown.  Needs no lock. */
+static void vm_reap_wake(void)
+{
+    atomic_fetch_add(&vm_reap_seq, 1);
+    linux_futex_wake(&vm_reap_seq, 1, false);
+}
+
 /* Whether a range of LEN bytes can wait for the thread.  Expects [R]. */
 static bool vm_reap_room(size_t len)
 {
-    return vm_reap_npending < VM_REAP_PENDING &&
+    return atomic_load_explicit(&vm_reap_npending, memory_order_relaxed) < VM_REAP_PENDING &&
            vm_reap_pending_bytes + len <= VM_REAP_PENDING_BYTES;
+}
+
+/* Queues R for the thread, which vm_reap_room allowed.  Expects [R]. */
+static void vm_reap_queue(struct vm_reap_range r)
+{
+    unsigned n = atomic_load_explicit(&vm_reap_npending, memory_order_relaxed);
+    vm_reap_pending[n] = r;
+    vm_reap_pending_bytes += r.len;
+    atomic_store_explicit(&vm_reap_npending, n + 1, memory_order_release);
 }
 
 /* Whether the thread runs, started now if need be.  Expects [R]. */
@@ -156,10 +195,10 @@ static bool vm_reap_start(void)
 static struct vm_reap_range vm_reap_move(vm_address_t start, vm_address_t end)
 {
     size_t len = end - start;
-    struct vm_reap_range r = {.len = len + VM_REAP_ALIGN};
+    struct vm_reap_range r = {.len = len + VM_REAP_ALIGN, .fd = -1};
     r.addr = mmap(NULL, r.len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (r.addr == MAP_FAILED) {
-        return (struct vm_reap_range){0};
+        return (struct vm_reap_range){.fd = -1};
     }
     vm_address_t base = (vm_address_t)r.addr;
     vm_address_t to = base + ((start - base) & (VM_REAP_ALIGN - 1));
@@ -169,7 +208,7 @@ static struct vm_reap_range vm_reap_move(vm_address_t start, vm_address_t end)
         mremap((void *)start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)to) ==
             MAP_FAILED) {
         (void)munmap(r.addr, r.len);
-        return (struct vm_reap_range){0};
+        return (struct vm_reap_range){.fd = -1};
     }
     return r;
 }
@@ -194,17 +233,35 @@ bool vm_reap_unmap(vm_address_t start, vm_address_t end)
     futex_lock_acquire(&vm_reap_lock);
     bool queued = vm_reap_room(r.len);
     if (queued) {
-        vm_reap_pending[vm_reap_npending++] = r;
-        vm_reap_pending_bytes += r.len;
+        vm_reap_queue(r);
     }
     futex_lock_release(&vm_reap_lock);
     if (!queued) {
         (void)munmap(r.addr, r.len); /* others filled the queue meanwhile */
         return true;
     }
-    atomic_fetch_add(&vm_reap_seq, 1);
-    linux_futex_wake(&vm_reap_seq, 1, false);
+    vm_reap_wake();
     return true;
+}
+
+void vm_reap_close(int fd, size_t size)
+{
+    if (fd < 0) {
+        return;
+    }
+    if (size >= VM_REAP_MIN) {
+        futex_lock_acquire(&vm_reap_lock);
+        bool queued = vm_reap_room(size) && vm_reap_start();
+        if (queued) {
+            vm_reap_queue((struct vm_reap_range){.len = size, .fd = fd});
+        }
+        futex_lock_release(&vm_reap_lock);
+        if (queued) {
+            vm_reap_wake();
+            return;
+        }
+    }
+    linux_close(fd);
 }
 
 void vm_reap_fork_child(void)
@@ -212,7 +269,15 @@ void vm_reap_fork_child(void)
     vm_reap_lock = (struct futex_lock)FUTEX_LOCK_INIT;
     vm_reap_count_set(0);
     vm_reap_oldest = 0;
-    vm_reap_npending = 0; /* MADV_DONTFORK: not here */
+    /* The ranges are MADV_DONTFORK, not here; the descriptors are
+     * inherited: this copy of each is closed now (the parent's thread
+     * closes the parent's).  One the thread had taken but not closed yet
+     * stays open here until an exec (a memfd is close-on-exec). */
+    unsigned n = atomic_load_explicit(&vm_reap_npending, memory_order_relaxed);
+    for (unsigned i = 0; i < n; i++) {
+        linux_close(vm_reap_pending[i].fd);
+    }
+    atomic_store_explicit(&vm_reap_npending, 0, memory_order_relaxed);
     vm_reap_pending_bytes = 0;
     vm_reap_started = false;
     vm_reap_failed = false;

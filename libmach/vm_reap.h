@@ -15,13 +15,21 @@
  * on another processor when one is idle, and the memory comes back to
  * Linux a moment later.
  *
+ * The sender's close of the memfd it sent costs the same when it is the
+ * last reference: the receiver, woken on the sender's processor, took it
+ * from the sender at once and was done with the region before the sender
+ * ran again.  Such a close goes to the same thread (vm_reap_close).  The
+ * thread is a background one (linux_thread_background): it never takes a
+ * processor from the task's threads.
+ *
  * A region moved aside is MADV_DONTFORK: a child never inherits one, and
- * forgets those its parent had pending.  Only regions of VM_REAP_MIN
- * bytes and more are noted, at most VM_REAP_NOTES at once (the oldest
- * note is dropped for a new one: the region is then unmapped in place),
- * and at most VM_REAP_PENDING, of VM_REAP_PENDING_BYTES in all, wait for
- * the thread (past that, in place: a releaser never gets ahead of it by
- * more than that much memory).
+ * forgets those its parent had pending; it closes its copies of the
+ * descriptors waiting.  Only regions of VM_REAP_MIN bytes and more are
+ * noted, at most VM_REAP_NOTES at once (the oldest note is dropped for a
+ * new one: the region is then unmapped in place), and at most
+ * VM_REAP_PENDING ranges and descriptors, of VM_REAP_PENDING_BYTES in
+ * all, wait for the thread (past that, in place: a releaser never gets
+ * ahead of it by more than that much memory).
  *
  * Lock order: the module's lock is a leaf, taken under [G] and [V]
  * alike; vm_maps_find is called without it.
@@ -53,8 +61,16 @@ void vm_reap_note(void *addr, size_t size, uint64_t ino);
  * lock. */
 bool vm_reap_unmap(vm_address_t start, vm_address_t end);
 
+/* Closes FD (ignored when negative), a memfd of SIZE bytes whose pages
+ * its last reference frees: a region's sealed copy, once the message
+ * carrying it is sent.  At VM_REAP_MIN bytes and more, the hidden thread
+ * closes it, after what was queued before; smaller, or past the queue's
+ * limits, it is closed at once.  Needs no lock. */
+void vm_reap_close(int fd, size_t size);
+
 /* The child side of fork(): forgets the notes and the parent's pending
- * regions (never inherited) and its thread.  Single-threaded. */
+ * regions (never inherited) and its thread, and closes its copies of the
+ * descriptors that were waiting.  Single-threaded. */
 void vm_reap_fork_child(void);
 
 #endif

@@ -495,8 +495,9 @@ static void wire_ool_unseal(struct kmsg *kmsg)
 
 static void wire_release_pending(struct ipc_port_rcv *rcv);
 
-/* Lets go of what a sent message carried. */
-static void wire_release_sent(struct kmsg *kmsg)
+/* Lets go of what a sent message carried, sent through the socket
+ * SEND_FD. */
+static void wire_release_sent(struct kmsg *kmsg, int send_fd)
 {
     struct kright *all[2] = {&kmsg->dest, &kmsg->reply};
     for (unsigned i = 0; i < 2 + kmsg->nrights; i++) {
@@ -525,9 +526,22 @@ static void wire_release_sent(struct kmsg *kmsg)
         *right = (struct kright){.kind = KRIGHT_NONE};
     }
     kmsg->nrights = 0;
+    /* A memfd's last reference frees its pages.  While the message is
+     * queued, unread, it holds the memfds it carries, and our closes are
+     * cheap.  Once it was read, the receiver may be done with them
+     * already (woken on this processor, it ran before we got it back),
+     * and then our close frees the pages: that is left to vm_reap. */
+    int unread = -1; /* -1: not asked yet, else a bool */
     for (unsigned i = 0; i < kmsg->nool; i++) {
         struct kool *ool = &kmsg->ool[i];
-        linux_close(ool->memfd);
+        if (ool->memfd >= 0 && unread < 0) {
+            unread = linux_socket_sent_unread(send_fd);
+        }
+        if (unread > 0) {
+            linux_close(ool->memfd);
+        } else {
+            vm_reap_close(ool->memfd, ool->size);
+        }
         ool->memfd = -1;
         if (ool->dealloc && ool->addr != NULL && ool->size > 0) {
             kern_vm_unmap(ool->addr, ool->size);
@@ -545,7 +559,8 @@ static void wire_release_pending(struct ipc_port_rcv *rcv)
         return;
     }
     rcv->pending = NULL;
-    wire_release_sent(kept);
+    /* (Its socket is not at hand: its memfds' closes go to vm_reap.) */
+    wire_release_sent(kept, -1);
     ipc_kmsg_destroy(kept); /* (it holds nothing more: its arrays, its body) */
     free(kept);
 }
@@ -857,7 +872,7 @@ mach_msg_return_t wire_send(struct kmsg *kmsg, mach_msg_option_t option,
         for (unsigned i = 0; i < npeer_new; i++) {
             (void)u64map_insert(&dest->peer_has, peer_new[i], (void *)1);
         }
-        wire_release_sent(kmsg);
+        wire_release_sent(kmsg, send_fd);
         return MACH_MSG_SUCCESS;
     case EPIPE:
     case ECONNRESET:
@@ -1037,7 +1052,7 @@ void wire_pending_requeue(struct ipc_port *port, struct kmsg *kept)
     size_t bytes;
     unsigned nfds;
     if (wire_send_pending(port->send_fd, port, kept, 0, &bytes, &nfds) == MACH_MSG_SUCCESS) {
-        wire_release_sent(kept);
+        wire_release_sent(kept, port->send_fd);
     }
     ipc_kmsg_destroy(kept); /* what did not go */
     free(kept);
@@ -2130,7 +2145,7 @@ static mach_msg_return_t wire_send_bootstrap_flags(int fd, struct kright *rights
         return err == EAGAIN ? MACH_SEND_NO_BUFFER : MACH_SEND_INVALID_DEST;
     }
     struct kmsg k = {.rights = rights, .nrights = n};
-    wire_release_sent(&k);
+    wire_release_sent(&k, fd);
     return MACH_MSG_SUCCESS;
 }
 

@@ -1161,6 +1161,8 @@ struct wire_parsed {
     struct wire_parsed_right *rights;
     const struct wire_ool *ool;
     int *ool_fds;
+    uint32_t ool_sealed;     /* ool_fds[0..ool_sealed) are checked: sealed
+                                memfds (or -1), closed without more checks */
     const char *inline_data; /* the bytes of the WO_INLINE regions */
     const char *body;
     size_t body_size;
@@ -1250,6 +1252,7 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
     for (uint32_t i = 0; i < hdr->nool; i++) {
         out->ool_fds[i] = -1;
     }
+    out->ool_sealed = 0;
     for (uint32_t i = 0; i < hdr->nrights; i++) {
         out->rights[i].send_fd = out->rights[i].count_fd = out->rights[i].queue_fd = -1;
         out->rights[i].recv_fd = out->rights[i].count_rfd = -1;
@@ -1354,6 +1357,7 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
         return "truncated region table";
     }
     for (uint32_t i = 0; i < hdr->nool; i++) {
+        out->ool_sealed = i;
         out->ool_fds[i] = -1;
         const struct wire_ool *wo = &out->ool[i];
         bool valid = wo->flags == WO_PORTS || (wo->flags == WO_FD && wo->size > 0) ||
@@ -1381,6 +1385,7 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
             }
         }
     }
+    out->ool_sealed = hdr->nool;
     /* The bytes of the regions carried inline, in order. */
     out->inline_data = in.p;
     for (uint32_t i = 0; i < hdr->nool; i++) {
@@ -1712,7 +1717,11 @@ static void wire_close_parsed_fds(struct wire_parsed *parsed, int *fds, unsigned
             }
         }
         for (uint32_t i = 0; parsed->ool_fds != NULL && i < parsed->hdr->nool; i++) {
-            linux_close_untrusted(parsed->ool_fds[i]);
+            if (i < parsed->ool_sealed) {
+                linux_close(parsed->ool_fds[i]); /* a memfd: never blocks */
+            } else {
+                linux_close_untrusted(parsed->ool_fds[i]);
+            }
         }
     }
     for (unsigned i = 0; i < nfds; i++) {

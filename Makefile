@@ -201,6 +201,11 @@ $(BUILD)/tests/test_wire_forgery: tests/test_wire_forgery.c tests/test.h libmach
                                   $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Ilibmach -Imachd -I$(GEN) -o $@ $< $(LIB_OBJS) $(LDFLAGS)
+# test_reap_close calls vm_reap_close, libmach's own: linked the same way.
+$(BUILD)/tests/test_reap_close: tests/test_reap_close.c tests/test.h tests/test_region.h \
+                                libmach/vm_reap.h $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Ilibmach -Imachd -I$(GEN) -o $@ $< $(LIB_OBJS) $(LDFLAGS)
 $(BUILD)/tests/test_install: tests/test_install.sh $(LIB)
 	@mkdir -p $(dir $@)
 	sed -e 's|@TOP@|$(CURDIR)|; s|@BUILD@|$(BUILD)|; s|@SANFLAGS@|$(SANFLAGS)|' \

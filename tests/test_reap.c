@@ -5,12 +5,19 @@
  * private and writable, never changed by the sender's later writes; its
  * vm_deallocate vacates the range at once, whatever is left to free runs
  * later, a child never inherits what is left, and a region cut or
- * replaced behind libmach's back is unmapped as it is.
+ * replaced behind libmach's back is unmapped as it is.  The sender's side:
+ * copies sent to another task that frees them at once (the sender's
+ * close of each memfd may then be the last, and goes to vm_reap's
+ * thread) arrive whole and leave the sender no descriptor.
  */
+#include <dirent.h>
 #include <hell.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "test_region.h"
@@ -141,6 +148,102 @@ static void many_at_once(mach_port_t port)
     }
 }
 
+/* How many descriptors of this process are memfds of sent copies. */
+static int sent_copies_open(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    CHECK(dir != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        char link[64];
+        ssize_t len = readlinkat(dirfd(dir), e->d_name, link, sizeof link - 1);
+        if (len > 0) {
+            link[len] = '\0';
+            n += strncmp(link, "/memfd:hell-ool", 15) == 0;
+        }
+    }
+    closedir(dir);
+    return n;
+}
+
+/* A task that receives regions on a port it sends back through BOOT,
+ * checks that each holds the byte its message id says, frees it at once
+ * and answers on BOOT; it exits 1 at the first wrong byte. */
+static pid_t start_sink(mach_port_t *sink, mach_port_t *boot)
+{
+    *boot = test_new_port(true);
+    mach_port_t child_task;
+    pid_t pid = hell_fork(*boot, &child_task);
+    if (pid == 0) {
+        mach_port_t parent, in = test_new_port(false);
+        CHECK_KR(task_get_bootstrap_port(SELF, &parent), KERN_SUCCESS);
+        CHECK(test_send_port(parent, in, MACH_MSG_TYPE_MAKE_SEND, 1) == MACH_MSG_SUCCESS);
+        for (;;) {
+            union {
+                struct test_ool_msg m;
+                char buf[256];
+            } r;
+            if (mach_msg(&r.m.head, MACH_RCV_MSG, 0, sizeof r, in, 0, MACH_PORT_NULL) !=
+                MACH_MSG_SUCCESS) {
+                _exit(2);
+            }
+            size_t size = r.m.type.msgtl_number;
+            if (!test_all(r.m.addr, size, (char)r.m.head.msgh_id)) {
+                _exit(1);
+            }
+            vm_deallocate(SELF, (vm_address_t)r.m.addr, size);
+            mach_msg_header_t done = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
+                                      .msgh_remote_port = parent};
+            mach_msg(&done, MACH_SEND_MSG, sizeof done, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL);
+        }
+    }
+    CHECK(pid > 0);
+    CHECK_KR(mach_port_deallocate(SELF, child_task), KERN_SUCCESS);
+    mach_msg_type_name_t type;
+    CHECK(test_receive_port(*boot, 10000, sink, &type) == MACH_MSG_SUCCESS);
+    return pid;
+}
+
+/* Copies sent one after the other to a task that frees each before it
+ * answers: each arrives whole, and no memfd of them stays open here. */
+static void sent_copies_leave_nothing(void)
+{
+    mach_port_t sink = MACH_PORT_NULL, boot = MACH_PORT_NULL;
+    pid_t pid = start_sink(&sink, &boot);
+    char *src = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(src != MAP_FAILED);
+    for (int i = 0; i < 24; i++) {
+        char c = (char)('a' + i);
+        memset(src, c, SIZE);
+        struct test_ool_msg m = {
+            .head = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0) |
+                                  MACH_MSGH_BITS_COMPLEX,
+                     .msgh_remote_port = sink,
+                     .msgh_id = c},
+            .type = {.msgtl_name = MACH_MSG_TYPE_BYTE, .msgtl_size = 8, .msgtl_number = SIZE,
+                     .msgtl_inline = FALSE, .msgtl_longform = TRUE},
+            .addr = src,
+        };
+        CHECK(mach_msg(&m.head, MACH_SEND_MSG, sizeof m, 0, MACH_PORT_NULL, 0,
+                       MACH_PORT_NULL) == MACH_MSG_SUCCESS);
+        mach_msg_header_t done;
+        CHECK(mach_msg(&done, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof done, boot, 10000,
+                       MACH_PORT_NULL) == MACH_MSG_SUCCESS);
+    }
+    for (int i = 0; i < 200 && sent_copies_open() > 0; i++) {
+        struct timespec ts = {.tv_nsec = 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(sent_copies_open() == 0);
+    CHECK(waitpid(pid, NULL, WNOHANG) == 0); /* the sink found every byte right */
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    munmap(src, SIZE);
+    CHECK_KR(mach_port_deallocate(SELF, sink), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
+}
+
 int main(void)
 {
     (void)mig_get_reply_port();
@@ -150,6 +253,7 @@ int main(void)
     never_inherited(port);
     cut_or_replaced(port);
     many_at_once(port);
+    sent_copies_leave_nothing();
     CHECK_KR(mach_port_destroy(SELF, port), KERN_SUCCESS);
     CHECK(test_count_fds() <= fds_before + 1); /* + the maps' queries */
     return test_done("reap");

@@ -146,8 +146,9 @@ struct sched_attr_v0 {
     uint64_t runtime, deadline, period;
 };
 
-/* The thread (started by now) is this process's only SCHED_BATCH one,
- * with a slice of 100 ms where Linux reports slices (6.12 and later). */
+/* The thread (started by now) is this process's only SCHED_BATCH one, of
+ * an ordinary weight (nice 0), with a slice of 100 ms where Linux reports
+ * slices (6.12 and later). */
 static void thread_in_background(void)
 {
     DIR *dir = opendir("/proc/self/task");
@@ -162,6 +163,7 @@ static void thread_in_background(void)
             continue;
         }
         batch++;
+        CHECK(attr.nice == 0);
         CHECK(attr.runtime == 0 || attr.runtime == 100 * 1000 * 1000);
     }
     closedir(dir);

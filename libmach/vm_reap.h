@@ -19,8 +19,9 @@
  * last reference: the receiver, woken on the sender's processor, took it
  * from the sender at once and was done with the region before the sender
  * ran again.  Such a close goes to the same thread (vm_reap_close).  The
- * thread is a background one (linux_thread_background): it never takes a
- * processor from the task's threads.
+ * thread is a background one (linux_thread_background): woken, it takes
+ * no processor from a running thread, and a thread woken where it runs
+ * takes the processor from it.
  *
  * A region moved aside is MADV_DONTFORK: a child never inherits one, and
  * forgets those its parent had pending; it closes its copies of the

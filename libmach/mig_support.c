@@ -7,6 +7,7 @@
 #include <mach/mig_errors.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "ipc_space.h"
@@ -30,6 +31,7 @@ static __thread uint64_t mig_reply_serial;
  * libports pool that shrinks) would otherwise keep a port, and its
  * descriptors here and in machd, per thread it ever had. */
 static pthread_key_t mig_reply_key;
+static bool mig_reply_key_made; /* (no key left: ports outlive threads) */
 static pthread_once_t mig_reply_once = PTHREAD_ONCE_INIT;
 
 static void mig_reply_exit(void *arg)
@@ -40,7 +42,7 @@ static void mig_reply_exit(void *arg)
 
 static void mig_reply_key_create(void)
 {
-    (void)pthread_key_create(&mig_reply_key, mig_reply_exit);
+    mig_reply_key_made = pthread_key_create(&mig_reply_key, mig_reply_exit) == 0;
 }
 
 EXPORT void mig_init(void *arg)
@@ -53,14 +55,19 @@ EXPORT mach_port_t mig_get_reply_port(void)
 {
     unsigned generation = atomic_load(&kern_fork_generation);
     if (mig_reply_port == MACH_PORT_NULL || mig_reply_generation != generation) {
-        mig_reply_port = mach_reply_port();
-        mig_reply_generation = generation;
+        /* (mach_reply_port's work, with the serial read under the same
+         * hold of [G].) */
+        struct ipc_entry *entry;
         ipc_lock();
-        struct ipc_entry *entry = ipc_entry_lookup(&ipc_spaces[SPACE_USER], mig_reply_port);
-        mig_reply_serial = entry != NULL && entry->port != NULL ? entry->port->serial : 0;
+        bool made = ipc_right_new_receive(&ipc_spaces[SPACE_USER], &entry) == KERN_SUCCESS;
+        mig_reply_port = made ? entry->name : MACH_PORT_NULL;
+        mig_reply_serial = made ? entry->port->serial : 0;
         ipc_unlock();
+        mig_reply_generation = generation;
         (void)pthread_once(&mig_reply_once, mig_reply_key_create);
-        (void)pthread_setspecific(mig_reply_key, (void *)1);
+        if (mig_reply_key_made) {
+            (void)pthread_setspecific(mig_reply_key, (void *)1);
+        }
     }
     return mig_reply_port;
 }

@@ -237,7 +237,7 @@ char *wire_lend_buf(void)
 
 /* Whether ADDR lies in this thread's buffer ID of SIZE bytes, if it has
  * one (without making it). */
-static bool wire_in_thread_buf(uintptr_t addr, int id, size_t size)
+static bool wire_in_thread_buf(uintptr_t addr, enum linux_thread_buf_id id, size_t size)
 {
     uintptr_t buf = (uintptr_t)linux_thread_buf_if_any(id);
     return buf != 0 && addr >= buf && addr - buf < size;
@@ -1246,6 +1246,16 @@ static const char *wire_parse(const char *buf, size_t len, int *fds,
                        ? out->inline_ool_fds
                        : malloc(hdr->nool * sizeof *out->ool_fds);
     if (out->rights == NULL || out->ool_fds == NULL) {
+        /* (Neither array, unfilled, may reach the cleanup: the
+         * descriptors received are closed from the list that came.) */
+        if (out->rights != out->inline_rights) {
+            free(out->rights);
+        }
+        if (out->ool_fds != out->inline_ool_fds) {
+            free(out->ool_fds);
+        }
+        out->rights = NULL;
+        out->ool_fds = NULL;
         return "out of memory";
     }
     memset(out->rights, 0, hdr->nrights * sizeof *out->rights);

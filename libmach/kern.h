@@ -15,7 +15,11 @@
 #include "ipc_kmsg.h"
 
 /* Delivers KMSG, whose destination is a kernel object of this task, and
- * runs the server.  Expects [G]; returns without it.  Returns
+ * runs the server.  The regions the sender keeps are copied: up to 64
+ * KiB into the thread's lend buffer (wire_lend_buf), lent to the routine
+ * for the call only (it lets them go with wire_region_release, never
+ * keeps them nor hands them to another thread), larger ones into
+ * mappings of their own.  Expects [G]; returns without it.  Returns
  * MACH_MSG_SUCCESS (errors travel in the reply, as in GNU Mach). */
 mach_msg_return_t kern_deliver(struct kmsg *kmsg);
 

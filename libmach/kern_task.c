@@ -449,18 +449,23 @@ mach_msg_return_t kern_deliver(struct kmsg *kmsg)
      * Small ones are lent from a buffer of the thread (a page a pager of
      * this task supplies, say), as received ones are. */
     wire_ool_prepare(kmsg, true);
-    char *lend = kern_lending ? NULL : wire_lend_buf();
+    char *lend = NULL; /* made when a region is first lent */
     size_t lent = 0;
     for (unsigned i = 0; i < kmsg->nool; i++) {
         struct kool *ool = &kmsg->ool[i];
+        if (ool->dealloc || ool->ports || ool->size == 0) {
+            continue; /* given up by the sender, or rights */
+        }
         size_t room = (ool->size + 7) & ~(size_t)7;
-        if (!ool->dealloc && !ool->ports && ool->size > 0 && lend != NULL &&
-            room <= WIRE_LEND_SIZE - lent) {
+        if (lend == NULL && !kern_lending && room <= WIRE_LEND_SIZE) {
+            lend = wire_lend_buf();
+        }
+        if (lend != NULL && room <= WIRE_LEND_SIZE - lent) {
             memcpy(lend + lent, ool->addr, ool->size);
             ool->addr = lend + lent;
             ool->lent = true;
             lent += room;
-        } else if (!ool->dealloc && !ool->ports && ool->size > 0) {
+        } else {
             void *p = mmap(NULL, ool->size, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (p != MAP_FAILED) {

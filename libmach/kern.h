@@ -32,14 +32,16 @@ struct ipc_port *kern_task_port(void);
 /* Makes the port of a kernel object of type KOTYPE (IKOT_*), named in the
  * kernel space with its receive right and a send right, served by this
  * task (inline for its own calls, by the service thread for others).
- * Returns KERN_SUCCESS with *PORT (not referenced) and *KNAME, or
- * KERN_RESOURCE_SHORTAGE.  Expects [G]. */
+ * Returns KERN_SUCCESS with *PORT (not referenced) and *KNAME, or an
+ * error with nothing made.  Expects [G]. */
 kern_return_t kern_object_create(int kotype, struct ipc_port **port, mach_port_name_t *kname);
 
 /* kern_object_create, the port then served from SET, a kernel-space port
  * set from kern_object_set_create received on by a thread of its own
  * (MACH_PORT_NULL: by the service thread, as kern_object_create).
- * Expects [G]. */
+ * Returns KERN_SUCCESS with *PORT (not referenced) and *KNAME, or an
+ * error (KERN_RESOURCE_SHORTAGE, KERN_NO_SPACE) with nothing made and
+ * *PORT and *KNAME untouched.  Expects [G]. */
 kern_return_t kern_object_create_in(int kotype, mach_port_name_t set, struct ipc_port **port,
                                     mach_port_name_t *kname);
 
@@ -55,7 +57,8 @@ kern_return_t kern_object_set_create(mach_port_name_t *set, int *fd);
 #define KERN_REQUEST_MAX (64 * 1024)
 
 /* Receives one request on SET (a kernel-space port or port set), waiting
- * at most TIMEOUT_MS (-1: without limit), and serves it (kern_serve).
+ * at most TIMEOUT_MS (-1: without limit), and serves it (kern_serve); one
+ * received with holes (MACH_RCV_BODY_ERROR) is destroyed instead.
  * *BUF, a malloc'd buffer of *SIZE bytes, is grown for a larger request
  * (the caller frees it); a request too large for the memory there is is
  * destroyed unserved.  Returns the receive's result: MACH_MSG_SUCCESS
@@ -294,8 +297,8 @@ bool kern_task_call_vm_deallocate(mach_port_t task, vm_address_t address, vm_siz
 
 /* The service thread, waiting inside a routine for what another kernel
  * object must receive (a pager's answer): serves at most one request,
- * waiting at most TIMEOUT_MS for it.  A request too large for the
- * service's buffer is left queued.  Expects no lock. */
+ * waiting at most TIMEOUT_MS for it (kern_receive_serve).  Expects no
+ * lock. */
 void kern_service_once(int timeout_ms);
 
 /* Runs one request through the kernel servers and sends the reply.

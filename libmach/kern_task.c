@@ -162,9 +162,13 @@ kern_return_t kern_object_create_in(int kotype, mach_port_name_t set, struct ipc
     if (kr == KERN_SUCCESS && members != NULL && (members->type & MACH_PORT_TYPE_PORT_SET)) {
         kr = ipc_pset_add(members->pset, entry->port);
     }
+    if (kr != KERN_SUCCESS) {
+        (void)ipc_right_destroy(kspace, entry->name); /* nothing stays */
+        return kr;
+    }
     *port = entry->port;
     *kname = entry->name;
-    return kr;
+    return KERN_SUCCESS;
 }
 
 mach_port_name_t kern_give_send(mach_port_name_t kname)
@@ -212,22 +216,16 @@ __attribute__((visibility("default"))) mach_port_t mach_reply_port(void)
  * port in the kernel space. */
 void kern_service_once(int timeout_ms)
 {
-    union {
-        mach_msg_header_t head;
-        char buf[KERN_REQUEST_MAX];
-    } *msg = malloc(sizeof *msg);
-    if (msg == NULL) {
+    size_t size = KERN_REQUEST_MAX;
+    mach_msg_header_t *buf = malloc(size);
+    if (buf == NULL) {
         return;
     }
     ipc_lock();
     mach_port_name_t kname = kern_objects_kname;
     ipc_unlock();
-    if (ipc_mach_msg(SPACE_KERNEL, &msg->head, MACH_RCV_MSG | MACH_RCV_TIMEOUT | MACH_RCV_LARGE, 0,
-                     sizeof msg->buf, kname, (mach_msg_timeout_t)timeout_ms) ==
-        MACH_MSG_SUCCESS) {
-        kern_serve(&msg->head);
-    }
-    free(msg);
+    (void)kern_receive_serve(kname, timeout_ms, &buf, &size);
+    free(buf);
 }
 
 /* Blocks every signal but the one that interrupts IPC waits: a thread
@@ -295,6 +293,11 @@ mach_msg_return_t kern_receive_serve(mach_port_name_t set, int timeout_ms,
             ipc_mach_msg(SPACE_KERNEL, *buf, option, 0, (mach_msg_size_t)*size, set, timeout);
         if (mr == MACH_MSG_SUCCESS) {
             kern_serve(*buf);
+        } else if ((mr & ~MACH_MSG_MASK) == MACH_RCV_BODY_ERROR) {
+            /* Received with holes where this process lacked names or
+             * memory: not served (its reply right destroyed, the caller
+             * hears of it), and what did come goes. */
+            msg_destroy_in(SPACE_KERNEL, *buf, true);
         }
         if (mr != MACH_RCV_TOO_LARGE) {
             return mr;

@@ -57,14 +57,15 @@ static mach_port_name_t vm_pagers;
 /* Requests served from pagers between two looks at the faults. */
 #define VM_PAGERS_BATCH 16
 
-/* What the fault thread starts with, malloc'd by its creator (a thread
- * that allocates before the program can fork keeps AddressSanitizer's
- * allocator out of a child's way: kern_service_start). */
-struct vm_fault_start {
+/* What the fault thread starts with: made by its creator, not by the
+ * thread (a thread that allocates or frees as the program may fork could
+ * leave AddressSanitizer's allocator locked in the child:
+ * kern_service_start).  One fault thread per process: static. */
+static struct vm_fault_start {
     int epoll;
     mach_port_name_t pagers; /* or MACH_PORT_NULL */
-    mach_msg_header_t *buf;  /* KERN_REQUEST_MAX bytes */
-};
+    mach_msg_header_t *buf;  /* KERN_REQUEST_MAX bytes, the thread's */
+} vm_fault_start_args;
 
 /* How many fault messages one read takes, and reads one wake-up makes. */
 #define VM_FAULT_BATCH 16
@@ -124,11 +125,10 @@ static void vm_fault_serve_pagers(mach_port_name_t pagers, mach_msg_header_t **b
     }
 }
 
-/* ARG: a struct vm_fault_start, now the thread's. */
+/* ARG: vm_fault_start_args. */
 static void *vm_fault_main(void *arg)
 {
     struct vm_fault_start start = *(struct vm_fault_start *)arg;
-    free(arg);
     size_t size = KERN_REQUEST_MAX;
     sigset_t all;
     sigfillset(&all);
@@ -184,27 +184,25 @@ static mach_port_name_t vm_fault_pagers_make(int epoll)
     return kr == KERN_SUCCESS ? set : MACH_PORT_NULL;
 }
 
-/* Starts the fault thread on a new epoll set.  Returns the set, or -1
- * with errno set.  Expects [V]. */
+/* Starts the fault thread on a new epoll set.  Returns that epoll
+ * descriptor, or -1 with errno set.  Expects [V]. */
 static int vm_fault_start(void)
 {
     int epoll = epoll_create1(EPOLL_CLOEXEC);
     if (epoll < 0) {
         return -1;
     }
-    struct vm_fault_start *start = malloc(sizeof *start);
     void *buf = malloc(KERN_REQUEST_MAX);
-    if (start == NULL || buf == NULL) {
-        free(start);
-        free(buf);
+    if (buf == NULL) {
         linux_close(epoll);
         errno = ENOMEM;
         return -1;
     }
     mach_port_name_t pagers = vm_fault_pagers_make(epoll);
-    *start = (struct vm_fault_start){.epoll = epoll, .pagers = pagers, .buf = buf};
-    if (!linux_thread_start(vm_fault_main, start)) {
-        free(start);
+    vm_fault_start_args = (struct vm_fault_start){.epoll = epoll, .pagers = pagers, .buf = buf};
+    /* (The thread reads it once it runs, maybe after this returns: it is
+     * written once per process.) */
+    if (!linux_thread_start(vm_fault_main, &vm_fault_start_args)) {
         free(buf);
         if (pagers != MACH_PORT_NULL) {
             ipc_lock();

@@ -116,8 +116,6 @@ struct vm_object {
     bool terminated;          /* its ports went back to the pager */
     bool rearm;               /* pages were flushed: their write protection
                                  went with them and is set again on fill */
-    bool served_apart;        /* the control port is the fault thread's
-                                 (vm_fault_pagers), not the service thread's */
     unsigned refs;
     struct vm_mapping *maps;
     struct u64map chunks;     /* page index / VM_CHUNK_PAGES -> struct vm_chunk */
@@ -804,8 +802,7 @@ kern_return_t vm_object_enter(mach_port_name_t pager, struct vm_object **result)
         free(object);
         return KERN_RESOURCE_SHORTAGE;
     }
-    mach_port_name_t pagers = vm_fault_pagers();
-    object->served_apart = pagers != MACH_PORT_NULL;
+    mach_port_name_t pagers = vm_fault_pagers(); /* (none yet: the service thread's) */
     ipc_lock();
     struct ipc_port *port;
     kern_return_t kr = kern_object_create_in(IKOT_PAGER_CONTROL, pagers, &port, &object->control);
@@ -1232,8 +1229,11 @@ kern_return_t vm_object_read(struct vm_object *object, uint64_t offset, uint64_t
         while (atomic_load(&done) == 0) {
             unsigned gen = atomic_load(&vm_generation);
             vm_unlock();
-            if (kern_serving_other_task() && !object->served_apart) {
-                /* The service thread answers the pager itself. */
+            if (kern_serving_other_task()) {
+                /* The service thread serves meanwhile: the pager's answer
+                 * (unless the fault thread takes it: vm_fault_pagers),
+                 * and any other request, which must not wait behind a
+                 * pager (a pager that calls this task while it answers). */
                 kern_service_once(10);
             } else if (atomic_load(&done) == 0) {
                 (void)linux_futex_wait(&vm_generation, gen, 50, false);
@@ -1440,7 +1440,15 @@ kern_return_t kern_memory_object_data_supply(mach_port_t control, vm_offset_t of
     if (buf != NULL && wire_region_read((const void *)data, dataCnt, buf)) {
         src = buf;
     } else if (dataCnt > 4 * VM_PAGE) {
-        vm_fault_prepare((const void *)data, dataCnt);
+        /* Only what the cache can take is faulted in: a sealed memfd
+         * with holes could claim gigabytes, which populating would
+         * allocate (and this thread may be the one serving faults). */
+        struct vm_object *o = vm_control_lock(control);
+        uint64_t reach = o != NULL && o->memfd_size > offset ? o->memfd_size - offset : 0;
+        if (o != NULL) {
+            vm_unlock();
+        }
+        vm_fault_prepare((const void *)data, dataCnt < reach ? dataCnt : (size_t)reach);
     }
     struct vm_object *object = vm_control_lock(control);
     if (object == NULL) {

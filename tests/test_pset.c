@@ -159,8 +159,6 @@ static struct processor_set_basic_info basic_info(mach_port_t set)
     return basic;
 }
 
-/* Waits (up to 5 s) until the thread count of the set CONTROL is WANT;
- * returns the last count read. */
 /* Whether the counts of the set are those of its tasks now: as many
  * tasks as processor_set_tasks lists, as many threads as task_threads of
  * each lists.  *THREADS gets the thread count. */

@@ -375,18 +375,36 @@ static bool ipc_notify_arm(struct ipc_notify_dest *d)
     return true;
 }
 
+/* D cannot be watched: what waits in it is released, as if its port were
+ * dead.  Releasing may queue more for D (a kernel notification's notify
+ * right is a send-once right, perhaps to D's own port): D is busy
+ * meanwhile, so that only joins its tail and is released in turn, and D
+ * is neither settled again nor freed under this loop.  Expects [G] and D
+ * idle; leaves D idle and empty. */
+static void ipc_notify_release_all(struct ipc_notify_dest *d)
+{
+    fprintf(stderr, "hell[%d]: cannot wait for room in a port: its notifications are lost\n",
+            (int)getpid());
+    d->busy = true;
+    d->owner = &ipc_notify_draining;
+    while (d->head != NULL) {
+        struct ipc_notify_item *item = ipc_notify_pop(d);
+        ipc_notify_uncharge(d, item);
+        ipc_notify_item_done(item, false);
+    }
+    d->busy = false;
+    if (d->handoff) {
+        d->handoff = false;
+        ipc_notify_handoffs--;
+    }
+}
+
 /* D is idle (not busy, ready or armed): freed when empty, else armed;
  * what cannot be watched is released, as if its port were dead. */
 static void ipc_notify_settle(struct ipc_notify_dest *d)
 {
     if (d->head != NULL && !ipc_notify_arm(d)) {
-        fprintf(stderr, "hell[%d]: cannot wait for room in a port: its notifications are lost\n",
-                (int)getpid());
-        while (d->head != NULL) {
-            struct ipc_notify_item *item = ipc_notify_pop(d);
-            ipc_notify_uncharge(d, item);
-            ipc_notify_item_done(item, false);
-        }
+        ipc_notify_release_all(d);
     }
     if (d->head == NULL) {
         ipc_notify_dest_free(d);
@@ -506,13 +524,14 @@ void ipc_notify_send_once(struct ipc_port *port, uint64_t nonce)
         return;
     }
     *item = (struct ipc_notify_item){.kind = IPC_NOTIFY_ONCE, .nonce = nonce};
-    if (!ipc_notify_queue(port->ino, port, -1, item, false)) {
-        free(item);
-        return;
-    }
     /* Listed again until it goes: should this task die first, machd
-     * sends it. */
+     * sends it.  Listed before it is queued, since queueing may already
+     * release it (a backlog that cannot be watched), which unlists it. */
     ipc_janitor_hold(port, nonce);
+    if (!ipc_notify_queue(port->ino, port, -1, item, false)) {
+        ipc_janitor_release(nonce);
+        free(item);
+    }
 }
 
 /* Copies ITEM, the caller's (a raw one's message and descriptors are not

@@ -58,7 +58,8 @@ struct ipc_notify_dest {
     bool handoff;                 /* another thread appended while busy */
     unsigned nwaiting;            /* notifications in its backlog */
     unsigned nfds;                /* descriptors they and own_fd hold */
-    bool reported;                /* a loss to its share was reported */
+    bool reported_waiting;        /* a loss to its share of the count was reported */
+    bool reported_fds;            /* one to its share of descriptors was */
 };
 
 static struct u64map ipc_notify_dests;          /* [G] ino -> struct ipc_notify_dest */
@@ -70,6 +71,9 @@ static unsigned ipc_notify_fds;       /* [G] descriptors backlogs hold */
 static unsigned ipc_notify_waiting_max = IPC_NOTIFY_BACKLOG_MAX;
 static unsigned ipc_notify_fds_max = IPC_NOTIFY_FDS_MAX;
 static bool ipc_notify_reported;      /* [G] a bound was reported */
+/* [G] A notification holding more descriptors than a port's share was
+ * reported (possible only with bounds lowered, ipc_notify_lower_bounds). */
+static bool ipc_notify_reported_oversized;
 static int ipc_notify_epoll = -1;     /* [G] send ends waiting for room */
 static unsigned ipc_notify_nregistered; /* [G] backlogs in that set */
 static unsigned ipc_notify_handoffs;  /* [G] busy backlogs with a handoff */
@@ -86,7 +90,10 @@ static int ipc_notify_dest_fd(const struct ipc_notify_dest *d)
 }
 
 /* The largest item fits in a port's share of descriptors, beside the
- * copy of its send end. */
+ * copy of its send end: with the bounds in force at start.  Bounds
+ * lowered by ipc_notify_lower_bounds may make a share smaller (with 512
+ * descriptors, 32: escrows of more than 31 are refused even when nothing
+ * waits). */
 _Static_assert(IPC_NOTIFY_FDS_MAX / IPC_NOTIFY_SHARES >= WIRE_MAX_FDS + 1,
                "a port's share of descriptors holds a raw message");
 
@@ -96,29 +103,68 @@ static unsigned ipc_notify_item_fds(const struct ipc_notify_item *item)
     return item->kind == IPC_NOTIFY_RAW ? item->raw.nfds : 0;
 }
 
-/* Whether one more notification, holding NFDS descriptors, may wait for
- * the port INO (BARE: known by a bare send end, whose copy a new backlog
- * holds): within the port's share of each bound, then within the bounds.
- * A refusal is said on stderr: once per backlog for its share, once
- * until the backlogs have emptied by half for the bounds. */
-static bool ipc_notify_admit(uint64_t ino, bool bare, unsigned nfds)
+/* The backlog of the port INO, or NULL when nothing waits for it.
+ * Expects [G]. */
+static struct ipc_notify_dest *ipc_notify_dest_lookup(uint64_t ino)
 {
-    struct ipc_notify_dest *d = u64map_lookup(&ipc_notify_dests, ino);
-    nfds += d == NULL && bare;
+    return u64map_lookup(&ipc_notify_dests, ino);
+}
+
+/* Whether one more notification, holding NFDS descriptors, may wait in
+ * its port's share: D is the port's backlog, or NULL when it has none
+ * yet (BARE: the port is known by a bare send end, whose copy a new
+ * backlog holds).  A refusal is said on stderr once per backlog and per
+ * share (count, descriptors); one with no backlog (a notification
+ * larger than a share, only with lowered bounds) once per process. */
+static bool ipc_notify_admit_share(struct ipc_notify_dest *d, bool bare, unsigned nfds)
+{
     unsigned waiting = (d != NULL ? d->nwaiting : 0) + 1;
-    unsigned fds = (d != NULL ? d->nfds : 0) + nfds;
-    if (waiting > ipc_notify_waiting_max / IPC_NOTIFY_SHARES ||
-        fds > ipc_notify_fds_max / IPC_NOTIFY_SHARES) {
-        bool *reported = d != NULL ? &d->reported : &ipc_notify_reported;
-        if (!*reported) {
+    unsigned fds = (d != NULL ? d->nfds : 0) + nfds + (d == NULL && bare);
+    unsigned waiting_share = ipc_notify_waiting_max / IPC_NOTIFY_SHARES;
+    unsigned fds_share = ipc_notify_fds_max / IPC_NOTIFY_SHARES;
+    if (waiting <= waiting_share && fds <= fds_share) {
+        return true;
+    }
+    if (d == NULL) {
+        if (!ipc_notify_reported_oversized) {
             fprintf(stderr,
-                    "hell[%d]: notifications for a port that does not read them hold its "
-                    "share (%u of them, %u descriptors): further ones to it are lost\n",
-                    (int)getpid(), waiting - 1, fds - nfds);
-            *reported = true;
+                    "hell[%d]: a notification holding %u descriptors is more than a port's "
+                    "share of them (%u): it is lost\n",
+                    (int)getpid(), nfds, fds_share);
+            ipc_notify_reported_oversized = true;
         }
+    } else if (waiting > waiting_share) {
+        if (!d->reported_waiting) {
+            fprintf(stderr,
+                    "hell[%d]: %u notifications wait for a port that does not read them, its "
+                    "share: further ones to it are lost\n",
+                    (int)getpid(), d->nwaiting);
+            d->reported_waiting = true;
+        }
+    } else if (!d->reported_fds) {
+        fprintf(stderr,
+                "hell[%d]: notifications for a port that does not read them hold %u "
+                "descriptors, its share: further ones to it holding descriptors are lost\n",
+                (int)getpid(), d->nfds);
+        d->reported_fds = true;
+    }
+    return false;
+}
+
+/* Whether one more notification, holding NFDS descriptors, may wait in
+ * D, the backlog of its port, or NULL when it has none yet (BARE: the
+ * port is known by a bare send end, whose copy a new backlog holds):
+ * within the port's share of each bound, then within the bounds.  A
+ * refusal is said on stderr: for a share as ipc_notify_admit_share
+ * says, for the bounds once until the backlogs have emptied by half.
+ * Expects [G]; the answer holds only if the caller queues the
+ * notification under the same hold of [G]. */
+static bool ipc_notify_admit(struct ipc_notify_dest *d, bool bare, unsigned nfds)
+{
+    if (!ipc_notify_admit_share(d, bare, nfds)) {
         return false;
     }
+    nfds += d == NULL && bare;
     if (ipc_notify_waiting < ipc_notify_waiting_max / 2 &&
         ipc_notify_fds < ipc_notify_fds_max / 2) {
         ipc_notify_reported = false;
@@ -137,7 +183,8 @@ static bool ipc_notify_admit(uint64_t ino, bool bare, unsigned nfds)
     return true;
 }
 
-/* ITEM joined D's backlog: charged to D and to the process. */
+/* ITEM joined D's backlog: charged to D and to the process.  Expects
+ * [G]. */
 static void ipc_notify_charge(struct ipc_notify_dest *d, const struct ipc_notify_item *item)
 {
     unsigned nfds = ipc_notify_item_fds(item);
@@ -147,7 +194,7 @@ static void ipc_notify_charge(struct ipc_notify_dest *d, const struct ipc_notify
     ipc_notify_fds += nfds;
 }
 
-/* ITEM left D's backlog (before it is done with). */
+/* ITEM left D's backlog (before it is done with).  Expects [G]. */
 static void ipc_notify_uncharge(struct ipc_notify_dest *d, const struct ipc_notify_item *item)
 {
     unsigned nfds = ipc_notify_item_fds(item);
@@ -157,17 +204,13 @@ static void ipc_notify_uncharge(struct ipc_notify_dest *d, const struct ipc_noti
     ipc_notify_fds -= nfds;
 }
 
-/* The backlog of the port INO, made if there is none: for PORT (a
- * reference is taken), or else for the bare send end BARE_FD (copied).
- * Returns NULL when out of memory or descriptors. */
-static struct ipc_notify_dest *ipc_notify_dest_get(uint64_t ino, struct ipc_port *port,
-                                                   int bare_fd)
+/* A new backlog for the port INO, which has none: for PORT (a reference
+ * is taken), or else for the bare send end BARE_FD (copied).  Returns
+ * NULL when out of memory or descriptors.  Expects [G]. */
+static struct ipc_notify_dest *ipc_notify_dest_create(uint64_t ino, struct ipc_port *port,
+                                                      int bare_fd)
 {
-    struct ipc_notify_dest *d = u64map_lookup(&ipc_notify_dests, ino);
-    if (d != NULL) {
-        return d;
-    }
-    d = calloc(1, sizeof *d);
+    struct ipc_notify_dest *d = calloc(1, sizeof *d);
     if (d == NULL) {
         return NULL;
     }
@@ -440,16 +483,16 @@ static void ipc_notify_drain(struct ipc_notify_dest *d)
     ipc_notify_draining = nested;
 }
 
-/* Queues ITEM, admitted by ipc_notify_admit, for the port INO, of PORT or
- * of the bare send end BARE_FD: behind its backlog, or in a new one,
- * which is made ready (READY: sent by the next flush) or else armed (its
- * socket is full).  Returns false when out of memory or descriptors
- * (ITEM is then the caller's). */
-static bool ipc_notify_queue(uint64_t ino, struct ipc_port *port, int bare_fd,
-                             struct ipc_notify_item *item, bool ready)
+/* Queues ITEM, admitted by ipc_notify_admit under this hold of [G], for
+ * the port INO, of PORT or of the bare send end BARE_FD: behind D, its
+ * backlog (the one admitted), or when D is NULL in a new one, which is
+ * made ready (READY: sent by the next flush) or else armed (its socket
+ * is full).  Returns false when out of memory or descriptors (ITEM is
+ * then the caller's).  Expects [G]. */
+static bool ipc_notify_queue(struct ipc_notify_dest *d, uint64_t ino, struct ipc_port *port,
+                             int bare_fd, struct ipc_notify_item *item, bool ready)
 {
-    struct ipc_notify_dest *d = ipc_notify_dest_get(ino, port, bare_fd);
-    if (d == NULL) {
+    if (d == NULL && (d = ipc_notify_dest_create(ino, port, bare_fd)) == NULL) {
         return false;
     }
     ipc_notify_append(d, item);
@@ -466,11 +509,11 @@ static bool ipc_notify_queue(uint64_t ino, struct ipc_port *port, int bare_fd,
 
 void ipc_notify_kern(struct ipc_port *dest, const struct ipc_notify_kern *n)
 {
-    struct ipc_notify_item *item =
-        ipc_notify_admit(dest->ino, false, 0) ? malloc(sizeof *item) : NULL;
+    struct ipc_notify_dest *d = ipc_notify_dest_lookup(dest->ino);
+    struct ipc_notify_item *item = ipc_notify_admit(d, false, 0) ? malloc(sizeof *item) : NULL;
     if (item != NULL) {
         *item = (struct ipc_notify_item){.kind = IPC_NOTIFY_KERN, .kern = *n};
-        if (ipc_notify_queue(dest->ino, dest, -1, item, true)) {
+        if (ipc_notify_queue(d, dest->ino, dest, -1, item, true)) {
             return;
         }
     }
@@ -514,12 +557,12 @@ void ipc_notify_send_once(struct ipc_port *port, uint64_t nonce)
     if (port->rcv != NULL && port->rcv->orphan) {
         return;
     }
-    if (u64map_lookup(&ipc_notify_dests, port->ino) == NULL &&
+    struct ipc_notify_dest *d = ipc_notify_dest_lookup(port->ino);
+    if (d == NULL &&
         wire_send_notify_locked(port, nonce, MACH_NOTIFY_SEND_ONCE) != MACH_SEND_TIMED_OUT) {
         return; /* sent, or the port is dead: lost, as in GNU Mach */
     }
-    struct ipc_notify_item *item =
-        ipc_notify_admit(port->ino, false, 0) ? malloc(sizeof *item) : NULL;
+    struct ipc_notify_item *item = ipc_notify_admit(d, false, 0) ? malloc(sizeof *item) : NULL;
     if (item == NULL) {
         return;
     }
@@ -528,7 +571,7 @@ void ipc_notify_send_once(struct ipc_port *port, uint64_t nonce)
      * sends it.  Listed before it is queued, since queueing may already
      * release it (a backlog that cannot be watched), which unlists it. */
     ipc_janitor_hold(port, nonce);
-    if (!ipc_notify_queue(port->ino, port, -1, item, false)) {
+    if (!ipc_notify_queue(d, port->ino, port, -1, item, false)) {
         ipc_janitor_release(nonce);
         free(item);
     }
@@ -583,10 +626,11 @@ static int ipc_notify_send_bare(int send_fd, const struct ipc_notify_item *item)
     ipc_lock();
     /* The port's identity matters only when some backlog exists. */
     bool known = false;
+    struct ipc_notify_dest *d = NULL;
     enum ipc_notify_outcome outcome;
     if (ipc_notify_dests.count > 0 && !(known = linux_socket_ino(send_fd, &ino))) {
         outcome = IPC_NOTIFY_FAILED;
-    } else if (known && u64map_lookup(&ipc_notify_dests, ino) != NULL) {
+    } else if (known && (d = ipc_notify_dest_lookup(ino)) != NULL) {
         outcome = IPC_NOTIFY_FULL;
     } else {
         struct ipc_notify_dest probe = {.own_fd = send_fd};
@@ -594,9 +638,9 @@ static int ipc_notify_send_bare(int send_fd, const struct ipc_notify_item *item)
     }
     int rc = outcome == IPC_NOTIFY_SENT ? 0 : -1;
     if (outcome == IPC_NOTIFY_FULL && (known || linux_socket_ino(send_fd, &ino)) &&
-        ipc_notify_admit(ino, true, ipc_notify_item_fds(item))) {
+        ipc_notify_admit(d, true, ipc_notify_item_fds(item))) {
         struct ipc_notify_item *copy = ipc_notify_bare_copy(item);
-        if (copy != NULL && ipc_notify_queue(ino, NULL, send_fd, copy, false)) {
+        if (copy != NULL && ipc_notify_queue(d, ino, NULL, send_fd, copy, false)) {
             rc = 0;
         } else if (copy != NULL) {
             /* Never to be sent: the caller keeps what it stands for. */
@@ -679,6 +723,6 @@ void ipc_notify_fork_child(void)
     ipc_notify_ready_tail = &ipc_notify_ready;
     ipc_notify_waiting = ipc_notify_fds = ipc_notify_nregistered = 0;
     ipc_notify_handoffs = 0;
-    ipc_notify_reported = false;
+    ipc_notify_reported = ipc_notify_reported_oversized = false;
     atomic_store(&ipc_notify_pending, false);
 }

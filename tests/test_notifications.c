@@ -17,7 +17,10 @@
  * holding descriptors) from a killed task than machd's whole bounds,
  * then a victim's full port some from another killed task: the victim
  * gets every one, the hostile port only its share, and machd holds no
- * more descriptors than before once both ports are gone.
+ * more descriptors than before once both ports are gone.  Then the
+ * bounds themselves: 17 ports never read, each sent more than its share,
+ * keep exactly machd's bound between them, the rest lost and reported
+ * (again once the backlogs have emptied).
  */
 #include <hell.h>
 #include <signal.h>
@@ -722,10 +725,11 @@ static void budget_doomed_main(mach_port_t parent, int n, bool pd)
     }
 }
 
-/* Starts a task of the instance that holds N rights made from NOTIFY (a
- * receive right of ours), as budget_doomed_main says.  Returns its pid;
- * *INBOX gets a send right to its inbox. */
-static pid_t budget_doomed_start(mach_port_t notify, int n, bool pd, mach_port_t *inbox)
+/* Starts a task of the instance that holds N rights made from each of
+ * NOTIFY[0..NPORTS) (receive rights of ours), as budget_doomed_main
+ * says.  Returns its pid; *INBOX gets a send right to its inbox. */
+static pid_t budget_doomed_start_many(const mach_port_t *notify, int nports, int n, bool pd,
+                                      mach_port_t *inbox)
 {
     mach_port_t boot = test_new_port(true), task = MACH_PORT_NULL;
     pid_t pid = hell_fork(boot, &task);
@@ -733,17 +737,17 @@ static pid_t budget_doomed_start(mach_port_t notify, int n, bool pd, mach_port_t
         self = mach_task_self(); /* a task of its own */
         mach_port_t parent = MACH_PORT_NULL;
         task_get_bootstrap_port(self, &parent);
-        budget_doomed_main(parent, n, pd);
+        budget_doomed_main(parent, nports * n, pd);
         _exit(1);
     }
     CHECK(pid > 0);
     CHECK_KR(mach_port_deallocate(self, task), KERN_SUCCESS);
     mach_msg_type_name_t type;
     CHECK_KR(test_receive_port(boot, BUDGET_WAIT_MS, inbox, &type), MACH_MSG_SUCCESS);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < nports * n; i++) {
         mach_msg_header_t m = {.msgh_bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND,
                                                            MACH_MSG_TYPE_MAKE_SEND_ONCE),
-                               .msgh_remote_port = *inbox, .msgh_local_port = notify,
+                               .msgh_remote_port = *inbox, .msgh_local_port = notify[i % nports],
                                .msgh_id = 1};
         CHECK_KR(mach_msg(&m, MACH_SEND_MSG, sizeof m, 0, MACH_PORT_NULL, 0, MACH_PORT_NULL),
                  MACH_MSG_SUCCESS);
@@ -755,6 +759,12 @@ static pid_t budget_doomed_start(mach_port_t notify, int n, bool pd, mach_port_t
     CHECK(done.head.msgh_id == 2);
     CHECK_KR(mach_port_destroy(self, boot), KERN_SUCCESS);
     return pid;
+}
+
+/* budget_doomed_start_many with the one port NOTIFY. */
+static pid_t budget_doomed_start(mach_port_t notify, int n, bool pd, mach_port_t *inbox)
+{
+    return budget_doomed_start_many(&notify, 1, n, pd, inbox);
 }
 
 /* Kills the task PID, whose inbox is INBOX, and waits until machd has
@@ -945,6 +955,47 @@ static void budget_escrows(void)
           h.destroyed + h.once == BUDGET_SHARE_WAITING + 1 && h.other == 0);
 }
 
+/* The bounds themselves, not a share: BUDGET_BOUND_PORTS ports, never
+ * read while a killed task's send-once rights are notified, each sent
+ * more than its share.  The first ports to come take their shares, up
+ * to machd's bound; past it every notification is lost, whichever its
+ * port (however little of its share it holds), and machd says so (main
+ * checks its stderr).  Run twice: once the ports are read and the
+ * backlogs empty, the bound is reported again. */
+#define BUDGET_BOUND_PORTS (BUDGET_WAITING / BUDGET_SHARE_WAITING + 1)
+static void budget_bounds(void)
+{
+    pid_t machd = getppid();
+    int machd_before = budget_machd_fds(machd);
+    mach_port_t ports[BUDGET_BOUND_PORTS], inbox = MACH_PORT_NULL;
+    int filled[BUDGET_BOUND_PORTS];
+    for (int i = 0; i < BUDGET_BOUND_PORTS; i++) {
+        ports[i] = test_new_port(false);
+    }
+    pid_t doomed = budget_doomed_start_many(ports, BUDGET_BOUND_PORTS, BUDGET_SHARE_WAITING + 1,
+                                            false, &inbox);
+    for (int i = 0; i < BUDGET_BOUND_PORTS; i++) {
+        filled[i] = test_fill_port(ports[i]);
+    }
+    budget_doomed_kill(doomed, inbox);
+    int kept = 0, starved = 0;
+    for (int i = 0; i < BUDGET_BOUND_PORTS; i++) {
+        /* (Besides machd's, the one send-once notification of the fill.) */
+        struct budget_got got = budget_read(ports[i], filled[i] + 1);
+        CHECK(got.fills == filled[i] && got.destroyed + got.other == 0);
+        CHECK(got.once >= 1 && got.once <= BUDGET_SHARE_WAITING + 1);
+        kept += got.once - 1;
+        starved += got.once - 1 < BUDGET_SHARE_WAITING;
+        CHECK_KR(mach_port_destroy(self, ports[i]), KERN_SUCCESS);
+    }
+    if (kept != BUDGET_WAITING || starved == 0) {
+        fprintf(stderr, "bounds: machd kept %d notifications (bound %d), %d ports short\n",
+                kept, BUDGET_WAITING, starved);
+    }
+    CHECK(kept == BUDGET_WAITING && starved > 0);
+    CHECK(budget_machd_back_to(machd, machd_before));
+}
+
 static int budget_main(void)
 {
     self = mach_task_self();
@@ -952,7 +1003,32 @@ static int budget_main(void)
     budget_warm_up();
     budget_send_once();
     budget_escrows();
+    budget_bounds();
+    budget_bounds();
     return test_failures == 0 ? 0 : 1;
+}
+
+/* Runs the --budget part in an instance, whose machd's stderr (and the
+ * task's) goes to a file meanwhile: returns how many times machd said
+ * the bounds were reached, or -1 when the part failed.  The file is
+ * copied to stderr after. */
+static int budget_run_counting_reports(void)
+{
+    FILE *log = tmpfile();
+    CHECK(log != NULL);
+    int saved = dup(2);
+    CHECK(saved >= 0 && dup2(fileno(log), 2) == 2);
+    int status = test_rerun_in_instance("--budget");
+    CHECK(dup2(saved, 2) == 2 && close(saved) == 0);
+    rewind(log);
+    char line[512];
+    int reports = 0;
+    while (fgets(line, sizeof line, log) != NULL) {
+        fputs(line, stderr);
+        reports += strstr(line, "notifications wait for ports that do not read them") != NULL;
+    }
+    fclose(log);
+    return status == 0 ? reports : -1;
 }
 
 int main(int argc, char **argv)
@@ -978,6 +1054,8 @@ int main(int argc, char **argv)
     char bounds[32];
     snprintf(bounds, sizeof bounds, "%d,%d", BUDGET_WAITING, BUDGET_FDS);
     setenv("HELL_MACHD_NOTIFY_MAX", bounds, 1);
-    CHECK(test_rerun_in_instance("--budget") == 0);
+    /* budget_bounds reaches the bound twice, the backlogs emptied in
+     * between: reported each time. */
+    CHECK(budget_run_counting_reports() == 2);
     return test_done("notifications");
 }

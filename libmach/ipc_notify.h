@@ -25,7 +25,11 @@
  * is not read loses its own past its share, and the bounds stay for the
  * other ports (in machd, those of every other task of the instance).
  * Past a share or a bound, a notification is released as if its port
- * were dead, and stderr says so once (per backlog for a share).  A port
+ * were dead, and stderr says so once (per backlog and share for a
+ * share).  A share is taken of the bounds in force: bounds lowered by
+ * ipc_notify_lower_bounds may make a share of descriptors too small for
+ * the largest raw message (WIRE_MAX_FDS), which is then refused even
+ * when nothing waits.  A port
  * with a backlog costs nothing more than memory (its send end is watched
  * through an epoll set of the watchdog's, open while some port needs
  * it); one known only by a bare send end (machd's janitor) costs a copy

@@ -65,13 +65,13 @@ boolean_t kern_vm_phys_forward_server(mach_msg_header_t *in, mach_msg_header_t *
 /* The part of task_create with inherited memory (and of hell_fork) that
  * gives the new task its creator's mappings of memory objects
  * (kern_vm_inherit.c): fork() leaves them holes (MADV_DONTFORK), and
- * each is mapped again here as its inheritance says: SHARE the object itself, COPY a copy of it as
- * the creator sees it, NONE nothing.  The creator lists them before it
- * forks (kern_vm_inherit_prepare); the new task, whose memory holds the
- * list, gets the pagers' rights on the handshake socket and maps each
- * (kern_vm_inherit_child).  Both share one cache: machd's in an
- * instance, else the creator's, which then serves the new task's objects
- * (vm_server.h). */
+ * each is mapped again here as its inheritance says: SHARE the object
+ * itself, COPY a copy of it as the creator sees it, NONE nothing.  The
+ * creator lists them before it forks (kern_vm_inherit_prepare); the new
+ * task, whose memory holds the list, gets the pagers' rights on the
+ * handshake socket and maps each (kern_vm_inherit_child).  Both share
+ * one cache: machd's in an instance, else the creator's, which then
+ * serves the new task's objects (vm_server.h). */
 struct kern_vm_inherit {
     struct kern_vm_inherit_piece *pieces; /* malloc'd */
     size_t npieces;

@@ -6,6 +6,8 @@
  * object itself, COPY a copy of it as the creator sees it, NONE
  * nothing).
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -135,25 +137,51 @@ bool kern_vm_inherit_prepare(struct kern_vm_inherit *inh)
     return ok;
 }
 
+/* Sends RIGHTS[0..N) (consumed on success) on FD, the handshake socket,
+ * never waiting for room under [G]: a new task that does not read yet
+ * (stopped, or slow to start) must not hold up every IPC of this one.
+ * (A chunk always fits one message: no room means a full queue.)
+ * Returns whether they went.  Expects no lock. */
+static bool kern_vm_inherit_send(int fd, struct kright *rights, unsigned n)
+{
+    for (;;) {
+        ipc_lock();
+        mach_msg_return_t mr = wire_send_bootstrap_nowait(fd, rights, n);
+        ipc_unlock();
+        if (mr != MACH_SEND_NO_BUFFER) {
+            return mr == MACH_MSG_SUCCESS;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int rc = poll(&p, 1, -1);
+        if ((rc < 0 && errno != EINTR) || (rc > 0 && (p.revents & (POLLERR | POLLHUP)))) {
+            return false;
+        }
+    }
+}
+
 bool kern_vm_inherit_parent(struct kern_vm_inherit *inh, int fd)
 {
     linux_close(inh->vm_sock[1]);
     inh->vm_sock[1] = -1;
     bool ok = true;
-    ipc_lock();
     for (size_t i = 0; ok && i < inh->npieces; i += KERN_VM_INHERIT_CHUNK) {
         unsigned n = kern_vm_inherit_chunk(inh->npieces - i);
         struct kright rights[KERN_VM_INHERIT_CHUNK];
+        ipc_lock();
         for (unsigned j = 0; j < n; j++) {
             kern_special_right(inh->pieces[i + j].pager, &rights[j]);
             ok = ok && rights[j].kind != KRIGHT_NONE;
         }
-        ok = ok && wire_send_bootstrap(fd, rights, n) == MACH_MSG_SUCCESS;
-        for (unsigned j = 0; !ok && j < n; j++) {
-            kright_destroy(&rights[j]);
+        ipc_unlock();
+        ok = ok && kern_vm_inherit_send(fd, rights, n);
+        if (!ok) {
+            ipc_lock();
+            for (unsigned j = 0; j < n; j++) {
+                kright_destroy(&rights[j]);
+            }
+            ipc_unlock();
         }
     }
-    ipc_unlock();
     if (ok && inh->serve) {
         ok = vm_server_child_start(inh->vm_sock[0]); /* (taken either way) */
         inh->vm_sock[0] = -1;

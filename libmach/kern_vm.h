@@ -76,12 +76,17 @@ struct kern_vm_inherit {
     struct kern_vm_inherit_piece *pieces; /* malloc'd */
     size_t npieces;
     bool serve; /* the creator is the new task's kernel for objects */
-    int vm_sock[2]; /* with SERVE: the creator's end, the new task's */
+    /* With SERVE: the creator's end, the new task's.  When the creator's
+     * own creator serves the objects given: -1, and the new task's end of
+     * a connection that one made for it (vm_remote_fork_conn). */
+    int vm_sock[2];
 };
 /* Lists this task's mappings of objects to give a new task in *INH,
- * holding a reference to each pager, and with SERVE makes the socket
- * pair.  Returns false when resources ran short (*INH empty then).
- * Expects no lock. */
+ * holding a reference to each pager, and gets the new task's connection
+ * to the cache that serves them (outside an instance: a socket pair with
+ * SERVE, else one asked of this task's own server).  Returns false when
+ * resources ran short or the connection could not be had (*INH empty
+ * then).  Expects no lock. */
 bool kern_vm_inherit_prepare(struct kern_vm_inherit *inh);
 /* The creator's side after fork(): sends the pagers' rights on FD (the
  * handshake socket) and, with SERVE, starts serving the new task (its

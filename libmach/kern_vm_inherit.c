@@ -116,18 +116,30 @@ bool kern_vm_inherit_prepare(struct kern_vm_inherit *inh)
     if (!kern_vm_object_ranges(&ranges, &n, &nlocal)) {
         return false;
     }
-    bool ok = true;
+    bool ok = true, remote = false;
     vm_attr_lock();
     for (size_t i = 0; ok && i < n; i++) {
         size_t before = inh->npieces;
         ok = kern_vm_inherit_cut(inh, &cap, &ranges[i]);
         /* Objects this task serves itself are the new task's through it. */
         inh->serve = inh->serve || (i < nlocal && inh->npieces > before);
+        remote = remote || (i >= nlocal && inh->npieces > before);
     }
     vm_attr_unlock();
     kern_vm_object_ranges_free(ranges, n);
-    if (ok && inh->serve &&
-        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, inh->vm_sock) != 0) {
+    /* Objects our creator serves us are the new task's through it too (a
+     * cache of the new task's own would be a second kernel to their
+     * pagers); machd's, in an instance, the new task asks machd for.  A
+     * task served by its creator maps every object through it, so it
+     * never also serves some itself. */
+    bool by_creator = remote && vm_remote_by_creator_now();
+    if (ok && by_creator && inh->serve) {
+        ok = false;
+    } else if (ok && by_creator) {
+        inh->vm_sock[1] = vm_remote_fork_conn();
+        ok = inh->vm_sock[1] >= 0;
+    } else if (ok && inh->serve &&
+               socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, inh->vm_sock) != 0) {
         inh->vm_sock[0] = inh->vm_sock[1] = -1;
         ok = false;
     }
@@ -193,7 +205,7 @@ bool kern_vm_inherit_child(struct kern_vm_inherit *inh, int fd)
 {
     bool ok = true;
     linux_close(inh->vm_sock[0]);
-    if (inh->serve) {
+    if (inh->vm_sock[1] >= 0) {
         ok = vm_remote_attach(inh->vm_sock[1]);
     }
     /* Every right is taken before any mapping is made: a mapping asks the

@@ -44,6 +44,7 @@ static void vm_remote_range_free(struct vm_remote_range *range)
 static struct futex_lock vm_remote_lock = FUTEX_LOCK_INIT; /* [C] */
 static int vm_remote_sock = -1;          /* [C] the connection, or -1 */
 static bool vm_remote_failed;            /* [C] no connection, for good */
+static bool vm_remote_by_creator;        /* [C] served by our creator, not machd */
 static struct vm_remote_range *vm_remote_ranges; /* [C] */
 
 /* The connection is lost (machd is gone, or it hung up on a message it
@@ -364,9 +365,34 @@ bool vm_remote_attach(int sock)
     }
     futex_lock_acquire(&vm_remote_lock);
     vm_remote_sock = sock;
+    vm_remote_by_creator = true;
     futex_lock_release(&vm_remote_lock);
     vm_fault_set_active();
     return true;
+}
+
+bool vm_remote_by_creator_now(void)
+{
+    futex_lock_acquire(&vm_remote_lock);
+    bool by_creator = vm_remote_by_creator;
+    futex_lock_release(&vm_remote_lock);
+    return by_creator;
+}
+
+int vm_remote_fork_conn(void)
+{
+    struct hell_vm_request req = {.op = HELL_VM_FORK};
+    int sock = -1;
+    futex_lock_acquire(&vm_remote_lock);
+    kern_return_t kr = vm_remote_by_creator
+                           ? vm_remote_call_locked(&req, MACH_PORT_NULL, NULL, &sock)
+                           : KERN_INVALID_ARGUMENT;
+    futex_lock_release(&vm_remote_lock);
+    if (kr != KERN_SUCCESS) {
+        linux_close(sock);
+        return -1;
+    }
+    return sock;
 }
 
 void vm_remote_fork_child(void)
@@ -375,6 +401,7 @@ void vm_remote_fork_child(void)
     linux_close(vm_remote_sock);
     vm_remote_sock = -1;
     vm_remote_failed = false;
+    vm_remote_by_creator = false;
     while (vm_remote_ranges != NULL) {
         /* (Its pager's name was the parent's: nothing to release.) */
         struct vm_remote_range *next = vm_remote_ranges->next;

@@ -88,6 +88,16 @@ bool vm_remote_ranges_list(struct vm_object_range **ranges, size_t *n, size_t *c
  * this task's userfaultfd (HELL_VM_ATTACH).  Returns whether it worked.
  * Expects a single thread. */
 bool vm_remote_attach(int sock);
+/* Whether this task's objects are served by its creator (it attached,
+ * vm_remote_attach), not by machd nor by itself.  Expects no lock. */
+bool vm_remote_by_creator_now(void);
+/* For a task this one creates with inherited memory, when this one's
+ * objects are served by its creator: asks that creator for a connection
+ * of the new task's own (HELL_VM_FORK), served from the same cache.
+ * Returns it (the new task's end, to hand to vm_remote_attach; the
+ * caller's to close), or -1 (not served by a creator, or the creator
+ * could not or the connection is lost).  Expects no lock. */
+int vm_remote_fork_conn(void);
 /* The child side of fork(): the connection and the mappings are the
  * parent's (the child's copies of its mappings are holes).  Expects a
  * single thread. */

@@ -39,6 +39,7 @@
 /* A connection: one task's space and the references it holds. */
 struct vm_client {
     int conn;
+    bool child;               /* a task this process created (HELL_VM_ATTACH) */
     struct vm_space *space;   /* [V] */
     struct u64map handles;    /* [V] handle -> struct vm_object */
     uint64_t last_handle;     /* [V] */
@@ -279,6 +280,22 @@ static void vm_server_name(struct vm_client *client, const struct hell_vm_reques
     ipc_unlock();
 }
 
+/* HELL_VM_FORK: a new connection, served from now on, for a task that
+ * CLIENT, itself a task this process created, creates with inherited
+ * memory.  Returns its other end (the caller's to close), or -1. */
+static int vm_server_fork(struct vm_client *client)
+{
+    int sv[2];
+    if (!client->child || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        return -1;
+    }
+    if (!vm_server_child_start(sv[0])) {
+        linux_close(sv[1]);
+        return -1;
+    }
+    return sv[1];
+}
+
 static void vm_server_request(struct vm_client *client, const struct hell_vm_request *req)
 {
     kern_return_t kr = KERN_INVALID_ARGUMENT;
@@ -289,6 +306,11 @@ static void vm_server_request(struct vm_client *client, const struct hell_vm_req
         return;
     case HELL_VM_NAME:
         vm_server_name(client, req);
+        return;
+    case HELL_VM_FORK:
+        fd = vm_server_fork(client);
+        vm_server_reply(client, fd >= 0 ? KERN_SUCCESS : KERN_RESOURCE_SHORTAGE, 0, fd);
+        linux_close(fd);
         return;
     case HELL_VM_COPY:
         kr = vm_server_copy(client, req, &fd);
@@ -337,7 +359,7 @@ static void vm_server_run(int conn, int uffd, pid_t pid, unsigned timeout_ms)
 {
     struct ucred cred;
     socklen_t len = sizeof cred;
-    struct vm_client client = {.conn = conn};
+    struct vm_client client = {.conn = conn, .child = pid > 0};
     if (timeout_ms == 0 || timeout_ms > 3600000) {
         timeout_ms = 30000;
     }
@@ -410,15 +432,6 @@ static void vm_server_children_remove(int conn)
     futex_lock_release(&vm_server_children_lock);
 }
 
-static void *vm_server_child_main(void *arg)
-{
-    struct vm_server_child child = *(struct vm_server_child *)arg;
-    free(arg);
-    vm_server_run(child.conn, child.uffd, child.pid, child.timeout_ms);
-    vm_server_children_remove(child.conn);
-    linux_close(child.conn);
-    return NULL;
-}
 
 /* Receives HELL_VM_ATTACH on CONN into *CHILD.  Returns whether it came
  * whole, with a descriptor. */
@@ -452,25 +465,31 @@ static bool vm_server_recv_attach(int conn, struct vm_server_child *child)
     return true;
 }
 
+/* The thread serving one connection (ARG, its descriptor): waits for
+ * the HELL_VM_ATTACH, then serves the task until it hangs up. */
+static void *vm_server_child_main(void *arg)
+{
+    int conn = (int)(intptr_t)arg;
+    struct vm_server_child child;
+    if (vm_server_recv_attach(conn, &child)) {
+        vm_server_run(child.conn, child.uffd, child.pid, child.timeout_ms);
+    }
+    vm_server_children_remove(conn);
+    linux_close(conn);
+    return NULL;
+}
+
 bool vm_server_child_start(int conn)
 {
-    struct vm_server_child *child = malloc(sizeof *child);
-    if (child == NULL || !vm_server_recv_attach(conn, child)) {
-        free(child);
-        linux_close(conn);
-        return false;
-    }
     futex_lock_acquire(&vm_server_children_lock);
     bool room = vm_server_nchildren < VM_SERVER_CHILDREN_MAX;
     if (room) {
         vm_server_children[vm_server_nchildren++] = conn;
     }
     futex_lock_release(&vm_server_children_lock);
-    if (!room || !linux_thread_start(vm_server_child_main, child)) {
+    if (!room || !linux_thread_start(vm_server_child_main, (void *)(intptr_t)conn)) {
         vm_server_children_remove(conn);
-        linux_close(child->uffd);
         linux_close(conn);
-        free(child);
         return false;
     }
     return true;

@@ -9,11 +9,13 @@
 #ifndef HELL_VM_SERVER_H
 #define HELL_VM_SERVER_H
 #include <stdbool.h>
-/* Receives the HELL_VM_ATTACH of a task just created on CONN (taken
- * over; waits for it), then serves that task's objects and faults from
- * a hidden thread until it hangs up: its requests name objects of this
- * process's cache.  Returns whether the thread started (CONN closed
- * otherwise).  Expects no lock. */
+/* Starts a hidden thread that receives the HELL_VM_ATTACH of a task just
+ * created on CONN (taken over), then serves that task's objects and
+ * faults until it hangs up: its requests name objects of this process's
+ * cache, and its HELL_VM_FORK gets a connection served the same way for
+ * a task it creates in turn.  Returns whether the thread started (CONN
+ * closed otherwise); a task that never attaches (it died) ends the
+ * thread when CONN's other end closes.  Expects no lock. */
 bool vm_server_child_start(int conn);
 /* The child side of fork(): the connections served are the parent's;
  * they are closed here.  Expects a single thread. */

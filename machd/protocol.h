@@ -158,6 +158,13 @@ enum hell_vm_op {
                             (vm_region): replies KERN_SUCCESS then a
                             bootstrap message with a send right to it, or
                             KERN_INVALID_ADDRESS (no object there) */
+    HELL_VM_FORK = 9,    /* on a HELL_VM_ATTACH connection: a connection
+                            for a task this one creates with inherited
+                            memory (so that it maps from the one cache
+                            that serves these objects): replies with one
+                            end of a socket pair as SCM_RIGHTS, whose
+                            other end the server then serves as it does
+                            a HELL_VM_ATTACH connection */
 };
 #define HELL_VM_INVALIDATE 0x1u
 /* HELL_VM_ENTER's handle for memory mapped as it is: nothing to add or

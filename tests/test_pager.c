@@ -30,7 +30,8 @@
  *   by the name port its pager got with memory_object_init;
  * - task_create with inherited memory and hell_fork give the new task
  *   our mappings of objects as their inheritance says (SHARE, COPY,
- *   NONE), from one cache; a pager killed under them fails the pages
+ *   NONE), from one cache, and so does a child's own hell_fork to its
+ *   child; a pager killed under them fails the pages
  *   that never came, in each;
  * - all of it again in an instance, where machd is the kernel of every
  *   object, with what only an instance has: two tasks mapping one object
@@ -1636,6 +1637,60 @@ static void inherited_by_hell_fork(void)
     close(fd);
 }
 
+/* A child of hell_fork that inherits a share of our mapping hell_forks a
+ * grandchild that inherits it from the child: all three map the object
+ * from one cache (outside an instance ours, which serves the child and,
+ * through it, the grandchild; in one machd's), so each sees the others'
+ * writes, and the pager has one memory_object_init. */
+static void inherited_by_grandchild(void)
+{
+    int fd = make_file();
+    int fds = settled_fds();
+    struct pager_proc pp = pager_spawn(fd, FILEPAGER_NORMAL | PAGER_UNCACHED);
+    volatile char *m = map_object(pp.object, 0, 4 * PAGE, FALSE);
+    CHECK_KR(vm_inherit(SELF, (vm_address_t)m, 4 * PAGE, VM_INHERIT_SHARE), KERN_SUCCESS);
+    m[1] = 'p';
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    pid_t pid = hell_fork(MACH_PORT_NULL, NULL);
+    if (pid == 0) {
+        m[2] = 'c';
+        pid_t grandchild = hell_fork(MACH_PORT_NULL, NULL);
+        if (grandchild == 0) {
+            close(sv[0]);
+            peer_serve(sv[1], m, 4 * PAGE);
+        }
+        close(sv[0]);
+        close(sv[1]);
+        int status = grandchild > 0 ? wait_bounded(grandchild) : -1;
+        /* The grandchild's write (told by the parent), seen here. */
+        _exit(status == 0 && m[3 * PAGE] == 'g' ? 0 : 40);
+    }
+    CHECK(pid > 0);
+    close(sv[1]);
+    struct peer peer = {.pid = pid, .sock = sv[0]};
+    /* The grandchild sees our write and the child's, before and after it
+     * was made, and we see its. */
+    CHECK(peer_do(&peer, 'r', 1, 0) == 'p');
+    CHECK(peer_do(&peer, 'r', 2, 0) == 'c');
+    m[PAGE] = 'q';
+    CHECK(peer_do(&peer, 'r', PAGE, 0) == 'q');
+    CHECK(peer_do(&peer, 'w', 3 * PAGE, 'g') == 'g');
+    CHECK(m[3 * PAGE] == 'g');
+    CHECK(m[2] == 'c');
+    CHECK(pager_cmd(&pp, CMD_STATS, 0, 0, 0).inits == 1);
+    close(peer.sock); /* the grandchild exits, then the child */
+    test_wait_ok(pid);
+    CHECK_KR(vm_deallocate(SELF, (vm_address_t)m, 4 * PAGE), KERN_SUCCESS);
+    CHECK(wait_terminates(&pp, 1) == 1);
+    struct answer a = pager_cmd(&pp, CMD_STATS, 0, 0, 0);
+    CHECK(a.inits == 1 && a.terminates == 1);
+    CHECK(file_byte(fd, 2) == 'c' && file_byte(fd, 3 * PAGE) == 'g');
+    pager_end(&pp);
+    CHECK(settled_fds() == fds);
+    close(fd);
+}
+
 /* The pager of an object that a child of hell_fork and a task made by
  * task_create inherit a share of is killed: each still reads the pages
  * that were supplied, and touching one that never came is a memory
@@ -1696,6 +1751,7 @@ static void suite(bool instance)
      * instance keeps what it makes for every later one. */
     inherited_by_task_create();
     inherited_by_hell_fork();
+    inherited_by_grandchild();
     /* What stays from here: the fault thread's userfaultfd (or the
      * connection to machd), the port on which the VM hears of pagers'
      * deaths, the kernel service's ports. */
@@ -1720,6 +1776,7 @@ static void suite(bool instance)
     inherited_by_task_create();
     many_inherited_mappings();
     inherited_by_hell_fork();
+    inherited_by_grandchild();
     pager_killed_under_inheritors();
     failures();
     read_write_clean_flush();

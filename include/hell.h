@@ -22,8 +22,15 @@ extern "C" {
  * Returns 0 in the child; in the parent the child's pid, with
  * *CHILD_TASK naming a send right to the child's task port.  Returns -1
  * with errno set when the child could not be started (ENOMEM: memory or
- * descriptors ran short listing the mappings; EPIPE: the child could not
- * map them, or the handshake failed; the child is reaped). */
+ * descriptors ran short listing the mappings, or a connection to the
+ * cache serving them could not be had; EPIPE: the child could not map
+ * them, or the handshake failed; the child is reaped).  A COPY piece
+ * (the default inheritance) is read whole from the cache before the
+ * call returns, asking the pager for each page not cached: a slow or
+ * stopped pager makes hell_fork wait, up to the pager timeout
+ * (HELL_PAGER_TIMEOUT_MS, 30 s) per request, and a pager that fails,
+ * dies or times out makes it fail (EPIPE), where GNU Mach's fork never
+ * waits for a pager.  Mappings set VM_INHERIT_NONE or SHARE avoid it. */
 pid_t hell_fork(mach_port_t bootstrap, mach_port_t *child_task);
 
 /* Like hell_fork, then executes PATH with ARGV in the child (with the

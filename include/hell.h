@@ -28,9 +28,9 @@ extern "C" {
  * (the default inheritance) is read whole from the cache before the
  * call returns, asking the pager for each page not cached: a slow or
  * stopped pager makes hell_fork wait, up to the pager timeout
- * (HELL_PAGER_TIMEOUT_MS, 30 s) per request, and a pager that fails,
- * dies or times out makes it fail (EPIPE), where GNU Mach's fork never
- * waits for a pager.  Mappings set VM_INHERIT_NONE or SHARE avoid it. */
+ * (HELL_PAGER_TIMEOUT_MS, 30 s) per request, and a pager that does not
+ * answer in time, or answers an error, makes it fail (EPIPE), where GNU
+ * Mach's fork never waits for a pager.  Mappings set VM_INHERIT_NONE or SHARE avoid it. */
 pid_t hell_fork(mach_port_t bootstrap, mach_port_t *child_task);
 
 /* Like hell_fork, then executes PATH with ARGV in the child (with the

@@ -432,7 +432,6 @@ static void vm_server_children_remove(int conn)
     futex_lock_release(&vm_server_children_lock);
 }
 
-
 /* Receives HELL_VM_ATTACH on CONN into *CHILD.  Returns whether it came
  * whole, with a descriptor. */
 static bool vm_server_recv_attach(int conn, struct vm_server_child *child)

@@ -208,10 +208,16 @@ struct linux_sched_attr {
 
 void linux_thread_background(void)
 {
+    /* The thread's nice is kept as it is (sched_setattr sets it too): a
+     * process started niced keeps its background work at least as nice,
+     * and only root may lower a nice. */
+    struct linux_sched_attr now = {0};
     struct linux_sched_attr attr = {.size = sizeof attr,
                                     .policy = SCHED_BATCH,
                                     .runtime = 100 * 1000 * 1000}; /* Linux's maximum */
-    if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0) {
+    bool known = syscall(SYS_sched_getattr, 0, &now, sizeof now, 0) == 0;
+    attr.nice = now.nice;
+    if (!known || syscall(SYS_sched_setattr, 0, &attr, 0) != 0) {
         struct sched_param none = {0};
         (void)sched_setscheduler(0, SCHED_BATCH, &none); /* Linux before 3.14 */
     }

@@ -21,11 +21,14 @@ bool linux_thread_start(void *(*fn)(void *), void *arg);
  * for: SCHED_BATCH (woken, it never takes a processor from another
  * thread) with the longest time slice Linux allows (Linux 6.12 and later:
  * a thread woken with an ordinary slice takes the processor from it at
- * once).  Its share of a busy processor stays an ordinary thread's, so
- * that a lock it holds (the address space's, in munmap) is never held
- * for long: at nice 19, vm_reap's thread made a task wait 220-330 ms for
- * it under two CPU-bound loops, and SCHED_IDLE gets less time still.  A
- * hint: what Linux refuses is left as it was. */
+ * once).  Its nice is kept, so its share of a busy processor stays that
+ * of the thread that started it (neither raised above a niced program's
+ * nor lowered below it), and a lock it holds (the address space's, in
+ * munmap) is never held for long: at nice 19 under a program at nice 0,
+ * vm_reap's thread made a task wait 220-330 ms for it under two
+ * CPU-bound loops, and SCHED_IDLE gets less time still.  A hint: where
+ * Linux has no sched_setattr (before 3.14) it is SCHED_BATCH with the
+ * ordinary slice, and what Linux refuses is left as it was. */
 void linux_thread_background(void);
 
 /* Whether Linux thread TID of this process is one of libmach's hidden

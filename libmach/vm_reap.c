@@ -30,31 +30,35 @@ struct vm_reap_range {
     int fd;
 };
 
-/* Locking keys: [R] vm_reap_lock; [A] atomic. */
+/* Locking keys: [Q] vm_reap_lock (the notes and the queue); [A] atomic. */
 static struct futex_lock vm_reap_lock = FUTEX_LOCK_INIT;
-static struct vm_reap_note vm_reap_notes[VM_REAP_NOTES];     /* [R] */
-static atomic_uint vm_reap_nnotes;                           /* [R] written, [A] read unlocked */
-static unsigned vm_reap_oldest;                              /* [R] replaced when full */
-static struct vm_reap_range vm_reap_pending[VM_REAP_PENDING]; /* [R] */
-static atomic_uint vm_reap_npending;                         /* [R] written, [A] read unlocked */
-static size_t vm_reap_pending_bytes;                         /* [R] their total length */
-static bool vm_reap_started;                                 /* [R] the thread runs */
-static bool vm_reap_failed;                                  /* [R] it could not start */
+/* Held by the thread from taking a descriptor off the queue until it is
+ * closed, and by fork (vm_reap_fork_prepare): a child never has a copy
+ * of a descriptor that is neither queued nor closed.  Taken before [Q]. */
+static struct futex_lock vm_reap_closing = FUTEX_LOCK_INIT;
+static struct vm_reap_note vm_reap_notes[VM_REAP_NOTES];     /* [Q] */
+static atomic_uint vm_reap_nnotes;                           /* [Q] written, [A] read unlocked */
+static unsigned vm_reap_oldest;                              /* [Q] replaced when full */
+static struct vm_reap_range vm_reap_pending[VM_REAP_PENDING]; /* [Q] */
+static atomic_uint vm_reap_npending;                         /* [Q] written, [A] read unlocked */
+static size_t vm_reap_pending_bytes;                         /* [Q] their total length */
+static bool vm_reap_started;                                 /* [Q] the thread runs */
+static bool vm_reap_failed;                                  /* [Q] it could not start */
 static _Atomic unsigned vm_reap_seq;                         /* [A] futex: bumped per range */
 
-/* How many notes there are (exact under [R], a hint without it). */
+/* How many notes there are (exact under [Q], a hint without it). */
 static unsigned vm_reap_count(void)
 {
     return atomic_load_explicit(&vm_reap_nnotes, memory_order_relaxed);
 }
 
-/* Sets how many notes there are to N.  Expects [R]. */
+/* Sets how many notes there are to N.  Expects [Q]. */
 static void vm_reap_count_set(unsigned n)
 {
     atomic_store_explicit(&vm_reap_nnotes, n, memory_order_relaxed);
 }
 
-/* Drops note I.  Expects [R]. */
+/* Drops note I.  Expects [Q]. */
 static void vm_reap_forget(unsigned i)
 {
     unsigned n = vm_reap_count() - 1;
@@ -66,7 +70,7 @@ static void vm_reap_forget(unsigned i)
 }
 
 /* Forgets the notes of the regions that meet [START, END); returns the
- * inode of the one that is exactly that range, or 0.  Expects [R]. */
+ * inode of the one that is exactly that range, or 0.  Expects [Q]. */
 static uint64_t vm_reap_take_note(vm_address_t start, vm_address_t end)
 {
     uint64_t ino = 0;
@@ -163,11 +167,14 @@ static void *vm_reap_main(void *arg)
             linux_futex_wait(&vm_reap_seq, seq, -1, false);
             continue;
         }
+        futex_lock_acquire(&vm_reap_closing);
         struct vm_reap_range range = vm_reap_take();
         if (range.fd >= 0) {
             linux_close(range.fd);
-        } else if (range.addr != NULL) {
-            vm_reap_unmap_chunks(range.addr, range.len);
+        }
+        futex_lock_release(&vm_reap_closing);
+        if (range.fd < 0 && range.addr != NULL) {
+            vm_reap_unmap_chunks(range.addr, range.len); /* (MADV_DONTFORK: no child's) */
         }
     }
     return NULL;
@@ -180,14 +187,14 @@ static void vm_reap_wake(void)
     linux_futex_wake(&vm_reap_seq, 1, false);
 }
 
-/* Whether a range of LEN bytes can wait for the thread.  Expects [R]. */
+/* Whether a range of LEN bytes can wait for the thread.  Expects [Q]. */
 static bool vm_reap_room(size_t len)
 {
     return atomic_load_explicit(&vm_reap_npending, memory_order_relaxed) < VM_REAP_PENDING &&
            vm_reap_pending_bytes + len <= VM_REAP_PENDING_BYTES;
 }
 
-/* Queues R for the thread, which vm_reap_room allowed.  Expects [R]. */
+/* Queues R for the thread, which vm_reap_room allowed.  Expects [Q]. */
 static void vm_reap_queue(struct vm_reap_range r)
 {
     unsigned n = atomic_load_explicit(&vm_reap_npending, memory_order_relaxed);
@@ -196,7 +203,7 @@ static void vm_reap_queue(struct vm_reap_range r)
     atomic_store_explicit(&vm_reap_npending, n + 1, memory_order_release);
 }
 
-/* Whether the thread runs, started now if need be.  Expects [R]. */
+/* Whether the thread runs, started now if need be.  Expects [Q]. */
 static bool vm_reap_start(void)
 {
     if (!vm_reap_started && !vm_reap_failed) {
@@ -281,15 +288,49 @@ void vm_reap_close(int fd, size_t size)
     linux_close(fd);
 }
 
-void vm_reap_fork_child(void)
+/* Before fork: no close is under way and the queue holds still, so that
+ * the child's copies of descriptors to close are exactly those queued
+ * (vm_reap_fork_child closes them), and each queued number names the
+ * memfd queued. */
+static void vm_reap_fork_prepare(void)
+{
+    futex_lock_acquire(&vm_reap_closing);
+    futex_lock_acquire(&vm_reap_lock);
+}
+
+static void vm_reap_fork_parent(void)
+{
+    futex_lock_release(&vm_reap_lock);
+    futex_lock_release(&vm_reap_closing);
+}
+
+/* The child's locks, free again before any other of libmach's fork
+ * handlers may use the module. */
+static void vm_reap_fork_child_locks(void)
 {
     vm_reap_lock = (struct futex_lock)FUTEX_LOCK_INIT;
+    vm_reap_closing = (struct futex_lock)FUTEX_LOCK_INIT;
+}
+
+/* Registered before kern_task's handlers (by a constructor that runs
+ * before the others): fork runs the prepare handlers in the reverse
+ * order, so this one after theirs, which may release regions here while
+ * holding other locks, and the parent and child handlers in order, so
+ * these before theirs. */
+__attribute__((constructor(101))) static void vm_reap_register_fork(void)
+{
+    (void)pthread_atfork(vm_reap_fork_prepare, vm_reap_fork_parent, vm_reap_fork_child_locks);
+}
+
+void vm_reap_fork_child(void)
+{
+    vm_reap_fork_child_locks();
     vm_reap_count_set(0);
     vm_reap_oldest = 0;
     /* The ranges are MADV_DONTFORK, not here; the descriptors are
      * inherited: this copy of each is closed now (the parent's thread
-     * closes the parent's).  One the thread had taken but not closed yet
-     * stays open here until an exec (a memfd is close-on-exec). */
+     * closes the parent's).  None was taken but not closed yet
+     * (vm_reap_fork_prepare). */
     unsigned n = atomic_load_explicit(&vm_reap_npending, memory_order_relaxed);
     for (unsigned i = 0; i < n; i++) {
         linux_close(vm_reap_pending[i].fd);

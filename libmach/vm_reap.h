@@ -25,15 +25,21 @@
  *
  * A region moved aside is MADV_DONTFORK: a child never inherits one, and
  * forgets those its parent had pending; it closes its copies of the
- * descriptors waiting.  Only regions of VM_REAP_MIN bytes and more are
- * noted, at most VM_REAP_NOTES at once (the oldest note is dropped for a
- * new one: the region is then unmapped in place), and at most
+ * descriptors waiting.  A fork waits for a close under way (the module's
+ * own fork handlers), so that these are all the child has.
+ *
+ * Only regions of VM_REAP_MIN bytes and more are noted, at most
+ * VM_REAP_NOTES at once (the oldest note is dropped for a new one: the
+ * region is then unmapped in place), and at most
  * VM_REAP_PENDING ranges and descriptors, of VM_REAP_PENDING_BYTES in
  * all, wait for the thread (past that, in place: a releaser never gets
  * ahead of it by more than that much memory).
  *
  * Lock order: the module's lock is a leaf, taken under [G] and [V]
- * alike; vm_maps_find is called without it.
+ * alike; vm_maps_find is called without it.  The thread holds a second
+ * lock across each close, taken before the first and by nothing else
+ * but fork's prepare handler (registered so as to run after libmach's
+ * others).
  */
 #ifndef HELL_VM_REAP_H
 #define HELL_VM_REAP_H
@@ -71,7 +77,8 @@ void vm_reap_close(int fd, size_t size);
 
 /* The child side of fork(): forgets the notes and the parent's pending
  * regions (never inherited) and its thread, and closes its copies of the
- * descriptors that were waiting.  Single-threaded. */
+ * descriptors that were waiting (all it has of those given to
+ * vm_reap_close).  Single-threaded. */
 void vm_reap_fork_child(void);
 
 #endif

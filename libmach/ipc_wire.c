@@ -530,10 +530,19 @@ static void wire_release_sent(struct kmsg *kmsg, int send_fd)
      * queued, unread, it holds the memfds it carries, and our closes are
      * cheap.  Once it was read, the receiver may be done with them
      * already (woken on this processor, it ran before we got it back),
-     * and then our close frees the pages: that is left to vm_reap. */
+     * and then our close frees the pages: that is left to vm_reap.
+     * Linux only says whether the port's socket holds any unread message
+     * (SIOCOUTQ counts those of every sender of the port, which share
+     * it), not whether ours is one: a hint, which can close in place a
+     * memfd already read when other messages wait behind it. */
     int unread = -1; /* -1: not asked yet, else a bool */
     for (unsigned i = 0; i < kmsg->nool; i++) {
         struct kool *ool = &kmsg->ool[i];
+        /* The sender's view first: unmapped here, its pages are still the
+         * memfd's while the close below may be the thread's. */
+        if (ool->dealloc && ool->addr != NULL && ool->size > 0) {
+            kern_vm_unmap(ool->addr, ool->size);
+        }
         if (ool->memfd >= 0 && unread < 0) {
             unread = linux_socket_sent_unread(send_fd);
         }
@@ -543,9 +552,6 @@ static void wire_release_sent(struct kmsg *kmsg, int send_fd)
             vm_reap_close(ool->memfd, ool->size);
         }
         ool->memfd = -1;
-        if (ool->dealloc && ool->addr != NULL && ool->size > 0) {
-            kern_vm_unmap(ool->addr, ool->size);
-        }
     }
     kmsg->nool = 0;
 }

@@ -142,8 +142,9 @@ bool linux_socket_ino(int fd, uint64_t *ino);
 
 /* Whether some of what was sent through the socket FD is still queued,
  * unread by its peer (Linux's SIOCOUTQ: the bytes the socket's sent
- * messages still hold).  False as well when FD cannot say.  Needs no
- * lock. */
+ * messages still hold), by whichever holder of the socket sent it (all
+ * the senders of a port share its send end): not whether one message
+ * is.  False as well when FD cannot say.  Needs no lock. */
 bool linux_socket_sent_unread(int fd);
 
 /* Stores in *PEER the inode of the socket connected to FD (an AF_UNIX

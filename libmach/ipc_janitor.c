@@ -310,13 +310,24 @@ static void janitor_escrow_void(struct ipc_port *port, struct ipc_port_rcv *rcv)
  * the port's escrow: not with a send right (machd would hold a counting
  * descriptor, which hides no-senders as long as the escrow lasts), nor
  * with a receive right (the table lists it as this task's: machd would
- * destroy its queue at the death, and hand it out).  Stores the nonces
- * of its send-once rights, which machd must not notify once the escrow
- * is sent, in NONCES unless NULL (room for 1 + KEPT's rights), their
- * number in *N. */
+ * destroy its queue at the death, and hand it out), nor when its body
+ * and regions alone exceed HELL_JANITOR_ESCROW_MAX (checked first: the
+ * escrow would copy its regions into memfds under [G] only to find the
+ * datagram too large).  Stores the nonces of its send-once rights,
+ * which machd must not notify once the escrow is sent, in NONCES unless
+ * NULL (room for 1 + KEPT's rights), their number in *N. */
 static bool janitor_pending_escrowable(const struct kmsg *kept, uint64_t *nonces, uint32_t *n)
 {
     *n = 0;
+    /* A lower bound of what the escrow's datagram counts for it
+     * (wire_send_copy): port arrays travel as rights, not bytes. */
+    size_t bytes = kept->body_size;
+    for (unsigned i = 0; i < kept->nool; i++) {
+        bytes += kept->ool[i].ports ? 0 : kept->ool[i].size;
+    }
+    if (bytes > HELL_JANITOR_ESCROW_MAX) {
+        return false;
+    }
     for (unsigned i = 0; i <= kept->nrights; i++) {
         const struct kright *right = i == 0 ? &kept->reply : &kept->rights[i - 1];
         if (right->kind == KRIGHT_SEND || right->kind == KRIGHT_RECEIVE) {

@@ -24,7 +24,9 @@
  *   and a port-destroyed request to us when it is killed: we get Q from
  *   machd's escrow, A first, its send-once right alive (machd notifies
  *   it not); and when the child received A before its death, we get B
- *   first, and A's send-once right is notified once.
+ *   first, and A's send-once right is notified once; so too when A
+ *   carries a send right or 8 MiB, which no escrow takes (and the send
+ *   right's no-senders comes).
  *
  * The whole test runs as a plain process, then as a task of an instance.
  */
@@ -318,14 +320,14 @@ static mach_port_t take_right(mach_port_t inbox, mach_msg_type_name_t want)
 }
 
 /* Receives on NAME with MACH_RCV_LARGE into a header: the next message
- * (larger) stays. */
+ * (larger than that) stays. */
 static void keep_next(mach_port_t name)
 {
     mach_msg_header_t h;
     CHECK_KR(mach_msg(&h, MACH_RCV_MSG | MACH_RCV_LARGE | MACH_RCV_TIMEOUT, 0, sizeof h, name,
                       WAIT_MS, MACH_PORT_NULL),
              MACH_RCV_TOO_LARGE);
-    CHECK(h.msgh_size > BIG);
+    CHECK(h.msgh_size > sizeof h);
 }
 
 /* How many mappings of regions received as memfds this task has. */
@@ -643,17 +645,52 @@ static void doomed_keeper_main(mach_port_t parent, uintptr_t take)
     }
 }
 
-/* The child holding Q, A kept (or received with TAKE), is killed: machd
- * sends Q to its port-destroyed request, with A first unless taken. */
-static void killed(bool take)
+/* What the killed child did with A, and what A carried. */
+enum doom {
+    DOOM_KEPT,  /* kept, escrowed: the holder receives it first */
+    DOOM_TAKEN, /* received before the death: gone with the child */
+    DOOM_SEND,  /* kept, but with a send right: the escrow goes without it */
+    DOOM_HUGE,  /* kept, but with 8 MiB: the escrow goes without it */
+};
+
+#define HUGE_REGION (8u << 20) /* more than an escrow's 96 KiB */
+
+/* Sends to Q a message with id 1, a HUGE_REGION region and REPLY as its
+ * reply port (a send-once right). */
+static void send_huge(mach_port_t q, mach_port_t reply)
+{
+    static char huge[HUGE_REGION];
+    fill(huge, 4096, 9);
+    struct region_msg m = {.h = header(q, MACH_MSG_TYPE_COPY_SEND, reply, 1, true),
+                           .t = data_type(HUGE_REGION, false),
+                           .p = huge};
+    CHECK_KR(send(&m.h, sizeof m), MACH_MSG_SUCCESS);
+}
+
+/* The child holding Q, A kept (or received) as DOOM says, is killed:
+ * machd sends Q to its port-destroyed request, with A first when it
+ * could go in the escrow; otherwise A is lost, its reply right notified
+ * once (and a send right it carried released: no-senders comes). */
+static void killed(enum doom doom)
 {
     mach_port_t q = test_new_port(true), so = test_new_port(false), pdn = test_new_port(false);
-    send_a(q, so, MACH_PORT_NULL, 7);
+    mach_port_t s = doom == DOOM_SEND ? test_new_port(false) : MACH_PORT_NULL;
+    if (doom == DOOM_SEND) {
+        mach_port_t prev = MACH_PORT_NULL;
+        CHECK_KR(mach_port_request_notification(SELF, s, MACH_NOTIFY_NO_SENDERS, 1, notify_port,
+                                                MACH_MSG_TYPE_MAKE_SEND_ONCE, &prev),
+                 KERN_SUCCESS);
+    }
+    if (doom == DOOM_HUGE) {
+        send_huge(q, so);
+    } else {
+        send_a(q, so, s, 7);
+    }
     CHECK_KR(send_empty(q, MACH_MSG_TYPE_COPY_SEND, 2), MACH_MSG_SUCCESS);
     CHECK_KR(send_empty(q, MACH_MSG_TYPE_COPY_SEND, 3), MACH_MSG_SUCCESS);
 
     mach_port_t boot = test_new_port(true), inbox;
-    pid_t pid = start_with_inbox(boot, doomed_keeper_main, take, &inbox);
+    pid_t pid = start_with_inbox(boot, doomed_keeper_main, doom == DOOM_TAKEN, &inbox);
     CHECK_KR(test_send_port(inbox, q, MACH_MSG_TYPE_MOVE_RECEIVE, 1), MACH_MSG_SUCCESS);
     CHECK_KR(test_send_port(inbox, pdn, MACH_MSG_TYPE_MAKE_SEND_ONCE, 1), MACH_MSG_SUCCESS);
     CHECK_KR(receive(boot, WAIT_MS), MACH_MSG_SUCCESS);
@@ -667,7 +704,7 @@ static void killed(bool take)
     CHECK(rbuf.destroyed.not_type.msgt_name == MACH_MSG_TYPE_PORT_RECEIVE);
     CHECK(rbuf.destroyed.not_port == q); /* (merged with our send right) */
     expect_nothing(pdn);
-    if (take) {
+    if (doom != DOOM_KEPT) {
         /* A went with the child: its reply right is notified, once. */
         CHECK_KR(receive(so, WAIT_MS), MACH_MSG_SUCCESS);
         CHECK(rbuf.h.msgh_id == MACH_NOTIFY_SEND_ONCE);
@@ -679,6 +716,13 @@ static void killed(bool take)
         expect(q, 2, 1);
         expect(q, 3, 2);
         use_reply(reply, so);
+    }
+    if (doom == DOOM_SEND) {
+        /* A's send right died with it. */
+        CHECK_KR(receive(notify_port, WAIT_MS), MACH_MSG_SUCCESS);
+        CHECK(rbuf.h.msgh_id == MACH_NOTIFY_NO_SENDERS);
+        expect_nothing(notify_port);
+        CHECK_KR(mach_port_destroy(SELF, s), KERN_SUCCESS);
     }
     expect_nothing(q);
     expect_nothing(so);
@@ -703,8 +747,10 @@ int main(int argc, char **argv)
     too_deep();
     local_reply();
     if (in_instance) {
-        killed(false);
-        killed(true);
+        killed(DOOM_KEPT);
+        killed(DOOM_TAKEN);
+        killed(DOOM_SEND);
+        killed(DOOM_HUGE);
     }
     /* In an instance, a task that created tasks keeps its connection to
      * machd's list of tasks. */

@@ -2112,6 +2112,13 @@ mach_msg_return_t wire_recv(struct ipc_port *port, int timeout_ms,
 
 void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv)
 {
+    /* A drain may run inside the parse of a kept message (one that fails
+     * destroys the receive rights it carries): the messages of this queue
+     * are not nested in it, so their own kept messages count from 0, and
+     * are destroyed, their send-once rights notified, not closed as
+     * nested too deep. */
+    unsigned outer_depth = wire_pending_depth;
+    wire_pending_depth = 0;
     char *buf = NULL;
     for (;;) {
         struct pollfd pfd = {.fd = rcv->recv_fd, .events = POLLIN};
@@ -2136,6 +2143,7 @@ void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv)
         }
     }
     free(buf);
+    wire_pending_depth = outer_depth;
 }
 
 /* wire_send_bootstrap, with sendmsg's FLAGS. */

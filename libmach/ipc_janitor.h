@@ -87,11 +87,17 @@ void ipc_janitor_keep_receive(struct ipc_port *port);
  * task's memory rather than in a queue machd could destroy: its
  * send-once rights are listed as held here, its receive rights as held
  * here (each is released where it goes: copyout lists it again under its
- * name, a send or a destroy releases it). */
+ * name, a send or a destroy releases it), and so, recursively, are the
+ * rights of the messages kept on those receive rights (nested at most
+ * WIRE_PENDING_DEPTH deep).  Expects [G]. */
 void ipc_janitor_keep_kept(struct kmsg *kmsg);
 
-/* KMSG, kept as above, goes back into a queue: its receive rights are
- * unlisted (its send-once rights go as any right sent). */
+/* KMSG, kept as above, is leaving this task with the receive right it
+ * is kept on (ipc_msg.c, before the right is sent): its receive rights
+ * are unlisted, machd told to close its copies of their receive ends,
+ * and so, recursively, are those of the messages kept on them.  Its
+ * send-once rights stay listed (they go as any right sent).  Expects
+ * [G]. */
 void ipc_janitor_unkeep_kept(struct kmsg *kmsg);
 
 /* The receive right RCV of PORT is leaving this task: no longer listed.

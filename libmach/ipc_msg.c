@@ -21,7 +21,6 @@
 #include "ipc_space.h"
 #include "ipc_watch.h"
 #include "ipc_wire.h"
-#include "ipc_wire_format.h"
 #include "kern.h"
 #include "kern_control.h"
 #include "kern_notify.h"
@@ -87,7 +86,7 @@ static void ipc_msg_unlock_moving(struct ipc_port_rcv **rcvs, unsigned n)
 }
 
 /* A message left queued by MACH_RCV_LARGE goes with its receive right,
- * ahead of the queue (ipc_wire_format.h): the receive rights it carries
+ * ahead of the queue (ipc_wire.h): the receive rights it carries
  * are no longer listed as this task's before they leave (a send that
  * fails lists them again as it puts the right back, ipc_space.c).
  * Expects [G]. */

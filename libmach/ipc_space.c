@@ -322,7 +322,8 @@ void kright_destroy(struct kright *right)
 }
 
 /* The receive right of PORT came into a space: the message kept at the
- * head of its queue, which came with it, is this task's now. */
+ * head of its queue, which came with it, is this task's now.  Expects
+ * [G]. */
 static void ipc_right_pending_arrived(struct ipc_port *port)
 {
     if (port->rcv->pending != NULL) {

@@ -557,7 +557,7 @@ static void wire_release_sent(struct kmsg *kmsg, int send_fd)
 }
 
 /* The message kept on RCV went with its receive right (wire_put_pending):
- * lets go of it as of any message sent. */
+ * lets go of it as of any message sent.  Expects [G]. */
 static void wire_release_pending(struct ipc_port_rcv *rcv)
 {
     struct kmsg *kept = rcv->pending;
@@ -957,8 +957,9 @@ mach_msg_return_t wire_send_copy(int fd, const void *prefix, size_t prefix_len,
  * (sealed copies of its large regions).  DEPTH is how deep in kept
  * messages it goes.  *BYTES and *NFDS get what the datagram holds with
  * what is nested in it (regions' memfds counted by their size).
- * Returns MACH_MSG_SUCCESS, or MACH_SEND_NO_BUFFER (out of memory or
- * descriptors, FD cannot take it now).  Expects [G]. */
+ * Returns MACH_MSG_SUCCESS, MACH_SEND_NO_BUFFER (out of memory or
+ * descriptors, FD cannot take it now), or MACH_SEND_INVALID_MEMORY (a
+ * region of it could not be read into its memfd).  Expects [G]. */
 static mach_msg_return_t wire_send_pending(int fd, struct ipc_port *port, struct kmsg *kept,
                                         unsigned depth, size_t *bytes, unsigned *nfds)
 {
@@ -1014,7 +1015,7 @@ static mach_msg_return_t wire_send_pending(int fd, struct ipc_port *port, struct
 /* Serialises the message kept on PORT (receive right held here) for
  * OUT, a message moving the right: as the one message of a socket of
  * its own, whose reading end is returned (owned by OUT), or -1 with OUT
- * overflowing (the send fails, nothing moved). */
+ * overflowing (the send fails, nothing moved).  Expects [G]. */
 static int wire_put_pending(struct wire_out *out, struct ipc_port *port)
 {
     int sv[2];

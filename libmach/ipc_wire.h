@@ -71,6 +71,12 @@ void wire_drain_locked(struct ipc_port *port, struct ipc_port_rcv *rcv);
 mach_msg_return_t wire_send_copy(int fd, const void *prefix, size_t prefix_len,
                                  struct kmsg *kmsg, size_t max, bool with_pending);
 
+/* How deep kept messages nest: one kept on a receive right carried by
+ * one kept on a receive right...  Deeper ones never leave a sender (each
+ * goes back to the tail of its own queue when kept: ipc_msg.c) and are
+ * dropped on arrival. */
+#define WIRE_PENDING_DEPTH 4
+
 /* A message MACH_RCV_LARGE kept on a receive right travels with the
  * right, ahead of its queue (ipc_wire_format.h, WRCV_PENDING), nested
  * at most WIRE_PENDING_DEPTH deep.  This sends KEPT, kept on PORT

@@ -95,11 +95,7 @@ enum {
     WRCV_PENDING = 8,
 };
 
-/* How deep kept messages nest: one kept on a receive right carried by
- * one kept on a receive right...  Deeper ones never leave a sender (each
- * goes back to the tail of its own queue when kept: ipc_msg.c) and are
- * dropped on arrival. */
-#define WIRE_PENDING_DEPTH 4
+/* (How deep kept messages nest: WIRE_PENDING_DEPTH, ipc_wire.h.) */
 
 struct wire_ool {
     uint64_t size;

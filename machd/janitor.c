@@ -289,7 +289,9 @@ static void janitor_escrow_add(struct janitor_task *t, const struct hell_janitor
     /* The one before stays (it is current until the task stores the new
      * id); older ones go first, so that they do not count. */
     janitor_escrow_forget(t, head->key, true);
-    bool ok = len / sizeof(uint64_t) > head->npending &&
+    /* (RESERVED is 0 from a task that knows this format: anything else
+     * is a request this machd does not understand.) */
+    bool ok = head->reserved == 0 && len / sizeof(uint64_t) > head->npending &&
               t->escrow_fds + nfds <= JANITOR_ESCROW_FDS_MAX &&
               t->escrow_bytes + len <= JANITOR_ESCROW_BYTES_MAX &&
               t->nescrows < 2 * t->nreceives + JANITOR_ESCROW_SPARE;

@@ -110,11 +110,12 @@ struct hell_janitor_port {
  * counts only while the task's table lists KEY's receive right with ID
  * (ids grow; machd keeps a port's last two).  NONCES are the send-once
  * rights it carries (the request's own, and a no-senders request's or
- * 0), and so are the NKEPT nonces that come first after the head (the
- * send-once rights of the message MACH_RCV_LARGE keeps on the port,
+ * 0), and so are the NPENDING nonces that come first after the head
+ * (the send-once rights of the message MACH_RCV_LARGE keeps on the port,
  * which the notification carries too): once it is sent, machd notifies
- * none of them.  With HELL_JANITOR_FORGET and nothing after it: machd
- * may forget the escrows of KEY. */
+ * none of them.  RESERVED is 0 (machd drops an escrow with anything
+ * else).  With HELL_JANITOR_FORGET and nothing after it: machd may
+ * forget the escrows of KEY. */
 struct hell_janitor_escrow {
     uint32_t magic;
     uint32_t flags; /* HELL_JANITOR_ESCROW (| HELL_JANITOR_FORGET) */
@@ -123,7 +124,7 @@ struct hell_janitor_escrow {
     uint64_t id;
     uint64_t nonces[2];
     uint32_t npending;
-    uint32_t reserved;
+    uint32_t reserved; /* 0 */
 };
 
 /* The largest escrow datagram (a port with more senders' transports

@@ -14,6 +14,9 @@
  *   never notified), and neither task keeps a descriptor;
  * - in a set: the child keeps A through a port set Q is in, then moves Q;
  * - here: Q moves to another port of the same task, which receives it;
+ * - failed: a move of Q to a full port times out: Q stays here, A first,
+ *   its reply right good for one message (also with A carrying X's
+ *   receive right, A' kept on X), and no descriptor is left behind;
  * - nested: A carries the receive right of a port X on which A' is kept:
  *   A comes first on Q, A' first on X; nested deeper than a move carries
  *   them (WIRE_PENDING_DEPTH), the deepest goes back to its queue's tail;
@@ -447,6 +450,20 @@ static void moved(bool rich, bool in_set)
     CHECK_KR(mach_port_destroy(SELF, boot), KERN_SUCCESS);
 }
 
+/* Sends to X (with DISP) a large message with id ID moving the receive
+ * right of INNER. */
+static void send_carrier(mach_port_t x, mach_msg_type_name_t disp, mach_port_t inner,
+                         mach_msg_id_t id)
+{
+    static struct carrier_msg a;
+    a.h = header(x, disp, MACH_PORT_NULL, id, true);
+    a.port_t = port_type(MACH_MSG_TYPE_MOVE_RECEIVE);
+    a.port.name = inner;
+    a.data_t = data_type(BIG, true);
+    fill(a.data, BIG, (unsigned)id);
+    CHECK_KR(send(&a.h, sizeof a), MACH_MSG_SUCCESS);
+}
+
 /* The same within this task: Q moves to another of our ports and back. */
 static void moved_here(void)
 {
@@ -466,18 +483,55 @@ static void moved_here(void)
     CHECK_KR(mach_port_destroy(SELF, p), KERN_SUCCESS);
 }
 
-/* Sends to X (with DISP) a large message with id ID moving the receive
- * right of INNER. */
-static void send_carrier(mach_port_t x, mach_msg_type_name_t disp, mach_port_t inner,
-                         mach_msg_id_t id)
+/* A move of Q that fails (its destination full, MACH_SEND_TIMED_OUT)
+ * leaves Q here with A still first, A's reply right good for one
+ * message; with NESTED, A carries the receive right of X, on which A'
+ * (with the reply right) is kept: both stay first. */
+static void failed_move(bool nested)
 {
-    static struct carrier_msg a;
-    a.h = header(x, disp, MACH_PORT_NULL, id, true);
-    a.port_t = port_type(MACH_MSG_TYPE_MOVE_RECEIVE);
-    a.port.name = inner;
-    a.data_t = data_type(BIG, true);
-    fill(a.data, BIG, (unsigned)id);
-    CHECK_KR(send(&a.h, sizeof a), MACH_MSG_SUCCESS);
+    mach_port_t q = test_new_port(true), so = test_new_port(false), d = test_new_port(true);
+    mach_port_t x = nested ? test_new_port(true) : MACH_PORT_NULL;
+    send_a(nested ? x : q, so, MACH_PORT_NULL, 13);
+    if (nested) {
+        CHECK_KR(send_empty(x, MACH_MSG_TYPE_COPY_SEND, 12), MACH_MSG_SUCCESS);
+        keep_next(x);
+        send_carrier(q, MACH_MSG_TYPE_COPY_SEND, x, 1);
+    }
+    CHECK_KR(send_empty(q, MACH_MSG_TYPE_COPY_SEND, 2), MACH_MSG_SUCCESS);
+    keep_next(q);
+    CHECK_KR(mach_port_set_qlimit(SELF, d, 1), KERN_SUCCESS);
+    CHECK_KR(send_empty(d, MACH_MSG_TYPE_COPY_SEND, 50), MACH_MSG_SUCCESS);
+
+    struct test_port_msg m = {
+        .h = header(d, MACH_MSG_TYPE_COPY_SEND, MACH_PORT_NULL, 1, true),
+        .t = port_type(MACH_MSG_TYPE_MOVE_RECEIVE),
+        .p = {.name = q},
+    };
+    CHECK_KR(mach_msg(&m.h, MACH_SEND_MSG | MACH_SEND_TIMEOUT, sizeof m, 0, MACH_PORT_NULL, 0,
+                      MACH_PORT_NULL),
+             MACH_SEND_TIMED_OUT);
+    mach_port_type_t type = 0;
+    CHECK_KR(mach_port_type(SELF, q, &type), KERN_SUCCESS);
+    CHECK(type & MACH_PORT_TYPE_RECEIVE);
+
+    expect(q, 1, 0);
+    if (nested) {
+        CHECK(rbuf.carrier.port_t.msgt_name == MACH_MSG_TYPE_PORT_RECEIVE);
+        CHECK(rbuf.carrier.port.name == x && filled(rbuf.carrier.data, BIG, 1));
+        expect(x, 1, 0);
+    }
+    use_reply(check_a(MACH_PORT_NULL, true, 13), so);
+    if (nested) {
+        expect(x, 12, 1);
+        expect_nothing(x);
+        CHECK_KR(mach_port_destroy(SELF, x), KERN_SUCCESS);
+    }
+    expect(q, 2, 1);
+    expect_nothing(q);
+    expect(d, 50, 0);
+    CHECK_KR(mach_port_destroy(SELF, q), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, so), KERN_SUCCESS);
+    CHECK_KR(mach_port_destroy(SELF, d), KERN_SUCCESS);
 }
 
 /* Takes Q and X, keeps A' on X, sends X in A to Q, keeps A, sends C,
@@ -743,6 +797,8 @@ int main(int argc, char **argv)
     moved(true, false);
     moved(true, true);
     moved_here();
+    failed_move(false);
+    failed_move(true);
     nested();
     too_deep();
     local_reply();

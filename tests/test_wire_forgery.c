@@ -8,9 +8,10 @@
  *
  * A receive right carries the message kept at the head of its queue in a
  * socket of its own (WRCV_PENDING): that message is checked as any other
- * sent to the port.  One vouched for by another secret, counted in the
- * queue, not alone in its socket, or nested deeper than
- * WIRE_PENDING_DEPTH is dropped, the right arriving without it; a right
+ * sent to the port.  One vouched for by another secret or as a reply
+ * (WIRE_AUTH_SEND_ONCE), counted in the queue, not alone in its socket,
+ * or nested deeper than WIRE_PENDING_DEPTH is dropped, the right
+ * arriving without it; a right
  * whose kept message is not in a socket like a port's drops the whole
  * message.
  *
@@ -128,21 +129,28 @@ static void raw_send(int fd, const void *buf, size_t len, const int *fds, unsign
     CHECK(sendmsg(fd, &mh, 0) == (ssize_t)len);
 }
 
-/* Writes into FD a header-only message with id ID, vouched for by SECRET
- * (as to a port with that secret), with the header flags FLAGS. */
-static void write_plain(int fd, uint64_t secret, mach_msg_id_t id, uint32_t flags)
+/* Writes into FD a header-only message with id ID, vouched for by AUTH
+ * of the kind AUTH_KIND, with the header flags FLAGS. */
+static void write_plain_auth(int fd, uint32_t auth_kind, uint64_t auth, mach_msg_id_t id,
+                             uint32_t flags)
 {
     struct {
         struct wire_hdr h;
         struct wire_right reply;
     } w = {
-        .h = {.magic = WIRE_MAGIC, .auth_kind = WIRE_AUTH_SEND, .auth = secret,
+        .h = {.magic = WIRE_MAGIC, .auth_kind = auth_kind, .auth = auth,
               .bits = MACH_MSGH_BITS(MACH_MSG_TYPE_COPY_SEND, 0),
               .size = sizeof(mach_msg_header_t), .id = id, .nrights = 1,
               .desc_size = sizeof w.reply, .flags = flags},
         .reply = {.kind = KRIGHT_NONE},
     };
     raw_send(fd, &w, sizeof w, NULL, 0);
+}
+
+/* The same vouched for by SECRET (as to a port with that secret). */
+static void write_plain(int fd, uint64_t secret, mach_msg_id_t id, uint32_t flags)
+{
+    write_plain_auth(fd, WIRE_AUTH_SEND, secret, id, flags);
 }
 
 /* Writes into FD a message with id ID, vouched for by SECRET, that moves
@@ -238,6 +246,13 @@ static void kept_forged(int fd, const struct raw_port *x)
 static void kept_counted(int fd, const struct raw_port *x)
 {
     write_plain(fd, x->secret, 21, WIRE_HDR_COUNTED);
+}
+
+/* As a reply through a send-once right: a kept message is never one
+ * (the port's secret alone vouches for it). */
+static void kept_send_once(int fd, const struct raw_port *x)
+{
+    write_plain_auth(fd, WIRE_AUTH_SEND_ONCE, x->secret, 21, 0);
 }
 
 static void kept_twice(int fd, const struct raw_port *x)
@@ -373,6 +388,7 @@ int main(void)
     kept_dropped(p, kept_forged);
     kept_dropped(p, kept_counted);
     kept_dropped(p, kept_twice);
+    kept_dropped(p, kept_send_once);
     for (unsigned depth = 1; depth <= WIRE_PENDING_DEPTH + 1; depth++) {
         kept_nested(p, depth);
     }

@@ -285,6 +285,20 @@ static inline void test_await_dead_name_at(const char *file, int line, mach_port
 }
 #define test_await_dead_name(name, ms) test_await_dead_name_at(__FILE__, __LINE__, name, ms)
 
+/* How many names this task's space holds (mach_port_names; the lists
+ * are released). */
+static inline mach_msg_type_number_t test_count_names(void)
+{
+    mach_port_array_t names = NULL;
+    mach_port_type_array_t types = NULL;
+    mach_msg_type_number_t nnames = 0, ntypes = 0;
+    CHECK_KR(mach_port_names(mach_task_self(), &names, &nnames, &types, &ntypes),
+             KERN_SUCCESS);
+    vm_deallocate(mach_task_self(), (vm_address_t)names, nnames * sizeof *names);
+    vm_deallocate(mach_task_self(), (vm_address_t)types, ntypes * sizeof *types);
+    return nnames;
+}
+
 /* How many threads TASK has (task_threads; the list is released). */
 static inline unsigned test_thread_count_at(const char *file, int line, mach_port_t task)
 {

@@ -129,21 +129,9 @@ static void drop_fd_caps(void)
 
 /* ---- the child: a task whose descriptors run out ---- */
 
-/* How many names the space holds. */
-static mach_msg_type_number_t count_names(void)
-{
-    mach_port_array_t names = NULL;
-    mach_port_type_array_t types = NULL;
-    mach_msg_type_number_t nnames = 0, ntypes = 0;
-    CHECK_KR(mach_port_names(SELF, &names, &nnames, &types, &ntypes), KERN_SUCCESS);
-    vm_deallocate(SELF, (vm_address_t)names, nnames * sizeof *names);
-    vm_deallocate(SELF, (vm_address_t)types, ntypes * sizeof *types);
-    return nnames;
-}
-
 static void allocate_until_failure(int base)
 {
-    mach_msg_type_number_t names_before = count_names();
+    mach_msg_type_number_t names_before = test_count_names();
     static mach_port_t ports[1000];
     int n = 0;
     kern_return_t kr = KERN_SUCCESS;
@@ -172,7 +160,7 @@ static void allocate_until_failure(int base)
     vm_deallocate(SELF, (vm_address_t)types, ntypes * sizeof *types);
     /* Counting the names takes descriptors: a few more than are left. */
     set_nofile((rlim_t)base + HEADROOM + 4);
-    CHECK(count_names() == names_before + (mach_msg_type_number_t)n);
+    CHECK(test_count_names() == names_before + (mach_msg_type_number_t)n);
     set_nofile((rlim_t)base + HEADROOM);
     /* The ports made are whole (a message goes through each), and the
      * failed call left nothing behind. */

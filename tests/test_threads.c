@@ -349,17 +349,6 @@ static void *mig_caller(void *arg)
     return NULL;
 }
 
-static mach_msg_type_number_t count_names(void)
-{
-    mach_port_array_t names;
-    mach_port_type_array_t types;
-    mach_msg_type_number_t n = 0, ntypes = 0;
-    CHECK_KR(mach_port_names(SELF, &names, &n, &types, &ntypes), KERN_SUCCESS);
-    vm_deallocate(SELF, (vm_address_t)names, n * sizeof *names);
-    vm_deallocate(SELF, (vm_address_t)types, ntypes * sizeof *types);
-    return n;
-}
-
 /* Starts and joins N threads that each make a MIG call. */
 static void mig_callers(int n)
 {
@@ -394,11 +383,11 @@ static int machd_fds_settled(void)
 static void exited_threads_release_reply_ports(bool in_instance)
 {
     mig_callers(64);
-    mach_msg_type_number_t names = count_names(); /* (its first reply is out of line) */
+    mach_msg_type_number_t names = test_count_names(); /* (its first reply is out of line) */
     int fds = test_count_fds();
     int machd_fds = in_instance ? machd_fds_settled() : 0;
     mig_callers(64);
-    CHECK(count_names() == names);
+    CHECK(test_count_names() == names);
     CHECK(test_count_fds() == fds);
     if (in_instance) {
         CHECK(machd_fds_settled() <= machd_fds);

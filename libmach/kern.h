@@ -23,6 +23,11 @@
  * MACH_MSG_SUCCESS (errors travel in the reply, as in GNU Mach). */
 mach_msg_return_t kern_deliver(struct kmsg *kmsg);
 
+/* mach_reply_port: a new receive right in the user space.  Returns its
+ * name (MACH_PORT_NULL when none can be made), with the port's serial in
+ * *SERIAL (0 then), read under the same hold of [G].  Expects no lock. */
+mach_port_name_t kern_reply_port_new(uint64_t *serial);
+
 /* Starts the service thread for requests from other tasks (once). */
 void kern_service_start(void);
 

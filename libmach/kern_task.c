@@ -199,15 +199,21 @@ __attribute__((visibility("default"))) mach_port_t mach_task_self(void)
     return name;
 }
 
-__attribute__((visibility("default"))) mach_port_t mach_reply_port(void)
+mach_port_name_t kern_reply_port_new(uint64_t *serial)
 {
     struct ipc_entry *entry;
     ipc_lock();
-    mach_port_name_t name =
-        ipc_right_new_receive(&ipc_spaces[SPACE_USER], &entry) == KERN_SUCCESS ? entry->name
-                                                                                : MACH_PORT_NULL;
+    bool made = ipc_right_new_receive(&ipc_spaces[SPACE_USER], &entry) == KERN_SUCCESS;
+    mach_port_name_t name = made ? entry->name : MACH_PORT_NULL;
+    *serial = made ? entry->port->serial : 0;
     ipc_unlock();
     return name;
+}
+
+__attribute__((visibility("default"))) mach_port_t mach_reply_port(void)
+{
+    uint64_t serial;
+    return kern_reply_port_new(&serial);
 }
 
 /* ---- the kernel service ---- */

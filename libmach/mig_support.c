@@ -12,6 +12,7 @@
 
 #include "ipc_space.h"
 #include "ipc_types.h"
+#include "kern.h"
 #include "kern_notify.h"
 #include "msg_destroy.h"
 
@@ -55,14 +56,7 @@ EXPORT mach_port_t mig_get_reply_port(void)
 {
     unsigned generation = atomic_load(&kern_fork_generation);
     if (mig_reply_port == MACH_PORT_NULL || mig_reply_generation != generation) {
-        /* (mach_reply_port's work, with the serial read under the same
-         * hold of [G].) */
-        struct ipc_entry *entry;
-        ipc_lock();
-        bool made = ipc_right_new_receive(&ipc_spaces[SPACE_USER], &entry) == KERN_SUCCESS;
-        mig_reply_port = made ? entry->name : MACH_PORT_NULL;
-        mig_reply_serial = made ? entry->port->serial : 0;
-        ipc_unlock();
+        mig_reply_port = kern_reply_port_new(&mig_reply_serial);
         mig_reply_generation = generation;
         (void)pthread_once(&mig_reply_once, mig_reply_key_create);
         if (mig_reply_key_made) {

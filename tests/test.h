@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -284,6 +285,25 @@ static inline void test_await_dead_name_at(const char *file, int line, mach_port
     test_drop_dead_name_at(file, line, name);
 }
 #define test_await_dead_name(name, ms) test_await_dead_name_at(__FILE__, __LINE__, name, ms)
+
+/* A page of code for threads started with test_start_thread: at offset 0
+ * "mov %rdi,(%rsi)", then (from TEST_SPIN_LOOP) "1: pause; jmp 1b".
+ * Returns the page (4096 bytes, executable; munmap it), NULL with a
+ * failed check when it cannot be mapped. */
+#define TEST_SPIN_LOOP 3
+static inline uint8_t *test_spin_page_at(const char *file, int line)
+{
+    static const uint8_t spin[] = {0x48, 0x89, 0x3e, 0xf3, 0x90, 0xeb, 0xfc};
+    uint8_t *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK_AT(file, line, code != MAP_FAILED);
+    if (code == MAP_FAILED) {
+        return NULL;
+    }
+    memcpy(code, spin, sizeof spin);
+    return code;
+}
+#define test_spin_page() test_spin_page_at(__FILE__, __LINE__)
 
 /* How many names this task's space holds (mach_port_names; the lists
  * are released). */

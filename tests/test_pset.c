@@ -193,18 +193,13 @@ static bool wait_counts(mach_port_t control, mach_port_t child, mach_msg_type_nu
     return false;
 }
 
-/* mov %rdi,(%rsi); 1: pause; jmp 1b (from offset 3: the loop alone) */
-static const uint8_t spin_code[] = {0x48, 0x89, 0x3e, 0xf3, 0x90, 0xeb, 0xfc};
 #define EXTRA_THREADS 3
 
 /* processor_set_info counts every Mach thread of the set's tasks, none of
  * libmach's own: a child's new threads add exactly their number. */
 static void check_counts(mach_port_t control)
 {
-    uint8_t *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    CHECK(code != MAP_FAILED);
-    memcpy(code, spin_code, sizeof spin_code);
+    uint8_t *code = test_spin_page();
     mach_port_t child;
     pid_t pid = test_fork_idle(&child); /* (with the code: a copy of us) */
     /* Tasks whose first thread is libmach's: none of theirs counts. */
@@ -218,7 +213,7 @@ static void check_counts(mach_port_t control)
     vm_address_t stack = 0;
     CHECK_KR(vm_allocate(child, &stack, 4096 * EXTRA_THREADS, TRUE), KERN_SUCCESS);
     for (int i = 0; i < EXTRA_THREADS; i++) {
-        threads[i] = test_start_thread(child, (uint64_t)(uintptr_t)(code + 3),
+        threads[i] = test_start_thread(child, (uint64_t)(uintptr_t)(code + TEST_SPIN_LOOP),
                                        stack + 4096 * (vm_address_t)(i + 1) - 64);
     }
     CHECK(wait_counts(control, child, base + EXTRA_THREADS));

@@ -141,9 +141,6 @@ static void test_own_stack(void)
     CHECK(test_thread_count(SELF) == before);
 }
 
-/* mov %rdi,(%rsi); 1: pause; jmp 1b */
-static const uint8_t spin_code[] = {0x48, 0x89, 0x3e, 0xf3, 0x90, 0xeb, 0xfc};
-
 static void test_other_thread(void)
 {
     /* A port that is no task's: its server answers MIG_BAD_ID. */
@@ -151,10 +148,7 @@ static void test_other_thread(void)
     pthread_t server;
     CHECK(pthread_create(&server, NULL, test_bad_id_server, &stranger) == 0);
     unsigned before = test_thread_count(SELF);
-    uint8_t *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    CHECK(code != MAP_FAILED);
-    memcpy(code, spin_code, sizeof spin_code);
+    uint8_t *code = test_spin_page();
     volatile uint64_t result = 0;
     vm_address_t stack = new_region(STACK_SIZE);
     mach_port_t reply = test_new_port(false);
@@ -200,7 +194,7 @@ static void test_other_thread(void)
  * with its stack pointer at SP; returns its port. */
 static mach_port_t start_spinner(mach_port_t task, const uint8_t *code, vm_address_t sp)
 {
-    return test_start_thread(task, (uint64_t)(uintptr_t)(code + 3) /* the pause loop */, sp);
+    return test_start_thread(task, (uint64_t)(uintptr_t)(code + TEST_SPIN_LOOP), sp);
 }
 
 static mach_port_type_t type_in(mach_port_t task, mach_port_t name)
@@ -333,10 +327,7 @@ static void test_names_here(const uint8_t *code, mach_port_t child)
 
 static void test_other_task(void)
 {
-    uint8_t *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    CHECK(code != MAP_FAILED);
-    memcpy(code, spin_code, sizeof spin_code);
+    uint8_t *code = test_spin_page();
     mach_port_t child;
     pid_t pid = test_fork_idle(&child); /* (with the code: a copy of us) */
     test_child_thread(code, child);
